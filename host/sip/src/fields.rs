@@ -1,0 +1,481 @@
+//! Structured views of header values: Via, name-addr (From/To/Contact/Route), CSeq, SIP URIs and
+//! their parameters. Views borrow from the header text; nothing is allocated to read them.
+
+use crate::message::Method;
+
+/// Split a list-valued header on commas that are not inside quotes or angle brackets.
+pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut in_quotes = false;
+    let mut in_angle = false;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let b = bytes[i];
+            i += 1;
+            match b {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b'<' if !in_quotes => in_angle = true,
+                b'>' if !in_quotes => in_angle = false,
+                b',' if !in_quotes && !in_angle => {
+                    let part = s.get(start..i - 1).unwrap_or("").trim();
+                    start = i;
+                    if !part.is_empty() {
+                        return Some(part);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if start < bytes.len() {
+            let part = s.get(start..).unwrap_or("").trim();
+            start = bytes.len();
+            if !part.is_empty() {
+                return Some(part);
+            }
+        }
+        None
+    })
+}
+
+/// Iterate `;name[=value]` parameters. Values keep their quotes.
+pub fn params(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    split_unquoted(s, b';').filter_map(|p| {
+        let p = p.trim();
+        if p.is_empty() {
+            return None;
+        }
+        Some(match p.find('=') {
+            Some(eq) => (p[..eq].trim(), p[eq + 1..].trim()),
+            None => (p, ""),
+        })
+    })
+}
+
+/// Find a parameter by case-insensitive name; a flag parameter yields `""`.
+pub fn param<'a>(s: &'a str, name: &str) -> Option<&'a str> {
+    params(s)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// Split on `sep` outside double quotes.
+pub fn split_unquoted(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut in_quotes = false;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        while i < bytes.len() {
+            let b = bytes[i];
+            i += 1;
+            if b == b'\\' && in_quotes {
+                i += 1;
+            } else if b == b'"' {
+                in_quotes = !in_quotes;
+            } else if b == sep && !in_quotes {
+                let part = s.get(start..i - 1).unwrap_or("");
+                start = i;
+                return Some(part);
+            }
+        }
+        done = true;
+        Some(s.get(start.min(s.len())..).unwrap_or(""))
+    })
+}
+
+/// One Via element: `SIP/2.0/UDP host[:port];params`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via<'a> {
+    pub version: &'a str,
+    pub transport: &'a str,
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub params: &'a str,
+}
+
+impl<'a> Via<'a> {
+    pub fn parse(v: &'a str) -> Option<Via<'a>> {
+        let mut rest = v.trim();
+        // sent-protocol: name / version / transport, LWS allowed around the slashes.
+        let slash1 = rest.find('/')?;
+        let name = rest[..slash1].trim();
+        if !name.eq_ignore_ascii_case("SIP") {
+            return None;
+        }
+        rest = rest[slash1 + 1..].trim_start();
+        let slash2 = rest.find('/')?;
+        let version = rest[..slash2].trim();
+        rest = rest[slash2 + 1..].trim_start();
+        let tend = rest
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        let transport = &rest[..tend];
+        if transport.is_empty() || !transport.bytes().all(crate::header::is_token_char) {
+            return None;
+        }
+        rest = rest[tend..].trim_start();
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (rest[..i].trim(), &rest[i..]),
+            None => (rest.trim(), ""),
+        };
+        let (host, port) = split_host_port(sent_by)?;
+        if !is_valid_host(host) {
+            return None;
+        }
+        Some(Via {
+            version,
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        param(self.params, name)
+    }
+
+    pub fn branch(&self) -> Option<&'a str> {
+        self.param("branch")
+    }
+}
+
+/// `host[:port]`, with IPv6 references in brackets. The port must be a number when present.
+pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if s.starts_with('[') {
+        let close = s.find(']')?;
+        let host = &s[..=close];
+        let rest = &s[close + 1..];
+        if rest.is_empty() {
+            return Some((host, None));
+        }
+        let port = rest.strip_prefix(':')?.trim();
+        return Some((host, Some(port.parse().ok()?)));
+    }
+    match s.rfind(':') {
+        Some(i) => {
+            let host = s[..i].trim_end();
+            if host.contains(':') {
+                // A bare IPv6 address without brackets is not a valid sent-by/hostport.
+                return None;
+            }
+            Some((host, Some(s[i + 1..].trim_start().parse().ok()?)))
+        }
+        None => Some((s, None)),
+    }
+}
+
+/// A hostname, IPv4 address or bracketed IPv6 reference (RFC 3261 §25.1, RFC 5118).
+pub fn is_valid_host(h: &str) -> bool {
+    if let Some(inner) = h.strip_prefix('[') {
+        return inner
+            .strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !h.starts_with('.')
+        && !h.starts_with('-')
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route, Record-Route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    pub display: Option<&'a str>,
+    pub uri: &'a str,
+    /// Header parameters after the URI, starting with `;` (or empty).
+    pub params: &'a str,
+    /// Whether the URI was enclosed in angle brackets.
+    pub bracketed: bool,
+}
+
+impl<'a> NameAddr<'a> {
+    pub fn parse(v: &'a str) -> Option<NameAddr<'a>> {
+        let v = v.trim();
+        // Find a '<' outside a quoted display name.
+        let mut in_quotes = false;
+        let mut open = None;
+        let bytes = v.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b'<' if !in_quotes => {
+                    open = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if in_quotes {
+            return None;
+        }
+        match open {
+            Some(open) => {
+                let close = open + v[open..].find('>')?;
+                let display = v[..open].trim();
+                if !display.is_empty() && !is_valid_display_name(display) {
+                    return None;
+                }
+                let uri = v[open + 1..close].trim();
+                let params = v[close + 1..].trim();
+                if !params.is_empty() && !params.starts_with(';') {
+                    return None;
+                }
+                if uri.is_empty() {
+                    return None;
+                }
+                Some(NameAddr {
+                    display: (!display.is_empty()).then_some(display),
+                    uri,
+                    params,
+                    bracketed: true,
+                })
+            }
+            None => {
+                if v.contains('"') || v.contains('>') {
+                    return None;
+                }
+                let (uri, params) = match v.find(';') {
+                    Some(i) => (v[..i].trim(), &v[i..]),
+                    None => (v, ""),
+                };
+                // An addr-spec may not contain whitespace, commas or '?'-headers unescaped.
+                if uri.is_empty() || uri.contains(|c: char| c.is_whitespace() || c == ',') {
+                    return None;
+                }
+                Some(NameAddr {
+                    display: None,
+                    uri,
+                    params,
+                    bracketed: false,
+                })
+            }
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        param(self.params, name)
+    }
+}
+
+/// display-name = *(token LWS) / quoted-string
+fn is_valid_display_name(d: &str) -> bool {
+    if let Some(inner) = d.strip_prefix('"') {
+        let Some(inner) = inner.strip_suffix('"') else {
+            return false;
+        };
+        // No unescaped quote inside.
+        let b = inner.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return false,
+                _ => i += 1,
+            }
+        }
+        return i == b.len();
+    }
+    d.split_ascii_whitespace()
+        .all(|w| w.bytes().all(crate::header::is_token_char))
+}
+
+pub fn parse_cseq(v: &str) -> Option<(u32, Method)> {
+    let mut it = v.split_ascii_whitespace();
+    let n = it.next()?;
+    let m = it.next()?;
+    if it.next().is_some() || !m.bytes().all(crate::header::is_token_char) {
+        return None;
+    }
+    // RFC 3261 §8.1.1.5: the sequence number must be below 2**31.
+    let n: u32 = n.parse().ok()?;
+    if n >= 1 << 31 {
+        return None;
+    }
+    Some((n, Method::parse(m)))
+}
+
+/// A SIP or SIPS URI, or any other absolute URI (`scheme` tells which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub scheme: &'a str,
+    pub user: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub host: &'a str,
+    pub port: Option<u16>,
+    /// URI parameters starting with `;` (or empty).
+    pub params: &'a str,
+    /// Headers starting with `?` (or empty).
+    pub headers: &'a str,
+}
+
+impl<'a> Uri<'a> {
+    /// Parse a `sip:`/`sips:` URI. Other schemes return only `scheme` and the rest in `host`.
+    pub fn parse(s: &'a str) -> Option<Uri<'a>> {
+        let colon = s.find(':')?;
+        let scheme = &s[..colon];
+        if scheme.is_empty()
+            || !scheme.as_bytes()[0].is_ascii_alphabetic()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return None;
+        }
+        let rest = &s[colon + 1..];
+        if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+            return Some(Uri {
+                scheme,
+                user: None,
+                password: None,
+                host: rest,
+                port: None,
+                params: "",
+                headers: "",
+            });
+        }
+        if rest.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control()) {
+            return None;
+        }
+        let (userinfo, hostpart) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        let (user, password) = match userinfo {
+            Some(ui) => match ui.find(':') {
+                Some(c) => (Some(&ui[..c]), Some(&ui[c + 1..])),
+                None => (Some(ui), None),
+            },
+            None => (None, None),
+        };
+        if let Some(u) = user {
+            if u.is_empty() || !u.bytes().all(is_user_char) || !valid_escapes(u) {
+                return None;
+            }
+        }
+        let hend = hostpart.find([';', '?']).unwrap_or(hostpart.len());
+        let (host, port) = split_host_port(&hostpart[..hend])?;
+        if !is_valid_host(host) {
+            return None;
+        }
+        let tail = &hostpart[hend..];
+        let (params, headers) = match tail.find('?') {
+            Some(q) => (&tail[..q], &tail[q..]),
+            None => (tail, ""),
+        };
+        if !valid_escapes(params) || !valid_escapes(headers) {
+            return None;
+        }
+        Some(Uri {
+            scheme,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+
+    pub fn is_sip(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("sip") || self.scheme.eq_ignore_ascii_case("sips")
+    }
+
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        param(self.params, name)
+    }
+}
+
+/// unreserved / escaped / user-unreserved (RFC 3261 §25.1), plus `:` for the password part.
+fn is_user_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/".contains(&b) || b >= 0x80
+}
+
+/// Every `%` starts a two-hex-digit escape.
+fn valid_escapes(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_list_respects_quotes_and_brackets() {
+        let v: Vec<_> = split_list(r#""a, b" <sip:x@y;p=1,2>, <sip:z@w>"#).collect();
+        assert_eq!(v, vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z@w>"]);
+    }
+
+    #[test]
+    fn via_with_lws() {
+        let v = Via::parse("SIP  /   2.0  / UDP  192.0.2.1:5070 ;branch=z9hG4bK1;rport").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, "192.0.2.1");
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some("z9hG4bK1"));
+        assert_eq!(v.param("rport"), Some(""));
+        let v6 = Via::parse("SIP/2.0/TCP [2001:db8::9:1];branch=z9hG4bKas3").unwrap();
+        assert_eq!(v6.host, "[2001:db8::9:1]");
+        assert!(Via::parse("SIP/2.0/UDP 2001:db8::9:1").is_none());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(r#""Bob \"B\"" <sip:bob@b.example;lr>;tag=abc"#).unwrap();
+        assert_eq!(n.uri, "sip:bob@b.example;lr");
+        assert_eq!(n.param("tag"), Some("abc"));
+        let n = NameAddr::parse("sip:alice@a.example;tag=1").unwrap();
+        assert_eq!(n.uri, "sip:alice@a.example");
+        assert_eq!(n.param("tag"), Some("1"));
+        assert!(NameAddr::parse(r#""unbalanced <sip:x@y>"#).is_none());
+    }
+
+    #[test]
+    fn cseq_limits() {
+        assert_eq!(parse_cseq("1 INVITE"), Some((1, Method::Invite)));
+        assert!(parse_cseq("36893488147419103232 INVITE").is_none());
+        assert!(parse_cseq("2147483648 INVITE").is_none());
+        assert!(parse_cseq("1").is_none());
+    }
+
+    #[test]
+    fn uri_parts() {
+        let u = Uri::parse("sip:+1234@[::1]:5070;transport=tcp?h=v").unwrap();
+        assert_eq!(u.user, Some("+1234"));
+        assert_eq!(u.host, "[::1]");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.param("transport"), Some("tcp"));
+        assert!(Uri::parse("sip:user@host%zz").is_none());
+        assert!(Uri::parse("sip:us%2er@host").is_some());
+        assert_eq!(Uri::parse("tel:+1234").unwrap().scheme, "tel");
+    }
+}

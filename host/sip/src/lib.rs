@@ -1,0 +1,24 @@
+//! Sluice's SIP message layer, sans-IO: bytes in, [`Message`] out, and back.
+//!
+//! - [`parse_message`] reads one datagram or stream frame: start line, unfolding of continuation
+//!   lines, compact and case-insensitive header names, Content-Length.
+//! - [`StreamFramer`] cuts a TCP byte stream into messages by Content-Length.
+//! - [`validate`] checks the mandatory headers and their syntax.
+//! - [`Message::write_to`] serialises, always with a correct Content-Length.
+
+pub mod fields;
+pub mod framing;
+pub mod header;
+pub mod message;
+pub mod parse;
+pub mod validate;
+
+pub use fields::{NameAddr, Uri, Via};
+pub use framing::{Frame, FrameError, StreamFramer};
+pub use header::HeaderName;
+pub use message::{reason_phrase, Header, Headers, Message, Method, StartLine};
+pub use parse::{parse_message, ParseError};
+pub use validate::{validate, Rejection};
+
+/// The magic cookie that marks an RFC 3261 branch.
+pub const BRANCH_COOKIE: &str = "z9hG4bK";

@@ -1,0 +1,417 @@
+//! The in-memory SIP message: start line, ordered headers, body; and its serialisation.
+
+use crate::header::HeaderName;
+use bytes::Bytes;
+use std::fmt;
+
+/// SIP request methods. Unknown extension methods keep their spelling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Options,
+    Register,
+    Info,
+    Update,
+    Prack,
+    Subscribe,
+    Notify,
+    Refer,
+    Message,
+    Publish,
+    Other(Box<str>),
+}
+
+impl Method {
+    /// Methods are case-sensitive (RFC 3261 §7.1).
+    pub fn parse(s: &str) -> Method {
+        match s {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "INFO" => Method::Info,
+            "UPDATE" => Method::Update,
+            "PRACK" => Method::Prack,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "REFER" => Method::Refer,
+            "MESSAGE" => Method::Message,
+            "PUBLISH" => Method::Publish,
+            other => Method::Other(other.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Info => "INFO",
+            Method::Update => "UPDATE",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Publish => "PUBLISH",
+            Method::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: Method, uri: String },
+    Response { status: u16, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: HeaderName,
+    pub value: String,
+}
+
+/// Headers in wire order. Lookups are linear: SIP messages carry a dozen or two headers, where a
+/// scan beats hashing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Headers(Vec::with_capacity(16))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// First value of a header.
+    pub fn get(&self, name: &HeaderName) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| &h.name == name)
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every header line with this name, in order (a line may still hold a comma list).
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |h| &h.name == name)
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every element of a list-valued header (lines split on top-level commas).
+    pub fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        self.get_all(name).flat_map(crate::fields::split_list)
+    }
+
+    pub fn count(&self, name: &HeaderName) -> usize {
+        self.0.iter().filter(|h| &h.name == name).count()
+    }
+
+    pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.push(Header {
+            name,
+            value: value.into(),
+        });
+    }
+
+    /// Insert before every other header (used for Via).
+    pub fn push_front(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.insert(
+            0,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
+    }
+
+    /// Replace every line of `name` by one with `value`, keeping the position of the first.
+    pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
+        let value = value.into();
+        match self.0.iter().position(|h| h.name == name) {
+            Some(i) => {
+                self.0[i].value = value;
+                let mut j = 0;
+                self.0.retain(|h| {
+                    let keep = j <= i || h.name != name;
+                    j += 1;
+                    keep
+                });
+            }
+            None => self.push(name, value),
+        }
+    }
+
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.0.retain(|h| &h.name != name);
+    }
+
+    pub fn retain(&mut self, f: impl FnMut(&Header) -> bool) {
+        self.0.retain(f)
+    }
+
+    /// Remove the first element of a list-valued header (the top Via of a response).
+    pub fn pop_first_value(&mut self, name: &HeaderName) -> Option<String> {
+        let i = self.0.iter().position(|h| &h.name == name)?;
+        let value = &self.0[i].value;
+        let mut parts = crate::fields::split_list(value);
+        let first = parts.next()?.to_string();
+        let rest: Vec<&str> = parts.collect();
+        if rest.is_empty() {
+            self.0.remove(i);
+        } else {
+            self.0[i].value = rest.join(", ");
+        }
+        Some(first)
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// A parsed SIP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub start: StartLine,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+impl Message {
+    pub fn request(method: Method, uri: impl Into<String>) -> Message {
+        Message {
+            start: StartLine::Request {
+                method,
+                uri: uri.into(),
+            },
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn response(status: u16, reason: impl Into<String>) -> Message {
+        Message {
+            start: StartLine::Response {
+                status,
+                reason: reason.into(),
+            },
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(reason),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn header(&self, name: &HeaderName) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    pub fn call_id(&self) -> Option<&str> {
+        self.headers.get(&HeaderName::CallId)
+    }
+
+    /// CSeq number and method.
+    pub fn cseq(&self) -> Option<(u32, Method)> {
+        crate::fields::parse_cseq(self.headers.get(&HeaderName::CSeq)?)
+    }
+
+    /// The topmost Via element.
+    pub fn top_via(&self) -> Option<crate::fields::Via<'_>> {
+        let v = self.headers.values(&HeaderName::Via).next()?;
+        crate::fields::Via::parse(v)
+    }
+
+    pub fn from_tag(&self) -> Option<&str> {
+        crate::fields::NameAddr::parse(self.headers.get(&HeaderName::From)?)?.param("tag")
+    }
+
+    pub fn to_tag(&self) -> Option<&str> {
+        crate::fields::NameAddr::parse(self.headers.get(&HeaderName::To)?)?.param("tag")
+    }
+
+    /// Max-Forwards, when present and numeric.
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.headers
+            .get(&HeaderName::MaxForwards)?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Serialise, with a Content-Length that matches the body.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(512 + self.body.len());
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                out.extend_from_slice(method.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(b" SIP/2.0\r\n");
+            }
+            StartLine::Response { status, reason } => {
+                out.extend_from_slice(b"SIP/2.0 ");
+                push_u32(out, u32::from(*status));
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        for h in &self.headers {
+            if h.name == HeaderName::ContentLength {
+                continue;
+            }
+            out.extend_from_slice(h.name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Length: ");
+        push_u32(out, self.body.len() as u32);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&self.body);
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.write_to(&mut v);
+        v
+    }
+}
+
+fn push_u32(out: &mut Vec<u8>, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+/// The standard reason phrase for a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match status / 100 {
+            1 => "Progress",
+            2 => "OK",
+            3 => "Redirected",
+            4 => "Request Failed",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
+}

@@ -1,0 +1,302 @@
+//! Parsing bytes into a [`Message`]: start line, header unfolding, compact names, Content-Length.
+
+use crate::header::HeaderName;
+use crate::message::{Headers, Message, Method, StartLine};
+use bytes::Bytes;
+
+/// Why a message could not be parsed. When the head (start line and headers) was readable,
+/// `partial` holds it so that a request can still be answered with 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub reason: &'static str,
+    /// The status a request gets when it can be answered (400, or 505 for another version).
+    pub status: u16,
+    pub partial: Option<Box<Message>>,
+}
+
+impl ParseError {
+    fn bare(reason: &'static str) -> Self {
+        ParseError {
+            reason,
+            status: 400,
+            partial: None,
+        }
+    }
+
+    fn with_head(reason: &'static str, msg: Message) -> Self {
+        ParseError {
+            reason,
+            status: 400,
+            partial: Some(Box::new(msg)),
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Find the end of the header section: the index just past the empty line, and the index where
+/// the empty line starts. Accepts CRLF and, liberally, bare LF line ends.
+pub fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'\n', &data[i..]) {
+        let nl = i + off;
+        let next = nl + 1;
+        if data.get(next) == Some(&b'\n') {
+            return Some((nl, next + 1));
+        }
+        if data.get(next) == Some(&b'\r') && data.get(next + 1) == Some(&b'\n') {
+            return Some((nl, next + 2));
+        }
+        i = next;
+    }
+    None
+}
+
+/// Parse one complete message (a UDP datagram, or a frame cut by [`crate::StreamFramer`]).
+///
+/// Bytes beyond Content-Length are ignored (RFC 3261 §18.3); a Content-Length larger than the
+/// body is an error. Without Content-Length the body runs to the end of the data.
+pub fn parse_message(data: &[u8]) -> Result<Message, ParseError> {
+    // Leading empty lines are ignored (RFC 3261 §7.5).
+    let mut start = 0;
+    while start < data.len() && (data[start] == b'\r' || data[start] == b'\n') {
+        start += 1;
+    }
+    let data = &data[start..];
+    if data.is_empty() {
+        return Err(ParseError::bare("empty message"));
+    }
+    let (head_end, body_start) = match find_head_end(data) {
+        Some(x) => x,
+        None => {
+            // A head that is not terminated: accept if it ends with a line end (no body), as some
+            // senders omit the empty line on bodiless messages; otherwise it is truncated.
+            return Err(ParseError::bare("header section not terminated"));
+        }
+    };
+    let head = std::str::from_utf8(&data[..head_end])
+        .map_err(|_| ParseError::bare("header section is not UTF-8"))?;
+    let (start_line, headers, version_ok) = parse_head(head)?;
+    let mut msg = Message {
+        start: start_line,
+        headers,
+        body: Bytes::new(),
+    };
+    if !version_ok {
+        return Err(ParseError {
+            reason: "SIP version not supported",
+            status: 505,
+            partial: Some(Box::new(msg)),
+        });
+    }
+    let rest = &data[body_start..];
+    let declared = content_length(&msg.headers);
+    match declared {
+        Err(reason) => return Err(ParseError::with_head(reason, msg)),
+        Ok(Some(len)) if len > rest.len() => {
+            return Err(ParseError::with_head(
+                "Content-Length larger than the body",
+                msg,
+            ))
+        }
+        Ok(Some(len)) => msg.body = Bytes::copy_from_slice(&rest[..len]),
+        Ok(None) => msg.body = Bytes::copy_from_slice(rest),
+    }
+    Ok(msg)
+}
+
+/// The declared Content-Length: `Ok(None)` when absent, `Err` when malformed or repeated.
+pub fn content_length(headers: &Headers) -> Result<Option<usize>, &'static str> {
+    let mut it = headers.get_all(&HeaderName::ContentLength);
+    let Some(v) = it.next() else { return Ok(None) };
+    if it.next().is_some() {
+        return Err("more than one Content-Length");
+    }
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("Content-Length is not a number");
+    }
+    v.parse::<usize>()
+        .map(Some)
+        .map_err(|_| "Content-Length out of range")
+}
+
+/// Parse the start line and the header lines (unfolding continuation lines). The flag is false
+/// when the start line names a SIP version other than 2.0.
+pub fn parse_head(head: &str) -> Result<(StartLine, Headers, bool), ParseError> {
+    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let first = lines.next().unwrap_or("");
+    let (start, version_ok) = parse_start_line(first)?;
+    let mut headers = Headers::new();
+    let mut current: Option<(HeaderName, String)> = None;
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            // Continuation line: folded into the previous header with a single space.
+            match current.as_mut() {
+                Some((_, v)) => {
+                    let cont = line.trim();
+                    if !cont.is_empty() {
+                        if !v.is_empty() {
+                            v.push(' ');
+                        }
+                        v.push_str(cont);
+                    }
+                }
+                None => {
+                    return Err(ParseError::bare("continuation line before any header"));
+                }
+            }
+            continue;
+        }
+        if let Some((name, value)) = current.take() {
+            headers.push(name, value);
+        }
+        let colon = line
+            .find(':')
+            .ok_or_else(|| partial_err("header line without a colon", &start, &headers))?;
+        let name = line[..colon].trim_end_matches([' ', '\t']);
+        if !HeaderName::is_valid_token(name) {
+            return Err(partial_err("invalid header name", &start, &headers));
+        }
+        let value = line[colon + 1..].trim_matches([' ', '\t']);
+        current = Some((HeaderName::parse(name), value.to_string()));
+    }
+    if let Some((name, value)) = current.take() {
+        headers.push(name, value);
+    }
+    Ok((start, headers, version_ok))
+}
+
+fn partial_err(reason: &'static str, start: &StartLine, headers: &Headers) -> ParseError {
+    ParseError::with_head(
+        reason,
+        Message {
+            start: start.clone(),
+            headers: headers.clone(),
+            body: Bytes::new(),
+        },
+    )
+}
+
+fn parse_start_line(line: &str) -> Result<(StartLine, bool), ParseError> {
+    if line.len() > 8 && line[..8].eq_ignore_ascii_case("SIP/2.0 ") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let rest = &line[8..];
+        let (code, reason) = match rest.find(' ') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::bare("malformed status code"));
+        }
+        let status: u16 = code
+            .parse()
+            .map_err(|_| ParseError::bare("malformed status code"))?;
+        if !(100..=699).contains(&status) {
+            return Err(ParseError::bare("status code out of range"));
+        }
+        return Ok((
+            StartLine::Response {
+                status,
+                reason: reason.to_string(),
+            },
+            true,
+        ));
+    }
+    if line.starts_with("SIP/") {
+        return Err(ParseError::bare("unsupported SIP version in status line"));
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version, single spaces exactly.
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::bare("malformed request line"));
+    };
+    if method.is_empty() || !method.bytes().all(crate::header::is_token_char) || uri.is_empty() {
+        return Err(ParseError::bare("malformed request line"));
+    }
+    if !version.starts_with("SIP/") && !version.starts_with("sip/") {
+        return Err(ParseError::bare("malformed request line"));
+    }
+    // Another version still parses, so that the request can be answered 505.
+    Ok((
+        StartLine::Request {
+            method: Method::parse(method),
+            uri: uri.to_string(),
+        },
+        version.eq_ignore_ascii_case("SIP/2.0"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Alice <sip:alice@example.net>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\n\
+CSeq: 314159 INVITE\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    #[test]
+    fn parses_and_serialises() {
+        let m = parse_message(INVITE.as_bytes()).unwrap();
+        assert_eq!(m.method(), Some(&Method::Invite));
+        assert_eq!(m.call_id(), Some("a84b4c76e66710"));
+        assert_eq!(m.cseq(), Some((314159, Method::Invite)));
+        assert_eq!(m.from_tag(), Some("1928301774"));
+        assert_eq!(&m.body[..], b"v=0\n");
+        let again = parse_message(&m.to_bytes()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn unfolds_continuation_lines_and_compact_names() {
+        let raw = "OPTIONS sip:x@y SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: one\r\n  two\r\n\tthree\r\ni: cid\r\nl: 0\r\n\r\n";
+        let m = parse_message(raw.as_bytes()).unwrap();
+        assert_eq!(m.header(&HeaderName::Subject), Some("one two three"));
+        assert_eq!(m.call_id(), Some("cid"));
+        assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK1"));
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let long = INVITE.replace("Content-Length: 4", "Content-Length: 40");
+        let e = parse_message(long.as_bytes()).unwrap_err();
+        assert!(e.partial.is_some());
+        let short = INVITE.replace("Content-Length: 4", "Content-Length: 2");
+        assert_eq!(&parse_message(short.as_bytes()).unwrap().body[..], b"v=");
+        let neg = INVITE.replace("Content-Length: 4", "Content-Length: -4");
+        assert!(parse_message(neg.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn garbage_and_truncation_do_not_panic() {
+        for bad in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"garbage",
+            b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h",
+            b"\xff\xfe\r\n\r\n",
+            b"SIP/2.0 99999 Bad\r\n\r\n",
+        ] {
+            assert!(parse_message(bad).is_err());
+        }
+        for n in 0..INVITE.len() {
+            let _ = parse_message(&INVITE.as_bytes()[..n]);
+        }
+    }
+}
