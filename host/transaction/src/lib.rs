@@ -1,1 +1,778 @@
+//! SIP transactions (RFC 3261 §17, with the Accepted states of RFC 6026) as a sans-IO state
+//! machine. Feed it parsed messages and the time; it returns bytes to transmit and events for
+//! the transaction user (the B2BUA).
+//!
+//! - INVITE and non-INVITE client and server transactions, timers A–K (and L, M).
+//! - Retransmissions over UDP only; none over TCP.
+//! - 100 Trying sent at once for INVITE.
+//! - ACK for non-2xx final responses generated hop by hop.
+//! - Merged requests (RFC 3261 §8.2.2.2) answered 482.
 
+mod flow;
+mod timers;
+
+pub use flow::{ConnId, Flow, Transport};
+pub use timers::{TimerConfig, TimerKind};
+
+use bytes::Bytes;
+use sluice_sip::{HeaderName, Message, Method, BRANCH_COOKIE};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TxRef {
+    Server(ServerTxId),
+    Client(ClientTxId),
+}
+
+/// What the transaction layer asks of its shell and its user.
+#[derive(Debug)]
+pub enum TxEvent {
+    /// Send these bytes.
+    Transmit { flow: Flow, data: Bytes },
+    /// A new request: a server transaction was created for it (not for ACK).
+    Request {
+        tx: ServerTxId,
+        msg: Message,
+        flow: Flow,
+    },
+    /// An ACK that matches no transaction: the ACK for a 2xx, end to end.
+    Ack { msg: Message, flow: Flow },
+    /// A response for a client transaction (provisional, final, or a retransmitted 2xx).
+    Response { tx: ClientTxId, msg: Message },
+    /// A response that matches no client transaction (a stray 2xx retransmission).
+    StrayResponse { msg: Message, flow: Flow },
+    /// Timer B or F: no final response came.
+    ClientTimeout { tx: ClientTxId },
+    /// Timer H: no ACK came for a final non-2xx response.
+    ServerTimeout { tx: ServerTxId },
+    /// The transaction is gone; its id will not be used again.
+    Terminated { tx: TxRef },
+}
+
+/// Counters for monitoring.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxStats {
+    pub request_retransmissions_sent: u64,
+    pub response_retransmissions_sent: u64,
+    pub retransmissions_absorbed: u64,
+    pub client_timeouts: u64,
+    pub server_timeouts: u64,
+    pub merged_requests: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SState {
+    Trying,
+    Proceeding,
+    Completed,
+    Confirmed,
+    Accepted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CState {
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+}
+
+#[derive(Debug, Default)]
+struct Deadlines {
+    retransmit: Option<Instant>,
+    timeout: Option<Instant>,
+    linger: Option<Instant>,
+}
+
+impl Deadlines {
+    fn get(&self, k: TimerKind) -> Option<Instant> {
+        match k {
+            TimerKind::Retransmit => self.retransmit,
+            TimerKind::Timeout => self.timeout,
+            TimerKind::Linger => self.linger,
+        }
+    }
+    fn clear(&mut self) {
+        *self = Deadlines::default();
+    }
+}
+
+#[derive(Debug)]
+struct ServerTx {
+    invite: bool,
+    state: SState,
+    /// Where responses go (RFC 3261 §18.2.2, RFC 3581).
+    reply: Flow,
+    last_response: Option<Bytes>,
+    interval: Duration,
+    key: String,
+    merge_key: Option<String>,
+    deadlines: Deadlines,
+}
+
+#[derive(Debug)]
+struct ClientTx {
+    invite: bool,
+    state: CState,
+    flow: Flow,
+    request: Message,
+    data: Bytes,
+    ack: Option<Bytes>,
+    interval: Duration,
+    key: String,
+    deadlines: Deadlines,
+}
+
+#[derive(Debug)]
+pub struct TransactionLayer {
+    timers: TimerConfig,
+    server: HashMap<ServerTxId, ServerTx>,
+    client: HashMap<ClientTxId, ClientTx>,
+    server_index: HashMap<String, ServerTxId>,
+    client_index: HashMap<String, ClientTxId>,
+    merge_index: HashMap<String, ServerTxId>,
+    heap: BinaryHeap<Reverse<(Instant, TxRef, TimerKind)>>,
+    next_id: u64,
+    events: VecDeque<TxEvent>,
+    stats: TxStats,
+    scratch: Vec<u8>,
+}
+
+impl TransactionLayer {
+    pub fn new(timers: TimerConfig) -> Self {
+        TransactionLayer {
+            timers,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            server_index: HashMap::new(),
+            client_index: HashMap::new(),
+            merge_index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 1,
+            events: VecDeque::new(),
+            stats: TxStats::default(),
+            scratch: Vec::with_capacity(2048),
+        }
+    }
+
+    pub fn timers(&self) -> &TimerConfig {
+        &self.timers
+    }
+
+    pub fn stats(&self) -> TxStats {
+        self.stats
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.server.len()
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.client.len()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn serialise(&mut self, msg: &Message) -> Bytes {
+        self.scratch.clear();
+        msg.write_to(&mut self.scratch);
+        Bytes::copy_from_slice(&self.scratch)
+    }
+
+    fn arm(&mut self, tx: TxRef, kind: TimerKind, at: Instant) {
+        let d = match tx {
+            TxRef::Server(id) => self.server.get_mut(&id).map(|t| &mut t.deadlines),
+            TxRef::Client(id) => self.client.get_mut(&id).map(|t| &mut t.deadlines),
+        };
+        if let Some(d) = d {
+            match kind {
+                TimerKind::Retransmit => d.retransmit = Some(at),
+                TimerKind::Timeout => d.timeout = Some(at),
+                TimerKind::Linger => d.linger = Some(at),
+            }
+            self.heap.push(Reverse((at, tx, kind)));
+        }
+    }
+
+    fn disarm(&mut self, tx: TxRef, kind: TimerKind) {
+        let d = match tx {
+            TxRef::Server(id) => self.server.get_mut(&id).map(|t| &mut t.deadlines),
+            TxRef::Client(id) => self.client.get_mut(&id).map(|t| &mut t.deadlines),
+        };
+        if let Some(d) = d {
+            match kind {
+                TimerKind::Retransmit => d.retransmit = None,
+                TimerKind::Timeout => d.timeout = None,
+                TimerKind::Linger => d.linger = None,
+            }
+        }
+    }
+
+    /// Linger for `d`, or end now when `d` is zero (reliable transports).
+    fn linger_or_end(&mut self, now: Instant, tx: TxRef, d: Duration) {
+        if d.is_zero() {
+            self.remove(tx);
+        } else {
+            self.arm(tx, TimerKind::Linger, now + d);
+        }
+    }
+
+    fn remove(&mut self, tx: TxRef) {
+        match tx {
+            TxRef::Server(id) => {
+                if let Some(t) = self.server.remove(&id) {
+                    self.server_index.remove(&t.key);
+                    if let Some(m) = t.merge_key {
+                        if self.merge_index.get(&m) == Some(&id) {
+                            self.merge_index.remove(&m);
+                        }
+                    }
+                    self.events.push_back(TxEvent::Terminated { tx });
+                }
+            }
+            TxRef::Client(id) => {
+                if let Some(t) = self.client.remove(&id) {
+                    self.client_index.remove(&t.key);
+                    self.events.push_back(TxEvent::Terminated { tx });
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- server side
+
+    /// A request arrived (already validated). Retransmissions are absorbed here.
+    pub fn on_request(&mut self, now: Instant, msg: Message, flow: Flow) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let key = server_key(&msg, &method);
+        if let Some(&id) = self.server_index.get(&key) {
+            self.stats.retransmissions_absorbed += 1;
+            let Some(tx) = self.server.get_mut(&id) else {
+                return;
+            };
+            if method == Method::Ack {
+                if tx.invite && tx.state == SState::Completed {
+                    // Confirmed: stop retransmitting; Timer I absorbs further ACKs.
+                    tx.state = SState::Confirmed;
+                    tx.deadlines.retransmit = None;
+                    tx.deadlines.timeout = None;
+                    let d = if tx.reply.transport.is_reliable() {
+                        Duration::ZERO
+                    } else {
+                        self.timers.t4
+                    };
+                    self.linger_or_end(now, TxRef::Server(id), d);
+                }
+                return;
+            }
+            // A retransmitted request: resend the last response, if any.
+            if let Some(resp) = tx.last_response.clone() {
+                if matches!(
+                    tx.state,
+                    SState::Proceeding | SState::Completed | SState::Trying
+                ) {
+                    self.stats.response_retransmissions_sent += 1;
+                    let reply = tx.reply;
+                    self.events.push_back(TxEvent::Transmit {
+                        flow: reply,
+                        data: resp,
+                    });
+                }
+            }
+            return;
+        }
+        if method == Method::Ack {
+            self.events.push_back(TxEvent::Ack { msg, flow });
+            return;
+        }
+        let reply = reply_flow(&msg, flow);
+        let invite = method == Method::Invite;
+        // Merged request: same From tag, Call-ID and CSeq as a running transaction, but another
+        // branch (it forked upstream and reached us twice).
+        let merge_key = if msg.to_tag().is_none() {
+            merge_key(&msg)
+        } else {
+            None
+        };
+        let merged = merge_key
+            .as_ref()
+            .is_some_and(|k| self.merge_index.contains_key(k));
+        let id = ServerTxId(self.id());
+        let tx = ServerTx {
+            invite,
+            state: if invite {
+                SState::Proceeding
+            } else {
+                SState::Trying
+            },
+            reply,
+            last_response: None,
+            interval: self.timers.t1,
+            key: key.clone(),
+            merge_key: if merged { None } else { merge_key.clone() },
+            deadlines: Deadlines::default(),
+        };
+        self.server.insert(id, tx);
+        self.server_index.insert(key, id);
+        if merged {
+            self.stats.merged_requests += 1;
+            let resp = response_to(&msg, 482, "Loop Detected", None);
+            self.respond(now, id, &resp);
+            return;
+        }
+        if let Some(k) = merge_key {
+            self.merge_index.insert(k, id);
+        }
+        if invite {
+            let trying = response_to(&msg, 100, "Trying", None);
+            self.respond(now, id, &trying);
+        }
+        self.events
+            .push_back(TxEvent::Request { tx: id, msg, flow });
+    }
+
+    /// The server transaction an incoming CANCEL refers to (RFC 3261 §9.2).
+    pub fn find_invite_for_cancel(&self, cancel: &Message) -> Option<ServerTxId> {
+        let key = server_key(cancel, &Method::Invite);
+        self.server_index.get(&key).copied()
+    }
+
+    /// Whether a server transaction still accepts a final response.
+    pub fn server_open(&self, id: ServerTxId) -> bool {
+        self.server
+            .get(&id)
+            .is_some_and(|t| matches!(t.state, SState::Trying | SState::Proceeding))
+    }
+
+    /// Send a response on a server transaction.
+    pub fn respond(&mut self, now: Instant, id: ServerTxId, resp: &Message) {
+        let Some(status) = resp.status() else { return };
+        let data = self.serialise(resp);
+        let Some(tx) = self.server.get_mut(&id) else {
+            return;
+        };
+        if !matches!(tx.state, SState::Trying | SState::Proceeding) {
+            return;
+        }
+        let reply = tx.reply;
+        let reliable = reply.transport.is_reliable();
+        tx.last_response = Some(data.clone());
+        self.events
+            .push_back(TxEvent::Transmit { flow: reply, data });
+        let r = TxRef::Server(id);
+        if status < 200 {
+            if !tx.invite {
+                tx.state = SState::Proceeding;
+            }
+            return;
+        }
+        if tx.invite {
+            if status < 300 {
+                // RFC 6026 Accepted: absorb INVITE retransmissions; the UA core retransmits 2xx.
+                tx.state = SState::Accepted;
+                tx.last_response = None;
+                let d = self.timers.timeout();
+                self.arm(r, TimerKind::Linger, now + d);
+            } else {
+                tx.state = SState::Completed;
+                let t1 = self.timers.t1;
+                if !reliable {
+                    self.arm(r, TimerKind::Retransmit, now + t1);
+                }
+                let d = self.timers.timeout();
+                self.arm(r, TimerKind::Timeout, now + d);
+            }
+        } else {
+            tx.state = SState::Completed;
+            let d = if reliable {
+                Duration::ZERO
+            } else {
+                self.timers.timeout()
+            };
+            self.linger_or_end(now, r, d);
+        }
+    }
+
+    // ---------------------------------------------------------------- client side
+
+    /// Start a client transaction. The request must carry its top Via with a fresh branch.
+    pub fn send_request(&mut self, now: Instant, request: Message, flow: Flow) -> ClientTxId {
+        let id = ClientTxId(self.id());
+        let method = request.method().cloned().unwrap_or(Method::Options);
+        let branch = request
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let key = client_key(&branch, &method);
+        let data = self.serialise(&request);
+        let invite = method == Method::Invite;
+        let reliable = flow.transport.is_reliable();
+        self.client.insert(
+            id,
+            ClientTx {
+                invite,
+                state: CState::Calling,
+                flow,
+                request,
+                data: data.clone(),
+                ack: None,
+                interval: self.timers.t1,
+                key: key.clone(),
+                deadlines: Deadlines::default(),
+            },
+        );
+        self.client_index.insert(key, id);
+        self.events.push_back(TxEvent::Transmit { flow, data });
+        let r = TxRef::Client(id);
+        if !reliable {
+            let t1 = self.timers.t1;
+            self.arm(r, TimerKind::Retransmit, now + t1);
+        }
+        let d = self.timers.timeout();
+        self.arm(r, TimerKind::Timeout, now + d);
+        id
+    }
+
+    /// The request a client transaction sent (to build a CANCEL or an ACK for 2xx).
+    pub fn client_request(&self, id: ClientTxId) -> Option<&Message> {
+        self.client.get(&id).map(|t| &t.request)
+    }
+
+    /// The flow a client transaction uses.
+    pub fn client_flow(&self, id: ClientTxId) -> Option<Flow> {
+        self.client.get(&id).map(|t| t.flow)
+    }
+
+    /// Whether a client INVITE got a provisional response (a CANCEL may be sent, §9.1).
+    pub fn client_proceeding(&self, id: ClientTxId) -> bool {
+        self.client
+            .get(&id)
+            .is_some_and(|t| t.state == CState::Proceeding)
+    }
+
+    /// The transport could not deliver a client transaction's request: fail it at once.
+    pub fn transport_failed(&mut self, id: ClientTxId) {
+        if let Some(t) = self.client.get(&id) {
+            if matches!(t.state, CState::Calling | CState::Proceeding) {
+                self.stats.client_timeouts += 1;
+                self.events.push_back(TxEvent::ClientTimeout { tx: id });
+                self.remove(TxRef::Client(id));
+            }
+        }
+    }
+
+    /// A response arrived (already validated).
+    pub fn on_response(&mut self, now: Instant, msg: Message, flow: Flow) {
+        let (Some(status), Some((_, method))) = (msg.status(), msg.cseq()) else {
+            return;
+        };
+        let branch = msg
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let key = client_key(&branch, &method);
+        let Some(&id) = self.client_index.get(&key) else {
+            self.events.push_back(TxEvent::StrayResponse { msg, flow });
+            return;
+        };
+        let r = TxRef::Client(id);
+        let timeout = self.timers.timeout();
+        let t2 = self.timers.t2;
+        let t4 = self.timers.t4;
+        let Some(tx) = self.client.get_mut(&id) else {
+            return;
+        };
+        let reliable = tx.flow.transport.is_reliable();
+        if tx.invite {
+            match (tx.state, status) {
+                (CState::Calling | CState::Proceeding, 100..=199) => {
+                    tx.state = CState::Proceeding;
+                    tx.deadlines.retransmit = None;
+                    self.events.push_back(TxEvent::Response { tx: id, msg });
+                }
+                (CState::Calling | CState::Proceeding, 200..=299) => {
+                    tx.state = CState::Accepted;
+                    tx.deadlines.clear();
+                    self.events.push_back(TxEvent::Response { tx: id, msg });
+                    self.arm(r, TimerKind::Linger, now + timeout);
+                }
+                (CState::Accepted, 200..=299) => {
+                    self.events.push_back(TxEvent::Response { tx: id, msg });
+                }
+                (CState::Calling | CState::Proceeding, _) => {
+                    tx.state = CState::Completed;
+                    tx.deadlines.clear();
+                    let ack = ack_for(&tx.request, &msg);
+                    self.scratch.clear();
+                    ack.write_to(&mut self.scratch);
+                    let ack = Bytes::copy_from_slice(&self.scratch);
+                    tx.ack = Some(ack.clone());
+                    let flow = tx.flow;
+                    self.events.push_back(TxEvent::Transmit { flow, data: ack });
+                    self.events.push_back(TxEvent::Response { tx: id, msg });
+                    let d = if reliable {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(32)
+                    };
+                    self.linger_or_end(now, r, d);
+                }
+                (CState::Completed, 300..=699) => {
+                    if let Some(ack) = tx.ack.clone() {
+                        self.stats.retransmissions_absorbed += 1;
+                        let flow = tx.flow;
+                        self.events.push_back(TxEvent::Transmit { flow, data: ack });
+                    }
+                }
+                _ => {
+                    self.stats.retransmissions_absorbed += 1;
+                }
+            }
+        } else {
+            match (tx.state, status) {
+                (CState::Calling | CState::Proceeding, 100..=199) => {
+                    tx.state = CState::Proceeding;
+                    if !reliable {
+                        // In Proceeding, Timer E fires every T2.
+                        tx.interval = t2;
+                    }
+                    self.events.push_back(TxEvent::Response { tx: id, msg });
+                }
+                (CState::Calling | CState::Proceeding, _) => {
+                    tx.state = CState::Completed;
+                    tx.deadlines.clear();
+                    self.events.push_back(TxEvent::Response { tx: id, msg });
+                    let d = if reliable { Duration::ZERO } else { t4 };
+                    self.linger_or_end(now, r, d);
+                }
+                _ => {
+                    self.stats.retransmissions_absorbed += 1;
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, tx, kind))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let current = match tx {
+                TxRef::Server(id) => self.server.get(&id).and_then(|t| t.deadlines.get(kind)),
+                TxRef::Client(id) => self.client.get(&id).and_then(|t| t.deadlines.get(kind)),
+            };
+            if current != Some(at) {
+                continue; // stale entry
+            }
+            self.disarm(tx, kind);
+            self.fire(now, tx, kind);
+        }
+    }
+
+    fn fire(&mut self, now: Instant, tx: TxRef, kind: TimerKind) {
+        let t2 = self.timers.t2;
+        let t4 = self.timers.t4;
+        match (tx, kind) {
+            (TxRef::Client(id), TimerKind::Retransmit) => {
+                let Some(t) = self.client.get_mut(&id) else {
+                    return;
+                };
+                if !matches!(t.state, CState::Calling | CState::Proceeding) {
+                    return;
+                }
+                // Timer A doubles without bound; Timer E doubles up to T2.
+                t.interval = if t.invite {
+                    t.interval * 2
+                } else {
+                    (t.interval * 2).min(t2)
+                };
+                let next = t.interval;
+                let (flow, data) = (t.flow, t.data.clone());
+                self.stats.request_retransmissions_sent += 1;
+                self.events.push_back(TxEvent::Transmit { flow, data });
+                self.arm(tx, TimerKind::Retransmit, now + next);
+            }
+            (TxRef::Client(id), TimerKind::Timeout) => {
+                self.stats.client_timeouts += 1;
+                self.events.push_back(TxEvent::ClientTimeout { tx: id });
+                self.remove(tx);
+            }
+            (TxRef::Server(id), TimerKind::Retransmit) => {
+                // Timer G: retransmit the final response, doubling up to T2.
+                let Some(t) = self.server.get_mut(&id) else {
+                    return;
+                };
+                if t.state != SState::Completed {
+                    return;
+                }
+                t.interval = (t.interval * 2).min(t2);
+                let next = t.interval;
+                if let Some(data) = t.last_response.clone() {
+                    let flow = t.reply;
+                    self.stats.response_retransmissions_sent += 1;
+                    self.events.push_back(TxEvent::Transmit { flow, data });
+                }
+                self.arm(tx, TimerKind::Retransmit, now + next);
+            }
+            (TxRef::Server(id), TimerKind::Timeout) => {
+                // Timer H: the ACK never came.
+                self.stats.server_timeouts += 1;
+                self.events.push_back(TxEvent::ServerTimeout { tx: id });
+                self.remove(tx);
+            }
+            (_, TimerKind::Linger) => {
+                let _ = t4;
+                self.remove(tx);
+            }
+        }
+    }
+}
+
+/// Server transaction key (RFC 3261 §17.2.3): branch, sent-by and method, with ACK matching
+/// INVITE. Requests without the magic cookie fall back to RFC 2543-style matching.
+fn server_key(msg: &Message, method: &Method) -> String {
+    let method = if *method == Method::Ack {
+        "INVITE"
+    } else {
+        method.as_str()
+    };
+    let via = msg.top_via();
+    let branch = via.as_ref().and_then(|v| v.branch()).unwrap_or("");
+    if branch.starts_with(BRANCH_COOKIE) {
+        let (host, port) = via
+            .as_ref()
+            .map(|v| (v.host, v.port.unwrap_or(5060)))
+            .unwrap_or(("", 0));
+        format!("{branch}\x1f{host}:{port}\x1f{method}")
+    } else {
+        // RFC 2543: Request-URI, To tag, From tag, Call-ID, CSeq number and top Via.
+        let cseq = msg.cseq().map(|(n, _)| n).unwrap_or(0);
+        let top = msg.headers.values(&HeaderName::Via).next().unwrap_or("");
+        format!(
+            "2543\x1f{}\x1f{}\x1f{}\x1f{cseq}\x1f{top}\x1f{method}",
+            msg.from_tag().unwrap_or(""),
+            msg.call_id().unwrap_or(""),
+            msg.request_uri()
+                .filter(|_| !matches!(msg.method(), Some(Method::Ack)))
+                .unwrap_or(""),
+        )
+    }
+}
+
+fn client_key(branch: &str, method: &Method) -> String {
+    let method = if *method == Method::Ack {
+        "INVITE"
+    } else {
+        method.as_str()
+    };
+    format!("{branch}\x1f{method}")
+}
+
+fn merge_key(msg: &Message) -> Option<String> {
+    let (n, m) = msg.cseq()?;
+    Some(format!(
+        "{}\x1f{}\x1f{n}\x1f{m}",
+        msg.from_tag()?,
+        msg.call_id()?
+    ))
+}
+
+/// Where responses to a request go (RFC 3261 §18.2.2 with RFC 3581): on streams, the same
+/// connection; on UDP, the source address, with the Via port unless `rport` was asked for.
+fn reply_flow(msg: &Message, flow: Flow) -> Flow {
+    if flow.transport.is_reliable() {
+        return flow;
+    }
+    let Some(via) = msg.top_via() else {
+        return flow;
+    };
+    if via.param("rport").is_some() {
+        return flow;
+    }
+    let mut f = flow;
+    f.remote.set_port(via.port.unwrap_or(5060));
+    f
+}
+
+/// Build a response to `req`: Via, From, To, Call-ID and CSeq copied; To tag added when given
+/// and absent (RFC 3261 §8.2.6).
+pub fn response_to(req: &Message, status: u16, reason: &str, to_tag: Option<&str>) -> Message {
+    let mut resp = Message::response(status, reason);
+    for h in &req.headers {
+        match h.name {
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                resp.headers.push(h.name.clone(), h.value.clone())
+            }
+            HeaderName::To => {
+                let has_tag = sluice_sip::NameAddr::parse(&h.value)
+                    .and_then(|n| n.param("tag"))
+                    .is_some();
+                match to_tag {
+                    Some(tag) if !has_tag && status > 100 => resp
+                        .headers
+                        .push(HeaderName::To, format!("{};tag={tag}", h.value)),
+                    _ => resp.headers.push(HeaderName::To, h.value.clone()),
+                }
+            }
+            _ => {}
+        }
+    }
+    resp
+}
+
+/// ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI, top Via, From,
+/// Call-ID, CSeq number and Route; To from the response.
+fn ack_for(request: &Message, response: &Message) -> Message {
+    let uri = request.request_uri().unwrap_or("sip:invalid").to_string();
+    let mut ack = Message::request(Method::Ack, uri);
+    if let Some(v) = request.headers.values(&HeaderName::Via).next() {
+        ack.headers.push(HeaderName::Via, v.to_string());
+    }
+    for name in [HeaderName::MaxForwards, HeaderName::From] {
+        if let Some(v) = request.header(&name) {
+            ack.headers.push(name, v.to_string());
+        }
+    }
+    if let Some(v) = response.header(&HeaderName::To) {
+        ack.headers.push(HeaderName::To, v.to_string());
+    }
+    if let Some(v) = request.call_id() {
+        ack.headers.push(HeaderName::CallId, v.to_string());
+    }
+    if let Some((n, _)) = request.cseq() {
+        ack.headers.push(HeaderName::CSeq, format!("{n} ACK"));
+    }
+    for r in request.headers.get_all(&HeaderName::Route) {
+        ack.headers.push(HeaderName::Route, r.to_string());
+    }
+    ack
+}
+
+#[cfg(test)]
+mod tests;

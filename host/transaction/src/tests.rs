@@ -1,0 +1,250 @@
+use super::*;
+use sluice_sip::parse_message;
+use std::net::SocketAddr;
+
+fn flow(transport: Transport) -> Flow {
+    Flow {
+        transport,
+        local: "127.0.0.1:5060".parse::<SocketAddr>().unwrap(),
+        remote: "127.0.0.10:5070".parse::<SocketAddr>().unwrap(),
+        conn: None,
+    }
+}
+
+fn request(method: &str, branch: &str) -> Message {
+    let raw = format!(
+        "{method} sip:bob@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.10:5070;branch={branch}\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@a>;tag=f1\r\n\
+To: <sip:bob@b>\r\n\
+Call-ID: c1\r\n\
+CSeq: 1 {method}\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    parse_message(raw.as_bytes()).unwrap()
+}
+
+fn drain(layer: &mut TransactionLayer) -> Vec<TxEvent> {
+    std::iter::from_fn(|| layer.poll_event()).collect()
+}
+
+fn transmits(events: &[TxEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, TxEvent::Transmit { .. }))
+        .count()
+}
+
+/// Run the clock forward in small steps up to `until`, collecting every event.
+fn run_until(layer: &mut TransactionLayer, start: Instant, until: Duration) -> Vec<TxEvent> {
+    let mut out = Vec::new();
+    while let Some(at) = layer.poll_timeout() {
+        if at > start + until {
+            break;
+        }
+        layer.handle_timeout(at);
+        out.extend(drain(layer));
+    }
+    out
+}
+
+fn response_for(req: &Message, status: u16) -> Message {
+    response_to(req, status, "X", Some("t9"))
+}
+
+#[test]
+fn invite_client_retransmits_with_timer_a_and_times_out_with_b() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let id = l.send_request(t0, request("INVITE", "z9hG4bKa"), flow(Transport::Udp));
+    assert_eq!(transmits(&drain(&mut l)), 1);
+    let ev = run_until(&mut l, t0, Duration::from_secs(40));
+    // Timer A at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s: six retransmissions before Timer B (32 s).
+    assert_eq!(transmits(&ev), 6);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, TxEvent::ClientTimeout { tx } if *tx == id)));
+    assert_eq!(l.stats().client_timeouts, 1);
+    assert_eq!(l.client_count(), 0);
+}
+
+#[test]
+fn no_retransmission_over_tcp() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    l.send_request(t0, request("OPTIONS", "z9hG4bKb"), flow(Transport::Tcp));
+    drain(&mut l);
+    let ev = run_until(&mut l, t0, Duration::from_secs(40));
+    assert_eq!(transmits(&ev), 0);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, TxEvent::ClientTimeout { .. })));
+}
+
+#[test]
+fn non_invite_timer_e_caps_at_t2() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    l.send_request(t0, request("OPTIONS", "z9hG4bKc"), flow(Transport::Udp));
+    drain(&mut l);
+    let ev = run_until(&mut l, t0, Duration::from_secs(33));
+    // E: 0.5, 1.5, 3.5, 7.5, then every 4 s up to 31.5: 0.5,1.5,3.5,7.5,11.5,...,31.5 = 10.
+    assert_eq!(transmits(&ev), 10);
+}
+
+#[test]
+fn provisional_stops_timer_a_and_final_error_is_acked() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let req = request("INVITE", "z9hG4bKd");
+    let id = l.send_request(t0, req.clone(), flow(Transport::Udp));
+    drain(&mut l);
+    l.on_response(t0, response_for(&req, 180), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    assert!(matches!(ev[0], TxEvent::Response { tx, .. } if tx == id));
+    assert!(l.client_proceeding(id));
+    let later = run_until(&mut l, t0, Duration::from_secs(10));
+    assert_eq!(transmits(&later), 0, "no retransmission once proceeding");
+    l.on_response(t0, response_for(&req, 486), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    let ack = ev.iter().find_map(|e| match e {
+        TxEvent::Transmit { data, .. } => Some(parse_message(data).unwrap()),
+        _ => None,
+    });
+    let ack = ack.expect("ACK sent");
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(ack.cseq(), Some((1, Method::Ack)));
+    assert_eq!(ack.to_tag(), Some("t9"));
+    assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKd"));
+    // A retransmitted 486 is ACKed again and not passed up.
+    l.on_response(t0, response_for(&req, 486), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    assert_eq!(transmits(&ev), 1);
+    assert!(!ev.iter().any(|e| matches!(e, TxEvent::Response { .. })));
+}
+
+#[test]
+fn two_hundred_retransmissions_reach_the_user() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let req = request("INVITE", "z9hG4bKe");
+    l.send_request(t0, req.clone(), flow(Transport::Udp));
+    drain(&mut l);
+    l.on_response(t0, response_for(&req, 200), flow(Transport::Udp));
+    l.on_response(t0, response_for(&req, 200), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    let responses = ev
+        .iter()
+        .filter(|e| matches!(e, TxEvent::Response { .. }))
+        .count();
+    assert_eq!(responses, 2);
+    let _ = run_until(&mut l, t0, Duration::from_secs(33));
+    assert_eq!(l.client_count(), 0, "Timer M ends the Accepted state");
+}
+
+#[test]
+fn server_invite_sends_trying_and_absorbs_retransmissions() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let req = request("INVITE", "z9hG4bKf");
+    l.on_request(t0, req.clone(), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    assert_eq!(transmits(&ev), 1, "100 Trying");
+    let id = ev
+        .iter()
+        .find_map(|e| match e {
+            TxEvent::Request { tx, .. } => Some(*tx),
+            _ => None,
+        })
+        .unwrap();
+    // Retransmitted INVITE: 100 again, no new request event.
+    l.on_request(t0, req.clone(), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    assert_eq!(transmits(&ev), 1);
+    assert!(!ev.iter().any(|e| matches!(e, TxEvent::Request { .. })));
+    // Final error: retransmitted by Timer G until ACK.
+    l.respond(t0, id, &response_for(&req, 486));
+    drain(&mut l);
+    l.handle_timeout(t0 + Duration::from_millis(500));
+    l.handle_timeout(t0 + Duration::from_millis(1500));
+    assert_eq!(transmits(&drain(&mut l)), 2);
+    let mut ack = request("ACK", "z9hG4bKf");
+    ack.headers.set(HeaderName::CSeq, "1 ACK");
+    l.on_request(t0, ack, flow(Transport::Udp));
+    assert!(drain(&mut l).is_empty(), "ACK absorbed by the transaction");
+    let ev = run_until(&mut l, t0, Duration::from_secs(10));
+    assert_eq!(transmits(&ev), 0, "no retransmission after ACK");
+    assert_eq!(l.server_count(), 0);
+}
+
+#[test]
+fn timer_h_fires_without_ack() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let req = request("INVITE", "z9hG4bKg");
+    l.on_request(t0, req.clone(), flow(Transport::Udp));
+    let id = drain(&mut l)
+        .into_iter()
+        .find_map(|e| match e {
+            TxEvent::Request { tx, .. } => Some(tx),
+            _ => None,
+        })
+        .unwrap();
+    l.respond(t0, id, &response_for(&req, 500));
+    drain(&mut l);
+    let ev = run_until(&mut l, t0, Duration::from_secs(40));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, TxEvent::ServerTimeout { tx } if *tx == id)));
+    // G: 0.5, 1.5, 3.5, 7.5, then every 4 s until H at 32 s.
+    assert_eq!(transmits(&ev), 4 + 6);
+}
+
+#[test]
+fn cancel_matches_invite_and_merged_request_gets_482() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let inv = request("INVITE", "z9hG4bKh");
+    l.on_request(t0, inv.clone(), flow(Transport::Udp));
+    let id = drain(&mut l)
+        .into_iter()
+        .find_map(|e| match e {
+            TxEvent::Request { tx, .. } => Some(tx),
+            _ => None,
+        })
+        .unwrap();
+    let mut cancel = request("CANCEL", "z9hG4bKh");
+    cancel.headers.set(HeaderName::CSeq, "1 CANCEL");
+    assert_eq!(l.find_invite_for_cancel(&cancel), Some(id));
+    // Same From tag, Call-ID and CSeq on another branch: merged.
+    l.on_request(t0, request("INVITE", "z9hG4bKother"), flow(Transport::Udp));
+    let ev = drain(&mut l);
+    let resp = ev
+        .iter()
+        .find_map(|e| match e {
+            TxEvent::Transmit { data, .. } => Some(parse_message(data).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(resp.status(), Some(482));
+    assert!(!ev.iter().any(|e| matches!(e, TxEvent::Request { .. })));
+    assert_eq!(l.stats().merged_requests, 1);
+}
+
+#[test]
+fn responses_follow_via_port_unless_rport() {
+    let req = request("OPTIONS", "z9hG4bKi");
+    let f = reply_flow(&req, flow(Transport::Udp));
+    assert_eq!(f.remote.port(), 5070);
+    let mut req2 = req.clone();
+    req2.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/UDP 10.0.0.1:5999;branch=z9hG4bKi;rport",
+    );
+    assert_eq!(reply_flow(&req2, flow(Transport::Udp)).remote.port(), 5070);
+    let mut req3 = req;
+    req3.headers
+        .set(HeaderName::Via, "SIP/2.0/UDP 10.0.0.1:5999;branch=z9hG4bKi");
+    assert_eq!(reply_flow(&req3, flow(Transport::Udp)).remote.port(), 5999);
+}
