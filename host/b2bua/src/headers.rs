@@ -1,0 +1,136 @@
+//! Which headers cross the B2BUA, and how addresses in them are hidden.
+
+use sluice_sip::{HeaderName, Message, NameAddr, Uri};
+use std::net::SocketAddr;
+
+/// Headers copied from one leg to the other unchanged: they describe the session or the
+/// endpoint's capabilities, never the topology. Everything else is dropped or rebuilt (Via,
+/// Route, Record-Route, Contact, Call-ID, From, To, CSeq are per leg).
+fn is_passthrough(name: &HeaderName) -> bool {
+    matches!(
+        name,
+        HeaderName::ContentType
+            | HeaderName::ContentDisposition
+            | HeaderName::ContentEncoding
+            | HeaderName::ContentLanguage
+            | HeaderName::Allow
+            | HeaderName::Accept
+            | HeaderName::AcceptEncoding
+            | HeaderName::AcceptLanguage
+            | HeaderName::Subject
+            | HeaderName::Priority
+            | HeaderName::Expires
+            | HeaderName::SessionExpires
+            | HeaderName::MinSe
+            | HeaderName::Event
+            | HeaderName::AllowEvents
+            | HeaderName::Date
+            | HeaderName::MimeVersion
+            | HeaderName::Privacy
+            | HeaderName::RetryAfter
+            | HeaderName::Unsupported
+    )
+}
+
+/// Copy the passthrough headers, and Supported/Require reduced to what Sluice relays.
+pub fn copy_passthrough(from: &Message, to: &mut Message, _local_host: &str) {
+    for h in &from.headers {
+        if is_passthrough(&h.name) {
+            to.headers.push(h.name.clone(), h.value.clone());
+        } else if matches!(h.name, HeaderName::Supported | HeaderName::Require) {
+            let kept: Vec<&str> = sluice_sip::fields::split_list(&h.value)
+                .filter(|t| {
+                    crate::engine::SUPPORTED
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(t))
+                })
+                .collect();
+            if !kept.is_empty() {
+                to.headers.push(h.name.clone(), kept.join(", "));
+            }
+        }
+    }
+}
+
+/// Identity headers carry the caller's number, which the far side needs, and a host, which it
+/// must not see: keep display name, user and parameters; replace the host with ours.
+pub fn rewrite_identity(from: &Message, to: &mut Message, local_host: &str) {
+    for h in &from.headers {
+        if !matches!(
+            h.name,
+            HeaderName::PAssertedIdentity
+                | HeaderName::PPreferredIdentity
+                | HeaderName::RemotePartyId
+                | HeaderName::Diversion
+        ) {
+            continue;
+        }
+        let mut out = Vec::new();
+        for v in sluice_sip::fields::split_list(&h.value) {
+            if let Some(rewritten) = rehost_name_addr(v, local_host) {
+                out.push(rewritten);
+            }
+        }
+        if !out.is_empty() {
+            to.headers.push(h.name.clone(), out.join(", "));
+        }
+    }
+}
+
+/// `"Name" <sip:user@host;params>;hparams` with the host replaced; tel URIs unchanged.
+fn rehost_name_addr(v: &str, local_host: &str) -> Option<String> {
+    let na = NameAddr::parse(v)?;
+    let uri = Uri::parse(na.uri)?;
+    let new_uri = if uri.is_sip() {
+        let user = uri.user.map(|u| format!("{u}@")).unwrap_or_default();
+        format!("{}:{user}{local_host}{}", uri.scheme, uri.params)
+    } else if uri.scheme.eq_ignore_ascii_case("tel") {
+        na.uri.to_string()
+    } else {
+        return None;
+    };
+    let display = na.display.map(|d| format!("{d} ")).unwrap_or_default();
+    Some(format!("{display}<{new_uri}>{}", na.params))
+}
+
+/// `ip:port`, IPv6 in brackets.
+pub fn format_host_port(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+/// Our host (and port when not 5060) for From/identity URIs on a leg.
+pub fn local_uri_host(addr: SocketAddr) -> String {
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    if addr.port() == 5060 {
+        host
+    } else {
+        format!("{host}:{}", addr.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_host_is_replaced() {
+        assert_eq!(
+            rehost_name_addr(
+                "\"Alice\" <sip:+15551234@10.1.1.1:5062;user=phone>",
+                "192.0.2.1"
+            )
+            .unwrap(),
+            "\"Alice\" <sip:+15551234@192.0.2.1;user=phone>"
+        );
+        assert_eq!(
+            rehost_name_addr("<tel:+15551234>", "192.0.2.1").unwrap(),
+            "<tel:+15551234>"
+        );
+    }
+}

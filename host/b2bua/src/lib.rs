@@ -1,0 +1,17 @@
+//! Sluice's B2BUA engine, sans-IO.
+//!
+//! Every call is two dialogs: leg 0 toward the caller, leg 1 toward the callee, each with its own
+//! Call-ID, tags, CSeq space, Via branch and Contact. Nothing of one side's topology (addresses,
+//! Via, Record-Route, Contact, Call-ID) is written on the other side.
+//!
+//! Input: [`Engine::handle_datagram`] (bytes from a socket) and [`Engine::handle_timeout`].
+//! Output: [`Engine::poll_output`] (bytes to send) and [`Engine::poll_timeout`].
+
+pub mod config;
+pub mod engine;
+pub mod headers;
+pub mod stats;
+
+pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
+pub use engine::{Direction, Engine, Output, ALLOW};
+pub use stats::EngineStats;

@@ -1,0 +1,264 @@
+//! Calls through Sluice between SIPp peers: outbound (PBX -> trunk) and inbound (trunk -> PBX),
+//! CANCEL, BYE from the callee, re-INVITE, TCP, and topology hiding.
+
+use sluice_e2e::{Lab, SippResult, Transport};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn assert_all_ok(what: &str, r: &SippResult, calls: u64, lab: &Lab) {
+    assert_eq!(
+        (r.successful, r.failed, r.status),
+        (calls, 0, Some(0)),
+        "{what}: {r:?}\nsluice log:\n{}",
+        tail(&lab.log())
+    );
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Run `calls` calls: callee scenario on `callee_ip`, caller on `caller_ip` toward `target`.
+fn run_calls(
+    lab: &Lab,
+    uac: &str,
+    uas: &str,
+    caller_ip: &str,
+    callee_ip: &str,
+    target: &str,
+    calls: u64,
+    rate: u64,
+    hold_ms: u64,
+) -> (SippResult, SippResult) {
+    let m = calls.to_string();
+    let uas = lab.sipp("uas", uas, callee_ip, None, &["-m", &m]);
+    let r = rate.to_string();
+    let d = hold_ms.to_string();
+    let uac = lab.sipp(
+        "uac",
+        uac,
+        caller_ip,
+        Some(target),
+        &["-m", &m, "-r", &r, "-l", &m, "-d", &d, "-s", "15550001111"],
+    );
+    let uac_result = uac.wait(LIMIT);
+    let uas_result = uas.wait(Duration::from_secs(10));
+    (uac_result, uas_result)
+}
+
+#[test]
+fn outbound_calls_udp() {
+    let lab = Lab::start(1, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        "uac.xml",
+        "uas.xml",
+        &lab.pbx_ip(),
+        &lab.trunk_ip(),
+        &lab.internal(),
+        100,
+        50,
+        100,
+    );
+    assert_all_ok("PBX caller", &uac, 100, &lab);
+    assert_all_ok("trunk callee", &uas, 100, &lab);
+}
+
+#[test]
+fn inbound_calls_udp() {
+    let lab = Lab::start(2, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        "uac.xml",
+        "uas.xml",
+        &lab.trunk_ip(),
+        &lab.pbx_ip(),
+        &lab.external(),
+        100,
+        50,
+        100,
+    );
+    assert_all_ok("trunk caller", &uac, 100, &lab);
+    assert_all_ok("PBX callee", &uas, 100, &lab);
+}
+
+#[test]
+fn outbound_calls_tcp() {
+    let lab = Lab::start(3, Transport::Tcp);
+    let (uac, uas) = run_calls(
+        &lab,
+        "uac.xml",
+        "uas.xml",
+        &lab.pbx_ip(),
+        &lab.trunk_ip(),
+        &lab.internal(),
+        30,
+        30,
+        100,
+    );
+    assert_all_ok("PBX caller over TCP", &uac, 30, &lab);
+    assert_all_ok("trunk callee over TCP", &uas, 30, &lab);
+}
+
+#[test]
+fn cancel_before_answer() {
+    let lab = Lab::start(4, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        "uac_cancel.xml",
+        "uas_cancelled.xml",
+        &lab.pbx_ip(),
+        &lab.trunk_ip(),
+        &lab.internal(),
+        10,
+        10,
+        0,
+    );
+    assert_all_ok("cancelling caller", &uac, 10, &lab);
+    assert_all_ok("cancelled callee", &uas, 10, &lab);
+}
+
+#[test]
+fn bye_from_callee() {
+    let lab = Lab::start(5, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        "uac_wait_bye.xml",
+        "uas_bye.xml",
+        &lab.trunk_ip(),
+        &lab.pbx_ip(),
+        &lab.external(),
+        10,
+        10,
+        200,
+    );
+    assert_all_ok("caller", &uac, 10, &lab);
+    assert_all_ok("callee hanging up", &uas, 10, &lab);
+}
+
+#[test]
+fn reinvite_mid_call() {
+    let lab = Lab::start(6, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        "uac_reinvite.xml",
+        "uas_reinvite.xml",
+        &lab.pbx_ip(),
+        &lab.trunk_ip(),
+        &lab.internal(),
+        10,
+        10,
+        0,
+    );
+    assert_all_ok("re-INVITing caller", &uac, 10, &lab);
+    assert_all_ok("callee", &uas, 10, &lab);
+}
+
+#[test]
+fn topology_is_hidden_both_ways() {
+    let lab = Lab::start(7, Transport::Udp);
+    let uas = lab.sipp("uas", "uas.xml", &lab.trunk_ip(), None, &["-m", "5"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        &lab.pbx_ip(),
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "5", "-d", "50"],
+    );
+    let uac_log = uac.messages_path().to_path_buf();
+    let uas_log = uas.messages_path().to_path_buf();
+    assert_all_ok("caller", &uac.wait(LIMIT), 5, &lab);
+    assert_all_ok("callee", &uas.wait(Duration::from_secs(10)), 5, &lab);
+    let uac_text = std::fs::read_to_string(&uac_log).unwrap();
+    let uas_text = std::fs::read_to_string(&uas_log).unwrap();
+    let caller_sent = sluice_e2e::parse_message_log(&uac_text, "sent");
+    let caller_got = sluice_e2e::parse_message_log(&uac_text, "received");
+    let callee_sent = sluice_e2e::parse_message_log(&uas_text, "sent");
+    let callee_got = sluice_e2e::parse_message_log(&uas_text, "received");
+    assert!(
+        callee_got.len() >= 15,
+        "callee saw INVITE, ACK, BYE per call: {}",
+        callee_got.len()
+    );
+    assert!(
+        caller_got.len() >= 15,
+        "caller saw responses: {}",
+        caller_got.len()
+    );
+
+    let call_ids = |msgs: &[String]| -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| {
+                m.lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("call-id:"))
+            })
+            .map(|l| l[8..].trim().to_string())
+            .collect()
+    };
+    let caller_ids = call_ids(&caller_sent);
+    let callee_ids = call_ids(&callee_sent);
+    assert!(!caller_ids.is_empty() && !callee_ids.is_empty());
+
+    // The SDP body passes through unchanged until media anchoring lands, so only the SIP head
+    // is checked for addresses.
+    let head = |m: &String| m.split("\n\n").next().unwrap_or("").to_string();
+    let callee_heads: Vec<String> = callee_got.iter().map(head).collect();
+    let caller_heads: Vec<String> = caller_got.iter().map(head).collect();
+    // What the trunk side received: nothing of the PBX side.
+    for m in &callee_heads {
+        assert!(
+            !m.contains(&lab.pbx_ip()),
+            "PBX address leaked to the trunk:\n{m}"
+        );
+        assert!(
+            !m.contains(&lab.internal()),
+            "internal listener leaked to the trunk:\n{m}"
+        );
+        for id in &caller_ids {
+            assert!(
+                !m.contains(id.as_str()),
+                "caller Call-ID leaked to the trunk:\n{m}"
+            );
+        }
+        let vias: Vec<&str> = m.lines().filter(|l| l.starts_with("Via:")).collect();
+        assert_eq!(vias.len(), 1, "exactly Sluice's Via toward the trunk:\n{m}");
+        assert!(vias[0].contains(&lab.external()), "{m}");
+        assert!(!m.to_ascii_lowercase().contains("record-route"), "{m}");
+        assert!(
+            !m.contains("SIPpTag00"),
+            "caller's tag leaked to the trunk:\n{m}"
+        );
+    }
+    // What the PBX side received: nothing of the trunk side.
+    for m in &caller_heads {
+        assert!(
+            !m.contains(&lab.trunk_ip()),
+            "trunk address leaked to the PBX:\n{m}"
+        );
+        assert!(
+            !m.contains(&lab.external()),
+            "external listener leaked to the PBX:\n{m}"
+        );
+        for id in &callee_ids {
+            assert!(
+                !m.contains(id.as_str()),
+                "callee Call-ID leaked to the PBX:\n{m}"
+            );
+        }
+        assert!(
+            !m.contains("SIPpTag01"),
+            "callee's tag leaked to the PBX:\n{m}"
+        );
+        if let Some(c) = m.lines().find(|l| l.starts_with("Contact:")) {
+            assert!(
+                c.contains(&lab.internal()),
+                "Contact toward the PBX is Sluice's: {c}"
+            );
+        }
+    }
+    // The SDP passes through unchanged for now.
+    assert!(callee_got.iter().any(|m| m.contains("o=user1 53655765")));
+    assert!(caller_got.iter().any(|m| m.contains("o=user2 53655765")));
+}

@@ -1,0 +1,429 @@
+//! Test harness: a loopback lab per test (its own 127.0.N.0/24 block), the `sluice` binary
+//! started on a generated configuration, and SIPp peers.
+//!
+//! Lab N: Sluice internal side 127.0.N.1:5060, external side 127.0.N.1:5080, PBX at
+//! 127.0.N.10:5060, trunk `loop` at 127.0.N.20:5060 — the shape of `examples/loopback.toml`.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `sluice` binary of this build: next to the test executable's `deps` directory.
+pub fn sluice_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join("sluice");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p sluice)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+pub fn sipp_available() -> bool {
+    Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+    fn sipp_flag(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        }
+    }
+}
+
+pub struct Lab {
+    pub block: u8,
+    pub transport: Transport,
+    pub dir: tempfile::TempDir,
+    sluice: Option<Child>,
+}
+
+impl Lab {
+    pub fn sluice_ip(&self) -> String {
+        format!("127.0.{}.1", self.block)
+    }
+    pub fn pbx_ip(&self) -> String {
+        format!("127.0.{}.10", self.block)
+    }
+    pub fn trunk_ip(&self) -> String {
+        format!("127.0.{}.20", self.block)
+    }
+    pub fn internal(&self) -> String {
+        format!("{}:5060", self.sluice_ip())
+    }
+    pub fn external(&self) -> String {
+        format!("{}:5080", self.sluice_ip())
+    }
+
+    /// The lab configuration, with the given transport toward PBX and trunk.
+    pub fn config_text(block: u8, transport: Transport) -> String {
+        let t = transport.name();
+        format!(
+            r#"[sip]
+t1_ms = 500
+
+[internal]
+listen = [
+    {{ transport = "udp", address = "127.0.{block}.1:5060" }},
+    {{ transport = "tcp", address = "127.0.{block}.1:5060" }},
+]
+
+[external]
+listen = [
+    {{ transport = "udp", address = "127.0.{block}.1:5080" }},
+    {{ transport = "tcp", address = "127.0.{block}.1:5080" }},
+]
+
+[pbx]
+host = "127.0.{block}.10"
+port = 5060
+transport = "{t}"
+
+[[trunk]]
+name = "loop"
+host = "127.0.{block}.20"
+port = 5060
+transport = "{t}"
+
+[routing]
+outbound_trunk = "loop"
+"#
+        )
+    }
+
+    /// Start Sluice for lab `block` and wait until it answers OPTIONS on both sides.
+    pub fn start(block: u8, transport: Transport) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("sluice.toml");
+        std::fs::write(&cfg, Lab::config_text(block, transport)).expect("write config");
+        let log = std::fs::File::create(dir.path().join("sluice.log")).expect("log file");
+        let child = Command::new(sluice_bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args(["--log", "info"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice");
+        let mut lab = Lab {
+            block,
+            transport,
+            dir,
+            sluice: Some(child),
+        };
+        lab.wait_ready();
+        // The answers must come from this instance, not from one left over on the same block.
+        if let Some(c) = lab.sluice.as_mut() {
+            assert!(
+                matches!(c.try_wait(), Ok(None)),
+                "sluice exited at start; log:\n{}",
+                lab.log()
+            );
+        }
+        lab
+    }
+
+    /// Poll with OPTIONS until Sluice answers on both sides (or fail after 10 s).
+    fn wait_ready(&self) {
+        let sock = UdpSocket::bind(format!("127.0.{}.99:0", self.block)).expect("bind probe");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for target in [self.internal(), self.external()] {
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "sluice did not come up; log:\n{}",
+                    self.log()
+                );
+                let req = options_request(&sock.local_addr().unwrap().to_string(), &target);
+                sock.send_to(req.as_bytes(), &target).unwrap();
+                let mut buf = [0u8; 4096];
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    if buf[..n].starts_with(b"SIP/2.0 200") {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
+    }
+
+    /// Start a SIPp peer. `local_ip` is the peer's own address; `target` where it sends.
+    pub fn sipp(
+        &self,
+        name: &str,
+        scenario_file: &str,
+        local_ip: &str,
+        target: Option<&str>,
+        extra: &[&str],
+    ) -> Sipp {
+        let stats = self.dir.path().join(format!("{name}.csv"));
+        let msgs = self.dir.path().join(format!("{name}.msg"));
+        let errs = self.dir.path().join(format!("{name}.err"));
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(scenario(scenario_file))
+            .args([
+                "-i",
+                local_ip,
+                "-p",
+                "5060",
+                "-t",
+                self.transport.sipp_flag(),
+            ])
+            .args([
+                "-nostdin",
+                "-trace_stat",
+                "-fd",
+                "1",
+                "-trace_err",
+                "-trace_msg",
+            ])
+            .arg("-stf")
+            .arg(&stats)
+            .arg("-message_file")
+            .arg(&msgs)
+            .arg("-error_file")
+            .arg(&errs)
+            .args(["-max_socket", "1024", "-timeout_error"])
+            .args(extra);
+        if let Some(t) = target {
+            cmd.arg(t);
+        }
+        let out = self.dir.path().join(format!("{name}.out"));
+        let child = cmd
+            .stdout(std::fs::File::create(&out).expect("sipp out"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sipp");
+        Sipp {
+            name: name.to_string(),
+            child,
+            stats,
+            msgs,
+            errs,
+        }
+    }
+
+    /// Stop Sluice with SIGTERM and wait for it to exit.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.sluice.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn sluice_pid(&self) -> Option<u32> {
+        self.sluice.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sluice.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn options_request(local: &str, target: &str) -> String {
+    format!(
+        "OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{n}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=p{n}\r\nTo: <sip:{target}>\r\nCall-ID: probe{n}@{local}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        n = std::process::id() as u64 * 1000 + (Instant::now().elapsed().as_nanos() % 1000) as u64
+    )
+}
+
+pub struct Sipp {
+    pub name: String,
+    child: Child,
+    stats: PathBuf,
+    msgs: PathBuf,
+    errs: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct SippResult {
+    pub status: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    pub errors: String,
+}
+
+impl Sipp {
+    /// Wait for SIPp to exit (killing it after `limit`) and read its final statistics.
+    pub fn wait(mut self, limit: Duration) -> SippResult {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                break st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(e) = self.child.stderr.take() {
+            for line in BufReader::new(e).lines().map_while(Result::ok) {
+                stderr.push_str(&line);
+                stderr.push('\n');
+            }
+        }
+        let (successful, failed) = read_stats(&self.stats);
+        let errors = std::fs::read_to_string(&self.errs).unwrap_or_default() + &stderr;
+        SippResult {
+            status,
+            successful,
+            failed,
+            errors,
+        }
+    }
+
+    /// Every message this SIPp instance received, as text.
+    pub fn received_messages(&self) -> Vec<String> {
+        parse_message_log(
+            &std::fs::read_to_string(&self.msgs).unwrap_or_default(),
+            "received",
+        )
+    }
+
+    pub fn messages_path(&self) -> &Path {
+        &self.msgs
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Successful and failed call counts from the last line of a SIPp `-trace_stat` file.
+fn read_stats(path: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return (0, 0);
+    };
+    let Some(last) = text.lines().filter(|l| !l.trim().is_empty()).last() else {
+        return (0, 0);
+    };
+    let cols: Vec<&str> = header.split(';').collect();
+    let vals: Vec<&str> = last.split(';').collect();
+    let get = |name: &str| {
+        cols.iter()
+            .position(|c| *c == name)
+            .and_then(|i| vals.get(i))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
+
+/// Split a SIPp `-trace_msg` log into the messages of the given direction ("received"/"sent").
+pub fn parse_message_log(log: &str, direction: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in log.lines() {
+        if line.starts_with("----------------------------------------------- ") {
+            if let Some(m) = current.take() {
+                out.push(m);
+            }
+            continue;
+        }
+        if line.contains(" message ") && line.contains(" bytes") && line.ends_with(':') {
+            if line.contains(direction) {
+                current = Some(String::new());
+            } else {
+                current = None;
+            }
+            continue;
+        }
+        if let Some(m) = current.as_mut() {
+            m.push_str(line);
+            m.push('\n');
+        }
+    }
+    if let Some(m) = current {
+        out.push(m);
+    }
+    out.into_iter()
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// Send one datagram from `from` to `to` and collect responses for `wait`.
+pub fn udp_exchange(from: &str, to: &str, data: &[u8], wait: Duration) -> Vec<String> {
+    let sock = UdpSocket::bind(from).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    sock.send_to(data, to).expect("send");
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
+}
