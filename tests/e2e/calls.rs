@@ -20,27 +20,37 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// Run `calls` calls: callee scenario on `callee_ip`, caller on `caller_ip` toward `target`.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// PBX calls out through the internal side to the trunk.
+    Outbound,
+    /// The trunk calls in through the external side to the PBX.
+    Inbound,
+}
+
+/// Run `calls` calls with the given caller and callee scenarios.
 fn run_calls(
     lab: &Lab,
+    dir: Dir,
     uac: &str,
     uas: &str,
-    caller_ip: &str,
-    callee_ip: &str,
-    target: &str,
     calls: u64,
     rate: u64,
     hold_ms: u64,
 ) -> (SippResult, SippResult) {
+    let (caller_ip, callee_ip, target) = match dir {
+        Dir::Outbound => (lab.pbx_ip(), lab.trunk_ip(), lab.internal()),
+        Dir::Inbound => (lab.trunk_ip(), lab.pbx_ip(), lab.external()),
+    };
     let m = calls.to_string();
-    let uas = lab.sipp("uas", uas, callee_ip, None, &["-m", &m]);
+    let uas = lab.sipp("uas", uas, &callee_ip, None, &["-m", &m]);
     let r = rate.to_string();
     let d = hold_ms.to_string();
     let uac = lab.sipp(
         "uac",
         uac,
-        caller_ip,
-        Some(target),
+        &caller_ip,
+        Some(&target),
         &["-m", &m, "-r", &r, "-l", &m, "-d", &d, "-s", "15550001111"],
     );
     let uac_result = uac.wait(LIMIT);
@@ -51,17 +61,7 @@ fn run_calls(
 #[test]
 fn outbound_calls_udp() {
     let lab = Lab::start(1, Transport::Udp);
-    let (uac, uas) = run_calls(
-        &lab,
-        "uac.xml",
-        "uas.xml",
-        &lab.pbx_ip(),
-        &lab.trunk_ip(),
-        &lab.internal(),
-        100,
-        50,
-        100,
-    );
+    let (uac, uas) = run_calls(&lab, Dir::Outbound, "uac.xml", "uas.xml", 100, 50, 100);
     assert_all_ok("PBX caller", &uac, 100, &lab);
     assert_all_ok("trunk callee", &uas, 100, &lab);
 }
@@ -69,17 +69,7 @@ fn outbound_calls_udp() {
 #[test]
 fn inbound_calls_udp() {
     let lab = Lab::start(2, Transport::Udp);
-    let (uac, uas) = run_calls(
-        &lab,
-        "uac.xml",
-        "uas.xml",
-        &lab.trunk_ip(),
-        &lab.pbx_ip(),
-        &lab.external(),
-        100,
-        50,
-        100,
-    );
+    let (uac, uas) = run_calls(&lab, Dir::Inbound, "uac.xml", "uas.xml", 100, 50, 100);
     assert_all_ok("trunk caller", &uac, 100, &lab);
     assert_all_ok("PBX callee", &uas, 100, &lab);
 }
@@ -87,17 +77,7 @@ fn inbound_calls_udp() {
 #[test]
 fn outbound_calls_tcp() {
     let lab = Lab::start(3, Transport::Tcp);
-    let (uac, uas) = run_calls(
-        &lab,
-        "uac.xml",
-        "uas.xml",
-        &lab.pbx_ip(),
-        &lab.trunk_ip(),
-        &lab.internal(),
-        30,
-        30,
-        100,
-    );
+    let (uac, uas) = run_calls(&lab, Dir::Outbound, "uac.xml", "uas.xml", 30, 30, 100);
     assert_all_ok("PBX caller over TCP", &uac, 30, &lab);
     assert_all_ok("trunk callee over TCP", &uas, 30, &lab);
 }
@@ -107,11 +87,9 @@ fn cancel_before_answer() {
     let lab = Lab::start(4, Transport::Udp);
     let (uac, uas) = run_calls(
         &lab,
+        Dir::Outbound,
         "uac_cancel.xml",
         "uas_cancelled.xml",
-        &lab.pbx_ip(),
-        &lab.trunk_ip(),
-        &lab.internal(),
         10,
         10,
         0,
@@ -125,11 +103,9 @@ fn bye_from_callee() {
     let lab = Lab::start(5, Transport::Udp);
     let (uac, uas) = run_calls(
         &lab,
+        Dir::Inbound,
         "uac_wait_bye.xml",
         "uas_bye.xml",
-        &lab.trunk_ip(),
-        &lab.pbx_ip(),
-        &lab.external(),
         10,
         10,
         200,
@@ -143,11 +119,9 @@ fn reinvite_mid_call() {
     let lab = Lab::start(6, Transport::Udp);
     let (uac, uas) = run_calls(
         &lab,
+        Dir::Outbound,
         "uac_reinvite.xml",
         "uas_reinvite.xml",
-        &lab.pbx_ip(),
-        &lab.trunk_ip(),
-        &lab.internal(),
         10,
         10,
         0,

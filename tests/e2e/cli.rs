@@ -4,7 +4,7 @@ use std::process::Command;
 
 #[test]
 fn check_accepts_the_bundled_lab() {
-    let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/loopback.toml");
+    let lab = sluice_e2e::repo_root().join("examples/loopback.toml");
     let out = Command::new(sluice_e2e::sluice_bin())
         .args(["check", "--config"])
         .arg(&lab)

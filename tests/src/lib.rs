@@ -29,6 +29,14 @@ pub fn sluice_bin() -> PathBuf {
     bin
 }
 
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
@@ -359,11 +367,10 @@ impl Drop for Sipp {
 /// Successful and failed call counts from the last line of a SIPp `-trace_stat` file.
 fn read_stats(path: &Path) -> (u64, u64) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
+    let Some(header) = text.lines().find(|l| !l.trim().is_empty()) else {
         return (0, 0);
     };
-    let Some(last) = text.lines().filter(|l| !l.trim().is_empty()).last() else {
+    let Some(last) = text.lines().rfind(|l| !l.trim().is_empty()) else {
         return (0, 0);
     };
     let cols: Vec<&str> = header.split(';').collect();

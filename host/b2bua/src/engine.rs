@@ -254,23 +254,16 @@ impl Engine {
         self.dispatch(now);
     }
 
-    /// Answer a request that never reaches a transaction (it was malformed).
+    /// Answer a request that never reaches a transaction (it was malformed). The response copies
+    /// whatever of Via, From, To, Call-ID and CSeq the request has; without a usable Via there is
+    /// nowhere to send it, so it is dropped.
     fn reply_stateless(&mut self, req: &Message, flow: Flow, status: u16, reason: &str) {
-        // Without the headers a response copies, no response can be built: drop.
-        let has = |n: HeaderName| req.headers.get(&n).is_some();
-        if !(has(HeaderName::Via)
-            && has(HeaderName::From)
-            && has(HeaderName::To)
-            && has(HeaderName::CallId)
-            && has(HeaderName::CSeq))
-        {
+        if req.top_via().is_none() {
             self.stats.dropped += 1;
             return;
         }
         let mut resp = response_to(req, status, reason, None);
-        if status == 505 || status == 416 || status == 400 {
-            self.add_agent(&mut resp, true);
-        }
+        self.add_agent(&mut resp, true);
         let mut dest = flow;
         if !flow.transport.is_reliable() {
             if let Some(v) = req.top_via() {
@@ -985,11 +978,11 @@ impl Engine {
         }
         let b = &mut call.legs[1];
         if let Some(tag) = msg.to_tag() {
-            if status >= 200 && status < 300 || b.remote_tag.is_none() {
-                if b.remote_tag.as_deref() != Some(tag) {
-                    b.remote_tag = Some(tag.to_string());
-                    b.remote_party = msg.header(&HeaderName::To).unwrap_or("").to_string();
-                }
+            if ((200..300).contains(&status) || b.remote_tag.is_none())
+                && b.remote_tag.as_deref() != Some(tag)
+            {
+                b.remote_tag = Some(tag.to_string());
+                b.remote_party = msg.header(&HeaderName::To).unwrap_or("").to_string();
             }
             if let Some(c) = msg
                 .headers
