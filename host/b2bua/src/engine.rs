@@ -961,9 +961,8 @@ impl Engine {
             }
             ClientRole::Own { call } => {
                 let key = *call;
-                if status >= 200 && msg.cseq().is_some_and(|(_, m)| m == Method::Invite) {
-                    // Not expected: our own requests are never INVITE.
-                    debug!(call = key, "stray INVITE response on own request");
+                if status >= 200 {
+                    self.finish_client(key, tx, false);
                 }
             }
         }

@@ -15,3 +15,6 @@ pub mod stats;
 pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
 pub use engine::{Direction, Engine, Output, ALLOW};
 pub use stats::EngineStats;
+
+#[cfg(test)]
+mod tests;
