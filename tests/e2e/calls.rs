@@ -1,7 +1,7 @@
 //! Calls through Sluice between SIPp peers: outbound (PBX -> trunk) and inbound (trunk -> PBX),
 //! CANCEL, BYE from the callee, re-INVITE, TCP, and topology hiding.
 
-use sluice_e2e::{Lab, SippResult, Transport};
+use sluice_e2e::{Lab, LabAddrs, Peer, SippResult, Transport};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -38,18 +38,18 @@ fn run_calls(
     rate: u64,
     hold_ms: u64,
 ) -> (SippResult, SippResult) {
-    let (caller_ip, callee_ip, target) = match dir {
-        Dir::Outbound => (lab.pbx_ip(), lab.trunk_ip(), lab.internal()),
-        Dir::Inbound => (lab.trunk_ip(), lab.pbx_ip(), lab.external()),
+    let (caller, callee, target) = match dir {
+        Dir::Outbound => (Peer::Pbx, Peer::Trunk, lab.internal()),
+        Dir::Inbound => (Peer::Trunk, Peer::Pbx, lab.external()),
     };
     let m = calls.to_string();
-    let uas = lab.sipp("uas", uas, &callee_ip, None, &["-m", &m]);
+    let uas = lab.sipp("uas", uas, callee, None, &["-m", &m]);
     let r = rate.to_string();
     let d = hold_ms.to_string();
     let uac = lab.sipp(
         "uac",
         uac,
-        &caller_ip,
+        caller,
         Some(&target),
         &["-m", &m, "-r", &r, "-l", &m, "-d", &d, "-s", "15550001111"],
     );
@@ -133,11 +133,11 @@ fn reinvite_mid_call() {
 #[test]
 fn topology_is_hidden_both_ways() {
     let lab = Lab::start(7, Transport::Udp);
-    let uas = lab.sipp("uas", "uas.xml", &lab.trunk_ip(), None, &["-m", "5"]);
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "5"]);
     let uac = lab.sipp(
         "uac",
         "uac.xml",
-        &lab.pbx_ip(),
+        Peer::Pbx,
         Some(&lab.internal()),
         &["-m", "5", "-r", "5", "-d", "50"],
     );
@@ -235,4 +235,20 @@ fn topology_is_hidden_both_ways() {
     // The SDP passes through unchanged for now.
     assert!(callee_got.iter().any(|m| m.contains("o=user1 53655765")));
     assert!(caller_got.iter().any(|m| m.contains("o=user2 53655765")));
+}
+
+#[test]
+fn outbound_calls_ipv6() {
+    let lab = Lab::start_with(LabAddrs::v6(15060), Transport::Udp);
+    let (uac, uas) = run_calls(&lab, Dir::Outbound, "uac.xml", "uas.xml", 20, 20, 50);
+    assert_all_ok("PBX caller over IPv6", &uac, 20, &lab);
+    assert_all_ok("trunk callee over IPv6", &uas, 20, &lab);
+}
+
+#[test]
+fn inbound_calls_tcp_ipv6() {
+    let lab = Lab::start_with(LabAddrs::v6(15160), Transport::Tcp);
+    let (uac, uas) = run_calls(&lab, Dir::Inbound, "uac.xml", "uas.xml", 20, 20, 50);
+    assert_all_ok("trunk caller over TCP/IPv6", &uac, 20, &lab);
+    assert_all_ok("PBX callee over TCP/IPv6", &uas, 20, &lab);
 }

@@ -1,7 +1,7 @@
 //! Hostile and malformed input on a live Sluice while calls are in progress: each gets the
 //! answer RFC 3261 prescribes (400/505, or silence), and the calls are not disturbed.
 
-use sluice_e2e::{Lab, Transport};
+use sluice_e2e::{Lab, Peer, Transport};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -82,11 +82,11 @@ fn status_of(answers: &[String]) -> Vec<u16> {
 #[test]
 fn malformed_input_is_answered_and_calls_continue() {
     let lab = Lab::start(10, Transport::Udp);
-    let uas = lab.sipp("uas", "uas.xml", &lab.trunk_ip(), None, &["-m", "60"]);
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "60"]);
     let uac = lab.sipp(
         "uac",
         "uac.xml",
-        &lab.pbx_ip(),
+        Peer::Pbx,
         Some(&lab.internal()),
         &["-m", "60", "-r", "20", "-d", "500", "-s", "15550001111"],
     );
@@ -151,4 +151,42 @@ fn malformed_input_is_answered_and_calls_continue() {
     let uas_r = uas.wait(Duration::from_secs(10));
     assert_eq!((uac_r.successful, uac_r.failed), (60, 0), "{uac_r:?}");
     assert_eq!((uas_r.successful, uas_r.failed), (60, 0), "{uas_r:?}");
+}
+
+#[test]
+fn tcp_keepalive_pong_and_framing_error_closes() {
+    use std::io::{Read, Write};
+    let lab = Lab::start(11, Transport::Tcp);
+    let mut s = std::net::TcpStream::connect(lab.internal()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // RFC 5626 keep-alive: a double CRLF ping gets a single CRLF pong.
+    s.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+    // A request split across writes is reassembled and answered on the same connection.
+    let local = s.local_addr().unwrap().to_string();
+    let t = lab.internal();
+    let opts = request(&local, &t, "OPTIONS", "", None, "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let (a, b) = opts.as_bytes().split_at(40);
+    s.write_all(a).unwrap();
+    s.flush().unwrap();
+    s.write_all(b).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // A negative Content-Length cannot be framed: 400, then the stream is closed.
+    let bad = request(&local, &t, "OPTIONS", "", None, "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("Content-Length: 0", "Content-Length: -999")
+        .replace("hostile-0", "hostile-bad");
+    s.write_all(bad.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("SIP/2.0 400"), "{text}");
 }

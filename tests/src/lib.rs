@@ -73,8 +73,63 @@ impl Transport {
     }
 }
 
+/// The SIPp peers of a lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Pbx,
+    Trunk,
+}
+
+/// Addresses of a lab. IPv4 labs give each party its own loopback address; the IPv6 lab has
+/// only ::1 and tells the parties apart by port.
+#[derive(Clone, Debug)]
+pub struct LabAddrs {
+    pub sluice_ip: String,
+    pub pbx_ip: String,
+    pub trunk_ip: String,
+    pub internal_port: u16,
+    pub external_port: u16,
+    pub pbx_port: u16,
+    pub trunk_port: u16,
+}
+
+impl LabAddrs {
+    pub fn v4(block: u8) -> LabAddrs {
+        LabAddrs {
+            sluice_ip: format!("127.0.{block}.1"),
+            pbx_ip: format!("127.0.{block}.10"),
+            trunk_ip: format!("127.0.{block}.20"),
+            internal_port: 5060,
+            external_port: 5080,
+            pbx_port: 5060,
+            trunk_port: 5060,
+        }
+    }
+
+    /// IPv6 loopback; `base` picks a port range so that labs do not collide.
+    pub fn v6(base: u16) -> LabAddrs {
+        LabAddrs {
+            sluice_ip: "::1".into(),
+            pbx_ip: "::1".into(),
+            trunk_ip: "::1".into(),
+            internal_port: base,
+            external_port: base + 2,
+            pbx_port: base + 4,
+            trunk_port: base + 6,
+        }
+    }
+}
+
+fn host_port(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
 pub struct Lab {
-    pub block: u8,
+    pub addrs: LabAddrs,
     pub transport: Transport,
     pub dir: tempfile::TempDir,
     sluice: Option<Child>,
@@ -82,62 +137,82 @@ pub struct Lab {
 
 impl Lab {
     pub fn sluice_ip(&self) -> String {
-        format!("127.0.{}.1", self.block)
+        self.addrs.sluice_ip.clone()
     }
     pub fn pbx_ip(&self) -> String {
-        format!("127.0.{}.10", self.block)
+        self.addrs.pbx_ip.clone()
     }
     pub fn trunk_ip(&self) -> String {
-        format!("127.0.{}.20", self.block)
+        self.addrs.trunk_ip.clone()
     }
     pub fn internal(&self) -> String {
-        format!("{}:5060", self.sluice_ip())
+        host_port(&self.addrs.sluice_ip, self.addrs.internal_port)
     }
     pub fn external(&self) -> String {
-        format!("{}:5080", self.sluice_ip())
+        host_port(&self.addrs.sluice_ip, self.addrs.external_port)
+    }
+    pub fn pbx(&self) -> String {
+        host_port(&self.addrs.pbx_ip, self.addrs.pbx_port)
+    }
+    pub fn trunk(&self) -> String {
+        host_port(&self.addrs.trunk_ip, self.addrs.trunk_port)
     }
 
     /// The lab configuration, with the given transport toward PBX and trunk.
     pub fn config_text(block: u8, transport: Transport) -> String {
+        Lab::config_for(&LabAddrs::v4(block), transport)
+    }
+
+    pub fn config_for(a: &LabAddrs, transport: Transport) -> String {
         let t = transport.name();
+        let internal = host_port(&a.sluice_ip, a.internal_port);
+        let external = host_port(&a.sluice_ip, a.external_port);
         format!(
             r#"[sip]
 t1_ms = 500
 
 [internal]
 listen = [
-    {{ transport = "udp", address = "127.0.{block}.1:5060" }},
-    {{ transport = "tcp", address = "127.0.{block}.1:5060" }},
+    {{ transport = "udp", address = "{internal}" }},
+    {{ transport = "tcp", address = "{internal}" }},
 ]
 
 [external]
 listen = [
-    {{ transport = "udp", address = "127.0.{block}.1:5080" }},
-    {{ transport = "tcp", address = "127.0.{block}.1:5080" }},
+    {{ transport = "udp", address = "{external}" }},
+    {{ transport = "tcp", address = "{external}" }},
 ]
 
 [pbx]
-host = "127.0.{block}.10"
-port = 5060
+host = "{pbx}"
+port = {pbx_port}
 transport = "{t}"
 
 [[trunk]]
 name = "loop"
-host = "127.0.{block}.20"
-port = 5060
+host = "{trunk}"
+port = {trunk_port}
 transport = "{t}"
 
 [routing]
 outbound_trunk = "loop"
-"#
+"#,
+            pbx = a.pbx_ip,
+            pbx_port = a.pbx_port,
+            trunk = a.trunk_ip,
+            trunk_port = a.trunk_port,
         )
     }
 
-    /// Start Sluice for lab `block` and wait until it answers OPTIONS on both sides.
+    /// Start Sluice for IPv4 lab `block` and wait until it answers OPTIONS on both sides.
     pub fn start(block: u8, transport: Transport) -> Lab {
+        Lab::start_with(LabAddrs::v4(block), transport)
+    }
+
+    pub fn start_with(addrs: LabAddrs, transport: Transport) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("sluice.toml");
-        std::fs::write(&cfg, Lab::config_text(block, transport)).expect("write config");
+        std::fs::write(&cfg, Lab::config_for(&addrs, transport)).expect("write config");
         let log = std::fs::File::create(dir.path().join("sluice.log")).expect("log file");
         let child = Command::new(sluice_bin())
             .args(["run", "--config"])
@@ -148,7 +223,7 @@ outbound_trunk = "loop"
             .spawn()
             .expect("start sluice");
         let mut lab = Lab {
-            block,
+            addrs,
             transport,
             dir,
             sluice: Some(child),
@@ -167,7 +242,7 @@ outbound_trunk = "loop"
 
     /// Poll with OPTIONS until Sluice answers on both sides (or fail after 10 s).
     fn wait_ready(&self) {
-        let sock = UdpSocket::bind(format!("127.0.{}.99:0", self.block)).expect("bind probe");
+        let sock = UdpSocket::bind(host_port(&self.addrs.sluice_ip, 0)).expect("bind probe");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -194,15 +269,20 @@ outbound_trunk = "loop"
         std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
     }
 
-    /// Start a SIPp peer. `local_ip` is the peer's own address; `target` where it sends.
+    /// Start a SIPp peer playing `peer`; `target` is where it sends (callers only).
     pub fn sipp(
         &self,
         name: &str,
         scenario_file: &str,
-        local_ip: &str,
+        peer: Peer,
         target: Option<&str>,
         extra: &[&str],
     ) -> Sipp {
+        let (local_ip, port) = match peer {
+            Peer::Pbx => (self.addrs.pbx_ip.clone(), self.addrs.pbx_port),
+            Peer::Trunk => (self.addrs.trunk_ip.clone(), self.addrs.trunk_port),
+        };
+        let port = port.to_string();
         let stats = self.dir.path().join(format!("{name}.csv"));
         let msgs = self.dir.path().join(format!("{name}.msg"));
         let errs = self.dir.path().join(format!("{name}.err"));
@@ -211,9 +291,9 @@ outbound_trunk = "loop"
             .arg(scenario(scenario_file))
             .args([
                 "-i",
-                local_ip,
+                &local_ip,
                 "-p",
-                "5060",
+                &port,
                 "-t",
                 self.transport.sipp_flag(),
             ])

@@ -141,6 +141,10 @@ impl Shell {
                     let mut handled = 0;
                     let mut next = Some(msg);
                     while let Some(m) = next.take() {
+                        if matches!(m, Incoming::Closed { .. }) {
+                            // Write what is queued for the connection (a 400, say) first.
+                            flush(&mut engine, &udp, &mut conns, &mut by_remote, &tx, &next_conn).await;
+                        }
                         handle_incoming(&mut engine, m, &mut conns, &mut by_remote);
                         handled += 1;
                         if handled >= BATCH {
