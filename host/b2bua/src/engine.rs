@@ -3,6 +3,7 @@
 
 use crate::config::{EngineConfig, ListenerAddr, PeerConfig, Side};
 use crate::headers::{copy_passthrough, format_host_port, local_uri_host, rewrite_identity};
+use crate::metrics::EngineMetrics;
 use crate::stats::EngineStats;
 use bytes::Bytes;
 use sluice_sip::{
@@ -30,7 +31,7 @@ pub enum Output {
 
 pub type CallKey = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// PBX to trunk.
     Outbound,
@@ -102,6 +103,11 @@ struct Call {
     cancelled: bool,
     cancel_sent: bool,
     invite: Option<InviteRelay>,
+    /// When the caller's INVITE arrived, and when the callee answered.
+    started: Instant,
+    answered_at: Option<Instant>,
+    /// Whether post-dial delay was recorded (at the first ringing or answer).
+    progressed: bool,
     /// Client transactions in flight for this call besides the initial INVITE (relays, BYE,
     /// CANCEL).
     pending: usize,
@@ -143,11 +149,15 @@ pub struct Engine {
     rng: fastrand::Rng,
     next_call: CallKey,
     stats: EngineStats,
+    metrics: EngineMetrics,
     draining: bool,
+    /// The time of the input being handled.
+    now: Instant,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, seed: u64) -> Engine {
+        let trunk_names: Vec<String> = cfg.trunks.iter().map(|t| t.name.clone()).collect();
         Engine {
             tx: TransactionLayer::new(cfg.timers),
             cfg,
@@ -160,7 +170,9 @@ impl Engine {
             rng: fastrand::Rng::with_seed(seed),
             next_call: 1,
             stats: EngineStats::default(),
+            metrics: EngineMetrics::new(&trunk_names),
             draining: false,
+            now: Instant::now(),
         }
     }
 
@@ -180,6 +192,17 @@ impl Engine {
         self.draining = draining;
     }
 
+    fn emit(&mut self, flow: Flow, data: Bytes) {
+        self.stats.messages_out += 1;
+        EngineMetrics::message(true, &data);
+        self.outputs.push_back(Output::Transmit { flow, data });
+    }
+
+    /// Publish counters kept by the transaction layer; the shell calls this after each batch.
+    pub fn sync_metrics(&mut self) {
+        self.metrics.sync_transactions(self.tx.stats());
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.pump();
         self.outputs.pop_front()
@@ -195,6 +218,7 @@ impl Engine {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         self.tx.handle_timeout(now);
         self.dispatch(now);
         while let Some(Reverse((at, key, kind))) = self.timers.peek().copied() {
@@ -212,10 +236,12 @@ impl Engine {
     /// A datagram or stream frame arrived on `flow`.
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         self.stats.messages_in += 1;
+        EngineMetrics::message(false, data);
         let msg = match parse_message(data) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.parse_errors += 1;
+                EngineMetrics::parse_error(e.reason);
                 match e.partial {
                     Some(head) if head.is_request() => {
                         warn!(reason = e.reason, from = %flow.remote, "malformed request, answering {}", e.status);
@@ -234,8 +260,10 @@ impl Engine {
 
     /// A parsed message arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, flow: Flow, mut msg: Message) {
+        self.now = now;
         if let Err(rej) = validate(&msg) {
             self.stats.parse_errors += 1;
+            EngineMetrics::parse_error(rej.reason);
             if msg.is_request() && msg.method() != Some(&Method::Ack) {
                 warn!(reason = rej.reason, from = %flow.remote, "invalid request, answering {}", rej.status);
                 self.reply_stateless(&msg, flow, rej.status, rej.reason);
@@ -272,11 +300,7 @@ impl Engine {
                 }
             }
         }
-        self.stats.messages_out += 1;
-        self.outputs.push_back(Output::Transmit {
-            flow: dest,
-            data: Bytes::from(resp.to_bytes()),
-        });
+        self.emit(dest, Bytes::from(resp.to_bytes()));
     }
 
     /// Move transaction-layer output to the engine's queue and react to its events.
@@ -284,8 +308,7 @@ impl Engine {
         while let Some(ev) = self.tx.poll_event() {
             match ev {
                 TxEvent::Transmit { flow, data } => {
-                    self.stats.messages_out += 1;
-                    self.outputs.push_back(Output::Transmit { flow, data });
+                    self.emit(flow, data);
                 }
                 TxEvent::Request { tx, msg, flow } => self.on_request(now, tx, msg, flow),
                 TxEvent::Ack { msg, flow } => self.on_ack(now, msg, flow),
@@ -312,8 +335,7 @@ impl Engine {
         while let Some(ev) = self.tx.poll_event() {
             match ev {
                 TxEvent::Transmit { flow, data } => {
-                    self.stats.messages_out += 1;
-                    self.outputs.push_back(Output::Transmit { flow, data });
+                    self.emit(flow, data);
                 }
                 TxEvent::Terminated { tx } => self.on_terminated(tx),
                 other => {
@@ -425,51 +447,73 @@ impl Engine {
     fn on_initial_invite(&mut self, now: Instant, tx: ServerTxId, msg: Message, flow: Flow) {
         self.stats.calls_attempted += 1;
         let Some(side) = self.side_of(flow.local) else {
-            return self.fail_new_call(now, tx, &msg, 500, "No Listener");
+            return;
         };
-        if msg.max_forwards() == Some(0) {
-            return self.fail_new_call(now, tx, &msg, 483, reason_phrase(483));
-        }
-        if let Some(resp) = self.check_media(&msg) {
-            let tag = self.new_tag();
-            let mut r = response_to(&msg, resp, reason_phrase(resp), Some(&tag));
-            r.headers.push(HeaderName::Accept, "application/sdp");
-            self.stats.calls_failed += 1;
-            return self.respond(now, tx, &r);
-        }
-        if self.draining {
-            let tag = self.new_tag();
-            let mut r = response_to(&msg, 503, "Service Unavailable", Some(&tag));
-            r.headers.push(HeaderName::RetryAfter, "30");
-            self.stats.calls_failed += 1;
-            return self.respond(now, tx, &r);
-        }
-        if self.calls.len() >= self.cfg.max_calls {
-            return self.fail_new_call(now, tx, &msg, 503, "Call Limit Reached");
-        }
-        let (direction, trunk, peer, out_side) = match side {
+        // Route first, so that every outcome is counted against the trunk and direction.
+        let route = match side {
             Side::Internal => {
                 let t = self.cfg.outbound_trunk;
-                let Some(peer) = self.cfg.trunks.get(t).cloned() else {
-                    return self.fail_new_call(now, tx, &msg, 503, "No Trunk");
-                };
-                (Direction::Outbound, t, peer, Side::External)
-            }
-            Side::External => {
-                let Some(t) = self
-                    .cfg
+                self.cfg
                     .trunks
-                    .iter()
-                    .position(|t| t.addr.ip() == flow.remote.ip())
-                else {
-                    warn!(from = %flow.remote, "INVITE from an address that is no trunk");
-                    return self.fail_new_call(now, tx, &msg, 403, "Forbidden");
-                };
-                (Direction::Inbound, t, self.cfg.pbx.clone(), Side::Internal)
+                    .get(t)
+                    .map(|p| (Direction::Outbound, t, p.clone(), Side::External))
             }
+            Side::External => self
+                .cfg
+                .trunks
+                .iter()
+                .position(|t| t.addr.ip() == flow.remote.ip())
+                .map(|t| (Direction::Inbound, t, self.cfg.pbx.clone(), Side::Internal)),
+        };
+        let label = match (&route, side) {
+            (Some((_, t, _, _)), _) => self.cfg.trunks[*t].name.clone(),
+            (None, _) => "unknown".to_string(),
+        };
+        let direction = match side {
+            Side::Internal => Direction::Outbound,
+            Side::External => Direction::Inbound,
+        };
+        self.metrics.call_attempted(&label, direction);
+        let refuse =
+            |engine: &mut Engine, status: u16, reason: &str, extra: Option<(HeaderName, &str)>| {
+                engine.stats.calls_failed += 1;
+                engine.metrics.call_failed(&label, direction, status);
+                let tag = engine.new_tag();
+                let mut r = response_to(&msg, status, reason, Some(&tag));
+                if let Some((name, value)) = extra {
+                    r.headers.push(name, value);
+                }
+                engine.add_agent(&mut r, true);
+                engine.respond(now, tx, &r);
+            };
+        if msg.max_forwards() == Some(0) {
+            return refuse(self, 483, reason_phrase(483), None);
+        }
+        if let Some(status) = self.check_media(&msg) {
+            return refuse(
+                self,
+                status,
+                reason_phrase(status),
+                Some((HeaderName::Accept, "application/sdp")),
+            );
+        }
+        if self.draining {
+            return refuse(
+                self,
+                503,
+                "Service Unavailable",
+                Some((HeaderName::RetryAfter, "30")),
+            );
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            return refuse(self, 503, "Call Limit Reached", None);
+        }
+        let Some((direction, trunk, peer, out_side)) = route else {
+            warn!(from = %flow.remote, "INVITE from an address that is no trunk");
+            return refuse(self, 403, "Forbidden", None);
         };
         let Some(out_listener) = self.listener_for(out_side, &peer) else {
-            return self.fail_new_call(now, tx, &msg, 503, "No Route");
+            return refuse(self, 503, "No Route", None);
         };
         let key = self.next_call;
         self.next_call += 1;
@@ -577,6 +621,7 @@ impl Engine {
         self.by_tag.insert(a_tag, (key, 0));
         self.by_tag.insert(b_tag, (key, 1));
         self.by_uas_invite.insert(tx, key);
+        self.metrics.call_started(&label, direction);
         self.calls.insert(
             key,
             Call {
@@ -590,22 +635,13 @@ impl Engine {
                 cancelled: false,
                 cancel_sent: false,
                 invite: None,
+                started: now,
+                answered_at: None,
+                progressed: false,
                 pending: 0,
             },
         );
         self.dispatch(now);
-    }
-
-    fn fail_new_call(
-        &mut self,
-        now: Instant,
-        tx: ServerTxId,
-        req: &Message,
-        code: u16,
-        reason: &str,
-    ) {
-        self.stats.calls_failed += 1;
-        self.reply(now, tx, req, code, reason);
     }
 
     /// 415 for a body that is not SDP, 406 when the caller accepts no SDP.
@@ -837,7 +873,7 @@ impl Engine {
         if let Some((stx, req)) = call.uas_invite.take() {
             let tag = call.legs[0].local_tag.clone();
             let resp = response_to(&req, 487, reason_phrase(487), Some(&tag));
-            self.stats.calls_failed += 1;
+            self.record_failure(key, 487);
             self.respond(now, stx, &resp);
         }
         self.send_cancel_if_possible(now, key);
@@ -909,8 +945,7 @@ impl Engine {
             // A retransmitted ACK (for our retransmitted 2xx): resend ours.
             if let Some(ack) = relay.ack.clone() {
                 let flow = Self::request_flow(&call.legs[1 - i]);
-                self.stats.messages_out += 1;
-                self.outputs.push_back(Output::Transmit { flow, data: ack });
+                self.emit(flow, ack);
             }
             return;
         }
@@ -935,8 +970,7 @@ impl Engine {
         if let Some(r) = call.invite.as_mut() {
             r.ack = Some(data.clone());
         }
-        self.stats.messages_out += 1;
-        self.outputs.push_back(Output::Transmit { flow: out, data });
+        self.emit(out, data);
         let _ = now;
     }
 
@@ -1002,6 +1036,7 @@ impl Engine {
             }
         }
         if status < 200 {
+            self.record_progress(key, now);
             self.send_cancel_if_possible(now, key);
             let Some(call) = self.calls.get(&key) else {
                 return;
@@ -1029,7 +1064,7 @@ impl Engine {
             let call = &self.calls[&key];
             let mapped = map_error_status(status);
             let resp = self.build_relayed_response(call, 0, &req, mapped, &msg, false);
-            self.stats.calls_failed += 1;
+            self.record_failure(key, mapped);
             debug!(call = key, status, "call failed");
             self.respond(now, stx, &resp);
         }
@@ -1044,8 +1079,7 @@ impl Engine {
             // Answered while being cancelled: confirm and hang up the callee.
             let ack = self.build_ack_for_uac(key);
             if let Some((flow, data)) = ack {
-                self.stats.messages_out += 1;
-                self.outputs.push_back(Output::Transmit { flow, data });
+                self.emit(flow, data);
             }
             self.send_bye(now, key, 1);
             return;
@@ -1054,8 +1088,7 @@ impl Engine {
             // A retransmitted 2xx: answer with our ACK again if we have sent it.
             if let Some(ack) = call.invite.as_ref().and_then(|r| r.ack.clone()) {
                 let flow = Self::request_flow(&call.legs[1]);
-                self.stats.messages_out += 1;
-                self.outputs.push_back(Output::Transmit { flow, data: ack });
+                self.emit(flow, ack);
             }
             return;
         }
@@ -1071,6 +1104,12 @@ impl Engine {
         let data = Bytes::from(resp.to_bytes());
         let ok_flow = call.legs[0].flow;
         self.stats.calls_answered += 1;
+        self.record_progress(key, now);
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.answered_at = Some(now);
+            let (label, d) = (self.label(&self.calls[&key]), self.calls[&key].direction);
+            self.metrics.call_answered(&label, d);
+        }
         debug!(call = key, "answered");
         self.respond(now, stx, &resp);
         let t1 = self.cfg.timers.t1;
@@ -1257,8 +1296,7 @@ impl Engine {
             .and_then(|r| r.ack.clone())
         {
             let flow = Self::request_flow(&call.legs[i]);
-            self.stats.messages_out += 1;
-            self.outputs.push_back(Output::Transmit { flow, data: ack });
+            self.emit(flow, ack);
         }
     }
 
@@ -1275,7 +1313,7 @@ impl Engine {
                     if let Some((stx, req)) = call.uas_invite.take() {
                         let tag = call.legs[0].local_tag.clone();
                         let resp = response_to(&req, 408, reason_phrase(408), Some(&tag));
-                        self.stats.calls_failed += 1;
+                        self.record_failure(key, 408);
                         self.respond(now, stx, &resp);
                     }
                     if let Some(c) = self.calls.get_mut(&key) {
@@ -1334,8 +1372,7 @@ impl Engine {
             let from = r.from;
             if from == 0 {
                 if let Some((flow, data)) = self.build_ack_for_uac(key) {
-                    self.stats.messages_out += 1;
-                    self.outputs.push_back(Output::Transmit { flow, data });
+                    self.emit(flow, data);
                 }
             }
             if let Some(c) = self.calls.get_mut(&key) {
@@ -1354,8 +1391,7 @@ impl Engine {
             let next = now + r.interval;
             r.next = Some(next);
             let flow = r.ok_flow;
-            self.stats.messages_out += 1;
-            self.outputs.push_back(Output::Transmit { flow, data });
+            self.emit(flow, data);
             self.timers.push(Reverse((next, key, CallTimer::Invite2xx)));
         }
     }
@@ -1399,6 +1435,38 @@ impl Engine {
         self.calls.keys().copied().collect()
     }
 
+    fn label(&self, call: &Call) -> String {
+        self.cfg
+            .trunks
+            .get(call.trunk)
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Count a call attempt that failed with `status` on the caller's leg.
+    fn record_failure(&mut self, key: CallKey, status: u16) {
+        self.stats.calls_failed += 1;
+        if let Some(call) = self.calls.get(&key) {
+            let (label, d) = (self.label(call), call.direction);
+            self.metrics.call_failed(&label, d, status);
+        }
+    }
+
+    /// Post-dial delay: from the caller's INVITE to the first ringing or answer.
+    fn record_progress(&mut self, key: CallKey, now: Instant) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.progressed {
+            return;
+        }
+        call.progressed = true;
+        let delay = now.saturating_duration_since(call.started);
+        let d = call.direction;
+        let label = self.label(&self.calls[&key]);
+        self.metrics.post_dial_delay(&label, d, delay);
+    }
+
     fn end_call_if_idle(&mut self, key: CallKey) {
         let Some(call) = self.calls.get(&key) else {
             return;
@@ -1416,6 +1484,11 @@ impl Engine {
                 for leg in &call.legs {
                     self.by_tag.remove(&leg.local_tag);
                 }
+                let duration = call
+                    .answered_at
+                    .map(|a| self.now.saturating_duration_since(a));
+                let label = self.label(&call);
+                self.metrics.call_ended(&label, call.direction, duration);
                 debug!(call = call.key, direction = ?call.direction, trunk = call.trunk, "call removed");
             }
         }

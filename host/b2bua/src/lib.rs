@@ -10,6 +10,7 @@
 pub mod config;
 pub mod engine;
 pub mod headers;
+pub mod metrics;
 pub mod stats;
 
 pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
