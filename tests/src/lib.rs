@@ -91,6 +91,7 @@ pub struct LabAddrs {
     pub external_port: u16,
     pub pbx_port: u16,
     pub trunk_port: u16,
+    pub admin_port: u16,
 }
 
 impl LabAddrs {
@@ -103,6 +104,7 @@ impl LabAddrs {
             external_port: 5080,
             pbx_port: 5060,
             trunk_port: 5060,
+            admin_port: 9060,
         }
     }
 
@@ -116,6 +118,7 @@ impl LabAddrs {
             external_port: base + 2,
             pbx_port: base + 4,
             trunk_port: base + 6,
+            admin_port: base + 8,
         }
     }
 }
@@ -157,6 +160,9 @@ impl Lab {
     pub fn trunk(&self) -> String {
         host_port(&self.addrs.trunk_ip, self.addrs.trunk_port)
     }
+    pub fn admin(&self) -> String {
+        host_port(&self.addrs.sluice_ip, self.addrs.admin_port)
+    }
 
     /// The lab configuration, with the given transport toward PBX and trunk.
     pub fn config_text(block: u8, transport: Transport) -> String {
@@ -196,7 +202,12 @@ transport = "{t}"
 
 [routing]
 outbound_trunk = "loop"
+
+[admin]
+listen = "{admin}"
+drain_seconds = 30
 "#,
+            admin = host_port(&a.sluice_ip, a.admin_port),
             pbx = a.pbx_ip,
             pbx_port = a.pbx_port,
             trunk = a.trunk_ip,

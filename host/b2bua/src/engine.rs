@@ -31,6 +31,17 @@ pub enum Output {
 
 pub type CallKey = u64;
 
+/// One call in progress, as the admin API shows it. No numbers or Call-IDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    pub id: CallKey,
+    pub direction: Direction,
+    pub trunk: String,
+    pub state: &'static str,
+    pub age: Duration,
+    pub answered_for: Option<Duration>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// PBX to trunk.
@@ -94,7 +105,8 @@ struct InviteRelay {
 struct Call {
     key: CallKey,
     direction: Direction,
-    trunk: usize,
+    /// The trunk's name (names survive a reload; indexes may not).
+    trunk: String,
     state: CallState,
     legs: [Leg; 2],
     /// The caller's INVITE server transaction and request, until the final answer.
@@ -190,6 +202,63 @@ impl Engine {
     /// Refuse new calls with 503 from now on; calls in progress continue.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Apply a new configuration. Calls in progress keep the addresses they were set up with;
+    /// new calls use the new routes. Listener changes need a restart and are refused.
+    pub fn reconfigure(&mut self, cfg: EngineConfig) -> Result<(), String> {
+        if cfg.listeners != self.cfg.listeners {
+            return Err("listener changes need a restart; the running configuration stays".into());
+        }
+        if cfg.outbound_trunk >= cfg.trunks.len() {
+            return Err("the outbound trunk does not exist".into());
+        }
+        for t in &cfg.trunks {
+            if !self.cfg.trunks.iter().any(|o| o.name == t.name) {
+                self.metrics.add_trunk(&t.name);
+            }
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// A view of the calls in progress, for the admin API.
+    pub fn calls_snapshot(&self, now: Instant) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self
+            .calls
+            .values()
+            .map(|c| CallInfo {
+                id: c.key,
+                direction: c.direction,
+                trunk: c.trunk.clone(),
+                state: match c.state {
+                    CallState::Proceeding => "proceeding",
+                    CallState::Established => "established",
+                    CallState::Ending => "ending",
+                },
+                age: now.saturating_duration_since(c.started),
+                answered_for: c.answered_at.map(|a| now.saturating_duration_since(a)),
+            })
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Calls in progress per trunk name.
+    pub fn calls_per_trunk(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for c in self.calls.values() {
+            *m.entry(c.trunk.clone()).or_insert(0) += 1;
+        }
+        m
     }
 
     fn emit(&mut self, flow: Flow, data: Bytes) {
@@ -627,7 +696,7 @@ impl Engine {
             Call {
                 key,
                 direction,
-                trunk,
+                trunk: self.cfg.trunks[trunk].name.clone(),
                 state: CallState::Proceeding,
                 legs: [a, b],
                 uas_invite: Some((tx, msg)),
@@ -1436,11 +1505,7 @@ impl Engine {
     }
 
     fn label(&self, call: &Call) -> String {
-        self.cfg
-            .trunks
-            .get(call.trunk)
-            .map(|t| t.name.clone())
-            .unwrap_or_default()
+        call.trunk.clone()
     }
 
     /// Count a call attempt that failed with `status` on the caller's leg.
@@ -1489,7 +1554,7 @@ impl Engine {
                     .map(|a| self.now.saturating_duration_since(a));
                 let label = self.label(&call);
                 self.metrics.call_ended(&label, call.direction, duration);
-                debug!(call = call.key, direction = ?call.direction, trunk = call.trunk, "call removed");
+                debug!(call = call.key, direction = ?call.direction, trunk = %call.trunk, "call removed");
             }
         }
     }

@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod stats;
 
 pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
-pub use engine::{Direction, Engine, Output, ALLOW};
+pub use engine::{CallInfo, Direction, Engine, Output, ALLOW};
 pub use stats::EngineStats;
 
 #[cfg(test)]

@@ -66,12 +66,17 @@ impl EngineMetrics {
     pub fn new(trunks: &[String]) -> EngineMetrics {
         let mut m = EngineMetrics::default();
         for t in trunks {
-            gauge!(TRUNK_UP, "trunk" => t.clone()).set(1.0);
-            for d in [Direction::Outbound, Direction::Inbound] {
-                m.for_call(t, d);
-            }
+            m.add_trunk(t);
         }
         m
+    }
+
+    /// Register a trunk's series so that they are exported (at zero) before its first call.
+    pub fn add_trunk(&mut self, trunk: &str) {
+        gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
+        for d in [Direction::Outbound, Direction::Inbound] {
+            self.for_call(trunk, d);
+        }
     }
 
     fn for_call(&mut self, trunk: &str, d: Direction) -> &mut CallMetrics {

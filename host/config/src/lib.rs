@@ -25,6 +25,31 @@ pub struct Config {
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
     pub routing: Routing,
+    /// The admin HTTP API; absent means no admin API.
+    pub admin: Option<Admin>,
+    /// A separate address for Prometheus to scrape `/metrics` without a token.
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Spanned<String>,
+    /// Bearer token for every admin route; required when `listen` is not a loopback address.
+    pub token: Option<Spanned<String>>,
+    /// Seconds a drain lets calls go on before ending them (default 30).
+    #[serde(default = "default_drain")]
+    pub drain_seconds: u64,
+}
+
+fn default_drain() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +270,35 @@ impl Config {
                 format!("routing.outbound_trunk names `{target}`, but no trunk has that name"),
             ));
         }
+        let socket = |s: &Spanned<String>, what: &str| -> Result<SocketAddr, ConfigError> {
+            s.get_ref().parse::<SocketAddr>().map_err(|_| {
+                err(
+                    Some(s.span()),
+                    format!("{what} `{}` is not an IP address with a port", s.get_ref()),
+                )
+            })
+        };
+        if let Some(a) = &cfg.admin {
+            let addr = socket(&a.listen, "admin.listen")?;
+            match &a.token {
+                Some(t) if t.get_ref().len() < 16 => {
+                    return Err(err(
+                        Some(t.span()),
+                        "admin.token must be at least 16 characters".into(),
+                    ))
+                }
+                None if !addr.ip().is_loopback() => {
+                    return Err(err(
+                        Some(a.listen.span()),
+                        format!("admin.listen `{addr}` is not a loopback address: set admin.token"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(m) = &cfg.metrics {
+            socket(&m.listen, "metrics.listen")?;
+        }
         if cfg.sip.t1_ms == 0 || cfg.sip.t2_ms < cfg.sip.t1_ms {
             return Err(err(None, "sip timers need 0 < t1_ms <= t2_ms".into()));
         }
@@ -255,6 +309,19 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The admin API address (validated at load).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|a| a.listen.get_ref().parse().ok())
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|m| m.listen.get_ref().parse().ok())
     }
 
     pub fn trunk(&self, name: &str) -> Option<&Trunk> {
@@ -329,6 +396,20 @@ mod tests {
         let e = Config::parse(&text, "lab.toml").unwrap_err();
         assert!(e.message.contains("not an IP address"), "{e}");
         assert!(e.line.is_some());
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let text =
+            DEFAULT_CONFIG.replace("listen = \"127.0.0.1:9060\"", "listen = \"0.0.0.0:9060\"");
+        assert_ne!(text, DEFAULT_CONFIG);
+        let e = Config::parse(&text, "lab.toml").unwrap_err();
+        assert!(e.message.contains("admin.token"), "{e}");
+        let with_token = text.replace(
+            "listen = \"0.0.0.0:9060\"",
+            "listen = \"0.0.0.0:9060\"\ntoken = \"0123456789abcdef0123\"",
+        );
+        assert!(Config::parse(&with_token, "lab.toml").is_ok());
     }
 
     #[test]

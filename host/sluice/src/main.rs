@@ -4,12 +4,16 @@ mod resolve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sluice_admin::{AdminState, LogSetter, Reloader};
 use sluice_config::Config;
-use sluice_transport::{Control, Shell, ShellOptions};
+use sluice_transport::{Command, Shell, ShellOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{error, info};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -19,11 +23,11 @@ use tracing::{error, info};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Cmd,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Cmd {
     /// Run the SBC. Without --config, runs the bundled loopback lab (examples/loopback.toml).
     Run {
         #[arg(long, short)]
@@ -34,9 +38,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
-        /// How long a drain (SIGTERM) lets calls finish before hanging them up, in seconds.
-        #[arg(long, default_value_t = 30)]
-        drain_seconds: u64,
+        /// How long a drain lets calls finish before ending them, in seconds (default: the
+        /// configuration's admin.drain_seconds, else 30).
+        #[arg(long)]
+        drain_seconds: Option<u64>,
     },
     /// Validate a configuration file and exit (non-zero with file:line: message on error).
     Check {
@@ -54,7 +59,7 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Cmd::Check { config } => match Config::load(&config) {
             Ok(cfg) => match resolve::engine_config(&cfg) {
                 Ok(_) => {
                     println!("{}: ok", config.display());
@@ -70,18 +75,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run {
+        Cmd::Run {
             config,
             log,
             log_format,
             drain_seconds,
         } => {
-            init_logging(&log, log_format);
-            let loaded = match &config {
-                Some(p) => Config::load(p),
-                None => Config::bundled(),
+            let set_log = init_logging(&log, log_format);
+            let (cfg, text) = match &config {
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(text) => (Config::parse(&text, &p.display().to_string()), text),
+                    Err(e) => {
+                        eprintln!("{}: cannot read: {e}", p.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => (Config::bundled(), sluice_config::DEFAULT_CONFIG.to_string()),
             };
-            let cfg = match loaded {
+            let cfg = match cfg {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -99,7 +110,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(cfg, Duration::from_secs(drain_seconds))) {
+            let drain = Duration::from_secs(
+                drain_seconds
+                    .or(cfg.admin.as_ref().map(|a| a.drain_seconds))
+                    .unwrap_or(30),
+            );
+            match rt.block_on(run(cfg, hash(&text), config, drain, set_log)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -111,21 +127,69 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// SHA-256 of the configuration text, as `sha256sum` prints it.
+fn hash(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> LogSetter {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt_layer = match format {
+        LogFormat::Human => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .try_init();
+    Arc::new(move |spec: &str| {
+        let f = EnvFilter::try_new(spec).map_err(|e| format!("bad log filter `{spec}`: {e}"))?;
+        handle
+            .modify(|current| *current = f)
+            .map_err(|e| e.to_string())?;
+        info!(filter = spec, "log filter changed");
+        Ok(())
+    })
 }
 
-async fn run(cfg: Config, drain: Duration) -> anyhow::Result<()> {
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    use sluice_b2bua::metrics::{CALL_DURATION, POST_DIAL_DELAY};
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(POST_DIAL_DELAY.into()),
+            &[
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(CALL_DURATION.into()),
+            &[
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ],
+        )?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+async fn run(
+    cfg: Config,
+    config_hash: String,
+    path: Option<PathBuf>,
+    drain: Duration,
+    set_log: LogSetter,
+) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
+    metrics::counter!("sluice_config_reloads_total", "result" => "success").absolute(0);
+    metrics::counter!("sluice_config_reloads_total", "result" => "failure").absolute(0);
     let engine_cfg = resolve::engine_config(&cfg)?;
     let listeners = engine_cfg.listeners.clone();
     let engine = sluice_b2bua::Engine::new(engine_cfg, fastrand::u64(..));
@@ -138,19 +202,128 @@ async fn run(cfg: Config, drain: Duration) -> anyhow::Result<()> {
     )
     .await
     .context("binding listeners")?;
-    let (control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
+    let (commands, command_rx) = mpsc::channel::<Command>(64);
+    let config_hash = Arc::new(Mutex::new(config_hash));
+    let reload: Reloader = {
+        let commands = commands.clone();
+        let config_hash = config_hash.clone();
+        let path = path.clone();
+        Arc::new(move || {
+            let commands = commands.clone();
+            let config_hash = config_hash.clone();
+            let path = path.clone();
+            Box::pin(async move {
+                let r = reload(path, commands, config_hash).await;
+                let result = if r.is_ok() { "success" } else { "failure" };
+                metrics::counter!("sluice_config_reloads_total", "result" => result).increment(1);
+                r
+            })
+        })
+    };
+    if let Some(addr) = cfg.admin_addr() {
+        let state = AdminState {
+            commands: commands.clone(),
+            token: cfg
+                .admin
+                .as_ref()
+                .and_then(|a| a.token.as_ref().map(|t| t.get_ref().clone())),
+            reload: reload.clone(),
+            set_log,
+            config_hash: config_hash.clone(),
+            metrics: metrics.clone(),
+            drain_deadline: drain,
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin API on {addr}"))?;
+        info!(%addr, "admin API listening");
+        tokio::spawn(async move {
+            if let Err(e) = sluice_admin::serve(listener, sluice_admin::router(state)).await {
+                error!("admin API stopped: {e}");
+            }
+        });
+    }
+    if let Some(addr) = cfg.metrics_addr() {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+        info!(%addr, "metrics endpoint listening");
+        let router = sluice_admin::metrics_router(metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = sluice_admin::serve(listener, router).await {
+                error!("metrics endpoint stopped: {e}");
+            }
+        });
+    }
+    spawn_signal_handlers(commands.clone(), reload, drain);
+    info!("sluice running");
+    shell.run(command_rx).await?;
+    Ok(())
+}
+
+/// Re-read, validate and apply the configuration file. The running configuration stays when
+/// anything is wrong.
+async fn reload(
+    path: Option<PathBuf>,
+    commands: mpsc::Sender<Command>,
+    config_hash: Arc<Mutex<String>>,
+) -> Result<String, String> {
+    let Some(path) = path else {
+        return Err("running on the bundled configuration: there is no file to reload".into());
+    };
+    // Reading and resolving host names may block: keep it off the engine's threads.
+    let prepared = tokio::task::spawn_blocking(move || {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let cfg = Config::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
+        let engine_cfg =
+            resolve::engine_config(&cfg).map_err(|e| format!("{}: {e:#}", path.display()))?;
+        Ok::<_, String>((engine_cfg, hash(&text)))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))??;
+    let (engine_cfg, new_hash) = prepared;
+    let (tx, rx) = oneshot::channel();
+    commands
+        .send(Command::Reconfigure(Box::new(engine_cfg), tx))
+        .await
+        .map_err(|_| "the engine is not running".to_string())?;
+    rx.await
+        .map_err(|_| "the engine is not running".to_string())??;
+    if let Ok(mut h) = config_hash.lock() {
+        *h = new_hash.clone();
+    }
+    info!(hash = %new_hash, "configuration reloaded");
+    Ok(new_hash)
+}
+
+fn spawn_signal_handlers(commands: mpsc::Sender<Command>, reload: Reloader, drain: Duration) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup_reload = reload.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                info!("SIGHUP: reloading the configuration");
+                if let Err(e) = hup_reload().await {
+                    warn!("reload refused: {e}");
+                }
+            }
+        });
+    }
+    let _ = reload;
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         info!("stop requested: draining");
-        let _ = control_tx.send(Control::Drain { deadline: drain });
+        let _ = commands.send(Command::Drain { deadline: drain }).await;
         // A second signal stops at once.
         wait_for_stop_signal().await;
         info!("second stop signal: exiting now");
         std::process::exit(0);
     });
-    info!("sluice running");
-    shell.run(control_rx).await?;
-    Ok(())
 }
 
 async fn wait_for_stop_signal() {

@@ -3,7 +3,7 @@
 //! the engine, so the engine needs no locks.
 
 use bytes::{Bytes, BytesMut};
-use sluice_b2bua::{Engine, ListenerAddr, Output};
+use sluice_b2bua::{CallInfo, Engine, EngineConfig, EngineStats, ListenerAddr, Output};
 use sluice_sip::{Frame, StreamFramer};
 use sluice_transaction::{ConnId, Flow, Transport};
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 /// How long a TCP connection may stay silent before it is closed.
@@ -37,14 +37,25 @@ enum Incoming {
     },
 }
 
-/// Commands from the process (signals, admin) to the running shell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    Run,
-    /// Refuse new calls; exit once the calls in progress are over or `deadline` passes.
-    Drain {
-        deadline: Duration,
-    },
+/// Commands from the process (signals, admin API) to the engine task.
+pub enum Command {
+    /// Refuse new calls; exit once the calls in progress are over or `deadline` passes, then
+    /// end the rest with BYE.
+    Drain { deadline: Duration },
+    /// A snapshot for the admin API.
+    Status(oneshot::Sender<Status>),
+    /// Swap in a new engine configuration (already validated and resolved).
+    Reconfigure(Box<EngineConfig>, oneshot::Sender<Result<(), String>>),
+}
+
+/// What the engine task reports to the admin API.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub draining: bool,
+    pub stats: EngineStats,
+    pub calls: Vec<CallInfo>,
+    pub calls_per_trunk: HashMap<String, usize>,
+    pub config: EngineConfig,
 }
 
 pub struct ShellOptions {
@@ -96,8 +107,8 @@ impl Shell {
         })
     }
 
-    /// Run until a drain completes.
-    pub async fn run(self, mut control: watch::Receiver<Control>) -> io::Result<()> {
+    /// Run until a drain completes or every command sender is gone.
+    pub async fn run(self, mut commands: mpsc::Receiver<Command>) -> io::Result<()> {
         let Shell {
             mut engine,
             opts,
@@ -172,17 +183,38 @@ impl Shell {
                         return Ok(());
                     }
                 }
-                changed = control.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    if let Control::Drain { deadline } = *control.borrow() {
-                        info!(calls = engine.active_calls(), ?deadline, "draining: new calls are refused");
-                        engine.set_draining(true);
-                        drain_until = Some(tokio::time::Instant::now() + deadline);
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    match cmd {
+                        Command::Drain { deadline } => {
+                            if drain_until.is_none() {
+                                info!(calls = engine.active_calls(), ?deadline, "draining: new calls are refused");
+                                engine.set_draining(true);
+                                drain_until = Some(tokio::time::Instant::now() + deadline);
+                            }
+                        }
+                        Command::Status(reply) => {
+                            let now = std::time::Instant::now();
+                            let _ = reply.send(Status {
+                                draining: engine.is_draining(),
+                                stats: engine.stats(),
+                                calls: engine.calls_snapshot(now),
+                                calls_per_trunk: engine.calls_per_trunk(),
+                                config: engine.config().clone(),
+                            });
+                        }
+                        Command::Reconfigure(cfg, reply) => {
+                            let result = engine.reconfigure(*cfg);
+                            match &result {
+                                Ok(()) => info!("configuration reloaded"),
+                                Err(e) => warn!("reload refused: {e}"),
+                            }
+                            let _ = reply.send(result);
+                        }
                     }
                 }
             }
+            engine.sync_metrics();
             flush(
                 &mut engine,
                 &udp,

@@ -1,0 +1,334 @@
+//! The admin HTTP API (health, status, trunks, calls, reload, drain, log level) and the
+//! Prometheus `/metrics` endpoint. Handlers never touch the engine: they send a command to the
+//! engine task and await its answer.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use sluice_b2bua::Direction;
+use sluice_transport::{Command, Status};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Re-read and validate the configuration; on success, the new configuration's hash after it
+/// was applied, else a message for the operator.
+pub type Reloader = Arc<dyn Fn() -> BoxFuture<Result<String, String>> + Send + Sync>;
+/// Change the log filter at run time.
+pub type LogSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub commands: mpsc::Sender<Command>,
+    /// Bearer token required on every admin route when set.
+    pub token: Option<String>,
+    pub reload: Reloader,
+    pub set_log: LogSetter,
+    pub config_hash: Arc<Mutex<String>>,
+    pub metrics: PrometheusHandle,
+    pub drain_deadline: Duration,
+}
+
+/// The admin API router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/status", get(status))
+        .route("/trunks", get(trunks))
+        .route("/calls", get(calls))
+        .route("/registrations", get(registrations))
+        .route("/plugins", get(plugins))
+        .route("/metrics", get(metrics))
+        .route("/reload", post(reload))
+        .route("/drain", post(drain))
+        .route("/log", put(set_log))
+        .with_state(state)
+}
+
+/// A router with `/metrics` only, for a separate scrape address.
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let h = handle.clone();
+            async move { prometheus_text(&h) }
+        }),
+    )
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+fn prometheus_text(h: &PrometheusHandle) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        h.render(),
+    )
+        .into_response()
+}
+
+fn authorised(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid bearer token is required\n",
+        )
+            .into_response())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn engine_status(state: &AdminState) -> Result<Status, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is not running\n",
+        )
+            .into_response()
+    };
+    state
+        .commands
+        .send(Command::Status(tx))
+        .await
+        .map_err(|_| unavailable())?;
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())
+}
+
+macro_rules! guard {
+    ($state:expr, $headers:expr) => {
+        if let Err(r) = authorised(&$state, &$headers) {
+            return r;
+        }
+    };
+}
+
+async fn health(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    "ok\n".into_response()
+}
+
+async fn ready(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    match engine_status(&state).await {
+        Ok(s) if !s.draining => "ready\n".into_response(),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    version: &'static str,
+    config_hash: String,
+    draining: bool,
+    active_calls: u64,
+    calls_attempted: u64,
+    calls_answered: u64,
+    calls_failed: u64,
+    messages_in: u64,
+    messages_out: u64,
+    parse_errors: u64,
+}
+
+async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let s = match engine_status(&state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let hash = state
+        .config_hash
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    Json(StatusBody {
+        version: env!("CARGO_PKG_VERSION"),
+        config_hash: hash,
+        draining: s.draining,
+        active_calls: s.stats.active_calls,
+        calls_attempted: s.stats.calls_attempted,
+        calls_answered: s.stats.calls_answered,
+        calls_failed: s.stats.calls_failed,
+        messages_in: s.stats.messages_in,
+        messages_out: s.stats.messages_out,
+        parse_errors: s.stats.parse_errors,
+    })
+    .into_response()
+}
+
+#[derive(Serialize)]
+struct TrunkBody {
+    name: String,
+    host: String,
+    address: String,
+    transport: String,
+    /// Without keep-alive or registration, a configured trunk is taken as online.
+    status: &'static str,
+    active_calls: usize,
+    outbound_route: bool,
+}
+
+async fn trunks(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let s = match engine_status(&state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body: Vec<TrunkBody> = s
+        .config
+        .trunks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TrunkBody {
+            name: t.name.clone(),
+            host: t.host.clone(),
+            address: t.addr.to_string(),
+            transport: t.transport.to_string(),
+            status: "online",
+            active_calls: s.calls_per_trunk.get(&t.name).copied().unwrap_or(0),
+            outbound_route: i == s.config.outbound_trunk,
+        })
+        .collect();
+    Json(body).into_response()
+}
+
+#[derive(Serialize)]
+struct CallBody {
+    id: u64,
+    direction: &'static str,
+    trunk: String,
+    state: &'static str,
+    age_seconds: f64,
+    answered_seconds: Option<f64>,
+}
+
+async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let s = match engine_status(&state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body: Vec<CallBody> = s
+        .calls
+        .iter()
+        .map(|c| CallBody {
+            id: c.id,
+            direction: match c.direction {
+                Direction::Outbound => "outbound",
+                Direction::Inbound => "inbound",
+            },
+            trunk: c.trunk.clone(),
+            state: c.state,
+            age_seconds: c.age.as_secs_f64(),
+            answered_seconds: c.answered_for.map(|d| d.as_secs_f64()),
+        })
+        .collect();
+    Json(body).into_response()
+}
+
+async fn registrations(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    // No register-based trunks exist yet: an empty list, in the shape to come.
+    Json(Vec::<serde_json::Value>::new()).into_response()
+}
+
+async fn plugins(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    Json(Vec::<serde_json::Value>::new()).into_response()
+}
+
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    prometheus_text(&state.metrics)
+}
+
+async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    match (state.reload)().await {
+        Ok(hash) => {
+            info!(%hash, "reload requested through the admin API succeeded");
+            Json(serde_json::json!({ "config_hash": hash })).into_response()
+        }
+        Err(e) => {
+            warn!("reload refused: {e}");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(serde_json::json!({ "error": e })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DrainQuery {
+    /// Seconds calls may go on before they are ended.
+    deadline: Option<u64>,
+}
+
+async fn drain(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<DrainQuery>,
+) -> Response {
+    guard!(state, headers);
+    let deadline = q
+        .deadline
+        .map(Duration::from_secs)
+        .unwrap_or(state.drain_deadline);
+    if state
+        .commands
+        .send(Command::Drain { deadline })
+        .await
+        .is_err()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is not running\n",
+        )
+            .into_response();
+    }
+    (StatusCode::ACCEPTED, "draining\n").into_response()
+}
+
+async fn set_log(State(state): State<AdminState>, headers: HeaderMap, body: String) -> Response {
+    guard!(state, headers);
+    match (state.set_log)(body.trim()) {
+        Ok(()) => "ok\n".into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Whether an address is loopback (where the admin API may run without a token).
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
