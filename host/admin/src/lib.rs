@@ -79,54 +79,51 @@ fn prometheus_text(h: &PrometheusHandle) -> Response {
         .into_response()
 }
 
-fn authorised(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorised(state: &AdminState, headers: &HeaderMap) -> bool {
     let Some(token) = &state.token else {
-        return Ok(());
+        return true;
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a valid bearer token is required\n",
-        )
-            .into_response())
-    }
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+fn unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a valid bearer token is required\n",
+    )
+        .into_response()
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the engine is not running\n",
+    )
+        .into_response()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn engine_status(state: &AdminState) -> Result<Status, Response> {
+async fn engine_status(state: &AdminState) -> Option<Status> {
     let (tx, rx) = oneshot::channel();
-    let unavailable = || {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is not running\n",
-        )
-            .into_response()
-    };
-    state
-        .commands
-        .send(Command::Status(tx))
-        .await
-        .map_err(|_| unavailable())?;
+    state.commands.send(Command::Status(tx)).await.ok()?;
     tokio::time::timeout(Duration::from_secs(5), rx)
         .await
-        .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())
+        .ok()?
+        .ok()
 }
 
 macro_rules! guard {
     ($state:expr, $headers:expr) => {
-        if let Err(r) = authorised(&$state, &$headers) {
-            return r;
+        if !authorised(&$state, &$headers) {
+            return unauthorised();
         }
     };
 }
@@ -139,9 +136,9 @@ async fn health(State(state): State<AdminState>, headers: HeaderMap) -> Response
 async fn ready(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     guard!(state, headers);
     match engine_status(&state).await {
-        Ok(s) if !s.draining => "ready\n".into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response(),
-        Err(r) => r,
+        Some(s) if !s.draining => "ready\n".into_response(),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response(),
+        None => unavailable(),
     }
 }
 
@@ -161,9 +158,8 @@ struct StatusBody {
 
 async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     guard!(state, headers);
-    let s = match engine_status(&state).await {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(s) = engine_status(&state).await else {
+        return unavailable();
     };
     let hash = state
         .config_hash
@@ -199,9 +195,8 @@ struct TrunkBody {
 
 async fn trunks(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     guard!(state, headers);
-    let s = match engine_status(&state).await {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(s) = engine_status(&state).await else {
+        return unavailable();
     };
     let body: Vec<TrunkBody> = s
         .config
@@ -233,9 +228,8 @@ struct CallBody {
 
 async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     guard!(state, headers);
-    let s = match engine_status(&state).await {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(s) = engine_status(&state).await else {
+        return unavailable();
     };
     let body: Vec<CallBody> = s
         .calls

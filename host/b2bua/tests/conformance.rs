@@ -108,15 +108,28 @@ fn load(set: &str, name: &str) -> Vec<u8> {
     let path = corpus_dir().join(set).join(format!("{name}.dat"));
     let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     if set == "rfc5118" {
-        // Stored with LF line ends: convert to CRLF, and end the head if the file lacks it.
+        // Stored with LF line ends: convert to CRLF and end the head where the file lacks the
+        // empty line. The conversion changes the body's length, and the RFC's Content-Length
+        // values do not match its own bodies (ipv6-in-sdp declares 268 for 251 bytes), so the
+        // value is set to the converted body: these files test IPv6 handling, not framing.
         let text = String::from_utf8_lossy(&raw)
             .replace("\r\n", "\n")
             .replace('\n', "\r\n");
-        let mut text = text.into_bytes();
-        if !text.windows(4).any(|w| w == b"\r\n\r\n") {
-            text.extend_from_slice(b"\r\n");
-        }
-        return text;
+        let (head, body) = match text.find("\r\n\r\n") {
+            Some(i) => (text[..i].to_string(), text[i + 4..].to_string()),
+            None => (text.trim_end().to_string(), String::new()),
+        };
+        let head: Vec<String> = head
+            .split("\r\n")
+            .map(|l| {
+                if l.to_ascii_lowercase().starts_with("content-length") {
+                    format!("Content-Length: {}", body.len())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        return format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes();
     }
     raw
 }
@@ -129,7 +142,8 @@ fn answered(codes: &[u16]) -> Outcome {
 fn rfc4475_outcomes() {
     use Outcome::*;
     let cases: &[(&str, &[Outcome])] = &[
-        ("wsinv", &[Forwarded]),
+        // wsinv carries a To tag: a valid in-dialog request for a dialog Sluice does not know.
+        ("wsinv", &[Forwarded, answered(&[481])]),
         ("intmeth", &[answered(&[501])]),
         ("esc01", &[Forwarded]),
         ("escnull", &[answered(&[405])]),
@@ -249,4 +263,44 @@ fn rfc5118_outcomes() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_prefix_of_every_torture_message_is_handled_without_panic() {
+    let mut fed = 0;
+    for set in ["rfc4475", "rfc5118"] {
+        let mut names: Vec<String> = std::fs::read_dir(corpus_dir().join(set))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter_map(|n| n.strip_suffix(".dat").map(str::to_string))
+            .collect();
+        names.sort();
+        for name in names {
+            let data = load(set, &name);
+            let mut e = engine();
+            let flow = Flow {
+                transport: Transport::Udp,
+                local: addr("127.0.0.1:5060"),
+                remote: addr("127.0.0.10:5060"),
+                conn: None,
+            };
+            for cut in 0..=data.len() {
+                e.handle_datagram(Instant::now(), flow, &data[..cut]);
+                while e.poll_output().is_some() {}
+                fed += 1;
+            }
+            // And through the TCP framer, byte by byte.
+            let mut framer = sluice_sip::StreamFramer::new(65535);
+            for b in &data {
+                framer.push(std::slice::from_ref(b));
+                while let Some(frame) = framer.next_frame() {
+                    if let Ok(sluice_sip::Frame::Message(m)) = frame {
+                        e.handle_datagram(Instant::now(), flow, &m);
+                    }
+                }
+            }
+        }
+    }
+    assert!(fed > 10_000, "fed {fed} prefixes");
 }

@@ -177,11 +177,15 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// A hostname, IPv4 address or bracketed IPv6 reference (RFC 3261 §25.1, RFC 5118).
+/// Inside brackets, hex digits, colons and dots are accepted even where RFC 3261's ABNF bug
+/// produces three colons in a row (RFC 5118 §4.10: be liberal).
 pub fn is_valid_host(h: &str) -> bool {
     if let Some(inner) = h.strip_prefix('[') {
-        return inner
-            .strip_suffix(']')
-            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        return inner.strip_suffix(']').is_some_and(|a| {
+            a.contains(':')
+                && a.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        });
     }
     !h.is_empty()
         && h.bytes()
@@ -231,7 +235,11 @@ impl<'a> NameAddr<'a> {
                 if !display.is_empty() && !is_valid_display_name(display) {
                     return None;
                 }
-                let uri = v[open + 1..close].trim();
+                // No whitespace inside the brackets (RFC 3261 §25.1: LAQUOT addr-spec RAQUOT).
+                let uri = &v[open + 1..close];
+                if uri.contains(|c: char| c.is_whitespace()) {
+                    return None;
+                }
                 let params = v[close + 1..].trim();
                 if !params.is_empty() && !params.starts_with(';') {
                     return None;
@@ -254,8 +262,11 @@ impl<'a> NameAddr<'a> {
                     Some(i) => (v[..i].trim(), &v[i..]),
                     None => (v, ""),
                 };
-                // An addr-spec may not contain whitespace, commas or '?'-headers unescaped.
-                if uri.is_empty() || uri.contains(|c: char| c.is_whitespace() || c == ',') {
+                // Without angle brackets a URI may carry no headers (`?`), and no whitespace or
+                // commas (RFC 3261 §20.10).
+                if uri.is_empty()
+                    || uri.contains(|c: char| c.is_whitespace() || c == ',' || c == '?')
+                {
                     return None;
                 }
                 Some(NameAddr {

@@ -74,11 +74,10 @@ pub fn parse_message(data: &[u8]) -> Result<Message, ParseError> {
     }
     let (head_end, body_start) = match find_head_end(data) {
         Some(x) => x,
-        None => {
-            // A head that is not terminated: accept if it ends with a line end (no body), as some
-            // senders omit the empty line on bodiless messages; otherwise it is truncated.
-            return Err(ParseError::bare("header section not terminated"));
-        }
+        // A datagram whose head ends with a line end but lacks the empty line: the head runs
+        // to the end (no body). Anything else is cut off mid-line.
+        None if data.ends_with(b"\n") => (data.len(), data.len()),
+        None => return Err(ParseError::bare("header section not terminated")),
     };
     let head = std::str::from_utf8(&data[..head_end])
         .map_err(|_| ParseError::bare("header section is not UTF-8"))?;
@@ -132,7 +131,40 @@ pub fn content_length(headers: &Headers) -> Result<Option<usize>, &'static str> 
 pub fn parse_head(head: &str) -> Result<(StartLine, Headers, bool), ParseError> {
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let first = lines.next().unwrap_or("");
-    let (start, version_ok) = parse_start_line(first)?;
+    let (start, version_ok) = match parse_start_line(first) {
+        Ok(x) => x,
+        Err(e) => {
+            // A malformed Request-Line: read the headers anyway so that a 400 can be sent.
+            let method = first.split([' ', '\t']).next().unwrap_or("");
+            if method.is_empty()
+                || method.starts_with("SIP/")
+                || !method.bytes().all(crate::header::is_token_char)
+            {
+                return Err(e);
+            }
+            let placeholder = StartLine::Request {
+                method: Method::parse(method),
+                uri: String::new(),
+            };
+            let headers = parse_header_lines(lines).unwrap_or_default();
+            return Err(ParseError::with_head(
+                e.reason,
+                Message {
+                    start: placeholder,
+                    headers,
+                    body: Bytes::new(),
+                },
+            ));
+        }
+    };
+    match parse_header_lines(lines) {
+        Ok(headers) => Ok((start, headers, version_ok)),
+        Err(reason) => Err(partial_err(reason, &start, &Headers::new())),
+    }
+}
+
+/// Header lines, continuation lines folded into the header they continue.
+fn parse_header_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Headers, &'static str> {
     let mut headers = Headers::new();
     let mut current: Option<(HeaderName, String)> = None;
     for line in lines {
@@ -148,21 +180,21 @@ pub fn parse_head(head: &str) -> Result<(StartLine, Headers, bool), ParseError> 
                         v.push_str(cont);
                     }
                 }
-                None => {
-                    return Err(ParseError::bare("continuation line before any header"));
-                }
+                None => return Err("continuation line before any header"),
             }
             continue;
         }
         if let Some((name, value)) = current.take() {
             headers.push(name, value);
         }
-        let colon = line
-            .find(':')
-            .ok_or_else(|| partial_err("header line without a colon", &start, &headers))?;
+        if line.is_empty() {
+            // Only the end of a head that ran to the end of the datagram.
+            continue;
+        }
+        let colon = line.find(':').ok_or("header line without a colon")?;
         let name = line[..colon].trim_end_matches([' ', '\t']);
         if !HeaderName::is_valid_token(name) {
-            return Err(partial_err("invalid header name", &start, &headers));
+            return Err("invalid header name");
         }
         let value = line[colon + 1..].trim_matches([' ', '\t']);
         current = Some((HeaderName::parse(name), value.to_string()));
@@ -170,7 +202,7 @@ pub fn parse_head(head: &str) -> Result<(StartLine, Headers, bool), ParseError> 
     if let Some((name, value)) = current.take() {
         headers.push(name, value);
     }
-    Ok((start, headers, version_ok))
+    Ok(headers)
 }
 
 fn partial_err(reason: &'static str, start: &StartLine, headers: &Headers) -> ParseError {

@@ -74,7 +74,7 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
     }
     if let Some(mf) = h.get(&HeaderName::MaxForwards) {
         let mf = mf.trim();
-        if mf.is_empty() || mf.len() > 3 || !mf.bytes().all(|b| b.is_ascii_digit()) {
+        if mf.is_empty() || !mf.bytes().all(|b| b.is_ascii_digit()) || mf.parse::<u32>().is_err() {
             return Err(bad("Malformed Max-Forwards"));
         }
     }
@@ -97,7 +97,10 @@ pub fn validate(msg: &Message) -> Result<(), Rejection> {
             }
             let parsed = Uri::parse(uri).ok_or(bad("Malformed Request-URI"))?;
             if parsed.is_sip() {
-                // A SIP Request-URI must not be in angle brackets nor carry spaces; Uri checked it.
+                // Headers (`?...`) are not allowed in a Request-URI (RFC 3261 §19.1.5).
+                if !parsed.headers.is_empty() {
+                    return Err(bad("Headers in the Request-URI"));
+                }
             } else if !parsed.scheme.eq_ignore_ascii_case("tel") {
                 return Err(Rejection {
                     status: 416,
