@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Signalling benchmark: SIPp UAC -> system -> SIPp UAS on loopback, for Sluice and for Kamailio
+# (stateful proxy: record_route + t_relay) in the same run, so that the ratio is meaningful on a
+# noisy machine. For each system it finds the highest call rate sustained for DURATION seconds
+# with under 0.1% failed calls, then measures INVITE->200 latency at LAT_RATE, and (Sluice)
+# the resident memory with HOLD_CALLS calls up at once.
+#
+#   cargo build --release -p sluice && bash bench/run.sh
+#
+# Environment: DURATION (20), RATES ("500 1000 1500 2000 2500 3000 3500 4000 5000 6000"),
+# LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000), SYSTEMS ("sluice kamailio").
+# Traffic stays on 127.0.100.0/24.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+RATES=${RATES:-"500 1000 1500 2000 2500 3000 3500 4000 5000 6000"}
+LAT_RATE=${LAT_RATE:-200}
+LAT_SECONDS=${LAT_SECONDS:-10}
+HOLD_CALLS=${HOLD_CALLS:-10000}
+SYSTEMS=${SYSTEMS:-"sluice kamailio"}
+
+PROXY=127.0.100.1
+UAC_IP=127.0.100.10
+UAS_IP=127.0.100.20
+SLUICE=${SLUICE:-target/release/sluice}
+WORK=$(mktemp -d)
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null
+    done
+    pkill -f "kamailio -f $PWD/bench/kamailio.cfg" 2>/dev/null
+    sleep 0.5
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+ulimit -n 65536 2>/dev/null || true
+command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 1; }
+
+start_uas() {
+    sipp -sf tests/scenarios/uas.xml -i "$UAS_IP" -p 5060 -nostdin -bg -trace_err \
+        -error_file "$WORK/uas.err" >/dev/null 2>&1
+    sleep 0.5
+}
+
+stop_uas() {
+    pkill -f "sipp -sf tests/scenarios/uas.xml -i $UAS_IP" 2>/dev/null
+    sleep 0.5
+}
+
+start_system() {
+    case "$1" in
+    sluice)
+        "$SLUICE" run --config bench/sluice-bench.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        SYS_PID=$!
+        ;;
+    kamailio)
+        kamailio -f "$PWD/bench/kamailio.cfg" -DD -E -m 1024 -M 64 -w "$WORK" \
+            >"$WORK/kamailio.log" 2>&1 &
+        SYS_PID=$!
+        ;;
+    esac
+    PIDS+=("$SYS_PID")
+    # Ready when it answers an OPTIONS (bounded: 10 s).
+    for _ in $(seq 1 50); do
+        if timeout 2 sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5071 "$PROXY:5060" -m 1 \
+            -nostdin -timeout 1s >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "$1 did not come up" >&2
+    return 1
+}
+
+stop_system() {
+    # Sluice drains on the first signal and exits at once on the second.
+    kill "$SYS_PID" 2>/dev/null
+    sleep 0.2
+    kill "$SYS_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$SYS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SYS_PID" 2>/dev/null
+    pkill -9 -f "kamailio -f $PWD/bench/kamailio.cfg" 2>/dev/null
+    sleep 0.5
+}
+
+# One trial at a rate: prints "ok ACHIEVED_RATE" or "fail REASON".
+trial() {
+    local rate=$1 calls=$(( $1 * DURATION )) out="$WORK/trial.out"
+    timeout $(( DURATION * 3 + 30 )) sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" \
+        -r "$rate" -m "$calls" -l $(( rate * 4 + 100 )) -nostdin -timeout_error \
+        -recv_timeout 10000 >"$out" 2>&1
+    local ok failed crate
+    ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
+    failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
+    crate=$(awk -F'|' '/Call Rate/ {gsub(/ |cps/,"",$3); print $3}' "$out" | tail -1)
+    ok=${ok:-0}; failed=${failed:-0}; crate=${crate:-0}
+    if [ "$ok" -eq 0 ]; then echo "fail no-calls"; return; fi
+    # Under 0.1% failed, all calls placed, and the generator kept up with the rate.
+    if [ $(( failed * 1000 )) -lt $(( ok + failed )) ] && [ $(( ok + failed )) -ge "$calls" ] &&
+        awk -v c="$crate" -v r="$rate" 'BEGIN { exit !(c >= 0.95 * r) }'; then
+        echo "ok $crate"
+    else
+        echo "fail ok=$ok failed=$failed rate=$crate"
+    fi
+}
+
+max_rate() {
+    local best=0 r result
+    for r in $RATES; do
+        result=$(trial "$r")
+        echo "  $1 @ $r cps: $result" >&2
+        case "$result" in
+        ok*) best=$r ;;
+        *) break ;;
+        esac
+    done
+    echo "$best"
+}
+
+latency() {
+    # SIPp times responses in whole milliseconds; a small Python caller gives microseconds.
+    timeout $(( LAT_SECONDS * 3 + 30 )) python3 bench/latency.py "$UAC_IP" "$PROXY:5060" \
+        "$LAT_RATE" "$LAT_SECONDS"
+}
+
+held_memory() {
+    # Hold HOLD_CALLS calls up at once; read Sluice's resident memory once all are answered.
+    timeout 600 sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -r 1000 -m "$HOLD_CALLS" \
+        -l "$HOLD_CALLS" -d 300000 -nostdin -bg >/dev/null 2>&1
+    local active=0
+    for _ in $(seq 1 120); do
+        active=$(curl -s "http://$PROXY:9060/status" | python3 -c \
+            'import json,sys; print(json.load(sys.stdin)["active_calls"])' 2>/dev/null || echo 0)
+        [ "${active:-0}" -ge "$HOLD_CALLS" ] && break
+        sleep 0.5
+    done
+    local rss
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$SYS_PID/status")
+    pkill -f "sipp -sf tests/scenarios/uac.xml -i $UAC_IP" 2>/dev/null
+    echo "$((rss / 1024)) MiB RSS with $active calls up at once"
+}
+
+declare -A RATE LAT MEM
+for sys in $SYSTEMS; do
+    if [ "$sys" = sluice ] && [ ! -x "$SLUICE" ]; then
+        echo "== sluice: $SLUICE not built, skipped (cargo build --release -p sluice)"
+        continue
+    fi
+    echo "== $sys"
+    start_uas
+    start_system "$sys" || { stop_uas; continue; }
+    RATE[$sys]=$(max_rate "$sys")
+    LAT[$sys]=$(latency "$sys")
+    if [ "$sys" = sluice ]; then
+        MEM[$sys]=$(held_memory)
+    fi
+    stop_system
+    stop_uas
+done
+
+echo
+echo "== results ($(date -u +%Y-%m-%d), $(nproc) cores, ${DURATION}s per rate, <0.1% failed)"
+for sys in $SYSTEMS; do
+    [ -n "${RATE[$sys]:-}" ] || continue
+    echo "$sys: max sustained ${RATE[$sys]} cps; INVITE->200 at ${LAT_RATE} cps: ${LAT[$sys]}"
+done
+if [ -n "${MEM[sluice]:-}" ]; then
+    echo "sluice memory: ${MEM[sluice]}"
+fi
+if [ -n "${RATE[sluice]:-}" ] && [ -n "${RATE[kamailio]:-}" ] && [ "${RATE[kamailio]}" -gt 0 ]; then
+    awk -v s="${RATE[sluice]}" -v k="${RATE[kamailio]}" \
+        'BEGIN { printf "ratio sluice/kamailio: %.2f\n", s / k }'
+fi
