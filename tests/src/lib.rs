@@ -132,6 +132,7 @@ fn host_port(ip: &str, port: u16) -> String {
 }
 
 pub struct Lab {
+    pub config_path: PathBuf,
     pub addrs: LabAddrs,
     pub transport: Transport,
     pub dir: tempfile::TempDir,
@@ -221,9 +222,15 @@ drain_seconds = 30
     }
 
     pub fn start_with(addrs: LabAddrs, transport: Transport) -> Lab {
+        let text = Lab::config_for(&addrs, transport);
+        Lab::start_with_text(addrs, transport, &text)
+    }
+
+    /// Start Sluice on a given configuration text for the lab `addrs`.
+    pub fn start_with_text(addrs: LabAddrs, transport: Transport, text: &str) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("sluice.toml");
-        std::fs::write(&cfg, Lab::config_for(&addrs, transport)).expect("write config");
+        std::fs::write(&cfg, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("sluice.log")).expect("log file");
         let child = Command::new(sluice_bin())
             .args(["run", "--config"])
@@ -234,6 +241,7 @@ drain_seconds = 30
             .spawn()
             .expect("start sluice");
         let mut lab = Lab {
+            config_path: cfg.clone(),
             addrs,
             transport,
             dir,
@@ -356,6 +364,22 @@ drain_seconds = 30
             if Instant::now() > deadline {
                 let _ = child.kill();
                 return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait (bounded) for Sluice to exit on its own, without signalling it.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.sluice.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.sluice = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -524,4 +548,110 @@ pub fn udp_exchange(from: &str, to: &str, data: &[u8], wait: Duration) -> Vec<St
         }
     }
     out
+}
+
+/// A minimal HTTP/1.1 client for the admin API: returns status and body.
+pub fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// One sample of a Prometheus text exposition: name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parse the Prometheus text format (the subset the exporter writes).
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for pair in labels.split(',').filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = pair.split_once('=') {
+                map.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+        }
+        out.push(Sample {
+            name: name.to_string(),
+            labels: map,
+            value,
+        });
+    }
+    out
+}
+
+/// The value of the sample with exactly these labels, if exported.
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == want)
+        .map(|s| s.value)
 }

@@ -1,0 +1,314 @@
+//! Operations: Prometheus metrics match a known run exactly, the admin API (with its token),
+//! reload, log level, and a drain during a SIPp run.
+
+use sluice_e2e::{http, metric, parse_prometheus, Lab, LabAddrs, Peer, Transport};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Poll `check` until it holds (bounded); the admin API is the event source.
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn json_number(body: &str, key: &str) -> Option<f64> {
+    let at = body.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &body[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+#[test]
+fn metrics_match_a_known_run() {
+    let lab = Lab::start(20, Transport::Udp);
+    let out = [("trunk", "loop"), ("direction", "outbound")];
+    // 10 answered calls, then 5 refused with 486.
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "10"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "10", "-r", "20", "-d", "100"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (10, 0), "{r:?}");
+    uas.wait(Duration::from_secs(10));
+    let uas = lab.sipp("uas_busy", "uas_busy.xml", Peer::Trunk, None, &["-m", "5"]);
+    let uac = lab.sipp(
+        "uac_busy",
+        "uac_busy.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "20"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (5, 0), "{r:?}");
+    uas.wait(Duration::from_secs(10));
+    // Calls end when their last transaction settles; the admin API says when.
+    wait_until("no active calls", Duration::from_secs(20), || {
+        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+        json_number(&body, "active_calls") == Some(0.0)
+    });
+    let (status, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    assert_eq!(status, 200);
+    let m = parse_prometheus(&text);
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        metric(&m, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} missing in:\n{text}"))
+    };
+    assert_eq!(get("sluice_calls_attempted_total", &out), 15.0);
+    assert_eq!(get("sluice_calls_answered_total", &out), 10.0);
+    assert_eq!(
+        get(
+            "sluice_calls_failed_total",
+            &[
+                ("trunk", "loop"),
+                ("direction", "outbound"),
+                ("status_class", "4xx")
+            ]
+        ),
+        5.0
+    );
+    assert_eq!(get("sluice_calls_active", &out), 0.0);
+    assert_eq!(
+        get(
+            "sluice_calls_attempted_total",
+            &[("trunk", "loop"), ("direction", "inbound")]
+        ),
+        0.0
+    );
+    assert!((get("sluice_answer_seizure_ratio", &out) - 10.0 / 15.0).abs() < 1e-9);
+    // Ringing came on the 10 answered calls only; 10 calls had a duration.
+    assert_eq!(get("sluice_post_dial_delay_seconds_count", &out), 10.0);
+    assert_eq!(get("sluice_call_duration_seconds_count", &out), 10.0);
+    let mut inf = out.to_vec();
+    inf.push(("le", "+Inf"));
+    assert_eq!(get("sluice_post_dial_delay_seconds_bucket", &inf), 10.0);
+    // Messages, both sides: 15 INVITEs in from the PBX and out to the trunk, 10 BYEs each way,
+    // ACKs for 10 answers and 5 refusals each way, 486 relayed 5 times.
+    let req = |dir: &str, method: &str| {
+        get(
+            "sluice_sip_requests_total",
+            &[("direction", dir), ("method", method)],
+        )
+    };
+    let resp = |dir: &str, status: &str| {
+        get(
+            "sluice_sip_responses_total",
+            &[("direction", dir), ("status", status)],
+        )
+    };
+    assert_eq!(req("received", "INVITE"), 15.0);
+    assert_eq!(req("sent", "INVITE"), 15.0);
+    assert_eq!(req("received", "BYE"), 10.0);
+    assert_eq!(req("sent", "BYE"), 10.0);
+    assert_eq!(req("received", "ACK"), 15.0);
+    assert_eq!(req("sent", "ACK"), 15.0);
+    assert_eq!(resp("received", "486"), 5.0);
+    assert_eq!(resp("sent", "486"), 5.0);
+    assert_eq!(resp("received", "180"), 10.0);
+    assert_eq!(resp("sent", "180"), 10.0);
+    // 200s: 10 to INVITE and 10 to BYE, each way, plus the readiness probes' OPTIONS (sent).
+    assert_eq!(resp("received", "200"), 20.0);
+    assert!(resp("sent", "200") >= 20.0);
+    assert_eq!(get("sluice_trunk_up", &[("trunk", "loop")]), 1.0);
+    // No Call-ID, tag or number ever appears as a label value.
+    for s in &m {
+        for v in s.labels.values() {
+            assert!(
+                !v.contains("SIPp") && !v.contains("1555") && !v.contains('@'),
+                "{s:?}"
+            );
+        }
+    }
+}
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn token_lab(block: u8) -> Lab {
+    let addrs = LabAddrs::v4(block);
+    let text = Lab::config_for(&addrs, Transport::Udp).replace(
+        "drain_seconds = 30",
+        &format!("drain_seconds = 30\ntoken = \"{TOKEN}\""),
+    );
+    Lab::start_with_text(addrs, Transport::Udp, &text)
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn admin_api_end_to_end_with_token() {
+    let lab = token_lab(22);
+    let a = lab.admin();
+    // The token is checked on every route.
+    for path in [
+        "/health",
+        "/status",
+        "/trunks",
+        "/calls",
+        "/metrics",
+        "/registrations",
+        "/plugins",
+    ] {
+        assert_eq!(
+            http("GET", &a, path, None, "").0,
+            401,
+            "{path} without a token"
+        );
+        assert_eq!(
+            http("GET", &a, path, Some("wrong-token-0123456789"), "").0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            http("GET", &a, path, Some(TOKEN), "").0,
+            200,
+            "{path} with the token"
+        );
+    }
+    assert_eq!(http("POST", &a, "/drain", None, "").0, 401);
+    assert_eq!(http("POST", &a, "/reload", None, "").0, 401);
+    let t = Some(TOKEN);
+    assert_eq!(http("GET", &a, "/health", t, ""), (200, "ok\n".to_string()));
+    assert_eq!(http("GET", &a, "/ready", t, "").0, 200);
+    let (_, status) = http("GET", &a, "/status", t, "");
+    assert!(
+        status.contains(&format!(
+            "\"config_hash\":\"{}\"",
+            sha256_of(&lab.config_path)
+        )),
+        "{status}"
+    );
+    assert!(status.contains("\"draining\":false"), "{status}");
+    let (_, trunks) = http("GET", &a, "/trunks", t, "");
+    assert!(
+        trunks.contains("\"name\":\"loop\"") && trunks.contains("\"status\":\"online\""),
+        "{trunks}"
+    );
+    assert_eq!(http("GET", &a, "/calls", t, ""), (200, "[]".to_string()));
+
+    // A good reload: a second trunk appears, the hash follows the file.
+    let text = std::fs::read_to_string(&lab.config_path).unwrap();
+    let added = text.replace(
+        "[routing]",
+        "[[trunk]]\nname = \"backup\"\nhost = \"127.0.22.21\"\n\n[routing]",
+    );
+    std::fs::write(&lab.config_path, &added).unwrap();
+    let (code, body) = http("POST", &a, "/reload", t, "");
+    assert_eq!(code, 200, "{body}");
+    let good_hash = sha256_of(&lab.config_path);
+    assert!(body.contains(&good_hash), "{body}");
+    let (_, trunks) = http("GET", &a, "/trunks", t, "");
+    assert!(trunks.contains("\"name\":\"backup\""), "{trunks}");
+
+    // A bad reload is refused with file:line, and the running configuration stays.
+    let bad = added.replace("[pbx]\n", "[pbx]\ncolour = \"blue\"\n");
+    let line = bad.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
+    std::fs::write(&lab.config_path, &bad).unwrap();
+    let (code, body) = http("POST", &a, "/reload", t, "");
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(&format!("sluice.toml:{line}:")) && body.contains("colour"),
+        "{body}"
+    );
+    let (_, status) = http("GET", &a, "/status", t, "");
+    assert!(status.contains(&good_hash), "running hash kept: {status}");
+    let (_, m) = http("GET", &a, "/metrics", t, "");
+    let m = parse_prometheus(&m);
+    assert_eq!(
+        metric(&m, "sluice_config_reloads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "sluice_config_reloads_total", &[("result", "failure")]),
+        Some(1.0)
+    );
+    // Calls still go through on the running configuration.
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "3"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}");
+    uas.wait(Duration::from_secs(10));
+
+    // Log level at run time.
+    assert_eq!(http("PUT", &a, "/log", t, "debug").0, 200);
+    assert_eq!(http("PUT", &a, "/log", t, "sluice=[[[").0, 400);
+
+    // Drain through the API: not ready any more.
+    assert_eq!(http("POST", &a, "/drain?deadline=5", t, "").0, 202);
+    wait_until("draining", Duration::from_secs(5), || {
+        let (c, _) = http("GET", &a, "/ready", t, "");
+        c == 503 || c == 0
+    });
+}
+
+#[test]
+fn drain_lets_established_calls_finish_and_refuses_new_ones() {
+    let mut lab = Lab::start(21, Transport::Udp);
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "10"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "10", "-r", "20", "-d", "3000"],
+    );
+    wait_until("10 calls up", Duration::from_secs(20), || {
+        let (_, body) = http("GET", &lab.admin(), "/calls", None, "");
+        body.matches("\"established\"").count() == 10
+    });
+    // SIGTERM: drain.
+    let pid = lab.sluice_pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until("draining", Duration::from_secs(5), || {
+        http("GET", &lab.admin(), "/ready", None, "").0 == 503
+    });
+    // New calls are refused with 503 and Retry-After.
+    let late = lab.sipp(
+        "late",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "10", "-p", "5070"],
+    );
+    let late = late.wait(LIMIT);
+    assert_eq!((late.successful, late.failed), (0, 5), "{late:?}");
+    assert!(late.errors.contains("503"), "{}", late.errors);
+    // The established calls finish normally.
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (10, 0), "{r:?}");
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 10);
+    // With no calls left, Sluice exits by itself, successfully.
+    let status = lab
+        .wait_exit(Duration::from_secs(15))
+        .expect("sluice exits once drained");
+    assert!(status.success(), "{status:?}\n{}", lab.log());
+    assert!(
+        lab.log().contains("drained: no calls left"),
+        "{}",
+        lab.log()
+    );
+}
