@@ -7,14 +7,14 @@
 #
 #   cargo build --release -p sluice && bash bench/run.sh
 #
-# Environment: DURATION (20), RATES ("500 1000 1500 2000 2500 3000 3500 4000 5000 6000"),
+# Environment: DURATION (20), RATES ("500 1000 ... 8000 10000"),
 # LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000), SYSTEMS ("sluice kamailio").
 # Traffic stays on 127.0.100.0/24.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
-RATES=${RATES:-"500 1000 1500 2000 2500 3000 3500 4000 5000 6000"}
+RATES=${RATES:-"500 1000 1500 2000 2500 3000 3500 4000 5000 6000 7000 8000 10000"}
 LAT_RATE=${LAT_RATE:-200}
 LAT_SECONDS=${LAT_SECONDS:-10}
 HOLD_CALLS=${HOLD_CALLS:-10000}
@@ -132,6 +132,8 @@ latency() {
 
 held_memory() {
     # Hold HOLD_CALLS calls up at once; read Sluice's resident memory once all are answered.
+    local base
+    base=$(awk '/VmRSS/ {print $2}' "/proc/$SYS_PID/status")
     timeout 600 sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -r 1000 -m "$HOLD_CALLS" \
         -l "$HOLD_CALLS" -d 300000 -nostdin -bg >/dev/null 2>&1
     local active=0
@@ -144,7 +146,7 @@ held_memory() {
     local rss
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$SYS_PID/status")
     pkill -f "sipp -sf tests/scenarios/uac.xml -i $UAC_IP" 2>/dev/null
-    echo "$((rss / 1024)) MiB RSS with $active calls up at once"
+    echo "$((rss / 1024)) MiB RSS with $active calls up at once ($((base / 1024)) MiB before)"
 }
 
 declare -A RATE LAT MEM
@@ -159,6 +161,9 @@ for sys in $SYSTEMS; do
     RATE[$sys]=$(max_rate "$sys")
     LAT[$sys]=$(latency "$sys")
     if [ "$sys" = sluice ]; then
+        # A fresh process, so that the high-water mark of the rate search does not count.
+        stop_system
+        start_system "$sys" || { stop_uas; continue; }
         MEM[$sys]=$(held_memory)
     fi
     stop_system

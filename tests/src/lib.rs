@@ -655,3 +655,9 @@ pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option
         .find(|s| s.name == name && s.labels == want)
         .map(|s| s.value)
 }
+
+/// A test plugin component built by this crate's build script: `testkit`, `testkit-v2`,
+/// `old-abi`.
+pub fn test_plugin(name: &str) -> PathBuf {
+    Path::new(env!("SLUICE_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}

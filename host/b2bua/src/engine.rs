@@ -3,11 +3,12 @@
 
 use crate::config::{EngineConfig, ListenerAddr, PeerConfig, Side};
 use crate::headers::{copy_passthrough, format_host_port, local_uri_host, rewrite_identity};
+use crate::hooks::{Attestation, Generation, HookContext, HookVerdict, Hooks, NoHooks};
 use crate::metrics::EngineMetrics;
 use crate::stats::EngineStats;
 use bytes::Bytes;
 use sluice_sip::{
-    parse_message, reason_phrase, validate, HeaderName, Message, Method, NameAddr, Uri,
+    edit, parse_message, reason_phrase, validate, HeaderName, Message, Method, NameAddr, Uri,
 };
 use sluice_transaction::{
     response_to, ClientTxId, Flow, ServerTxId, TransactionLayer, Transport, TxEvent, TxRef,
@@ -15,6 +16,7 @@ use sluice_transaction::{
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
@@ -40,6 +42,10 @@ pub struct CallInfo {
     pub state: &'static str,
     pub age: Duration,
     pub answered_for: Option<Duration>,
+    /// The STIR/SHAKEN attestation the plugins chose (outbound calls).
+    pub attestation: Option<Attestation>,
+    /// The plugin generation the call runs with.
+    pub generation: Generation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +112,10 @@ struct Call {
     key: CallKey,
     direction: Direction,
     /// The trunk's name (names survive a reload; indexes may not).
-    trunk: String,
+    trunk: Arc<str>,
+    /// The plugin generation this call pinned when it started.
+    generation: Generation,
+    attestation: Option<Attestation>,
     state: CallState,
     legs: [Leg; 2],
     /// The caller's INVITE server transaction and request, until the final answer.
@@ -165,6 +174,8 @@ pub struct Engine {
     draining: bool,
     /// The time of the input being handled.
     now: Instant,
+    /// Plugin chains (none unless [`Engine::set_hooks`] installs them).
+    hooks: Box<dyn Hooks>,
 }
 
 impl Engine {
@@ -185,7 +196,21 @@ impl Engine {
             metrics: EngineMetrics::new(&trunk_names),
             draining: false,
             now: Instant::now(),
+            hooks: Box::new(NoHooks),
         }
+    }
+
+    /// Install the plugin chains. Calls in progress keep the generation they pinned.
+    pub fn set_hooks(&mut self, hooks: Box<dyn Hooks>) {
+        self.hooks = hooks;
+    }
+
+    pub fn hooks(&self) -> &dyn Hooks {
+        self.hooks.as_ref()
+    }
+
+    pub fn hooks_mut(&mut self) -> &mut dyn Hooks {
+        self.hooks.as_mut()
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -238,7 +263,9 @@ impl Engine {
             .map(|c| CallInfo {
                 id: c.key,
                 direction: c.direction,
-                trunk: c.trunk.clone(),
+                trunk: c.trunk.to_string(),
+                attestation: c.attestation,
+                generation: c.generation,
                 state: match c.state {
                     CallState::Proceeding => "proceeding",
                     CallState::Established => "established",
@@ -256,7 +283,7 @@ impl Engine {
     pub fn calls_per_trunk(&self) -> HashMap<String, usize> {
         let mut m = HashMap::new();
         for c in self.calls.values() {
-            *m.entry(c.trunk.clone()).or_insert(0) += 1;
+            *m.entry(c.trunk.to_string()).or_insert(0) += 1;
         }
         m
     }
@@ -513,7 +540,7 @@ impl Engine {
             .copied()
     }
 
-    fn on_initial_invite(&mut self, now: Instant, tx: ServerTxId, msg: Message, flow: Flow) {
+    fn on_initial_invite(&mut self, now: Instant, tx: ServerTxId, mut msg: Message, flow: Flow) {
         self.stats.calls_attempted += 1;
         let Some(side) = self.side_of(flow.local) else {
             return;
@@ -543,12 +570,15 @@ impl Engine {
             Side::External => Direction::Inbound,
         };
         self.metrics.call_attempted(&label, direction);
-        let refuse =
-            |engine: &mut Engine, status: u16, reason: &str, extra: Option<(HeaderName, &str)>| {
+        let refuse = |engine: &mut Engine,
+                      msg: &Message,
+                      status: u16,
+                      reason: &str,
+                      extra: Option<(HeaderName, &str)>| {
                 engine.stats.calls_failed += 1;
                 engine.metrics.call_failed(&label, direction, status);
                 let tag = engine.new_tag();
-                let mut r = response_to(&msg, status, reason, Some(&tag));
+                let mut r = response_to(msg, status, reason, Some(&tag));
                 if let Some((name, value)) = extra {
                     r.headers.push(name, value);
                 }
@@ -556,11 +586,12 @@ impl Engine {
                 engine.respond(now, tx, &r);
             };
         if msg.max_forwards() == Some(0) {
-            return refuse(self, 483, reason_phrase(483), None);
+            return refuse(self, &msg, 483, reason_phrase(483), None);
         }
         if let Some(status) = self.check_media(&msg) {
             return refuse(
                 self,
+                &msg,
                 status,
                 reason_phrase(status),
                 Some((HeaderName::Accept, "application/sdp")),
@@ -569,20 +600,21 @@ impl Engine {
         if self.draining {
             return refuse(
                 self,
+                &msg,
                 503,
                 "Service Unavailable",
                 Some((HeaderName::RetryAfter, "30")),
             );
         }
         if self.calls.len() >= self.cfg.max_calls {
-            return refuse(self, 503, "Call Limit Reached", None);
+            return refuse(self, &msg, 503, "Call Limit Reached", None);
         }
         let Some((direction, trunk, peer, out_side)) = route else {
             warn!(from = %flow.remote, "INVITE from an address that is no trunk");
-            return refuse(self, 403, "Forbidden", None);
+            return refuse(self, &msg, 403, "Forbidden", None);
         };
         let Some(out_listener) = self.listener_for(out_side, &peer) else {
-            return refuse(self, 503, "No Route", None);
+            return refuse(self, &msg, 503, "No Route", None);
         };
         let key = self.next_call;
         self.next_call += 1;
@@ -661,7 +693,7 @@ impl Engine {
             remote: peer.addr,
             conn: None,
         };
-        let b = Leg {
+        let mut b = Leg {
             flow: out_flow,
             call_id: b_call_id,
             local_party: b_from,
@@ -684,7 +716,47 @@ impl Engine {
         self.add_agent(&mut invite, false);
         invite.body = msg.body.clone();
 
-        debug!(call = key, ?direction, trunk = %self.cfg.trunks[trunk].name, "new call");
+        // Plugins: numbers, then the message chain, then the attestation of an outbound call.
+        let generation = self.hooks.current();
+        let trunk_name: Arc<str> = Arc::from(self.cfg.trunks[trunk].name.as_str());
+        let mut attestation = None;
+        if self.hooks.active(generation, &trunk_name) {
+            let ctx = HookContext {
+                call: key,
+                direction,
+                leg: out_side,
+                trunk: &trunk_name,
+                source: flow.remote,
+                transport: flow.transport,
+            };
+            let hooks = &mut self.hooks;
+            edit::normalize_numbers(&mut invite, |kind, n| {
+                hooks.number(generation, &ctx, kind, n)
+            });
+            if let HookVerdict::Reject { status, reason } =
+                self.hooks
+                    .message(generation, &ctx, &mut invite, &mut msg)
+            {
+                debug!(call = key, status, "refused by a plugin");
+                return refuse(self, &msg, status, &reason, None);
+            }
+            if direction == Direction::Outbound {
+                attestation = self.hooks.attestation(generation, &ctx, &mut invite);
+            }
+            // The dialog follows what the plugins wrote (tags are kept by the edit rules).
+            if let Some(v) = invite.header(&HeaderName::From) {
+                b.local_party = v.to_string();
+            }
+            if let Some(v) = invite.header(&HeaderName::To) {
+                b.remote_party = v.to_string();
+            }
+            if let Some(u) = invite.request_uri() {
+                b.remote_target = u.to_string();
+            }
+        }
+        self.hooks.pin(generation);
+
+        debug!(call = key, ?direction, trunk = %trunk_name, "new call");
         let uac = self.tx.send_request(now, invite, out_flow);
         self.clients.insert(uac, ClientRole::Invite { call: key });
         self.by_tag.insert(a_tag, (key, 0));
@@ -696,7 +768,9 @@ impl Engine {
             Call {
                 key,
                 direction,
-                trunk: self.cfg.trunks[trunk].name.clone(),
+                trunk: trunk_name,
+                generation,
+                attestation,
                 state: CallState::Proceeding,
                 legs: [a, b],
                 uas_invite: Some((tx, msg)),
@@ -843,7 +917,7 @@ impl Engine {
         key: CallKey,
         from: usize,
         tx: ServerTxId,
-        msg: Message,
+        mut msg: Message,
     ) {
         let method = msg.method().cloned().unwrap_or(Method::Options);
         let Some(call) = self.calls.get_mut(&key) else {
@@ -872,6 +946,13 @@ impl Engine {
             return;
         };
         call.legs[to] = leg;
+        if let HookVerdict::Reject { status, reason } = self.run_hooks(key, to, &mut req, &mut msg) {
+            debug!(call = key, status, %method, "refused by a plugin");
+            return self.reply(now, tx, &msg, status, &reason);
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.pending += 1;
         if method == Method::Invite {
             call.invite = Some(InviteRelay {
@@ -991,7 +1072,7 @@ impl Engine {
         self.clients.insert(id, ClientRole::Own { call: key });
     }
 
-    fn on_ack(&mut self, now: Instant, msg: Message, flow: Flow) {
+    fn on_ack(&mut self, now: Instant, mut msg: Message, flow: Flow) {
         let Some(tag) = msg.to_tag() else { return };
         let Some(&(key, i)) = self.by_tag.get(tag) else {
             debug!("ACK for an unknown dialog dropped");
@@ -1031,12 +1112,14 @@ impl Engine {
             ack.body = msg.body.clone();
         }
         let out = Self::request_flow(&leg);
-        let data = Bytes::from(ack.to_bytes());
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
         call.legs[to] = leg;
-        if let Some(r) = call.invite.as_mut() {
+        // An ACK cannot be refused: the verdict only matters for requests that get answers.
+        let _ = self.run_hooks(key, to, &mut ack, &mut msg);
+        let data = Bytes::from(ack.to_bytes());
+        if let Some(r) = self.calls.get_mut(&key).and_then(|c| c.invite.as_mut()) {
             r.ack = Some(data.clone());
         }
         self.emit(out, data);
@@ -1045,7 +1128,7 @@ impl Engine {
 
     // ------------------------------------------------------------------ responses
 
-    fn on_response(&mut self, now: Instant, tx: ClientTxId, msg: Message) {
+    fn on_response(&mut self, now: Instant, tx: ClientTxId, mut msg: Message) {
         let status = msg.status().unwrap_or(500);
         let Some(role) = self.clients.get(&tx) else {
             return;
@@ -1057,9 +1140,9 @@ impl Engine {
             }
             ClientRole::Relay { .. } => {
                 if status < 200 && status != 100 {
-                    self.relay_response(now, tx, status, &msg, false);
+                    self.relay_response(now, tx, status, &mut msg, false);
                 } else if status >= 200 {
-                    self.relay_response(now, tx, status, &msg, true);
+                    self.relay_response(now, tx, status, &mut msg, true);
                 }
             }
             ClientRole::Own { call } => {
@@ -1071,7 +1154,7 @@ impl Engine {
         }
     }
 
-    fn on_invite_response(&mut self, now: Instant, key: CallKey, status: u16, msg: Message) {
+    fn on_invite_response(&mut self, now: Instant, key: CallKey, status: u16, mut msg: Message) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1114,8 +1197,9 @@ impl Engine {
                 return;
             }
             if let Some((stx, req)) = call.uas_invite.as_ref() {
-                let resp = self.build_relayed_response(call, 0, req, status, &msg, true);
+                let mut resp = self.build_relayed_response(call, 0, req, status, &msg, true);
                 let stx = *stx;
+                let _ = self.run_hooks(key, 0, &mut resp, &mut msg);
                 self.respond(now, stx, &resp);
             }
             return;
@@ -1132,7 +1216,8 @@ impl Engine {
         if let Some((stx, req)) = call.uas_invite.take() {
             let call = &self.calls[&key];
             let mapped = map_error_status(status);
-            let resp = self.build_relayed_response(call, 0, &req, mapped, &msg, false);
+            let mut resp = self.build_relayed_response(call, 0, &req, mapped, &msg, false);
+            let _ = self.run_hooks(key, 0, &mut resp, &mut msg);
             self.record_failure(key, mapped);
             debug!(call = key, status, "call failed");
             self.respond(now, stx, &resp);
@@ -1140,7 +1225,7 @@ impl Engine {
         self.end_call_if_idle(key);
     }
 
-    fn on_invite_2xx(&mut self, now: Instant, key: CallKey, msg: Message) {
+    fn on_invite_2xx(&mut self, now: Instant, key: CallKey, mut msg: Message) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1169,9 +1254,10 @@ impl Engine {
         let invite_cseq = req.cseq().map(|(n, _)| n).unwrap_or(0);
         let b_cseq = call.legs[1].local_cseq;
         let call = &self.calls[&key];
-        let resp = self.build_relayed_response(call, 0, &req, 200, &msg, true);
-        let data = Bytes::from(resp.to_bytes());
         let ok_flow = call.legs[0].flow;
+        let mut resp = self.build_relayed_response(call, 0, &req, 200, &msg, true);
+        let _ = self.run_hooks(key, 0, &mut resp, &mut msg);
+        let data = Bytes::from(resp.to_bytes());
         self.stats.calls_answered += 1;
         self.record_progress(key, now);
         if let Some(c) = self.calls.get_mut(&key) {
@@ -1204,6 +1290,33 @@ impl Engine {
         }
         self.timers
             .push(Reverse((give_up, key, CallTimer::Invite2xx)));
+    }
+
+    /// Run the call's plugin chain over a message about to leave on leg `to`, built from
+    /// `original` (which arrived on the other leg).
+    fn run_hooks(
+        &mut self,
+        key: CallKey,
+        to: usize,
+        out: &mut Message,
+        original: &mut Message,
+    ) -> HookVerdict {
+        let Some(call) = self.calls.get(&key) else {
+            return HookVerdict::Continue;
+        };
+        if !self.hooks.active(call.generation, &call.trunk) {
+            return HookVerdict::Continue;
+        }
+        let (generation, trunk, source) = (call.generation, call.trunk.clone(), call.legs[1 - to].flow);
+        let ctx = HookContext {
+            call: key,
+            direction: call.direction,
+            leg: leg_side(call.direction, to),
+            trunk: &trunk,
+            source: source.remote,
+            transport: source.transport,
+        };
+        self.hooks.message(generation, &ctx, out, original)
     }
 
     /// Build an ACK for the callee's 2xx to the initial INVITE (used when we must hang up).
@@ -1264,7 +1377,7 @@ impl Engine {
         now: Instant,
         tx: ClientTxId,
         status: u16,
-        msg: &Message,
+        msg: &mut Message,
         fin: bool,
     ) {
         let Some(ClientRole::Relay {
@@ -1286,11 +1399,13 @@ impl Engine {
         } else {
             status
         };
-        let resp = self.build_relayed_response(call, from, request, mapped, msg, true);
+        let mut resp = self.build_relayed_response(call, from, request, mapped, msg, true);
+        let ok_flow = reply_flow_of(request, call.legs[from].flow);
+        let _ = self.run_hooks(key, from, &mut resp, msg);
         if method == Method::Invite && (200..300).contains(&status) {
             // re-INVITE answered: the 2xx is ours to retransmit until the ACK.
             let data = Bytes::from(resp.to_bytes());
-            let flow = reply_flow_of(request, call.legs[from].flow);
+            let flow = ok_flow;
             if msg.to_tag().is_some() {
                 if let Some(c) = msg
                     .headers
@@ -1391,8 +1506,8 @@ impl Engine {
                 }
             }
             ClientRole::Relay { .. } => {
-                let timeout = Message::response(408, reason_phrase(408));
-                self.relay_response(now, tx, 408, &timeout, true);
+                let mut timeout = Message::response(408, reason_phrase(408));
+                self.relay_response(now, tx, 408, &mut timeout, true);
             }
             ClientRole::Own { .. } => {}
         }
@@ -1504,7 +1619,7 @@ impl Engine {
         self.calls.keys().copied().collect()
     }
 
-    fn label(&self, call: &Call) -> String {
+    fn label(&self, call: &Call) -> Arc<str> {
         call.trunk.clone()
     }
 
@@ -1549,6 +1664,7 @@ impl Engine {
                 for leg in &call.legs {
                     self.by_tag.remove(&leg.local_tag);
                 }
+                self.hooks.release(call.generation);
                 let duration = call
                     .answered_at
                     .map(|a| self.now.saturating_duration_since(a));
@@ -1576,6 +1692,14 @@ impl Engine {
 
     fn new_call_id(&mut self) -> String {
         self.hex(32)
+    }
+}
+
+/// The side of Sluice leg `i` of a call faces: leg 0 faces the caller.
+fn leg_side(direction: Direction, i: usize) -> Side {
+    match (direction, i) {
+        (Direction::Outbound, 0) | (Direction::Inbound, 1) => Side::Internal,
+        _ => Side::External,
     }
 }
 

@@ -10,11 +10,15 @@
 pub mod config;
 pub mod engine;
 pub mod headers;
+pub mod hooks;
 pub mod metrics;
 pub mod stats;
 
 pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
-pub use engine::{CallInfo, Direction, Engine, Output, ALLOW};
+pub use engine::{CallInfo, CallKey, Direction, Engine, Output, ALLOW};
+pub use hooks::{
+    Attestation, Generation, HookContext, HookVerdict, Hooks, NoHooks, NumberKind, PluginStatus,
+};
 pub use stats::EngineStats;
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! line and what is wrong.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -29,6 +30,89 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// A separate address for Prometheus to scrape `/metrics` without a token.
     pub metrics: Option<Metrics>,
+    /// Plugin host settings: where plugin files are, limits, the default failure policy.
+    #[serde(default)]
+    pub plugins: PluginsSettings,
+    /// Named plugins: a module with its settings and policy (`[plugin.NAME]`).
+    #[serde(default, rename = "plugin")]
+    pub plugin: BTreeMap<String, PluginEntry>,
+}
+
+/// What happens to a message when a plugin fails on it (trap, deadline, memory, invalid edit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The message goes on without that plugin's edits.
+    FailOpen,
+    /// The request is refused (503 for a failure, 500 for an invalid edit).
+    FailClosed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsSettings {
+    /// A directory of `NAME.wasm` components (relative to the configuration file), watched for
+    /// changes; a file there overrides the bundled plugin of the same name.
+    pub dir: Option<Spanned<String>>,
+    /// Longest a plugin may run on one message, in milliseconds.
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// Memory cap of each plugin instance, in MiB.
+    #[serde(default = "default_plugin_memory")]
+    pub memory_mb: u64,
+    /// Plugin instances alive at once (each version in use counts).
+    #[serde(default = "default_instances")]
+    pub max_instances: u32,
+    /// The failure policy of plugins that do not set their own.
+    #[serde(default = "default_policy")]
+    pub policy: Policy,
+    /// Watch the plugin directory and the configuration file and reload on changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+fn default_deadline() -> u64 {
+    5
+}
+fn default_plugin_memory() -> u64 {
+    16
+}
+fn default_instances() -> u32 {
+    200
+}
+fn default_policy() -> Policy {
+    Policy::FailOpen
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for PluginsSettings {
+    fn default() -> Self {
+        PluginsSettings {
+            dir: None,
+            deadline_ms: default_deadline(),
+            memory_mb: default_plugin_memory(),
+            max_instances: default_instances(),
+            policy: default_policy(),
+            watch: true,
+        }
+    }
+}
+
+/// A named plugin: `[plugin.NAME]`. A name used by a trunk without such a table is the module
+/// of that name with no settings and the default policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// The module (`MODULE.wasm` in the plugin directory, or a bundled plugin); default: the
+    /// plugin's name.
+    pub module: Option<Spanned<String>>,
+    pub policy: Option<Policy>,
+    pub deadline_ms: Option<u64>,
+    /// Settings handed to the plugin: strings, numbers, booleans, or arrays of them.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -151,6 +235,19 @@ pub struct Trunk {
     pub port: u16,
     #[serde(default = "default_transport")]
     pub transport: TransportName,
+    /// The brand plugin (`generic` when the provider has none).
+    #[serde(default = "default_brand")]
+    pub brand: Spanned<String>,
+    /// Rule-set plugins for messages sent to the trunk, in order (they run before the brand).
+    #[serde(default)]
+    pub outbound_rules: Vec<Spanned<String>>,
+    /// Rule-set plugins for messages received from the trunk, in order (after the brand).
+    #[serde(default)]
+    pub inbound_rules: Vec<Spanned<String>>,
+}
+
+fn default_brand() -> Spanned<String> {
+    Spanned::new(0..0, "generic".to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,6 +396,65 @@ impl Config {
         if let Some(m) = &cfg.metrics {
             socket(&m.listen, "metrics.listen")?;
         }
+        let plugin_name = |s: &Spanned<String>, what: &str| -> Result<(), ConfigError> {
+            let n = s.get_ref();
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    Some(s.span()),
+                    format!("{what} `{n}` must be letters, digits, `-` or `_`"),
+                ));
+            }
+            Ok(())
+        };
+        for t in &cfg.trunks {
+            plugin_name(&t.brand, "brand")?;
+            for r in t.outbound_rules.iter().chain(&t.inbound_rules) {
+                plugin_name(r, "rule set")?;
+            }
+        }
+        for (name, entry) in &cfg.plugin {
+            if let Some(m) = &entry.module {
+                plugin_name(m, "plugin module")?;
+            }
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    None,
+                    format!("plugin name `{name}` must be letters, digits, `-` or `_`"),
+                ));
+            }
+            for (key, value) in &entry.settings {
+                if setting_values(value).is_none() {
+                    return Err(err(
+                        None,
+                        format!(
+                            "plugin.{name}.settings.{key}: settings are strings, numbers, \
+                             booleans or arrays of them"
+                        ),
+                    ));
+                }
+            }
+            if entry.deadline_ms == Some(0) {
+                return Err(err(None, format!("plugin.{name}.deadline_ms must be above 0")));
+            }
+        }
+        let p = &cfg.plugins;
+        if p.deadline_ms == 0 || p.deadline_ms > 10_000 {
+            return Err(err(None, "plugins.deadline_ms must be 1 to 10000".into()));
+        }
+        if p.memory_mb == 0 || p.memory_mb > 4096 {
+            return Err(err(None, "plugins.memory_mb must be 1 to 4096".into()));
+        }
+        if p.max_instances == 0 {
+            return Err(err(None, "plugins.max_instances must be above 0".into()));
+        }
         if cfg.sip.t1_ms == 0 || cfg.sip.t2_ms < cfg.sip.t1_ms {
             return Err(err(None, "sip timers need 0 < t1_ms <= t2_ms".into()));
         }
@@ -336,6 +492,35 @@ impl Listener {
             .get_ref()
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+}
+
+/// A plugin setting as the strings a plugin reads: one for a scalar, one per element for an
+/// array; `None` for tables and nested arrays.
+pub fn setting_values(v: &toml::Value) -> Option<Vec<String>> {
+    fn scalar(v: &toml::Value) -> Option<String> {
+        match v {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            toml::Value::Datetime(d) => Some(d.to_string()),
+            _ => None,
+        }
+    }
+    match v {
+        toml::Value::Array(items) => items.iter().map(scalar).collect(),
+        other => scalar(other).map(|s| vec![s]),
+    }
+}
+
+impl PluginEntry {
+    /// The settings as plugins read them.
+    pub fn setting_lists(&self) -> BTreeMap<String, Vec<String>> {
+        self.settings
+            .iter()
+            .filter_map(|(k, v)| setting_values(v).map(|v| (k.clone(), v)))
+            .collect()
     }
 }
 
@@ -410,6 +595,32 @@ mod tests {
             "listen = \"0.0.0.0:9060\"\ntoken = \"0123456789abcdef0123\"",
         );
         assert!(Config::parse(&with_token, "lab.toml").is_ok());
+    }
+
+    #[test]
+    fn plugins_and_chains() {
+        let text = DEFAULT_CONFIG.replace(
+            "[routing]",
+            "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acme\"]\n\n\
+             [plugin.acme]\nmodule = \"header-rules\"\npolicy = \"fail-closed\"\n\
+             settings = { rules = [\"add X-A: 1\"], n = 3 }\n\n[routing]",
+        );
+        let c = Config::parse(&text, "lab.toml").unwrap();
+        let t = c.trunk("loop").unwrap();
+        assert_eq!(t.brand.get_ref(), "twilio");
+        assert_eq!(t.outbound_rules.len(), 2);
+        let acme = &c.plugin["acme"];
+        assert_eq!(acme.policy, Some(Policy::FailClosed));
+        let s = acme.setting_lists();
+        assert_eq!(s["rules"], ["add X-A: 1"]);
+        assert_eq!(s["n"], ["3"]);
+        // The default brand is generic.
+        assert_eq!(Config::bundled().unwrap().trunks[0].brand.get_ref(), "generic");
+        let bad = text.replace("policy = \"fail-closed\"", "policy = \"sometimes\"");
+        let e = Config::parse(&bad, "lab.toml").unwrap_err();
+        assert!(e.line.is_some() && e.message.contains("sometimes"), "{e}");
+        let bad = text.replace("n = 3", "n = { deep = 1 }");
+        assert!(Config::parse(&bad, "lab.toml").is_err());
     }
 
     #[test]

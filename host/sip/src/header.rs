@@ -5,7 +5,7 @@ use std::fmt;
 macro_rules! header_names {
     ($( $variant:ident => $canon:literal $(, $compact:literal)? ; )*) => {
         /// A SIP header name. Well-known names are an enum variant; anything else keeps its spelling.
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone)]
         pub enum HeaderName {
             $( $variant, )*
             Other(Box<str>),
@@ -99,6 +99,29 @@ header_names! {
     HistoryInfo => "History-Info";
 }
 
+/// Names compare case-insensitively (RFC 3261 §7.3.1), extension names too.
+impl PartialEq for HeaderName {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (HeaderName::Other(a), HeaderName::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+impl Eq for HeaderName {}
+
+impl std::hash::Hash for HeaderName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        if let HeaderName::Other(s) = self {
+            for b in s.bytes() {
+                state.write_u8(b.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
 impl HeaderName {
     /// Headers that RFC 3261 §7.3.1 allows to be combined into one comma-separated line.
     /// Single-valued ones must appear at most once.
@@ -150,5 +173,7 @@ mod tests {
             HeaderName::Other("X-Custom".into())
         );
         assert_eq!(HeaderName::parse("X-Custom").as_str(), "X-Custom");
+        assert_eq!(HeaderName::parse("x-custom"), HeaderName::parse("X-CUSTOM"));
+        assert_ne!(HeaderName::parse("X-Custom"), HeaderName::parse("X-Other"));
     }
 }

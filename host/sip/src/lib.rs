@@ -6,6 +6,7 @@
 //! - [`validate`] checks the mandatory headers and their syntax.
 //! - [`Message::write_to`] serialises, always with a correct Content-Length.
 
+pub mod edit;
 pub mod fields;
 pub mod framing;
 pub mod header;

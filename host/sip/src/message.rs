@@ -99,6 +99,10 @@ impl Headers {
         self.0.iter()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Header> {
+        self.0.iter_mut()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -167,6 +171,22 @@ impl Headers {
         }
     }
 
+    /// Insert after the last line of the same name, or at the end.
+    pub fn insert_after_last(&mut self, name: HeaderName, value: impl Into<String>) {
+        let at = self
+            .0
+            .iter()
+            .rposition(|h| h.name == name)
+            .map_or(self.0.len(), |i| i + 1);
+        self.0.insert(
+            at,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
+    }
+
     pub fn remove(&mut self, name: &HeaderName) {
         self.0.retain(|h| &h.name != name);
     }
@@ -205,6 +225,21 @@ pub struct Message {
     pub start: StartLine,
     pub headers: Headers,
     pub body: Bytes,
+}
+
+/// An empty response line and no headers; allocates nothing (a placeholder while a message is
+/// lent out).
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            start: StartLine::Response {
+                status: 0,
+                reason: String::new(),
+            },
+            headers: Headers::default(),
+            body: Bytes::new(),
+        }
+    }
 }
 
 impl Message {

@@ -1,0 +1,168 @@
+//! Where plugins touch a message: the engine calls a [`Hooks`] implementation for every request
+//! and response it sends on after building it for the far leg, and for the numbers and the
+//! attestation of a new call. The engine stays sans-IO: the WebAssembly host lives in
+//! `sluice-plugins` and implements this trait; tests use their own.
+//!
+//! Calls pin the hooks generation that was current when they started, so that a reload does
+//! not change the plugins of a call in progress: new calls use the new generation.
+
+use crate::engine::{CallKey, Direction};
+use crate::config::Side;
+use sluice_sip::Message;
+use sluice_transaction::Transport;
+use std::net::SocketAddr;
+
+/// A generation of the plugin configuration (plugins and per-trunk chains).
+pub type Generation = u64;
+
+pub use sluice_sip::edit::NumberKind;
+
+/// STIR/SHAKEN attestation levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attestation {
+    A,
+    B,
+    C,
+    /// Do not sign.
+    None,
+}
+
+impl Attestation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attestation::A => "A",
+            Attestation::B => "B",
+            Attestation::C => "C",
+            Attestation::None => "none",
+        }
+    }
+}
+
+/// What a hook knows of a message's call.
+#[derive(Debug, Clone, Copy)]
+pub struct HookContext<'a> {
+    pub call: CallKey,
+    pub direction: Direction,
+    /// The leg the message is sent on.
+    pub leg: Side,
+    pub trunk: &'a str,
+    /// Where the message it was built from came from.
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+/// The outcome of running a chain over a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookVerdict {
+    Continue,
+    /// Answer the request with this status instead of sending it on.
+    Reject { status: u16, reason: String },
+}
+
+/// One loaded plugin, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStatus {
+    pub name: String,
+    pub module: String,
+    pub version: String,
+    pub sha256: String,
+    /// Where the module came from: a file path or `bundled`.
+    pub origin: String,
+    pub policy: &'static str,
+    pub generation: Generation,
+    /// Whether new calls use this generation.
+    pub current: bool,
+    /// Calls in progress pinned to this generation.
+    pub calls: usize,
+    /// Trunks whose chains use it.
+    pub trunks: Vec<String>,
+    /// The last failure of this version, when it has failed.
+    pub last_failure: Option<String>,
+}
+
+/// The plugin chains, as the engine sees them.
+pub trait Hooks: Send + 'static {
+    /// Lets the process that installed the hooks reach its concrete type (to swap plugins).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// What is loaded, for the admin API.
+    fn status(&self) -> Vec<PluginStatus> {
+        Vec::new()
+    }
+    /// The generation new calls start with.
+    fn current(&self) -> Generation;
+    /// A call started with `generation`; it stays loaded until released.
+    fn pin(&mut self, generation: Generation);
+    /// A call of `generation` ended.
+    fn release(&mut self, generation: Generation);
+    /// Whether any plugin runs for this trunk in this generation (lets the engine skip work).
+    fn active(&self, generation: Generation, trunk: &str) -> bool;
+    /// Normalise a number of a new call. `None` leaves it unchanged.
+    fn number(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        kind: NumberKind,
+        number: &str,
+    ) -> Option<String>;
+    /// Run the chain over a message leaving on `ctx.leg`. `original` is the message it was
+    /// built from. Both are only borrowed mutably so that the host can lend them to a plugin
+    /// without copying; `original` comes back unchanged.
+    fn message(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+        original: &mut Message,
+    ) -> HookVerdict;
+    /// The attestation of an outbound call, after the chain ran over its INVITE.
+    fn attestation(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+    ) -> Option<Attestation>;
+}
+
+/// No plugins: every message continues unchanged.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn current(&self) -> Generation {
+        0
+    }
+    fn pin(&mut self, _: Generation) {}
+    fn release(&mut self, _: Generation) {}
+    fn active(&self, _: Generation, _: &str) -> bool {
+        false
+    }
+    fn number(
+        &mut self,
+        _: Generation,
+        _: &HookContext<'_>,
+        _: NumberKind,
+        _: &str,
+    ) -> Option<String> {
+        None
+    }
+    fn message(
+        &mut self,
+        _: Generation,
+        _: &HookContext<'_>,
+        _: &mut Message,
+        _: &mut Message,
+    ) -> HookVerdict {
+        HookVerdict::Continue
+    }
+    fn attestation(
+        &mut self,
+        _: Generation,
+        _: &HookContext<'_>,
+        _: &mut Message,
+    ) -> Option<Attestation> {
+        None
+    }
+}

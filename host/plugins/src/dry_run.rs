@@ -1,0 +1,127 @@
+//! One captured message through one plugin, exactly as Sluice would run it: for a new call's
+//! INVITE the number hooks, then the message hook, then (outbound) the attestation; for any
+//! other message the message hook. `sluice plugin test` prints the result.
+
+use crate::host::{Chain, GenerationSpec, PluginHost};
+use crate::loaded::{load, PluginSpec};
+use crate::runtime::{Limits, Runtime};
+use sluice_b2bua::{Attestation, Direction, HookContext, HookVerdict, Hooks, NumberKind, Side};
+use sluice_config::Policy;
+use sluice_sip::{edit, Message, Method};
+use sluice_transaction::Transport;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a dry run shows.
+#[derive(Debug)]
+pub struct DryRun {
+    pub plugin: String,
+    pub version: String,
+    /// The message as it would leave Sluice.
+    pub message: Message,
+    pub verdict: HookVerdict,
+    /// Numbers the number hook changed: kind, before, after.
+    pub numbers: Vec<(NumberKind, String, String)>,
+    pub attestation: Option<Attestation>,
+    /// Failures, as Sluice would log them.
+    pub failures: Vec<String>,
+}
+
+pub struct DryRunInput<'a> {
+    pub wasm: &'a [u8],
+    pub origin: String,
+    pub message: &'a [u8],
+    pub direction: Direction,
+    pub trunk: &'a str,
+    pub settings: BTreeMap<String, Vec<String>>,
+    pub deadline: Duration,
+}
+
+pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
+    let mut msg = sluice_sip::parse_message(input.message)
+        .map_err(|e| format!("the message does not parse: {}", e.reason))?;
+    let runtime = Runtime::new(
+        Limits {
+            deadline: input.deadline,
+            max_instances: 4,
+            ..Limits::default()
+        },
+        false,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let plugin = load(
+        &runtime,
+        &PluginSpec {
+            name: "plugin".into(),
+            module: "plugin".into(),
+            origin: input.origin,
+            bytes: Arc::from(input.wasm),
+            policy: Policy::FailOpen,
+            deadline: input.deadline,
+            settings: input.settings,
+        },
+    )?;
+    let (name, version) = (plugin.ident.name.clone(), plugin.version().to_string());
+    let mut host = PluginHost::new();
+    let chains = HashMap::from([(
+        input.trunk.to_string(),
+        Chain {
+            brand: "plugin".into(),
+            to_trunk: vec![0],
+            to_pbx: vec![0],
+        },
+    )]);
+    host.install(GenerationSpec {
+        plugins: vec![plugin],
+        chains,
+        fingerprint: "dry-run".into(),
+    });
+    let generation = host.current_generation();
+    let ctx = HookContext {
+        call: 1,
+        direction: input.direction,
+        leg: match input.direction {
+            Direction::Outbound => Side::External,
+            Direction::Inbound => Side::Internal,
+        },
+        trunk: input.trunk,
+        source: "127.0.0.1:5060".parse().map_err(|e| format!("{e}"))?,
+        transport: Transport::Udp,
+    };
+    let new_call = msg.method() == Some(&Method::Invite) && msg.to_tag().is_none();
+    let mut numbers = Vec::new();
+    if new_call {
+        edit::normalize_numbers(&mut msg, |kind, n| {
+            let out = host.number(generation, &ctx, kind, n);
+            if let Some(o) = &out {
+                numbers.push((kind, n.to_string(), o.clone()));
+            }
+            out
+        });
+    }
+    let mut original = msg.clone();
+    let verdict = host.message(generation, &ctx, &mut msg, &mut original);
+    let attestation = if new_call
+        && input.direction == Direction::Outbound
+        && verdict == HookVerdict::Continue
+    {
+        host.attestation(generation, &ctx, &mut msg)
+    } else {
+        None
+    };
+    let failures = host
+        .status()
+        .into_iter()
+        .filter_map(|s| s.last_failure)
+        .collect();
+    Ok(DryRun {
+        plugin: name,
+        version,
+        message: msg,
+        verdict,
+        numbers,
+        attestation,
+        failures,
+    })
+}

@@ -1,0 +1,489 @@
+//! The plugin chains as the engine runs them: generations of loaded plugins with their
+//! per-trunk chains, the warm instance of each plugin, and the failure policy.
+//!
+//! A reload installs a new generation; calls keep the generation they started with until they
+//! end, then an old generation and its instances are dropped.
+
+use crate::bindings::sluice::plugin::types as wit;
+use crate::loaded::{Failure, Live, LoadedPlugin};
+use sluice_b2bua::{
+    Attestation, Direction, Generation, HookContext, HookVerdict, Hooks, NumberKind, PluginStatus,
+    Side,
+};
+use sluice_config::Policy;
+use sluice_sip::{edit, Message};
+use sluice_transaction::Transport;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// The plugins of one trunk, as indexes into the generation's plugins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// The brand plugin's name.
+    pub brand: String,
+    /// Messages sent to the trunk: outbound rule sets, then the brand.
+    pub to_trunk: Vec<usize>,
+    /// Messages sent to the PBX: the brand, then inbound rule sets.
+    pub to_pbx: Vec<usize>,
+}
+
+/// A generation ready to install: loaded plugins and the chains of every trunk.
+pub struct GenerationSpec {
+    pub plugins: Vec<Arc<LoadedPlugin>>,
+    pub chains: HashMap<String, Chain>,
+    /// Identifies the inputs (configuration and modules): a reload with the same fingerprint
+    /// changes nothing.
+    pub fingerprint: String,
+}
+
+/// A loaded plugin in a generation, with its warm instance.
+struct Slot {
+    plugin: Arc<LoadedPlugin>,
+    live: Option<Live>,
+    /// Failure log lines are limited to one a second per plugin.
+    last_log: Option<Instant>,
+    unlogged: u64,
+    last_failure: Option<String>,
+}
+
+struct Gen {
+    id: Generation,
+    slots: Vec<Slot>,
+    chains: HashMap<String, Chain>,
+    pins: usize,
+    fingerprint: String,
+}
+
+/// Implements the engine's [`Hooks`] with WebAssembly plugins.
+pub struct PluginHost {
+    gens: Vec<Gen>,
+    current: Generation,
+    next_id: Generation,
+    /// Scratch contexts, reused so that a call allocates nothing once warm.
+    ctx: wit::CallContext,
+    nctx: wit::NumberContext,
+    /// A fail-closed plugin failed on a number of this call: its INVITE is refused.
+    refuse_call: Option<(u64, u16)>,
+}
+
+impl Default for PluginHost {
+    fn default() -> Self {
+        PluginHost::new()
+    }
+}
+
+fn policy_name(p: Policy) -> &'static str {
+    match p {
+        Policy::FailOpen => "fail-open",
+        Policy::FailClosed => "fail-closed",
+    }
+}
+
+fn wit_direction(d: Direction) -> wit::Direction {
+    match d {
+        Direction::Inbound => wit::Direction::Inbound,
+        Direction::Outbound => wit::Direction::Outbound,
+    }
+}
+
+fn wit_leg(s: Side) -> wit::Leg {
+    match s {
+        Side::Internal => wit::Leg::Internal,
+        Side::External => wit::Leg::External,
+    }
+}
+
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
+}
+
+impl PluginHost {
+    /// No plugins until a generation is installed.
+    pub fn new() -> PluginHost {
+        PluginHost {
+            gens: vec![Gen {
+                id: 0,
+                slots: Vec::new(),
+                chains: HashMap::new(),
+                pins: 0,
+                fingerprint: String::new(),
+            }],
+            current: 0,
+            next_id: 1,
+            ctx: wit::CallContext {
+                call: 0,
+                direction: wit::Direction::Outbound,
+                leg: wit::Leg::External,
+                trunk: String::new(),
+                brand: String::new(),
+                tenant: None,
+                source: String::new(),
+                transport: wit::Transport::Udp,
+            },
+            nctx: wit::NumberContext {
+                direction: wit::Direction::Outbound,
+                leg: wit::Leg::External,
+                trunk: String::new(),
+                brand: String::new(),
+                tenant: None,
+                kind: wit::NumberKind::Called,
+            },
+            refuse_call: None,
+        }
+    }
+
+    /// Make `spec` the generation of new calls and warm its instances. Returns `None` when it
+    /// is the same as the current one (nothing changed).
+    pub fn install(&mut self, spec: GenerationSpec) -> Option<Generation> {
+        if self
+            .gen(self.current)
+            .is_some_and(|g| g.fingerprint == spec.fingerprint)
+        {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let slots = spec
+            .plugins
+            .into_iter()
+            .map(|plugin| {
+                let live = match plugin.instantiate() {
+                    Ok(l) => Some(l),
+                    Err(f) => {
+                        plugin.metrics.failed(&f);
+                        warn!(plugin = %plugin.name(), version = %plugin.version(), "{f}");
+                        None
+                    }
+                };
+                Slot {
+                    plugin,
+                    live,
+                    last_log: None,
+                    unlogged: 0,
+                    last_failure: None,
+                }
+            })
+            .collect();
+        self.gens.push(Gen {
+            id,
+            slots,
+            chains: spec.chains,
+            pins: 0,
+            fingerprint: spec.fingerprint,
+        });
+        let old = self.current;
+        self.current = id;
+        self.collect(old);
+        Some(id)
+    }
+
+    /// The generation new calls use.
+    pub fn current_generation(&self) -> Generation {
+        self.current
+    }
+
+    /// Generations still loaded (the current one and those calls still use).
+    pub fn loaded_generations(&self) -> Vec<Generation> {
+        self.gens.iter().map(|g| g.id).collect()
+    }
+
+    fn gen(&self, id: Generation) -> Option<&Gen> {
+        self.gens.iter().find(|g| g.id == id)
+    }
+
+    /// Drop a generation no call uses any more (never the current one).
+    fn collect(&mut self, id: Generation) {
+        if id == self.current {
+            return;
+        }
+        self.gens.retain(|g| g.id != id || g.pins > 0);
+    }
+
+    fn fill_ctx(&mut self, ctx: &HookContext<'_>, brand: &str) {
+        let c = &mut self.ctx;
+        c.call = ctx.call;
+        c.direction = wit_direction(ctx.direction);
+        c.leg = wit_leg(ctx.leg);
+        set(&mut c.trunk, ctx.trunk);
+        set(&mut c.brand, brand);
+        c.source.clear();
+        let _ = write!(c.source, "{}", ctx.source);
+        c.transport = match ctx.transport {
+            Transport::Udp => wit::Transport::Udp,
+            Transport::Tcp => wit::Transport::Tcp,
+        };
+    }
+}
+
+/// Report a failure (counted always, logged at most once a second per plugin) and drop the
+/// instance when it trapped.
+fn failed(slot: &mut Slot, call: u64, f: &Failure) {
+    slot.plugin.metrics.failed(f);
+    slot.last_failure = Some(f.to_string());
+    if !matches!(f, Failure::Invalid(_)) {
+        // A trapped instance cannot be entered again; the next call makes a new one.
+        slot.live = None;
+    }
+    let now = Instant::now();
+    if slot
+        .last_log
+        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+    {
+        slot.unlogged += 1;
+        return;
+    }
+    let p = &slot.plugin;
+    warn!(
+        plugin = %p.name(),
+        version = %p.version(),
+        call,
+        kind = f.kind(),
+        policy = policy_name(p.policy),
+        suppressed = slot.unlogged,
+        "plugin failed: {f}"
+    );
+    slot.last_log = Some(now);
+    slot.unlogged = 0;
+}
+
+/// The slot's instance, made when missing.
+fn live(slot: &mut Slot, call: u64) -> Option<&mut Live> {
+    if slot.live.is_none() {
+        match slot.plugin.instantiate() {
+            Ok(l) => slot.live = Some(l),
+            Err(f) => {
+                failed(slot, call, &f);
+                return None;
+            }
+        }
+    }
+    slot.live.as_mut()
+}
+
+impl Hooks for PluginHost {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn status(&self) -> Vec<PluginStatus> {
+        let mut out = Vec::new();
+        for g in &self.gens {
+            for (i, s) in g.slots.iter().enumerate() {
+                let p = &s.plugin;
+                let mut trunks: Vec<String> = g
+                    .chains
+                    .iter()
+                    .filter(|(_, c)| c.to_trunk.contains(&i) || c.to_pbx.contains(&i))
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                trunks.sort();
+                out.push(PluginStatus {
+                    name: p.name().to_string(),
+                    module: p.ident.module.clone(),
+                    version: p.version().to_string(),
+                    sha256: p.sha256(),
+                    origin: p.origin.clone(),
+                    policy: policy_name(p.policy),
+                    generation: g.id,
+                    current: g.id == self.current,
+                    calls: g.pins,
+                    trunks,
+                    last_failure: s.last_failure.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn current(&self) -> Generation {
+        self.current
+    }
+
+    fn pin(&mut self, generation: Generation) {
+        if let Some(g) = self.gens.iter_mut().find(|g| g.id == generation) {
+            g.pins += 1;
+        }
+    }
+
+    fn release(&mut self, generation: Generation) {
+        if let Some(g) = self.gens.iter_mut().find(|g| g.id == generation) {
+            g.pins = g.pins.saturating_sub(1);
+            if g.pins == 0 {
+                self.collect(generation);
+            }
+        }
+    }
+
+    fn active(&self, generation: Generation, trunk: &str) -> bool {
+        self.gen(generation)
+            .and_then(|g| g.chains.get(trunk))
+            .is_some_and(|c| !c.to_trunk.is_empty() || !c.to_pbx.is_empty())
+    }
+
+    fn number(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        kind: NumberKind,
+        number: &str,
+    ) -> Option<String> {
+        let gi = self.gens.iter().position(|g| g.id == generation)?;
+        let chain = self.gens[gi].chains.get(ctx.trunk)?.clone();
+        let order = match ctx.leg {
+            Side::External => &chain.to_trunk,
+            Side::Internal => &chain.to_pbx,
+        };
+        let n = &mut self.nctx;
+        n.direction = wit_direction(ctx.direction);
+        n.leg = wit_leg(ctx.leg);
+        set(&mut n.trunk, ctx.trunk);
+        set(&mut n.brand, &chain.brand);
+        n.kind = match kind {
+            NumberKind::Called => wit::NumberKind::Called,
+            NumberKind::Calling => wit::NumberKind::Calling,
+        };
+        let mut current: Option<String> = None;
+        for &i in order {
+            let slot = &mut self.gens[gi].slots[i];
+            let plugin = slot.plugin.clone();
+            let Some(l) = live(slot, ctx.call) else {
+                if plugin.policy == Policy::FailClosed {
+                    self.refuse_call = Some((ctx.call, 503));
+                }
+                continue;
+            };
+            match l.normalize_number(&plugin, &self.nctx, current.as_deref().unwrap_or(number)) {
+                Ok(Some(n)) => current = Some(n),
+                Ok(None) => {}
+                Err(f) => {
+                    failed(slot, ctx.call, &f);
+                    if plugin.policy == Policy::FailClosed {
+                        let status = if matches!(f, Failure::Invalid(_)) { 500 } else { 503 };
+                        self.refuse_call = Some((ctx.call, status));
+                    }
+                }
+            }
+        }
+        current.filter(|n| n != number)
+    }
+
+    fn message(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+        original: &mut Message,
+    ) -> HookVerdict {
+        if let Some((call, status)) = self.refuse_call.take() {
+            if call == ctx.call && edit::check_rejectable(msg, status).is_ok() {
+                return HookVerdict::Reject {
+                    status,
+                    reason: "Plugin Failure".into(),
+                };
+            }
+        }
+        let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
+            return HookVerdict::Continue;
+        };
+        let Some(chain) = self.gens[gi].chains.get(ctx.trunk) else {
+            return HookVerdict::Continue;
+        };
+        let brand = chain.brand.clone();
+        let len = match ctx.leg {
+            Side::External => chain.to_trunk.len(),
+            Side::Internal => chain.to_pbx.len(),
+        };
+        self.fill_ctx(ctx, &brand);
+        let rejectable = edit::check_rejectable(msg, 500).is_ok();
+        for k in 0..len {
+            let chain = &self.gens[gi].chains[ctx.trunk];
+            let i = match ctx.leg {
+                Side::External => chain.to_trunk[k],
+                Side::Internal => chain.to_pbx[k],
+            };
+            let slot = &mut self.gens[gi].slots[i];
+            let plugin = slot.plugin.clone();
+            let policy = plugin.policy;
+            let refuse = |status: u16| HookVerdict::Reject {
+                status,
+                reason: "Plugin Failure".into(),
+            };
+            let Some(l) = live(slot, ctx.call) else {
+                if policy == Policy::FailClosed && rejectable {
+                    return refuse(503);
+                }
+                continue;
+            };
+            let keep = policy == Policy::FailOpen || !rejectable;
+            match l.on_message(&plugin, &self.ctx, msg, original, keep) {
+                Ok(wit::Verdict::Continue) => {}
+                Ok(wit::Verdict::Reject(r)) => {
+                    if let Err(e) = edit::check_rejectable(msg, r.status) {
+                        let f = Failure::Invalid(e.to_string());
+                        failed(slot, ctx.call, &f);
+                        if policy == Policy::FailClosed && rejectable {
+                            return refuse(500);
+                        }
+                        continue;
+                    }
+                    let reason = if r.reason.is_empty()
+                        || r.reason.len() > 128
+                        || r.reason.bytes().any(|b| b < 0x20 || b == 0x7f)
+                    {
+                        sluice_sip::reason_phrase(r.status).to_string()
+                    } else {
+                        r.reason
+                    };
+                    return HookVerdict::Reject {
+                        status: r.status,
+                        reason,
+                    };
+                }
+                Err(f) => {
+                    failed(slot, ctx.call, &f);
+                    if policy == Policy::FailClosed && rejectable {
+                        let status = if matches!(f, Failure::Invalid(_)) { 500 } else { 503 };
+                        return refuse(status);
+                    }
+                }
+            }
+        }
+        HookVerdict::Continue
+    }
+
+    fn attestation(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+    ) -> Option<Attestation> {
+        let gi = self.gens.iter().position(|g| g.id == generation)?;
+        let chain = self.gens[gi].chains.get(ctx.trunk)?.clone();
+        self.fill_ctx(ctx, &chain.brand);
+        // Outbound order: the operator's rule sets speak before the brand; the first answer wins.
+        for &i in &chain.to_trunk {
+            let slot = &mut self.gens[gi].slots[i];
+            let plugin = slot.plugin.clone();
+            let Some(l) = live(slot, ctx.call) else {
+                continue;
+            };
+            match l.attestation(&plugin, &self.ctx, msg) {
+                Ok(Some(a)) => {
+                    return Some(match a {
+                        wit::Attestation::A => Attestation::A,
+                        wit::Attestation::B => Attestation::B,
+                        wit::Attestation::C => Attestation::C,
+                        wit::Attestation::None => Attestation::None,
+                    })
+                }
+                Ok(None) => {}
+                Err(f) => failed(slot, ctx.call, &f),
+            }
+        }
+        None
+    }
+}

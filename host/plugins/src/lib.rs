@@ -1,0 +1,33 @@
+//! Sluice's WebAssembly plugin host.
+//!
+//! - [`runtime`]: the wasmtime engine (component model, pooling allocator, epoch deadlines,
+//!   compiled-code cache) and the linker with the host's imports.
+//! - [`state`]: a plugin store's data and the host side of `wit/plugin.wit`: the message a hook
+//!   is lent, logging, counters, settings, clock.
+//! - [`loaded`]: loading and self-checking a plugin version; calling its hooks under limits.
+//! - [`prepare`]: from the configuration to a generation of plugins and per-trunk chains.
+//! - [`host`]: [`PluginHost`], the engine's [`sluice_b2bua::Hooks`]: chains, failure policy,
+//!   generations that calls pin across reloads.
+//! - [`dry_run`]: one message through one plugin, as `sluice plugin test` shows it.
+
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "sluice:plugin/plugin",
+        with: {
+            "sluice:plugin/message.sip-message": crate::state::MessageMarker,
+        },
+    });
+}
+
+pub mod dry_run;
+pub mod host;
+pub mod loaded;
+pub mod prepare;
+pub mod runtime;
+pub mod state;
+
+pub use host::{Chain, GenerationSpec, PluginHost};
+pub use loaded::{load, Failure, LoadedPlugin, PluginSpec};
+pub use prepare::{plugin_dir, prepare, ModuleSource};
+pub use runtime::{Limits, Runtime};

@@ -1,0 +1,405 @@
+//! A loaded plugin version (compiled, linked, self-checked) and its live instances: calling a
+//! hook under the deadline and memory cap, and telling what went wrong when it fails.
+
+use crate::bindings::exports::sluice::plugin::hooks::Guest;
+use crate::bindings::sluice::plugin::types as wit;
+use crate::bindings::{Plugin, PluginPre};
+use crate::runtime::{Limits, Runtime};
+use crate::state::{Ident, PluginState};
+use sluice_config::Policy;
+use sluice_sip::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::Resource;
+use wasmtime::Store;
+
+/// Everything needed to load one configured plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// The configured name.
+    pub name: String,
+    /// The module it runs.
+    pub module: String,
+    /// Where the module came from (a path, or `bundled`), for messages.
+    pub origin: String,
+    pub bytes: Arc<[u8]>,
+    pub policy: Policy,
+    pub deadline: Duration,
+    pub settings: BTreeMap<String, Vec<String>>,
+}
+
+/// How a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The plugin trapped (a panic, an out-of-bounds access, unreachable code…).
+    Trap(String),
+    /// It ran past its deadline.
+    Deadline,
+    /// It tried to grow past its memory cap.
+    Memory,
+    /// It made an edit Sluice refuses, or answered what it may not.
+    Invalid(String),
+    /// A new instance could not be made (pool exhausted, init refused).
+    Instantiate(String),
+}
+
+impl Failure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Trap(_) => "trap",
+            Failure::Deadline => "deadline",
+            Failure::Memory => "memory",
+            Failure::Invalid(_) => "invalid",
+            Failure::Instantiate(_) => "instantiate",
+        }
+    }
+
+    fn index(&self) -> usize {
+        match self {
+            Failure::Trap(_) => 0,
+            Failure::Deadline => 1,
+            Failure::Memory => 2,
+            Failure::Invalid(_) => 3,
+            Failure::Instantiate(_) => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Trap(m) => write!(f, "trapped: {m}"),
+            Failure::Deadline => f.write_str("ran past its deadline"),
+            Failure::Memory => f.write_str("exceeded its memory cap"),
+            Failure::Invalid(m) => write!(f, "invalid output: {m}"),
+            Failure::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+        }
+    }
+}
+
+/// Which hook ran, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub enum Hook {
+    Message = 0,
+    Number = 1,
+    Attestation = 2,
+}
+
+const HOOKS: [&str; 3] = ["message", "number", "attestation"];
+const KINDS: [&str; 5] = ["trap", "deadline", "memory", "invalid", "instantiate"];
+
+/// Metric handles, registered once per loaded version so that a call only touches atomics.
+pub struct PluginMetrics {
+    invocations: [metrics::Counter; 3],
+    errors: [metrics::Counter; 5],
+    duration: metrics::Histogram,
+}
+
+impl PluginMetrics {
+    fn new(name: &str, version: &str) -> PluginMetrics {
+        let (n, v) = (name.to_string(), version.to_string());
+        PluginMetrics {
+            invocations: HOOKS.map(|h| {
+                metrics::counter!("sluice_plugin_invocations_total",
+                    "plugin" => n.clone(), "version" => v.clone(), "hook" => h)
+            }),
+            errors: KINDS.map(|k| {
+                let c = metrics::counter!("sluice_plugin_errors_total",
+                    "plugin" => n.clone(), "version" => v.clone(), "kind" => k);
+                c.increment(0);
+                c
+            }),
+            duration: metrics::histogram!("sluice_plugin_call_duration_seconds",
+                "plugin" => n.clone(), "version" => v.clone()),
+        }
+    }
+
+    pub fn failed(&self, f: &Failure) {
+        self.errors[f.index()].increment(1);
+    }
+}
+
+/// A plugin version ready to instantiate.
+pub struct LoadedPlugin {
+    pub ident: Arc<Ident>,
+    pub origin: String,
+    pub hash: [u8; 32],
+    pub policy: Policy,
+    pub(crate) deadline_ticks: u64,
+    pre: PluginPre<PluginState>,
+    memory: usize,
+    pub(crate) metrics: PluginMetrics,
+}
+
+impl LoadedPlugin {
+    pub fn name(&self) -> &str {
+        &self.ident.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.ident.version
+    }
+
+    /// SHA-256 of the component, in hex.
+    pub fn sha256(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A new instance, initialised (its `init` accepted the settings).
+    pub(crate) fn instantiate(&self) -> Result<Live, Failure> {
+        let mut store = Store::new(
+            self.pre.engine(),
+            PluginState::new(self.ident.clone(), self.memory),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        // init may parse settings: give it ten deadlines.
+        store.set_epoch_deadline(self.deadline_ticks * 10);
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Failure::Instantiate(format!("{e:#}")))?;
+        let mut live = Live { store, plugin };
+        let r = live.guest_call(|g, s| g.call_init(s));
+        match live.finish(r) {
+            Ok(Ok(())) => Ok(live),
+            Ok(Err(e)) => Err(Failure::Instantiate(format!("init refused its settings: {e}"))),
+            Err(f) => Err(f),
+        }
+    }
+}
+
+/// A live instance of a plugin version.
+pub(crate) struct Live {
+    store: Store<PluginState>,
+    plugin: Plugin,
+}
+
+impl Live {
+    fn guest_call<R>(
+        &mut self,
+        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        let guest = self.plugin.sluice_plugin_hooks();
+        f(guest, &mut self.store)
+    }
+
+    /// Classify the result of a call: what failed, or the value.
+    fn finish<R>(&mut self, r: wasmtime::Result<R>) -> Result<R, Failure> {
+        let memory = std::mem::take(&mut self.store.data_mut().limiter.memory_exceeded);
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(if memory {
+                Failure::Memory
+            } else if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+                Failure::Deadline
+            } else {
+                let msg = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(t) => t.to_string(),
+                    None => format!("{e:#}"),
+                };
+                Failure::Trap(msg.lines().next().unwrap_or("").to_string())
+            }),
+        }
+    }
+
+    /// Run the message hook on `msg` (built from `original`). Both are lent to the store for
+    /// the call and come back; on failure `msg` comes back as it was before the call when
+    /// `keep_snapshot` was set. A trap leaves the instance unusable: the caller drops it.
+    pub(crate) fn on_message(
+        &mut self,
+        p: &LoadedPlugin,
+        ctx: &wit::CallContext,
+        msg: &mut Message,
+        original: &mut Message,
+        keep_snapshot: bool,
+    ) -> Result<wit::Verdict, Failure> {
+        let st = self.store.data_mut();
+        st.msg = std::mem::take(msg);
+        st.original = std::mem::take(original);
+        st.keep_snapshot = keep_snapshot;
+        st.call = ctx.call;
+        self.store.set_epoch_deadline(p.deadline_ticks);
+        let started = Instant::now();
+        let r = self.guest_call(|g, s| g.call_on_message(s, ctx, Resource::new_borrow(0)));
+        p.metrics.duration.record(started.elapsed().as_secs_f64());
+        p.metrics.invocations[Hook::Message as usize].increment(1);
+        let st = self.store.data_mut();
+        *msg = std::mem::take(&mut st.msg);
+        *original = std::mem::take(&mut st.original);
+        let snapshot = st.snapshot.take();
+        let invalid = st.invalid.take();
+        let r = self.finish(r).and_then(|v| match invalid {
+            Some(e) => Err(Failure::Invalid(e)),
+            None => Ok(v),
+        });
+        if r.is_err() {
+            if let Some(s) = snapshot {
+                *msg = s;
+            }
+        }
+        r
+    }
+
+    pub(crate) fn normalize_number(
+        &mut self,
+        p: &LoadedPlugin,
+        ctx: &wit::NumberContext,
+        number: &str,
+    ) -> Result<Option<String>, Failure> {
+        self.store.set_epoch_deadline(p.deadline_ticks);
+        let started = Instant::now();
+        let r = self.guest_call(|g, s| g.call_normalize_number(s, ctx, number));
+        p.metrics.duration.record(started.elapsed().as_secs_f64());
+        p.metrics.invocations[Hook::Number as usize].increment(1);
+        let n = self.finish(r)?;
+        if let Some(n) = &n {
+            sluice_sip::edit::check_number(n).map_err(|e| Failure::Invalid(e.to_string()))?;
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn attestation(
+        &mut self,
+        p: &LoadedPlugin,
+        ctx: &wit::CallContext,
+        msg: &mut Message,
+    ) -> Result<Option<wit::Attestation>, Failure> {
+        let st = self.store.data_mut();
+        st.msg = std::mem::take(msg);
+        st.keep_snapshot = true;
+        st.call = ctx.call;
+        self.store.set_epoch_deadline(p.deadline_ticks);
+        let started = Instant::now();
+        let r = self.guest_call(|g, s| g.call_choose_attestation(s, ctx, Resource::new_borrow(0)));
+        p.metrics.duration.record(started.elapsed().as_secs_f64());
+        p.metrics.invocations[Hook::Attestation as usize].increment(1);
+        let st = self.store.data_mut();
+        *msg = std::mem::take(&mut st.msg);
+        let snapshot = st.snapshot.take();
+        let invalid = st.invalid.take();
+        // The attestation hook only reads: any edit is undone and makes the answer invalid.
+        if let Some(s) = snapshot {
+            *msg = s;
+            self.finish(r)?;
+            return Err(Failure::Invalid(
+                invalid.unwrap_or_else(|| "the attestation hook edited the message".into()),
+            ));
+        }
+        let a = self.finish(r)?;
+        match invalid {
+            Some(e) => Err(Failure::Invalid(e)),
+            None => Ok(a),
+        }
+    }
+}
+
+/// Compile, link and self-check a plugin: it must export `sluice:plugin/hooks@0.1.0`, report
+/// its name and version, accept its settings, and run every hook on a sample call within its
+/// limits. Any failure refuses the plugin with a message that names it.
+pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
+    let who = format!("plugin `{}` (module `{}`, {})", spec.name, spec.module, spec.origin);
+    let (component, hash) = runtime.compile(&spec.bytes).map_err(|e| format!("{who}: {e}"))?;
+    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+        format!("{who}: does not fit Sluice's plugin interface (sluice:plugin@0.1.0): {e:#}")
+    })?;
+    let pre = PluginPre::new(pre).map_err(|e| {
+        format!("{who}: does not export sluice:plugin/hooks@0.1.0: {e:#}")
+    })?;
+    let ticks = Limits::ticks(spec.deadline);
+    let mut ident = Ident {
+        name: spec.name.clone(),
+        module: spec.module.clone(),
+        version: String::new(),
+        settings: spec.settings.clone(),
+    };
+    // Ask the version first, from a throw-away instance.
+    let mut probe = LoadedPlugin {
+        ident: Arc::new(ident.clone_shallow()),
+        origin: spec.origin.clone(),
+        hash,
+        policy: spec.policy,
+        deadline_ticks: ticks,
+        pre: pre.clone(),
+        memory: runtime.limits.memory_bytes,
+        metrics: PluginMetrics::new(&spec.name, "?"),
+    };
+    let mut live = probe
+        .instantiate()
+        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    let r = live.guest_call(|g, s| g.call_info(s));
+    let info = live
+        .finish(r)
+        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    ident.version = if info.version.is_empty() || info.version.len() > 64 {
+        "unknown".into()
+    } else {
+        info.version.clone()
+    };
+    probe.ident = Arc::new(ident);
+    probe.metrics = PluginMetrics::new(&spec.name, &probe.ident.version);
+    let loaded = probe;
+    self_check(&loaded).map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    metrics::gauge!("sluice_plugin_loaded", "plugin" => spec.name.clone(), "version" => loaded.ident.version.clone())
+        .set(1.0);
+    Ok(Arc::new(loaded))
+}
+
+impl Ident {
+    fn clone_shallow(&self) -> Ident {
+        Ident {
+            name: self.name.clone(),
+            module: self.module.clone(),
+            version: self.version.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// A sample outbound call through every hook, on a fresh instance.
+fn self_check(p: &LoadedPlugin) -> Result<(), Failure> {
+    let mut live = p.instantiate()?;
+    let mut msg = sample_invite();
+    let mut original = msg.clone();
+    let mut ctx = wit::CallContext {
+        call: 0,
+        direction: wit::Direction::Outbound,
+        leg: wit::Leg::External,
+        trunk: "self-check".into(),
+        brand: "generic".into(),
+        tenant: None,
+        source: "127.0.0.1:5060".into(),
+        transport: wit::Transport::Udp,
+    };
+    for kind in [wit::NumberKind::Called, wit::NumberKind::Calling] {
+        let n = wit::NumberContext {
+            direction: wit::Direction::Outbound,
+            leg: wit::Leg::External,
+            trunk: ctx.trunk.clone(),
+            brand: ctx.brand.clone(),
+            tenant: None,
+            kind,
+        };
+        live.normalize_number(p, &n, "+15551234567")?;
+    }
+    live.on_message(p, &ctx, &mut msg, &mut original, true)?;
+    live.attestation(p, &ctx, &mut msg)?;
+    ctx.direction = wit::Direction::Inbound;
+    ctx.leg = wit::Leg::Internal;
+    live.on_message(p, &ctx, &mut msg, &mut original, true)?;
+    Ok(())
+}
+
+fn sample_invite() -> Message {
+    let text = "INVITE sip:+15551234567@trunk.invalid SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKselfcheck;rport\r\n\
+        Max-Forwards: 69\r\n\
+        From: <sip:+15557654321@127.0.0.1:5080>;tag=selfcheck\r\n\
+        To: <sip:+15551234567@trunk.invalid>\r\n\
+        Call-ID: selfcheck\r\n\
+        CSeq: 1 INVITE\r\n\
+        Contact: <sip:+15557654321@127.0.0.1:5080>\r\n\
+        Content-Length: 0\r\n\r\n";
+    sluice_sip::parse_message(text.as_bytes()).unwrap_or_default()
+}

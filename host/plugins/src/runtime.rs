@@ -1,0 +1,158 @@
+//! The wasmtime engine every plugin runs on: the component model, a pooling allocator sized by
+//! the configuration, epoch interruption for deadlines, a compiled-code cache on disk, and one
+//! linker with the host's imports (and WASI with nothing granted).
+
+use crate::state::PluginState;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances: the deadline's resolution.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Limits every plugin call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest one hook call may run (rounded up to whole epoch ticks).
+    pub deadline: Duration,
+    /// Linear memory cap of an instance, in bytes.
+    pub memory_bytes: usize,
+    /// Instances alive at once (the pool's size).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(5),
+            memory_bytes: 16 << 20,
+            max_instances: 200,
+        }
+    }
+}
+
+impl Limits {
+    /// Epoch ticks for a deadline (at least one, plus one for the tick in progress).
+    pub fn ticks(deadline: Duration) -> u64 {
+        (deadline.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1
+    }
+}
+
+/// The shared engine. Compiling happens off the SIP path (reloads run on a blocking thread);
+/// instances are created from `InstancePre`s out of the pool.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<PluginState>,
+    pub(crate) limits: Limits,
+    /// Compiled components by SHA-256 of their bytes.
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Build the engine; `cache` enables wasmtime's compiled-code cache (its default directory).
+    pub fn new(limits: Limits, cache: bool) -> Result<Arc<Runtime>, String> {
+        let e = |what: &str, err: wasmtime::Error| format!("{what}: {err:#}");
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Plugins are small: a modest stack keeps deep recursion from taking the host along.
+        config.max_wasm_stack(512 * 1024);
+        let mut pool = PoolingAllocationConfig::default();
+        let n = limits.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .max_core_instances_per_component(16)
+            .total_memories(n.saturating_mul(2))
+            .max_memories_per_component(2)
+            .max_memories_per_module(1)
+            .total_tables(n.saturating_mul(4))
+            .max_tables_per_component(8)
+            .table_elements(20_000)
+            .max_memory_size(limits.memory_bytes)
+            .total_stacks(n);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if cache {
+            match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+                Ok(c) => {
+                    config.cache(Some(c));
+                }
+                Err(e) => tracing::warn!("compiled plugin cache unavailable: {e:#}"),
+            }
+        }
+        let engine = Engine::new(&config).map_err(|err| e("plugin engine", err))?;
+        let mut linker: Linker<PluginState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|err| e("linking WASI", err))?;
+        crate::bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|err| e("linking the host interface", err))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), stop.clone())
+            .map_err(|err| format!("cannot start the plugin deadline thread: {err}"))?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            limits,
+            compiled: Mutex::new(HashMap::new()),
+            stop,
+        }))
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compile a component (or reuse the compilation of identical bytes).
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, [u8; 32]), String> {
+        use sha2::Digest;
+        let hash: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if let Some(c) = self.compiled.lock().ok().and_then(|m| m.get(&hash).cloned()) {
+            return Ok((c, hash));
+        }
+        if !wasmparser_is_component(bytes) {
+            return Err("not a WebAssembly component (build it for wasm32-wasip2)".into());
+        }
+        let c = Component::new(&self.engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
+        if let Ok(mut m) = self.compiled.lock() {
+            m.insert(hash, c.clone());
+        }
+        Ok((c, hash))
+    }
+
+    /// Forget compilations no loaded plugin uses (called after a reload).
+    pub fn retain_compiled(&self, keep: &[[u8; 32]]) {
+        if let Ok(mut m) = self.compiled.lock() {
+            m.retain(|h, _| keep.contains(h));
+        }
+    }
+}
+
+/// The component binary format starts with the magic and a layer field of 1.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// Advance the epoch every tick, for as long as the runtime lives. Without it deadlines would
+/// never fire, so failing to start it fails the runtime.
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("plugin-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! The plugin host without sockets: chains over real components (the bundled plugins and the
+//! test kit), failure handling and policies, refused modules, generations across reloads.
+
+use sluice_b2bua::{Direction, HookContext, HookVerdict, Hooks, NumberKind, Side};
+use sluice_config::Config;
+use sluice_plugins::{load, prepare, Limits, ModuleSource, PluginHost, PluginSpec, Runtime};
+use sluice_sip::{edit, parse_message, HeaderName, Message};
+use sluice_transaction::Transport;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RT.get_or_init(|| {
+        Runtime::new(
+            Limits {
+                deadline: Duration::from_millis(5),
+                memory_bytes: 16 << 20,
+                max_instances: 64,
+            },
+            true,
+        )
+        .expect("plugin runtime")
+    })
+    .clone()
+}
+
+fn bundled(name: &str) -> Option<&'static [u8]> {
+    if name.starts_with("testkit") || name == "old-abi" {
+        let bytes = std::fs::read(sluice_e2e::test_plugin(name)).ok()?;
+        return Some(Box::leak(bytes.into_boxed_slice()));
+    }
+    sluice_bundled::get(name)
+}
+
+fn source() -> ModuleSource<'static> {
+    ModuleSource {
+        dir: None,
+        bundled: &bundled,
+        bundled_names: sluice_bundled::names().collect(),
+    }
+}
+
+const BASE: &str = r#"
+[internal]
+listen = [ { transport = "udp", address = "127.0.0.1:5060" } ]
+[external]
+listen = [ { transport = "udp", address = "127.0.0.1:5080" } ]
+[pbx]
+host = "127.0.0.10"
+[routing]
+outbound_trunk = "t"
+"#;
+
+fn config(trunk: &str, plugins: &str) -> Config {
+    let text = format!("{BASE}\n[[trunk]]\nname = \"t\"\nhost = \"127.0.0.20\"\n{trunk}\n{plugins}");
+    Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn host_for(trunk: &str, plugins: &str) -> PluginHost {
+    let spec = prepare(&runtime(), &config(trunk, plugins), &source()).unwrap_or_else(|e| panic!("{e}"));
+    let mut host = PluginHost::new();
+    assert!(host.install(spec).is_some());
+    host
+}
+
+fn invite(called: &str) -> Message {
+    let text = format!(
+        "INVITE sip:{called}@trunk.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKt;rport\r\n\
+         Max-Forwards: 69\r\n\
+         From: <sip:+15557654321@127.0.0.1:5080>;tag=a\r\n\
+         To: <sip:{called}@trunk.example.com>\r\n\
+         Call-ID: c\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:+15557654321@127.0.0.1:5080>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    parse_message(text.as_bytes()).unwrap()
+}
+
+fn ctx(leg: Side) -> HookContext<'static> {
+    HookContext {
+        call: 7,
+        direction: if leg == Side::External { Direction::Outbound } else { Direction::Inbound },
+        leg,
+        trunk: "t",
+        source: "127.0.0.10:5060".parse().unwrap(),
+        transport: Transport::Udp,
+    }
+}
+
+/// What the engine does with a new call's INVITE: numbers, then the message chain.
+fn new_call(host: &mut PluginHost, leg: Side, msg: &mut Message) -> HookVerdict {
+    let g = host.current();
+    let c = ctx(leg);
+    edit::normalize_numbers(msg, |kind, n| host.number(g, &c, kind, n));
+    let mut original = msg.clone();
+    host.message(g, &c, msg, &mut original)
+}
+
+#[test]
+fn brand_and_rule_sets_in_order() {
+    // Outbound: rule sets, then the brand. strip-plus (a rule set) sees +1555…, voipms (the
+    // brand) writes digits either way; tel-uri-request writes tel: in the Request-Line.
+    let mut host = host_for(
+        "brand = \"voipms\"\noutbound_rules = [\"tel-uri-request\", \"tel-uri-to\"]",
+        "",
+    );
+    let mut msg = invite("+15551234567");
+    assert_eq!(new_call(&mut host, Side::External, &mut msg), HookVerdict::Continue);
+    assert_eq!(msg.request_uri(), Some("tel:15551234567"));
+    assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:15551234567>"));
+    assert_eq!(
+        msg.headers.get(&HeaderName::From),
+        Some("<sip:15557654321@127.0.0.1:5080>;tag=a")
+    );
+    // Inbound (toward the PBX): the brand writes E.164 with +, the outbound rule sets do not run.
+    let mut msg = invite("15551234567");
+    assert_eq!(new_call(&mut host, Side::Internal, &mut msg), HookVerdict::Continue);
+    assert_eq!(msg.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+}
+
+#[test]
+fn header_rules_from_configuration() {
+    let mut host = host_for(
+        "outbound_rules = [\"acme\"]",
+        "[plugin.acme]\nmodule = \"header-rules\"\n\
+         settings = { rules = [\"add X-Account: 42\", \"remove User-Agent\"] }",
+    );
+    let mut msg = invite("+15551234567");
+    msg.headers.push(HeaderName::UserAgent, "PBX");
+    assert_eq!(new_call(&mut host, Side::External, &mut msg), HookVerdict::Continue);
+    assert_eq!(msg.headers.get(&HeaderName::parse("X-Account")), Some("42"));
+    assert_eq!(msg.headers.get(&HeaderName::UserAgent), None);
+    let st = host.status();
+    let acme = st.iter().find(|p| p.name == "acme").unwrap();
+    assert_eq!((acme.module.as_str(), acme.origin.as_str()), ("header-rules", "bundled"));
+    assert_eq!(acme.trunks, ["t"]);
+    assert!(acme.current && acme.last_failure.is_none());
+}
+
+fn testkit(mode: &str, policy: &str) -> PluginHost {
+    host_for(
+        "outbound_rules = [\"kit\"]",
+        &format!(
+            "[plugin.kit]\nmodule = \"testkit\"\npolicy = \"{policy}\"\n\
+             settings = {{ mode = \"{mode}\" }}"
+        ),
+    )
+}
+
+fn last_failure(host: &PluginHost) -> String {
+    host.status()
+        .into_iter()
+        .find(|p| p.name == "kit")
+        .and_then(|p| p.last_failure)
+        .unwrap_or_default()
+}
+
+#[test]
+fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
+    for (mode, failure) in [
+        ("loop", "deadline"),
+        ("trap", "trapped"),
+        ("membomb", "memory"),
+        ("garbage", "invalid output"),
+    ] {
+        let mut host = testkit(mode, "fail-open");
+        let mut msg = invite("6660001");
+        let before = msg.clone();
+        let started = Instant::now();
+        let v = new_call(&mut host, Side::External, &mut msg);
+        let took = started.elapsed();
+        assert_eq!(v, HookVerdict::Continue, "{mode}");
+        assert_eq!(msg, before, "{mode}: fail open leaves the message unmodified");
+        assert!(last_failure(&host).contains(failure), "{mode}: {}", last_failure(&host));
+        // The deadline is milliseconds, not seconds (generous for a loaded machine).
+        assert!(took < Duration::from_millis(500), "{mode} took {took:?}");
+        // The plugin keeps serving other calls (a trapped instance is replaced).
+        let mut ok = invite("15551234567");
+        assert_eq!(new_call(&mut host, Side::External, &mut ok), HookVerdict::Continue, "{mode}");
+    }
+}
+
+#[test]
+fn fail_closed_refuses_the_request() {
+    for (mode, status) in [("loop", 503), ("trap", 503), ("garbage", 500)] {
+        let mut host = testkit(mode, "fail-closed");
+        let mut msg = invite("6660001");
+        match new_call(&mut host, Side::External, &mut msg) {
+            HookVerdict::Reject { status: s, .. } => assert_eq!(s, status, "{mode}"),
+            v => panic!("{mode}: {v:?}"),
+        }
+        // A response cannot be refused: it goes on unmodified.
+        let mut resp = Message::response(180, "Ringing");
+        resp.headers.push(HeaderName::To, "<sip:6660001@h>;tag=x");
+        let before = resp.clone();
+        let mut original = resp.clone();
+        let g = host.current();
+        assert_eq!(host.message(g, &ctx(Side::External), &mut resp, &mut original), HookVerdict::Continue);
+        assert_eq!(resp, before);
+    }
+}
+
+#[test]
+fn a_plugin_may_reject_a_request() {
+    let mut host = testkit("reject", "fail-open");
+    let mut msg = invite("6660001");
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Reject {
+            status: 403,
+            reason: "Testkit Says No".into()
+        }
+    );
+}
+
+fn spec(module: &str, bytes: &[u8]) -> PluginSpec {
+    PluginSpec {
+        name: module.into(),
+        module: module.into(),
+        origin: "test".into(),
+        bytes: Arc::from(bytes),
+        policy: sluice_config::Policy::FailOpen,
+        deadline: Duration::from_millis(5),
+        settings: Default::default(),
+    }
+}
+
+#[test]
+fn refused_modules_say_why() {
+    let rt = runtime();
+    let e = load(&rt, &spec("junk", b"definitely not wasm")).err().unwrap();
+    assert!(e.contains("plugin `junk`") && e.contains("not a WebAssembly component"), "{e}");
+    let old = bundled("old-abi").unwrap();
+    let e = load(&rt, &spec("old-abi", old)).err().unwrap();
+    assert!(e.contains("sluice:plugin"), "{e}");
+    // A plugin that loops on everything fails its self-check.
+    let mut s = spec("testkit", bundled("testkit").unwrap());
+    s.settings.insert("mode".into(), vec!["every-loop".into()]);
+    let e = load(&rt, &s).err().unwrap();
+    assert!(e.contains("self-check failed") && e.contains("deadline"), "{e}");
+    // Settings the plugin refuses.
+    let mut s = spec("testkit", bundled("testkit").unwrap());
+    s.settings.insert("mode".into(), vec!["sideways".into()]);
+    let e = load(&rt, &s).err().unwrap();
+    assert!(e.contains("init refused its settings") && e.contains("sideways"), "{e}");
+    // A missing module names where it looked.
+    let e = prepare(&rt, &config("brand = \"nope\"", ""), &source()).err().unwrap();
+    assert!(e.contains("`nope` not found") && e.contains("generic"), "{e}");
+}
+
+#[test]
+fn calls_keep_their_generation_across_a_reload() {
+    let kit = |m: &str| {
+        config(
+            "outbound_rules = [\"kit\"]",
+            &format!("[plugin.kit]\nmodule = \"{m}\"\nsettings = {{ label = \"k\" }}"),
+        )
+    };
+    let rt = runtime();
+    let mut host = PluginHost::new();
+    let g1 = host.install(prepare(&rt, &kit("testkit"), &source()).unwrap()).unwrap();
+    host.pin(g1);
+    // The same inputs again: nothing to install.
+    assert!(host.install(prepare(&rt, &kit("testkit"), &source()).unwrap()).is_none());
+    let g2 = host.install(prepare(&rt, &kit("testkit-v2"), &source()).unwrap()).unwrap();
+    assert_ne!(g1, g2);
+    assert_eq!(host.current(), g2);
+    assert_eq!(host.loaded_generations(), [g1, g2]);
+    let tag = |host: &mut PluginHost, g| {
+        let mut m = invite("15551234567");
+        let mut o = m.clone();
+        host.message(g, &ctx(Side::External), &mut m, &mut o);
+        m.headers.get(&HeaderName::parse("X-Testkit")).unwrap().to_string()
+    };
+    assert_eq!(tag(&mut host, g1), "k v1");
+    assert_eq!(tag(&mut host, g2), "k v2");
+    let versions: Vec<(u64, String)> = host
+        .status()
+        .into_iter()
+        .filter(|p| p.name == "kit")
+        .map(|p| (p.generation, p.version))
+        .collect();
+    assert_eq!(versions, [(g1, "1.0.0".to_string()), (g2, "2.0.0".to_string())]);
+    // The last call of the old generation ends: it is unloaded.
+    host.release(g1);
+    assert_eq!(host.loaded_generations(), [g2]);
+    let _ = NumberKind::Called;
+}

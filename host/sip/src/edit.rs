@@ -1,0 +1,563 @@
+//! Edits that code outside the core (plugins) may make to a message on its way out, and the
+//! rules that keep them safe: no edits to the headers that carry Sluice's topology or the
+//! transaction, no line breaks or control characters, well-formed URIs, From/To tags kept.
+//!
+//! The plugin host and the SDK's native test harness both apply edits through these functions,
+//! so a plugin behaves the same in its unit tests as in Sluice.
+
+use crate::fields::{NameAddr, Uri};
+use crate::header::HeaderName;
+use crate::message::{Message, Method, StartLine};
+use bytes::Bytes;
+use std::fmt;
+
+/// Longest header value an edit may write.
+pub const MAX_VALUE: usize = 4096;
+/// Most header lines a message may have after edits.
+pub const MAX_HEADERS: usize = 128;
+/// Largest body an edit may write.
+pub const MAX_BODY: usize = 32 * 1024;
+/// Longest number a number hook may return.
+pub const MAX_NUMBER: usize = 32;
+
+/// Why an edit was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditError {
+    /// Sluice manages this header (topology or transaction): read-only.
+    Managed(String),
+    BadName(String),
+    BadValue { name: String, why: &'static str },
+    BadUri(String),
+    BadBody(&'static str),
+    /// The operation does not apply to this kind of message.
+    NotApplicable(&'static str),
+    TooManyHeaders,
+    /// A From/To value with a tag other than the dialog's.
+    TagChanged(String),
+    BadNumber(String),
+    BadStatus(u16),
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditError::Managed(n) => write!(f, "{n} is managed by Sluice and cannot be edited"),
+            EditError::BadName(n) => write!(f, "`{}` is not a header name", clip(n)),
+            EditError::BadValue { name, why } => write!(f, "bad value for {name}: {why}"),
+            EditError::BadUri(u) => write!(f, "`{}` is not a sip, sips or tel URI", clip(u)),
+            EditError::BadBody(why) => write!(f, "bad body: {why}"),
+            EditError::NotApplicable(why) => f.write_str(why),
+            EditError::TooManyHeaders => write!(f, "more than {MAX_HEADERS} header lines"),
+            EditError::TagChanged(n) => write!(f, "{n} tag cannot be changed"),
+            EditError::BadNumber(n) => write!(f, "`{}` is not a number", clip(n)),
+            EditError::BadStatus(s) => write!(f, "{s} is not a final error status (400-699)"),
+        }
+    }
+}
+
+impl std::error::Error for EditError {}
+
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = s[..end]
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if end < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Headers that carry Sluice's topology (Via, Route, Record-Route, Contact) or the transaction
+/// and framing (Call-ID, CSeq, Max-Forwards, Content-Length, Content-Type): never edited from
+/// outside the core.
+pub fn is_managed(name: &HeaderName) -> bool {
+    matches!(
+        name,
+        HeaderName::Via
+            | HeaderName::Route
+            | HeaderName::RecordRoute
+            | HeaderName::Contact
+            | HeaderName::CallId
+            | HeaderName::CSeq
+            | HeaderName::MaxForwards
+            | HeaderName::ContentLength
+            | HeaderName::ContentType
+    )
+}
+
+/// A header name an edit may write.
+pub fn editable_name(name: &str) -> Result<HeaderName, EditError> {
+    if !HeaderName::is_valid_token(name) || name.len() > 64 {
+        return Err(EditError::BadName(name.to_string()));
+    }
+    let h = HeaderName::parse(name);
+    if is_managed(&h) {
+        return Err(EditError::Managed(h.as_str().to_string()));
+    }
+    Ok(h)
+}
+
+/// A header value an edit may write: printable, no line breaks, not too long.
+pub fn check_value(name: &HeaderName, value: &str) -> Result<(), EditError> {
+    let bad = |why| EditError::BadValue {
+        name: name.as_str().to_string(),
+        why,
+    };
+    if value.len() > MAX_VALUE {
+        return Err(bad("too long"));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(bad("line break"));
+    }
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(bad("control character"));
+    }
+    if value.trim().is_empty() && matches!(name, HeaderName::From | HeaderName::To) {
+        return Err(bad("empty"));
+    }
+    Ok(())
+}
+
+/// A URI an edit may write as Request-URI or in From/To: `sip:`, `sips:` or `tel:`.
+pub fn check_uri(uri: &str) -> Result<(), EditError> {
+    let bad = || EditError::BadUri(uri.to_string());
+    if uri.len() > MAX_VALUE || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(bad());
+    }
+    let u = Uri::parse(uri).ok_or_else(bad)?;
+    if u.is_sip() {
+        return Ok(());
+    }
+    if u.scheme.eq_ignore_ascii_case("tel") {
+        let number = u.host.split(';').next().unwrap_or("");
+        if !number.is_empty()
+            && number
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b"+-.()*#".contains(&b))
+        {
+            return Ok(());
+        }
+    }
+    Err(bad())
+}
+
+/// From and To keep the dialog's tag: a new value without a tag gets the old one.
+fn keep_tag(name: &HeaderName, old: Option<&str>, new: &str) -> Result<String, EditError> {
+    let na = NameAddr::parse(new).ok_or_else(|| EditError::BadValue {
+        name: name.as_str().to_string(),
+        why: "not a name-addr",
+    })?;
+    check_uri(na.uri)?;
+    let old_tag = old.and_then(NameAddr::parse).and_then(|n| n.param("tag"));
+    match (old_tag, na.param("tag")) {
+        (None, None) => Ok(new.to_string()),
+        (Some(o), Some(n)) if o == n => Ok(new.to_string()),
+        (Some(o), None) => {
+            // An addr-spec without brackets would make the tag a URI parameter; bracket it.
+            let base = if na.bracketed {
+                new.trim().to_string()
+            } else {
+                format!("<{}>{}", na.uri, na.params)
+            };
+            Ok(format!("{base};tag={o}"))
+        }
+        _ => Err(EditError::TagChanged(name.as_str().to_string())),
+    }
+}
+
+/// Replace every line of a header by one line.
+pub fn set_header(msg: &mut Message, name: &str, value: &str) -> Result<(), EditError> {
+    let h = editable_name(name)?;
+    check_value(&h, value)?;
+    let value = if matches!(h, HeaderName::From | HeaderName::To) {
+        keep_tag(&h, msg.headers.get(&h), value)?
+    } else {
+        value.to_string()
+    };
+    if msg.headers.get(&h).is_none() && msg.headers.len() >= MAX_HEADERS {
+        return Err(EditError::TooManyHeaders);
+    }
+    msg.headers.set(h, value);
+    Ok(())
+}
+
+/// Add a line after the last line of the same name, or at the end.
+pub fn add_header(msg: &mut Message, name: &str, value: &str) -> Result<(), EditError> {
+    let h = editable_name(name)?;
+    check_value(&h, value)?;
+    if h.is_single_valued() || matches!(h, HeaderName::From | HeaderName::To) {
+        if msg.headers.get(&h).is_some() {
+            return Err(EditError::NotApplicable(
+                "this header appears once: use set, not add",
+            ));
+        }
+        return set_header(msg, name, value);
+    }
+    if msg.headers.len() >= MAX_HEADERS {
+        return Err(EditError::TooManyHeaders);
+    }
+    msg.headers.insert_after_last(h, value.to_string());
+    Ok(())
+}
+
+/// Remove every line of a header; From and To cannot be removed.
+pub fn remove_header(msg: &mut Message, name: &str) -> Result<u32, EditError> {
+    let h = editable_name(name)?;
+    if matches!(h, HeaderName::From | HeaderName::To) {
+        return Err(EditError::Managed(h.as_str().to_string()));
+    }
+    let n = msg.headers.count(&h);
+    msg.headers.remove(&h);
+    Ok(n as u32)
+}
+
+pub fn set_request_uri(msg: &mut Message, uri: &str) -> Result<(), EditError> {
+    check_uri(uri)?;
+    match &mut msg.start {
+        StartLine::Request { uri: u, .. } => {
+            *u = uri.to_string();
+            Ok(())
+        }
+        StartLine::Response { .. } => Err(EditError::NotApplicable(
+            "a response has no Request-URI",
+        )),
+    }
+}
+
+/// Replace the body and its Content-Type; an empty body removes both.
+pub fn set_body(msg: &mut Message, content_type: &str, body: &[u8]) -> Result<(), EditError> {
+    if body.len() > MAX_BODY {
+        return Err(EditError::BadBody("too large"));
+    }
+    if body.is_empty() {
+        msg.headers.remove(&HeaderName::ContentType);
+        msg.body = Bytes::new();
+        return Ok(());
+    }
+    check_value(&HeaderName::ContentType, content_type)?;
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    let valid_mime = mime
+        .split_once('/')
+        .is_some_and(|(t, s)| HeaderName::is_valid_token(t) && HeaderName::is_valid_token(s));
+    if !valid_mime {
+        return Err(EditError::BadBody("Content-Type is not type/subtype"));
+    }
+    msg.headers
+        .set(HeaderName::ContentType, content_type.to_string());
+    msg.body = Bytes::copy_from_slice(body);
+    Ok(())
+}
+
+/// A number a number hook may return: an optional `+`, then digits, `*`, `#`, letters or
+/// visual separators; at most [`MAX_NUMBER`] characters.
+pub fn check_number(number: &str) -> Result<(), EditError> {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    let ok = !digits.is_empty()
+        && number.len() <= MAX_NUMBER
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"*#-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(EditError::BadNumber(number.to_string()))
+    }
+}
+
+/// A rejection status a plugin may answer a request with.
+pub fn check_reject_status(status: u16) -> Result<(), EditError> {
+    if (400..=699).contains(&status) {
+        Ok(())
+    } else {
+        Err(EditError::BadStatus(status))
+    }
+}
+
+/// A request may be answered with `status` instead of being sent on: not a response, an ACK or
+/// a BYE, and only with a final error status.
+pub fn check_rejectable(msg: &Message, status: u16) -> Result<(), EditError> {
+    match msg.method() {
+        None => Err(EditError::NotApplicable("a response cannot be refused")),
+        Some(Method::Ack) | Some(Method::Bye) => Err(EditError::NotApplicable(
+            "an ACK or BYE cannot be refused",
+        )),
+        Some(_) => check_reject_status(status),
+    }
+}
+
+/// Which number of a call a number hook normalises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberKind {
+    /// Request-URI and To.
+    Called,
+    /// From and the identity headers.
+    Calling,
+}
+
+/// Headers that carry the calling number.
+pub const CALLING_HEADERS: [HeaderName; 4] = [
+    HeaderName::From,
+    HeaderName::PAssertedIdentity,
+    HeaderName::PPreferredIdentity,
+    HeaderName::RemotePartyId,
+];
+
+/// Normalise the numbers of an INVITE with `hook`: the called number (Request-URI, and To
+/// where it carries the same number) and each distinct calling number (From and the identity
+/// headers). `hook` returns `None` to leave a number as it is; a new number that is not
+/// [valid](check_number) is not written.
+pub fn normalize_numbers(
+    msg: &mut Message,
+    mut hook: impl FnMut(NumberKind, &str) -> Option<String>,
+) {
+    let called = msg.request_uri().and_then(uri_number).map(str::to_string);
+    if let Some(called) = called {
+        if let Some(n) = hook(NumberKind::Called, &called).filter(|n| check_number(n).is_ok()) {
+            if let Some(uri) = msg.request_uri().and_then(|u| replace_uri_number(u, &n)) {
+                let _ = set_request_uri(msg, &uri);
+            }
+            replace_header_number(msg, &HeaderName::To, &called, &n);
+        }
+    }
+    let mut seen: Vec<(String, Option<String>)> = Vec::new();
+    for name in &CALLING_HEADERS {
+        let numbers: Vec<String> = msg
+            .headers
+            .values(name)
+            .filter_map(|v| NameAddr::parse(v).and_then(|na| uri_number(na.uri)))
+            .map(str::to_string)
+            .collect();
+        for number in numbers {
+            let new = match seen.iter().find(|(old, _)| *old == number) {
+                Some((_, new)) => new.clone(),
+                None => {
+                    let new = hook(NumberKind::Calling, &number).filter(|n| check_number(n).is_ok());
+                    seen.push((number.clone(), new.clone()));
+                    new
+                }
+            };
+            if let Some(new) = new {
+                replace_header_number(msg, name, &number, &new);
+            }
+        }
+    }
+}
+
+/// Replace `old` by `new` as the number of every element of header `name` that carries it.
+fn replace_header_number(msg: &mut Message, name: &HeaderName, old: &str, new: &str) {
+    let carries = |v: &str| {
+        NameAddr::parse(v)
+            .and_then(|na| uri_number(na.uri))
+            .is_some_and(|n| n == old)
+    };
+    for h in msg.headers.iter_mut().filter(|h| &h.name == name) {
+        if !crate::fields::split_list(&h.value).any(carries) {
+            continue;
+        }
+        h.value = crate::fields::split_list(&h.value)
+            .map(|v| match carries(v) {
+                true => replace_name_addr_number(v, new).unwrap_or_else(|| v.to_string()),
+                false => v.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+}
+
+/// The user part of a `sip:`/`sips:` URI or the number of a `tel:` URI.
+pub fn uri_number(uri: &str) -> Option<&str> {
+    let u = Uri::parse(uri)?;
+    if u.is_sip() {
+        u.user
+    } else if u.scheme.eq_ignore_ascii_case("tel") {
+        u.host.split(';').next()
+    } else {
+        None
+    }
+}
+
+/// Replace the user part of a `sip:`/`sips:` URI or the number of a `tel:` URI.
+pub fn replace_uri_number(uri: &str, number: &str) -> Option<String> {
+    let u = Uri::parse(uri)?;
+    if u.is_sip() {
+        let user = u.user?;
+        let start = user.as_ptr() as usize - uri.as_ptr() as usize;
+        let end = start + user.len();
+        Some(format!("{}{number}{}", &uri[..start], &uri[end..]))
+    } else if u.scheme.eq_ignore_ascii_case("tel") {
+        let rest = &u.host[u.host.find(';').unwrap_or(u.host.len())..];
+        Some(format!("{}:{number}{rest}", u.scheme))
+    } else {
+        None
+    }
+}
+
+/// Replace the number in a name-addr header value (From, To, P-Asserted-Identity…), keeping
+/// display name and parameters.
+pub fn replace_name_addr_number(value: &str, number: &str) -> Option<String> {
+    let na = NameAddr::parse(value)?;
+    let new_uri = replace_uri_number(na.uri, number)?;
+    let start = na.uri.as_ptr() as usize - value.as_ptr() as usize;
+    let end = start + na.uri.len();
+    Some(format!("{}{new_uri}{}", &value[..start], &value[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite() -> Message {
+        let mut m = Message::request(Method::Invite, "sip:+15551230000@192.0.2.1");
+        m.headers.push(HeaderName::Via, "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx");
+        m.headers
+            .push(HeaderName::From, "\"Al\" <sip:100@192.0.2.9>;tag=abc");
+        m.headers.push(HeaderName::To, "<sip:+15551230000@192.0.2.1>");
+        m.headers.push(HeaderName::CallId, "c1");
+        m
+    }
+
+    #[test]
+    fn managed_headers_are_read_only() {
+        let mut m = invite();
+        for name in ["Via", "v", "call-id", "CSeq", "Contact", "Route", "Content-Length"] {
+            assert!(
+                matches!(set_header(&mut m, name, "x"), Err(EditError::Managed(_))),
+                "{name}"
+            );
+            assert!(matches!(remove_header(&mut m, name), Err(EditError::Managed(_))));
+        }
+        assert!(matches!(
+            remove_header(&mut m, "From"),
+            Err(EditError::Managed(_))
+        ));
+    }
+
+    #[test]
+    fn values_cannot_inject_lines() {
+        let mut m = invite();
+        assert!(set_header(&mut m, "X-A", "ok\r\nVia: evil").is_err());
+        assert!(set_header(&mut m, "X-A", "nul\0").is_err());
+        assert!(set_header(&mut m, "X A", "v").is_err());
+        assert!(set_header(&mut m, "X-A", &"a".repeat(MAX_VALUE + 1)).is_err());
+        assert!(set_header(&mut m, "X-A", "fine").is_ok());
+        assert_eq!(m.headers.get(&HeaderName::parse("x-a")), Some("fine"));
+    }
+
+    #[test]
+    fn from_keeps_its_tag() {
+        let mut m = invite();
+        set_header(&mut m, "From", "<sip:+15550001111@192.0.2.9>").unwrap();
+        assert_eq!(
+            m.headers.get(&HeaderName::From),
+            Some("<sip:+15550001111@192.0.2.9>;tag=abc")
+        );
+        set_header(&mut m, "f", "sip:200@192.0.2.9").unwrap();
+        assert_eq!(
+            m.headers.get(&HeaderName::From),
+            Some("<sip:200@192.0.2.9>;tag=abc")
+        );
+        assert!(matches!(
+            set_header(&mut m, "From", "<sip:1@h>;tag=other"),
+            Err(EditError::TagChanged(_))
+        ));
+        set_header(&mut m, "To", "<tel:+15551230000>").unwrap();
+        assert_eq!(m.headers.get(&HeaderName::To), Some("<tel:+15551230000>"));
+        assert!(set_header(&mut m, "To", "<http://x>").is_err());
+    }
+
+    #[test]
+    fn request_uri_and_numbers() {
+        let mut m = invite();
+        set_request_uri(&mut m, "tel:+12345678").unwrap();
+        assert_eq!(m.request_uri(), Some("tel:+12345678"));
+        assert!(set_request_uri(&mut m, "tel:").is_err());
+        assert!(set_request_uri(&mut m, "sip:a b@c").is_err());
+        assert!(set_request_uri(&mut m, "mailto:x@y").is_err());
+        assert!(check_number("+15551234567").is_ok());
+        assert!(check_number("*72#").is_ok());
+        assert!(check_number("").is_err());
+        assert!(check_number("+").is_err());
+        assert!(check_number("1@2").is_err());
+        assert_eq!(
+            replace_uri_number("sip:+1555@h:5060;user=phone", "1555").as_deref(),
+            Some("sip:1555@h:5060;user=phone")
+        );
+        assert_eq!(
+            replace_uri_number("tel:+1555;phone-context=x", "1555").as_deref(),
+            Some("tel:1555;phone-context=x")
+        );
+        assert_eq!(
+            replace_name_addr_number("\"A\" <sip:100@h>;tag=1", "+1555").as_deref(),
+            Some("\"A\" <sip:+1555@h>;tag=1")
+        );
+        assert_eq!(uri_number("tel:+1555;x=y"), Some("+1555"));
+        assert_eq!(uri_number("sip:h"), None);
+    }
+
+    #[test]
+    fn numbers_are_normalised_where_they_appear() {
+        let mut m = invite();
+        m.headers.push(
+            HeaderName::PAssertedIdentity,
+            "<sip:100@192.0.2.9>, <tel:+15550009999>",
+        );
+        let mut asked = Vec::new();
+        normalize_numbers(&mut m, |kind, n| {
+            asked.push((kind, n.to_string()));
+            match n {
+                "+15551230000" => Some("15551230000".into()),
+                "100" => Some("+15550001111".into()),
+                _ => Some("bad number!".into()),
+            }
+        });
+        assert_eq!(m.request_uri(), Some("sip:15551230000@192.0.2.1"));
+        assert_eq!(m.headers.get(&HeaderName::To), Some("<sip:15551230000@192.0.2.1>"));
+        assert_eq!(
+            m.headers.get(&HeaderName::From),
+            Some("\"Al\" <sip:+15550001111@192.0.2.9>;tag=abc")
+        );
+        // 100 asked once; the invalid answer for the tel number is not written.
+        assert_eq!(
+            m.headers.get(&HeaderName::PAssertedIdentity),
+            Some("<sip:+15550001111@192.0.2.9>, <tel:+15550009999>")
+        );
+        assert_eq!(asked.len(), 3, "{asked:?}");
+    }
+
+    #[test]
+    fn what_can_be_refused() {
+        let m = invite();
+        assert!(check_rejectable(&m, 403).is_ok());
+        assert!(check_rejectable(&m, 200).is_err());
+        assert!(check_rejectable(&m, 700).is_err());
+        let ack = Message::request(Method::Ack, "sip:a@b");
+        assert!(check_rejectable(&ack, 403).is_err());
+        assert!(check_rejectable(&Message::response(200, "OK"), 403).is_err());
+    }
+
+    #[test]
+    fn body_edits() {
+        let mut m = invite();
+        set_body(&mut m, "application/sdp", b"v=0\r\n").unwrap();
+        assert_eq!(m.headers.get(&HeaderName::ContentType), Some("application/sdp"));
+        assert!(set_body(&mut m, "nonsense", b"x").is_err());
+        set_body(&mut m, "", b"").unwrap();
+        assert!(m.body.is_empty() && m.headers.get(&HeaderName::ContentType).is_none());
+    }
+
+    #[test]
+    fn add_respects_single_valued_headers() {
+        let mut m = invite();
+        assert!(add_header(&mut m, "From", "<sip:1@h>").is_err());
+        add_header(&mut m, "X-B", "1").unwrap();
+        add_header(&mut m, "X-C", "1").unwrap();
+        add_header(&mut m, "X-B", "2").unwrap();
+        let names: Vec<&str> = m.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names[names.len() - 3..], ["X-B", "X-B", "X-C"]);
+    }
+}

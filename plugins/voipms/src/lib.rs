@@ -1,0 +1,57 @@
+//! `voipms`: the brand plugin for VoIP.ms. VoIP.ms signals NANP numbers as 11 digits without
+//! `+` (`1NXXNXXXXXX`) and expects them so: numbers toward VoIP.ms lose their `+`, numbers
+//! toward the PBX become E.164 with `+` (settings as for `generic`).
+
+use sluice_sdk::e164::{Format, NumberPolicy};
+use sluice_sdk::{export_plugin, NumberContext, Plugin};
+
+pub struct Voipms {
+    numbers: NumberPolicy,
+}
+
+impl Plugin for Voipms {
+    fn new() -> Result<Self, String> {
+        Ok(Voipms {
+            numbers: NumberPolicy::from_settings(Format::Digits, Format::Plus)?,
+        })
+    }
+
+    fn normalize_number(&mut self, ctx: &NumberContext, number: &str) -> Option<String> {
+        self.numbers.normalize(ctx, number)
+    }
+}
+
+export_plugin!(Voipms);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::testing::{invite, Harness};
+    use sluice_sdk::{CallContext, NumberKind};
+
+    #[test]
+    fn nanp_digits_toward_voipms() {
+        let mut h = Harness::<Voipms>::new();
+        let out = h.invite(&CallContext::outbound("voipms"), &invite("+15551234567", "+15557654321"));
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.request_uri(), Some("sip:15551234567@trunk.example.com"));
+        assert_eq!(out.header("To"), Some("<sip:15551234567@trunk.example.com>"));
+        assert_eq!(
+            out.header("From"),
+            Some("\"Alice\" <sip:15557654321@192.0.2.1:5080>;tag=sluice1")
+        );
+        let ten = NumberContext::outbound("voipms", NumberKind::Called);
+        assert_eq!(h.number(&ten, "5551234567"), Ok(Some("15551234567".into())));
+    }
+
+    #[test]
+    fn e164_toward_the_pbx() {
+        let mut h = Harness::<Voipms>::new();
+        let out = h.invite(&CallContext::inbound("voipms"), &invite("15551234567", "15557654321"));
+        assert_eq!(out.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+        assert_eq!(
+            out.header("P-Asserted-Identity"),
+            Some("<sip:+15557654321@192.0.2.1:5080>")
+        );
+    }
+}

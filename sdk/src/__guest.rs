@@ -1,0 +1,144 @@
+//! The WebAssembly side: bindings generated from `wit/plugin.wit` and the adapter from the
+//! generated `Guest` trait to [`Plugin`]. Used through [`crate::export_plugin!`].
+
+use crate::{Plugin, Verdict};
+use std::any::Any;
+use std::cell::RefCell;
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "sluice:plugin/plugin",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        runtime_path: "::sluice_sdk::__wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+pub use bindings::export;
+
+use bindings::exports::sluice::plugin::hooks::Guest;
+use bindings::sluice::plugin::message::SipMessage;
+use bindings::sluice::plugin::types as wit;
+
+/// Implemented by [`crate::export_plugin!`] for the plugin type.
+pub trait Describe {
+    type Plugin: Plugin;
+    const NAME: &'static str;
+    const VERSION: &'static str;
+}
+
+thread_local! {
+    /// The plugin instance; a component instance is single-threaded and Sluice calls `init`
+    /// first.
+    static INSTANCE: RefCell<Option<Box<dyn Any>>> = RefCell::new(None);
+}
+
+fn with_plugin<P: Plugin, R>(f: impl FnOnce(&mut P) -> R) -> R {
+    INSTANCE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|b| !b.is::<P>()) {
+            match P::new() {
+                Ok(p) => *slot = Some(Box::new(p)),
+                // init refused the settings; Sluice never calls a hook then.
+                Err(e) => panic!("plugin not initialised: {e}"),
+            }
+        }
+        match slot.as_mut().and_then(|b| b.downcast_mut::<P>()) {
+            Some(p) => f(p),
+            None => unreachable!("set above"),
+        }
+    })
+}
+
+fn direction(d: wit::Direction) -> crate::Direction {
+    match d {
+        wit::Direction::Inbound => crate::Direction::Inbound,
+        wit::Direction::Outbound => crate::Direction::Outbound,
+    }
+}
+
+fn leg(l: wit::Leg) -> crate::Leg {
+    match l {
+        wit::Leg::Internal => crate::Leg::Internal,
+        wit::Leg::External => crate::Leg::External,
+    }
+}
+
+fn context(c: wit::CallContext) -> crate::CallContext {
+    crate::CallContext {
+        call: c.call,
+        direction: direction(c.direction),
+        leg: leg(c.leg),
+        trunk: c.trunk,
+        brand: c.brand,
+        tenant: c.tenant,
+        source: c.source,
+        transport: match c.transport {
+            wit::Transport::Udp => crate::Transport::Udp,
+            wit::Transport::Tcp => crate::Transport::Tcp,
+            wit::Transport::Tls => crate::Transport::Tls,
+        },
+    }
+}
+
+impl<D: Describe + 'static> Guest for D {
+    fn info() -> wit::PluginInfo {
+        wit::PluginInfo {
+            name: D::NAME.to_string(),
+            version: D::VERSION.to_string(),
+        }
+    }
+
+    fn init() -> Result<(), String> {
+        let p = <D::Plugin as Plugin>::new()?;
+        INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(p)));
+        Ok(())
+    }
+
+    fn on_message(ctx: wit::CallContext, msg: &SipMessage) -> wit::Verdict {
+        let ctx = context(ctx);
+        let mut m = crate::Message::from_inner(msg);
+        let verdict = with_plugin::<D::Plugin, _>(|p| {
+            if m.is_request() {
+                p.on_request(&ctx, &mut m)
+            } else {
+                p.on_response(&ctx, &mut m);
+                Verdict::Continue
+            }
+        });
+        match verdict {
+            Verdict::Continue => wit::Verdict::Continue,
+            Verdict::Reject { status, reason } => {
+                wit::Verdict::Reject(wit::Rejection { status, reason })
+            }
+        }
+    }
+
+    fn normalize_number(ctx: wit::NumberContext, number: String) -> Option<String> {
+        let ctx = crate::NumberContext {
+            direction: direction(ctx.direction),
+            leg: leg(ctx.leg),
+            trunk: ctx.trunk,
+            brand: ctx.brand,
+            tenant: ctx.tenant,
+            kind: match ctx.kind {
+                wit::NumberKind::Called => crate::NumberKind::Called,
+                wit::NumberKind::Calling => crate::NumberKind::Calling,
+            },
+        };
+        with_plugin::<D::Plugin, _>(|p| p.normalize_number(&ctx, &number))
+    }
+
+    fn choose_attestation(ctx: wit::CallContext, msg: &SipMessage) -> Option<wit::Attestation> {
+        let ctx = context(ctx);
+        let m = crate::Message::from_inner(msg);
+        with_plugin::<D::Plugin, _>(|p| p.attestation(&ctx, &m)).map(|a| match a {
+            crate::Attestation::A => wit::Attestation::A,
+            crate::Attestation::B => wit::Attestation::B,
+            crate::Attestation::C => wit::Attestation::C,
+            crate::Attestation::None => wit::Attestation::None,
+        })
+    }
+}

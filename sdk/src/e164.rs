@@ -1,0 +1,227 @@
+//! Telephone numbers: E.164 parsing and the formats providers signal and expect.
+//!
+//! Sluice's plugins normalise numbers to and from E.164 (`+` country code, national number).
+//! Inside Sluice the canonical form of a number is E.164 with `+`; brand plugins convert to
+//! what their provider expects on the way out and back to E.164 on the way in.
+
+/// A number in E.164: country code and national significant number, digits only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct E164 {
+    pub country_code: String,
+    pub national: String,
+}
+
+/// Country calling codes: 1, 7 and 2- or 3-digit codes (ITU-T E.164 assignments).
+fn country_code_len(digits: &str) -> usize {
+    const TWO: &[&str] = &[
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    ];
+    match digits.as_bytes().first() {
+        Some(b'1') | Some(b'7') => 1,
+        _ if digits.len() >= 2 && TWO.contains(&&digits[..2]) => 2,
+        _ => 3,
+    }
+}
+
+impl E164 {
+    /// Parse a number as a provider or PBX may write it: `+CC…`, `00CC…` (international
+    /// prefix), `011CC…` (NANP international prefix), 11 digits `1NXXNXXXXXX` (NANP with
+    /// country code), or a national number, which takes `default_country` (give `"1"` for
+    /// NANP). Visual separators (` -.()`) are ignored. `None` for anything else.
+    ///
+    /// ```
+    /// use sluice_sdk::e164::E164;
+    /// assert_eq!(E164::parse("+1 (555) 123-4567", "1").unwrap().to_plus(), "+15551234567");
+    /// assert_eq!(E164::parse("15551234567", "1").unwrap().to_plus(), "+15551234567");
+    /// assert_eq!(E164::parse("5551234567", "1").unwrap().to_plus(), "+15551234567");
+    /// assert_eq!(E164::parse("0044 20 7946 0018", "1").unwrap().to_plus(), "+442079460018");
+    /// assert_eq!(E164::parse("01144 20 7946 0018", "1").unwrap().country_code, "44");
+    /// assert!(E164::parse("*72", "1").is_none());
+    /// ```
+    pub fn parse(number: &str, default_country: &str) -> Option<E164> {
+        let cleaned: String = number
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
+        let (international, digits) = if let Some(rest) = cleaned.strip_prefix('+') {
+            (true, rest)
+        } else if let Some(rest) = cleaned.strip_prefix("00") {
+            (true, rest)
+        } else if default_country == "1" && cleaned.len() > 11 && cleaned.starts_with("011") {
+            (true, &cleaned[3..])
+        } else {
+            (false, cleaned.as_str())
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let e = if international {
+            let cc = country_code_len(digits);
+            E164 {
+                country_code: digits[..cc.min(digits.len())].to_string(),
+                national: digits[cc.min(digits.len())..].to_string(),
+            }
+        } else if default_country == "1" && digits.len() == 11 && digits.starts_with('1') {
+            E164 {
+                country_code: "1".into(),
+                national: digits[1..].to_string(),
+            }
+        } else if default_country == "1" && digits.len() == 10 {
+            E164 {
+                country_code: "1".into(),
+                national: digits.to_string(),
+            }
+        } else if default_country != "1" && !default_country.is_empty() {
+            // A national number with a trunk prefix 0 (most non-NANP countries).
+            let national = digits.strip_prefix('0').unwrap_or(digits);
+            E164 {
+                country_code: default_country.to_string(),
+                national: national.to_string(),
+            }
+        } else {
+            return None;
+        };
+        let total = e.country_code.len() + e.national.len();
+        (e.national.len() >= 4 && total <= 15).then_some(e)
+    }
+
+    /// `+CCNNN…`
+    pub fn to_plus(&self) -> String {
+        format!("+{}{}", self.country_code, self.national)
+    }
+
+    /// `CCNNN…` without `+` (how VoIP.ms and many gateways write NANP numbers: `1NXXNXXXXXX`).
+    pub fn to_digits(&self) -> String {
+        format!("{}{}", self.country_code, self.national)
+    }
+
+    /// True for a North American Numbering Plan number.
+    pub fn is_nanp(&self) -> bool {
+        self.country_code == "1" && self.national.len() == 10
+    }
+}
+
+/// Strip a leading `+` (`+15551234567` → `15551234567`).
+pub fn strip_plus(number: &str) -> &str {
+    number.strip_prefix('+').unwrap_or(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let n = E164::parse("+442079460018", "1").unwrap();
+        assert_eq!((n.country_code.as_str(), n.national.as_str()), ("44", "2079460018"));
+        assert_eq!(n.to_digits(), "442079460018");
+        assert!(!n.is_nanp());
+        assert!(E164::parse("5551234567", "1").unwrap().is_nanp());
+        assert_eq!(E164::parse("020 7946 0018", "44").unwrap().to_plus(), "+442079460018");
+        assert!(E164::parse("+1234567890123456", "1").is_none());
+        assert!(E164::parse("12345", "1").is_none());
+        assert!(E164::parse("", "1").is_none());
+        assert_eq!(strip_plus("+1"), "1");
+    }
+}
+
+/// How a number is written toward a party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// As it is.
+    AsIs,
+    /// E.164 with `+` (`+15551234567`): Twilio, Telnyx, Bandwidth.
+    Plus,
+    /// E.164 digits without `+` (`15551234567`): VoIP.ms and many gateways.
+    Digits,
+}
+
+impl Format {
+    /// `as-is`, `e164` (or `plus`), `digits`.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "as-is" => Some(Format::AsIs),
+            "e164" | "plus" => Some(Format::Plus),
+            "digits" => Some(Format::Digits),
+            _ => None,
+        }
+    }
+
+    /// Write `number` in this format; `None` when it is not a phone number (an extension, a
+    /// service code) or the format keeps it as it is.
+    pub fn apply(self, number: &str, default_country: &str) -> Option<String> {
+        if self == Format::AsIs {
+            return None;
+        }
+        let n = E164::parse(number, default_country)?;
+        let out = match self {
+            Format::Plus => n.to_plus(),
+            Format::Digits => n.to_digits(),
+            Format::AsIs => return None,
+        };
+        (out != number).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn formats_apply_to_phone_numbers_only() {
+        assert_eq!(Format::Plus.apply("15551234567", "1").as_deref(), Some("+15551234567"));
+        assert_eq!(Format::Digits.apply("+15551234567", "1").as_deref(), Some("15551234567"));
+        assert_eq!(Format::Digits.apply("15551234567", "1"), None);
+        assert_eq!(Format::Plus.apply("100", "1"), None);
+        assert_eq!(Format::AsIs.apply("+15551234567", "1"), None);
+        assert_eq!(Format::parse("e164"), Some(Format::Plus));
+        assert_eq!(Format::parse("x"), None);
+    }
+}
+
+/// How a brand writes numbers toward its provider (outbound) and toward the PBX (inbound),
+/// from the settings `outbound_format`, `inbound_format` (`as-is`, `e164`, `digits`) and
+/// `default_country` (the country code of national numbers, `1` by default), over the brand's
+/// own defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberPolicy {
+    pub outbound: Format,
+    pub inbound: Format,
+    pub default_country: String,
+}
+
+impl NumberPolicy {
+    /// Read the settings; `outbound` and `inbound` are the brand's defaults.
+    pub fn from_settings(outbound: Format, inbound: Format) -> Result<NumberPolicy, String> {
+        let format = |key: &str, default: Format| match crate::setting(key) {
+            None => Ok(default),
+            Some(v) => Format::parse(&v)
+                .ok_or_else(|| format!("{key} = \"{v}\": expected as-is, e164 or digits")),
+        };
+        let default_country = crate::setting("default_country").unwrap_or_else(|| "1".into());
+        if default_country.is_empty()
+            || default_country.len() > 3
+            || !default_country.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(format!(
+                "default_country = \"{default_country}\": expected a country code such as 1 or 44"
+            ));
+        }
+        Ok(NumberPolicy {
+            outbound: format("outbound_format", outbound)?,
+            inbound: format("inbound_format", inbound)?,
+            default_country,
+        })
+    }
+
+    /// The number as it should be written on the leg of `ctx`.
+    pub fn normalize(&self, ctx: &crate::NumberContext, number: &str) -> Option<String> {
+        let format = match ctx.leg {
+            crate::Leg::External => self.outbound,
+            crate::Leg::Internal => self.inbound,
+        };
+        format.apply(number, &self.default_country)
+    }
+}

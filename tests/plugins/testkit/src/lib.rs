@@ -1,0 +1,114 @@
+//! A plugin for Sluice's tests. Settings:
+//!
+//! - `mode`: `tag` (default), `loop`, `trap`, `membomb`, `garbage`, `reject`, `every-loop`.
+//! - `trigger`: misbehave only on messages whose To user starts with this (default `666`), so
+//!   that the plugin passes Sluice's self-check and fails on the calls a test chooses.
+//!   `every-loop` loops on every message, self-check included.
+//! - `label`: what `tag` writes.
+//!
+//! `tag` adds `X-Testkit: <label> v1` (or `v2` when built with the `v2` feature) to every
+//! message, so a test can see which version handled which message.
+
+use sluice_sdk::{export_plugin, uri, CallContext, Message, Plugin, Verdict};
+
+const GENERATION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+
+pub struct Testkit {
+    mode: String,
+    trigger: String,
+    label: String,
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Testkit {
+    fn triggered(&self, msg: &Message) -> bool {
+        msg.header("To")
+            .and_then(|to| uri::name_addr_uri(&to).and_then(uri::user).map(str::to_string))
+            .is_some_and(|u| u.starts_with(&self.trigger))
+    }
+
+    fn act(&mut self, msg: &mut Message) -> Verdict {
+        if self.mode == "every-loop" {
+            spin();
+        }
+        if self.mode == "tag" {
+            let _ = msg.add_header("X-Testkit", &format!("{} {GENERATION}", self.label));
+            return Verdict::Continue;
+        }
+        if !self.triggered(msg) {
+            return Verdict::Continue;
+        }
+        match self.mode.as_str() {
+            "loop" => spin(),
+            "trap" => panic!("testkit: trap on purpose"),
+            "membomb" => loop {
+                // Grow until the host refuses memory.
+                self.hoard.push(vec![1u8; 1 << 20]);
+            },
+            "garbage" => {
+                let _ = msg.set_header("X-Garbage", "a\r\nVia: SIP/2.0/UDP 6.6.6.6");
+                Verdict::Continue
+            }
+            "reject" => Verdict::reject(403, "Testkit Says No"),
+            _ => Verdict::Continue,
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+impl Plugin for Testkit {
+    fn new() -> Result<Self, String> {
+        let mode = sluice_sdk::setting("mode").unwrap_or_else(|| "tag".into());
+        let known = ["tag", "loop", "trap", "membomb", "garbage", "reject", "every-loop"];
+        if !known.contains(&mode.as_str()) {
+            return Err(format!("mode = \"{mode}\": expected one of {known:?}"));
+        }
+        Ok(Testkit {
+            mode,
+            trigger: sluice_sdk::setting("trigger").unwrap_or_else(|| "666".into()),
+            label: sluice_sdk::setting("label").unwrap_or_else(|| "testkit".into()),
+            hoard: Vec::new(),
+        })
+    }
+
+    fn on_request(&mut self, _ctx: &CallContext, msg: &mut Message) -> Verdict {
+        self.act(msg)
+    }
+
+    fn on_response(&mut self, _ctx: &CallContext, msg: &mut Message) {
+        let _ = self.act(msg);
+    }
+}
+
+#[cfg(feature = "v2")]
+export_plugin!(Testkit, version = "2.0.0");
+#[cfg(not(feature = "v2"))]
+export_plugin!(Testkit, version = "1.0.0");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::testing::{invite, Harness};
+
+    #[test]
+    fn tags_and_rejects() {
+        let mut h = Harness::<Testkit>::new().setting("label", "x");
+        let out = h.run(&CallContext::outbound("loop"), &invite("1555", "100"));
+        assert_eq!(out.header("X-Testkit"), Some("x v1"));
+        let mut h = Harness::<Testkit>::new().setting("mode", "reject");
+        let out = h.run(&CallContext::outbound("loop"), &invite("6661", "100"));
+        assert_eq!(out.verdict, Verdict::reject(403, "Testkit Says No"));
+        let out = h.run(&CallContext::outbound("loop"), &invite("1555", "100"));
+        assert_eq!(out.verdict, Verdict::Continue);
+        let mut h = Harness::<Testkit>::new().setting("mode", "garbage");
+        let out = h.run(&CallContext::outbound("loop"), &invite("6661", "100"));
+        assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+        assert!(Harness::<Testkit>::new().setting("mode", "nope").init().is_err());
+    }
+}
