@@ -37,6 +37,8 @@ pub struct AdminState {
     pub config_hash: Arc<Mutex<String>>,
     pub metrics: PrometheusHandle,
     pub drain_deadline: Duration,
+    /// Why the last plugin or configuration reload was refused, until one succeeds.
+    pub load_error: Arc<Mutex<Option<String>>>,
 }
 
 /// The admin API router.
@@ -224,6 +226,10 @@ struct CallBody {
     state: &'static str,
     age_seconds: f64,
     answered_seconds: Option<f64>,
+    /// The plugin generation the call runs with.
+    plugin_generation: u64,
+    /// The STIR/SHAKEN attestation the plugins chose (outbound).
+    attestation: Option<&'static str>,
 }
 
 async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response {
@@ -244,6 +250,8 @@ async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response 
             state: c.state,
             age_seconds: c.age.as_secs_f64(),
             answered_seconds: c.answered_for.map(|d| d.as_secs_f64()),
+            plugin_generation: c.generation,
+            attestation: c.attestation.map(|a| a.as_str()),
         })
         .collect();
     Json(body).into_response()
@@ -255,9 +263,57 @@ async fn registrations(State(state): State<AdminState>, headers: HeaderMap) -> R
     Json(Vec::<serde_json::Value>::new()).into_response()
 }
 
+#[derive(Serialize)]
+struct PluginBody {
+    name: String,
+    module: String,
+    version: String,
+    sha256: String,
+    origin: String,
+    policy: &'static str,
+    generation: u64,
+    current: bool,
+    calls: usize,
+    trunks: Vec<String>,
+    last_failure: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PluginsBody {
+    /// The current generation's plugins, and older ones calls in progress still use.
+    plugins: Vec<PluginBody>,
+    /// Why the last reload was refused (the running plugins stayed), until one succeeds.
+    load_error: Option<String>,
+}
+
 async fn plugins(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     guard!(state, headers);
-    Json(Vec::<serde_json::Value>::new()).into_response()
+    let Some(s) = engine_status(&state).await else {
+        return unavailable();
+    };
+    let plugins = s
+        .plugins
+        .into_iter()
+        .map(|p| PluginBody {
+            name: p.name,
+            module: p.module,
+            version: p.version,
+            sha256: p.sha256,
+            origin: p.origin,
+            policy: p.policy,
+            generation: p.generation,
+            current: p.current,
+            calls: p.calls,
+            trunks: p.trunks,
+            last_failure: p.last_failure,
+        })
+        .collect();
+    let load_error = state.load_error.lock().ok().and_then(|e| e.clone());
+    Json(PluginsBody {
+        plugins,
+        load_error,
+    })
+    .into_response()
 }
 
 async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {

@@ -1,19 +1,22 @@
 //! The `sluice` command: `run` the SBC, `check` a configuration.
 
+mod plugin_test;
+mod reload;
 mod resolve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sluice_admin::{AdminState, LogSetter, Reloader};
+use reload::Reloader;
+use sluice_admin::{AdminState, LogSetter};
 use sluice_config::Config;
 use sluice_transport::{Command, Shell, ShellOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tokio::sync::mpsc;
+use tracing::{error, info};
 
 #[derive(Parser)]
 #[command(
@@ -43,11 +46,24 @@ enum Cmd {
         #[arg(long)]
         drain_seconds: Option<u64>,
     },
-    /// Validate a configuration file and exit (non-zero with file:line: message on error).
+    /// Validate a configuration file, its plugins included, and exit (non-zero with
+    /// file:line: message on error).
     Check {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Run a built plugin on a captured SIP message and print the message as it would leave
+    /// Sluice, the verdict, and what the number and attestation hooks returned.
+    Test(plugin_test::Args),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -59,22 +75,10 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Check { config } => match Config::load(&config) {
-            Ok(cfg) => match resolve::engine_config(&cfg) {
-                Ok(_) => {
-                    println!("{}: ok", config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: {e:#}", config.display());
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::Check { config } => check(&config),
+        Cmd::Plugin {
+            command: PluginCmd::Test(args),
+        } => plugin_test::run(args),
         Cmd::Run {
             config,
             log,
@@ -115,7 +119,7 @@ fn main() -> ExitCode {
                     .or(cfg.admin.as_ref().map(|a| a.drain_seconds))
                     .unwrap_or(30),
             );
-            match rt.block_on(run(cfg, hash(&text), config, drain, set_log)) {
+            match rt.block_on(run(cfg, text, config, drain, set_log)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -134,6 +138,46 @@ fn hash(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `sluice check`: parse, resolve and load every plugin, as a start would.
+fn check(path: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = path.display().to_string();
+    let cfg = match Config::parse(&text, &name) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match sluice_plugins::Runtime::new(reload::limits(&cfg), true) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match reload::prepare(&runtime, &text, Some(path), &name) {
+        Ok(p) => {
+            println!(
+                "{name}: ok ({} trunks, {} plugins)",
+                p.config.trunks.len(),
+                p.plugins.plugins.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(filter: &str, format: LogFormat) -> LogSetter {
@@ -182,7 +226,7 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 async fn run(
     cfg: Config,
-    config_hash: String,
+    text: String,
     path: Option<PathBuf>,
     drain: Duration,
     set_log: LogSetter,
@@ -190,9 +234,29 @@ async fn run(
     let metrics = install_metrics()?;
     metrics::counter!("sluice_config_reloads_total", "result" => "success").absolute(0);
     metrics::counter!("sluice_config_reloads_total", "result" => "failure").absolute(0);
-    let engine_cfg = resolve::engine_config(&cfg)?;
-    let listeners = engine_cfg.listeners.clone();
-    let engine = sluice_b2bua::Engine::new(engine_cfg, fastrand::u64(..));
+    // Plugins are compiled and self-checked before anything listens.
+    let runtime = sluice_plugins::Runtime::new(reload::limits(&cfg), true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prepared = {
+        let (runtime, path) = (runtime.clone(), path.clone());
+        tokio::task::spawn_blocking(move || {
+            let name = path.as_ref().map_or(
+                sluice_config::DEFAULT_CONFIG_NAME.to_string(),
+                |p| p.display().to_string(),
+            );
+            reload::prepare(&runtime, &text, path.as_deref(), &name)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    let listeners = prepared.engine.listeners.clone();
+    let mut engine = sluice_b2bua::Engine::new(prepared.engine, fastrand::u64(..));
+    engine.set_hooks(Box::new(sluice_plugins::PluginHost::new()));
+    reload::install(&mut engine, prepared.plugins);
+    info!(
+        plugins = engine.hooks().status().len(),
+        "plugins loaded"
+    );
     let shell = Shell::bind(
         engine,
         ShellOptions {
@@ -203,21 +267,22 @@ async fn run(
     .await
     .context("binding listeners")?;
     let (commands, command_rx) = mpsc::channel::<Command>(64);
-    let config_hash = Arc::new(Mutex::new(config_hash));
-    let reload: Reloader = {
-        let commands = commands.clone();
-        let config_hash = config_hash.clone();
-        let path = path.clone();
+    let config_hash = Arc::new(Mutex::new(prepared.hash));
+    let load_error = Arc::new(Mutex::new(None));
+    let reloader = Arc::new(Reloader {
+        fixed: reload::Fixed::of(&cfg, path.as_deref()),
+        path: path.clone(),
+        commands: commands.clone(),
+        config_hash: config_hash.clone(),
+        load_error: load_error.clone(),
+        runtime,
+        busy: tokio::sync::Mutex::new(()),
+    });
+    let reload: sluice_admin::Reloader = {
+        let reloader = reloader.clone();
         Arc::new(move || {
-            let commands = commands.clone();
-            let config_hash = config_hash.clone();
-            let path = path.clone();
-            Box::pin(async move {
-                let r = reload(path, commands, config_hash).await;
-                let result = if r.is_ok() { "success" } else { "failure" };
-                metrics::counter!("sluice_config_reloads_total", "result" => result).increment(1);
-                r
-            })
+            let reloader = reloader.clone();
+            Box::pin(async move { reloader.reload("admin API").await })
         })
     };
     if let Some(addr) = cfg.admin_addr() {
@@ -232,6 +297,7 @@ async fn run(
             config_hash: config_hash.clone(),
             metrics: metrics.clone(),
             drain_deadline: drain,
+            load_error,
         };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -255,49 +321,18 @@ async fn run(
             }
         });
     }
-    spawn_signal_handlers(commands.clone(), reload, drain);
+    let _watcher = if cfg.plugins.watch {
+        reload::watch(reloader.clone())
+    } else {
+        None
+    };
+    spawn_signal_handlers(commands.clone(), reloader, drain);
     info!("sluice running");
     shell.run(command_rx).await?;
     Ok(())
 }
 
-/// Re-read, validate and apply the configuration file. The running configuration stays when
-/// anything is wrong.
-async fn reload(
-    path: Option<PathBuf>,
-    commands: mpsc::Sender<Command>,
-    config_hash: Arc<Mutex<String>>,
-) -> Result<String, String> {
-    let Some(path) = path else {
-        return Err("running on the bundled configuration: there is no file to reload".into());
-    };
-    // Reading and resolving host names may block: keep it off the engine's threads.
-    let prepared = tokio::task::spawn_blocking(move || {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let cfg = Config::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
-        let engine_cfg =
-            resolve::engine_config(&cfg).map_err(|e| format!("{}: {e:#}", path.display()))?;
-        Ok::<_, String>((engine_cfg, hash(&text)))
-    })
-    .await
-    .map_err(|e| format!("reload task failed: {e}"))??;
-    let (engine_cfg, new_hash) = prepared;
-    let (tx, rx) = oneshot::channel();
-    commands
-        .send(Command::Reconfigure(Box::new(engine_cfg), tx))
-        .await
-        .map_err(|_| "the engine is not running".to_string())?;
-    rx.await
-        .map_err(|_| "the engine is not running".to_string())??;
-    if let Ok(mut h) = config_hash.lock() {
-        *h = new_hash.clone();
-    }
-    info!(hash = %new_hash, "configuration reloaded");
-    Ok(new_hash)
-}
-
-fn spawn_signal_handlers(commands: mpsc::Sender<Command>, reload: Reloader, drain: Duration) {
+fn spawn_signal_handlers(commands: mpsc::Sender<Command>, reload: Arc<Reloader>, drain: Duration) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -307,10 +342,8 @@ fn spawn_signal_handlers(commands: mpsc::Sender<Command>, reload: Reloader, drai
                 return;
             };
             while hup.recv().await.is_some() {
-                info!("SIGHUP: reloading the configuration");
-                if let Err(e) = hup_reload().await {
-                    warn!("reload refused: {e}");
-                }
+                info!("SIGHUP: reloading the configuration and plugins");
+                let _ = hup_reload.reload("SIGHUP").await;
             }
         });
     }

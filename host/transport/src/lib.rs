@@ -3,7 +3,9 @@
 //! the engine, so the engine needs no locks.
 
 use bytes::{Bytes, BytesMut};
-use sluice_b2bua::{CallInfo, Engine, EngineConfig, EngineStats, ListenerAddr, Output};
+use sluice_b2bua::{
+    CallInfo, Engine, EngineConfig, EngineStats, ListenerAddr, Output, PluginStatus,
+};
 use sluice_sip::{Frame, StreamFramer};
 use sluice_transaction::{ConnId, Flow, Transport};
 use std::collections::HashMap;
@@ -44,9 +46,13 @@ pub enum Command {
     Drain { deadline: Duration },
     /// A snapshot for the admin API.
     Status(oneshot::Sender<Status>),
-    /// Swap in a new engine configuration (already validated and resolved).
-    Reconfigure(Box<EngineConfig>, oneshot::Sender<Result<(), String>>),
+    /// Change the engine (a new configuration, a new plugin generation: prepared off this
+    /// task, applied here between two messages) and answer.
+    Apply(EngineChange, oneshot::Sender<Result<String, String>>),
 }
+
+/// A change applied to the engine on its own task.
+pub type EngineChange = Box<dyn FnOnce(&mut Engine) -> Result<String, String> + Send>;
 
 /// What the engine task reports to the admin API.
 #[derive(Debug, Clone)]
@@ -56,6 +62,7 @@ pub struct Status {
     pub calls: Vec<CallInfo>,
     pub calls_per_trunk: HashMap<String, usize>,
     pub config: EngineConfig,
+    pub plugins: Vec<PluginStatus>,
 }
 
 pub struct ShellOptions {
@@ -201,15 +208,11 @@ impl Shell {
                                 calls: engine.calls_snapshot(now),
                                 calls_per_trunk: engine.calls_per_trunk(),
                                 config: engine.config().clone(),
+                                plugins: engine.hooks().status(),
                             });
                         }
-                        Command::Reconfigure(cfg, reply) => {
-                            let result = engine.reconfigure(*cfg);
-                            match &result {
-                                Ok(()) => info!("configuration reloaded"),
-                                Err(e) => warn!("reload refused: {e}"),
-                            }
-                            let _ = reply.send(result);
+                        Command::Apply(change, reply) => {
+                            let _ = reply.send(change(&mut engine));
                         }
                     }
                 }

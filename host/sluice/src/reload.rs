@@ -1,0 +1,236 @@
+//! Loading and reloading: the configuration and the plugins are prepared together off the
+//! engine's task (read, validate, resolve names, compile and self-check plugins), then swapped
+//! in at once between two messages. Anything wrong refuses the whole reload and the running
+//! version stays. Triggers: SIGHUP, `POST /reload`, and changes to the configuration file or
+//! the plugin directory (watched, debounced).
+
+use crate::resolve;
+use sluice_b2bua::{Engine, EngineConfig};
+use sluice_config::Config;
+use sluice_plugins::{GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};
+use sluice_transport::Command;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// How long the watcher waits for a burst of file events to settle.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The plugin limits a configuration asks for.
+pub fn limits(cfg: &Config) -> Limits {
+    Limits {
+        deadline: Duration::from_millis(cfg.plugins.deadline_ms),
+        memory_bytes: (cfg.plugins.memory_mb as usize) << 20,
+        max_instances: cfg.plugins.max_instances,
+    }
+}
+
+/// Modules from the configuration's plugin directory, then the bundled ones.
+pub fn module_source(cfg: &Config, path: Option<&Path>) -> ModuleSource<'static> {
+    ModuleSource {
+        dir: sluice_plugins::plugin_dir(cfg, path),
+        bundled: &sluice_bundled::get,
+        bundled_names: sluice_bundled::names().collect(),
+    }
+}
+
+/// Everything a configuration turns into: the engine's view and the plugin generation.
+pub struct Prepared {
+    pub config: Config,
+    pub engine: EngineConfig,
+    pub plugins: GenerationSpec,
+    pub hash: String,
+}
+
+/// Validate, resolve and load a configuration's text (blocking: file reads, DNS, compiling).
+pub fn prepare(
+    runtime: &Arc<Runtime>,
+    text: &str,
+    path: Option<&Path>,
+    name: &str,
+) -> Result<Prepared, String> {
+    let config = Config::parse(text, name).map_err(|e| e.to_string())?;
+    let engine = resolve::engine_config(&config).map_err(|e| format!("{name}: {e:#}"))?;
+    let plugins = sluice_plugins::prepare(runtime, &config, &module_source(&config, path))
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(Prepared {
+        config,
+        engine,
+        plugins,
+        hash: crate::hash(text),
+    })
+}
+
+/// What a reload needs; shared by every trigger.
+pub struct Reloader {
+    pub path: Option<PathBuf>,
+    pub commands: mpsc::Sender<Command>,
+    pub config_hash: Arc<Mutex<String>>,
+    pub load_error: Arc<Mutex<Option<String>>>,
+    pub runtime: Arc<Runtime>,
+    /// What the running process was started with and cannot change without a restart.
+    pub fixed: Fixed,
+    /// One reload at a time.
+    pub busy: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Fixed {
+    pub limits: Limits,
+    pub plugin_dir: Option<PathBuf>,
+}
+
+impl Fixed {
+    pub fn of(cfg: &Config, path: Option<&Path>) -> Fixed {
+        Fixed {
+            limits: limits(cfg),
+            plugin_dir: sluice_plugins::plugin_dir(cfg, path),
+        }
+    }
+}
+
+impl Reloader {
+    /// Re-read the configuration file and the plugins and apply them; the new configuration's
+    /// hash, or why the running version stays.
+    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, String> {
+        let _one = self.busy.lock().await;
+        let r = self.reload_inner().await;
+        let result = if r.is_ok() { "success" } else { "failure" };
+        metrics::counter!("sluice_config_reloads_total", "result" => result).increment(1);
+        match &r {
+            Ok(hash) => {
+                info!(trigger = why, %hash, "reload applied");
+                if let Ok(mut e) = self.load_error.lock() {
+                    *e = None;
+                }
+            }
+            Err(e) => {
+                warn!(trigger = why, "reload refused, the running version stays: {e}");
+                if let Ok(mut slot) = self.load_error.lock() {
+                    *slot = Some(e.clone());
+                }
+            }
+        }
+        r
+    }
+
+    async fn reload_inner(self: &Arc<Self>) -> Result<String, String> {
+        let Some(path) = self.path.clone() else {
+            return Err("running on the bundled configuration: there is no file to reload".into());
+        };
+        let me = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let name = path.display().to_string();
+            let p = prepare(&me.runtime, &text, Some(&path), &name)?;
+            let fixed = Fixed::of(&p.config, Some(&path));
+            if fixed != me.fixed {
+                return Err(format!(
+                    "{name}: plugins.dir, plugins.memory_mb and plugins.max_instances need a restart"
+                ));
+            }
+            Ok(p)
+        })
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))??;
+        let Prepared {
+            engine, plugins, hash, ..
+        } = prepared;
+        let (tx, rx) = oneshot::channel();
+        let change: sluice_transport::EngineChange = Box::new(move |e: &mut Engine| {
+            e.reconfigure(engine)?;
+            Ok(match install(e, plugins) {
+                Some(g) => format!("plugin generation {g}"),
+                None => "plugins unchanged".to_string(),
+            })
+        });
+        self.commands
+            .send(Command::Apply(change, tx))
+            .await
+            .map_err(|_| "the engine is not running".to_string())?;
+        let what = rx
+            .await
+            .map_err(|_| "the engine is not running".to_string())??;
+        if let Ok(mut h) = self.config_hash.lock() {
+            *h = hash.clone();
+        }
+        info!("{what}");
+        Ok(hash)
+    }
+}
+
+/// Install a plugin generation into the engine's plugin host.
+pub fn install(engine: &mut Engine, spec: GenerationSpec) -> Option<u64> {
+    let host = engine.hooks_mut().as_any_mut().downcast_mut::<PluginHost>()?;
+    let g = host.install(spec);
+    if let Some(g) = g {
+        metrics::gauge!("sluice_plugin_generation").set(g as f64);
+    }
+    g
+}
+
+/// Watch the configuration file and the plugin directory; reload after changes settle.
+/// Returns the watcher, which stops watching when dropped.
+pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let config = reloader.path.clone()?;
+    let config_name = config.file_name()?.to_os_string();
+    let config_dir = match config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let plugin_dir = reloader.fixed.plugin_dir.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watched_plugins = plugin_dir.clone();
+    let handler = move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let relevant = ev.paths.iter().any(|p| {
+            let is_config = p.file_name() == Some(config_name.as_os_str());
+            let is_plugin = watched_plugins
+                .as_ref()
+                .is_some_and(|d| p.parent() == Some(d.as_path()))
+                && p.extension().is_some_and(|e| e == "wasm");
+            is_config || is_plugin
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!("cannot watch for changes (reload with SIGHUP or POST /reload): {e}");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&config_dir, RecursiveMode::NonRecursive) {
+        warn!(dir = %config_dir.display(), "cannot watch the configuration's directory: {e}");
+    }
+    if let Some(d) = &plugin_dir {
+        match watcher.watch(d, RecursiveMode::NonRecursive) {
+            Ok(()) => info!(dir = %d.display(), "watching the plugin directory"),
+            Err(e) => warn!(dir = %d.display(), "cannot watch the plugin directory: {e}"),
+        }
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until no event came for a while (editors and copies write in
+            // bursts; a rename completes a write-then-rename at once).
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let _ = reloader.reload("file change").await;
+        }
+    });
+    Some(watcher)
+}
