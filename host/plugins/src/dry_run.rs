@@ -62,7 +62,10 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
             settings: input.settings,
         },
     )?;
-    let (name, version) = (plugin.ident.name.clone(), plugin.version().to_string());
+    let (name, version) = (
+        plugin.ident.reported_name.clone(),
+        plugin.version().to_string(),
+    );
     let mut host = PluginHost::new();
     let chains = HashMap::from([(
         input.trunk.to_string(),

@@ -21,6 +21,7 @@ pub mod bindings {
 }
 
 pub mod dry_run;
+pub mod wasi;
 pub mod host;
 pub mod loaded;
 pub mod prepare;

@@ -187,6 +187,7 @@ impl Live {
 
     /// Classify the result of a call: what failed, or the value.
     fn finish<R>(&mut self, r: wasmtime::Result<R>) -> Result<R, Failure> {
+        self.store.data_mut().flush_output();
         let memory = std::mem::take(&mut self.store.data_mut().limiter.memory_exceeded);
         match r {
             Ok(v) => Ok(v),
@@ -195,11 +196,10 @@ impl Live {
             } else if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
                 Failure::Deadline
             } else {
-                let msg = match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(t) => t.to_string(),
-                    None => format!("{e:#}"),
-                };
-                Failure::Trap(msg.lines().next().unwrap_or("").to_string())
+                // The root cause says what happened ("wasm `unreachable` instruction
+                // executed", "the plugin called exit"); the context above it is a backtrace.
+                let msg = e.root_cause().to_string();
+                Failure::Trap(msg.lines().next().unwrap_or("").trim().to_string())
             }),
         }
     }
@@ -301,7 +301,9 @@ impl Live {
 pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
     let who = format!("plugin `{}` (module `{}`, {})", spec.name, spec.module, spec.origin);
     let (component, hash) = runtime.compile(&spec.bytes).map_err(|e| format!("{who}: {e}"))?;
-    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+    let linker = crate::runtime::linker_for(runtime, &component)
+        .map_err(|e| format!("{who}: cannot link: {e}"))?;
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
         format!("{who}: does not fit Sluice's plugin interface (sluice:plugin@0.1.0): {e:#}")
     })?;
     let pre = PluginPre::new(pre).map_err(|e| {
@@ -311,6 +313,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let mut ident = Ident {
         name: spec.name.clone(),
         module: spec.module.clone(),
+        reported_name: String::new(),
         version: String::new(),
         settings: spec.settings.clone(),
     };
@@ -332,11 +335,15 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let info = live
         .finish(r)
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
-    ident.version = if info.version.is_empty() || info.version.len() > 64 {
-        "unknown".into()
-    } else {
-        info.version.clone()
+    let clean = |s: &str| {
+        if s.is_empty() || s.len() > 64 || s.bytes().any(|b| !b.is_ascii_graphic()) {
+            "unknown".to_string()
+        } else {
+            s.to_string()
+        }
     };
+    ident.version = clean(&info.version);
+    ident.reported_name = clean(&info.name);
     probe.ident = Arc::new(ident);
     probe.metrics = PluginMetrics::new(&spec.name, &probe.ident.version);
     let loaded = probe;
@@ -351,6 +358,7 @@ impl Ident {
         Ident {
             name: self.name.clone(),
             module: self.module.clone(),
+            reported_name: self.reported_name.clone(),
             version: self.version.clone(),
             settings: self.settings.clone(),
         }

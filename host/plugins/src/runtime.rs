@@ -78,8 +78,7 @@ impl Runtime {
             .total_tables(n.saturating_mul(4))
             .max_tables_per_component(8)
             .table_elements(20_000)
-            .max_memory_size(limits.memory_bytes)
-            .total_stacks(n);
+            .max_memory_size(limits.memory_bytes);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if cache {
             match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
@@ -91,7 +90,11 @@ impl Runtime {
         }
         let engine = Engine::new(&config).map_err(|err| e("plugin engine", err))?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|err| e("linking WASI", err))?;
+        crate::wasi::bindings::Shim::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|err| e("linking the WASI subset", err))?;
         crate::bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
             &mut linker,
             |s| s,
@@ -136,6 +139,18 @@ impl Runtime {
             m.retain(|h, _| keep.contains(h));
         }
     }
+}
+
+/// A linker for one component: the host's interfaces, and every other import (filesystem,
+/// sockets…) defined as a trap, so that a plugin may import them but never use them.
+pub(crate) fn linker_for(
+    runtime: &Runtime,
+    component: &Component,
+) -> Result<Linker<PluginState>, String> {
+    let mut l = runtime.linker.clone();
+    l.define_unknown_imports_as_traps(component)
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(l)
 }
 
 /// The component binary format starts with the magic and a layer field of 1.

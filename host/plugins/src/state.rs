@@ -8,8 +8,7 @@ use crate::bindings::sluice::plugin::message::SipMessage;
 use sluice_sip::{edit, HeaderName, Message};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use wasmtime::component::{Resource, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::Resource;
 
 /// Most distinct counters one plugin may create.
 pub const MAX_COUNTERS: usize = 32;
@@ -22,7 +21,8 @@ pub struct Ident {
     /// The plugin's configured name (`[plugin.NAME]`, or the module name).
     pub name: String,
     pub module: String,
-    /// The version the plugin reports.
+    /// The name and version the plugin reports.
+    pub reported_name: String,
     pub version: String,
     pub settings: BTreeMap<String, Vec<String>>,
 }
@@ -65,8 +65,6 @@ impl wasmtime::ResourceLimiter for Limiter {
 }
 
 pub struct PluginState {
-    wasi: WasiCtx,
-    table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) ident: Arc<Ident>,
     /// The message lent for the current call, and the one it was built from.
@@ -80,13 +78,14 @@ pub struct PluginState {
     /// The call the current message belongs to (for log lines).
     pub(crate) call: u64,
     counters: HashMap<String, metrics::Counter>,
+    /// What the plugin wrote to stdout or stderr during the current call (bounded).
+    pub(crate) output: Vec<u8>,
+    pub(crate) output_is_stderr: bool,
 }
 
 impl PluginState {
     pub fn new(ident: Arc<Ident>, memory: usize) -> PluginState {
         PluginState {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
             limiter: Limiter {
                 memory,
                 memory_exceeded: false,
@@ -99,7 +98,25 @@ impl PluginState {
             invalid: None,
             call: 0,
             counters: HashMap::new(),
+            output: Vec::new(),
+            output_is_stderr: false,
         }
+    }
+
+    /// Write what the plugin printed during the call to the log, once.
+    pub(crate) fn flush_output(&mut self) {
+        if self.output.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.output);
+        let text = text.trim_end();
+        let (p, v, call) = (&self.ident.name, &self.ident.version, self.call);
+        if self.output_is_stderr {
+            tracing::warn!(plugin = %p, version = %v, call, "plugin stderr: {text}");
+        } else {
+            tracing::info!(plugin = %p, version = %v, call, "plugin stdout: {text}");
+        }
+        self.output.clear();
     }
 
     /// Before an edit: keep the message as it was when a failure would have to undo edits.
@@ -117,15 +134,6 @@ impl PluginState {
             }
             e
         })
-    }
-}
-
-impl WasiView for PluginState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
     }
 }
 

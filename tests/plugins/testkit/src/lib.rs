@@ -42,8 +42,8 @@ impl Testkit {
             "loop" => spin(),
             "trap" => panic!("testkit: trap on purpose"),
             "membomb" => loop {
-                // Grow until the host refuses memory.
-                self.hoard.push(vec![1u8; 1 << 20]);
+                // Grow until the host refuses memory (reserving is enough to grow it).
+                self.hoard.push(Vec::with_capacity(4 << 20));
             },
             "garbage" => {
                 let _ = msg.set_header("X-Garbage", "a\r\nVia: SIP/2.0/UDP 6.6.6.6");

@@ -1,0 +1,395 @@
+//! Plugins end to end: SIPp peers on both sides of Sluice, bundled plugins rewriting what the
+//! trunk receives, misbehaving plugins that Sluice outlives, a plugin swapped under load, and
+//! `sluice plugin test`.
+
+use sluice_e2e::{
+    http, metric, parse_message_log, parse_prometheus, sluice_bin, test_plugin, Lab, LabAddrs,
+    Peer, SippResult, Transport,
+};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The lab configuration with `trunk` lines added to the trunk and `extra` tables at the end.
+fn config(addrs: &LabAddrs, trunk: &str, extra: &str) -> String {
+    let base = Lab::config_for(addrs, Transport::Udp);
+    let with_trunk = base.replace("[routing]", &format!("{trunk}\n\n[routing]"));
+    format!("{with_trunk}\n{extra}\n")
+}
+
+fn start(block: u8, trunk: &str, extra: &str) -> Lab {
+    let addrs = LabAddrs::v4(block);
+    let text = config(&addrs, trunk, extra);
+    Lab::start_with_text(addrs, Transport::Udp, &text)
+}
+
+fn assert_ok(what: &str, r: &SippResult, calls: u64, lab: &Lab) {
+    assert_eq!(
+        (r.successful, r.failed),
+        (calls, 0),
+        "{what}: {r:?}\nsluice log (tail):\n{}",
+        tail(&lab.log())
+    );
+}
+
+fn tail(s: &str) -> String {
+    if let Some(i) = s.find("panicked") {
+        return s[i.saturating_sub(200)..(i + 2000).min(s.len())].to_string();
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Messages a SIPp peer received, read from its message log.
+fn received(log: &std::path::Path) -> Vec<String> {
+    parse_message_log(&std::fs::read_to_string(log).unwrap_or_default(), "received")
+}
+
+fn header<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+    m.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// One outbound call to `number`; the messages the trunk received.
+fn outbound_call(lab: &Lab, number: &str) -> Vec<String> {
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "1"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1", "-s", number],
+    );
+    let log = uas.messages_path().to_path_buf();
+    assert_ok("caller", &uac.wait(LIMIT), 1, lab);
+    assert_ok("callee", &uas.wait(Duration::from_secs(10)), 1, lab);
+    received(&log)
+}
+
+#[test]
+fn tel_uri_rule_sets_rewrite_what_the_trunk_receives() {
+    let lab = start(30, "outbound_rules = [\"tel-uri-request\", \"tel-uri-to\"]", "");
+    let got = outbound_call(&lab, "+12345678");
+    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
+    assert!(invite.starts_with("INVITE tel:+12345678 SIP/2.0\n"), "{invite}");
+    assert_eq!(header(invite, "To"), Some("<tel:+12345678>"), "{invite}");
+    // The dialog goes on normally: ACK and BYE go to the callee's Contact, To keeps its tag.
+    let bye = got.iter().find(|m| m.starts_with("BYE")).expect("BYE");
+    assert!(header(bye, "To").unwrap().starts_with("<tel:+12345678>;tag="), "{bye}");
+}
+
+#[test]
+fn voipms_brand_writes_nanp_digits_both_ways() {
+    let lab = start(31, "brand = \"voipms\"", "");
+    // Outbound: the + goes.
+    let got = outbound_call(&lab, "+15557654321");
+    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
+    assert!(invite.starts_with("INVITE sip:15557654321@"), "{invite}");
+    assert!(header(invite, "To").unwrap().starts_with("<sip:15557654321@"), "{invite}");
+    // Inbound: VoIP.ms sends 11 digits; the PBX gets E.164.
+    let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "1"]);
+    let trunk = lab.sipp(
+        "trunk",
+        "uac.xml",
+        Peer::Trunk,
+        Some(&lab.external()),
+        &["-m", "1", "-s", "15557654321"],
+    );
+    let log = pbx.messages_path().to_path_buf();
+    assert_ok("provider", &trunk.wait(LIMIT), 1, &lab);
+    assert_ok("pbx", &pbx.wait(Duration::from_secs(10)), 1, &lab);
+    let got = received(&log);
+    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
+    assert!(invite.starts_with("INVITE sip:+15557654321@"), "{invite}");
+    // The calling number 15551230000 (NANP with country code) becomes E.164 too.
+    assert!(header(invite, "From").unwrap().contains("<sip:+15551230000@"), "{invite}");
+}
+
+fn metrics(lab: &Lab) -> Vec<sluice_e2e::Sample> {
+    let (status, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    assert_eq!(status, 200);
+    parse_prometheus(&text)
+}
+
+fn errors(m: &[sluice_e2e::Sample], plugin: &str, kind: &str) -> f64 {
+    m.iter()
+        .filter(|s| {
+            s.name == "sluice_plugin_errors_total"
+                && s.labels.get("plugin").map(String::as_str) == Some(plugin)
+                && s.labels.get("kind").map(String::as_str) == Some(kind)
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[test]
+fn misbehaving_plugins_never_stop_sluice() {
+    // Four plugins that fail on calls to 666…: an infinite loop, a trap, a memory bomb and
+    // garbage output, all fail-open; and a fail-closed one that traps on calls to 667….
+    let kit = |name: &str, mode: &str, policy: &str, trigger: &str| {
+        format!(
+            "[plugin.{name}]\nmodule = \"testkit\"\npolicy = \"{policy}\"\n\
+             settings = {{ mode = \"{mode}\", trigger = \"{trigger}\" }}\n"
+        )
+    };
+    let plugins = [
+        kit("looper", "loop", "fail-open", "666"),
+        kit("trapper", "trap", "fail-open", "666"),
+        kit("bomber", "membomb", "fail-open", "666"),
+        kit("garbler", "garbage", "fail-open", "666"),
+        kit("strict", "trap", "fail-closed", "667"),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_plugin("testkit"), dir.path().join("testkit.wasm")).unwrap();
+    let lab = start(
+        32,
+        "outbound_rules = [\"looper\", \"trapper\", \"bomber\", \"garbler\", \"strict\"]",
+        &format!("[plugins]\ndir = \"{}\"\n\n{plugins}", dir.path().display()),
+    );
+    // Calls that trigger the fail-open plugins all go through, and so do ordinary ones.
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "10"]);
+    let bad = lab.sipp(
+        "bad",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "10", "-s", "6660001"],
+    );
+    let log = uas.messages_path().to_path_buf();
+    assert_ok("calls that make plugins fail", &bad.wait(LIMIT), 5, &lab);
+    let good = lab.sipp(
+        "good",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "10", "-s", "15551234567", "-p", "5070"],
+    );
+    assert_ok("ordinary calls", &good.wait(LIMIT), 5, &lab);
+    assert_ok("callee", &uas.wait(Duration::from_secs(20)), 10, &lab);
+    // Fail open: the trunk got the messages without the failing plugins' edits.
+    for m in received(&log) {
+        assert!(!m.contains("6.6.6.6") && !m.contains("X-Garbage"), "{m}");
+    }
+    // Every failure was counted by kind: INVITE, ACK and BYE of 5 calls each, per plugin.
+    let m = metrics(&lab);
+    assert_eq!(errors(&m, "looper", "deadline"), 15.0);
+    assert_eq!(errors(&m, "trapper", "trap"), 15.0);
+    assert_eq!(errors(&m, "bomber", "memory"), 15.0);
+    assert_eq!(errors(&m, "garbler", "invalid"), 15.0);
+    assert_eq!(errors(&m, "strict", "trap"), 0.0);
+    // ...and logged with the plugin's name and version.
+    let log_text = lab.log();
+    for p in ["looper", "trapper", "bomber", "garbler"] {
+        assert!(
+            log_text.lines().any(|l| l.contains("plugin failed")
+                && l.contains(&format!("plugin={p}"))
+                && l.contains("version=1.0.0")),
+            "no failure line for {p}:\n{}",
+            tail(&log_text)
+        );
+    }
+    // Fail closed: the call is refused with 503 and never reaches the trunk.
+    let refused = lab.sipp(
+        "refused",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10", "-s", "6670001", "-p", "5071"],
+    );
+    let r = refused.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (0, 3), "{r:?}");
+    assert!(r.errors.contains("503"), "{}", r.errors);
+    assert_eq!(errors(&metrics(&lab), "strict", "trap"), 3.0);
+
+    // A module of the wrong interface version, and one that is no WebAssembly at all, are
+    // refused at reload with a clear message; the running plugins stay.
+    for (file, expect) in [
+        (test_plugin("old-abi"), "sluice:plugin"),
+        (std::path::PathBuf::new(), "not a WebAssembly component"),
+    ] {
+        let target = dir.path().join("testkit.wasm.new");
+        if file.as_os_str().is_empty() {
+            std::fs::write(&target, b"\0asm garbage").unwrap();
+        } else {
+            std::fs::copy(&file, &target).unwrap();
+        }
+        std::fs::rename(&target, dir.path().join("testkit.wasm")).unwrap();
+        let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+        assert_eq!(code, 422, "{body}");
+        assert!(body.contains(expect) && body.contains("testkit"), "{body}");
+        let (_, plugins) = http("GET", &lab.admin(), "/plugins", None, "");
+        assert!(plugins.contains("\"load_error\":\"") && plugins.contains(expect), "{plugins}");
+    }
+    let m = metrics(&lab);
+    assert!(metric(&m, "sluice_config_reloads_total", &[("result", "failure")]).unwrap() >= 2.0);
+    // Still serving, with the plugins it had.
+    let again = lab.sipp(
+        "again",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "2", "-s", "15551234567", "-p", "5072"],
+    );
+    let uas = lab.sipp("uas2", "uas.xml", Peer::Trunk, None, &["-m", "2"]);
+    assert_ok("after refused reloads", &again.wait(LIMIT), 2, &lab);
+    assert_ok("callee", &uas.wait(Duration::from_secs(10)), 2, &lab);
+}
+
+/// Replace a file atomically, as an operator's deployment should (write, then rename).
+fn replace(from: &std::path::Path, to: &std::path::Path) {
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn plugin_swapped_under_load_without_a_failed_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker.wasm");
+    std::fs::copy(test_plugin("testkit"), &marker).unwrap();
+    let lab = start(
+        33,
+        "outbound_rules = [\"marker\"]",
+        &format!(
+            "[plugins]\ndir = \"{}\"\n\n[plugin.marker]\nsettings = {{ label = \"m\" }}\n",
+            dir.path().display()
+        ),
+    );
+    // 50 calls a second for 20 s, each held 2 s: about a hundred calls are up at the swap.
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "1000"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1000", "-r", "50", "-d", "2000", "-l", "400", "-s", "15551234567"],
+    );
+    let uas_log = uas.messages_path().to_path_buf();
+    // Swap once calls have been going for a while; the watcher reloads.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+        if body.contains("\"calls_answered\":") && answered(&body) >= 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "calls did not start: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    replace(&test_plugin("testkit-v2"), &marker);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = http("GET", &lab.admin(), "/plugins", None, "");
+        if body.contains("\"version\":\"2.0.0\"") {
+            assert!(body.contains("\"version\":\"1.0.0\""), "v1 stays while its calls run: {body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new version was not loaded: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = uac.wait(Duration::from_secs(120));
+    assert_ok("caller", &r, 1000, &lab);
+    assert_ok("callee", &uas.wait(Duration::from_secs(20)), 1000, &lab);
+
+    // Which version tagged each message, per call, in the order the trunk received them.
+    let mut per_call: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut invites: Vec<String> = Vec::new();
+    for m in received(&uas_log) {
+        let method = m.split(' ').next().unwrap_or("").to_string();
+        let (Some(id), Some(tag)) = (header(&m, "Call-ID"), header(&m, "X-Testkit")) else {
+            continue;
+        };
+        let generation = tag.rsplit(' ').next().unwrap_or("").to_string();
+        if method == "INVITE" {
+            invites.push(generation.clone());
+        }
+        per_call
+            .entry(id.to_string())
+            .or_default()
+            .push((method, generation));
+    }
+    assert_eq!(per_call.len(), 1000);
+    // Every message of a call was handled by the version its call started with.
+    for (id, msgs) in &per_call {
+        assert!(msgs.iter().all(|(_, g)| *g == msgs[0].1), "call {id}: {msgs:?}");
+    }
+    // Calls started before the swap ran v1, calls started after ran v2.
+    let first_v2 = invites.iter().position(|g| g == "v2").expect("calls on v2");
+    assert!(first_v2 > 0, "calls on v1 first");
+    assert!(invites[..first_v2].iter().all(|g| g == "v1"));
+    assert!(invites[first_v2..].iter().all(|g| g == "v2"), "no v1 call after the swap");
+    // Some v1 calls were still up after the swap and ended on v1.
+    let v1_after: usize = per_call
+        .values()
+        .filter(|msgs| msgs[0].1 == "v1" && msgs.iter().any(|(m, _)| m == "BYE"))
+        .count();
+    assert!(v1_after > 0);
+    // Once those calls ended, v1 was unloaded.
+    let (_, body) = http("GET", &lab.admin(), "/plugins", None, "");
+    assert!(!body.contains("\"version\":\"1.0.0\""), "{body}");
+}
+
+fn answered(status: &str) -> u64 {
+    let at = status.find("\"calls_answered\":").map(|i| i + 17).unwrap_or(0);
+    status[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn plugin_test_command_shows_the_message_as_it_would_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("invite.sip");
+    // A capture with LF line ends, as it is often saved.
+    std::fs::write(
+        &msg,
+        "INVITE sip:6660001@trunk.example.com SIP/2.0\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bKx\n\
+         Max-Forwards: 69\n\
+         From: <sip:100@192.0.2.1>;tag=a\n\
+         To: <sip:6660001@trunk.example.com>\n\
+         Call-ID: c1\n\
+         CSeq: 1 INVITE\n\
+         Content-Length: 0\n\n",
+    )
+    .unwrap();
+    let run = |plugin: &std::path::Path, extra: &[&str]| {
+        let out = Command::new(sluice_bin())
+            .args(["plugin", "test"])
+            .arg(plugin)
+            .arg("--message")
+            .arg(&msg)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&test_plugin("testkit"), &["--setting", "label=dry"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("plugin: testkit 1.0.0"), "{out}");
+    assert!(out.contains("verdict: continue"), "{out}");
+    assert!(out.contains("X-Testkit: dry v1\r\n"), "{out}");
+    assert!(out.contains("--- message as it would leave Sluice ---\nINVITE sip:6660001@"), "{out}");
+    let (code, out, _) = run(&test_plugin("testkit"), &["--setting", "mode=reject"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("verdict: reject 403 Testkit Says No"), "{out}");
+    // A failing plugin is reported and the command fails.
+    let (code, out, _) = run(&test_plugin("testkit"), &["--setting", "mode=loop"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("failure: ran past its deadline"), "{out}");
+    // The wrong interface version is refused with a message.
+    let (code, _, err) = run(&test_plugin("old-abi"), &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("sluice:plugin"), "{err}");
+}
