@@ -115,11 +115,17 @@ mod tests {
     #[test]
     fn formats() {
         let n = E164::parse("+442079460018", "1").unwrap();
-        assert_eq!((n.country_code.as_str(), n.national.as_str()), ("44", "2079460018"));
+        assert_eq!(
+            (n.country_code.as_str(), n.national.as_str()),
+            ("44", "2079460018")
+        );
         assert_eq!(n.to_digits(), "442079460018");
         assert!(!n.is_nanp());
         assert!(E164::parse("5551234567", "1").unwrap().is_nanp());
-        assert_eq!(E164::parse("020 7946 0018", "44").unwrap().to_plus(), "+442079460018");
+        assert_eq!(
+            E164::parse("020 7946 0018", "44").unwrap().to_plus(),
+            "+442079460018"
+        );
         assert!(E164::parse("+1234567890123456", "1").is_none());
         assert!(E164::parse("12345", "1").is_none());
         assert!(E164::parse("", "1").is_none());
@@ -171,8 +177,14 @@ mod format_tests {
 
     #[test]
     fn formats_apply_to_phone_numbers_only() {
-        assert_eq!(Format::Plus.apply("15551234567", "1").as_deref(), Some("+15551234567"));
-        assert_eq!(Format::Digits.apply("+15551234567", "1").as_deref(), Some("15551234567"));
+        assert_eq!(
+            Format::Plus.apply("15551234567", "1").as_deref(),
+            Some("+15551234567")
+        );
+        assert_eq!(
+            Format::Digits.apply("+15551234567", "1").as_deref(),
+            Some("15551234567")
+        );
         assert_eq!(Format::Digits.apply("15551234567", "1"), None);
         assert_eq!(Format::Plus.apply("100", "1"), None);
         assert_eq!(Format::AsIs.apply("+15551234567", "1"), None);

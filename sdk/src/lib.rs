@@ -108,7 +108,7 @@ macro_rules! export_plugin {
                 const NAME: &'static str = env!("CARGO_PKG_NAME");
                 const VERSION: &'static str = $version;
             }
-            $crate::__guest::export!(SluicePluginExport with_types_in $crate::__guest::bindings);
+    $crate::__guest::export!(SluicePluginExport with_types_in $crate::__guest::bindings);
         };
     };
 }

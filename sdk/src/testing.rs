@@ -84,7 +84,9 @@ pub struct LocalMessage<'a> {
 }
 
 fn get(msg: &SipMessage, name: &str) -> Option<String> {
-    msg.headers.get(&HeaderName::parse(name)).map(str::to_string)
+    msg.headers
+        .get(&HeaderName::parse(name))
+        .map(str::to_string)
 }
 
 fn get_all(msg: &SipMessage, name: &str) -> Vec<String> {
@@ -299,7 +301,12 @@ impl<P: Plugin> Harness<P> {
 
     /// Run the message hook with the original message it was built from (what arrived on the
     /// other leg, which [`Message::original_header`] reads).
-    pub fn run_with_original(&mut self, ctx: &CallContext, message: &str, original: &str) -> Outcome {
+    pub fn run_with_original(
+        &mut self,
+        ctx: &CallContext,
+        message: &str,
+        original: &str,
+    ) -> Outcome {
         let mut msg = parse(message);
         let original = parse(original);
         let mut errors = Vec::new();
@@ -345,7 +352,9 @@ impl<P: Plugin> Harness<P> {
     /// Normalise a number; an `Err` is a number Sluice would refuse.
     pub fn number(&mut self, ctx: &NumberContext, number: &str) -> Result<Option<String>, String> {
         match self.plugin().normalize_number(ctx, number) {
-            Some(n) => edit::check_number(&n).map(|_| Some(n)).map_err(|e| e.to_string()),
+            Some(n) => edit::check_number(&n)
+                .map(|_| Some(n))
+                .map_err(|e| e.to_string()),
             None => Ok(None),
         }
     }

@@ -112,11 +112,9 @@ pub fn name_addr_uri(value: &str) -> Option<&str> {
 pub fn with_name_addr_uri(value: &str, new_uri: &str) -> Option<String> {
     let v = value.trim();
     match (v.find('<'), v.find('>')) {
-        (Some(open), Some(close)) if open < close => Some(format!(
-            "{}<{new_uri}>{}",
-            &v[..open],
-            &v[close + 1..]
-        )),
+        (Some(open), Some(close)) if open < close => {
+            Some(format!("{}<{new_uri}>{}", &v[..open], &v[close + 1..]))
+        }
         (None, None) => {
             let params = v.find(';').map_or("", |i| &v[i..]);
             Some(format!("<{new_uri}>{params}"))
@@ -170,7 +168,9 @@ pub fn with_param(value: &str, name: &str, new_value: &str) -> String {
 /// assert_eq!(sluice_sdk::uri::without_param("<sip:a@b;x=1>;x=2;y", "x"), "<sip:a@b;x=1>;y");
 /// ```
 pub fn without_param(value: &str, name: &str) -> String {
-    let start = value.rfind('>').map_or(value.find(';').unwrap_or(value.len()), |i| i + 1);
+    let start = value
+        .rfind('>')
+        .map_or(value.find(';').unwrap_or(value.len()), |i| i + 1);
     let (head, params) = value.split_at(start);
     let mut out = head.to_string();
     for p in params.split(';').skip(1) {
@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(user("sip:alice:pw@h"), Some("alice"));
         assert_eq!(user("mailto:x@y"), None);
         assert_eq!(user("tel:"), None);
-        assert_eq!(host("sip:1@gw.example.com:5080;transport=tcp"), Some("gw.example.com:5080"));
+        assert_eq!(
+            host("sip:1@gw.example.com:5080;transport=tcp"),
+            Some("gw.example.com:5080")
+        );
         assert_eq!(with_user("sip:a:pw@h", "b").as_deref(), Some("sip:b:pw@h"));
         assert_eq!(with_user("tel:+1;x=y", "+2").as_deref(), Some("tel:+2;x=y"));
         assert_eq!(with_user("sip:h", "b"), None);

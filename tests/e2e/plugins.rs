@@ -44,7 +44,10 @@ fn tail(s: &str) -> String {
 
 /// Messages a SIPp peer received, read from its message log.
 fn received(log: &std::path::Path) -> Vec<String> {
-    parse_message_log(&std::fs::read_to_string(log).unwrap_or_default(), "received")
+    parse_message_log(
+        &std::fs::read_to_string(log).unwrap_or_default(),
+        "received",
+    )
 }
 
 fn header<'a>(m: &'a str, name: &str) -> Option<&'a str> {
@@ -72,14 +75,29 @@ fn outbound_call(lab: &Lab, number: &str) -> Vec<String> {
 
 #[test]
 fn tel_uri_rule_sets_rewrite_what_the_trunk_receives() {
-    let lab = start(30, "outbound_rules = [\"tel-uri-request\", \"tel-uri-to\"]", "");
+    let lab = start(
+        30,
+        "outbound_rules = [\"tel-uri-request\", \"tel-uri-to\"]",
+        "",
+    );
     let got = outbound_call(&lab, "+12345678");
-    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
-    assert!(invite.starts_with("INVITE tel:+12345678 SIP/2.0\n"), "{invite}");
+    let invite = got
+        .iter()
+        .find(|m| m.starts_with("INVITE"))
+        .expect("INVITE");
+    assert!(
+        invite.starts_with("INVITE tel:+12345678 SIP/2.0\n"),
+        "{invite}"
+    );
     assert_eq!(header(invite, "To"), Some("<tel:+12345678>"), "{invite}");
     // The dialog goes on normally: ACK and BYE go to the callee's Contact, To keeps its tag.
     let bye = got.iter().find(|m| m.starts_with("BYE")).expect("BYE");
-    assert!(header(bye, "To").unwrap().starts_with("<tel:+12345678>;tag="), "{bye}");
+    assert!(
+        header(bye, "To")
+            .unwrap()
+            .starts_with("<tel:+12345678>;tag="),
+        "{bye}"
+    );
 }
 
 #[test]
@@ -87,9 +105,17 @@ fn voipms_brand_writes_nanp_digits_both_ways() {
     let lab = start(31, "brand = \"voipms\"", "");
     // Outbound: the + goes.
     let got = outbound_call(&lab, "+15557654321");
-    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
+    let invite = got
+        .iter()
+        .find(|m| m.starts_with("INVITE"))
+        .expect("INVITE");
     assert!(invite.starts_with("INVITE sip:15557654321@"), "{invite}");
-    assert!(header(invite, "To").unwrap().starts_with("<sip:15557654321@"), "{invite}");
+    assert!(
+        header(invite, "To")
+            .unwrap()
+            .starts_with("<sip:15557654321@"),
+        "{invite}"
+    );
     // Inbound: VoIP.ms sends 11 digits; the PBX gets E.164.
     let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "1"]);
     let trunk = lab.sipp(
@@ -103,10 +129,18 @@ fn voipms_brand_writes_nanp_digits_both_ways() {
     assert_ok("provider", &trunk.wait(LIMIT), 1, &lab);
     assert_ok("pbx", &pbx.wait(Duration::from_secs(10)), 1, &lab);
     let got = received(&log);
-    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
+    let invite = got
+        .iter()
+        .find(|m| m.starts_with("INVITE"))
+        .expect("INVITE");
     assert!(invite.starts_with("INVITE sip:+15557654321@"), "{invite}");
     // The calling number 15551230000 (NANP with country code) becomes E.164 too.
-    assert!(header(invite, "From").unwrap().contains("<sip:+15551230000@"), "{invite}");
+    assert!(
+        header(invite, "From")
+            .unwrap()
+            .contains("<sip:+15551230000@"),
+        "{invite}"
+    );
 }
 
 fn metrics(lab: &Lab) -> Vec<sluice_e2e::Sample> {
@@ -223,7 +257,10 @@ fn misbehaving_plugins_never_stop_sluice() {
         assert_eq!(code, 422, "{body}");
         assert!(body.contains(expect) && body.contains("testkit"), "{body}");
         let (_, plugins) = http("GET", &lab.admin(), "/plugins", None, "");
-        assert!(plugins.contains("\"load_error\":\"") && plugins.contains(expect), "{plugins}");
+        assert!(
+            plugins.contains("\"load_error\":\"") && plugins.contains(expect),
+            "{plugins}"
+        );
     }
     let m = metrics(&lab);
     assert!(metric(&m, "sluice_config_reloads_total", &[("result", "failure")]).unwrap() >= 2.0);
@@ -267,7 +304,18 @@ fn plugin_swapped_under_load_without_a_failed_call() {
         "uac.xml",
         Peer::Pbx,
         Some(&lab.internal()),
-        &["-m", "1000", "-r", "50", "-d", "2000", "-l", "400", "-s", "15551234567"],
+        &[
+            "-m",
+            "1000",
+            "-r",
+            "50",
+            "-d",
+            "2000",
+            "-l",
+            "400",
+            "-s",
+            "15551234567",
+        ],
     );
     let uas_log = uas.messages_path().to_path_buf();
     // Swap once calls have been going for a while; the watcher reloads.
@@ -285,10 +333,16 @@ fn plugin_swapped_under_load_without_a_failed_call() {
     loop {
         let (_, body) = http("GET", &lab.admin(), "/plugins", None, "");
         if body.contains("\"version\":\"2.0.0\"") {
-            assert!(body.contains("\"version\":\"1.0.0\""), "v1 stays while its calls run: {body}");
+            assert!(
+                body.contains("\"version\":\"1.0.0\""),
+                "v1 stays while its calls run: {body}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the new version was not loaded: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the new version was not loaded: {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let r = uac.wait(Duration::from_secs(120));
@@ -315,13 +369,19 @@ fn plugin_swapped_under_load_without_a_failed_call() {
     assert_eq!(per_call.len(), 1000);
     // Every message of a call was handled by the version its call started with.
     for (id, msgs) in &per_call {
-        assert!(msgs.iter().all(|(_, g)| *g == msgs[0].1), "call {id}: {msgs:?}");
+        assert!(
+            msgs.iter().all(|(_, g)| *g == msgs[0].1),
+            "call {id}: {msgs:?}"
+        );
     }
     // Calls started before the swap ran v1, calls started after ran v2.
     let first_v2 = invites.iter().position(|g| g == "v2").expect("calls on v2");
     assert!(first_v2 > 0, "calls on v1 first");
     assert!(invites[..first_v2].iter().all(|g| g == "v1"));
-    assert!(invites[first_v2..].iter().all(|g| g == "v2"), "no v1 call after the swap");
+    assert!(
+        invites[first_v2..].iter().all(|g| g == "v2"),
+        "no v1 call after the swap"
+    );
     // Some v1 calls were still up after the swap and ended on v1.
     let v1_after: usize = per_call
         .values()
@@ -334,7 +394,10 @@ fn plugin_swapped_under_load_without_a_failed_call() {
 }
 
 fn answered(status: &str) -> u64 {
-    let at = status.find("\"calls_answered\":").map(|i| i + 17).unwrap_or(0);
+    let at = status
+        .find("\"calls_answered\":")
+        .map(|i| i + 17)
+        .unwrap_or(0);
     status[at..]
         .chars()
         .take_while(|c| c.is_ascii_digit())
@@ -380,7 +443,10 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
     assert!(out.contains("plugin: testkit 1.0.0"), "{out}");
     assert!(out.contains("verdict: continue"), "{out}");
     assert!(out.contains("X-Testkit: dry v1\r\n"), "{out}");
-    assert!(out.contains("--- message as it would leave Sluice ---\nINVITE sip:6660001@"), "{out}");
+    assert!(
+        out.contains("--- message as it would leave Sluice ---\nINVITE sip:6660001@"),
+        "{out}"
+    );
     let (code, out, _) = run(&test_plugin("testkit"), &["--setting", "mode=reject"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("verdict: reject 403 Testkit Says No"), "{out}");

@@ -575,16 +575,16 @@ impl Engine {
                       status: u16,
                       reason: &str,
                       extra: Option<(HeaderName, &str)>| {
-                engine.stats.calls_failed += 1;
-                engine.metrics.call_failed(&label, direction, status);
-                let tag = engine.new_tag();
-                let mut r = response_to(msg, status, reason, Some(&tag));
-                if let Some((name, value)) = extra {
-                    r.headers.push(name, value);
-                }
-                engine.add_agent(&mut r, true);
-                engine.respond(now, tx, &r);
-            };
+            engine.stats.calls_failed += 1;
+            engine.metrics.call_failed(&label, direction, status);
+            let tag = engine.new_tag();
+            let mut r = response_to(msg, status, reason, Some(&tag));
+            if let Some((name, value)) = extra {
+                r.headers.push(name, value);
+            }
+            engine.add_agent(&mut r, true);
+            engine.respond(now, tx, &r);
+        };
         if msg.max_forwards() == Some(0) {
             return refuse(self, &msg, 483, reason_phrase(483), None);
         }
@@ -734,8 +734,7 @@ impl Engine {
                 hooks.number(generation, &ctx, kind, n)
             });
             if let HookVerdict::Reject { status, reason } =
-                self.hooks
-                    .message(generation, &ctx, &mut invite, &mut msg)
+                self.hooks.message(generation, &ctx, &mut invite, &mut msg)
             {
                 debug!(call = key, status, "refused by a plugin");
                 return refuse(self, &msg, status, &reason, None);
@@ -946,7 +945,8 @@ impl Engine {
             return;
         };
         call.legs[to] = leg;
-        if let HookVerdict::Reject { status, reason } = self.run_hooks(key, to, &mut req, &mut msg) {
+        if let HookVerdict::Reject { status, reason } = self.run_hooks(key, to, &mut req, &mut msg)
+        {
             debug!(call = key, status, %method, "refused by a plugin");
             return self.reply(now, tx, &msg, status, &reason);
         }
@@ -1307,7 +1307,8 @@ impl Engine {
         if !self.hooks.active(call.generation, &call.trunk) {
             return HookVerdict::Continue;
         }
-        let (generation, trunk, source) = (call.generation, call.trunk.clone(), call.legs[1 - to].flow);
+        let (generation, trunk, source) =
+            (call.generation, call.trunk.clone(), call.legs[1 - to].flow);
         let ctx = HookContext {
             call: key,
             direction: call.direction,

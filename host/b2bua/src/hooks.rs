@@ -6,8 +6,8 @@
 //! Calls pin the hooks generation that was current when they started, so that a reload does
 //! not change the plugins of a call in progress: new calls use the new generation.
 
-use crate::engine::{CallKey, Direction};
 use crate::config::Side;
+use crate::engine::{CallKey, Direction};
 use sluice_sip::Message;
 use sluice_transaction::Transport;
 use std::net::SocketAddr;
@@ -56,7 +56,10 @@ pub struct HookContext<'a> {
 pub enum HookVerdict {
     Continue,
     /// Answer the request with this status instead of sending it on.
-    Reject { status: u16, reason: String },
+    Reject {
+        status: u16,
+        reason: String,
+    },
 }
 
 /// One loaded plugin, for the admin API.

@@ -442,7 +442,10 @@ impl Config {
                 }
             }
             if entry.deadline_ms == Some(0) {
-                return Err(err(None, format!("plugin.{name}.deadline_ms must be above 0")));
+                return Err(err(
+                    None,
+                    format!("plugin.{name}.deadline_ms must be above 0"),
+                ));
             }
         }
         let p = &cfg.plugins;
@@ -615,7 +618,10 @@ mod tests {
         assert_eq!(s["rules"], ["add X-A: 1"]);
         assert_eq!(s["n"], ["3"]);
         // The default brand is generic.
-        assert_eq!(Config::bundled().unwrap().trunks[0].brand.get_ref(), "generic");
+        assert_eq!(
+            Config::bundled().unwrap().trunks[0].brand.get_ref(),
+            "generic"
+        );
         let bad = text.replace("policy = \"fail-closed\"", "policy = \"sometimes\"");
         let e = Config::parse(&bad, "lab.toml").unwrap_err();
         assert!(e.line.is_some() && e.message.contains("sometimes"), "{e}");

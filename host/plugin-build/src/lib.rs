@@ -26,7 +26,10 @@ pub fn build(b: &Build<'_>, out_dir: &Path) -> Vec<(String, PathBuf)> {
     for dir in ["plugins", "sdk", "wit", "tests/plugins"] {
         println!("cargo:rerun-if-changed={}", b.workspace.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", b.workspace.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        b.workspace.join("Cargo.lock").display()
+    );
     check_target();
     let target_dir = b.workspace.join("target").join(b.target_dir_name);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -57,7 +60,9 @@ pub fn build(b: &Build<'_>, out_dir: &Path) -> Vec<(String, PathBuf)> {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
     if !status.success() {
         panic!("building the plugins for {TARGET} failed (see the output above)");
     }

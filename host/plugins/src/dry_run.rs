@@ -105,14 +105,12 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
     }
     let mut original = msg.clone();
     let verdict = host.message(generation, &ctx, &mut msg, &mut original);
-    let attestation = if new_call
-        && input.direction == Direction::Outbound
-        && verdict == HookVerdict::Continue
-    {
-        host.attestation(generation, &ctx, &mut msg)
-    } else {
-        None
-    };
+    let attestation =
+        if new_call && input.direction == Direction::Outbound && verdict == HookVerdict::Continue {
+            host.attestation(generation, &ctx, &mut msg)
+        } else {
+            None
+        };
     let failures = host
         .status()
         .into_iter()

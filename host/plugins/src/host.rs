@@ -362,7 +362,11 @@ impl Hooks for PluginHost {
                 Err(f) => {
                     failed(slot, ctx.call, &f);
                     if plugin.policy == Policy::FailClosed {
-                        let status = if matches!(f, Failure::Invalid(_)) { 500 } else { 503 };
+                        let status = if matches!(f, Failure::Invalid(_)) {
+                            500
+                        } else {
+                            503
+                        };
                         self.refuse_call = Some((ctx.call, status));
                     }
                 }
@@ -446,7 +450,11 @@ impl Hooks for PluginHost {
                 Err(f) => {
                     failed(slot, ctx.call, &f);
                     if policy == Policy::FailClosed && rejectable {
-                        let status = if matches!(f, Failure::Invalid(_)) { 500 } else { 503 };
+                        let status = if matches!(f, Failure::Invalid(_)) {
+                            500
+                        } else {
+                            503
+                        };
                         return refuse(status);
                     }
                 }

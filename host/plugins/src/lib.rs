@@ -21,12 +21,12 @@ pub mod bindings {
 }
 
 pub mod dry_run;
-pub mod wasi;
 pub mod host;
 pub mod loaded;
 pub mod prepare;
 pub mod runtime;
 pub mod state;
+pub mod wasi;
 
 pub use host::{Chain, GenerationSpec, PluginHost};
 pub use loaded::{load, Failure, LoadedPlugin, PluginSpec};

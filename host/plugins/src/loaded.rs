@@ -164,7 +164,9 @@ impl LoadedPlugin {
         let r = live.guest_call(|g, s| g.call_init(s));
         match live.finish(r) {
             Ok(Ok(())) => Ok(live),
-            Ok(Err(e)) => Err(Failure::Instantiate(format!("init refused its settings: {e}"))),
+            Ok(Err(e)) => Err(Failure::Instantiate(format!(
+                "init refused its settings: {e}"
+            ))),
             Err(f) => Err(f),
         }
     }
@@ -193,7 +195,10 @@ impl Live {
             Ok(v) => Ok(v),
             Err(e) => Err(if memory {
                 Failure::Memory
-            } else if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+            } else if matches!(
+                e.downcast_ref::<wasmtime::Trap>(),
+                Some(wasmtime::Trap::Interrupt)
+            ) {
                 Failure::Deadline
             } else {
                 // The root cause says what happened ("wasm `unreachable` instruction
@@ -283,9 +288,9 @@ impl Live {
         if let Some(s) = snapshot {
             *msg = s;
             self.finish(r)?;
-            return Err(Failure::Invalid(
-                invalid.unwrap_or_else(|| "the attestation hook edited the message".into()),
-            ));
+            return Err(Failure::Invalid(invalid.unwrap_or_else(|| {
+                "the attestation hook edited the message".into()
+            })));
         }
         let a = self.finish(r)?;
         match invalid {
@@ -299,16 +304,20 @@ impl Live {
 /// its name and version, accept its settings, and run every hook on a sample call within its
 /// limits. Any failure refuses the plugin with a message that names it.
 pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
-    let who = format!("plugin `{}` (module `{}`, {})", spec.name, spec.module, spec.origin);
-    let (component, hash) = runtime.compile(&spec.bytes).map_err(|e| format!("{who}: {e}"))?;
+    let who = format!(
+        "plugin `{}` (module `{}`, {})",
+        spec.name, spec.module, spec.origin
+    );
+    let (component, hash) = runtime
+        .compile(&spec.bytes)
+        .map_err(|e| format!("{who}: {e}"))?;
     let linker = crate::runtime::linker_for(runtime, &component)
         .map_err(|e| format!("{who}: cannot link: {e}"))?;
     let pre = linker.instantiate_pre(&component).map_err(|e| {
         format!("{who}: does not fit Sluice's plugin interface (sluice:plugin@0.1.0): {e:#}")
     })?;
-    let pre = PluginPre::new(pre).map_err(|e| {
-        format!("{who}: does not export sluice:plugin/hooks@0.1.0: {e:#}")
-    })?;
+    let pre = PluginPre::new(pre)
+        .map_err(|e| format!("{who}: does not export sluice:plugin/hooks@0.1.0: {e:#}"))?;
     let ticks = Limits::ticks(spec.deadline);
     let mut ident = Ident {
         name: spec.name.clone(),

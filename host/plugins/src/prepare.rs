@@ -89,9 +89,7 @@ pub fn prepare(
             module,
             origin,
             bytes,
-            policy: entry
-                .and_then(|e| e.policy)
-                .unwrap_or(cfg.plugins.policy),
+            policy: entry.and_then(|e| e.policy).unwrap_or(cfg.plugins.policy),
             deadline: Duration::from_millis(
                 entry
                     .and_then(|e| e.deadline_ms)
@@ -101,7 +99,10 @@ pub fn prepare(
         };
         fingerprint.update(name.as_bytes());
         fingerprint.update(sha2::Sha256::digest(&spec.bytes));
-        fingerprint.update(format!("{:?}{:?}{:?}", spec.policy, spec.deadline, spec.settings));
+        fingerprint.update(format!(
+            "{:?}{:?}{:?}",
+            spec.policy, spec.deadline, spec.settings
+        ));
         index.insert(name.clone(), plugins.len());
         plugins.push(load(runtime, &spec)?);
     }

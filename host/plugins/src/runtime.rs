@@ -90,15 +90,15 @@ impl Runtime {
         }
         let engine = Engine::new(&config).map_err(|err| e("plugin engine", err))?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
-        crate::wasi::bindings::Shim::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
-            &mut linker,
-            |s| s,
-        )
+        crate::wasi::bindings::Shim::add_to_linker::<
+            PluginState,
+            wasmtime::component::HasSelf<PluginState>,
+        >(&mut linker, |s| s)
         .map_err(|err| e("linking the WASI subset", err))?;
-        crate::bindings::Plugin::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
-            &mut linker,
-            |s| s,
-        )
+        crate::bindings::Plugin::add_to_linker::<
+            PluginState,
+            wasmtime::component::HasSelf<PluginState>,
+        >(&mut linker, |s| s)
         .map_err(|err| e("linking the host interface", err))?;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop.clone())
@@ -120,13 +120,19 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, [u8; 32]), String> {
         use sha2::Digest;
         let hash: [u8; 32] = sha2::Sha256::digest(bytes).into();
-        if let Some(c) = self.compiled.lock().ok().and_then(|m| m.get(&hash).cloned()) {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&hash).cloned())
+        {
             return Ok((c, hash));
         }
         if !wasmparser_is_component(bytes) {
             return Err("not a WebAssembly component (build it for wasm32-wasip2)".into());
         }
-        let c = Component::new(&self.engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
+        let c =
+            Component::new(&self.engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
         if let Ok(mut m) = self.compiled.lock() {
             m.insert(hash, c.clone());
         }
@@ -141,15 +147,78 @@ impl Runtime {
     }
 }
 
+/// Interfaces the host provides (any 0.x patch version of them links by semver).
+const PROVIDED: &[&str] = &[
+    "sluice:plugin/host",
+    "sluice:plugin/message",
+    "sluice:plugin/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
 /// A linker for one component: the host's interfaces, and every other import (filesystem,
 /// sockets…) defined as a trap, so that a plugin may import them but never use them.
+/// (wasmtime's `define_unknown_imports_as_traps` would also shadow imports that the host
+/// provides at another patch version; this leaves those to semver matching.)
 pub(crate) fn linker_for(
     runtime: &Runtime,
     component: &Component,
 ) -> Result<Linker<PluginState>, String> {
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::ResourceType;
     let mut l = runtime.linker.clone();
-    l.define_unknown_imports_as_traps(component)
-        .map_err(|e| format!("{e:#}"))?;
+    let engine = &runtime.engine;
+    let err = |e: wasmtime::Error| format!("{e:#}");
+    for (name, import) in component.component_type().imports(engine) {
+        let base = name.split('@').next().unwrap_or(name);
+        if PROVIDED.contains(&base) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = import.ty else {
+            return Err(format!("imports `{name}`, which Sluice does not provide"));
+        };
+        let mut li = l.instance(name).map_err(err)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{export}");
+                    li.func_new(export, move |_, _, _, _| {
+                        Err(wasmtime::format_err!("{what} is not available to plugins"))
+                    })
+                    .map_err(err)?;
+                }
+                ComponentItem::Resource(_) => {
+                    // Other WASI packages reuse the wasi:io resources by name: they must be
+                    // the provided types. Resources of their own get a placeholder type.
+                    let ty = match export {
+                        "input-stream" => ResourceType::host::<crate::wasi::InputStream>(),
+                        "output-stream" => ResourceType::host::<crate::wasi::OutputStream>(),
+                        "pollable" => ResourceType::host::<crate::wasi::Pollable>(),
+                        "error" => ResourceType::host::<crate::wasi::IoError>(),
+                        _ => ResourceType::host::<()>(),
+                    };
+                    li.resource(export, ty, |_, _| Ok(())).map_err(err)?;
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(l)
 }
 

@@ -2,8 +2,8 @@
 //! one call, logging, counters, settings and the clock. Every edit goes through
 //! `sluice_sip::edit`, which refuses edits to Sluice's topology and malformed values.
 
-use crate::bindings::sluice::plugin::{host, message, types};
 use crate::bindings::sluice::plugin::message::SipMessage;
+use crate::bindings::sluice::plugin::{host, message, types};
 
 use sluice_sip::{edit, HeaderName, Message};
 use std::collections::{BTreeMap, HashMap};
@@ -197,7 +197,9 @@ impl host::Host for PluginState {
 }
 
 fn get(msg: &Message, name: &str) -> Option<String> {
-    msg.headers.get(&HeaderName::parse(name)).map(str::to_string)
+    msg.headers
+        .get(&HeaderName::parse(name))
+        .map(str::to_string)
 }
 
 fn get_all(msg: &Message, name: &str) -> Vec<String> {

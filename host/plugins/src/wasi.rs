@@ -69,7 +69,8 @@ impl PluginState {
         if self.output.is_empty() {
             self.output_is_stderr = stream == STDERR;
         }
-        self.output.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.output
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 

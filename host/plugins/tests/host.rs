@@ -53,12 +53,14 @@ outbound_trunk = "t"
 "#;
 
 fn config(trunk: &str, plugins: &str) -> Config {
-    let text = format!("{BASE}\n[[trunk]]\nname = \"t\"\nhost = \"127.0.0.20\"\n{trunk}\n{plugins}");
+    let text =
+        format!("{BASE}\n[[trunk]]\nname = \"t\"\nhost = \"127.0.0.20\"\n{trunk}\n{plugins}");
     Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn host_for(trunk: &str, plugins: &str) -> PluginHost {
-    let spec = prepare(&runtime(), &config(trunk, plugins), &source()).unwrap_or_else(|e| panic!("{e}"));
+    let spec =
+        prepare(&runtime(), &config(trunk, plugins), &source()).unwrap_or_else(|e| panic!("{e}"));
     let mut host = PluginHost::new();
     assert!(host.install(spec).is_some());
     host
@@ -81,7 +83,11 @@ fn invite(called: &str) -> Message {
 fn ctx(leg: Side) -> HookContext<'static> {
     HookContext {
         call: 7,
-        direction: if leg == Side::External { Direction::Outbound } else { Direction::Inbound },
+        direction: if leg == Side::External {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
         leg,
         trunk: "t",
         source: "127.0.0.10:5060".parse().unwrap(),
@@ -107,7 +113,10 @@ fn brand_and_rule_sets_in_order() {
         "",
     );
     let mut msg = invite("+15551234567");
-    assert_eq!(new_call(&mut host, Side::External, &mut msg), HookVerdict::Continue);
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
     assert_eq!(msg.request_uri(), Some("tel:15551234567"));
     assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:15551234567>"));
     assert_eq!(
@@ -116,8 +125,14 @@ fn brand_and_rule_sets_in_order() {
     );
     // Inbound (toward the PBX): the brand writes E.164 with +, the outbound rule sets do not run.
     let mut msg = invite("15551234567");
-    assert_eq!(new_call(&mut host, Side::Internal, &mut msg), HookVerdict::Continue);
-    assert_eq!(msg.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+    assert_eq!(
+        new_call(&mut host, Side::Internal, &mut msg),
+        HookVerdict::Continue
+    );
+    assert_eq!(
+        msg.request_uri(),
+        Some("sip:+15551234567@trunk.example.com")
+    );
 }
 
 #[test]
@@ -129,12 +144,18 @@ fn header_rules_from_configuration() {
     );
     let mut msg = invite("+15551234567");
     msg.headers.push(HeaderName::UserAgent, "PBX");
-    assert_eq!(new_call(&mut host, Side::External, &mut msg), HookVerdict::Continue);
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
     assert_eq!(msg.headers.get(&HeaderName::parse("X-Account")), Some("42"));
     assert_eq!(msg.headers.get(&HeaderName::UserAgent), None);
     let st = host.status();
     let acme = st.iter().find(|p| p.name == "acme").unwrap();
-    assert_eq!((acme.module.as_str(), acme.origin.as_str()), ("header-rules", "bundled"));
+    assert_eq!(
+        (acme.module.as_str(), acme.origin.as_str()),
+        ("header-rules", "bundled")
+    );
     assert_eq!(acme.trunks, ["t"]);
     assert!(acme.current && acme.last_failure.is_none());
 }
@@ -172,14 +193,53 @@ fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
         let v = new_call(&mut host, Side::External, &mut msg);
         let took = started.elapsed();
         assert_eq!(v, HookVerdict::Continue, "{mode}");
-        assert_eq!(msg, before, "{mode}: fail open leaves the message unmodified");
-        assert!(last_failure(&host).contains(failure), "{mode}: {}", last_failure(&host));
+        assert_eq!(
+            msg, before,
+            "{mode}: fail open leaves the message unmodified"
+        );
+        assert!(
+            last_failure(&host).contains(failure),
+            "{mode}: {}",
+            last_failure(&host)
+        );
         // The deadline is milliseconds, not seconds (generous for a loaded machine).
         assert!(took < Duration::from_millis(500), "{mode} took {took:?}");
         // The plugin keeps serving other calls (a trapped instance is replaced).
         let mut ok = invite("15551234567");
-        assert_eq!(new_call(&mut host, Side::External, &mut ok), HookVerdict::Continue, "{mode}");
+        assert_eq!(
+            new_call(&mut host, Side::External, &mut ok),
+            HookVerdict::Continue,
+            "{mode}"
+        );
     }
+}
+
+#[test]
+fn no_filesystem_network_or_environment() {
+    // Reaching a file or a socket traps (the WASI interfaces for them are not provided); the
+    // environment and arguments are empty.
+    for (mode, failure) in [("fs", "wasi:filesystem"), ("net", "wasi:sockets")] {
+        let mut host = testkit(mode, "fail-open");
+        let mut msg = invite("6660001");
+        assert_eq!(
+            new_call(&mut host, Side::External, &mut msg),
+            HookVerdict::Continue
+        );
+        let f = last_failure(&host);
+        assert!(
+            f.contains(failure) && f.contains("not available to plugins"),
+            "{mode}: {f}"
+        );
+        assert!(msg.headers.get(&HeaderName::parse("X-Fs")).is_none());
+    }
+    let mut host = testkit("env", "fail-open");
+    let mut msg = invite("6660001");
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
+    assert_eq!(msg.headers.get(&HeaderName::parse("X-Env")), Some("0"));
+    assert_eq!(last_failure(&host), "");
 }
 
 #[test]
@@ -197,7 +257,10 @@ fn fail_closed_refuses_the_request() {
         let before = resp.clone();
         let mut original = resp.clone();
         let g = host.current();
-        assert_eq!(host.message(g, &ctx(Side::External), &mut resp, &mut original), HookVerdict::Continue);
+        assert_eq!(
+            host.message(g, &ctx(Side::External), &mut resp, &mut original),
+            HookVerdict::Continue
+        );
         assert_eq!(resp, before);
     }
 }
@@ -230,8 +293,13 @@ fn spec(module: &str, bytes: &[u8]) -> PluginSpec {
 #[test]
 fn refused_modules_say_why() {
     let rt = runtime();
-    let e = load(&rt, &spec("junk", b"definitely not wasm")).err().unwrap();
-    assert!(e.contains("plugin `junk`") && e.contains("not a WebAssembly component"), "{e}");
+    let e = load(&rt, &spec("junk", b"definitely not wasm"))
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("plugin `junk`") && e.contains("not a WebAssembly component"),
+        "{e}"
+    );
     let old = bundled("old-abi").unwrap();
     let e = load(&rt, &spec("old-abi", old)).err().unwrap();
     assert!(e.contains("sluice:plugin"), "{e}");
@@ -239,15 +307,26 @@ fn refused_modules_say_why() {
     let mut s = spec("testkit", bundled("testkit").unwrap());
     s.settings.insert("mode".into(), vec!["every-loop".into()]);
     let e = load(&rt, &s).err().unwrap();
-    assert!(e.contains("self-check failed") && e.contains("deadline"), "{e}");
+    assert!(
+        e.contains("self-check failed") && e.contains("deadline"),
+        "{e}"
+    );
     // Settings the plugin refuses.
     let mut s = spec("testkit", bundled("testkit").unwrap());
     s.settings.insert("mode".into(), vec!["sideways".into()]);
     let e = load(&rt, &s).err().unwrap();
-    assert!(e.contains("init refused its settings") && e.contains("sideways"), "{e}");
+    assert!(
+        e.contains("init refused its settings") && e.contains("sideways"),
+        "{e}"
+    );
     // A missing module names where it looked.
-    let e = prepare(&rt, &config("brand = \"nope\"", ""), &source()).err().unwrap();
-    assert!(e.contains("`nope` not found") && e.contains("generic"), "{e}");
+    let e = prepare(&rt, &config("brand = \"nope\"", ""), &source())
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("`nope` not found") && e.contains("generic"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -260,11 +339,17 @@ fn calls_keep_their_generation_across_a_reload() {
     };
     let rt = runtime();
     let mut host = PluginHost::new();
-    let g1 = host.install(prepare(&rt, &kit("testkit"), &source()).unwrap()).unwrap();
+    let g1 = host
+        .install(prepare(&rt, &kit("testkit"), &source()).unwrap())
+        .unwrap();
     host.pin(g1);
     // The same inputs again: nothing to install.
-    assert!(host.install(prepare(&rt, &kit("testkit"), &source()).unwrap()).is_none());
-    let g2 = host.install(prepare(&rt, &kit("testkit-v2"), &source()).unwrap()).unwrap();
+    assert!(host
+        .install(prepare(&rt, &kit("testkit"), &source()).unwrap())
+        .is_none());
+    let g2 = host
+        .install(prepare(&rt, &kit("testkit-v2"), &source()).unwrap())
+        .unwrap();
     assert_ne!(g1, g2);
     assert_eq!(host.current(), g2);
     assert_eq!(host.loaded_generations(), [g1, g2]);
@@ -272,7 +357,10 @@ fn calls_keep_their_generation_across_a_reload() {
         let mut m = invite("15551234567");
         let mut o = m.clone();
         host.message(g, &ctx(Side::External), &mut m, &mut o);
-        m.headers.get(&HeaderName::parse("X-Testkit")).unwrap().to_string()
+        m.headers
+            .get(&HeaderName::parse("X-Testkit"))
+            .unwrap()
+            .to_string()
     };
     assert_eq!(tag(&mut host, g1), "k v1");
     assert_eq!(tag(&mut host, g2), "k v2");
@@ -282,7 +370,10 @@ fn calls_keep_their_generation_across_a_reload() {
         .filter(|p| p.name == "kit")
         .map(|p| (p.generation, p.version))
         .collect();
-    assert_eq!(versions, [(g1, "1.0.0".to_string()), (g2, "2.0.0".to_string())]);
+    assert_eq!(
+        versions,
+        [(g1, "1.0.0".to_string()), (g2, "2.0.0".to_string())]
+    );
     // The last call of the old generation ends: it is unloaded.
     host.release(g1);
     assert_eq!(host.loaded_generations(), [g2]);

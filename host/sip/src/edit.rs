@@ -26,7 +26,10 @@ pub enum EditError {
     /// Sluice manages this header (topology or transaction): read-only.
     Managed(String),
     BadName(String),
-    BadValue { name: String, why: &'static str },
+    BadValue {
+        name: String,
+        why: &'static str,
+    },
     BadUri(String),
     BadBody(&'static str),
     /// The operation does not apply to this kind of message.
@@ -223,9 +226,9 @@ pub fn set_request_uri(msg: &mut Message, uri: &str) -> Result<(), EditError> {
             *u = uri.to_string();
             Ok(())
         }
-        StartLine::Response { .. } => Err(EditError::NotApplicable(
-            "a response has no Request-URI",
-        )),
+        StartLine::Response { .. } => {
+            Err(EditError::NotApplicable("a response has no Request-URI"))
+        }
     }
 }
 
@@ -283,9 +286,9 @@ pub fn check_reject_status(status: u16) -> Result<(), EditError> {
 pub fn check_rejectable(msg: &Message, status: u16) -> Result<(), EditError> {
     match msg.method() {
         None => Err(EditError::NotApplicable("a response cannot be refused")),
-        Some(Method::Ack) | Some(Method::Bye) => Err(EditError::NotApplicable(
-            "an ACK or BYE cannot be refused",
-        )),
+        Some(Method::Ack) | Some(Method::Bye) => {
+            Err(EditError::NotApplicable("an ACK or BYE cannot be refused"))
+        }
         Some(_) => check_reject_status(status),
     }
 }
@@ -336,7 +339,8 @@ pub fn normalize_numbers(
             let new = match seen.iter().find(|(old, _)| *old == number) {
                 Some((_, new)) => new.clone(),
                 None => {
-                    let new = hook(NumberKind::Calling, &number).filter(|n| check_number(n).is_ok());
+                    let new =
+                        hook(NumberKind::Calling, &number).filter(|n| check_number(n).is_ok());
                     seen.push((number.clone(), new.clone()));
                     new
                 }
@@ -413,10 +417,12 @@ mod tests {
 
     fn invite() -> Message {
         let mut m = Message::request(Method::Invite, "sip:+15551230000@192.0.2.1");
-        m.headers.push(HeaderName::Via, "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx");
+        m.headers
+            .push(HeaderName::Via, "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx");
         m.headers
             .push(HeaderName::From, "\"Al\" <sip:100@192.0.2.9>;tag=abc");
-        m.headers.push(HeaderName::To, "<sip:+15551230000@192.0.2.1>");
+        m.headers
+            .push(HeaderName::To, "<sip:+15551230000@192.0.2.1>");
         m.headers.push(HeaderName::CallId, "c1");
         m
     }
@@ -424,12 +430,23 @@ mod tests {
     #[test]
     fn managed_headers_are_read_only() {
         let mut m = invite();
-        for name in ["Via", "v", "call-id", "CSeq", "Contact", "Route", "Content-Length"] {
+        for name in [
+            "Via",
+            "v",
+            "call-id",
+            "CSeq",
+            "Contact",
+            "Route",
+            "Content-Length",
+        ] {
             assert!(
                 matches!(set_header(&mut m, name, "x"), Err(EditError::Managed(_))),
                 "{name}"
             );
-            assert!(matches!(remove_header(&mut m, name), Err(EditError::Managed(_))));
+            assert!(matches!(
+                remove_header(&mut m, name),
+                Err(EditError::Managed(_))
+            ));
         }
         assert!(matches!(
             remove_header(&mut m, "From"),
@@ -516,7 +533,10 @@ mod tests {
             }
         });
         assert_eq!(m.request_uri(), Some("sip:15551230000@192.0.2.1"));
-        assert_eq!(m.headers.get(&HeaderName::To), Some("<sip:15551230000@192.0.2.1>"));
+        assert_eq!(
+            m.headers.get(&HeaderName::To),
+            Some("<sip:15551230000@192.0.2.1>")
+        );
         assert_eq!(
             m.headers.get(&HeaderName::From),
             Some("\"Al\" <sip:+15550001111@192.0.2.9>;tag=abc")
@@ -544,7 +564,10 @@ mod tests {
     fn body_edits() {
         let mut m = invite();
         set_body(&mut m, "application/sdp", b"v=0\r\n").unwrap();
-        assert_eq!(m.headers.get(&HeaderName::ContentType), Some("application/sdp"));
+        assert_eq!(
+            m.headers.get(&HeaderName::ContentType),
+            Some("application/sdp")
+        );
         assert!(set_body(&mut m, "nonsense", b"x").is_err());
         set_body(&mut m, "", b"").unwrap();
         assert!(m.body.is_empty() && m.headers.get(&HeaderName::ContentType).is_none());

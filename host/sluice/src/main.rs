@@ -245,10 +245,11 @@ async fn run(
     let prepared = {
         let (runtime, path) = (runtime.clone(), path.clone());
         tokio::task::spawn_blocking(move || {
-            let name = path.as_ref().map_or(
-                sluice_config::DEFAULT_CONFIG_NAME.to_string(),
-                |p| p.display().to_string(),
-            );
+            let name = path
+                .as_ref()
+                .map_or(sluice_config::DEFAULT_CONFIG_NAME.to_string(), |p| {
+                    p.display().to_string()
+                });
             reload::prepare(&runtime, &text, path.as_deref(), &name)
         })
         .await?
@@ -258,10 +259,7 @@ async fn run(
     let mut engine = sluice_b2bua::Engine::new(prepared.engine, fastrand::u64(..));
     engine.set_hooks(Box::new(sluice_plugins::PluginHost::new()));
     reload::install(&mut engine, prepared.plugins);
-    info!(
-        plugins = engine.hooks().status().len(),
-        "plugins loaded"
-    );
+    info!(plugins = engine.hooks().status().len(), "plugins loaded");
     let shell = Shell::bind(
         engine,
         ShellOptions {

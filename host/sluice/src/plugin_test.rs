@@ -60,7 +60,10 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
         let (k, v) = s
             .split_once('=')
             .ok_or_else(|| format!("--setting {s}: expected KEY=VALUE"))?;
-        settings.entry(k.to_string()).or_default().push(v.to_string());
+        settings
+            .entry(k.to_string())
+            .or_default()
+            .push(v.to_string());
     }
     let direction = match args.direction {
         Dir::Outbound => Direction::Outbound,

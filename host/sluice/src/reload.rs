@@ -107,7 +107,10 @@ impl Reloader {
                 }
             }
             Err(e) => {
-                warn!(trigger = why, "reload refused, the running version stays: {e}");
+                warn!(
+                    trigger = why,
+                    "reload refused, the running version stays: {e}"
+                );
                 if let Ok(mut slot) = self.load_error.lock() {
                     *slot = Some(e.clone());
                 }
@@ -137,7 +140,10 @@ impl Reloader {
         .await
         .map_err(|e| format!("reload task failed: {e}"))??;
         let Prepared {
-            engine, plugins, hash, ..
+            engine,
+            plugins,
+            hash,
+            ..
         } = prepared;
         let (tx, rx) = oneshot::channel();
         let change: sluice_transport::EngineChange = Box::new(move |e: &mut Engine| {
@@ -164,7 +170,10 @@ impl Reloader {
 
 /// Install a plugin generation into the engine's plugin host.
 pub fn install(engine: &mut Engine, spec: GenerationSpec) -> Option<u64> {
-    let host = engine.hooks_mut().as_any_mut().downcast_mut::<PluginHost>()?;
+    let host = engine
+        .hooks_mut()
+        .as_any_mut()
+        .downcast_mut::<PluginHost>()?;
     let g = host.install(spec);
     if let Some(g) = g {
         metrics::gauge!("sluice_plugin_generation").set(g as f64);

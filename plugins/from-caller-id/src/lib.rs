@@ -31,7 +31,9 @@ impl Plugin for FromCallerId {
         if let Some(n) = &fixed {
             let digits = n.strip_prefix('+').unwrap_or(n);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("caller_id = \"{n}\": expected digits, optionally after +"));
+                return Err(format!(
+                    "caller_id = \"{n}\": expected digits, optionally after +"
+                ));
             }
         }
         Ok(FromCallerId { fixed })
@@ -45,7 +47,10 @@ impl Plugin for FromCallerId {
             return Verdict::Continue;
         };
         // Only a new call: inside a dialog From must stay what it was.
-        if msg.header("To").is_some_and(|to| uri::param(&to, "tag").is_some()) {
+        if msg
+            .header("To")
+            .is_some_and(|to| uri::param(&to, "tag").is_some())
+        {
             return Verdict::Continue;
         }
         let Some(id) = self.caller_id(msg) else {
@@ -88,16 +93,25 @@ mod tests {
     #[test]
     fn fixed_caller_id_and_bad_settings() {
         let mut h = Harness::<FromCallerId>::new().setting("caller_id", "+15550000000");
-        let out = h.run(&CallContext::outbound("loop"), &invite("+15551234567", "100"));
+        let out = h.run(
+            &CallContext::outbound("loop"),
+            &invite("+15551234567", "100"),
+        );
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:+15550000000@192.0.2.1:5080>;tag=sluice1")
         );
-        let back = h.run(&CallContext::inbound("loop"), &invite("+15551234567", "100"));
+        let back = h.run(
+            &CallContext::inbound("loop"),
+            &invite("+15551234567", "100"),
+        );
         assert_eq!(
             back.header("From"),
             Some("\"Alice\" <sip:100@192.0.2.1:5080>;tag=sluice1")
         );
-        assert!(Harness::<FromCallerId>::new().setting("caller_id", "abc").init().is_err());
+        assert!(Harness::<FromCallerId>::new()
+            .setting("caller_id", "abc")
+            .init()
+            .is_err());
     }
 }

@@ -51,10 +51,19 @@ mod tests {
         let mut h = Harness::<Generic>::new()
             .setting("outbound_format", "digits")
             .setting("inbound_format", "e164");
-        let out = h.invite(&CallContext::outbound("loop"), &invite("+15551234567", "100"));
+        let out = h.invite(
+            &CallContext::outbound("loop"),
+            &invite("+15551234567", "100"),
+        );
         assert_eq!(out.request_uri(), Some("sip:15551234567@trunk.example.com"));
-        let out = h.invite(&CallContext::inbound("loop"), &invite("5551234567", "15557654321"));
-        assert_eq!(out.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+        let out = h.invite(
+            &CallContext::inbound("loop"),
+            &invite("5551234567", "15557654321"),
+        );
+        assert_eq!(
+            out.request_uri(),
+            Some("sip:+15551234567@trunk.example.com")
+        );
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:+15557654321@192.0.2.1:5080>;tag=sluice1")

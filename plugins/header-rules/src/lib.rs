@@ -83,7 +83,11 @@ fn parse_rule(rule: &str) -> Result<Rule, String> {
                 ));
             }
             let re = Regex::new(parts[0]).map_err(|e| format!("`{rule}`: {e}"))?;
-            Ok(Rule::Replace(header_name(name, rule)?, re, parts[1].to_string()))
+            Ok(Rule::Replace(
+                header_name(name, rule)?,
+                re,
+                parts[1].to_string(),
+            ))
         }
         other => Err(format!(
             "`{rule}`: unknown verb `{other}` (add, set, remove, copy, replace)"
@@ -212,22 +216,34 @@ mod tests {
         assert_eq!(out.header("P-Asserted-Identity"), None);
         assert_eq!(out.header("X-Copy"), Some("1234"));
         assert_eq!(out.header("X-From-Original"), Some("abc"));
-        assert_eq!(out.header("To"), Some("<sip:0015551234567@trunk.example.com>"));
+        assert_eq!(
+            out.header("To"),
+            Some("<sip:0015551234567@trunk.example.com>")
+        );
     }
 
     #[test]
     fn methods_filter() {
         let mut h = harness(&["add X-Seen: yes"]);
         let bye = invite("1", "2").replace("INVITE sip:", "BYE sip:");
-        assert_eq!(h.run(&CallContext::outbound("loop"), &bye).header("X-Seen"), None);
         assert_eq!(
-            h.run(&CallContext::outbound("loop"), &response(180, "Ringing")).header("X-Seen"),
+            h.run(&CallContext::outbound("loop"), &bye).header("X-Seen"),
+            None
+        );
+        assert_eq!(
+            h.run(&CallContext::outbound("loop"), &response(180, "Ringing"))
+                .header("X-Seen"),
             None
         );
         let mut all = harness(&["add X-Seen: yes"]).setting_list("methods", &["*", "responses"]);
-        assert_eq!(all.run(&CallContext::outbound("loop"), &bye).header("X-Seen"), Some("yes"));
         assert_eq!(
-            all.run(&CallContext::outbound("loop"), &response(180, "Ringing")).header("X-Seen"),
+            all.run(&CallContext::outbound("loop"), &bye)
+                .header("X-Seen"),
+            Some("yes")
+        );
+        assert_eq!(
+            all.run(&CallContext::outbound("loop"), &response(180, "Ringing"))
+                .header("X-Seen"),
             Some("yes")
         );
     }
@@ -243,7 +259,10 @@ mod tests {
             "replace To /a/b",
         ] {
             let err = harness(&[bad]).init().unwrap_err();
-            assert!(err.contains(bad.split_whitespace().next().unwrap()), "{bad}: {err}");
+            assert!(
+                err.contains(bad.split_whitespace().next().unwrap()),
+                "{bad}: {err}"
+            );
         }
     }
 

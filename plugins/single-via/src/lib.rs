@@ -25,7 +25,10 @@ impl Plugin for SingleVia {
             return Verdict::Continue;
         }
         sluice_sdk::counter("multiple_via", 1);
-        sluice_sdk::warn!("{method} toward {} would carry several Via headers", ctx.trunk);
+        sluice_sdk::warn!(
+            "{method} toward {} would carry several Via headers",
+            ctx.trunk
+        );
         Verdict::reject(500, "Multiple Via")
     }
 }

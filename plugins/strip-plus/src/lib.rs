@@ -50,27 +50,42 @@ mod tests {
     #[test]
     fn plus_removed_from_the_called_number() {
         let mut h = Harness::<StripPlus>::new();
-        let out = h.invite(&CallContext::outbound("loop"), &invite("+15551234567", "+15557654321"));
+        let out = h.invite(
+            &CallContext::outbound("loop"),
+            &invite("+15551234567", "+15557654321"),
+        );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.request_uri(), Some("sip:15551234567@trunk.example.com"));
-        assert_eq!(out.header("To"), Some("<sip:15551234567@trunk.example.com>"));
+        assert_eq!(
+            out.header("To"),
+            Some("<sip:15551234567@trunk.example.com>")
+        );
         // The calling number keeps its + unless asked.
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:+15557654321@192.0.2.1:5080>;tag=sluice1")
         );
         let inbound = h.invite(&CallContext::inbound("loop"), &invite("+15551234567", "1"));
-        assert_eq!(inbound.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+        assert_eq!(
+            inbound.request_uri(),
+            Some("sip:+15551234567@trunk.example.com")
+        );
     }
 
     #[test]
     fn both_numbers_when_configured() {
         let mut h = Harness::<StripPlus>::new().setting("numbers", "both");
-        let out = h.invite(&CallContext::outbound("loop"), &invite("+15551234567", "+15557654321"));
+        let out = h.invite(
+            &CallContext::outbound("loop"),
+            &invite("+15551234567", "+15557654321"),
+        );
         assert_eq!(
             out.header("P-Asserted-Identity"),
             Some("<sip:15557654321@192.0.2.1:5080>")
         );
-        assert!(Harness::<StripPlus>::new().setting("numbers", "all").init().is_err());
+        assert!(Harness::<StripPlus>::new()
+            .setting("numbers", "all")
+            .init()
+            .is_err());
     }
 }

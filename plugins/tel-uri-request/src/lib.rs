@@ -44,7 +44,11 @@ mod tests {
         let mut h = Harness::<TelUriRequest>::new();
         let out = h.run(&CallContext::outbound("loop"), &invite("+12345678", "100"));
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        assert!(out.text().starts_with("INVITE tel:+12345678 SIP/2.0\r\n"), "{}", out.text());
+        assert!(
+            out.text().starts_with("INVITE tel:+12345678 SIP/2.0\r\n"),
+            "{}",
+            out.text()
+        );
         // Nothing else changes.
         assert_eq!(out.header("To"), Some("<sip:+12345678@trunk.example.com>"));
     }
@@ -54,13 +58,19 @@ mod tests {
         let mut h = Harness::<TelUriRequest>::new();
         let text = invite("+12345678", "100");
         let toward_pbx = h.run(&CallContext::inbound("loop"), &text);
-        assert_eq!(toward_pbx.request_uri(), Some("sip:+12345678@trunk.example.com"));
+        assert_eq!(
+            toward_pbx.request_uri(),
+            Some("sip:+12345678@trunk.example.com")
+        );
         let in_dialog = text.replace(
             "To: <sip:+12345678@trunk.example.com>",
             "To: <sip:+12345678@trunk.example.com>;tag=far",
         );
         let reinvite = h.run(&CallContext::outbound("loop"), &in_dialog);
-        assert_eq!(reinvite.request_uri(), Some("sip:+12345678@trunk.example.com"));
+        assert_eq!(
+            reinvite.request_uri(),
+            Some("sip:+12345678@trunk.example.com")
+        );
         let bye = text.replace("INVITE sip:", "BYE sip:");
         assert_eq!(
             h.run(&CallContext::outbound("loop"), &bye).request_uri(),

@@ -47,6 +47,9 @@ mod tests {
         assert_eq!(out.header("To"), Some("<tel:+12345678>"));
         assert_eq!(out.request_uri(), Some("sip:+12345678@trunk.example.com"));
         let inbound = h.run(&CallContext::inbound("loop"), &invite("+12345678", "100"));
-        assert_eq!(inbound.header("To"), Some("<sip:+12345678@trunk.example.com>"));
+        assert_eq!(
+            inbound.header("To"),
+            Some("<sip:+12345678@trunk.example.com>")
+        );
     }
 }

@@ -32,15 +32,27 @@ mod tests {
     #[test]
     fn e164_both_ways() {
         let mut h = Harness::<Telnyx>::new();
-        let out = h.invite(&CallContext::outbound("telnyx"), &invite("15551234567", "100"));
-        assert_eq!(out.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+        let out = h.invite(
+            &CallContext::outbound("telnyx"),
+            &invite("15551234567", "100"),
+        );
+        assert_eq!(
+            out.request_uri(),
+            Some("sip:+15551234567@trunk.example.com")
+        );
         // An extension is not a phone number: left as it is.
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:100@192.0.2.1:5080>;tag=sluice1")
         );
-        let out = h.invite(&CallContext::inbound("telnyx"), &invite("15551234567", "+442079460018"));
-        assert_eq!(out.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+        let out = h.invite(
+            &CallContext::inbound("telnyx"),
+            &invite("15551234567", "+442079460018"),
+        );
+        assert_eq!(
+            out.request_uri(),
+            Some("sip:+15551234567@trunk.example.com")
+        );
         assert!(out.errors.is_empty());
     }
 }

@@ -33,10 +33,19 @@ mod tests {
     #[test]
     fn e164_with_plus_toward_twilio() {
         let mut h = Harness::<Twilio>::new();
-        let out = h.invite(&CallContext::outbound("twilio"), &invite("5551234567", "15557654321"));
+        let out = h.invite(
+            &CallContext::outbound("twilio"),
+            &invite("5551234567", "15557654321"),
+        );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        assert_eq!(out.request_uri(), Some("sip:+15551234567@trunk.example.com"));
-        assert_eq!(out.header("To"), Some("<sip:+15551234567@trunk.example.com>"));
+        assert_eq!(
+            out.request_uri(),
+            Some("sip:+15551234567@trunk.example.com")
+        );
+        assert_eq!(
+            out.header("To"),
+            Some("<sip:+15551234567@trunk.example.com>")
+        );
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:+15557654321@192.0.2.1:5080>;tag=sluice1")
@@ -53,7 +62,10 @@ mod tests {
         let called = NumberContext::outbound("twilio", NumberKind::Called);
         assert_eq!(h.number(&called, "100"), Ok(None));
         assert_eq!(h.number(&called, "+15551234567"), Ok(None));
-        assert_eq!(h.number(&called, "011442079460018"), Ok(Some("+442079460018".into())));
+        assert_eq!(
+            h.number(&called, "011442079460018"),
+            Ok(Some("+442079460018".into()))
+        );
         let inbound = NumberContext::inbound("twilio", NumberKind::Called);
         assert_eq!(h.number(&inbound, "+15551234567"), Ok(None));
     }

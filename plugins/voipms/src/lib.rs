@@ -32,10 +32,16 @@ mod tests {
     #[test]
     fn nanp_digits_toward_voipms() {
         let mut h = Harness::<Voipms>::new();
-        let out = h.invite(&CallContext::outbound("voipms"), &invite("+15551234567", "+15557654321"));
+        let out = h.invite(
+            &CallContext::outbound("voipms"),
+            &invite("+15551234567", "+15557654321"),
+        );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.request_uri(), Some("sip:15551234567@trunk.example.com"));
-        assert_eq!(out.header("To"), Some("<sip:15551234567@trunk.example.com>"));
+        assert_eq!(
+            out.header("To"),
+            Some("<sip:15551234567@trunk.example.com>")
+        );
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:15557654321@192.0.2.1:5080>;tag=sluice1")
@@ -47,8 +53,14 @@ mod tests {
     #[test]
     fn e164_toward_the_pbx() {
         let mut h = Harness::<Voipms>::new();
-        let out = h.invite(&CallContext::inbound("voipms"), &invite("15551234567", "15557654321"));
-        assert_eq!(out.request_uri(), Some("sip:+15551234567@trunk.example.com"));
+        let out = h.invite(
+            &CallContext::inbound("voipms"),
+            &invite("15551234567", "15557654321"),
+        );
+        assert_eq!(
+            out.request_uri(),
+            Some("sip:+15551234567@trunk.example.com")
+        );
         assert_eq!(
             out.header("P-Asserted-Identity"),
             Some("<sip:+15557654321@192.0.2.1:5080>")

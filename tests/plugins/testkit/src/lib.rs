@@ -1,6 +1,7 @@
 //! A plugin for Sluice's tests. Settings:
 //!
-//! - `mode`: `tag` (default), `loop`, `trap`, `membomb`, `garbage`, `reject`, `every-loop`.
+//! - `mode`: `tag` (default), `loop`, `trap`, `membomb`, `garbage`, `reject`, `every-loop`,
+//!   and `fs`, `net`, `env`, which try to reach a file, the network and the environment.
 //! - `trigger`: misbehave only on messages whose To user starts with this (default `666`), so
 //!   that the plugin passes Sluice's self-check and fails on the calls a test chooses.
 //!   `every-loop` loops on every message, self-check included.
@@ -23,7 +24,11 @@ pub struct Testkit {
 impl Testkit {
     fn triggered(&self, msg: &Message) -> bool {
         msg.header("To")
-            .and_then(|to| uri::name_addr_uri(&to).and_then(uri::user).map(str::to_string))
+            .and_then(|to| {
+                uri::name_addr_uri(&to)
+                    .and_then(uri::user)
+                    .map(str::to_string)
+            })
             .is_some_and(|u| u.starts_with(&self.trigger))
     }
 
@@ -50,6 +55,22 @@ impl Testkit {
                 Verdict::Continue
             }
             "reject" => Verdict::reject(403, "Testkit Says No"),
+            "fs" => {
+                let found = std::fs::read_to_string("/etc/hostname").is_ok();
+                let _ = msg.set_header("X-Fs", if found { "read" } else { "refused" });
+                Verdict::Continue
+            }
+            "net" => {
+                let ok = std::net::TcpStream::connect("127.0.0.1:9").is_ok();
+                let _ = msg.set_header("X-Net", if ok { "connected" } else { "refused" });
+                Verdict::Continue
+            }
+            "env" => {
+                let seen = std::env::vars().count() + std::env::args().count();
+                let _ = msg.set_header("X-Env", &seen.to_string());
+                println!("testkit saw {seen} environment entries");
+                Verdict::Continue
+            }
             _ => Verdict::Continue,
         }
     }
@@ -65,7 +86,18 @@ fn spin() -> ! {
 impl Plugin for Testkit {
     fn new() -> Result<Self, String> {
         let mode = sluice_sdk::setting("mode").unwrap_or_else(|| "tag".into());
-        let known = ["tag", "loop", "trap", "membomb", "garbage", "reject", "every-loop"];
+        let known = [
+            "tag",
+            "loop",
+            "trap",
+            "membomb",
+            "garbage",
+            "reject",
+            "every-loop",
+            "fs",
+            "net",
+            "env",
+        ];
         if !known.contains(&mode.as_str()) {
             return Err(format!("mode = \"{mode}\": expected one of {known:?}"));
         }
@@ -109,6 +141,9 @@ mod tests {
         let mut h = Harness::<Testkit>::new().setting("mode", "garbage");
         let out = h.run(&CallContext::outbound("loop"), &invite("6661", "100"));
         assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
-        assert!(Harness::<Testkit>::new().setting("mode", "nope").init().is_err());
+        assert!(Harness::<Testkit>::new()
+            .setting("mode", "nope")
+            .init()
+            .is_err());
     }
 }
