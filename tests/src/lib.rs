@@ -550,7 +550,8 @@ pub fn udp_exchange(from: &str, to: &str, data: &[u8], wait: Duration) -> Vec<St
     out
 }
 
-/// A minimal HTTP/1.1 client for the admin API: returns status and body.
+/// A minimal HTTP/1.1 client for the admin API: returns status and body (status 0 when the
+/// connection is refused).
 pub fn http(
     method: &str,
     addr: &str,
@@ -559,7 +560,10 @@ pub fn http(
     body: &str,
 ) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+    // Status 0: nothing listens (Sluice has exited, say).
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
