@@ -459,3 +459,52 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
     assert_eq!(code, Some(2));
     assert!(err.contains("sluice:plugin"), "{err}");
 }
+
+/// The out-of-tree example (examples/plugin-acme), built as its README says, rewrites a live
+/// call: the trunk receives the prefixed number and the account header.
+#[test]
+fn example_plugin_from_its_walkthrough_rewrites_a_live_call() {
+    let root = sluice_e2e::repo_root();
+    let example = root.join("examples/plugin-acme");
+    let target = root.join("target/example-plugin");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(example.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "the example plugin builds");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        target.join("wasm32-wasip2/release/acme.wasm"),
+        dir.path().join("acme.wasm"),
+    )
+    .unwrap();
+    let lab = start(
+        34,
+        "outbound_rules = [\"acme\"]",
+        &format!(
+            "[plugins]\ndir = \"{}\"\n\n[plugin.acme.settings]\naccount = \"AC-42\"\n",
+            dir.path().display()
+        ),
+    );
+    let got = outbound_call(&lab, "+15551234567");
+    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
+    assert!(invite.starts_with("INVITE sip:101015551234567@"), "{invite}");
+    assert_eq!(header(invite, "X-Acme-Account"), Some("AC-42"), "{invite}");
+    // Premium numbers never reach the trunk.
+    let uac = lab.sipp(
+        "premium",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1", "-s", "+19005550000", "-p", "5070"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (0, 1), "{r:?}");
+    assert!(r.errors.contains("403"), "{}", r.errors);
+}
