@@ -468,7 +468,13 @@ fn example_plugin_from_its_walkthrough_rewrites_a_live_call() {
     let example = root.join("examples/plugin-acme");
     let target = root.join("target/example-plugin");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(example.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
@@ -493,8 +499,14 @@ fn example_plugin_from_its_walkthrough_rewrites_a_live_call() {
         ),
     );
     let got = outbound_call(&lab, "+15551234567");
-    let invite = got.iter().find(|m| m.starts_with("INVITE")).expect("INVITE");
-    assert!(invite.starts_with("INVITE sip:101015551234567@"), "{invite}");
+    let invite = got
+        .iter()
+        .find(|m| m.starts_with("INVITE"))
+        .expect("INVITE");
+    assert!(
+        invite.starts_with("INVITE sip:101015551234567@"),
+        "{invite}"
+    );
     assert_eq!(header(invite, "X-Acme-Account"), Some("AC-42"), "{invite}");
     // Premium numbers never reach the trunk.
     let uac = lab.sipp(

@@ -1,0 +1,297 @@
+//! What a plugin costs per SIP message, measured on real components (bundled plugins):
+//!
+//! 1. the message hook on a typical INVITE for chains of 0, 1 and 3 plugins, and a new call's
+//!    whole plugin work (numbers, message, attestation);
+//! 2. the interface choice: the same edit through a message handle (Sluice's interface) and
+//!    through a copy of the whole message.
+//!
+//!     cargo bench -p sluice-plugins --bench plugin_cost
+//!
+//! Prints median and p99 in microseconds. Results and the command are recorded in
+//! bench/README.md.
+
+use sluice_b2bua::{Direction, HookContext, Hooks, Side};
+use sluice_plugins::{prepare, Chain, GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};
+use sluice_sip::{edit, parse_message, HeaderName, Message};
+use sluice_transaction::Transport;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WARMUP: usize = 2_000;
+const RUNS: usize = 20_000;
+
+fn invite() -> Message {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+               a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+    let text = format!(
+        "INVITE sip:5551234567@trunk.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bK74bf9a1c2d3e4f5a6b7c;rport\r\n\
+         Max-Forwards: 69\r\n\
+         From: \"Alice\" <sip:5557654321@192.0.2.1:5080>;tag=9fxced76sl\r\n\
+         To: <sip:5551234567@trunk.example.com>\r\n\
+         Call-ID: 3848276298220188511a8f0ea2b3c4d5\r\n\
+         CSeq: 4711 INVITE\r\n\
+         Contact: <sip:5557654321@192.0.2.1:5080>\r\n\
+         P-Asserted-Identity: \"Alice\" <sip:5557654321@192.0.2.1:5080>\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n\
+         Supported: timer\r\n\
+         Session-Expires: 1800\r\n\
+         User-Agent: Sluice\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    parse_message(text.as_bytes()).expect("sample INVITE")
+}
+
+fn ctx() -> HookContext<'static> {
+    HookContext {
+        call: 1,
+        direction: Direction::Outbound,
+        leg: Side::External,
+        trunk: "t",
+        source: "127.0.0.10:5060".parse().unwrap(),
+        transport: Transport::Udp,
+    }
+}
+
+struct Stats {
+    median: f64,
+    p99: f64,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    Stats {
+        median: us(v[v.len() / 2]),
+        p99: us(v[v.len() * 99 / 100]),
+    }
+}
+
+fn measure(mut f: impl FnMut() -> Duration) -> Stats {
+    for _ in 0..WARMUP {
+        f();
+    }
+    stats((0..RUNS).map(|_| f()).collect())
+}
+
+fn host_for(rt: &Arc<Runtime>, trunk: &str, extra: &str) -> PluginHost {
+    let text = format!(
+        "[internal]\nlisten = [ {{ transport = \"udp\", address = \"127.0.0.1:5060\" }} ]\n\
+         [external]\nlisten = [ {{ transport = \"udp\", address = \"127.0.0.1:5080\" }} ]\n\
+         [pbx]\nhost = \"127.0.0.10\"\n[routing]\noutbound_trunk = \"t\"\n\
+         [[trunk]]\nname = \"t\"\nhost = \"127.0.0.20\"\n{trunk}\n{extra}\n"
+    );
+    let cfg = sluice_config::Config::parse(&text, "bench.toml").expect("config");
+    let source = ModuleSource {
+        dir: None,
+        bundled: &sluice_bundled::get,
+        bundled_names: sluice_bundled::names().collect(),
+    };
+    let spec = prepare(rt, &cfg, &source).expect("plugins");
+    let mut host = PluginHost::new();
+    host.install(spec);
+    host
+}
+
+fn chains(rt: &Arc<Runtime>) {
+    let mut empty = PluginHost::new();
+    empty.install(GenerationSpec {
+        plugins: Vec::new(),
+        chains: HashMap::from([("t".to_string(), Chain::default())]),
+        fingerprint: "empty".into(),
+    });
+    let cases: Vec<(&str, PluginHost)> = vec![
+        ("0 plugins", empty),
+        ("1 plugin (generic brand)", host_for(rt, "", "")),
+        (
+            "3 plugins (twilio brand, tel-uri-request, header-rules)",
+            host_for(
+                rt,
+                "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acct\"]",
+                "[plugin.acct]\nmodule = \"header-rules\"\n\
+                 settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }",
+            ),
+        ),
+    ];
+    let base = invite();
+    println!(
+        "message hook on a typical INVITE ({} bytes), per message:",
+        base.to_bytes().len()
+    );
+    for (name, mut host) in cases {
+        let g = host.current();
+        let c = ctx();
+        let s = measure(|| {
+            let mut m = base.clone();
+            let mut o = base.clone();
+            let t = Instant::now();
+            let v = host.message(g, &c, &mut m, &mut o);
+            let d = t.elapsed();
+            std::hint::black_box((v, m));
+            d
+        });
+        println!(
+            "  {name:<58} median {:>7.2} us   p99 {:>7.2} us",
+            s.median, s.p99
+        );
+        let s = measure(|| {
+            let mut m = base.clone();
+            let t = Instant::now();
+            edit::normalize_numbers(&mut m, |kind, n| host.number(g, &c, kind, n));
+            let mut o = m.clone();
+            let v = host.message(g, &c, &mut m, &mut o);
+            let a = host.attestation(g, &c, &mut m);
+            let d = t.elapsed();
+            std::hint::black_box((v, a, m));
+            d
+        });
+        println!(
+            "  {:<58} median {:>7.2} us   p99 {:>7.2} us",
+            "  new call: numbers + message + attestation", s.median, s.p99
+        );
+    }
+}
+
+/// The interface choice, on one engine: a handle the guest reads through, or a copy.
+mod iface {
+    wasmtime::component::bindgen!({
+        path: "../../tests/plugins/iface-bench/wit",
+        world: "sluice:iface-bench/bench",
+        with: { "sluice:iface-bench/msg.sip-message": super::Handle },
+    });
+}
+
+pub struct Handle;
+
+struct BenchState {
+    shim: sluice_plugins::state::PluginState,
+    msg: Message,
+}
+
+use iface::sluice::iface_bench::msg as m;
+use wasmtime::component::Resource;
+
+impl m::HostSipMessage for BenchState {
+    fn request_uri(&mut self, _: Resource<Handle>) -> Option<String> {
+        self.msg.request_uri().map(str::to_string)
+    }
+    fn get(&mut self, _: Resource<Handle>, name: String) -> Option<String> {
+        self.msg
+            .headers
+            .get(&HeaderName::parse(&name))
+            .map(str::to_string)
+    }
+    fn set(&mut self, _: Resource<Handle>, name: String, value: String) -> Result<(), String> {
+        edit::set_header(&mut self.msg, &name, &value).map_err(|e| e.to_string())
+    }
+    fn drop(&mut self, _: Resource<Handle>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl m::Host for BenchState {}
+
+struct ShimOf;
+impl wasmtime::component::HasData for ShimOf {
+    type Data<'a> = &'a mut sluice_plugins::state::PluginState;
+}
+
+fn interface() {
+    use wasmtime::component::{Component, HasSelf, Linker};
+    let bytes = std::fs::read(sluice_e2e::test_plugin("iface-bench")).expect("iface-bench.wasm");
+    let engine = wasmtime::Engine::default();
+    let component = Component::new(&engine, bytes).expect("compile");
+    let mut linker: Linker<BenchState> = Linker::new(&engine);
+    sluice_plugins::wasi::bindings::Shim::add_to_linker::<BenchState, ShimOf>(&mut linker, |s| {
+        &mut s.shim
+    })
+    .expect("wasi");
+    iface::Bench::add_to_linker::<BenchState, HasSelf<BenchState>>(&mut linker, |s| s)
+        .expect("link");
+    let ident = Arc::new(sluice_plugins::state::Ident {
+        name: "iface-bench".into(),
+        module: "iface-bench".into(),
+        reported_name: "iface-bench".into(),
+        version: "0".into(),
+        settings: Default::default(),
+    });
+    let mut store = wasmtime::Store::new(
+        &engine,
+        BenchState {
+            shim: sluice_plugins::state::PluginState::new(ident, 64 << 20),
+            msg: Message::default(),
+        },
+    );
+    let bench = iface::Bench::instantiate(&mut store, &component, &linker).expect("instantiate");
+    let base = invite();
+    println!("interface: read Request-URI and To, write To (same guest work), per message:");
+    let s = measure(|| {
+        let t = Instant::now();
+        store.data_mut().msg = base.clone();
+        let ok = bench
+            .call_by_handle(&mut store, Resource::new_borrow(0))
+            .expect("by-handle");
+        let d = t.elapsed();
+        assert!(ok && store.data().msg.headers.get(&HeaderName::To) == Some("<tel:5551234567>"));
+        d
+    });
+    println!(
+        "  {:<58} median {:>7.2} us   p99 {:>7.2} us",
+        "by handle (Sluice's interface)", s.median, s.p99
+    );
+    let s = measure(|| {
+        let t = Instant::now();
+        let mut msg = base.clone();
+        let whole = m::WholeMessage {
+            start_line: match &msg.start {
+                sluice_sip::StartLine::Request { method, uri } => format!("{method} {uri} SIP/2.0"),
+                sluice_sip::StartLine::Response { status, reason } => {
+                    format!("SIP/2.0 {status} {reason}")
+                }
+            },
+            headers: msg
+                .headers
+                .iter()
+                .map(|h| m::Header {
+                    name: h.name.as_str().to_string(),
+                    value: h.value.clone(),
+                })
+                .collect(),
+            body: msg.body.to_vec(),
+        };
+        let edits = bench.call_by_copy(&mut store, &whole).expect("by-copy");
+        for e in edits {
+            edit::set_header(&mut msg, &e.name, &e.value).expect("edit");
+        }
+        let d = t.elapsed();
+        assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:5551234567>"));
+        d
+    });
+    println!(
+        "  {:<58} median {:>7.2} us   p99 {:>7.2} us",
+        "by copy of the whole message", s.median, s.p99
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs this once with no argument:
+    // keep that quick by doing nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = Runtime::new(
+        Limits {
+            deadline: Duration::from_millis(5),
+            memory_bytes: 16 << 20,
+            max_instances: 32,
+        },
+        true,
+    )
+    .expect("runtime");
+    chains(&rt);
+    interface();
+}
