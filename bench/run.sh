@@ -8,7 +8,9 @@
 #   cargo build --release -p sluice && bash bench/run.sh
 #
 # Environment: DURATION (20), RATES ("500 1000 ... 8000 10000"),
-# LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000), SYSTEMS ("sluice kamailio").
+# LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000),
+# SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
+# sets on the trunk, bench/sluice-bench-plugins.toml).
 # Traffic stays on 127.0.100.0/24.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ RATES=${RATES:-"500 1000 1500 2000 2500 3000 3500 4000 5000 6000 7000 8000 10000
 LAT_RATE=${LAT_RATE:-200}
 LAT_SECONDS=${LAT_SECONDS:-10}
 HOLD_CALLS=${HOLD_CALLS:-10000}
-SYSTEMS=${SYSTEMS:-"sluice kamailio"}
+SYSTEMS=${SYSTEMS:-"sluice sluice-plugins kamailio"}
 
 PROXY=127.0.100.1
 UAC_IP=127.0.100.10
@@ -58,6 +60,10 @@ start_system() {
     case "$1" in
     sluice)
         "$SLUICE" run --config bench/sluice-bench.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        SYS_PID=$!
+        ;;
+    sluice-plugins)
+        "$SLUICE" run --config bench/sluice-bench-plugins.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     kamailio)
@@ -151,7 +157,7 @@ held_memory() {
 
 declare -A RATE LAT MEM
 for sys in $SYSTEMS; do
-    if [ "$sys" = sluice ] && [ ! -x "$SLUICE" ]; then
+    if [ "${sys#sluice}" != "$sys" ] && [ ! -x "$SLUICE" ]; then
         echo "== sluice: $SLUICE not built, skipped (cargo build --release -p sluice)"
         continue
     fi
@@ -182,4 +188,8 @@ fi
 if [ -n "${RATE[sluice]:-}" ] && [ -n "${RATE[kamailio]:-}" ] && [ "${RATE[kamailio]}" -gt 0 ]; then
     awk -v s="${RATE[sluice]}" -v k="${RATE[kamailio]}" \
         'BEGIN { printf "ratio sluice/kamailio: %.2f\n", s / k }'
+fi
+if [ -n "${RATE[sluice]:-}" ] && [ -n "${RATE[sluice-plugins]:-}" ] && [ "${RATE[sluice]}" -gt 0 ]; then
+    awk -v p="${RATE[sluice-plugins]}" -v s="${RATE[sluice]}" \
+        'BEGIN { printf "ratio sluice-plugins/sluice: %.2f (brand + two rule sets)\n", p / s }'
 fi

@@ -235,7 +235,7 @@ pub struct Trunk {
     pub port: u16,
     #[serde(default = "default_transport")]
     pub transport: TransportName,
-    /// The brand plugin (`generic` when the provider has none).
+    /// The brand plugin (`generic` when the provider has none; empty for no brand plugin).
     #[serde(default = "default_brand")]
     pub brand: Spanned<String>,
     /// Rule-set plugins for messages sent to the trunk, in order (they run before the brand).
@@ -411,7 +411,10 @@ impl Config {
             Ok(())
         };
         for t in &cfg.trunks {
-            plugin_name(&t.brand, "brand")?;
+            // An empty brand runs no brand plugin.
+            if !t.brand.get_ref().is_empty() {
+                plugin_name(&t.brand, "brand")?;
+            }
             for r in t.outbound_rules.iter().chain(&t.inbound_rules) {
                 plugin_name(r, "rule set")?;
             }

@@ -68,7 +68,9 @@ pub fn prepare(
     // now, not when a trunk starts using it).
     let mut names: BTreeSet<String> = cfg.plugin.keys().cloned().collect();
     for t in &cfg.trunks {
-        names.insert(t.brand.get_ref().clone());
+        if !t.brand.get_ref().is_empty() {
+            names.insert(t.brand.get_ref().clone());
+        }
         for r in t.outbound_rules.iter().chain(&t.inbound_rules) {
             names.insert(r.get_ref().clone());
         }
