@@ -520,3 +520,61 @@ fn example_plugin_from_its_walkthrough_rewrites_a_live_call() {
     assert_eq!((r.successful, r.failed), (0, 1), "{r:?}");
     assert!(r.errors.contains("403"), "{}", r.errors);
 }
+
+/// A brand and three rule sets on one trunk: what the trunk receives is the B2BUA's INVITE with
+/// exactly these rewrites and nothing else changed.
+#[test]
+fn brand_and_rule_sets_together_end_to_end() {
+    let lab = start(
+        35,
+        "brand = \"twilio\"\noutbound_rules = [\"strip-plus\", \"single-via\", \"acct\"]",
+        "[plugin.acct]\nmodule = \"header-rules\"\n\
+         settings = { rules = [\"add X-Account: 1234\", \"remove Subject\", \
+         \"replace From /Caller/Sluice Caller/\"] }\n",
+    );
+    let got = outbound_call(&lab, "5551234567");
+    let invite = got
+        .iter()
+        .find(|m| m.starts_with("INVITE"))
+        .expect("INVITE");
+    // twilio (the brand, last) writes E.164 with +; strip-plus ran before it and saw no +.
+    assert!(invite.starts_with("INVITE sip:+15551234567@"), "{invite}");
+    assert!(
+        header(invite, "To")
+            .unwrap()
+            .starts_with("<sip:+15551234567@"),
+        "{invite}"
+    );
+    assert!(
+        header(invite, "From")
+            .unwrap()
+            .starts_with("\"Sluice Caller\" <sip:+15551230000@"),
+        "{invite}"
+    );
+    assert_eq!(header(invite, "X-Account"), Some("1234"));
+    assert_eq!(header(invite, "Subject"), None);
+    // Exactly the headers the B2BUA writes, less Subject, plus X-Account.
+    let head = invite.split("\n\n").next().unwrap();
+    let names: Vec<&str> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Via",
+            "Max-Forwards",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Contact",
+            "Content-Type",
+            "User-Agent",
+            "X-Account",
+            "Content-Length"
+        ],
+        "{invite}"
+    );
+}

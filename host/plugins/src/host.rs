@@ -136,8 +136,8 @@ impl PluginHost {
         }
     }
 
-    /// Make `spec` the generation of new calls and warm its instances. Returns `None` when it
-    /// is the same as the current one (nothing changed).
+    /// Make `spec` the generation of new calls, with the instances its self-checks left warm.
+    /// Returns `None` when it is the same as the current one (nothing changed).
     pub fn install(&mut self, spec: GenerationSpec) -> Option<Generation> {
         if self
             .gen(self.current)
@@ -151,7 +151,7 @@ impl PluginHost {
             .plugins
             .into_iter()
             .map(|plugin| {
-                let live = match plugin.instantiate() {
+                let live = match plugin.take_warm_or_instantiate() {
                     Ok(l) => Some(l),
                     Err(f) => {
                         plugin.metrics.failed(&f);

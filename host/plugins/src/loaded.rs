@@ -130,6 +130,9 @@ pub struct LoadedPlugin {
     pre: PluginPre<PluginState>,
     memory: usize,
     pub(crate) metrics: PluginMetrics,
+    /// The instance that passed the self-check, kept warm for the engine (taken at install, so
+    /// that the engine's task never instantiates on a reload).
+    warm: std::sync::Mutex<Option<Live>>,
 }
 
 impl LoadedPlugin {
@@ -144,6 +147,14 @@ impl LoadedPlugin {
     /// SHA-256 of the component, in hex.
     pub fn sha256(&self) -> String {
         self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The instance that passed the self-check, else a new one.
+    pub(crate) fn take_warm_or_instantiate(&self) -> Result<Live, Failure> {
+        match self.warm.lock().ok().and_then(|mut w| w.take()) {
+            Some(l) => Ok(l),
+            None => self.instantiate(),
+        }
     }
 
     /// A new instance, initialised (its `init` accepted the settings).
@@ -336,6 +347,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         pre: pre.clone(),
         memory: runtime.limits.memory_bytes,
         metrics: PluginMetrics::new(&spec.name, "?"),
+        warm: std::sync::Mutex::new(None),
     };
     let mut live = probe
         .instantiate()
@@ -356,7 +368,10 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     probe.ident = Arc::new(ident);
     probe.metrics = PluginMetrics::new(&spec.name, &probe.ident.version);
     let loaded = probe;
-    self_check(&loaded).map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    let warm = self_check(&loaded).map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    if let Ok(mut w) = loaded.warm.lock() {
+        *w = Some(warm);
+    }
     metrics::gauge!("sluice_plugin_loaded", "plugin" => spec.name.clone(), "version" => loaded.ident.version.clone())
         .set(1.0);
     Ok(Arc::new(loaded))
@@ -375,7 +390,7 @@ impl Ident {
 }
 
 /// A sample outbound call through every hook, on a fresh instance.
-fn self_check(p: &LoadedPlugin) -> Result<(), Failure> {
+fn self_check(p: &LoadedPlugin) -> Result<Live, Failure> {
     let mut live = p.instantiate()?;
     let mut msg = sample_invite();
     let mut original = msg.clone();
@@ -405,7 +420,7 @@ fn self_check(p: &LoadedPlugin) -> Result<(), Failure> {
     ctx.direction = wit::Direction::Inbound;
     ctx.leg = wit::Leg::Internal;
     live.on_message(p, &ctx, &mut msg, &mut original, true)?;
-    Ok(())
+    Ok(live)
 }
 
 fn sample_invite() -> Message {
