@@ -391,6 +391,26 @@ fn plugin_swapped_under_load_without_a_failed_call() {
     // Once those calls ended, v1 was unloaded.
     let (_, body) = http("GET", &lab.admin(), "/plugins", None, "");
     assert!(!body.contains("\"version\":\"1.0.0\""), "{body}");
+    let m = metrics(&lab);
+    let loaded = |v| {
+        metric(
+            &m,
+            "sluice_plugin_loaded",
+            &[("plugin", "marker"), ("version", v)],
+        )
+    };
+    assert_eq!((loaded("1.0.0"), loaded("2.0.0")), (Some(0.0), Some(1.0)));
+    let gen = |v: &str| -> f64 {
+        m.iter()
+            .filter(|s| {
+                s.name == "sluice_plugin_invocations_total"
+                    && s.labels.get("plugin").map(String::as_str) == Some("marker")
+                    && s.labels.get("version").map(String::as_str) == Some(v)
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    assert!(gen("1.0.0") > 0.0 && gen("2.0.0") > 0.0);
 }
 
 fn answered(status: &str) -> u64 {

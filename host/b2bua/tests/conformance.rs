@@ -1,6 +1,6 @@
 //! The RFC 4475 and RFC 5118 torture messages through the whole engine (message layer,
-//! transactions, B2BUA), checking the answer each must get. The corpus lives in the shared
-//! conformance directory next to the repository.
+//! transactions, B2BUA), checking the answer each must get. The corpus is in
+//! `tests/conformance/`.
 
 use sluice_b2bua::{Engine, EngineConfig, ListenerAddr, Output, PeerConfig, Side};
 use sluice_sip::{parse_message, Method};
@@ -14,7 +14,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
     assert!(
         dir.join("rfc4475").is_dir(),
         "conformance corpus missing at {}",

@@ -13,7 +13,7 @@ use sluice_b2bua::{
 use sluice_config::Policy;
 use sluice_sip::{edit, Message};
 use sluice_transaction::Transport;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +67,8 @@ pub struct PluginHost {
     nctx: wit::NumberContext,
     /// A fail-closed plugin failed on a number of this call: its INVITE is refused.
     refuse_call: Option<(u64, u16)>,
+    /// Plugin versions published as loaded (`sluice_plugin_loaded`).
+    published: HashSet<(String, String)>,
 }
 
 impl Default for PluginHost {
@@ -133,7 +135,28 @@ impl PluginHost {
                 kind: wit::NumberKind::Called,
             },
             refuse_call: None,
+            published: HashSet::new(),
         }
+    }
+
+    /// Set `sluice_plugin_loaded` to 1 for every loaded plugin version and to 0 for those
+    /// that were unloaded.
+    fn publish_loaded(&mut self) {
+        let now: HashSet<(String, String)> = self
+            .gens
+            .iter()
+            .flat_map(|g| g.slots.iter())
+            .map(|s| (s.plugin.name().to_string(), s.plugin.version().to_string()))
+            .collect();
+        for (name, version) in self.published.difference(&now) {
+            metrics::gauge!("sluice_plugin_loaded", "plugin" => name.clone(), "version" => version.clone())
+                .set(0.0);
+        }
+        for (name, version) in now.difference(&self.published) {
+            metrics::gauge!("sluice_plugin_loaded", "plugin" => name.clone(), "version" => version.clone())
+                .set(1.0);
+        }
+        self.published = now;
     }
 
     /// Make `spec` the generation of new calls, with the instances its self-checks left warm.
@@ -178,6 +201,7 @@ impl PluginHost {
         let old = self.current;
         self.current = id;
         self.collect(old);
+        self.publish_loaded();
         Some(id)
     }
 
@@ -312,8 +336,9 @@ impl Hooks for PluginHost {
     fn release(&mut self, generation: Generation) {
         if let Some(g) = self.gens.iter_mut().find(|g| g.id == generation) {
             g.pins = g.pins.saturating_sub(1);
-            if g.pins == 0 {
+            if g.pins == 0 && generation != self.current {
                 self.collect(generation);
+                self.publish_loaded();
             }
         }
     }

@@ -220,32 +220,54 @@ impl Live {
         }
     }
 
-    /// Run the message hook on `msg` (built from `original`). Both are lent to the store for
-    /// the call and come back; on failure `msg` comes back as it was before the call when
-    /// `keep_snapshot` was set. A trap leaves the instance unusable: the caller drops it.
-    pub(crate) fn on_message(
+    /// Call the guest under the deadline, timed and counted.
+    fn timed<R>(
         &mut self,
         p: &LoadedPlugin,
-        ctx: &wit::CallContext,
-        msg: &mut Message,
-        original: &mut Message,
-        keep_snapshot: bool,
-    ) -> Result<wit::Verdict, Failure> {
-        let st = self.store.data_mut();
-        st.msg = std::mem::take(msg);
-        st.original = std::mem::take(original);
-        st.keep_snapshot = keep_snapshot;
-        st.call = ctx.call;
+        hook: Hook,
+        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
         self.store.set_epoch_deadline(p.deadline_ticks);
         let started = Instant::now();
-        let r = self.guest_call(|g, s| g.call_on_message(s, ctx, Resource::new_borrow(0)));
+        let r = self.guest_call(f);
         p.metrics.duration.record(started.elapsed().as_secs_f64());
-        p.metrics.invocations[Hook::Message as usize].increment(1);
+        p.metrics.invocations[hook as usize].increment(1);
+        r
+    }
+
+    /// Run a hook with `msg` (and `original`) lent to the store: they come back after the
+    /// call, and on failure `msg` comes back as it was before the call's first edit (kept when
+    /// `keep_snapshot`). A hook that may not edit (`edits_allowed` false) and did is invalid.
+    #[allow(clippy::too_many_arguments)]
+    fn with_message<R>(
+        &mut self,
+        p: &LoadedPlugin,
+        hook: Hook,
+        call: u64,
+        msg: &mut Message,
+        mut original: Option<&mut Message>,
+        keep_snapshot: bool,
+        edits_allowed: bool,
+        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
+        let st = self.store.data_mut();
+        st.msg = std::mem::take(msg);
+        if let Some(o) = original.as_deref_mut() {
+            st.original = std::mem::take(o);
+        }
+        st.keep_snapshot = keep_snapshot || !edits_allowed;
+        st.call = call;
+        let r = self.timed(p, hook, f);
         let st = self.store.data_mut();
         *msg = std::mem::take(&mut st.msg);
-        *original = std::mem::take(&mut st.original);
+        if let Some(o) = original {
+            *o = std::mem::take(&mut st.original);
+        }
         let snapshot = st.snapshot.take();
-        let invalid = st.invalid.take();
+        let mut invalid = st.invalid.take();
+        if !edits_allowed && snapshot.is_some() && invalid.is_none() {
+            invalid = Some("this hook may not edit the message".into());
+        }
         let r = self.finish(r).and_then(|v| match invalid {
             Some(e) => Err(Failure::Invalid(e)),
             None => Ok(v),
@@ -258,17 +280,37 @@ impl Live {
         r
     }
 
+    /// The message hook on `msg`, built from `original`. A trap leaves the instance unusable:
+    /// the caller drops it.
+    pub(crate) fn on_message(
+        &mut self,
+        p: &LoadedPlugin,
+        ctx: &wit::CallContext,
+        msg: &mut Message,
+        original: &mut Message,
+        keep_snapshot: bool,
+    ) -> Result<wit::Verdict, Failure> {
+        self.with_message(
+            p,
+            Hook::Message,
+            ctx.call,
+            msg,
+            Some(original),
+            keep_snapshot,
+            true,
+            |g, s| g.call_on_message(s, ctx, Resource::new_borrow(0)),
+        )
+    }
+
     pub(crate) fn normalize_number(
         &mut self,
         p: &LoadedPlugin,
         ctx: &wit::NumberContext,
         number: &str,
     ) -> Result<Option<String>, Failure> {
-        self.store.set_epoch_deadline(p.deadline_ticks);
-        let started = Instant::now();
-        let r = self.guest_call(|g, s| g.call_normalize_number(s, ctx, number));
-        p.metrics.duration.record(started.elapsed().as_secs_f64());
-        p.metrics.invocations[Hook::Number as usize].increment(1);
+        let r = self.timed(p, Hook::Number, |g, s| {
+            g.call_normalize_number(s, ctx, number)
+        });
         let n = self.finish(r)?;
         if let Some(n) = &n {
             sluice_sip::edit::check_number(n).map_err(|e| Failure::Invalid(e.to_string()))?;
@@ -276,38 +318,23 @@ impl Live {
         Ok(n)
     }
 
+    /// The attestation hook: it reads the message; an edit is undone and makes it invalid.
     pub(crate) fn attestation(
         &mut self,
         p: &LoadedPlugin,
         ctx: &wit::CallContext,
         msg: &mut Message,
     ) -> Result<Option<wit::Attestation>, Failure> {
-        let st = self.store.data_mut();
-        st.msg = std::mem::take(msg);
-        st.keep_snapshot = true;
-        st.call = ctx.call;
-        self.store.set_epoch_deadline(p.deadline_ticks);
-        let started = Instant::now();
-        let r = self.guest_call(|g, s| g.call_choose_attestation(s, ctx, Resource::new_borrow(0)));
-        p.metrics.duration.record(started.elapsed().as_secs_f64());
-        p.metrics.invocations[Hook::Attestation as usize].increment(1);
-        let st = self.store.data_mut();
-        *msg = std::mem::take(&mut st.msg);
-        let snapshot = st.snapshot.take();
-        let invalid = st.invalid.take();
-        // The attestation hook only reads: any edit is undone and makes the answer invalid.
-        if let Some(s) = snapshot {
-            *msg = s;
-            self.finish(r)?;
-            return Err(Failure::Invalid(invalid.unwrap_or_else(|| {
-                "the attestation hook edited the message".into()
-            })));
-        }
-        let a = self.finish(r)?;
-        match invalid {
-            Some(e) => Err(Failure::Invalid(e)),
-            None => Ok(a),
-        }
+        self.with_message(
+            p,
+            Hook::Attestation,
+            ctx.call,
+            msg,
+            None,
+            true,
+            false,
+            |g, s| g.call_choose_attestation(s, ctx, Resource::new_borrow(0)),
+        )
     }
 }
 
@@ -372,8 +399,6 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     if let Ok(mut w) = loaded.warm.lock() {
         *w = Some(warm);
     }
-    metrics::gauge!("sluice_plugin_loaded", "plugin" => spec.name.clone(), "version" => loaded.ident.version.clone())
-        .set(1.0);
     Ok(Arc::new(loaded))
 }
 

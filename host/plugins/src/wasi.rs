@@ -176,11 +176,15 @@ impl wall_clock::Host for PluginState {
     }
 }
 
+fn random_bytes(len: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len.min(MAX_RANDOM) as usize];
+    fastrand::fill(&mut v);
+    v
+}
+
 impl random::Host for PluginState {
     fn get_random_bytes(&mut self, len: u64) -> Vec<u8> {
-        let mut v = vec![0u8; len.min(MAX_RANDOM) as usize];
-        fastrand::fill(&mut v);
-        v
+        random_bytes(len)
     }
     fn get_random_u64(&mut self) -> u64 {
         fastrand::u64(..)
@@ -189,9 +193,7 @@ impl random::Host for PluginState {
 
 impl insecure::Host for PluginState {
     fn get_insecure_random_bytes(&mut self, len: u64) -> Vec<u8> {
-        let mut v = vec![0u8; len.min(MAX_RANDOM) as usize];
-        fastrand::fill(&mut v);
-        v
+        random_bytes(len)
     }
     fn get_insecure_random_u64(&mut self) -> u64 {
         fastrand::u64(..)
