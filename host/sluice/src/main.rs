@@ -237,6 +237,18 @@ async fn run(
     set_log: LogSetter,
 ) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
+    {
+        // Histograms keep every sample until upkeep folds them in: without it, memory grows
+        // with every call and plugin invocation between scrapes.
+        let handle = metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     metrics::counter!("sluice_config_reloads_total", "result" => "success").absolute(0);
     metrics::counter!("sluice_config_reloads_total", "result" => "failure").absolute(0);
     // Plugins are compiled and self-checked before anything listens.
