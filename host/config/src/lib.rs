@@ -605,12 +605,16 @@ mod tests {
 
     #[test]
     fn plugins_and_chains() {
-        let text = DEFAULT_CONFIG.replace(
-            "[routing]",
-            "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acme\"]\n\n\
-             [plugin.acme]\nmodule = \"header-rules\"\npolicy = \"fail-closed\"\n\
-             settings = { rules = [\"add X-A: 1\"], n = 3 }\n\n[routing]",
-        );
+        let text = DEFAULT_CONFIG
+            .replace(
+                "brand = \"generic\"",
+                "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acme\"]",
+            )
+            .replace(
+                "[routing]",
+                "[plugin.acme]\nmodule = \"header-rules\"\npolicy = \"fail-closed\"\n\
+                 settings = { rules = [\"add X-A: 1\"], n = 3 }\n\n[routing]",
+            );
         let c = Config::parse(&text, "lab.toml").unwrap();
         let t = c.trunk("loop").unwrap();
         assert_eq!(t.brand.get_ref(), "twilio");
