@@ -551,7 +551,7 @@ pub fn udp_exchange(from: &str, to: &str, data: &[u8], wait: Duration) -> Vec<St
 }
 
 /// A minimal HTTP/1.1 client for the admin API: returns status and body (status 0 when the
-/// connection is refused).
+/// connection is refused or reset: Sluice has exited, say).
 pub fn http(
     method: &str,
     addr: &str,
@@ -560,7 +560,6 @@ pub fn http(
     body: &str,
 ) -> (u16, String) {
     use std::io::{Read, Write};
-    // Status 0: nothing listens (Sluice has exited, say).
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return (0, String::new());
     };
@@ -572,9 +571,10 @@ pub fn http(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    if s.write_all(req.as_bytes()).is_err() || s.read_to_end(&mut raw).is_err() {
+        return (0, String::new());
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
