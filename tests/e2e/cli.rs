@@ -49,3 +49,45 @@ fn run_refuses_a_bad_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:"));
 }
+
+#[test]
+fn check_loads_the_plugins_and_names_the_one_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let path = dir.path().join("plugins.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(sluice_e2e::sluice_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let base = sluice_e2e::Lab::config_text(201, sluice_e2e::Transport::Udp);
+    let with = |trunk: &str, extra: &str| {
+        format!(
+            "{}\n{extra}\n",
+            base.replace("[routing]", &format!("{trunk}\n\n[routing]"))
+        )
+    };
+    let (ok, out) = check(&with(
+        "brand = \"voipms\"\noutbound_rules = [\"tel-uri-to\"]",
+        "",
+    ));
+    assert!(ok && out.contains("2 plugins"), "{out}");
+    let (ok, out) = check(&with("brand = \"nosuchbrand\"", ""));
+    assert!(!ok && out.contains("`nosuchbrand` not found"), "{out}");
+    // Settings the plugin refuses are found by its self-check.
+    let (ok, out) = check(&with(
+        "outbound_rules = [\"acme\"]",
+        "[plugin.acme]\nmodule = \"header-rules\"\nsettings = { rules = [\"frobnicate X\"] }",
+    ));
+    assert!(
+        !ok && out.contains("plugin `acme`") && out.contains("frobnicate"),
+        "{out}"
+    );
+}
