@@ -1,4 +1,9 @@
 //! The command line: `sluice check` on good and bad configurations.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
 use std::process::Command;
 

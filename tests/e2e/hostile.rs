@@ -1,7 +1,12 @@
 //! Hostile and malformed input on a live Sluice while calls are in progress: each gets the
 //! answer RFC 3261 prescribes (400/505, or silence), and the calls are not disturbed.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
-use sluice_e2e::{Lab, Peer, Transport};
+use sluice_e2e::{Lab, LabAddrs, Peer, Transport};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -32,7 +37,10 @@ impl Probe {
     /// `data` without waiting on a timer.
     fn answers_to(&mut self, data: &[u8]) -> Vec<String> {
         self.n += 1;
-        let marker = format!("marker-{}-{}", std::process::id(), self.n);
+        // Unique per probe socket too: two probes' markers must not look like one request
+        // merged (same From tag, Call-ID and CSeq).
+        let port = self.sock.local_addr().map(|a| a.port()).unwrap_or(0);
+        let marker = format!("marker-{}-{port}-{}", std::process::id(), self.n);
         self.sock.send_to(data, &self.target).unwrap();
         let local = self.local();
         let options = format!(
@@ -189,4 +197,148 @@ fn tcp_keepalive_pong_and_framing_error_closes() {
     let _ = s.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("SIP/2.0 400"), "{text}");
+}
+
+/// Start lines and headers with multi-byte UTF-8 where byte-indexed parsing would cut a
+/// character: the datagram that once crashed Sluice, and its siblings.
+fn multi_byte_cases(local: &str, target: &str) -> Vec<Vec<u8>> {
+    let via = format!("Via: SIP/2.0/UDP {local};branch=z9hG4bKmb");
+    let rest = format!(
+        "Max-Forwards: 70\r\nFrom: <sip:a@{local}>;tag=mb\r\nTo: <sip:b@{target}>\r\nCall-ID: mb\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"INVITE \xC3\xA9 sip:x SIP/2.0\r\n\r\n".to_vec(),
+        "SIP/2.0é 200 OK\r\n\r\n".as_bytes().to_vec(),
+        "SIP/2.0 2é0 OK\r\n\r\n".as_bytes().to_vec(),
+        "ÉNVITE sip:x SIP/2.0\r\n\r\n".as_bytes().to_vec(),
+        "INVITE sip:x SIP/2.0\r\nVé: x\r\n\r\n".as_bytes().to_vec(),
+        "€€€€€€€€\r\n\r\n".as_bytes().to_vec(),
+    ];
+    for start in [
+        "OPTIONS \u{e9} sip:x SIP/2.0",
+        "OPTIONS sip:\u{e9}@x SIP/2.0",
+        "OPTIONS sip:x SIP/2.\u{e9}",
+    ] {
+        cases.push(format!("{start}\r\n{via}\r\n{rest}").into_bytes());
+    }
+    // Headers whose values hold multi-byte characters at the places parsers cut.
+    for header in [
+        format!("Via: SIP/2.0/UDP {local};branch=z9hG4bKmb;é=é"),
+        format!("Via: SIP/é.0/UDP {local};branch=z9hG4bKmb"),
+        format!("Via: SIP/2.0/UDP [é]:5060;branch=z9hG4bKmb\r\n{via}"),
+    ] {
+        cases.push(format!("OPTIONS sip:x@{target} SIP/2.0\r\n{header}\r\n{rest}").into_bytes());
+    }
+    cases.push(
+        format!(
+            "OPTIONS sip:x@{target} SIP/2.0\r\n{via}\r\n{}",
+            rest.replace("<sip:a@", "\"é\" <sip:é:é@")
+        )
+        .into_bytes(),
+    );
+    cases
+}
+
+#[test]
+fn multi_byte_characters_do_not_crash_sluice_on_any_path() {
+    use std::io::{Read, Write};
+    let mut lab = Lab::start(12, Transport::Udp);
+    for (side, target) in [lab.internal(), lab.external()].into_iter().enumerate() {
+        let mut probe = Probe::new("127.0.12.30:0", &target);
+        let local = probe.local();
+        for (i, case) in multi_byte_cases(&local, &target).into_iter().enumerate() {
+            // Fresh transaction identifiers per case and transport, so that no case is taken
+            // for a retransmission of another.
+            let case = String::from_utf8_lossy(&case)
+                .replace("z9hG4bKmb", &format!("z9hG4bKmb{side}-{i}"))
+                .replace("Call-ID: mb", &format!("Call-ID: mb{side}-{i}"))
+                .into_bytes();
+            let tcp_case = String::from_utf8_lossy(&case)
+                .replace("z9hG4bKmb", &format!("z9hG4bKtcp{side}-{i}"))
+                .replace("Call-ID: mb", &format!("Call-ID: tcp{side}-{i}"))
+                .replace("UDP", "TCP")
+                .into_bytes();
+            // UDP: each is refused with 400 when it carries a usable Via (or, where UTF-8 is
+            // allowed, answered like any OPTIONS), else dropped; either way the marker OPTIONS
+            // that follows is answered, so Sluice lives.
+            let answers = probe.answers_to(&case);
+            assert!(
+                status_of(&answers)
+                    .iter()
+                    .all(|&s| s == 400 || s == 505 || s == 200),
+                "{}: {answers:?}",
+                String::from_utf8_lossy(&case)
+            );
+            // TCP: the same bytes on a stream, then the connection is read until it closes or
+            // goes quiet.
+            let mut s = std::net::TcpStream::connect(&target).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s.write_all(&tcp_case).unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                text.is_empty()
+                    || ["SIP/2.0 400", "SIP/2.0 505", "SIP/2.0 200"]
+                        .iter()
+                        .any(|s| text.starts_with(s)),
+                "{text}"
+            );
+        }
+        assert!(lab.sluice_alive(), "sluice died; log:\n{}", lab.log());
+    }
+    // The crash datagram with a Via gets its 400 with the reason.
+    let mut probe = Probe::new("127.0.12.31:0", &lab.internal());
+    let local = probe.local();
+    let answers = probe.answers_to(
+        format!(
+            "INVITE \u{e9} sip:x SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKcrash\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: crash\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&answers), vec![400], "{answers:?}");
+    assert!(answers[0].contains("malformed request line"), "{answers:?}");
+    // And calls still complete.
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "3"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10"],
+    );
+    let r = uac.wait(Duration::from_secs(30));
+    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}");
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 3);
+    assert!(lab.sluice_alive(), "{}", lab.log());
+}
+
+#[test]
+fn a_panic_is_logged_with_its_input_and_exits_non_zero() {
+    if !cfg!(debug_assertions) {
+        // The test trigger exists in debug builds only.
+        return;
+    }
+    let addrs = LabAddrs::v4(13);
+    let text = Lab::config_for(&addrs, Transport::Udp);
+    let mut lab = Lab::start_with_env(addrs, Transport::Udp, &text, &[("SLUICE_PANIC_TEST", "1")]);
+    let sock = UdpSocket::bind("127.0.13.30:0").unwrap();
+    sock.send_to(b"SLUICE-PANIC-TEST +15551234 \xC3\xA9\r\n", lab.internal())
+        .unwrap();
+    let status = lab
+        .wait_exit(Duration::from_secs(10))
+        .expect("sluice exits after a panic");
+    assert_eq!(status.code(), Some(70), "{}", lab.log());
+    let log = lab.log();
+    assert!(
+        log.contains("panic requested by the test datagram"),
+        "{log}"
+    );
+    // The input is in the log, redacted: digits masked, the multi-byte character escaped.
+    assert!(
+        log.contains("SLUICE-PANIC-TEST +######## \\\\xC3\\\\xA9"),
+        "{log}"
+    );
+    assert!(!log.contains("5551234"), "{log}");
 }

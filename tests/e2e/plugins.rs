@@ -1,6 +1,11 @@
 //! Plugins end to end: SIPp peers on both sides of Sluice, bundled plugins rewriting what the
 //! trunk receives, misbehaving plugins that Sluice outlives, a plugin swapped under load, and
 //! `sluice plugin test`.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
 use sluice_e2e::{
     http, metric, parse_message_log, parse_prometheus, sluice_bin, test_plugin, Lab, LabAddrs,
@@ -175,6 +180,7 @@ fn misbehaving_plugins_never_stop_sluice() {
         kit("trapper", "trap", "fail-open", "666"),
         kit("bomber", "membomb", "fail-open", "666"),
         kit("garbler", "garbage", "fail-open", "666"),
+        kit("partial", "edit-then-trap", "fail-open", "666"),
         kit("strict", "trap", "fail-closed", "667"),
     ]
     .concat();
@@ -182,7 +188,7 @@ fn misbehaving_plugins_never_stop_sluice() {
     std::fs::copy(test_plugin("testkit"), dir.path().join("testkit.wasm")).unwrap();
     let lab = start(
         32,
-        "outbound_rules = [\"looper\", \"trapper\", \"bomber\", \"garbler\", \"strict\"]",
+        "outbound_rules = [\"looper\", \"trapper\", \"bomber\", \"garbler\", \"partial\", \"strict\"]",
         &format!("[plugins]\ndir = \"{}\"\n\n{plugins}", dir.path().display()),
     );
     // Calls that trigger the fail-open plugins all go through, and so do ordinary ones.
@@ -206,8 +212,15 @@ fn misbehaving_plugins_never_stop_sluice() {
     assert_ok("ordinary calls", &good.wait(LIMIT), 5, &lab);
     assert_ok("callee", &uas.wait(Duration::from_secs(20)), 10, &lab);
     // Fail open: the trunk got the messages without the failing plugins' edits.
-    for m in received(&log) {
+    let got = received(&log);
+    assert!(got.len() >= 30, "{got:?}");
+    for m in got {
         assert!(!m.contains("6.6.6.6") && !m.contains("X-Garbage"), "{m}");
+        // The plugin that edited and then trapped: none of its edits left Sluice.
+        assert!(
+            !m.contains("X-Partial") && !m.contains("leaked") && !m.contains("partial.invalid"),
+            "{m}"
+        );
     }
     // Every failure was counted by kind: INVITE, ACK and BYE of 5 calls each, per plugin.
     let m = metrics(&lab);
@@ -215,6 +228,7 @@ fn misbehaving_plugins_never_stop_sluice() {
     assert_eq!(errors(&m, "trapper", "trap"), 15.0);
     assert_eq!(errors(&m, "bomber", "memory"), 15.0);
     assert_eq!(errors(&m, "garbler", "invalid"), 15.0);
+    assert_eq!(errors(&m, "partial", "trap"), 15.0);
     assert_eq!(errors(&m, "strict", "trap"), 0.0);
     // ...and logged with the plugin's name and version.
     let log_text = lab.log();

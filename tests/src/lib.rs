@@ -228,6 +228,16 @@ drain_seconds = 30
 
     /// Start Sluice on a given configuration text for the lab `addrs`.
     pub fn start_with_text(addrs: LabAddrs, transport: Transport, text: &str) -> Lab {
+        Lab::start_with_env(addrs, transport, text, &[])
+    }
+
+    /// Start Sluice on a configuration text with extra environment variables.
+    pub fn start_with_env(
+        addrs: LabAddrs,
+        transport: Transport,
+        text: &str,
+        env: &[(&str, &str)],
+    ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("sluice.toml");
         std::fs::write(&cfg, text).expect("write config");
@@ -236,6 +246,7 @@ drain_seconds = 30
             .args(["run", "--config"])
             .arg(&cfg)
             .args(["--log", "info"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -387,6 +398,13 @@ drain_seconds = 30
 
     pub fn sluice_pid(&self) -> Option<u32> {
         self.sluice.as_ref().map(Child::id)
+    }
+
+    /// Whether Sluice is still running (it has not exited, for whatever reason).
+    pub fn sluice_alive(&mut self) -> bool {
+        self.sluice
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 

@@ -2,6 +2,18 @@
 //! Prometheus `/metrics` endpoint. Handlers never touch the engine: they send a command to the
 //! engine task and await its answer.
 
+// The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
+// index into data they built themselves.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,11 +22,12 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use sluice_b2bua::Direction;
+use sluice_config::MAX_DRAIN_SECONDS;
 use sluice_transport::{Command, Status};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -27,16 +40,27 @@ pub type Reloader = Arc<dyn Fn() -> BoxFuture<Result<String, String>> + Send + S
 /// Change the log filter at run time.
 pub type LogSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
+/// The admin settings a reload may change; they take effect at once (a rotated token is the only
+/// one accepted from the next request on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Bearer token required on every admin route when set.
+    pub token: Option<String>,
+    /// How long a drain lets calls go on when the request names no deadline.
+    pub drain_deadline: Duration,
+}
+
+/// Shared between the admin API, the signal handlers and the reloader.
+pub type SharedSettings = Arc<RwLock<AdminSettings>>;
+
 #[derive(Clone)]
 pub struct AdminState {
     pub commands: mpsc::Sender<Command>,
-    /// Bearer token required on every admin route when set.
-    pub token: Option<String>,
+    pub settings: SharedSettings,
     pub reload: Reloader,
     pub set_log: LogSetter,
     pub config_hash: Arc<Mutex<String>>,
     pub metrics: PrometheusHandle,
-    pub drain_deadline: Duration,
     /// Why the last plugin or configuration reload was refused, until one succeeds.
     pub load_error: Arc<Mutex<Option<String>>>,
 }
@@ -82,7 +106,12 @@ fn prometheus_text(h: &PrometheusHandle) -> Response {
 }
 
 fn authorised(state: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.token else {
+    // A poisoned lock (a panic while it was held) cannot happen: writers only assign a value.
+    // Refuse rather than guess if it ever does.
+    let Ok(settings) = state.settings.read() else {
+        return false;
+    };
+    let Some(token) = &settings.token else {
         return true;
     };
     let given = headers
@@ -90,6 +119,14 @@ fn authorised(state: &AdminState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+/// The drain deadline the settings give (the default when the lock is poisoned).
+pub fn drain_deadline(settings: &SharedSettings) -> Duration {
+    settings
+        .read()
+        .map(|s| s.drain_deadline)
+        .unwrap_or(Duration::from_secs(30))
 }
 
 fn unauthorised() -> Response {
@@ -351,10 +388,17 @@ async fn drain(
     Query(q): Query<DrainQuery>,
 ) -> Response {
     guard!(state, headers);
-    let deadline = q
-        .deadline
-        .map(Duration::from_secs)
-        .unwrap_or(state.drain_deadline);
+    let deadline = match q.deadline {
+        Some(s) if s > MAX_DRAIN_SECONDS => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("deadline is {s} s; it must be 0 to {MAX_DRAIN_SECONDS}\n"),
+            )
+                .into_response();
+        }
+        Some(s) => Duration::from_secs(s),
+        None => drain_deadline(&state.settings),
+    };
     if state
         .commands
         .send(Command::Drain { deadline })

@@ -137,15 +137,15 @@ impl EngineMetrics {
     pub fn message(sent: bool, data: &[u8]) {
         let direction = if sent { "sent" } else { "received" };
         if let Some(code) = data.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
-            if code.iter().all(u8::is_ascii_digit) && (b'1'..=b'6').contains(&code[0]) {
+            if let [b'1'..=b'6', b'0'..=b'9', b'0'..=b'9'] = code {
                 // Three ASCII digits: the label set is bounded to 100..=699.
                 let status = std::str::from_utf8(code).unwrap_or("000").to_string();
                 counter!(SIP_RESPONSES, "direction" => direction, "status" => status).increment(1);
             }
             return;
         }
-        let end = data.iter().position(|&b| b == b' ').unwrap_or(0);
-        let method = match &data[..end] {
+        let method = data.split(|&b| b == b' ').next().unwrap_or_default();
+        let method = match method {
             b"INVITE" => "INVITE",
             b"ACK" => "ACK",
             b"BYE" => "BYE",
@@ -171,6 +171,7 @@ impl EngineMetrics {
 
     /// Publish what the transaction layer counted since the last call.
     pub fn sync_transactions(&mut self, now: TxStats) {
+        // The transaction layer's counters only grow; the saturating difference is the increase.
         let last = self.last_tx;
         let add = |name: &'static str, label: &'static str, value: &'static str, d: u64| {
             if d > 0 {
@@ -181,25 +182,27 @@ impl EngineMetrics {
             SIP_RETRANSMISSIONS,
             "kind",
             "request",
-            now.request_retransmissions_sent - last.request_retransmissions_sent,
+            now.request_retransmissions_sent
+                .saturating_sub(last.request_retransmissions_sent),
         );
         add(
             SIP_RETRANSMISSIONS,
             "kind",
             "response",
-            now.response_retransmissions_sent - last.response_retransmissions_sent,
+            now.response_retransmissions_sent
+                .saturating_sub(last.response_retransmissions_sent),
         );
         add(
             SIP_TRANSACTION_TIMEOUTS,
             "kind",
             "client",
-            now.client_timeouts - last.client_timeouts,
+            now.client_timeouts.saturating_sub(last.client_timeouts),
         );
         add(
             SIP_TRANSACTION_TIMEOUTS,
             "kind",
             "server",
-            now.server_timeouts - last.server_timeouts,
+            now.server_timeouts.saturating_sub(last.server_timeouts),
         );
         self.last_tx = now;
     }

@@ -1,63 +1,19 @@
 //! The RFC 4475 and RFC 5118 torture messages through the whole engine (message layer,
 //! transactions, B2BUA), checking the answer each must get. The corpus is in
 //! `tests/conformance/`.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
-use sluice_b2bua::{Engine, EngineConfig, ListenerAddr, Output, PeerConfig, Side};
+mod common;
+
+use common::{addr, corpus_dir, engine, load};
+use sluice_b2bua::Output;
 use sluice_sip::{parse_message, Method};
-use sluice_transaction::{Flow, TimerConfig, Transport};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use sluice_transaction::{Flow, Transport};
 use std::time::Instant;
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
-    assert!(
-        dir.join("rfc4475").is_dir(),
-        "conformance corpus missing at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn engine() -> Engine {
-    Engine::new(
-        EngineConfig {
-            timers: TimerConfig::default(),
-            listeners: vec![
-                ListenerAddr {
-                    side: Side::Internal,
-                    transport: Transport::Udp,
-                    addr: addr("127.0.0.1:5060"),
-                },
-                ListenerAddr {
-                    side: Side::External,
-                    transport: Transport::Udp,
-                    addr: addr("127.0.0.1:5080"),
-                },
-            ],
-            pbx: PeerConfig {
-                name: "pbx".into(),
-                host: "127.0.0.10".into(),
-                transport: Transport::Udp,
-                addr: addr("127.0.0.10:5060"),
-            },
-            trunks: vec![PeerConfig {
-                name: "loop".into(),
-                host: "127.0.0.20".into(),
-                transport: Transport::Udp,
-                addr: addr("127.0.0.20:5060"),
-            }],
-            outbound_trunk: 0,
-            max_calls: 100,
-            user_agent: "Sluice".into(),
-        },
-        1,
-    )
-}
 
 #[derive(Debug, PartialEq)]
 enum Outcome {
@@ -102,36 +58,6 @@ fn run(bytes: &[u8]) -> (Outcome, Vec<(Flow, Vec<u8>)>) {
         Outcome::Answered(statuses)
     };
     (outcome, outputs)
-}
-
-fn load(set: &str, name: &str) -> Vec<u8> {
-    let path = corpus_dir().join(set).join(format!("{name}.dat"));
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if set == "rfc5118" {
-        // Stored with LF line ends: convert to CRLF and end the head where the file lacks the
-        // empty line. The conversion changes the body's length, and the RFC's Content-Length
-        // values do not match its own bodies (ipv6-in-sdp declares 268 for 251 bytes), so the
-        // value is set to the converted body: these files test IPv6 handling, not framing.
-        let text = String::from_utf8_lossy(&raw)
-            .replace("\r\n", "\n")
-            .replace('\n', "\r\n");
-        let (head, body) = match text.find("\r\n\r\n") {
-            Some(i) => (text[..i].to_string(), text[i + 4..].to_string()),
-            None => (text.trim_end().to_string(), String::new()),
-        };
-        let head: Vec<String> = head
-            .split("\r\n")
-            .map(|l| {
-                if l.to_ascii_lowercase().starts_with("content-length") {
-                    format!("Content-Length: {}", body.len())
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        return format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes();
-    }
-    raw
 }
 
 fn answered(codes: &[u16]) -> Outcome {
@@ -208,6 +134,35 @@ fn rfc4475_outcomes() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The stray responses of the corpus are silent whatever happens to them (a response that
+/// matches nothing is dropped, and so is a malformed one), so their outcome above cannot tell a
+/// correct parse from a wrong one: check the message layer's verdict on each directly.
+#[test]
+fn rfc4475_stray_responses_get_the_right_parse_verdict() {
+    use sluice_sip::validate;
+    let cases: &[(&str, Result<u16, &str>)] = &[
+        // A reason phrase in UTF-8 with odd characters is well-formed.
+        ("unreason", Ok(200)),
+        // An empty reason phrase is well-formed.
+        ("noreason", Ok(100)),
+        // A broadcast address in the second Via is well-formed (it is what a proxy must not
+        // forward to, which the bcast outcome test checks).
+        ("bcast", Ok(200)),
+        // A status code beyond three digits is not a status line.
+        ("bigcode", Err("malformed status code")),
+        // A CSeq number beyond 2**31 is invalid (RFC 3261 §8.1.1.5).
+        ("scalarlg", Err("Malformed CSeq")),
+    ];
+    for (name, want) in cases {
+        let data = load("rfc4475", name);
+        let got = parse_message(&data)
+            .map_err(|e| e.reason)
+            .and_then(|m| validate(&m).map(|()| m).map_err(|r| r.reason))
+            .map(|m| m.status().unwrap_or(0));
+        assert_eq!(&got, want, "{name}");
+    }
 }
 
 #[test]

@@ -1,6 +1,18 @@
 //! Sluice's configuration file (TOML). Unknown keys are errors; every error names the file, the
 //! line and what is wrong.
 
+// The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
+// index into data they built themselves.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +20,14 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+
+/// The longest drain Sluice accepts, from the configuration, the command line or the admin API
+/// (a day: longer is a mistake, and a deadline must stay far below what a clock can hold).
+pub const MAX_DRAIN_SECONDS: u64 = 86_400;
+/// The longest a plugin hook may run: the engine waits for it, so more would stall every call.
+pub const MAX_PLUGIN_DEADLINE_MS: u64 = 1_000;
+/// The largest SIP message: what a UDP datagram can carry.
+pub const MAX_MESSAGE_BYTES: usize = 65_535;
 
 /// The bundled default: the loopback lab of `examples/loopback.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/loopback.toml");
@@ -350,7 +370,7 @@ impl Config {
                     format!("trunk name `{name}` must be letters, digits, `-` or `_`"),
                 ));
             }
-            if cfg.trunks[..i].iter().any(|o| o.name.get_ref() == name) {
+            if cfg.trunks.iter().take(i).any(|o| o.name.get_ref() == name) {
                 return Err(err(
                     Some(t.name.span()),
                     format!("trunk name `{name}` is used twice"),
@@ -444,32 +464,17 @@ impl Config {
                     ));
                 }
             }
-            if entry.deadline_ms == Some(0) {
-                return Err(err(
-                    None,
-                    format!("plugin.{name}.deadline_ms must be above 0"),
-                ));
+            if let Some(d) = entry.deadline_ms {
+                in_range(
+                    &format!("plugin.{name}.deadline_ms"),
+                    d,
+                    1,
+                    MAX_PLUGIN_DEADLINE_MS,
+                )
+                .map_err(|m| err(None, m))?;
             }
         }
-        let p = &cfg.plugins;
-        if p.deadline_ms == 0 || p.deadline_ms > 10_000 {
-            return Err(err(None, "plugins.deadline_ms must be 1 to 10000".into()));
-        }
-        if p.memory_mb == 0 || p.memory_mb > 4096 {
-            return Err(err(None, "plugins.memory_mb must be 1 to 4096".into()));
-        }
-        if p.max_instances == 0 {
-            return Err(err(None, "plugins.max_instances must be above 0".into()));
-        }
-        if cfg.sip.t1_ms == 0 || cfg.sip.t2_ms < cfg.sip.t1_ms {
-            return Err(err(None, "sip timers need 0 < t1_ms <= t2_ms".into()));
-        }
-        if cfg.sip.max_message_bytes < 1024 {
-            return Err(err(
-                None,
-                "sip.max_message_bytes must be at least 1024".into(),
-            ));
-        }
+        check_numbers(&cfg).map_err(|m| err(None, m))?;
         Ok(cfg)
     }
 
@@ -489,6 +494,68 @@ impl Config {
     pub fn trunk(&self, name: &str) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.name.get_ref() == name)
     }
+}
+
+/// `Err` naming the key and its range when `value` is outside `min..=max`.
+fn in_range<T: PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), String> {
+    if value < min || value > max {
+        return Err(format!("{key} is {value}; it must be {min} to {max}"));
+    }
+    Ok(())
+}
+
+/// Every number of the configuration within a sane range: each one ends up in a timer, a buffer
+/// size or a count, where an absurd value would overflow or exhaust something.
+fn check_numbers(cfg: &Config) -> Result<(), String> {
+    let sip = &cfg.sip;
+    in_range("sip.t1_ms", sip.t1_ms, 1, 10_000)?;
+    in_range("sip.t2_ms", sip.t2_ms, sip.t1_ms, 60_000)?;
+    in_range("sip.t4_ms", sip.t4_ms, 1, 60_000)?;
+    in_range(
+        "sip.max_message_bytes",
+        sip.max_message_bytes,
+        1024,
+        MAX_MESSAGE_BYTES,
+    )?;
+    in_range("sip.max_calls", sip.max_calls, 1, 10_000_000)?;
+    if sip.user_agent.len() > 128 || sip.user_agent.chars().any(char::is_control) {
+        return Err(
+            "sip.user_agent must be at most 128 characters, without control characters".into(),
+        );
+    }
+    in_range("pbx.port", cfg.pbx.port, 1, u16::MAX)?;
+    for t in &cfg.trunks {
+        in_range(
+            &format!("port of trunk `{}`", t.name.get_ref()),
+            t.port,
+            1,
+            u16::MAX,
+        )?;
+    }
+    if let Some(a) = &cfg.admin {
+        in_range("admin.drain_seconds", a.drain_seconds, 0, MAX_DRAIN_SECONDS)?;
+        if let Some(t) = &a.token {
+            let t = t.get_ref();
+            if t.len() > 1024 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err("admin.token must be at most 1024 visible ASCII characters".into());
+            }
+        }
+    }
+    let p = &cfg.plugins;
+    in_range(
+        "plugins.deadline_ms",
+        p.deadline_ms,
+        1,
+        MAX_PLUGIN_DEADLINE_MS,
+    )?;
+    in_range("plugins.memory_mb", p.memory_mb, 1, 4096)?;
+    in_range("plugins.max_instances", p.max_instances, 1, 100_000)?;
+    Ok(())
 }
 
 impl Listener {
@@ -533,15 +600,16 @@ impl PluginEntry {
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
-    let before = &text.as_bytes()[..offset];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let col = offset
-        - before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1)
-        + 1;
-    (line, col)
+    let before = text.as_bytes().get(..offset).unwrap_or_default();
+    let line = before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p.saturating_add(1));
+    (
+        line.saturating_add(1),
+        offset.saturating_sub(line_start).saturating_add(1),
+    )
 }
 
 /// Where a config file was loaded from, for reloads and messages.
@@ -634,6 +702,124 @@ mod tests {
         assert!(e.line.is_some() && e.message.contains("sometimes"), "{e}");
         let bad = text.replace("n = 3", "n = { deep = 1 }");
         assert!(Config::parse(&bad, "lab.toml").is_err());
+    }
+
+    #[test]
+    fn every_number_is_bounded_and_named() {
+        // (replace this, with that) → an error naming `key`; the value one inside the range works.
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("t1_ms = 500", "t1_ms = 0", "t1_ms = 4000", "sip.t1_ms"),
+            (
+                "t1_ms = 500",
+                "t1_ms = 18446744073709551615",
+                "t1_ms = 1",
+                "sip.t1_ms",
+            ),
+            (
+                "t1_ms = 500",
+                "t1_ms = 500\nt2_ms = 400",
+                "t1_ms = 500\nt2_ms = 500",
+                "sip.t2_ms",
+            ),
+            (
+                "t1_ms = 500",
+                "t1_ms = 500\nt2_ms = 60001",
+                "t1_ms = 500\nt2_ms = 60000",
+                "sip.t2_ms",
+            ),
+            (
+                "t1_ms = 500",
+                "t1_ms = 500\nt4_ms = 0",
+                "t1_ms = 500\nt4_ms = 60000",
+                "sip.t4_ms",
+            ),
+            (
+                "max_message_bytes = 65535",
+                "max_message_bytes = 18446744073709551615",
+                "max_message_bytes = 1024",
+                "sip.max_message_bytes",
+            ),
+            (
+                "max_message_bytes = 65535",
+                "max_message_bytes = 65536",
+                "max_message_bytes = 65535",
+                "sip.max_message_bytes",
+            ),
+            (
+                "max_calls = 100000",
+                "max_calls = 0",
+                "max_calls = 1",
+                "sip.max_calls",
+            ),
+            (
+                "max_calls = 100000",
+                "max_calls = 10000001",
+                "max_calls = 10000000",
+                "sip.max_calls",
+            ),
+            (
+                "port = 5060\ntransport = \"udp\"\n\n[[trunk]]",
+                "port = 0\ntransport = \"udp\"\n\n[[trunk]]",
+                "port = 1\ntransport = \"udp\"\n\n[[trunk]]",
+                "pbx.port",
+            ),
+            (
+                "drain_seconds = 30",
+                "drain_seconds = 18446744073709551615",
+                "drain_seconds = 86400",
+                "admin.drain_seconds",
+            ),
+            (
+                "drain_seconds = 30",
+                "drain_seconds = 86401",
+                "drain_seconds = 0",
+                "admin.drain_seconds",
+            ),
+            (
+                "[routing]",
+                "[plugins]\ndeadline_ms = 1001\n\n[routing]",
+                "[plugins]\ndeadline_ms = 1000\n\n[routing]",
+                "plugins.deadline_ms",
+            ),
+            (
+                "[routing]",
+                "[plugins]\ndeadline_ms = 18446744073709551615\n\n[routing]",
+                "[plugins]\ndeadline_ms = 1\n\n[routing]",
+                "plugins.deadline_ms",
+            ),
+            (
+                "[routing]",
+                "[plugin.x]\ndeadline_ms = 5000\n\n[routing]",
+                "[plugin.x]\ndeadline_ms = 1000\n\n[routing]",
+                "plugin.x.deadline_ms",
+            ),
+            (
+                "[routing]",
+                "[plugins]\nmemory_mb = 4097\n\n[routing]",
+                "[plugins]\nmemory_mb = 4096\n\n[routing]",
+                "plugins.memory_mb",
+            ),
+            (
+                "[routing]",
+                "[plugins]\nmax_instances = 0\n\n[routing]",
+                "[plugins]\nmax_instances = 100000\n\n[routing]",
+                "plugins.max_instances",
+            ),
+        ];
+        for (from, bad, good, key) in cases {
+            assert!(DEFAULT_CONFIG.contains(from), "{from}");
+            let text = DEFAULT_CONFIG.replacen(from, bad, 1);
+            let e = Config::parse(&text, "lab.toml").expect_err(bad);
+            assert!(e.message.contains(key), "{bad}: {e}");
+            let text = DEFAULT_CONFIG.replacen(from, good, 1);
+            if let Err(e) = Config::parse(&text, "lab.toml") {
+                panic!("{good}: {e}");
+            }
+        }
+        let bad_agent =
+            DEFAULT_CONFIG.replace("user_agent = \"Sluice\"", "user_agent = \"a\\u0000b\"");
+        let e = Config::parse(&bad_agent, "lab.toml").unwrap_err();
+        assert!(e.message.contains("sip.user_agent"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //!
 //! Prints median and p99 in microseconds. Results and the command are recorded in
 //! bench/README.md.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
 use sluice_b2bua::{Direction, HookContext, Hooks, Side};
 use sluice_plugins::{prepare, Chain, GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};

@@ -169,7 +169,7 @@ impl PluginHost {
             return None;
         }
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         let slots = spec
             .plugins
             .into_iter()
@@ -257,7 +257,7 @@ fn failed(slot: &mut Slot, call: u64, f: &Failure) {
         .last_log
         .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
     {
-        slot.unlogged += 1;
+        slot.unlogged = slot.unlogged.saturating_add(1);
         return;
     }
     let p = &slot.plugin;
@@ -329,7 +329,7 @@ impl Hooks for PluginHost {
 
     fn pin(&mut self, generation: Generation) {
         if let Some(g) = self.gens.iter_mut().find(|g| g.id == generation) {
-            g.pins += 1;
+            g.pins = g.pins.saturating_add(1);
         }
     }
 
@@ -357,7 +357,7 @@ impl Hooks for PluginHost {
         number: &str,
     ) -> Option<String> {
         let gi = self.gens.iter().position(|g| g.id == generation)?;
-        let chain = self.gens[gi].chains.get(ctx.trunk)?.clone();
+        let chain = self.gens.get(gi)?.chains.get(ctx.trunk)?.clone();
         let order = match ctx.leg {
             Side::External => &chain.to_trunk,
             Side::Internal => &chain.to_pbx,
@@ -373,7 +373,9 @@ impl Hooks for PluginHost {
         };
         let mut current: Option<String> = None;
         for &i in order {
-            let slot = &mut self.gens[gi].slots[i];
+            let Some(slot) = self.gens.get_mut(gi).and_then(|g| g.slots.get_mut(i)) else {
+                continue;
+            };
             let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
                 if plugin.policy == Policy::FailClosed {
@@ -418,7 +420,7 @@ impl Hooks for PluginHost {
         let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
             return HookVerdict::Continue;
         };
-        let Some(chain) = self.gens[gi].chains.get(ctx.trunk) else {
+        let Some(chain) = self.gens.get(gi).and_then(|g| g.chains.get(ctx.trunk)) else {
             return HookVerdict::Continue;
         };
         let brand = chain.brand.clone();
@@ -429,12 +431,16 @@ impl Hooks for PluginHost {
         self.fill_ctx(ctx, &brand);
         let rejectable = edit::check_rejectable(msg, 500).is_ok();
         for k in 0..len {
-            let chain = &self.gens[gi].chains[ctx.trunk];
-            let i = match ctx.leg {
-                Side::External => chain.to_trunk[k],
-                Side::Internal => chain.to_pbx[k],
+            let Some(gen) = self.gens.get_mut(gi) else {
+                break;
             };
-            let slot = &mut self.gens[gi].slots[i];
+            let order = gen.chains.get(ctx.trunk).and_then(|chain| match ctx.leg {
+                Side::External => chain.to_trunk.get(k),
+                Side::Internal => chain.to_pbx.get(k),
+            });
+            let Some(slot) = order.copied().and_then(|i| gen.slots.get_mut(i)) else {
+                continue;
+            };
             let plugin = slot.plugin.clone();
             let policy = plugin.policy;
             let refuse = |status: u16| HookVerdict::Reject {
@@ -495,11 +501,13 @@ impl Hooks for PluginHost {
         msg: &mut Message,
     ) -> Option<Attestation> {
         let gi = self.gens.iter().position(|g| g.id == generation)?;
-        let chain = self.gens[gi].chains.get(ctx.trunk)?.clone();
+        let chain = self.gens.get(gi)?.chains.get(ctx.trunk)?.clone();
         self.fill_ctx(ctx, &chain.brand);
         // Outbound order: the operator's rule sets speak before the brand; the first answer wins.
         for &i in &chain.to_trunk {
-            let slot = &mut self.gens[gi].slots[i];
+            let Some(slot) = self.gens.get_mut(gi).and_then(|g| g.slots.get_mut(i)) else {
+                continue;
+            };
             let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
                 continue;

@@ -116,7 +116,9 @@ impl PluginMetrics {
     }
 
     pub fn failed(&self, f: &Failure) {
-        self.errors[f.index()].increment(1);
+        if let Some(c) = self.errors.get(f.index()) {
+            c.increment(1);
+        }
     }
 }
 
@@ -166,7 +168,7 @@ impl LoadedPlugin {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         // init may parse settings: give it ten deadlines.
-        store.set_epoch_deadline(self.deadline_ticks * 10);
+        store.set_epoch_deadline(self.deadline_ticks.saturating_mul(10));
         let plugin = self
             .pre
             .instantiate(&mut store)
@@ -231,7 +233,9 @@ impl Live {
         let started = Instant::now();
         let r = self.guest_call(f);
         p.metrics.duration.record(started.elapsed().as_secs_f64());
-        p.metrics.invocations[hook as usize].increment(1);
+        if let Some(c) = p.metrics.invocations.get(hook as usize) {
+            c.increment(1);
+        }
         r
     }
 

@@ -37,7 +37,10 @@ impl Default for Limits {
 impl Limits {
     /// Epoch ticks for a deadline (at least one, plus one for the tick in progress).
     pub fn ticks(deadline: Duration) -> u64 {
-        (deadline.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        micros(deadline)
+            .div_ceil(micros(EPOCH_TICK).max(1))
+            .saturating_add(1)
     }
 }
 
@@ -224,7 +227,7 @@ pub(crate) fn linker_for(
 
 /// The component binary format starts with the magic and a layer field of 1.
 fn wasmparser_is_component(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+    matches!(bytes, [0, b'a', b's', b'm', _, _, 1, 0, ..])
 }
 
 /// Advance the epoch every tick, for as long as the runtime lives. Without it deadlines would

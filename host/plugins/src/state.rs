@@ -137,12 +137,15 @@ impl PluginState {
     }
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
 fn clip(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    let end = s
+        .char_indices()
+        .map(|(i, c)| i.saturating_add(c.len_utf8()))
+        .take_while(|&end| end <= max)
+        .last()
+        .unwrap_or(0);
+    s.get(..end).unwrap_or_default()
 }
 
 impl host::Host for PluginState {
@@ -192,7 +195,7 @@ impl host::Host for PluginState {
     fn now_ms(&mut self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -70,7 +70,7 @@ impl PluginState {
             self.output_is_stderr = stream == STDERR;
         }
         self.output
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            .extend_from_slice(bytes.get(..room).unwrap_or(bytes));
     }
 }
 
@@ -145,7 +145,7 @@ impl terminal_stderr::Host for PluginState {
 
 impl monotonic_clock::Host for PluginState {
     fn now(&mut self) -> u64 {
-        mono_epoch().elapsed().as_nanos() as u64
+        u64::try_from(mono_epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
     fn resolution(&mut self) -> u64 {
         1
@@ -229,7 +229,8 @@ impl poll::HostPollable for PluginState {
 
 impl poll::Host for PluginState {
     fn poll(&mut self, list: Vec<Resource<Pollable>>) -> Vec<u32> {
-        (0..list.len() as u32).collect()
+        // Every pollable is ready: nothing here waits. A list longer than u32 cannot be passed.
+        (0..u32::try_from(list.len()).unwrap_or(u32::MAX)).collect()
     }
 }
 

@@ -1,5 +1,10 @@
 //! The plugin host without sockets: chains over real components (the bundled plugins and the
 //! test kit), failure handling and policies, refused modules, generations across reloads.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
 use sluice_b2bua::{Direction, HookContext, HookVerdict, Hooks, NumberKind, Side};
 use sluice_config::Config;
@@ -185,9 +190,13 @@ fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
         ("trap", "trapped"),
         ("membomb", "memory"),
         ("garbage", "invalid output"),
+        // Valid edits first, then the failure: fail-open rolls every one of them back.
+        ("edit-then-trap", "trapped"),
+        ("edit-then-loop", "deadline"),
     ] {
         let mut host = testkit(mode, "fail-open");
         let mut msg = invite("6660001");
+        msg.headers.push(HeaderName::Supported, "timer");
         let before = msg.clone();
         let started = Instant::now();
         let v = new_call(&mut host, Side::External, &mut msg);
@@ -202,8 +211,9 @@ fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
             "{mode}: {}",
             last_failure(&host)
         );
-        // The deadline is milliseconds, not seconds (generous for a loaded machine).
-        assert!(took < Duration::from_millis(500), "{mode} took {took:?}");
+        // A 5 ms deadline ends the hook within a few epoch ticks (1 ms each); the margin is for a
+        // loaded 2-core machine, not for a deadline that is not enforced.
+        assert!(took < Duration::from_millis(60), "{mode} took {took:?}");
         // The plugin keeps serving other calls (a trapped instance is replaced).
         let mut ok = invite("15551234567");
         assert_eq!(
@@ -218,7 +228,10 @@ fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
 fn no_filesystem_network_or_environment() {
     // Reaching a file or a socket traps (the WASI interfaces for them are not provided); the
     // environment and arguments are empty.
-    for (mode, failure) in [("fs", "wasi:filesystem"), ("net", "wasi:sockets")] {
+    for (mode, failure, header) in [
+        ("fs", "wasi:filesystem", "X-Fs"),
+        ("net", "wasi:sockets", "X-Net"),
+    ] {
         let mut host = testkit(mode, "fail-open");
         let mut msg = invite("6660001");
         assert_eq!(
@@ -230,7 +243,11 @@ fn no_filesystem_network_or_environment() {
             f.contains(failure) && f.contains("not available to plugins"),
             "{mode}: {f}"
         );
-        assert!(msg.headers.get(&HeaderName::parse("X-Fs")).is_none());
+        // The plugin never got to write what it found.
+        assert!(
+            msg.headers.get(&HeaderName::parse(header)).is_none(),
+            "{mode}"
+        );
     }
     let mut host = testkit("env", "fail-open");
     let mut msg = invite("6660001");

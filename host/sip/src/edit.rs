@@ -61,15 +61,12 @@ impl fmt::Display for EditError {
 impl std::error::Error for EditError {}
 
 fn clip(s: &str) -> String {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out: String = s[..end]
+    let mut out: String = s
         .chars()
+        .take(64)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    if end < s.len() {
+    if out.len() < s.len() {
         out.push('…');
     }
     out
@@ -216,7 +213,8 @@ pub fn remove_header(msg: &mut Message, name: &str) -> Result<u32, EditError> {
     }
     let n = msg.headers.count(&h);
     msg.headers.remove(&h);
-    Ok(n as u32)
+    // At most MAX_HEADERS lines are ever added; a parsed message is bounded by its size.
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 pub fn set_request_uri(msg: &mut Message, uri: &str) -> Result<(), EditError> {
@@ -389,12 +387,9 @@ pub fn uri_number(uri: &str) -> Option<&str> {
 pub fn replace_uri_number(uri: &str, number: &str) -> Option<String> {
     let u = Uri::parse(uri)?;
     if u.is_sip() {
-        let user = u.user?;
-        let start = user.as_ptr() as usize - uri.as_ptr() as usize;
-        let end = start + user.len();
-        Some(format!("{}{number}{}", &uri[..start], &uri[end..]))
+        splice(uri, u.user?, number)
     } else if u.scheme.eq_ignore_ascii_case("tel") {
-        let rest = &u.host[u.host.find(';').unwrap_or(u.host.len())..];
+        let rest = u.host.find(';').and_then(|i| u.host.get(i..)).unwrap_or("");
         Some(format!("{}:{number}{rest}", u.scheme))
     } else {
         None
@@ -406,9 +401,19 @@ pub fn replace_uri_number(uri: &str, number: &str) -> Option<String> {
 pub fn replace_name_addr_number(value: &str, number: &str) -> Option<String> {
     let na = NameAddr::parse(value)?;
     let new_uri = replace_uri_number(na.uri, number)?;
-    let start = na.uri.as_ptr() as usize - value.as_ptr() as usize;
-    let end = start + na.uri.len();
-    Some(format!("{}{new_uri}{}", &value[..start], &value[end..]))
+    splice(value, na.uri, &new_uri)
+}
+
+/// `outer` with its sub-slice `part` (a view borrowed from `outer`) replaced by `with`; `None`
+/// when `part` does not lie inside `outer`.
+fn splice(outer: &str, part: &str, with: &str) -> Option<String> {
+    let start = (part.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    Some(format!(
+        "{}{with}{}",
+        outer.get(..start)?,
+        outer.get(end..)?
+    ))
 }
 
 #[cfg(test)]

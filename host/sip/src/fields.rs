@@ -3,35 +3,42 @@
 
 use crate::message::Method;
 
-/// Split a list-valued header on commas that are not inside quotes or angle brackets.
-pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
+/// Split `s` at the first `sep` outside double quotes (and outside angle brackets when `angles`):
+/// the part before the separator, and what follows it (`None` when there is no separator).
+fn split_first_unquoted(s: &str, sep: u8, angles: bool) -> (&str, Option<&str>) {
     let mut in_quotes = false;
     let mut in_angle = false;
-    std::iter::from_fn(move || {
-        while i < bytes.len() {
-            let b = bytes[i];
-            i += 1;
-            match b {
-                b'\\' if in_quotes => i += 1,
-                b'"' => in_quotes = !in_quotes,
-                b'<' if !in_quotes => in_angle = true,
-                b'>' if !in_quotes => in_angle = false,
-                b',' if !in_quotes && !in_angle => {
-                    let part = s.get(start..i - 1).unwrap_or("").trim();
-                    start = i;
-                    if !part.is_empty() {
-                        return Some(part);
-                    }
-                }
-                _ => {}
-            }
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
         }
-        if start < bytes.len() {
-            let part = s.get(start..).unwrap_or("").trim();
-            start = bytes.len();
+        match b {
+            b'\\' if in_quotes => escaped = true,
+            b'"' => in_quotes = !in_quotes,
+            b'<' if angles && !in_quotes => in_angle = true,
+            b'>' if angles && !in_quotes => in_angle = false,
+            _ if b == sep && !in_quotes && !in_angle => {
+                // `sep` is ASCII, so `i` is a character boundary.
+                if let Some((head, tail)) = s.split_at_checked(i) {
+                    return (head, tail.get(1..));
+                }
+            }
+            _ => {}
+        }
+    }
+    (s, None)
+}
+
+/// Split a list-valued header on commas that are not inside quotes or angle brackets.
+pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        while let Some(r) = rest {
+            let (part, tail) = split_first_unquoted(r, b',', true);
+            rest = tail;
+            let part = part.trim();
             if !part.is_empty() {
                 return Some(part);
             }
@@ -47,8 +54,8 @@ pub fn params(s: &str) -> impl Iterator<Item = (&str, &str)> {
         if p.is_empty() {
             return None;
         }
-        Some(match p.find('=') {
-            Some(eq) => (p[..eq].trim(), p[eq + 1..].trim()),
+        Some(match p.split_once('=') {
+            Some((name, value)) => (name.trim(), value.trim()),
             None => (p, ""),
         })
     })
@@ -61,33 +68,22 @@ pub fn param<'a>(s: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Split on `sep` outside double quotes.
+/// Split on `sep` outside double quotes. Every part is yielded, empty ones included.
 pub fn split_unquoted(s: &str, sep: u8) -> impl Iterator<Item = &str> {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    let mut in_quotes = false;
-    let mut done = false;
+    let mut rest = Some(s);
     std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        while i < bytes.len() {
-            let b = bytes[i];
-            i += 1;
-            if b == b'\\' && in_quotes {
-                i += 1;
-            } else if b == b'"' {
-                in_quotes = !in_quotes;
-            } else if b == sep && !in_quotes {
-                let part = s.get(start..i - 1).unwrap_or("");
-                start = i;
-                return Some(part);
-            }
-        }
-        done = true;
-        Some(s.get(start.min(s.len())..).unwrap_or(""))
+        let r = rest?;
+        let (part, tail) = split_first_unquoted(r, sep, false);
+        rest = tail;
+        Some(part)
     })
+}
+
+/// Split `s` before the first character that matches, keeping that character in the second part.
+fn split_before(s: &str, pat: impl FnMut(char) -> bool) -> (&str, &str) {
+    s.find(pat)
+        .and_then(|i| s.split_at_checked(i))
+        .unwrap_or((s, ""))
 }
 
 /// One Via element: `SIP/2.0/UDP host[:port];params`.
@@ -102,30 +98,19 @@ pub struct Via<'a> {
 
 impl<'a> Via<'a> {
     pub fn parse(v: &'a str) -> Option<Via<'a>> {
-        let mut rest = v.trim();
         // sent-protocol: name / version / transport, LWS allowed around the slashes.
-        let slash1 = rest.find('/')?;
-        let name = rest[..slash1].trim();
-        if !name.eq_ignore_ascii_case("SIP") {
+        let (name, rest) = v.trim().split_once('/')?;
+        if !name.trim().eq_ignore_ascii_case("SIP") {
             return None;
         }
-        rest = rest[slash1 + 1..].trim_start();
-        let slash2 = rest.find('/')?;
-        let version = rest[..slash2].trim();
-        rest = rest[slash2 + 1..].trim_start();
-        let tend = rest
-            .find(|c: char| c.is_ascii_whitespace())
-            .unwrap_or(rest.len());
-        let transport = &rest[..tend];
+        let (version, rest) = rest.trim_start().split_once('/')?;
+        let version = version.trim();
+        let (transport, rest) = split_before(rest.trim_start(), |c| c.is_ascii_whitespace());
         if transport.is_empty() || !transport.bytes().all(crate::header::is_token_char) {
             return None;
         }
-        rest = rest[tend..].trim_start();
-        let (sent_by, params) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), &rest[i..]),
-            None => (rest.trim(), ""),
-        };
-        let (host, port) = split_host_port(sent_by)?;
+        let (sent_by, params) = split_before(rest.trim_start(), |c| c == ';');
+        let (host, port) = split_host_port(sent_by.trim())?;
         if !is_valid_host(host) {
             return None;
         }
@@ -154,23 +139,23 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         return None;
     }
     if s.starts_with('[') {
-        let close = s.find(']')?;
-        let host = &s[..=close];
-        let rest = &s[close + 1..];
+        // The host keeps its brackets: split just after the `]`.
+        let close = s.find(']')?.checked_add(1)?;
+        let (host, rest) = s.split_at_checked(close)?;
         if rest.is_empty() {
             return Some((host, None));
         }
         let port = rest.strip_prefix(':')?.trim();
         return Some((host, Some(port.parse().ok()?)));
     }
-    match s.rfind(':') {
-        Some(i) => {
-            let host = s[..i].trim_end();
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host.trim_end();
             if host.contains(':') {
                 // A bare IPv6 address without brackets is not a valid sent-by/hostport.
                 return None;
             }
-            Some((host, Some(s[i + 1..].trim_start().parse().ok()?)))
+            Some((host, Some(port.trim_start().parse().ok()?)))
         }
         None => Some((s, None)),
     }
@@ -208,43 +193,20 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     pub fn parse(v: &'a str) -> Option<NameAddr<'a>> {
         let v = v.trim();
-        // Find a '<' outside a quoted display name.
-        let mut in_quotes = false;
-        let mut open = None;
-        let bytes = v.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\\' if in_quotes => i += 1,
-                b'"' => in_quotes = !in_quotes,
-                b'<' if !in_quotes => {
-                    open = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        if in_quotes {
-            return None;
-        }
-        match open {
-            Some(open) => {
-                let close = open + v[open..].find('>')?;
-                let display = v[..open].trim();
+        // A '<' outside a quoted display name starts a bracketed URI.
+        match split_first_unquoted(v, b'<', false) {
+            (display, Some(after)) => {
+                let (uri, params) = after.split_once('>')?;
+                let display = display.trim();
                 if !display.is_empty() && !is_valid_display_name(display) {
                     return None;
                 }
                 // No whitespace inside the brackets (RFC 3261 §25.1: LAQUOT addr-spec RAQUOT).
-                let uri = &v[open + 1..close];
-                if uri.contains(|c: char| c.is_whitespace()) {
+                if uri.is_empty() || uri.contains(|c: char| c.is_whitespace()) {
                     return None;
                 }
-                let params = v[close + 1..].trim();
+                let params = params.trim();
                 if !params.is_empty() && !params.starts_with(';') {
-                    return None;
-                }
-                if uri.is_empty() {
                     return None;
                 }
                 Some(NameAddr {
@@ -254,14 +216,13 @@ impl<'a> NameAddr<'a> {
                     bracketed: true,
                 })
             }
-            None => {
+            (_, None) => {
+                // Without brackets there is no display name: no quotes (balanced or not).
                 if v.contains('"') || v.contains('>') {
                     return None;
                 }
-                let (uri, params) = match v.find(';') {
-                    Some(i) => (v[..i].trim(), &v[i..]),
-                    None => (v, ""),
-                };
+                let (uri, params) = split_before(v, |c| c == ';');
+                let uri = uri.trim();
                 // Without angle brackets a URI may carry no headers (`?`), and no whitespace or
                 // commas (RFC 3261 §20.10).
                 if uri.is_empty()
@@ -290,17 +251,17 @@ fn is_valid_display_name(d: &str) -> bool {
         let Some(inner) = inner.strip_suffix('"') else {
             return false;
         };
-        // No unescaped quote inside.
-        let b = inner.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
+        // No unescaped quote inside, and no escape left open at the end.
+        let mut escaped = false;
+        for b in inner.bytes() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
                 b'"' => return false,
-                _ => i += 1,
+                _ => {}
             }
         }
-        return i == b.len();
+        return !escaped;
     }
     d.split_ascii_whitespace()
         .all(|w| w.bytes().all(crate::header::is_token_char))
@@ -338,17 +299,17 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parse a `sip:`/`sips:` URI. Other schemes return only `scheme` and the rest in `host`.
     pub fn parse(s: &'a str) -> Option<Uri<'a>> {
-        let colon = s.find(':')?;
-        let scheme = &s[..colon];
-        if scheme.is_empty()
-            || !scheme.as_bytes()[0].is_ascii_alphabetic()
+        let (scheme, rest) = s.split_once(':')?;
+        if !scheme
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
             || !scheme
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
         {
             return None;
         }
-        let rest = &s[colon + 1..];
         if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
             return Some(Uri {
                 scheme,
@@ -363,15 +324,13 @@ impl<'a> Uri<'a> {
         if rest.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control()) {
             return None;
         }
-        let (userinfo, hostpart) = match rest.rfind('@') {
-            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        let (userinfo, hostpart) = match rest.rsplit_once('@') {
+            Some((ui, hp)) => (Some(ui), hp),
             None => (None, rest),
         };
-        let (user, password) = match userinfo {
-            Some(ui) => match ui.find(':') {
-                Some(c) => (Some(&ui[..c]), Some(&ui[c + 1..])),
-                None => (Some(ui), None),
-            },
+        let (user, password) = match userinfo.map(|ui| (ui, ui.split_once(':'))) {
+            Some((_, Some((u, p)))) => (Some(u), Some(p)),
+            Some((ui, None)) => (Some(ui), None),
             None => (None, None),
         };
         if let Some(u) = user {
@@ -379,16 +338,12 @@ impl<'a> Uri<'a> {
                 return None;
             }
         }
-        let hend = hostpart.find([';', '?']).unwrap_or(hostpart.len());
-        let (host, port) = split_host_port(&hostpart[..hend])?;
+        let (hostport, tail) = split_before(hostpart, |c| c == ';' || c == '?');
+        let (host, port) = split_host_port(hostport)?;
         if !is_valid_host(host) {
             return None;
         }
-        let tail = &hostpart[hend..];
-        let (params, headers) = match tail.find('?') {
-            Some(q) => (&tail[..q], &tail[q..]),
-            None => (tail, ""),
-        };
+        let (params, headers) = split_before(tail, |c| c == '?');
         if !valid_escapes(params) || !valid_escapes(headers) {
             return None;
         }
@@ -419,18 +374,13 @@ fn is_user_char(b: u8) -> bool {
 
 /// Every `%` starts a two-hex-digit escape.
 fn valid_escapes(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-            {
-                return false;
-            }
-            i += 3;
-        } else {
-            i += 1;
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%'
+            && !(bytes.next().is_some_and(|h| h.is_ascii_hexdigit())
+                && bytes.next().is_some_and(|h| h.is_ascii_hexdigit()))
+        {
+            return false;
         }
     }
     true

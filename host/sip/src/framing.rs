@@ -50,12 +50,16 @@ impl StreamFramer {
             return None;
         }
         // Keep-alives and stray line ends between messages.
-        let mut crlfs = 0;
-        while crlfs < self.buf.len() && matches!(self.buf[crlfs], b'\r' | b'\n') {
-            crlfs += 1;
-        }
+        let crlfs = self
+            .buf
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(self.buf.len());
         if crlfs > 0 {
-            let ping = self.buf[..crlfs].windows(4).any(|w| w == b"\r\n\r\n");
+            let ping = self
+                .buf
+                .get(..crlfs)
+                .is_some_and(|line_ends| line_ends.windows(4).any(|w| w == b"\r\n\r\n"));
             if crlfs == self.buf.len() && !ping {
                 // Could be the start of a ping; wait for more.
                 return None;
@@ -74,21 +78,22 @@ impl StreamFramer {
             }
             return None;
         };
-        let head = &self.buf[..head_end];
+        let head = self.buf.get(..head_end).unwrap_or_default();
+        let whole_head = || Bytes::copy_from_slice(self.buf.get(..body_start).unwrap_or_default());
         let length = match declared_length(head) {
             Ok(Some(n)) => n,
             Ok(None) => {
-                let h = Bytes::copy_from_slice(&self.buf[..body_start]);
+                let h = whole_head();
                 return Some(Err(self.fail("Content-Length missing on a stream", Some(h))));
             }
             Err(reason) => {
-                let h = Bytes::copy_from_slice(&self.buf[..body_start]);
+                let h = whole_head();
                 return Some(Err(self.fail(reason, Some(h))));
             }
         };
         let total = body_start.saturating_add(length);
         if total > self.max_message {
-            let h = Bytes::copy_from_slice(&self.buf[..body_start]);
+            let h = whole_head();
             return Some(Err(self.fail("message exceeds the size limit", Some(h))));
         }
         if self.buf.len() < total {
@@ -117,16 +122,19 @@ fn declared_length(head: &[u8]) -> Result<Option<usize>, &'static str> {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let name = trim(&line[..colon]);
+        let (name, value) = line.split_at(colon);
+        let name = trim(name);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
             if found.is_some() {
                 return Err("more than one Content-Length");
             }
-            let v = trim(&line[colon + 1..]);
-            if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
-                return Err("Content-Length is not a valid number");
-            }
-            let n = v.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+            let v = trim(value.get(1..).unwrap_or_default());
+            // At most nine digits: the value fits any usize.
+            let n = std::str::from_utf8(v)
+                .ok()
+                .filter(|v| !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or("Content-Length is not a valid number")?;
             found = Some(n);
         }
     }
@@ -134,15 +142,7 @@ fn declared_length(head: &[u8]) -> Result<Option<usize>, &'static str> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &s[start..end]
+    s.trim_ascii()
 }
 
 #[cfg(test)]

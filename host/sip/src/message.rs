@@ -156,18 +156,21 @@ impl Headers {
 
     /// Replace every line of `name` by one with `value`, keeping the position of the first.
     pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
-        let value = value.into();
-        match self.0.iter().position(|h| h.name == name) {
-            Some(i) => {
-                self.0[i].value = value;
-                let mut j = 0;
-                self.0.retain(|h| {
-                    let keep = j <= i || h.name != name;
-                    j += 1;
-                    keep
-                });
+        let mut value = Some(value.into());
+        self.0.retain_mut(|h| {
+            if h.name != name {
+                return true;
             }
-            None => self.push(name, value),
+            match value.take() {
+                Some(v) => {
+                    h.value = v;
+                    true
+                }
+                None => false,
+            }
+        });
+        if let Some(v) = value {
+            self.push(name, v);
         }
     }
 
@@ -177,7 +180,7 @@ impl Headers {
             .0
             .iter()
             .rposition(|h| h.name == name)
-            .map_or(self.0.len(), |i| i + 1);
+            .map_or(self.0.len(), |i| i.saturating_add(1));
         self.0.insert(
             at,
             Header {
@@ -198,14 +201,14 @@ impl Headers {
     /// Remove the first element of a list-valued header (the top Via of a response).
     pub fn pop_first_value(&mut self, name: &HeaderName) -> Option<String> {
         let i = self.0.iter().position(|h| &h.name == name)?;
-        let value = &self.0[i].value;
-        let mut parts = crate::fields::split_list(value);
+        let header = self.0.get_mut(i)?;
+        let mut parts = crate::fields::split_list(&header.value);
         let first = parts.next()?.to_string();
-        let rest: Vec<&str> = parts.collect();
+        let rest = parts.collect::<Vec<&str>>().join(", ");
         if rest.is_empty() {
             self.0.remove(i);
         } else {
-            self.0[i].value = rest.join(", ");
+            header.value = rest;
         }
         Some(first)
     }
@@ -335,7 +338,7 @@ impl Message {
 
     /// Serialise, with a Content-Length that matches the body.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.reserve(512 + self.body.len());
+        out.reserve(self.body.len().saturating_add(512));
         match &self.start {
             StartLine::Request { method, uri } => {
                 out.extend_from_slice(method.as_str().as_bytes());
@@ -345,7 +348,7 @@ impl Message {
             }
             StartLine::Response { status, reason } => {
                 out.extend_from_slice(b"SIP/2.0 ");
-                push_u32(out, u32::from(*status));
+                out.extend_from_slice(itoa::Buffer::new().format(*status).as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(reason.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -361,7 +364,7 @@ impl Message {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"Content-Length: ");
-        push_u32(out, self.body.len() as u32);
+        out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
     }
@@ -371,20 +374,6 @@ impl Message {
         self.write_to(&mut v);
         v
     }
-}
-
-fn push_u32(out: &mut Vec<u8>, mut n: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 impl fmt::Display for Message {

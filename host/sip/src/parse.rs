@@ -43,17 +43,15 @@ impl std::error::Error for ParseError {}
 /// Find the end of the header section: the index just past the empty line, and the index where
 /// the empty line starts. Accepts CRLF and, liberally, bare LF line ends.
 pub fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while let Some(off) = memchr::memchr(b'\n', &data[i..]) {
-        let nl = i + off;
-        let next = nl + 1;
-        if data.get(next) == Some(&b'\n') {
-            return Some((nl, next + 1));
+    for nl in memchr::memchr_iter(b'\n', data) {
+        // `nl` is an index into `data`, so `nl + 1` cannot overflow.
+        let after = data.get(nl..).unwrap_or_default();
+        if after.starts_with(b"\n\n") {
+            return Some((nl, nl.saturating_add(2)));
         }
-        if data.get(next) == Some(&b'\r') && data.get(next + 1) == Some(&b'\n') {
-            return Some((nl, next + 2));
+        if after.starts_with(b"\n\r\n") {
+            return Some((nl, nl.saturating_add(3)));
         }
-        i = next;
     }
     None
 }
@@ -64,11 +62,11 @@ pub fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
 /// body is an error. Without Content-Length the body runs to the end of the data.
 pub fn parse_message(data: &[u8]) -> Result<Message, ParseError> {
     // Leading empty lines are ignored (RFC 3261 §7.5).
-    let mut start = 0;
-    while start < data.len() && (data[start] == b'\r' || data[start] == b'\n') {
-        start += 1;
-    }
-    let data = &data[start..];
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
+    let data = data.get(start..).unwrap_or_default();
     if data.is_empty() {
         return Err(ParseError::bare("empty message"));
     }
@@ -79,7 +77,7 @@ pub fn parse_message(data: &[u8]) -> Result<Message, ParseError> {
         None if data.ends_with(b"\n") => (data.len(), data.len()),
         None => return Err(ParseError::bare("header section not terminated")),
     };
-    let head = std::str::from_utf8(&data[..head_end])
+    let head = std::str::from_utf8(data.get(..head_end).unwrap_or_default())
         .map_err(|_| ParseError::bare("header section is not UTF-8"))?;
     let (start_line, headers, version_ok) = parse_head(head)?;
     let mut msg = Message {
@@ -94,18 +92,20 @@ pub fn parse_message(data: &[u8]) -> Result<Message, ParseError> {
             partial: Some(Box::new(msg)),
         });
     }
-    let rest = &data[body_start..];
-    let declared = content_length(&msg.headers);
-    match declared {
+    let rest = data.get(body_start..).unwrap_or_default();
+    let body = match content_length(&msg.headers) {
         Err(reason) => return Err(ParseError::with_head(reason, msg)),
-        Ok(Some(len)) if len > rest.len() => {
+        Ok(Some(len)) => rest.get(..len),
+        Ok(None) => Some(rest),
+    };
+    match body {
+        Some(body) => msg.body = Bytes::copy_from_slice(body),
+        None => {
             return Err(ParseError::with_head(
                 "Content-Length larger than the body",
                 msg,
             ))
         }
-        Ok(Some(len)) => msg.body = Bytes::copy_from_slice(&rest[..len]),
-        Ok(None) => msg.body = Bytes::copy_from_slice(rest),
     }
     Ok(msg)
 }
@@ -191,12 +191,12 @@ fn parse_header_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Header
             // Only the end of a head that ran to the end of the datagram.
             continue;
         }
-        let colon = line.find(':').ok_or("header line without a colon")?;
-        let name = line[..colon].trim_end_matches([' ', '\t']);
+        let (name, value) = line.split_once(':').ok_or("header line without a colon")?;
+        let name = name.trim_end_matches([' ', '\t']);
         if !HeaderName::is_valid_token(name) {
             return Err("invalid header name");
         }
-        let value = line[colon + 1..].trim_matches([' ', '\t']);
+        let value = value.trim_matches([' ', '\t']);
         current = Some((HeaderName::parse(name), value.to_string()));
     }
     if let Some((name, value)) = current.take() {
@@ -217,13 +217,16 @@ fn partial_err(reason: &'static str, start: &StartLine, headers: &Headers) -> Pa
 }
 
 fn parse_start_line(line: &str) -> Result<(StartLine, bool), ParseError> {
-    if line.len() > 8 && line[..8].eq_ignore_ascii_case("SIP/2.0 ") {
+    // Compared as bytes: the line may hold a multi-byte character anywhere, even across the
+    // first eight bytes.
+    let status_rest = line
+        .as_bytes()
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case(b"SIP/2.0 "))
+        .and_then(|_| line.get(8..));
+    if let Some(rest) = status_rest {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let rest = &line[8..];
-        let (code, reason) = match rest.find(' ') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
-        };
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseError::bare("malformed status code"));
         }
@@ -330,5 +333,27 @@ v=0\n";
         for n in 0..INVITE.len() {
             let _ = parse_message(&INVITE.as_bytes()[..n]);
         }
+    }
+
+    #[test]
+    fn multi_byte_characters_in_the_start_line_are_malformed_not_a_panic() {
+        // A two-byte character across byte 8, where a status line's "SIP/2.0 " would end.
+        let e = parse_message(b"INVITE \xC3\xA9 sip:x SIP/2.0\r\n\r\n").unwrap_err();
+        assert_eq!(e.reason, "malformed request line");
+        assert_eq!(e.status, 400);
+        let e = parse_message("SIP/2.0é 200 OK\r\n\r\n".as_bytes()).unwrap_err();
+        assert_eq!(e.reason, "unsupported SIP version in status line");
+        let e = parse_message("SIP/2.0 2é0 OK\r\n\r\n".as_bytes()).unwrap_err();
+        assert_eq!(e.reason, "malformed status code");
+        let m = parse_message(
+            "SIP/2.0 200 Ökay\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n".as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(m.reason(), Some("Ökay"));
+        // Headers whose name or value holds multi-byte characters.
+        let e = parse_message("OPTIONS sip:x SIP/2.0\r\nVé: x\r\n\r\n".as_bytes()).unwrap_err();
+        assert_eq!(e.reason, "invalid header name");
+        let m = parse_message("OPTIONS sip:x SIP/2.0\r\nSubject: é:ü\r\n\r\n".as_bytes()).unwrap();
+        assert_eq!(m.header(&HeaderName::Subject), Some("é:ü"));
     }
 }

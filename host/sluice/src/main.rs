@@ -1,5 +1,17 @@
 //! The `sluice` command: `run` the SBC, `check` a configuration.
 
+// The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
+// index into data they built themselves.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
 mod plugin_test;
 mod reload;
 mod resolve;
@@ -8,12 +20,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use reload::Reloader;
-use sluice_admin::{AdminState, LogSetter};
+use sluice_admin::{AdminState, LogSetter, SharedSettings};
 use sluice_config::Config;
 use sluice_transport::{Command, Shell, ShellOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info};
@@ -43,7 +55,7 @@ enum Cmd {
         log_format: LogFormat,
         /// How long a drain lets calls finish before ending them, in seconds (default: the
         /// configuration's admin.drain_seconds, else 30).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=sluice_config::MAX_DRAIN_SECONDS))]
         drain_seconds: Option<u64>,
     },
     /// Validate a configuration file, its plugins included, and exit (non-zero with
@@ -86,6 +98,7 @@ fn main() -> ExitCode {
             drain_seconds,
         } => {
             let set_log = init_logging(&log, log_format);
+            install_panic_hook();
             let (cfg, text) = match &config {
                 Some(p) => match std::fs::read_to_string(p) {
                     Ok(text) => (Config::parse(&text, &p.display().to_string()), text),
@@ -114,12 +127,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let drain = Duration::from_secs(
-                drain_seconds
-                    .or(cfg.admin.as_ref().map(|a| a.drain_seconds))
-                    .unwrap_or(30),
-            );
-            match rt.block_on(run(cfg, text, config, drain, set_log)) {
+            match rt.block_on(run(cfg, text, config, drain_seconds, set_log)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -180,6 +188,25 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Exit status after a panic: EX_SOFTWARE of sysexits.h, "internal software error".
+const EXIT_PANIC: i32 = 70;
+
+/// A panic is a bug (input handling is meant to be panic-free). Whatever thread it is on, log it
+/// with the input being handled (redacted) and exit non-zero, so that the supervisor restarts
+/// Sluice rather than leave it half alive (a dead reader task, say).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let input = sluice_transport::describe_current_input();
+        let thread = std::thread::current();
+        error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            input = input.as_deref().unwrap_or("none"),
+            "panic: {info}; exiting with status {EXIT_PANIC} so that the supervisor restarts Sluice"
+        );
+        std::process::exit(EXIT_PANIC);
+    }));
+}
+
 fn init_logging(filter: &str, format: LogFormat) -> LogSetter {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, reload, EnvFilter};
@@ -233,7 +260,7 @@ async fn run(
     cfg: Config,
     text: String,
     path: Option<PathBuf>,
-    drain: Duration,
+    cli_drain: Option<u64>,
     set_log: LogSetter,
 ) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
@@ -284,8 +311,11 @@ async fn run(
     let (commands, command_rx) = mpsc::channel::<Command>(64);
     let config_hash = Arc::new(Mutex::new(prepared.hash));
     let load_error = Arc::new(Mutex::new(None));
+    let settings: SharedSettings = Arc::new(RwLock::new(reload::admin_settings(&cfg, cli_drain)));
     let reloader = Arc::new(Reloader {
         fixed: reload::Fixed::of(&cfg, path.as_deref()),
+        settings: settings.clone(),
+        cli_drain,
         path: path.clone(),
         commands: commands.clone(),
         config_hash: config_hash.clone(),
@@ -303,15 +333,11 @@ async fn run(
     if let Some(addr) = cfg.admin_addr() {
         let state = AdminState {
             commands: commands.clone(),
-            token: cfg
-                .admin
-                .as_ref()
-                .and_then(|a| a.token.as_ref().map(|t| t.get_ref().clone())),
+            settings: settings.clone(),
             reload: reload.clone(),
             set_log,
             config_hash: config_hash.clone(),
             metrics: metrics.clone(),
-            drain_deadline: drain,
             load_error,
         };
         let listener = tokio::net::TcpListener::bind(addr)
@@ -341,13 +367,17 @@ async fn run(
     } else {
         None
     };
-    spawn_signal_handlers(commands.clone(), reloader, drain);
+    spawn_signal_handlers(commands.clone(), reloader, settings);
     info!("sluice running");
     shell.run(command_rx).await?;
     Ok(())
 }
 
-fn spawn_signal_handlers(commands: mpsc::Sender<Command>, reload: Arc<Reloader>, drain: Duration) {
+fn spawn_signal_handlers(
+    commands: mpsc::Sender<Command>,
+    reload: Arc<Reloader>,
+    settings: SharedSettings,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -366,7 +396,8 @@ fn spawn_signal_handlers(commands: mpsc::Sender<Command>, reload: Arc<Reloader>,
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         info!("stop requested: draining");
-        let _ = commands.send(Command::Drain { deadline: drain }).await;
+        let deadline = sluice_admin::drain_deadline(&settings);
+        let _ = commands.send(Command::Drain { deadline }).await;
         // A second signal stops at once.
         wait_for_stop_signal().await;
         info!("second stop signal: exiting now");

@@ -5,10 +5,12 @@
 //! the plugin directory (watched, debounced).
 
 use crate::resolve;
+use sluice_admin::{AdminSettings, SharedSettings};
 use sluice_b2bua::{Engine, EngineConfig};
 use sluice_config::Config;
 use sluice_plugins::{GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};
 use sluice_transport::Command;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,11 +20,24 @@ use tracing::{info, warn};
 /// How long the watcher waits for a burst of file events to settle.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// The admin settings a configuration (and `--drain-seconds`, which wins) asks for.
+pub fn admin_settings(cfg: &Config, cli_drain: Option<u64>) -> AdminSettings {
+    let admin = cfg.admin.as_ref();
+    AdminSettings {
+        token: admin.and_then(|a| a.token.as_ref().map(|t| t.get_ref().clone())),
+        drain_deadline: Duration::from_secs(
+            cli_drain.or(admin.map(|a| a.drain_seconds)).unwrap_or(30),
+        ),
+    }
+}
+
 /// The plugin limits a configuration asks for.
 pub fn limits(cfg: &Config) -> Limits {
     Limits {
         deadline: Duration::from_millis(cfg.plugins.deadline_ms),
-        memory_bytes: (cfg.plugins.memory_mb as usize) << 20,
+        // memory_mb is at most 4096 (checked at load): the product fits any 64-bit usize.
+        memory_bytes: usize::try_from(cfg.plugins.memory_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         max_instances: cfg.plugins.max_instances,
     }
 }
@@ -72,22 +87,75 @@ pub struct Reloader {
     pub runtime: Arc<Runtime>,
     /// What the running process was started with and cannot change without a restart.
     pub fixed: Fixed,
+    /// The admin settings, replaced by a reload that changes them.
+    pub settings: SharedSettings,
+    /// `--drain-seconds`, which overrides `admin.drain_seconds` in every configuration.
+    pub cli_drain: Option<u64>,
     /// One reload at a time.
     pub busy: tokio::sync::Mutex<()>,
 }
 
+/// The settings a running process keeps until it restarts: sockets it bound, buffers it sized,
+/// the plugin runtime it built. A reload that changes one is refused, naming it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Fixed {
-    pub limits: Limits,
-    pub plugin_dir: Option<PathBuf>,
+    internal: Vec<(String, String)>,
+    external: Vec<(String, String)>,
+    admin_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    max_message_bytes: usize,
+    memory_bytes: usize,
+    max_instances: u32,
+    plugin_dir: Option<PathBuf>,
+    watch: bool,
 }
 
 impl Fixed {
     pub fn of(cfg: &Config, path: Option<&Path>) -> Fixed {
+        let listeners = |side: &sluice_config::Side| {
+            side.listen
+                .iter()
+                .map(|l| (format!("{:?}", l.transport), l.address.get_ref().clone()))
+                .collect()
+        };
+        let limits = limits(cfg);
         Fixed {
-            limits: limits(cfg),
+            internal: listeners(&cfg.internal),
+            external: listeners(&cfg.external),
+            admin_listen: cfg.admin_addr(),
+            metrics_listen: cfg.metrics_addr(),
+            max_message_bytes: cfg.sip.max_message_bytes,
+            memory_bytes: limits.memory_bytes,
+            max_instances: limits.max_instances,
             plugin_dir: sluice_plugins::plugin_dir(cfg, path),
+            watch: cfg.plugins.watch,
         }
+    }
+
+    /// The configuration keys whose values differ between `self` and `new`.
+    pub fn changed(&self, new: &Fixed) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |differs: bool, key: &'static str| {
+            if differs {
+                keys.push(key);
+            }
+        };
+        check(self.internal != new.internal, "internal.listen");
+        check(self.external != new.external, "external.listen");
+        check(self.admin_listen != new.admin_listen, "admin.listen");
+        check(self.metrics_listen != new.metrics_listen, "metrics.listen");
+        check(
+            self.max_message_bytes != new.max_message_bytes,
+            "sip.max_message_bytes",
+        );
+        check(self.memory_bytes != new.memory_bytes, "plugins.memory_mb");
+        check(
+            self.max_instances != new.max_instances,
+            "plugins.max_instances",
+        );
+        check(self.plugin_dir != new.plugin_dir, "plugins.dir");
+        check(self.watch != new.watch, "plugins.watch");
+        keys
     }
 }
 
@@ -129,10 +197,12 @@ impl Reloader {
                 .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
             let name = path.display().to_string();
             let p = prepare(&me.runtime, &text, Some(&path), &name)?;
-            let fixed = Fixed::of(&p.config, Some(&path));
-            if fixed != me.fixed {
+            let changed = me.fixed.changed(&Fixed::of(&p.config, Some(&path)));
+            if !changed.is_empty() {
                 return Err(format!(
-                    "{name}: plugins.dir, plugins.memory_mb and plugins.max_instances need a restart"
+                    "{name}: {} cannot change while Sluice runs (restart to apply); \
+                     the running configuration stays",
+                    changed.join(", ")
                 ));
             }
             Ok(p)
@@ -140,11 +210,12 @@ impl Reloader {
         .await
         .map_err(|e| format!("reload task failed: {e}"))??;
         let Prepared {
+            config,
             engine,
             plugins,
             hash,
-            ..
         } = prepared;
+        let settings = admin_settings(&config, self.cli_drain);
         let (tx, rx) = oneshot::channel();
         let change: sluice_transport::EngineChange = Box::new(move |e: &mut Engine| {
             e.reconfigure(engine)?;
@@ -162,6 +233,12 @@ impl Reloader {
             .map_err(|_| "the engine is not running".to_string())??;
         if let Ok(mut h) = self.config_hash.lock() {
             *h = hash.clone();
+        }
+        if let Ok(mut s) = self.settings.write() {
+            if *s != settings {
+                info!("admin settings changed (token, drain deadline)");
+                *s = settings;
+            }
         }
         info!("{what}");
         Ok(hash)

@@ -8,11 +8,23 @@
 //! - ACK for non-2xx final responses generated hop by hop.
 //! - Merged requests (RFC 3261 §8.2.2.2) answered 482.
 
+// The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
+// index into data they built themselves.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
 mod flow;
 mod timers;
 
 pub use flow::{ConnId, Flow, Transport};
-pub use timers::{TimerConfig, TimerKind};
+pub use timers::{after, TimerConfig, TimerKind};
 
 use bytes::Bytes;
 use sluice_sip::{HeaderName, Message, Method, BRANCH_COOKIE};
@@ -167,6 +179,12 @@ impl TransactionLayer {
         &self.timers
     }
 
+    /// New timer values (a reload): every timer armed from now on uses them; timers already
+    /// armed fire when they were due.
+    pub fn set_timers(&mut self, timers: TimerConfig) {
+        self.timers = timers;
+    }
+
     pub fn stats(&self) -> TxStats {
         self.stats
     }
@@ -190,7 +208,7 @@ impl TransactionLayer {
 
     fn id(&mut self) -> u64 {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         id
     }
 
@@ -234,7 +252,7 @@ impl TransactionLayer {
         if d.is_zero() {
             self.remove(tx);
         } else {
-            self.arm(tx, TimerKind::Linger, now + d);
+            self.arm(tx, TimerKind::Linger, after(now, d));
         }
     }
 
@@ -269,7 +287,8 @@ impl TransactionLayer {
         };
         let key = server_key(&msg, &method);
         if let Some(&id) = self.server_index.get(&key) {
-            self.stats.retransmissions_absorbed += 1;
+            self.stats.retransmissions_absorbed =
+                self.stats.retransmissions_absorbed.saturating_add(1);
             let Some(tx) = self.server.get_mut(&id) else {
                 return;
             };
@@ -294,7 +313,8 @@ impl TransactionLayer {
                     tx.state,
                     SState::Proceeding | SState::Completed | SState::Trying
                 ) {
-                    self.stats.response_retransmissions_sent += 1;
+                    self.stats.response_retransmissions_sent =
+                        self.stats.response_retransmissions_sent.saturating_add(1);
                     let reply = tx.reply;
                     self.events.push_back(TxEvent::Transmit {
                         flow: reply,
@@ -338,7 +358,7 @@ impl TransactionLayer {
         self.server.insert(id, tx);
         self.server_index.insert(key, id);
         if merged {
-            self.stats.merged_requests += 1;
+            self.stats.merged_requests = self.stats.merged_requests.saturating_add(1);
             let resp = response_to(&msg, 482, "Loop Detected", None);
             self.respond(now, id, &resp);
             return;
@@ -395,15 +415,15 @@ impl TransactionLayer {
                 tx.state = SState::Accepted;
                 tx.last_response = None;
                 let d = self.timers.timeout();
-                self.arm(r, TimerKind::Linger, now + d);
+                self.arm(r, TimerKind::Linger, after(now, d));
             } else {
                 tx.state = SState::Completed;
                 let t1 = self.timers.t1;
                 if !reliable {
-                    self.arm(r, TimerKind::Retransmit, now + t1);
+                    self.arm(r, TimerKind::Retransmit, after(now, t1));
                 }
                 let d = self.timers.timeout();
-                self.arm(r, TimerKind::Timeout, now + d);
+                self.arm(r, TimerKind::Timeout, after(now, d));
             }
         } else {
             tx.state = SState::Completed;
@@ -449,10 +469,10 @@ impl TransactionLayer {
         let r = TxRef::Client(id);
         if !reliable {
             let t1 = self.timers.t1;
-            self.arm(r, TimerKind::Retransmit, now + t1);
+            self.arm(r, TimerKind::Retransmit, after(now, t1));
         }
         let d = self.timers.timeout();
-        self.arm(r, TimerKind::Timeout, now + d);
+        self.arm(r, TimerKind::Timeout, after(now, d));
         id
     }
 
@@ -477,7 +497,7 @@ impl TransactionLayer {
     pub fn transport_failed(&mut self, id: ClientTxId) {
         if let Some(t) = self.client.get(&id) {
             if matches!(t.state, CState::Calling | CState::Proceeding) {
-                self.stats.client_timeouts += 1;
+                self.stats.client_timeouts = self.stats.client_timeouts.saturating_add(1);
                 self.events.push_back(TxEvent::ClientTimeout { tx: id });
                 self.remove(TxRef::Client(id));
             }
@@ -517,7 +537,7 @@ impl TransactionLayer {
                     tx.state = CState::Accepted;
                     tx.deadlines.clear();
                     self.events.push_back(TxEvent::Response { tx: id, msg });
-                    self.arm(r, TimerKind::Linger, now + timeout);
+                    self.arm(r, TimerKind::Linger, after(now, timeout));
                 }
                 (CState::Accepted, 200..=299) => {
                     self.events.push_back(TxEvent::Response { tx: id, msg });
@@ -542,13 +562,15 @@ impl TransactionLayer {
                 }
                 (CState::Completed, 300..=699) => {
                     if let Some(ack) = tx.ack.clone() {
-                        self.stats.retransmissions_absorbed += 1;
+                        self.stats.retransmissions_absorbed =
+                            self.stats.retransmissions_absorbed.saturating_add(1);
                         let flow = tx.flow;
                         self.events.push_back(TxEvent::Transmit { flow, data: ack });
                     }
                 }
                 _ => {
-                    self.stats.retransmissions_absorbed += 1;
+                    self.stats.retransmissions_absorbed =
+                        self.stats.retransmissions_absorbed.saturating_add(1);
                 }
             }
         } else {
@@ -569,7 +591,8 @@ impl TransactionLayer {
                     self.linger_or_end(now, r, d);
                 }
                 _ => {
-                    self.stats.retransmissions_absorbed += 1;
+                    self.stats.retransmissions_absorbed =
+                        self.stats.retransmissions_absorbed.saturating_add(1);
                 }
             }
         }
@@ -608,18 +631,19 @@ impl TransactionLayer {
                 }
                 // Timer A doubles without bound; Timer E doubles up to T2.
                 t.interval = if t.invite {
-                    t.interval * 2
+                    t.interval.saturating_mul(2)
                 } else {
-                    (t.interval * 2).min(t2)
+                    (t.interval.saturating_mul(2)).min(t2)
                 };
                 let next = t.interval;
                 let (flow, data) = (t.flow, t.data.clone());
-                self.stats.request_retransmissions_sent += 1;
+                self.stats.request_retransmissions_sent =
+                    self.stats.request_retransmissions_sent.saturating_add(1);
                 self.events.push_back(TxEvent::Transmit { flow, data });
-                self.arm(tx, TimerKind::Retransmit, now + next);
+                self.arm(tx, TimerKind::Retransmit, after(now, next));
             }
             (TxRef::Client(id), TimerKind::Timeout) => {
-                self.stats.client_timeouts += 1;
+                self.stats.client_timeouts = self.stats.client_timeouts.saturating_add(1);
                 self.events.push_back(TxEvent::ClientTimeout { tx: id });
                 self.remove(tx);
             }
@@ -631,18 +655,19 @@ impl TransactionLayer {
                 if t.state != SState::Completed {
                     return;
                 }
-                t.interval = (t.interval * 2).min(t2);
+                t.interval = (t.interval.saturating_mul(2)).min(t2);
                 let next = t.interval;
                 if let Some(data) = t.last_response.clone() {
                     let flow = t.reply;
-                    self.stats.response_retransmissions_sent += 1;
+                    self.stats.response_retransmissions_sent =
+                        self.stats.response_retransmissions_sent.saturating_add(1);
                     self.events.push_back(TxEvent::Transmit { flow, data });
                 }
-                self.arm(tx, TimerKind::Retransmit, now + next);
+                self.arm(tx, TimerKind::Retransmit, after(now, next));
             }
             (TxRef::Server(id), TimerKind::Timeout) => {
                 // Timer H: the ACK never came.
-                self.stats.server_timeouts += 1;
+                self.stats.server_timeouts = self.stats.server_timeouts.saturating_add(1);
                 self.events.push_back(TxEvent::ServerTimeout { tx: id });
                 self.remove(tx);
             }

@@ -1,6 +1,15 @@
 //! Timer values of RFC 3261 §17 (table 4).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// `now + d` that cannot panic: a deadline past what [`Instant`] can hold becomes a century
+/// from now, which is never in practice. Every deadline in the sans-IO layers goes through here.
+pub fn after(now: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimerConfig {
@@ -25,7 +34,7 @@ impl Default for TimerConfig {
 impl TimerConfig {
     /// Timers B, F, H, J, L and M: 64*T1.
     pub fn timeout(&self) -> Duration {
-        self.t1 * 64
+        self.t1.saturating_mul(64)
     }
 }
 

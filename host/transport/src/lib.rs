@@ -2,6 +2,22 @@
 //! and the timer. Every socket task funnels what it reads into one channel; a single task owns
 //! the engine, so the engine needs no locks.
 
+// The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
+// index into data they built themselves.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
+mod current_input;
+
+pub use current_input::{describe_current_input, redact};
+
 use bytes::{Bytes, BytesMut};
 use sluice_b2bua::{
     CallInfo, Engine, EngineConfig, EngineStats, ListenerAddr, Output, PluginStatus,
@@ -22,6 +38,11 @@ use tracing::{debug, info, warn};
 const TCP_IDLE: Duration = Duration::from_secs(300);
 /// Messages handled per wake-up before the shell flushes output and checks timers.
 const BATCH: usize = 64;
+
+/// `now + d` on tokio's clock, saturated instead of panicking (see [`sluice_transaction::after`]).
+fn later(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(sluice_transaction::after(now.into_std(), d))
+}
 
 /// What the socket tasks tell the engine task.
 enum Incoming {
@@ -150,13 +171,13 @@ impl Shell {
             let wake = engine
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std)
-                .unwrap_or(now + Duration::from_secs(3600));
-            let drain_wake = drain_until.unwrap_or(now + Duration::from_secs(3600));
+                .unwrap_or(later(now, Duration::from_secs(3600)));
+            let drain_wake = drain_until.unwrap_or(later(now, Duration::from_secs(3600)));
             tokio::select! {
                 biased;
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
-                    let mut handled = 0;
+                    let mut handled: usize = 0;
                     let mut next = Some(msg);
                     while let Some(m) = next.take() {
                         if matches!(m, Incoming::Closed { .. }) {
@@ -164,7 +185,7 @@ impl Shell {
                             flush(&mut engine, &udp, &mut conns, &mut by_remote, &tx, &next_conn).await;
                         }
                         handle_incoming(&mut engine, m, &mut conns, &mut by_remote);
-                        handled += 1;
+                        handled = handled.saturating_add(1);
                         if handled >= BATCH {
                             break;
                         }
@@ -183,7 +204,7 @@ impl Shell {
                             engine.hang_up(now, k);
                         }
                         hung_up = true;
-                        drain_until = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                        drain_until = Some(later(tokio::time::Instant::now(), Duration::from_secs(5)));
                     } else {
                         info!("drain finished");
                         flush(&mut engine, &udp, &mut conns, &mut by_remote, &tx, &next_conn).await;
@@ -197,7 +218,7 @@ impl Shell {
                             if drain_until.is_none() {
                                 info!(calls = engine.active_calls(), ?deadline, "draining: new calls are refused");
                                 engine.set_draining(true);
-                                drain_until = Some(tokio::time::Instant::now() + deadline);
+                                drain_until = Some(later(tokio::time::Instant::now(), deadline));
                             }
                         }
                         Command::Status(reply) => {
@@ -244,6 +265,9 @@ fn handle_incoming(
 ) {
     match msg {
         Incoming::Packet { flow, data } => {
+            let _handling = current_input::handling(flow, &data);
+            #[cfg(debug_assertions)]
+            current_input::panic_if_asked(&data);
             engine.handle_datagram(std::time::Instant::now(), flow, &data);
         }
         Incoming::Connected { id, remote, writer } => {
@@ -343,12 +367,14 @@ async fn udp_reader(
     tx: mpsc::Sender<Incoming>,
     max_message: usize,
 ) {
+    // One byte more than the limit tells an oversized datagram from one exactly at the limit.
+    let read_size = max_message.saturating_add(1);
     let mut buf = BytesMut::with_capacity(256 * 1024);
     loop {
-        if buf.capacity() < max_message + 1 {
+        if buf.capacity() < read_size {
             buf.reserve(256 * 1024);
         }
-        buf.resize(max_message + 1, 0);
+        buf.resize(read_size, 0);
         let (n, remote) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
             Err(e) => {
@@ -484,7 +510,7 @@ async fn tcp_connection(
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => n,
         };
-        framer.push(&buf[..n]);
+        framer.push(buf.get(..n).unwrap_or_default());
         while let Some(frame) = framer.next_frame() {
             match frame {
                 Ok(Frame::Message(data)) => {

@@ -1,7 +1,9 @@
 //! A plugin for Sluice's tests. Settings:
 //!
 //! - `mode`: `tag` (default), `loop`, `trap`, `membomb`, `garbage`, `reject`, `every-loop`,
-//!   and `fs`, `net`, `env`, which try to reach a file, the network and the environment.
+//!   `edit-then-trap` and `edit-then-loop` (valid edits first, then a failure: fail-open must
+//!   roll them back), and `fs`, `net`, `env`, which try to reach a file, the network and the
+//!   environment.
 //! - `trigger`: misbehave only on messages whose To user starts with this (default `666`), so
 //!   that the plugin passes Sluice's self-check and fails on the calls a test chooses.
 //!   `every-loop` loops on every message, self-check included.
@@ -55,6 +57,18 @@ impl Testkit {
                 Verdict::Continue
             }
             "reject" => Verdict::reject(403, "Testkit Says No"),
+            "edit-then-trap" | "edit-then-loop" => {
+                let _ = msg.add_header("X-Partial", "leaked");
+                let _ = msg.set_header("Subject", "leaked");
+                let _ = msg.remove_header("Supported");
+                if msg.is_request() {
+                    let _ = msg.set_request_uri("sip:leaked@partial.invalid");
+                }
+                if self.mode == "edit-then-trap" {
+                    panic!("testkit: trap after editing, on purpose");
+                }
+                spin()
+            }
             "fs" => {
                 let found = std::fs::read_to_string("/etc/hostname").is_ok();
                 let _ = msg.set_header("X-Fs", if found { "read" } else { "refused" });
@@ -94,6 +108,8 @@ impl Plugin for Testkit {
             "garbage",
             "reject",
             "every-loop",
+            "edit-then-trap",
+            "edit-then-loop",
             "fs",
             "net",
             "env",
