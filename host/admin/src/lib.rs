@@ -243,12 +243,12 @@ async fn trunks(State(state): State<AdminState>, headers: HeaderMap) -> Response
         .iter()
         .enumerate()
         .map(|(i, t)| TrunkBody {
-            name: t.name.clone(),
-            host: t.host.clone(),
+            name: t.name.to_string(),
+            host: t.host.to_string(),
             address: t.addr.to_string(),
             transport: t.transport.to_string(),
             status: "online",
-            active_calls: s.calls_per_trunk.get(&t.name).copied().unwrap_or(0),
+            active_calls: s.calls_per_trunk.get(&*t.name).copied().unwrap_or(0),
             outbound_route: i == s.config.outbound_trunk,
         })
         .collect();

@@ -2,6 +2,7 @@
 
 use sluice_transaction::{TimerConfig, Transport};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Which side of Sluice a listener or leg is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,9 +23,9 @@ pub struct ListenerAddr {
 /// A party Sluice sends requests to: the PBX or a trunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
-    pub name: String,
+    pub name: Arc<str>,
     /// Host part written in Request-URI and To toward this peer.
-    pub host: String,
+    pub host: Arc<str>,
     pub transport: Transport,
     pub addr: SocketAddr,
 }

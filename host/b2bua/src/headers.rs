@@ -1,7 +1,27 @@
-//! Which headers cross the B2BUA, and how addresses in them are hidden.
+//! Which headers cross the B2BUA, how addresses in them are hidden, and what Sluice says of
+//! itself (Allow, Supported, Server/User-Agent).
 
 use sluice_sip::{HeaderName, Message, NameAddr, Uri};
 use std::net::SocketAddr;
+
+/// Methods Sluice handles, as advertised in Allow.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+/// Extensions Sluice supports (session timers pass through end to end).
+pub const SUPPORTED: &[&str] = &["timer"];
+
+/// Write Sluice's agent name: `User-Agent` on a request, `Server` on a response; nothing when
+/// the configured name is empty.
+pub fn add_agent(msg: &mut Message, agent: &str) {
+    if agent.is_empty() {
+        return;
+    }
+    let name = if msg.is_request() {
+        HeaderName::UserAgent
+    } else {
+        HeaderName::Server
+    };
+    msg.headers.push(name, agent);
+}
 
 /// Headers copied from one leg to the other unchanged: they describe the session or the
 /// endpoint's capabilities, never the topology. Everything else is dropped or rebuilt (Via,
@@ -33,17 +53,13 @@ fn is_passthrough(name: &HeaderName) -> bool {
 }
 
 /// Copy the passthrough headers, and Supported/Require reduced to what Sluice relays.
-pub fn copy_passthrough(from: &Message, to: &mut Message, _local_host: &str) {
+pub fn copy_passthrough(from: &Message, to: &mut Message) {
     for h in &from.headers {
         if is_passthrough(&h.name) {
             to.headers.push(h.name.clone(), h.value.clone());
         } else if matches!(h.name, HeaderName::Supported | HeaderName::Require) {
             let kept: Vec<&str> = sluice_sip::fields::split_list(&h.value)
-                .filter(|t| {
-                    crate::engine::SUPPORTED
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(t))
-                })
+                .filter(|t| SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
                 .collect();
             if !kept.is_empty() {
                 to.headers.push(h.name.clone(), kept.join(", "));
@@ -98,6 +114,21 @@ pub fn format_host_port(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+/// A peer's host for the URIs Sluice writes toward it (Request-URI, To), with the port when it
+/// is not 5060.
+pub fn peer_uri_host(host: &str, addr: SocketAddr) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if addr.port() == 5060 {
+        host
+    } else {
+        format!("{host}:{}", addr.port())
     }
 }
 

@@ -6,9 +6,9 @@
 //! Calls pin the hooks generation that was current when they started, so that a reload does
 //! not change the plugins of a call in progress: new calls use the new generation.
 
+use crate::call::{CallKey, Direction};
 use crate::config::Side;
-use crate::engine::{CallKey, Direction};
-use sluice_sip::Message;
+use sluice_sip::{edit, Message};
 use sluice_transaction::Transport;
 use std::net::SocketAddr;
 
@@ -51,6 +51,17 @@ pub struct HookContext<'a> {
     pub transport: Transport,
 }
 
+/// What the number hook made of a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberVerdict {
+    /// Leave it as it is.
+    Keep,
+    /// Write this instead.
+    Replace(String),
+    /// A fail-closed plugin failed on it: refuse the call with this status.
+    Refuse { status: u16 },
+}
+
 /// The outcome of running a chain over a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookVerdict {
@@ -84,9 +95,7 @@ pub struct PluginStatus {
 }
 
 /// The plugin chains, as the engine sees them.
-pub trait Hooks: Send + 'static {
-    /// Lets the process that installed the hooks reach its concrete type (to swap plugins).
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+pub trait Hooks: Send {
     /// What is loaded, for the admin API.
     fn status(&self) -> Vec<PluginStatus> {
         Vec::new()
@@ -99,14 +108,14 @@ pub trait Hooks: Send + 'static {
     fn release(&mut self, generation: Generation);
     /// Whether any plugin runs for this trunk in this generation (lets the engine skip work).
     fn active(&self, generation: Generation, trunk: &str) -> bool;
-    /// Normalise a number of a new call. `None` leaves it unchanged.
+    /// Normalise a number of a new call.
     fn number(
         &mut self,
         generation: Generation,
         ctx: &HookContext<'_>,
         kind: NumberKind,
         number: &str,
-    ) -> Option<String>;
+    ) -> NumberVerdict;
     /// Run the chain over a message leaving on `ctx.leg`. `original` is the message it was
     /// built from. Both are only borrowed mutably so that the host can lend them to a plugin
     /// without copying; `original` comes back unchanged.
@@ -131,9 +140,6 @@ pub trait Hooks: Send + 'static {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
     fn current(&self) -> Generation {
         0
     }
@@ -148,8 +154,8 @@ impl Hooks for NoHooks {
         _: &HookContext<'_>,
         _: NumberKind,
         _: &str,
-    ) -> Option<String> {
-        None
+    ) -> NumberVerdict {
+        NumberVerdict::Keep
     }
     fn message(
         &mut self,
@@ -168,4 +174,52 @@ impl Hooks for NoHooks {
     ) -> Option<Attestation> {
         None
     }
+}
+
+/// What the plugins made of a new call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewCallOutcome {
+    /// Send the INVITE on, with the attestation chosen for an outbound call.
+    Continue { attestation: Option<Attestation> },
+    /// Refuse the call with this status and reason.
+    Refuse { status: u16, reason: String },
+}
+
+/// A new call's hook sequence, the one place it is written: the numbers (called and calling),
+/// then the message chain over the INVITE, then, for an outbound call, the attestation. Used
+/// by the engine, by `sluice plugin test` and by the plugin host's tests.
+pub fn run_new_call<H: Hooks + ?Sized>(
+    hooks: &mut H,
+    generation: Generation,
+    ctx: &HookContext<'_>,
+    invite: &mut Message,
+    original: &mut Message,
+) -> NewCallOutcome {
+    let mut refused = None;
+    edit::normalize_numbers(invite, |kind, n| {
+        match hooks.number(generation, ctx, kind, n) {
+            NumberVerdict::Keep => None,
+            NumberVerdict::Replace(n) => Some(n),
+            NumberVerdict::Refuse { status } => {
+                refused.get_or_insert(status);
+                None
+            }
+        }
+    });
+    if let Some(status) = refused.filter(|&s| edit::check_rejectable(invite, s).is_ok()) {
+        return NewCallOutcome::Refuse {
+            status,
+            reason: "Plugin Failure".into(),
+        };
+    }
+    if let HookVerdict::Reject { status, reason } = hooks.message(generation, ctx, invite, original)
+    {
+        return NewCallOutcome::Refuse { status, reason };
+    }
+    let attestation = if ctx.direction == Direction::Outbound {
+        hooks.attestation(generation, ctx, invite)
+    } else {
+        None
+    };
+    NewCallOutcome::Continue { attestation }
 }

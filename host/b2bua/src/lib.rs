@@ -1,11 +1,22 @@
 //! Sluice's B2BUA engine, sans-IO.
 //!
-//! Every call is two dialogs: leg 0 toward the caller, leg 1 toward the callee, each with its own
-//! Call-ID, tags, CSeq space, Via branch and Contact. Nothing of one side's topology (addresses,
-//! Via, Record-Route, Contact, Call-ID) is written on the other side.
+//! Every call is two dialogs: the caller's leg (Sluice as UAS) and the callee's leg (Sluice as
+//! UAC), each with its own Call-ID, tags, CSeq space, Via branch and Contact. Nothing of one
+//! side's topology (addresses, Via, Record-Route, Contact, Call-ID) is written on the other.
 //!
-//! Input: [`Engine::handle_datagram`] (bytes from a socket) and [`Engine::handle_timeout`].
-//! Output: [`Engine::poll_output`] (bytes to send) and [`Engine::poll_timeout`].
+//! Where things are:
+//! - [`engine`]: the input/output API ([`Engine::handle_datagram`], [`Engine::handle_timeout`],
+//!   [`Engine::poll_output`], [`Engine::poll_timeout`]), the dispatch of transaction events to
+//!   calls, and new calls; [`core`]: what every call's handlers share;
+//! - [`answer`]: a call's set-up after its INVITE left (the callee's answers, CANCEL);
+//!   [`in_dialog`]: requests inside the dialogs, relayed both ways, and Sluice's own BYEs;
+//! - [`call`]: the vocabulary (call key, direction, the two legs); [`calls`]: each call's typed
+//!   state and the table that finds calls; [`dialog`]: one dialog and the requests in it;
+//!   [`ids`]: tags, branches, Call-IDs;
+//! - [`route`]: where a new call goes; [`refuse`]: whether it is admitted; [`setup`]: both
+//!   dialogs and the INVITE of a new call; [`relay`]: a message of one leg rebuilt for the
+//!   other; [`retransmit`]: 2xx and ACK between the legs; [`headers`]: what crosses;
+//! - [`hooks`]: where plugins touch a message; [`metrics`], [`stats`]: what is counted.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
 // index into data they built themselves.
@@ -19,17 +30,37 @@
     )
 )]
 
+pub mod answer;
+pub mod call;
+pub mod calls;
 pub mod config;
+pub mod core;
+pub mod dialog;
 pub mod engine;
 pub mod headers;
 pub mod hooks;
+pub mod ids;
+pub mod in_dialog;
 pub mod metrics;
+pub mod refuse;
+pub mod relay;
+pub mod retransmit;
+pub mod route;
+pub mod setup;
 pub mod stats;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use call::{CallKey, Direction, LegId};
+pub use calls::CallInfo;
 pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
-pub use engine::{CallInfo, CallKey, Direction, Engine, Output, ALLOW};
+pub use core::Output;
+pub use engine::Engine;
+pub use headers::{ALLOW, SUPPORTED};
 pub use hooks::{
-    Attestation, Generation, HookContext, HookVerdict, Hooks, NoHooks, NumberKind, PluginStatus,
+    run_new_call, Attestation, Generation, HookContext, HookVerdict, Hooks, NewCallOutcome,
+    NoHooks, NumberKind, NumberVerdict, PluginStatus,
 };
 pub use stats::EngineStats;
 

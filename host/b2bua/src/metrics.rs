@@ -2,7 +2,7 @@
 //! binary installs a recorder). Label sets are bounded: trunk names come from the
 //! configuration, methods from a fixed list, statuses are 100–699; never a number or Call-ID.
 
-use crate::engine::Direction;
+use crate::call::Direction;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use sluice_transaction::TxStats;
 use std::collections::{HashMap, VecDeque};

@@ -5,9 +5,12 @@
 use crate::host::{Chain, GenerationSpec, PluginHost};
 use crate::loaded::{load, PluginSpec};
 use crate::runtime::{Limits, Runtime};
-use sluice_b2bua::{Attestation, Direction, HookContext, HookVerdict, Hooks, NumberKind, Side};
+use sluice_b2bua::{
+    run_new_call, Attestation, Direction, Generation, HookContext, HookVerdict, Hooks,
+    NewCallOutcome, NumberKind, NumberVerdict, PluginStatus, Side,
+};
 use sluice_config::Policy;
-use sluice_sip::{edit, Message, Method};
+use sluice_sip::{Message, Method};
 use sluice_transaction::Transport;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -93,24 +96,24 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
         transport: Transport::Udp,
     };
     let new_call = msg.method() == Some(&Method::Invite) && msg.to_tag().is_none();
-    let mut numbers = Vec::new();
-    if new_call {
-        edit::normalize_numbers(&mut msg, |kind, n| {
-            let out = host.number(generation, &ctx, kind, n);
-            if let Some(o) = &out {
-                numbers.push((kind, n.to_string(), o.clone()));
-            }
-            out
-        });
-    }
     let mut original = msg.clone();
-    let verdict = host.message(generation, &ctx, &mut msg, &mut original);
-    let attestation =
-        if new_call && input.direction == Direction::Outbound && verdict == HookVerdict::Continue {
-            host.attestation(generation, &ctx, &mut msg)
-        } else {
-            None
-        };
+    let mut recorded = Recording {
+        host: &mut host,
+        numbers: Vec::new(),
+    };
+    let (verdict, attestation) = if new_call {
+        // The engine's own sequence for a new call.
+        match run_new_call(&mut recorded, generation, &ctx, &mut msg, &mut original) {
+            NewCallOutcome::Continue { attestation } => (HookVerdict::Continue, attestation),
+            NewCallOutcome::Refuse { status, reason } => {
+                (HookVerdict::Reject { status, reason }, None)
+            }
+        }
+    } else {
+        let v = recorded.message(generation, &ctx, &mut msg, &mut original);
+        (v, None)
+    };
+    let numbers = recorded.numbers;
     let failures = host
         .status()
         .into_iter()
@@ -125,4 +128,58 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
         attestation,
         failures,
     })
+}
+
+/// The plugin host, with the numbers its number hook changed written down.
+struct Recording<'a> {
+    host: &'a mut PluginHost,
+    numbers: Vec<(NumberKind, String, String)>,
+}
+
+impl Hooks for Recording<'_> {
+    fn status(&self) -> Vec<PluginStatus> {
+        self.host.status()
+    }
+    fn current(&self) -> Generation {
+        self.host.current()
+    }
+    fn pin(&mut self, generation: Generation) {
+        self.host.pin(generation)
+    }
+    fn release(&mut self, generation: Generation) {
+        self.host.release(generation)
+    }
+    fn active(&self, generation: Generation, trunk: &str) -> bool {
+        self.host.active(generation, trunk)
+    }
+    fn number(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        kind: NumberKind,
+        number: &str,
+    ) -> NumberVerdict {
+        let v = self.host.number(generation, ctx, kind, number);
+        if let NumberVerdict::Replace(n) = &v {
+            self.numbers.push((kind, number.to_string(), n.clone()));
+        }
+        v
+    }
+    fn message(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+        original: &mut Message,
+    ) -> HookVerdict {
+        self.host.message(generation, ctx, msg, original)
+    }
+    fn attestation(
+        &mut self,
+        generation: Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+    ) -> Option<Attestation> {
+        self.host.attestation(generation, ctx, msg)
+    }
 }

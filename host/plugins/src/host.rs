@@ -7,8 +7,8 @@
 use crate::bindings::sluice::plugin::types as wit;
 use crate::loaded::{Failure, Live, LoadedPlugin};
 use sluice_b2bua::{
-    Attestation, Direction, Generation, HookContext, HookVerdict, Hooks, NumberKind, PluginStatus,
-    Side,
+    Attestation, Direction, Generation, HookContext, HookVerdict, Hooks, NumberKind, NumberVerdict,
+    PluginStatus, Side,
 };
 use sluice_config::Policy;
 use sluice_sip::{edit, Message};
@@ -65,8 +65,6 @@ pub struct PluginHost {
     /// Scratch contexts, reused so that a call allocates nothing once warm.
     ctx: wit::CallContext,
     nctx: wit::NumberContext,
-    /// A fail-closed plugin failed on a number of this call: its INVITE is refused.
-    refuse_call: Option<(u64, u16)>,
     /// Plugin versions published as loaded (`sluice_plugin_loaded`).
     published: HashSet<(String, String)>,
 }
@@ -95,6 +93,16 @@ fn wit_leg(s: Side) -> wit::Leg {
     match s {
         Side::Internal => wit::Leg::Internal,
         Side::External => wit::Leg::External,
+    }
+}
+
+/// The status a fail-closed plugin's failure refuses a request with: 500 for an edit Sluice
+/// refused, 503 for the plugin's own failure.
+fn failure_status(f: &Failure) -> u16 {
+    if matches!(f, Failure::Invalid(_)) {
+        500
+    } else {
+        503
     }
 }
 
@@ -134,7 +142,6 @@ impl PluginHost {
                 tenant: None,
                 kind: wit::NumberKind::Called,
             },
-            refuse_call: None,
             published: HashSet::new(),
         }
     }
@@ -289,10 +296,6 @@ fn live(slot: &mut Slot, call: u64) -> Option<&mut Live> {
 }
 
 impl Hooks for PluginHost {
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
     fn status(&self) -> Vec<PluginStatus> {
         let mut out = Vec::new();
         for g in &self.gens {
@@ -355,9 +358,18 @@ impl Hooks for PluginHost {
         ctx: &HookContext<'_>,
         kind: NumberKind,
         number: &str,
-    ) -> Option<String> {
-        let gi = self.gens.iter().position(|g| g.id == generation)?;
-        let chain = self.gens.get(gi)?.chains.get(ctx.trunk)?.clone();
+    ) -> NumberVerdict {
+        let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
+            return NumberVerdict::Keep;
+        };
+        let Some(chain) = self
+            .gens
+            .get(gi)
+            .and_then(|g| g.chains.get(ctx.trunk))
+            .cloned()
+        else {
+            return NumberVerdict::Keep;
+        };
         let order = match ctx.leg {
             Side::External => &chain.to_trunk,
             Side::Internal => &chain.to_pbx,
@@ -379,7 +391,7 @@ impl Hooks for PluginHost {
             let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
                 if plugin.policy == Policy::FailClosed {
-                    self.refuse_call = Some((ctx.call, 503));
+                    return NumberVerdict::Refuse { status: 503 };
                 }
                 continue;
             };
@@ -389,17 +401,17 @@ impl Hooks for PluginHost {
                 Err(f) => {
                     failed(slot, ctx.call, &f);
                     if plugin.policy == Policy::FailClosed {
-                        let status = if matches!(f, Failure::Invalid(_)) {
-                            500
-                        } else {
-                            503
+                        return NumberVerdict::Refuse {
+                            status: failure_status(&f),
                         };
-                        self.refuse_call = Some((ctx.call, status));
                     }
                 }
             }
         }
-        current.filter(|n| n != number)
+        match current {
+            Some(n) if n != number => NumberVerdict::Replace(n),
+            _ => NumberVerdict::Keep,
+        }
     }
 
     fn message(
@@ -409,14 +421,6 @@ impl Hooks for PluginHost {
         msg: &mut Message,
         original: &mut Message,
     ) -> HookVerdict {
-        if let Some((call, status)) = self.refuse_call.take() {
-            if call == ctx.call && edit::check_rejectable(msg, status).is_ok() {
-                return HookVerdict::Reject {
-                    status,
-                    reason: "Plugin Failure".into(),
-                };
-            }
-        }
         let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
             return HookVerdict::Continue;
         };
@@ -481,12 +485,7 @@ impl Hooks for PluginHost {
                 Err(f) => {
                     failed(slot, ctx.call, &f);
                     if policy == Policy::FailClosed && rejectable {
-                        let status = if matches!(f, Failure::Invalid(_)) {
-                            500
-                        } else {
-                            503
-                        };
-                        return refuse(status);
+                        return refuse(failure_status(&f));
                     }
                 }
             }

@@ -6,10 +6,12 @@
     clippy::arithmetic_side_effects
 )]
 
-use sluice_b2bua::{Direction, HookContext, HookVerdict, Hooks, NumberKind, Side};
+use sluice_b2bua::{
+    run_new_call, Direction, HookContext, HookVerdict, Hooks, NewCallOutcome, Side,
+};
 use sluice_config::Config;
 use sluice_plugins::{load, prepare, Limits, ModuleSource, PluginHost, PluginSpec, Runtime};
-use sluice_sip::{edit, parse_message, HeaderName, Message};
+use sluice_sip::{parse_message, HeaderName, Message};
 use sluice_transaction::Transport;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -100,13 +102,16 @@ fn ctx(leg: Side) -> HookContext<'static> {
     }
 }
 
-/// What the engine does with a new call's INVITE: numbers, then the message chain.
+/// A new call's INVITE through the host, by the engine's own sequence (numbers, then the
+/// message chain, then the attestation).
 fn new_call(host: &mut PluginHost, leg: Side, msg: &mut Message) -> HookVerdict {
     let g = host.current();
     let c = ctx(leg);
-    edit::normalize_numbers(msg, |kind, n| host.number(g, &c, kind, n));
     let mut original = msg.clone();
-    host.message(g, &c, msg, &mut original)
+    match run_new_call(host, g, &c, msg, &mut original) {
+        NewCallOutcome::Continue { .. } => HookVerdict::Continue,
+        NewCallOutcome::Refuse { status, reason } => HookVerdict::Reject { status, reason },
+    }
 }
 
 #[test]
@@ -394,5 +399,4 @@ fn calls_keep_their_generation_across_a_reload() {
     // The last call of the old generation ends: it is unloaded.
     host.release(g1);
     assert_eq!(host.loaded_generations(), [g2]);
-    let _ = NumberKind::Called;
 }

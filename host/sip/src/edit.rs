@@ -7,7 +7,8 @@
 
 use crate::fields::{NameAddr, Uri};
 use crate::header::HeaderName;
-use crate::message::{Message, Method, StartLine};
+use crate::message::{Message, StartLine};
+use crate::method::Method;
 use bytes::Bytes;
 use std::fmt;
 

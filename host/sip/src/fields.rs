@@ -1,7 +1,7 @@
 //! Structured views of header values: Via, name-addr (From/To/Contact/Route), CSeq, SIP URIs and
 //! their parameters. Views borrow from the header text; nothing is allocated to read them.
 
-use crate::message::Method;
+use crate::method::Method;
 
 /// Split `s` at the first `sep` outside double quotes (and outside angle brackets when `angles`):
 /// the part before the separator, and what follows it (`None` when there is no separator).

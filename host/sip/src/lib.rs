@@ -23,13 +23,15 @@ pub mod fields;
 pub mod framing;
 pub mod header;
 pub mod message;
+pub mod method;
 pub mod parse;
 pub mod validate;
 
 pub use fields::{NameAddr, Uri, Via};
 pub use framing::{Frame, FrameError, StreamFramer};
 pub use header::HeaderName;
-pub use message::{reason_phrase, Header, Headers, Message, Method, StartLine};
+pub use message::{reason_phrase, Header, Headers, Message, StartLine};
+pub use method::Method;
 pub use parse::{parse_message, ParseError};
 pub use validate::{validate, Rejection};
 

@@ -1,7 +1,8 @@
 //! Parsing bytes into a [`Message`]: start line, header unfolding, compact names, Content-Length.
 
 use crate::header::HeaderName;
-use crate::message::{Headers, Message, Method, StartLine};
+use crate::message::{Headers, Message, StartLine};
+use crate::method::Method;
 use bytes::Bytes;
 
 /// Why a message could not be parsed. When the head (start line and headers) was readable,

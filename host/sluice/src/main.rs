@@ -21,8 +21,10 @@ use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use reload::Reloader;
 use sluice_admin::{AdminState, LogSetter, SharedSettings};
+use sluice_b2bua::Hooks;
 use sluice_config::Config;
-use sluice_transport::{Command, Shell, ShellOptions};
+use sluice_plugins::PluginHost;
+use sluice_transport::{Change, Command, Shell, ShellOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, RwLock};
@@ -116,8 +118,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One thread: the engine task reads the UDP sockets and drives the I/O itself, so a
+            // datagram is never handed from thread to thread; everything else here is light.
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
@@ -295,8 +298,11 @@ async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?
     };
     let listeners = prepared.engine.listeners.clone();
-    let mut engine = sluice_b2bua::Engine::new(prepared.engine, fastrand::u64(..));
-    engine.set_hooks(Box::new(sluice_plugins::PluginHost::new()));
+    let mut engine = sluice_b2bua::Engine::with_hooks(
+        prepared.engine,
+        fastrand::u64(..),
+        sluice_plugins::PluginHost::new(),
+    );
     reload::install(&mut engine, prepared.plugins);
     info!(plugins = engine.hooks().status().len(), "plugins loaded");
     let shell = Shell::bind(
@@ -309,6 +315,7 @@ async fn run(
     .await
     .context("binding listeners")?;
     let (commands, command_rx) = mpsc::channel::<Command>(64);
+    let (changes, change_rx) = mpsc::channel::<Change<PluginHost>>(4);
     let config_hash = Arc::new(Mutex::new(prepared.hash));
     let load_error = Arc::new(Mutex::new(None));
     let settings: SharedSettings = Arc::new(RwLock::new(reload::admin_settings(&cfg, cli_drain)));
@@ -317,7 +324,7 @@ async fn run(
         settings: settings.clone(),
         cli_drain,
         path: path.clone(),
-        commands: commands.clone(),
+        changes,
         config_hash: config_hash.clone(),
         load_error: load_error.clone(),
         runtime,
@@ -369,7 +376,7 @@ async fn run(
     };
     spawn_signal_handlers(commands.clone(), reloader, settings);
     info!("sluice running");
-    shell.run(command_rx).await?;
+    shell.run(command_rx, change_rx).await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use sluice_admin::{AdminSettings, SharedSettings};
 use sluice_b2bua::{Engine, EngineConfig};
 use sluice_config::Config;
 use sluice_plugins::{GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};
-use sluice_transport::Command;
+use sluice_transport::Change;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -81,7 +81,7 @@ pub fn prepare(
 /// What a reload needs; shared by every trigger.
 pub struct Reloader {
     pub path: Option<PathBuf>,
-    pub commands: mpsc::Sender<Command>,
+    pub changes: mpsc::Sender<Change<PluginHost>>,
     pub config_hash: Arc<Mutex<String>>,
     pub load_error: Arc<Mutex<Option<String>>>,
     pub runtime: Arc<Runtime>,
@@ -217,15 +217,15 @@ impl Reloader {
         } = prepared;
         let settings = admin_settings(&config, self.cli_drain);
         let (tx, rx) = oneshot::channel();
-        let change: sluice_transport::EngineChange = Box::new(move |e: &mut Engine| {
+        let change: sluice_transport::EngineChange<PluginHost> = Box::new(move |e| {
             e.reconfigure(engine)?;
             Ok(match install(e, plugins) {
                 Some(g) => format!("plugin generation {g}"),
                 None => "plugins unchanged".to_string(),
             })
         });
-        self.commands
-            .send(Command::Apply(change, tx))
+        self.changes
+            .send(Change(change, tx))
             .await
             .map_err(|_| "the engine is not running".to_string())?;
         let what = rx
@@ -246,12 +246,8 @@ impl Reloader {
 }
 
 /// Install a plugin generation into the engine's plugin host.
-pub fn install(engine: &mut Engine, spec: GenerationSpec) -> Option<u64> {
-    let host = engine
-        .hooks_mut()
-        .as_any_mut()
-        .downcast_mut::<PluginHost>()?;
-    let g = host.install(spec);
+pub fn install(engine: &mut Engine<PluginHost>, spec: GenerationSpec) -> Option<u64> {
+    let g = engine.hooks_mut().install(spec);
     if let Some(g) = g {
         metrics::gauge!("sluice_plugin_generation").set(g as f64);
     }

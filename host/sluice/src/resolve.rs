@@ -1,6 +1,7 @@
 //! From the configuration file to the engine's resolved configuration (addresses, not names).
 
 use anyhow::{anyhow, Context};
+use sluice_b2bua::route::listener_for;
 use sluice_b2bua::{EngineConfig, ListenerAddr, PeerConfig, Side};
 use sluice_config::{Config, TransportName};
 use sluice_transaction::{TimerConfig, Transport};
@@ -44,8 +45,8 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
     let peer =
         |name: &str, host: &str, port: u16, t: TransportName| -> anyhow::Result<PeerConfig> {
             Ok(PeerConfig {
-                name: name.to_string(),
-                host: host.to_string(),
+                name: name.into(),
+                host: host.into(),
                 transport: transport(t),
                 addr: resolve(host, port)?,
             })
@@ -71,9 +72,7 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
         .position(|t| t.name.get_ref() == cfg.routing.outbound_trunk.get_ref())
         .ok_or_else(|| anyhow!("unknown outbound trunk"))?;
     let check_path = |side: Side, p: &PeerConfig| -> anyhow::Result<()> {
-        if listeners.iter().any(|l| {
-            l.side == side && l.transport == p.transport && l.addr.is_ipv4() == p.addr.is_ipv4()
-        }) {
+        if listener_for(&listeners, side, p.transport, p.addr).is_some() {
             Ok(())
         } else {
             Err(anyhow!(

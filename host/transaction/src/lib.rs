@@ -1,6 +1,7 @@
 //! SIP transactions (RFC 3261 §17, with the Accepted states of RFC 6026) as a sans-IO state
-//! machine. Feed it parsed messages and the time; it returns bytes to transmit and events for
-//! the transaction user (the B2BUA).
+//! machine. Feed it parsed messages and the time; it returns bytes to transmit
+//! ([`TransactionLayer::poll_transmit`]) and events for the transaction user, the B2BUA
+//! ([`TransactionLayer::poll_event`]).
 //!
 //! - INVITE and non-INVITE client and server transactions, timers A–K (and L, M).
 //! - Retransmissions over UDP only; none over TCP.
@@ -22,14 +23,17 @@
 
 mod flow;
 mod timers;
+mod via;
 
 pub use flow::{ConnId, Flow, Transport};
 pub use timers::{after, TimerConfig, TimerKind};
+pub use via::{reply_flow, stamp_received};
 
 use bytes::Bytes;
 use sluice_sip::{HeaderName, Message, Method, BRANCH_COOKIE};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,11 +48,16 @@ pub enum TxRef {
     Client(ClientTxId),
 }
 
-/// What the transaction layer asks of its shell and its user.
+/// Bytes to send on a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub flow: Flow,
+    pub data: Bytes,
+}
+
+/// What the transaction layer tells its user.
 #[derive(Debug)]
 pub enum TxEvent {
-    /// Send these bytes.
-    Transmit { flow: Flow, data: Bytes },
     /// A new request: a server transaction was created for it (not for ACK).
     Request {
         tx: ServerTxId,
@@ -63,6 +72,9 @@ pub enum TxEvent {
     StrayResponse { msg: Message, flow: Flow },
     /// Timer B or F: no final response came.
     ClientTimeout { tx: ClientTxId },
+    /// The transport could not deliver the request (a refused or broken connection): the
+    /// transaction failed without waiting for Timer B or F.
+    TransportError { tx: ClientTxId },
     /// Timer H: no ACK came for a final non-2xx response.
     ServerTimeout { tx: ServerTxId },
     /// The transaction is gone; its id will not be used again.
@@ -78,6 +90,8 @@ pub struct TxStats {
     pub client_timeouts: u64,
     pub server_timeouts: u64,
     pub merged_requests: u64,
+    /// Client transactions failed by the transport.
+    pub transport_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +167,7 @@ pub struct TransactionLayer {
     merge_index: HashMap<String, ServerTxId>,
     heap: BinaryHeap<Reverse<(Instant, TxRef, TimerKind)>>,
     next_id: u64,
+    transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
     stats: TxStats,
     scratch: Vec<u8>,
@@ -169,6 +184,7 @@ impl TransactionLayer {
             merge_index: HashMap::new(),
             heap: BinaryHeap::new(),
             next_id: 1,
+            transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TxStats::default(),
             scratch: Vec::with_capacity(2048),
@@ -197,6 +213,15 @@ impl TransactionLayer {
         self.client.len()
     }
 
+    /// The next datagram or stream write to send, in the order they were produced. Call after
+    /// every input (request, response, timeout, respond, send_request) until `None`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user. Call after every input until `None`; the
+    /// transmits an input produced come first (poll them before the events) so that a 100
+    /// Trying leaves before what the user sends in reaction to the request.
     pub fn poll_event(&mut self) -> Option<TxEvent> {
         self.events.pop_front()
     }
@@ -316,7 +341,7 @@ impl TransactionLayer {
                     self.stats.response_retransmissions_sent =
                         self.stats.response_retransmissions_sent.saturating_add(1);
                     let reply = tx.reply;
-                    self.events.push_back(TxEvent::Transmit {
+                    self.transmits.push_back(Transmit {
                         flow: reply,
                         data: resp,
                     });
@@ -400,8 +425,7 @@ impl TransactionLayer {
         let reply = tx.reply;
         let reliable = reply.transport.is_reliable();
         tx.last_response = Some(data.clone());
-        self.events
-            .push_back(TxEvent::Transmit { flow: reply, data });
+        self.transmits.push_back(Transmit { flow: reply, data });
         let r = TxRef::Server(id);
         if status < 200 {
             if !tx.invite {
@@ -465,7 +489,7 @@ impl TransactionLayer {
             },
         );
         self.client_index.insert(key, id);
-        self.events.push_back(TxEvent::Transmit { flow, data });
+        self.transmits.push_back(Transmit { flow, data });
         let r = TxRef::Client(id);
         if !reliable {
             let t1 = self.timers.t1;
@@ -493,15 +517,27 @@ impl TransactionLayer {
             .is_some_and(|t| t.state == CState::Proceeding)
     }
 
-    /// The transport could not deliver a client transaction's request: fail it at once.
-    pub fn transport_failed(&mut self, id: ClientTxId) {
-        if let Some(t) = self.client.get(&id) {
-            if matches!(t.state, CState::Calling | CState::Proceeding) {
-                self.stats.client_timeouts = self.stats.client_timeouts.saturating_add(1);
-                self.events.push_back(TxEvent::ClientTimeout { tx: id });
-                self.remove(TxRef::Client(id));
-            }
+    /// The transport could not deliver to `remote` over `transport` (a connection refused,
+    /// timed out or broken): every client transaction still waiting for a final response
+    /// there fails at once with [`TxEvent::TransportError`]. Returns how many failed.
+    pub fn transport_failed(&mut self, transport: Transport, remote: SocketAddr) -> usize {
+        let mut failed: Vec<ClientTxId> = self
+            .client
+            .iter()
+            .filter(|(_, t)| {
+                t.flow.transport == transport
+                    && t.flow.remote == remote
+                    && matches!(t.state, CState::Calling | CState::Proceeding)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        failed.sort();
+        for &id in &failed {
+            self.stats.transport_errors = self.stats.transport_errors.saturating_add(1);
+            self.events.push_back(TxEvent::TransportError { tx: id });
+            self.remove(TxRef::Client(id));
         }
+        failed.len()
     }
 
     /// A response arrived (already validated).
@@ -551,7 +587,7 @@ impl TransactionLayer {
                     let ack = Bytes::copy_from_slice(&self.scratch);
                     tx.ack = Some(ack.clone());
                     let flow = tx.flow;
-                    self.events.push_back(TxEvent::Transmit { flow, data: ack });
+                    self.transmits.push_back(Transmit { flow, data: ack });
                     self.events.push_back(TxEvent::Response { tx: id, msg });
                     let d = if reliable {
                         Duration::ZERO
@@ -565,7 +601,7 @@ impl TransactionLayer {
                         self.stats.retransmissions_absorbed =
                             self.stats.retransmissions_absorbed.saturating_add(1);
                         let flow = tx.flow;
-                        self.events.push_back(TxEvent::Transmit { flow, data: ack });
+                        self.transmits.push_back(Transmit { flow, data: ack });
                     }
                 }
                 _ => {
@@ -639,7 +675,7 @@ impl TransactionLayer {
                 let (flow, data) = (t.flow, t.data.clone());
                 self.stats.request_retransmissions_sent =
                     self.stats.request_retransmissions_sent.saturating_add(1);
-                self.events.push_back(TxEvent::Transmit { flow, data });
+                self.transmits.push_back(Transmit { flow, data });
                 self.arm(tx, TimerKind::Retransmit, after(now, next));
             }
             (TxRef::Client(id), TimerKind::Timeout) => {
@@ -661,7 +697,7 @@ impl TransactionLayer {
                     let flow = t.reply;
                     self.stats.response_retransmissions_sent =
                         self.stats.response_retransmissions_sent.saturating_add(1);
-                    self.events.push_back(TxEvent::Transmit { flow, data });
+                    self.transmits.push_back(Transmit { flow, data });
                 }
                 self.arm(tx, TimerKind::Retransmit, after(now, next));
             }
@@ -726,23 +762,6 @@ fn merge_key(msg: &Message) -> Option<String> {
         msg.from_tag()?,
         msg.call_id()?
     ))
-}
-
-/// Where responses to a request go (RFC 3261 §18.2.2 with RFC 3581): on streams, the same
-/// connection; on UDP, the source address, with the Via port unless `rport` was asked for.
-fn reply_flow(msg: &Message, flow: Flow) -> Flow {
-    if flow.transport.is_reliable() {
-        return flow;
-    }
-    let Some(via) = msg.top_via() else {
-        return flow;
-    };
-    if via.param("rport").is_some() {
-        return flow;
-    }
-    let mut f = flow;
-    f.remote.set_port(via.port.unwrap_or(5060));
-    f
 }
 
 /// Build a response to `req`: Via, From, To, Call-ID and CSeq copied; To tag added when given

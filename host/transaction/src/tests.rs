@@ -25,19 +25,27 @@ Content-Length: 0\r\n\r\n"
     parse_message(raw.as_bytes()).unwrap()
 }
 
-fn drain(layer: &mut TransactionLayer) -> Vec<TxEvent> {
-    std::iter::from_fn(|| layer.poll_event()).collect()
+/// What the layer produced: its transmits first, then its events (the order to poll them in).
+#[derive(Debug)]
+enum Out {
+    Sent(Transmit),
+    Event(TxEvent),
 }
 
-fn transmits(events: &[TxEvent]) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, TxEvent::Transmit { .. }))
-        .count()
+fn drain(layer: &mut TransactionLayer) -> Vec<Out> {
+    let mut out: Vec<Out> = std::iter::from_fn(|| layer.poll_transmit())
+        .map(Out::Sent)
+        .collect();
+    out.extend(std::iter::from_fn(|| layer.poll_event()).map(Out::Event));
+    out
 }
 
-/// Run the clock forward in small steps up to `until`, collecting every event.
-fn run_until(layer: &mut TransactionLayer, start: Instant, until: Duration) -> Vec<TxEvent> {
+fn transmits(out: &[Out]) -> usize {
+    out.iter().filter(|o| matches!(o, Out::Sent(_))).count()
+}
+
+/// Run the clock forward in small steps up to `until`, collecting everything produced.
+fn run_until(layer: &mut TransactionLayer, start: Instant, until: Duration) -> Vec<Out> {
     let mut out = Vec::new();
     while let Some(at) = layer.poll_timeout() {
         if at > start + until {
@@ -64,7 +72,7 @@ fn invite_client_retransmits_with_timer_a_and_times_out_with_b() {
     assert_eq!(transmits(&ev), 6);
     assert!(ev
         .iter()
-        .any(|e| matches!(e, TxEvent::ClientTimeout { tx } if *tx == id)));
+        .any(|e| matches!(e, Out::Event(TxEvent::ClientTimeout { tx }) if *tx == id)));
     assert_eq!(l.stats().client_timeouts, 1);
     assert_eq!(l.client_count(), 0);
 }
@@ -79,7 +87,7 @@ fn no_retransmission_over_tcp() {
     assert_eq!(transmits(&ev), 0);
     assert!(ev
         .iter()
-        .any(|e| matches!(e, TxEvent::ClientTimeout { .. })));
+        .any(|e| matches!(e, Out::Event(TxEvent::ClientTimeout { .. }))));
 }
 
 #[test]
@@ -102,14 +110,14 @@ fn provisional_stops_timer_a_and_final_error_is_acked() {
     drain(&mut l);
     l.on_response(t0, response_for(&req, 180), flow(Transport::Udp));
     let ev = drain(&mut l);
-    assert!(matches!(ev[0], TxEvent::Response { tx, .. } if tx == id));
+    assert!(matches!(ev[0], Out::Event(TxEvent::Response { tx, .. }) if tx == id));
     assert!(l.client_proceeding(id));
     let later = run_until(&mut l, t0, Duration::from_secs(10));
     assert_eq!(transmits(&later), 0, "no retransmission once proceeding");
     l.on_response(t0, response_for(&req, 486), flow(Transport::Udp));
     let ev = drain(&mut l);
     let ack = ev.iter().find_map(|e| match e {
-        TxEvent::Transmit { data, .. } => Some(parse_message(data).unwrap()),
+        Out::Sent(t) => Some(parse_message(&t.data).unwrap()),
         _ => None,
     });
     let ack = ack.expect("ACK sent");
@@ -121,7 +129,9 @@ fn provisional_stops_timer_a_and_final_error_is_acked() {
     l.on_response(t0, response_for(&req, 486), flow(Transport::Udp));
     let ev = drain(&mut l);
     assert_eq!(transmits(&ev), 1);
-    assert!(!ev.iter().any(|e| matches!(e, TxEvent::Response { .. })));
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, Out::Event(TxEvent::Response { .. }))));
 }
 
 #[test]
@@ -136,7 +146,7 @@ fn two_hundred_retransmissions_reach_the_user() {
     let ev = drain(&mut l);
     let responses = ev
         .iter()
-        .filter(|e| matches!(e, TxEvent::Response { .. }))
+        .filter(|e| matches!(e, Out::Event(TxEvent::Response { .. })))
         .count();
     assert_eq!(responses, 2);
     let _ = run_until(&mut l, t0, Duration::from_secs(33));
@@ -154,7 +164,7 @@ fn server_invite_sends_trying_and_absorbs_retransmissions() {
     let id = ev
         .iter()
         .find_map(|e| match e {
-            TxEvent::Request { tx, .. } => Some(*tx),
+            Out::Event(TxEvent::Request { tx, .. }) => Some(*tx),
             _ => None,
         })
         .unwrap();
@@ -162,7 +172,9 @@ fn server_invite_sends_trying_and_absorbs_retransmissions() {
     l.on_request(t0, req.clone(), flow(Transport::Udp));
     let ev = drain(&mut l);
     assert_eq!(transmits(&ev), 1);
-    assert!(!ev.iter().any(|e| matches!(e, TxEvent::Request { .. })));
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, Out::Event(TxEvent::Request { .. }))));
     // Final error: retransmitted by Timer G until ACK.
     l.respond(t0, id, &response_for(&req, 486));
     drain(&mut l);
@@ -187,7 +199,7 @@ fn timer_h_fires_without_ack() {
     let id = drain(&mut l)
         .into_iter()
         .find_map(|e| match e {
-            TxEvent::Request { tx, .. } => Some(tx),
+            Out::Event(TxEvent::Request { tx, .. }) => Some(tx),
             _ => None,
         })
         .unwrap();
@@ -196,7 +208,7 @@ fn timer_h_fires_without_ack() {
     let ev = run_until(&mut l, t0, Duration::from_secs(40));
     assert!(ev
         .iter()
-        .any(|e| matches!(e, TxEvent::ServerTimeout { tx } if *tx == id)));
+        .any(|e| matches!(e, Out::Event(TxEvent::ServerTimeout { tx }) if *tx == id)));
     // G: 0.5, 1.5, 3.5, 7.5, then every 4 s until H at 32 s.
     assert_eq!(transmits(&ev), 4 + 6);
 }
@@ -210,7 +222,7 @@ fn cancel_matches_invite_and_merged_request_gets_482() {
     let id = drain(&mut l)
         .into_iter()
         .find_map(|e| match e {
-            TxEvent::Request { tx, .. } => Some(tx),
+            Out::Event(TxEvent::Request { tx, .. }) => Some(tx),
             _ => None,
         })
         .unwrap();
@@ -223,12 +235,14 @@ fn cancel_matches_invite_and_merged_request_gets_482() {
     let resp = ev
         .iter()
         .find_map(|e| match e {
-            TxEvent::Transmit { data, .. } => Some(parse_message(data).unwrap()),
+            Out::Sent(t) => Some(parse_message(&t.data).unwrap()),
             _ => None,
         })
         .unwrap();
     assert_eq!(resp.status(), Some(482));
-    assert!(!ev.iter().any(|e| matches!(e, TxEvent::Request { .. })));
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, Out::Event(TxEvent::Request { .. }))));
     assert_eq!(l.stats().merged_requests, 1);
 }
 
@@ -247,4 +261,35 @@ fn responses_follow_via_port_unless_rport() {
     req3.headers
         .set(HeaderName::Via, "SIP/2.0/UDP 10.0.0.1:5999;branch=z9hG4bKi");
     assert_eq!(reply_flow(&req3, flow(Transport::Udp)).remote.port(), 5999);
+}
+
+#[test]
+fn a_transport_error_fails_the_waiting_client_transactions_at_once() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let tcp = flow(Transport::Tcp);
+    let invite = l.send_request(t0, request("INVITE", "z9hG4bKte1"), tcp);
+    let options = l.send_request(t0, request("OPTIONS", "z9hG4bKte2"), tcp);
+    // Another destination is not affected.
+    let mut elsewhere = tcp;
+    elsewhere.remote = "127.0.0.11:5060".parse().unwrap();
+    let other = l.send_request(t0, request("OPTIONS", "z9hG4bKte3"), elsewhere);
+    drain(&mut l);
+    assert_eq!(l.transport_failed(Transport::Tcp, tcp.remote), 2);
+    let ev = drain(&mut l);
+    for id in [invite, options] {
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, Out::Event(TxEvent::TransportError { tx }) if *tx == id)),
+            "{ev:?}"
+        );
+    }
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, Out::Event(TxEvent::TransportError { tx }) if *tx == other)));
+    assert_eq!(l.client_count(), 1);
+    assert_eq!(l.stats().transport_errors, 2);
+    assert_eq!(l.stats().client_timeouts, 0);
+    // Nothing is left to time out for the failed ones, and a second failure finds nothing.
+    assert_eq!(l.transport_failed(Transport::Tcp, tcp.remote), 0);
 }

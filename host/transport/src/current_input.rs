@@ -1,14 +1,23 @@
 //! The input the engine task is handling, kept so that a panic (a bug: input handling is meant
-//! to be panic-free) can say which message caused it. Holding it costs one reference count per
-//! message; nothing is formatted unless a panic asks.
+//! to be panic-free) can say which message caused it. Keeping it costs a copy into a buffer
+//! that is reused (no allocation once warm); nothing is formatted unless a panic asks.
 
-use bytes::Bytes;
 use sluice_transaction::Flow;
 use std::cell::RefCell;
 use std::fmt::Write;
 
+struct Current {
+    flow: Option<Flow>,
+    data: Vec<u8>,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<(Flow, Bytes)>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Current> = const {
+        RefCell::new(Current {
+            flow: None,
+            data: Vec::new(),
+        })
+    };
 }
 
 /// Clears the current input when dropped (also when unwinding).
@@ -16,15 +25,18 @@ pub(crate) struct Handling(());
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        let _ = CURRENT.try_with(|c| c.try_borrow_mut().map(|mut c| *c = None));
+        let _ = CURRENT.try_with(|c| c.try_borrow_mut().map(|mut c| c.flow = None));
     }
 }
 
 /// Record `data` from `flow` as the input being handled until the guard is dropped.
-pub(crate) fn handling(flow: Flow, data: &Bytes) -> Handling {
+pub(crate) fn handling(flow: Flow, data: &[u8]) -> Handling {
     let _ = CURRENT.try_with(|c| {
-        c.try_borrow_mut()
-            .map(|mut c| *c = Some((flow, data.clone())))
+        c.try_borrow_mut().map(|mut c| {
+            c.flow = Some(flow);
+            c.data.clear();
+            c.data.extend_from_slice(data);
+        })
     });
     Handling(())
 }
@@ -45,17 +57,20 @@ pub(crate) fn panic_if_asked(data: &[u8]) {
 /// and its first bytes with every digit masked (numbers are personal data) and every byte
 /// outside printable ASCII escaped (so a multi-byte character that broke something shows).
 pub fn describe_current_input() -> Option<String> {
-    let (flow, data) = CURRENT
-        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+    CURRENT
+        .try_with(|c| {
+            let c = c.try_borrow().ok()?;
+            let flow = c.flow?;
+            Some(format!(
+                "{} bytes over {} from {}: {}",
+                c.data.len(),
+                flow.transport,
+                flow.remote,
+                redact(&c.data, 512)
+            ))
+        })
         .ok()
-        .flatten()?;
-    Some(format!(
-        "{} bytes over {} from {}: {}",
-        data.len(),
-        flow.transport,
-        flow.remote,
-        redact(&data, 512)
-    ))
+        .flatten()
 }
 
 /// At most `max` bytes of `data`, digits masked as `#`, CR and LF as `\r` and `\n`, and any
@@ -104,7 +119,7 @@ mod tests {
         };
         assert_eq!(describe_current_input(), None);
         {
-            let _g = handling(flow, &Bytes::from_static(b"BYE 1"));
+            let _g = handling(flow, b"BYE 1");
             assert_eq!(
                 describe_current_input().as_deref(),
                 Some("5 bytes over udp from 192.0.2.1:5070: BYE #")

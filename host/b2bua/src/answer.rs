@@ -1,0 +1,213 @@
+//! The set-up of a call after its INVITE left: the callee's answers (provisional, failure,
+//! 2xx), an INVITE that got none (Timer B, a transport error), and the caller's CANCEL.
+
+use crate::call::LegId;
+use crate::calls::{Call, CallState, Cancel, Ending};
+use crate::core::{ClientRole, Core};
+use crate::headers::add_agent;
+use crate::hooks::Hooks;
+use crate::refuse::map_error_status;
+use crate::relay;
+use crate::retransmit::InviteRelay;
+use bytes::Bytes;
+use sluice_sip::{reason_phrase, Message};
+use sluice_transaction::{reply_flow, response_to};
+use std::time::Instant;
+use tracing::{debug, warn};
+
+/// A provisional answer (101-199): relayed to the caller, unless the call is being cancelled,
+/// in which case it lets the CANCEL go out.
+pub fn provisional<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    status: u16,
+    mut msg: Message,
+) {
+    call.legs.callee.learn_from_answer(status, &msg);
+    record_progress(core, call, now);
+    send_cancel_if_possible(core, call, now);
+    let CallState::Proceeding(p) = &call.state else {
+        return;
+    };
+    let mut resp = relay::response(
+        &call.legs.caller,
+        &p.invite,
+        status,
+        &msg,
+        &core.cfg.user_agent,
+    );
+    let uas = p.uas;
+    let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
+    core.respond(now, uas, &resp);
+}
+
+/// A final failure (300-699): relayed to the caller (mapped where it makes no sense across
+/// the B2BUA); the set-up is over.
+pub fn failure<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    status: u16,
+    mut msg: Message,
+) {
+    match std::mem::replace(&mut call.state, Ending::settled()) {
+        CallState::Proceeding(p) => {
+            let mapped = map_error_status(status);
+            let mut resp = relay::response(
+                &call.legs.caller,
+                &p.invite,
+                mapped,
+                &msg,
+                &core.cfg.user_agent,
+            );
+            let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
+            core.record_failure(call, mapped);
+            debug!(call = call.key, status, "call failed");
+            core.respond(now, p.uas, &resp);
+        }
+        // Cancelled: the callee's 487 settles its INVITE.
+        CallState::Ending(_) => {}
+        CallState::Established => call.state = CallState::Established,
+    }
+}
+
+/// A 2xx: the call is answered (relayed as 200, retransmitted until the caller's ACK). A 2xx
+/// to a cancelled INVITE is confirmed and hung up; a retransmitted 2xx gets Sluice's ACK again.
+pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut msg: Message) {
+    call.legs.callee.learn_from_answer(200, &msg);
+    let cseq = msg.cseq().map_or(call.legs.callee.local_cseq, |(n, _)| n);
+    match &mut call.state {
+        CallState::Proceeding(_) => {}
+        CallState::Ending(e) if e.uac.is_some() => {
+            e.uac = None;
+            let ack = relay::ack(&call.legs.callee, cseq, None, &mut core.ids);
+            core.emit_message(call.legs.callee.next_hop(), &ack);
+            core.send_bye(call, now, LegId::Callee);
+            return;
+        }
+        _ => {
+            if let Some(ack) = call.relay.as_ref().and_then(|r| r.our_ack.clone()) {
+                core.emit(call.legs.callee.next_hop(), ack);
+            }
+            return;
+        }
+    }
+    let CallState::Proceeding(p) = std::mem::replace(&mut call.state, CallState::Established)
+    else {
+        return;
+    };
+    call.answered_at = Some(now);
+    let invite_cseq = p.invite.cseq().map_or(0, |(n, _)| n);
+    let reply_to = reply_flow(&p.invite, call.legs.caller.flow);
+    let mut resp = relay::response(
+        &call.legs.caller,
+        &p.invite,
+        200,
+        &msg,
+        &core.cfg.user_agent,
+    );
+    let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
+    let data = Bytes::from(resp.to_bytes());
+    core.stats.calls_answered = core.stats.calls_answered.saturating_add(1);
+    if !p.progressed {
+        let delay = now.saturating_duration_since(call.started);
+        core.metrics
+            .post_dial_delay(&call.trunk, call.direction, delay);
+    }
+    core.metrics.call_answered(&call.trunk, call.direction);
+    debug!(call = call.key, "answered");
+    core.respond(now, p.uas, &resp);
+    let mut relay = InviteRelay::new(LegId::Caller, invite_cseq, cseq, now, &core.cfg.timers);
+    relay.answered(
+        call.key,
+        now,
+        (reply_to, data),
+        &core.cfg.timers,
+        &mut core.timers,
+    );
+    call.relay = Some(relay);
+}
+
+/// The INVITE toward the callee failed without an answer: Timer B (`status` 408) or the
+/// transport (503). The caller gets that status.
+pub fn no_answer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, status: u16) {
+    warn!(
+        call = call.key,
+        status, "the callee's INVITE failed without an answer"
+    );
+    match std::mem::replace(&mut call.state, Ending::settled()) {
+        CallState::Proceeding(p) => {
+            let tag = &call.legs.caller.local_tag;
+            let mut resp = response_to(&p.invite, status, reason_phrase(status), Some(tag));
+            add_agent(&mut resp, &core.cfg.user_agent);
+            core.record_failure(call, status);
+            core.respond(now, p.uas, &resp);
+        }
+        CallState::Ending(_) => {}
+        CallState::Established => call.state = CallState::Established,
+    }
+}
+
+/// The caller gave up before the answer (CANCEL, or BYE on the early dialog): 487 to its
+/// INVITE, and a CANCEL toward the callee as soon as one may be sent.
+pub fn cancel<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
+    if !matches!(call.state, CallState::Proceeding(_)) {
+        return;
+    }
+    let ending = CallState::Ending(Ending {
+        uac: None,
+        cancel: Cancel::Wanted,
+    });
+    let CallState::Proceeding(p) = std::mem::replace(&mut call.state, ending) else {
+        return;
+    };
+    if let CallState::Ending(e) = &mut call.state {
+        e.uac = Some(p.uac);
+    }
+    debug!(call = call.key, "cancelled by the caller");
+    let tag = &call.legs.caller.local_tag;
+    let resp = response_to(&p.invite, 487, reason_phrase(487), Some(tag));
+    core.record_failure(call, 487);
+    core.respond(now, p.uas, &resp);
+    send_cancel_if_possible(core, call, now);
+}
+
+/// CANCEL the callee's INVITE once it has answered provisionally (RFC 3261 §9.1).
+fn send_cancel_if_possible<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
+    let CallState::Ending(Ending {
+        uac: Some(uac),
+        cancel,
+    }) = &mut call.state
+    else {
+        return;
+    };
+    if *cancel != Cancel::Wanted || !core.tx.client_proceeding(*uac) {
+        return;
+    }
+    let (Some(invite), Some(flow)) = (core.tx.client_request(*uac), core.tx.client_flow(*uac))
+    else {
+        return;
+    };
+    let cancel_msg = relay::cancel(invite);
+    *cancel = Cancel::Sent;
+    call.pending = call.pending.saturating_add(1);
+    core.send(
+        now,
+        cancel_msg,
+        flow,
+        ClientRole::Teardown { call: call.key },
+    );
+}
+
+/// Post-dial delay: from the caller's INVITE to the first ringing (or the answer).
+fn record_progress<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
+    if let CallState::Proceeding(p) = &mut call.state {
+        if !p.progressed {
+            p.progressed = true;
+            let delay = now.saturating_duration_since(call.started);
+            core.metrics
+                .post_dial_delay(&call.trunk, call.direction, delay);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What every call's handlers share: the engine minus its table of calls (as quinn-proto's
+//! connections share an endpoint's services). The transaction layer and what Sluice sends,
+//! identifiers, client transactions and their purpose, the 2xx timers, plugins and counters.
+//! A handler gets `&mut Core` and `&mut Call` side by side, so that it never looks its call up
+//! again.
+
+use crate::call::{CallKey, LegId};
+use crate::calls::{Call, CallState, Ending};
+use crate::config::EngineConfig;
+use crate::headers::{add_agent, ALLOW};
+use crate::hooks::{HookContext, HookVerdict, Hooks};
+use crate::ids::Ids;
+use crate::metrics::EngineMetrics;
+use crate::retransmit::CallTimers;
+use crate::stats::EngineStats;
+use bytes::Bytes;
+use sluice_sip::{Message, Method};
+use sluice_transaction::{response_to, ClientTxId, Flow, ServerTxId, TransactionLayer};
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+/// What the engine asks of the I/O shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Transmit { flow: Flow, data: Bytes },
+}
+
+/// Why a client transaction was started.
+#[derive(Debug)]
+pub enum ClientRole {
+    /// The initial INVITE toward the callee.
+    Invite { call: CallKey },
+    /// An in-dialog request relayed from leg `from`; its answer goes back on `server`.
+    Relay {
+        call: CallKey,
+        from: LegId,
+        server: ServerTxId,
+        request: Box<Message>,
+    },
+    /// A request Sluice sends on its own (a CANCEL, a BYE that ends a call): its answer only
+    /// settles it.
+    Teardown { call: CallKey },
+}
+
+impl ClientRole {
+    pub fn call(&self) -> CallKey {
+        match self {
+            ClientRole::Invite { call }
+            | ClientRole::Relay { call, .. }
+            | ClientRole::Teardown { call } => *call,
+        }
+    }
+}
+
+pub struct Core<H: Hooks> {
+    pub cfg: EngineConfig,
+    pub tx: TransactionLayer,
+    pub clients: HashMap<ClientTxId, ClientRole>,
+    pub timers: CallTimers,
+    pub outputs: VecDeque<Output>,
+    pub ids: Ids,
+    pub stats: EngineStats,
+    pub metrics: EngineMetrics,
+    pub draining: bool,
+    pub hooks: H,
+}
+
+impl<H: Hooks> Core<H> {
+    pub fn emit(&mut self, flow: Flow, data: Bytes) {
+        self.stats.messages_out = self.stats.messages_out.saturating_add(1);
+        EngineMetrics::message(true, &data);
+        self.outputs.push_back(Output::Transmit { flow, data });
+    }
+
+    pub fn emit_message(&mut self, flow: Flow, msg: &Message) {
+        self.emit(flow, Bytes::from(msg.to_bytes()));
+    }
+
+    /// Move what the transaction layer sends to the output, in order.
+    pub fn flush_transmits(&mut self) {
+        while let Some(t) = self.tx.poll_transmit() {
+            self.emit(t.flow, t.data);
+        }
+    }
+
+    pub fn respond(&mut self, now: Instant, tx: ServerTxId, resp: &Message) {
+        self.tx.respond(now, tx, resp);
+        self.flush_transmits();
+    }
+
+    /// Answer a request locally, with a To tag of ours.
+    pub fn reply(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Message,
+        status: u16,
+        reason: &str,
+    ) {
+        let mut resp = response_to(req, status, reason, Some(&self.ids.tag()));
+        add_agent(&mut resp, &self.cfg.user_agent);
+        if status == 405 || status == 200 && req.method() == Some(&Method::Options) {
+            resp.headers.push(sluice_sip::HeaderName::Allow, ALLOW);
+        }
+        self.respond(now, tx, &resp);
+    }
+
+    /// Start a client transaction for `role`.
+    pub fn send(&mut self, now: Instant, req: Message, flow: Flow, role: ClientRole) {
+        let id = self.tx.send_request(now, req, flow);
+        self.clients.insert(id, role);
+        self.flush_transmits();
+    }
+
+    /// Run the call's plugin chain over a message about to leave on leg `to`, built from
+    /// `original` (which arrived on the other leg).
+    pub fn run_hooks(
+        &mut self,
+        call: &Call,
+        to: LegId,
+        out: &mut Message,
+        original: &mut Message,
+    ) -> HookVerdict {
+        if !self.hooks.active(call.generation, &call.trunk) {
+            return HookVerdict::Continue;
+        }
+        let source = call.legs.get(to.other()).flow;
+        let ctx = HookContext {
+            call: call.key,
+            direction: call.direction,
+            leg: to.side(call.direction),
+            trunk: &call.trunk,
+            source: source.remote,
+            transport: source.transport,
+        };
+        self.hooks.message(call.generation, &ctx, out, original)
+    }
+
+    /// Send a BYE of Sluice's own on `leg`; the call is ending.
+    pub fn send_bye(&mut self, call: &mut Call, now: Instant, leg: LegId) {
+        if !matches!(call.state, CallState::Ending(_)) {
+            call.state = Ending::settled();
+        }
+        let dialog = call.legs.get_mut(leg);
+        let cseq = dialog.next_cseq();
+        let mut bye = dialog.request(Method::Bye, cseq, 70, &mut self.ids);
+        add_agent(&mut bye, &self.cfg.user_agent);
+        let hop = dialog.next_hop();
+        call.pending = call.pending.saturating_add(1);
+        self.send(now, bye, hop, ClientRole::Teardown { call: call.key });
+    }
+
+    /// Count a call attempt that failed with `status` on the caller's leg.
+    pub fn record_failure(&mut self, call: &Call, status: u16) {
+        self.stats.calls_failed = self.stats.calls_failed.saturating_add(1);
+        self.metrics
+            .call_failed(&call.trunk, call.direction, status);
+    }
+}

@@ -1,0 +1,151 @@
+//! A new call: the caller's dialog (Sluice as UAS), the callee's dialog (Sluice as UAC, with a
+//! fresh Call-ID, tags and CSeq) and the INVITE toward the callee. Nothing of the caller's
+//! topology is written on the callee's side: its From host, Via, Contact, Record-Route and
+//! Call-ID stay behind.
+
+use crate::config::{ListenerAddr, PeerConfig};
+use crate::dialog::{make_contact, transport_param, Dialog};
+use crate::headers::{
+    add_agent, copy_passthrough, format_host_port, local_uri_host, peer_uri_host, rewrite_identity,
+};
+use crate::ids::Ids;
+use sluice_sip::{edit, HeaderName, Message, Method, NameAddr};
+use sluice_transaction::Flow;
+
+/// The two dialogs of a new call and the INVITE toward the callee.
+#[derive(Debug)]
+pub struct NewCall {
+    pub caller: Dialog,
+    pub callee: Dialog,
+    pub invite: Message,
+}
+
+/// Build a call for the caller's INVITE `msg`, received on `flow` by listener `inbound`, to be
+/// sent to `peer` from listener `outbound`.
+pub fn new_call(
+    msg: &Message,
+    flow: Flow,
+    inbound: ListenerAddr,
+    peer: &PeerConfig,
+    outbound: ListenerAddr,
+    ids: &mut Ids,
+    agent: &str,
+) -> NewCall {
+    let caller = caller_dialog(msg, flow, inbound, ids);
+    let callee = callee_dialog(msg, peer, outbound, ids);
+    let max_forwards = msg.max_forwards().unwrap_or(70).saturating_sub(1);
+    let mut invite = callee.request(Method::Invite, callee.local_cseq, max_forwards, ids);
+    invite
+        .headers
+        .push(HeaderName::Contact, callee.contact.clone());
+    copy_passthrough(msg, &mut invite);
+    rewrite_identity(msg, &mut invite, &local_uri_host(outbound.addr));
+    add_agent(&mut invite, agent);
+    invite.body = msg.body.clone();
+    NewCall {
+        caller,
+        callee,
+        invite,
+    }
+}
+
+/// The caller's dialog: its Call-ID and tag, our new To tag, its Contact as the target and its
+/// Record-Route as the route set.
+fn caller_dialog(msg: &Message, flow: Flow, inbound: ListenerAddr, ids: &mut Ids) -> Dialog {
+    let from = msg.header(&HeaderName::From).unwrap_or("");
+    let to = msg.header(&HeaderName::To).unwrap_or("");
+    let target = msg
+        .contact_uri()
+        .or_else(|| NameAddr::parse(from).map(|n| n.uri))
+        .unwrap_or_default();
+    let user = msg
+        .request_uri()
+        .and_then(edit::uri_number)
+        .unwrap_or("sluice");
+    let tag = ids.tag();
+    Dialog {
+        flow,
+        call_id: msg.call_id().unwrap_or("").to_string(),
+        local_party: format!("{to};tag={tag}"),
+        local_tag: tag,
+        remote_party: from.to_string(),
+        remote_tag: msg.from_tag().map(str::to_string),
+        local_cseq: ids.first_cseq(),
+        remote_cseq: msg.cseq().map(|(n, _)| n),
+        remote_target: target.to_string(),
+        route_set: msg
+            .headers
+            .values(&HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect(),
+        contact: make_contact(user, &inbound),
+        via_host: format_host_port(inbound.addr),
+    }
+}
+
+/// The callee's dialog: the caller's display name and number on our host, the called number on
+/// the peer's host, a fresh Call-ID, tag and CSeq.
+fn callee_dialog(
+    msg: &Message,
+    peer: &PeerConfig,
+    outbound: ListenerAddr,
+    ids: &mut Ids,
+) -> Dialog {
+    let from = msg.header(&HeaderName::From).and_then(NameAddr::parse);
+    let called = msg
+        .request_uri()
+        .and_then(edit::uri_number)
+        .or_else(|| {
+            let to = NameAddr::parse(msg.header(&HeaderName::To)?)?;
+            edit::uri_number(to.uri)
+        })
+        .unwrap_or("");
+    let calling = from
+        .as_ref()
+        .and_then(|n| edit::uri_number(n.uri))
+        .unwrap_or("anonymous");
+    let display = from
+        .as_ref()
+        .and_then(|n| n.display)
+        .map(|d| format!("{d} "))
+        .unwrap_or_default();
+    let local_host = local_uri_host(outbound.addr);
+    let peer_host = peer_uri_host(&peer.host, peer.addr);
+    let tag = ids.tag();
+    Dialog {
+        flow: Flow {
+            transport: peer.transport,
+            local: outbound.addr,
+            remote: peer.addr,
+            conn: None,
+        },
+        call_id: ids.call_id(),
+        local_party: format!("{display}<sip:{calling}@{local_host}>;tag={tag}"),
+        local_tag: tag,
+        remote_party: format!("<sip:{called}@{peer_host}>"),
+        remote_tag: None,
+        local_cseq: ids.first_cseq(),
+        remote_cseq: None,
+        remote_target: format!(
+            "sip:{called}@{peer_host}{}",
+            transport_param(peer.transport)
+        ),
+        route_set: Vec::new(),
+        contact: make_contact(calling, &outbound),
+        via_host: format_host_port(outbound.addr),
+    }
+}
+
+/// The callee's dialog follows what the plugins wrote into its INVITE (the edit rules keep the
+/// tags).
+pub fn follow_plugins(callee: &mut Dialog, invite: &Message) {
+    if let Some(v) = invite.header(&HeaderName::From) {
+        callee.local_party = v.to_string();
+    }
+    if let Some(v) = invite.header(&HeaderName::To) {
+        callee.remote_party = v.to_string();
+    }
+    if let Some(u) = invite.request_uri() {
+        callee.remote_target = u.to_string();
+    }
+}

@@ -1,0 +1,109 @@
+//! The stream connections the shell knows: each one's peer and the queue of its writer task,
+//! found by id (to answer on the connection a request came on) or by peer address (to reuse a
+//! connection for a new request).
+
+use bytes::Bytes;
+use sluice_transaction::{ConnId, Flow};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub(crate) type Writer = mpsc::UnboundedSender<Bytes>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    conns: HashMap<ConnId, (SocketAddr, Writer)>,
+    by_remote: HashMap<SocketAddr, ConnId>,
+    /// Shared with the acceptor tasks, which number the connections they accept.
+    next_id: Arc<AtomicU64>,
+}
+
+impl Connections {
+    pub fn ids(&self) -> Arc<AtomicU64> {
+        self.next_id.clone()
+    }
+
+    pub fn new_id(&self) -> ConnId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn add(&mut self, id: ConnId, remote: SocketAddr, writer: Writer) {
+        self.conns.insert(id, (remote, writer));
+        self.by_remote.insert(remote, id);
+    }
+
+    pub fn remove(&mut self, id: ConnId) {
+        if let Some((remote, _)) = self.conns.remove(&id) {
+            if self.by_remote.get(&remote) == Some(&id) {
+                self.by_remote.remove(&remote);
+            }
+        }
+    }
+
+    /// Queue `data` on the connection `flow` names, or on one to its peer. `Err` gives the data
+    /// back when there is none (or it is gone): the caller opens one.
+    pub fn send(&mut self, flow: Flow, data: Bytes) -> Result<(), Bytes> {
+        let id = flow
+            .conn
+            .filter(|id| self.conns.contains_key(id))
+            .or_else(|| self.by_remote.get(&flow.remote).copied());
+        let Some(id) = id else {
+            return Err(data);
+        };
+        let Some((_, writer)) = self.conns.get(&id) else {
+            return Err(data);
+        };
+        match writer.send(data) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(data)) => {
+                self.remove(id);
+                Err(data)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_transaction::Transport;
+
+    #[test]
+    fn a_connection_is_found_by_id_then_by_peer_and_forgotten_when_gone() {
+        let mut c = Connections::default();
+        let remote: SocketAddr = "127.0.0.20:5060".parse().unwrap();
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: "127.0.0.1:5080".parse().unwrap(),
+            remote,
+            conn: None,
+        };
+        assert!(c.send(flow, Bytes::from_static(b"x")).is_err());
+        let (w, mut r) = mpsc::unbounded_channel();
+        let id = c.new_id();
+        c.add(id, remote, w);
+        assert!(c.send(flow, Bytes::from_static(b"a")).is_ok());
+        assert!(c
+            .send(
+                Flow {
+                    conn: Some(id),
+                    ..flow
+                },
+                Bytes::from_static(b"b")
+            )
+            .is_ok());
+        assert_eq!(r.try_recv().unwrap(), Bytes::from_static(b"a"));
+        assert_eq!(r.try_recv().unwrap(), Bytes::from_static(b"b"));
+        drop(r);
+        assert!(
+            c.send(flow, Bytes::from_static(b"c")).is_err(),
+            "the writer is gone"
+        );
+        assert!(
+            c.send(flow, Bytes::from_static(b"d")).is_err(),
+            "and forgotten"
+        );
+    }
+}

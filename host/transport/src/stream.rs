@@ -1,0 +1,201 @@
+//! Stream connections (TCP today; any `AsyncRead + AsyncWrite` stream, so TLS is one more
+//! acceptor and connector): accepted or opened, read and framed into messages for the engine
+//! task, written from a queue.
+
+use crate::connections::Writer;
+use bytes::Bytes;
+use sluice_sip::{Frame, StreamFramer};
+use sluice_transaction::{ConnId, Flow, Transport};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// How long a connection may stay silent before it is closed.
+const IDLE: Duration = Duration::from_secs(300);
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the connection tasks tell the engine task.
+pub(crate) enum Incoming {
+    Packet {
+        flow: Flow,
+        data: Bytes,
+    },
+    Connected {
+        id: ConnId,
+        remote: SocketAddr,
+        writer: Writer,
+    },
+    /// The connection ended (the peer closed it, it went idle, its framing broke).
+    Closed {
+        id: ConnId,
+    },
+    /// The connection could not be opened, or a write on it failed: requests sent there fail.
+    Failed {
+        id: ConnId,
+        remote: SocketAddr,
+    },
+}
+
+pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind tcp {addr}: {e}")))?;
+    sock.listen(1024)
+}
+
+pub(crate) async fn accept_loop(
+    local: SocketAddr,
+    listener: TcpListener,
+    tx: mpsc::Sender<Incoming>,
+    ids: Arc<AtomicU64>,
+    max_message: usize,
+) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%local, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let (writer, queue) = mpsc::unbounded_channel();
+        let connected = Incoming::Connected {
+            id,
+            remote,
+            writer: writer.clone(),
+        };
+        if tx.send(connected).await.is_err() {
+            return;
+        }
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local,
+            remote,
+            conn: Some(id),
+        };
+        tokio::spawn(serve(flow, stream, writer, queue, tx.clone(), max_message));
+    }
+}
+
+/// Open a connection from `local`'s address to `remote` and serve it; a failure is reported
+/// to the engine task at once.
+pub(crate) async fn connect(
+    flow: Flow,
+    writer: Writer,
+    queue: mpsc::UnboundedReceiver<Bytes>,
+    tx: mpsc::Sender<Incoming>,
+    max_message: usize,
+) {
+    let Some(id) = flow.conn else {
+        return;
+    };
+    let opened = async {
+        let sock = if flow.remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        sock.bind(SocketAddr::new(flow.local.ip(), 0))?;
+        tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(flow.remote))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+    .await;
+    match opened {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            serve(flow, stream, writer, queue, tx, max_message).await;
+        }
+        Err(e) => {
+            warn!(remote = %flow.remote, "tcp connect failed: {e}");
+            let _ = tx
+                .send(Incoming::Failed {
+                    id,
+                    remote: flow.remote,
+                })
+                .await;
+        }
+    }
+}
+
+/// Read and frame a connection until it ends; a writer task empties its queue meanwhile.
+async fn serve<S>(
+    flow: Flow,
+    stream: S,
+    pong: Writer,
+    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    tx: mpsc::Sender<Incoming>,
+    max_message: usize,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let Some(id) = flow.conn else {
+        return;
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let failed = tx.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(data) = queue.recv().await {
+            if let Err(e) = wr.write_all(&data).await {
+                debug!(remote = %flow.remote, "tcp write failed: {e}");
+                let _ = failed
+                    .send(Incoming::Failed {
+                        id,
+                        remote: flow.remote,
+                    })
+                    .await;
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut framer = StreamFramer::new(max_message);
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match tokio::time::timeout(IDLE, rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(buf.get(..n).unwrap_or_default());
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Ok(Frame::Message(data)) => {
+                    if tx.send(Incoming::Packet { flow, data }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(Frame::Ping) => {
+                    let _ = pong.send(Bytes::from_static(b"\r\n"));
+                }
+                Err(e) => {
+                    warn!(remote = %flow.remote, reason = e.reason, "stream framing error, closing");
+                    if let Some(head) = e.head {
+                        // Let the engine answer 400 from the head before the stream closes.
+                        let _ = tx.send(Incoming::Packet { flow, data: head }).await;
+                    }
+                    break 'read;
+                }
+            }
+        }
+    }
+    // The writer ends once the engine task drops its sender on `Closed`, after writing
+    // anything it queued first (a 400 for a framing error, say).
+    drop(pong);
+    let _ = tx.send(Incoming::Closed { id }).await;
+    let _ = writer.await;
+}
