@@ -257,3 +257,37 @@ fn inbound_calls_tcp_ipv6() {
     assert_all_ok("trunk caller over TCP/IPv6", &uac, 20, &lab);
     assert_all_ok("PBX callee over TCP/IPv6", &uas, 20, &lab);
 }
+
+#[test]
+fn a_tcp_trunk_that_refuses_connections_fails_the_call_within_a_second() {
+    let addrs = LabAddrs::v4(8);
+    // The trunk over TCP, on a port where nothing listens: every connect is refused.
+    let trunk = format!(
+        "host = \"{}\"\nport = {}\ntransport = \"udp\"",
+        addrs.trunk_ip, addrs.trunk_port
+    );
+    let text = Lab::config_for(&addrs, Transport::Udp);
+    assert!(text.contains(&trunk));
+    let text = text.replace(
+        &trunk,
+        &format!(
+            "host = \"{}\"\nport = 5999\ntransport = \"tcp\"",
+            addrs.trunk_ip
+        ),
+    );
+    let lab = Lab::start_with_text(addrs, Transport::Udp, &text);
+    let started = std::time::Instant::now();
+    let uac = lab.sipp(
+        "uac",
+        "uac_503.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let r = uac.wait(LIMIT);
+    let took = started.elapsed();
+    assert_eq!((r.successful, r.failed), (1, 0), "{r:?}\n{}", lab.log());
+    // SIPp's own start and exit included: the answer came at once, not after Timer B (32 s).
+    assert!(took < Duration::from_secs(1), "the 503 took {took:?}");
+    assert!(lab.log().contains("tcp connect failed"), "{}", lab.log());
+}

@@ -10,7 +10,7 @@ use crate::config::EngineConfig;
 use crate::headers::{add_agent, ALLOW};
 use crate::hooks::{HookContext, HookVerdict, Hooks};
 use crate::ids::Ids;
-use crate::metrics::EngineMetrics;
+use crate::metrics::{EngineMetrics, Way};
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use bytes::Bytes;
@@ -68,7 +68,7 @@ pub struct Core<H: Hooks> {
 impl<H: Hooks> Core<H> {
     pub fn emit(&mut self, flow: Flow, data: Bytes) {
         self.stats.messages_out = self.stats.messages_out.saturating_add(1);
-        EngineMetrics::message(true, &data);
+        EngineMetrics::message(Way::Sent, &data);
         self.outputs.push_back(Output::Transmit { flow, data });
     }
 

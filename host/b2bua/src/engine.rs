@@ -25,7 +25,7 @@ use crate::core::{ClientRole, Core, Output};
 use crate::headers::{add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome, NoHooks};
 use crate::ids::Ids;
-use crate::metrics::EngineMetrics;
+use crate::metrics::{EngineMetrics, Way};
 use crate::refuse::{self, Load, Refusal};
 use crate::retransmit::CallTimers;
 use crate::route::Route;
@@ -200,7 +200,7 @@ impl<H: Hooks> Engine<H> {
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         let stats = &mut self.core.stats;
         stats.messages_in = stats.messages_in.saturating_add(1);
-        EngineMetrics::message(false, data);
+        EngineMetrics::message(Way::Received, data);
         match parse_message(data) {
             Ok(msg) => self.handle_message(now, flow, msg),
             Err(e) => {

@@ -63,6 +63,3 @@ pub use hooks::{
     NoHooks, NumberKind, NumberVerdict, PluginStatus,
 };
 pub use stats::EngineStats;
-
-#[cfg(test)]
-mod tests;

@@ -44,6 +44,13 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// Which way a message crossed Sluice's sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    Received,
+    Sent,
+}
+
 struct CallMetrics {
     trunk: String,
     direction: Direction,
@@ -133,9 +140,12 @@ impl EngineMetrics {
             .increment(1);
     }
 
-    /// A message received (`sent` false) or sent (`sent` true), classified from its first bytes.
-    pub fn message(sent: bool, data: &[u8]) {
-        let direction = if sent { "sent" } else { "received" };
+    /// A message received or sent, classified from its first bytes.
+    pub fn message(way: Way, data: &[u8]) {
+        let direction = match way {
+            Way::Received => "received",
+            Way::Sent => "sent",
+        };
         if let Some(code) = data.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
             if let [b'1'..=b'6', b'0'..=b'9', b'0'..=b'9'] = code {
                 // Three ASCII digits: the label set is bounded to 100..=699.

@@ -7,9 +7,7 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
-use common::{addr, corpus_dir, engine, load};
+use sluice_b2bua::testing::{addr, corpus_names, engine, load};
 use sluice_b2bua::Output;
 use sluice_sip::{parse_message, Method};
 use sluice_transaction::{Flow, Transport};
@@ -224,14 +222,7 @@ fn rfc5118_outcomes() {
 fn every_prefix_of_every_torture_message_is_handled_without_panic() {
     let mut fed = 0;
     for set in ["rfc4475", "rfc5118"] {
-        let mut names: Vec<String> = std::fs::read_dir(corpus_dir().join(set))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter_map(|n| n.strip_suffix(".dat").map(str::to_string))
-            .collect();
-        names.sort();
-        for name in names {
+        for name in corpus_names(set) {
             let data = load(set, &name);
             let mut e = engine();
             let flow = Flow {

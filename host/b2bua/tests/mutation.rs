@@ -9,9 +9,7 @@
 //! same entry points under libFuzzer where a fuzzing toolchain is available.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-mod common;
-
-use common::{addr, corpus_dir, engine, load};
+use sluice_b2bua::testing::{addr, corpus_dir, corpus_names, engine, load};
 use sluice_sip::{Frame, StreamFramer};
 use sluice_transaction::{Flow, Transport};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -91,18 +89,7 @@ fn well_formed() -> Vec<Vec<u8>> {
 fn corpus() -> Vec<Vec<u8>> {
     let mut seeds = well_formed();
     for set in ["rfc4475", "rfc5118"] {
-        let mut names: Vec<String> = std::fs::read_dir(corpus_dir().join(set))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".dat")
-                    .map(str::to_string)
-            })
-            .collect();
-        names.sort();
-        seeds.extend(names.iter().map(|n| load(set, n)));
+        seeds.extend(corpus_names(set).iter().map(|n| load(set, n)));
     }
     seeds
 }

@@ -22,7 +22,7 @@
     )
 )]
 
-pub mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "sluice:plugin/plugin",

@@ -656,7 +656,6 @@ impl TransactionLayer {
 
     fn fire(&mut self, now: Instant, tx: TxRef, kind: TimerKind) {
         let t2 = self.timers.t2;
-        let t4 = self.timers.t4;
         match (tx, kind) {
             (TxRef::Client(id), TimerKind::Retransmit) => {
                 let Some(t) = self.client.get_mut(&id) else {
@@ -707,10 +706,7 @@ impl TransactionLayer {
                 self.events.push_back(TxEvent::ServerTimeout { tx: id });
                 self.remove(tx);
             }
-            (_, TimerKind::Linger) => {
-                let _ = t4;
-                self.remove(tx);
-            }
+            (_, TimerKind::Linger) => self.remove(tx),
         }
     }
 }

@@ -1,0 +1,201 @@
+//! Calls through the engine: set-up with fresh identifiers on the far leg, the answer, the
+//! end, and the refusals of calls that cannot be made.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_b2bua::testing::*;
+use sluice_sip::{HeaderName, Method};
+use sluice_transaction::Flow;
+use std::time::Duration;
+
+#[test]
+fn outbound_invite_gets_fresh_identifiers_and_hides_the_pbx() {
+    let mut lab = Lab::new();
+    let Answered { b_invite, a_ok } = lab.answered_call();
+    let text = b_invite.to_string();
+    assert_eq!(b_invite.request_uri(), Some("sip:15550001111@127.0.0.20"));
+    assert_ne!(b_invite.call_id(), Some("pbx-call-1@127.0.0.10"));
+    assert_ne!(b_invite.from_tag(), Some("pbxtag"));
+    assert_eq!(b_invite.headers.count(&HeaderName::Via), 1);
+    assert!(b_invite.top_via().unwrap().host == "127.0.0.1");
+    assert_eq!(b_invite.max_forwards(), Some(69));
+    let head = text.split("\r\n\r\n").next().unwrap();
+    for leak in [
+        "127.0.0.10:5060",
+        "pbx-call-1",
+        "pbxtag",
+        "proxy.pbx.internal",
+        "pbx.internal",
+        "X-Internal-Secret",
+    ] {
+        assert!(!head.contains(leak), "{leak} leaked:\n{text}");
+    }
+    // The caller's number survives in the identity header, on Sluice's host.
+    assert_eq!(
+        b_invite.header(&HeaderName::PAssertedIdentity),
+        Some("\"Alice\" <sip:+15551230000@127.0.0.1:5080>")
+    );
+    assert!(b_invite
+        .header(&HeaderName::From)
+        .unwrap()
+        .starts_with("\"Alice\" <sip:2001@127.0.0.1:5080>"));
+    assert_eq!(&b_invite.body[..], SDP.as_bytes());
+    // Toward the PBX: its own Call-ID and tag, our tag, our Contact, the PBX's Record-Route.
+    assert_eq!(a_ok.call_id(), Some("pbx-call-1@127.0.0.10"));
+    assert_eq!(a_ok.from_tag(), Some("pbxtag"));
+    assert!(a_ok.to_tag().is_some_and(|t| t != "trunktag"));
+    assert_eq!(
+        a_ok.header(&HeaderName::Contact),
+        Some("<sip:15550001111@127.0.0.1:5060>")
+    );
+    assert_eq!(
+        a_ok.header(&HeaderName::RecordRoute),
+        Some("<sip:proxy.pbx.internal;lr>")
+    );
+    assert!(!a_ok.to_string().contains("127.0.0.20"));
+    // rport was filled in for the PBX.
+    assert!(a_ok
+        .header(&HeaderName::Via)
+        .unwrap()
+        .contains("rport=5060"));
+}
+
+#[test]
+fn ack_and_bye_are_relayed_and_the_call_ends() {
+    let mut lab = Lab::new();
+    let Answered { b_invite, a_ok } = lab.answered_call();
+    let o = lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let ack = only(&o, TRUNK);
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].method(), Some(&Method::Ack));
+    assert_eq!(ack[0].call_id(), b_invite.call_id());
+    assert_eq!(ack[0].to_tag(), Some("trunktag"));
+    assert_eq!(ack[0].request_uri(), Some("sip:callee@127.0.0.20:5060"));
+    assert_eq!(ack[0].cseq().map(|c| c.0), b_invite.cseq().map(|c| c.0));
+    let o = lab.from_pbx_text(&pbx_in_dialog("BYE", 2, &a_ok, "z9hG4bKpbxbye", ""));
+    let b_bye = only(&o, TRUNK)[0].clone();
+    assert_eq!(b_bye.method(), Some(&Method::Bye));
+    assert!(b_bye.cseq().unwrap().0 > b_invite.cseq().unwrap().0);
+    let o = lab.from_trunk_text(&trunk_response(&b_bye, 200, "OK", ""));
+    let ok = only(&o, PBX);
+    assert_eq!(ok[0].status(), Some(200));
+    assert_eq!(ok[0].cseq(), Some((2, Method::Bye)));
+    assert_eq!(lab.engine.active_calls(), 0);
+    assert_eq!(lab.engine.stats().calls_answered, 1);
+}
+
+#[test]
+fn error_responses_map_across_legs() {
+    for (trunk_status, pbx_status) in [
+        (486, 486),
+        (404, 404),
+        (503, 503),
+        (407, 503),
+        (302, 480),
+        (603, 603),
+    ] {
+        let mut lab = Lab::new();
+        let o = lab.from_pbx_text(&pbx_invite());
+        let b_invite = only(&o, TRUNK)[0].clone();
+        let o = lab.from_trunk_text(&trunk_response(&b_invite, trunk_status, "X", ""));
+        assert_eq!(
+            statuses(&only(&o, PBX)),
+            vec![pbx_status],
+            "trunk {trunk_status}"
+        );
+        assert_eq!(lab.engine.active_calls(), 0);
+    }
+}
+
+#[test]
+fn callee_never_answers_gives_408() {
+    let mut lab = Lab::new();
+    lab.from_pbx_text(&pbx_invite());
+    let o = lab.run_for(Duration::from_secs(33), Duration::from_millis(250));
+    assert!(statuses(&only(&o, PBX)).contains(&408), "{o:?}");
+    assert_eq!(lab.engine.active_calls(), 0);
+}
+
+#[test]
+fn inbound_from_unknown_address_is_forbidden() {
+    let mut lab = Lab::new();
+    let stranger = Flow {
+        remote: addr("127.0.0.99:5060"),
+        ..lab.from_trunk()
+    };
+    let invite = pbx_invite().replace("127.0.0.10:5060;branch", "127.0.0.99:5060;branch");
+    let o = lab.feed(stranger, &invite);
+    let statuses: Vec<u16> = o.iter().filter_map(|(_, m)| m.status()).collect();
+    assert_eq!(statuses, vec![100, 403]);
+    assert_eq!(lab.engine.active_calls(), 0);
+}
+
+#[test]
+fn inbound_call_from_the_trunk_reaches_the_pbx() {
+    let mut lab = Lab::new();
+    let invite = pbx_invite()
+        .replace("127.0.0.10:5060;branch", "127.0.0.20:5060;branch")
+        .replace(
+            "INVITE sip:15550001111@127.0.0.1 ",
+            "INVITE sip:2001@127.0.0.1:5080 ",
+        );
+    let o = lab.from_trunk_text(&invite);
+    let a = only(&o, PBX);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].request_uri(), Some("sip:2001@127.0.0.10"));
+    assert_eq!(a[0].top_via().unwrap().port, Some(5060));
+    assert_eq!(
+        lab.engine.calls_snapshot(lab.now)[0].direction,
+        sluice_b2bua::Direction::Inbound
+    );
+}
+
+#[test]
+fn unsupported_extension_and_zero_max_forwards() {
+    let mut lab = Lab::new();
+    let req = pbx_invite().replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: foo, timer\r\n",
+    );
+    let o = lab.from_pbx_text(&req);
+    let r = o
+        .iter()
+        .map(|(_, m)| m)
+        .find(|m| m.status() == Some(420))
+        .expect("420");
+    assert_eq!(r.header(&HeaderName::Unsupported), Some("foo"));
+    let req = pbx_invite()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0")
+        .replace("pbx1", "pbx2")
+        .replace("pbx-call-1", "pbx-call-2");
+    let o = lab.from_pbx_text(&req);
+    assert!(o.iter().any(|(_, m)| m.status() == Some(483)));
+}
+
+#[test]
+fn retransmitted_invite_is_absorbed() {
+    let mut lab = Lab::new();
+    let o1 = lab.from_pbx_text(&pbx_invite());
+    let o2 = lab.from_pbx_text(&pbx_invite());
+    assert_eq!(only(&o1, TRUNK).len(), 1);
+    assert!(only(&o2, TRUNK).is_empty(), "no second INVITE to the trunk");
+    assert_eq!(only(&o2, PBX)[0].status(), Some(100));
+    assert_eq!(lab.engine.active_calls(), 1);
+}
+
+#[test]
+fn the_call_limit_refuses_with_503() {
+    let mut cfg = lab_config(sluice_transaction::Transport::Udp);
+    cfg.max_calls = 1;
+    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
+    lab.from_pbx_text(&pbx_invite());
+    let second = pbx_invite()
+        .replace("pbx1", "pbx9")
+        .replace("pbx-call-1", "pbx-call-9");
+    let o = lab.from_pbx_text(&second);
+    let r = only(&o, PBX)
+        .into_iter()
+        .find(|m| m.status() == Some(503))
+        .expect("503");
+    assert_eq!(r.reason(), Some("Call Limit Reached"));
+    assert_eq!(lab.engine.active_calls(), 1);
+}

@@ -1,0 +1,87 @@
+//! The engine under operation: drain, hang-up, reconfiguration, and a transport that fails.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_b2bua::testing::*;
+use sluice_b2bua::NoHooks;
+use sluice_sip::{HeaderName, Method};
+use sluice_transaction::Transport;
+use std::time::Duration;
+
+#[test]
+fn draining_refuses_new_calls_with_retry_after() {
+    let mut lab = Lab::new();
+    lab.engine.set_draining(true);
+    let o = lab.from_pbx_text(&pbx_invite());
+    let r = only(&o, PBX)
+        .into_iter()
+        .find(|m| m.status() == Some(503))
+        .expect("503");
+    assert!(r.header(&HeaderName::RetryAfter).is_some());
+    assert!(only(&o, TRUNK).is_empty());
+}
+
+#[test]
+fn hang_up_during_a_drain_ends_both_legs() {
+    let mut lab = Lab::new();
+    lab.established_call();
+    lab.engine.set_draining(true);
+    let key = lab.engine.call_keys()[0];
+    lab.engine.hang_up(lab.now, key);
+    let o = lab.out();
+    let byes: Vec<_> = o
+        .iter()
+        .filter(|(_, m)| m.method() == Some(&Method::Bye))
+        .collect();
+    assert_eq!(byes.len(), 2);
+    assert_eq!(lab.engine.calls_snapshot(lab.now)[0].state, "ending");
+    for (_, bye) in byes {
+        let answer = if bye.call_id() == Some("pbx-call-1@127.0.0.10") {
+            lab.from_pbx_text(&pbx_response(bye, 200, ""))
+        } else {
+            lab.from_trunk_text(&trunk_response(bye, 200, "OK", ""))
+        };
+        assert!(answer.is_empty());
+    }
+    assert_eq!(lab.engine.active_calls(), 0);
+}
+
+#[test]
+fn reconfigured_timers_apply_to_what_is_armed_after() {
+    let mut lab = Lab::new();
+    let mut cfg = lab.engine.config().clone();
+    cfg.timers.t1 = Duration::from_millis(100);
+    lab.engine.reconfigure(cfg).unwrap();
+    lab.from_pbx_text(&pbx_invite());
+    // Timer A now fires after 100 ms, not 500 ms.
+    let o = lab.run_for(Duration::from_millis(150), Duration::from_millis(50));
+    let invites = only(&o, TRUNK)
+        .iter()
+        .filter(|m| m.method() == Some(&Method::Invite))
+        .count();
+    assert_eq!(invites, 1, "{o:?}");
+    // A listener change is refused.
+    let mut cfg = lab.engine.config().clone();
+    cfg.listeners.pop();
+    assert!(lab.engine.reconfigure(cfg).is_err());
+}
+
+#[test]
+fn a_trunk_that_cannot_be_reached_fails_the_call_at_once() {
+    let mut lab = Lab::with_hooks(lab_config(Transport::Tcp), NoHooks);
+    let invite = pbx_invite().replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let o = lab.from_pbx_text(&invite);
+    let b_invite = only(&o, TRUNK);
+    assert_eq!(b_invite.len(), 1);
+    assert_eq!(o[1].0.transport, Transport::Tcp);
+    // The shell could not connect: the PBX gets its final answer now, not after Timer B.
+    lab.engine
+        .handle_transport_error(lab.now, Transport::Tcp, addr(TRUNK));
+    let o = lab.out();
+    assert_eq!(statuses(&only(&o, PBX)), vec![503]);
+    assert_eq!(lab.engine.active_calls(), 0);
+    assert_eq!(lab.engine.stats().transactions.transport_errors, 1);
+    // An error elsewhere touches nothing.
+    lab.engine
+        .handle_transport_error(lab.now, Transport::Tcp, addr("127.0.0.99:5060"));
+    assert!(lab.out().is_empty());
+}
