@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use sluice_b2bua::Direction;
-use sluice_config::MAX_DRAIN_SECONDS;
+use sluice_config::{ReloadError, MAX_DRAIN_SECONDS};
 use sluice_transport::{Command, Status};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,8 +35,8 @@ use tracing::{info, warn};
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Re-read and validate the configuration; on success, the new configuration's hash after it
-/// was applied, else a message for the operator.
-pub type Reloader = Arc<dyn Fn() -> BoxFuture<Result<String, String>> + Send + Sync>;
+/// was applied, else why the running configuration stays.
+pub type Reloader = Arc<dyn Fn() -> BoxFuture<Result<String, ReloadError>> + Send + Sync>;
 /// Change the log filter at run time.
 pub type LogSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -369,7 +369,7 @@ async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response
             warn!("reload refused: {e}");
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(serde_json::json!({ "error": e })),
+                Json(serde_json::json!({ "error": e.to_string(), "kind": e.kind() })),
             )
                 .into_response()
         }

@@ -7,7 +7,7 @@
 use crate::resolve;
 use sluice_admin::{AdminSettings, SharedSettings};
 use sluice_b2bua::{Engine, EngineConfig};
-use sluice_config::Config;
+use sluice_config::{Config, ReloadError, TransportName};
 use sluice_plugins::{GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};
 use sluice_transport::Change;
 use std::net::SocketAddr;
@@ -65,11 +65,28 @@ pub fn prepare(
     text: &str,
     path: Option<&Path>,
     name: &str,
-) -> Result<Prepared, String> {
-    let config = Config::parse(text, name).map_err(|e| e.to_string())?;
-    let engine = resolve::engine_config(&config).map_err(|e| format!("{name}: {e:#}"))?;
+) -> Result<Prepared, ReloadError> {
+    let config = Config::parse(text, name).map_err(ReloadError::Config)?;
+    prepare_config(runtime, config, text, path, name)
+}
+
+/// What a parsed configuration turns into (blocking: DNS, compiling and self-checking plugins).
+fn prepare_config(
+    runtime: &Arc<Runtime>,
+    config: Config,
+    text: &str,
+    path: Option<&Path>,
+    name: &str,
+) -> Result<Prepared, ReloadError> {
+    let engine = resolve::engine_config(&config).map_err(|e| ReloadError::Resolve {
+        file: name.to_string(),
+        reason: format!("{e:#}"),
+    })?;
     let plugins = sluice_plugins::prepare(runtime, &config, &module_source(&config, path))
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(|reason| ReloadError::Plugin {
+            file: name.to_string(),
+            reason,
+        })?;
     Ok(Prepared {
         config,
         engine,
@@ -99,8 +116,8 @@ pub struct Reloader {
 /// the plugin runtime it built. A reload that changes one is refused, naming it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Fixed {
-    internal: Vec<(String, String)>,
-    external: Vec<(String, String)>,
+    internal: Vec<(TransportName, SocketAddr)>,
+    external: Vec<(TransportName, SocketAddr)>,
     admin_listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
     max_message_bytes: usize,
@@ -115,7 +132,7 @@ impl Fixed {
         let listeners = |side: &sluice_config::Side| {
             side.listen
                 .iter()
-                .map(|l| (format!("{:?}", l.transport), l.address.get_ref().clone()))
+                .map(|l| (l.transport, l.addr()))
                 .collect()
         };
         let limits = limits(cfg);
@@ -162,7 +179,7 @@ impl Fixed {
 impl Reloader {
     /// Re-read the configuration file and the plugins and apply them; the new configuration's
     /// hash, or why the running version stays.
-    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, String> {
+    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, ReloadError> {
         let _one = self.busy.lock().await;
         let r = self.reload_inner().await;
         let result = if r.is_ok() { "success" } else { "failure" };
@@ -177,38 +194,42 @@ impl Reloader {
             Err(e) => {
                 warn!(
                     trigger = why,
+                    kind = e.kind(),
                     "reload refused, the running version stays: {e}"
                 );
                 if let Ok(mut slot) = self.load_error.lock() {
-                    *slot = Some(e.clone());
+                    *slot = Some(e.to_string());
                 }
             }
         }
         r
     }
 
-    async fn reload_inner(self: &Arc<Self>) -> Result<String, String> {
+    async fn reload_inner(self: &Arc<Self>) -> Result<String, ReloadError> {
         let Some(path) = self.path.clone() else {
-            return Err("running on the bundled configuration: there is no file to reload".into());
+            return Err(ReloadError::NoFile);
         };
         let me = self.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
             let name = path.display().to_string();
-            let p = prepare(&me.runtime, &text, Some(&path), &name)?;
-            let changed = me.fixed.changed(&Fixed::of(&p.config, Some(&path)));
-            if !changed.is_empty() {
-                return Err(format!(
-                    "{name}: {} cannot change while Sluice runs (restart to apply); \
-                     the running configuration stays",
-                    changed.join(", ")
-                ));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ReloadError::Config(sluice_config::ConfigError {
+                    file: name.clone(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read: {e}"),
+                })
+            })?;
+            let config = Config::parse(&text, &name).map_err(ReloadError::Config)?;
+            // Refused before anything is compiled or resolved.
+            let keys = me.fixed.changed(&Fixed::of(&config, Some(&path)));
+            if !keys.is_empty() {
+                return Err(ReloadError::NeedsRestart { file: name, keys });
             }
-            Ok(p)
+            prepare_config(&me.runtime, config, &text, Some(&path), &name)
         })
         .await
-        .map_err(|e| format!("reload task failed: {e}"))??;
+        .map_err(|e| ReloadError::Engine(format!("reload task failed: {e}")))??;
         let Prepared {
             config,
             engine,
@@ -227,10 +248,11 @@ impl Reloader {
         self.changes
             .send(Change(change, tx))
             .await
-            .map_err(|_| "the engine is not running".to_string())?;
+            .map_err(|_| ReloadError::Engine("the engine is not running".into()))?;
         let what = rx
             .await
-            .map_err(|_| "the engine is not running".to_string())??;
+            .map_err(|_| ReloadError::Engine("the engine is not running".into()))?
+            .map_err(ReloadError::Engine)?;
         if let Ok(mut h) = self.config_hash.lock() {
             *h = hash.clone();
         }

@@ -38,7 +38,7 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
             listeners.push(ListenerAddr {
                 side,
                 transport: transport(l.transport),
-                addr: l.socket_addr(),
+                addr: l.addr(),
             });
         }
     }

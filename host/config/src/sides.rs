@@ -1,0 +1,80 @@
+//! `[internal]`, `[external]` and `[pbx]`: where Sluice listens on each side, and the PBX.
+
+use crate::address::SocketAddress;
+use crate::validate::{in_range, Checked, Problem};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use toml::Spanned;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportName {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub transport: TransportName,
+    pub address: Spanned<SocketAddress>,
+}
+
+impl Listener {
+    pub fn addr(&self) -> SocketAddr {
+        self.address.get_ref().0
+    }
+}
+
+/// One side of Sluice: the PBX's (internal) or the trunks' (external).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Side {
+    pub listen: Vec<Listener>,
+}
+
+impl Side {
+    pub fn check(&self, name: &str) -> Checked {
+        if self.listen.is_empty() {
+            return Err(Problem::new(format!(
+                "{name}: a side needs at least one `listen` entry"
+            )));
+        }
+        for (i, l) in self.listen.iter().enumerate() {
+            let same = |o: &Listener| o.transport == l.transport && o.addr() == l.addr();
+            if self.listen.iter().take(i).any(same) {
+                return Err(Problem::at(
+                    l.address.span(),
+                    format!("{name}.listen has {} twice", l.addr()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub host: Spanned<String>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_transport")]
+    pub transport: TransportName,
+}
+
+pub(crate) fn default_port() -> u16 {
+    5060
+}
+pub(crate) fn default_transport() -> TransportName {
+    TransportName::Udp
+}
+
+impl Peer {
+    pub fn check(&self) -> Checked {
+        if self.host.get_ref().trim().is_empty() {
+            return Err(Problem::at(self.host.span(), "pbx host is empty"));
+        }
+        in_range("pbx.port", self.port, 1, u16::MAX)
+    }
+}

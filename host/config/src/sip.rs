@@ -1,0 +1,81 @@
+//! `[sip]`: RFC 3261 timers, message size, call limit, the agent name Sluice writes.
+
+use crate::validate::{in_range, Checked, Problem};
+use serde::Deserialize;
+
+/// The largest SIP message: what a UDP datagram can carry.
+pub const MAX_MESSAGE_BYTES: usize = 65_535;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSettings {
+    /// RFC 3261 T1 in milliseconds.
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    #[serde(default = "default_t2")]
+    pub t2_ms: u64,
+    #[serde(default = "default_t4")]
+    pub t4_ms: u64,
+    /// Largest message accepted, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Most calls in progress at once; further INVITEs get 503.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// Value of the User-Agent and Server headers Sluice writes; empty to write none.
+    #[serde(default = "default_agent")]
+    pub user_agent: String,
+}
+
+fn default_t1() -> u64 {
+    500
+}
+fn default_t2() -> u64 {
+    4000
+}
+fn default_t4() -> u64 {
+    5000
+}
+fn default_max_message() -> usize {
+    MAX_MESSAGE_BYTES
+}
+fn default_max_calls() -> usize {
+    100_000
+}
+fn default_agent() -> String {
+    "Sluice".into()
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        SipSettings {
+            t1_ms: default_t1(),
+            t2_ms: default_t2(),
+            t4_ms: default_t4(),
+            max_message_bytes: default_max_message(),
+            max_calls: default_max_calls(),
+            user_agent: default_agent(),
+        }
+    }
+}
+
+impl SipSettings {
+    pub fn check(&self) -> Checked {
+        in_range("sip.t1_ms", self.t1_ms, 1, 10_000)?;
+        in_range("sip.t2_ms", self.t2_ms, self.t1_ms, 60_000)?;
+        in_range("sip.t4_ms", self.t4_ms, 1, 60_000)?;
+        in_range(
+            "sip.max_message_bytes",
+            self.max_message_bytes,
+            1024,
+            MAX_MESSAGE_BYTES,
+        )?;
+        in_range("sip.max_calls", self.max_calls, 1, 10_000_000)?;
+        if self.user_agent.len() > 128 || self.user_agent.chars().any(char::is_control) {
+            return Err(Problem::new(
+                "sip.user_agent must be at most 128 characters, without control characters",
+            ));
+        }
+        Ok(())
+    }
+}

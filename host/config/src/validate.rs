@@ -1,0 +1,61 @@
+//! What the section checks share: a problem with its place, names, and bounded numbers.
+
+use std::fmt;
+use std::ops::Range;
+use toml::Spanned;
+
+/// A problem found by a section's check: what is wrong, and where when a value can be pointed
+/// at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(span: Range<usize>, message: impl Into<String>) -> Problem {
+        Problem {
+            span: Some(span),
+            message: message.into(),
+        }
+    }
+
+    pub fn new(message: impl Into<String>) -> Problem {
+        Problem {
+            span: None,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Checked = Result<(), Problem>;
+
+/// Names of trunks and plugins: letters, digits, `-` and `_`.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A name (`what` says of what) that must be [`is_name`].
+pub fn check_name(s: &Spanned<String>, what: &str) -> Checked {
+    let n = s.get_ref();
+    if is_name(n) {
+        Ok(())
+    } else {
+        Err(Problem::at(
+            s.span(),
+            format!("{what} `{n}` must be letters, digits, `-` or `_`"),
+        ))
+    }
+}
+
+/// `key` is `value`, which must lie in `min..=max`.
+pub fn in_range<T: PartialOrd + fmt::Display>(key: &str, value: T, min: T, max: T) -> Checked {
+    if value < min || value > max {
+        return Err(Problem::new(format!(
+            "{key} is {value}; it must be {min} to {max}"
+        )));
+    }
+    Ok(())
+}
