@@ -68,7 +68,7 @@ pub struct Core<H: Hooks> {
 impl<H: Hooks> Core<H> {
     pub fn emit(&mut self, flow: Flow, data: Bytes) {
         self.stats.messages_out = self.stats.messages_out.saturating_add(1);
-        EngineMetrics::message(Way::Sent, &data);
+        self.metrics.message(Way::Sent, &data);
         self.outputs.push_back(Output::Transmit { flow, data });
     }
 

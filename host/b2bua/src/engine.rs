@@ -200,7 +200,7 @@ impl<H: Hooks> Engine<H> {
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         let stats = &mut self.core.stats;
         stats.messages_in = stats.messages_in.saturating_add(1);
-        EngineMetrics::message(Way::Received, data);
+        self.core.metrics.message(Way::Received, data);
         match parse_message(data) {
             Ok(msg) => self.handle_message(now, flow, msg),
             Err(e) => {

@@ -6,6 +6,7 @@ use crate::call::Direction;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use sluice_transaction::TxStats;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Answer-seizure ratio is computed over this many most recent call attempts per trunk.
@@ -52,10 +53,10 @@ pub enum Way {
 }
 
 struct CallMetrics {
-    trunk: String,
-    direction: Direction,
     attempted: Counter,
     answered: Counter,
+    /// By status class, 1xx (unused) to 6xx, registered up front so that they show at zero.
+    failed: [Counter; 6],
     active: Gauge,
     asr: Gauge,
     pdd: Histogram,
@@ -63,15 +64,104 @@ struct CallMetrics {
     window: VecDeque<bool>,
 }
 
-#[derive(Default)]
+impl CallMetrics {
+    fn new(trunk: &str, d: Direction) -> CallMetrics {
+        let labels = [
+            ("trunk", trunk.to_string()),
+            ("direction", direction_label(d).to_string()),
+        ];
+        let failed = |class: u16| {
+            counter!(CALLS_FAILED, "trunk" => trunk.to_string(), "direction" => direction_label(d),
+                "status_class" => status_class(class))
+        };
+        CallMetrics {
+            attempted: counter!(CALLS_ATTEMPTED, &labels),
+            answered: counter!(CALLS_ANSWERED, &labels),
+            failed: [
+                failed(100),
+                failed(200),
+                failed(300),
+                failed(400),
+                failed(500),
+                failed(600),
+            ],
+            active: gauge!(CALLS_ACTIVE, &labels),
+            asr: gauge!(ANSWER_SEIZURE_RATIO, &labels),
+            pdd: histogram!(POST_DIAL_DELAY, &labels),
+            duration: histogram!(CALL_DURATION, &labels),
+            window: VecDeque::with_capacity(ASR_WINDOW),
+        }
+    }
+}
+
+struct TrunkMetrics {
+    outbound: CallMetrics,
+    inbound: CallMetrics,
+}
+
+/// Request methods with a series of their own; anything else counts as `other`.
+const METHODS: [&str; 15] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+    "other",
+];
+/// Statuses 100 to 699.
+const STATUSES: usize = 600;
+
+/// The message counters' handles, so that counting a message looks nothing up: requests by
+/// way and method (registered at start), responses by way and status (on first use).
+struct MessageCounters {
+    /// Per way (received, sent): per method of [`METHODS`].
+    requests: [Vec<Counter>; 2],
+    /// Per way: per status from 100.
+    responses: [Vec<Option<Counter>>; 2],
+}
+
+impl MessageCounters {
+    fn new() -> MessageCounters {
+        let requests = |way: &'static str| {
+            METHODS
+                .iter()
+                .map(|&m| counter!(SIP_REQUESTS, "direction" => way, "method" => m))
+                .collect()
+        };
+        let responses = || {
+            let mut v = Vec::new();
+            v.resize_with(STATUSES, || None);
+            v
+        };
+        MessageCounters {
+            requests: [requests("received"), requests("sent")],
+            responses: [responses(), responses()],
+        }
+    }
+}
+
 pub struct EngineMetrics {
-    calls: HashMap<(String, Direction), CallMetrics>,
+    calls: HashMap<Arc<str>, TrunkMetrics>,
+    messages: MessageCounters,
     last_tx: TxStats,
 }
 
 impl EngineMetrics {
     pub fn new(trunks: &[String]) -> EngineMetrics {
-        let mut m = EngineMetrics::default();
+        let mut m = EngineMetrics {
+            calls: HashMap::new(),
+            messages: MessageCounters::new(),
+            last_tx: TxStats::default(),
+        };
         for t in trunks {
             m.add_trunk(t);
         }
@@ -81,98 +171,103 @@ impl EngineMetrics {
     /// Register a trunk's series so that they are exported (at zero) before its first call.
     pub fn add_trunk(&mut self, trunk: &str) {
         gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
-        for d in [Direction::Outbound, Direction::Inbound] {
-            self.for_call(trunk, d);
-        }
+        self.calls
+            .entry(Arc::from(trunk))
+            .or_insert_with(|| TrunkMetrics {
+                outbound: CallMetrics::new(trunk, Direction::Outbound),
+                inbound: CallMetrics::new(trunk, Direction::Inbound),
+            });
     }
 
-    fn for_call(&mut self, trunk: &str, d: Direction) -> &mut CallMetrics {
-        self.calls.entry((trunk.to_string(), d)).or_insert_with(|| {
-            let labels = [
-                ("trunk", trunk.to_string()),
-                ("direction", direction_label(d).to_string()),
-            ];
-            CallMetrics {
-                trunk: trunk.to_string(),
-                direction: d,
-                attempted: counter!(CALLS_ATTEMPTED, &labels),
-                answered: counter!(CALLS_ANSWERED, &labels),
-                active: gauge!(CALLS_ACTIVE, &labels),
-                asr: gauge!(ANSWER_SEIZURE_RATIO, &labels),
-                pdd: histogram!(POST_DIAL_DELAY, &labels),
-                duration: histogram!(CALL_DURATION, &labels),
-                window: VecDeque::with_capacity(ASR_WINDOW),
-            }
+    fn for_call(&mut self, trunk: &str, d: Direction) -> Option<&mut CallMetrics> {
+        if !self.calls.contains_key(trunk) {
+            // A trunk removed by a reload while its calls go on, or `unknown`.
+            self.add_trunk(trunk);
+        }
+        let t = self.calls.get_mut(trunk)?;
+        Some(match d {
+            Direction::Outbound => &mut t.outbound,
+            Direction::Inbound => &mut t.inbound,
         })
     }
 
     pub fn call_attempted(&mut self, trunk: &str, d: Direction) {
-        self.for_call(trunk, d).attempted.increment(1);
+        if let Some(m) = self.for_call(trunk, d) {
+            m.attempted.increment(1);
+        }
     }
 
     pub fn call_started(&mut self, trunk: &str, d: Direction) {
-        self.for_call(trunk, d).active.increment(1.0);
+        if let Some(m) = self.for_call(trunk, d) {
+            m.active.increment(1.0);
+        }
     }
 
     pub fn call_ended(&mut self, trunk: &str, d: Direction, duration: Option<Duration>) {
-        let m = self.for_call(trunk, d);
-        m.active.decrement(1.0);
-        if let Some(dur) = duration {
-            m.duration.record(dur.as_secs_f64());
+        if let Some(m) = self.for_call(trunk, d) {
+            m.active.decrement(1.0);
+            if let Some(dur) = duration {
+                m.duration.record(dur.as_secs_f64());
+            }
         }
     }
 
     pub fn post_dial_delay(&mut self, trunk: &str, d: Direction, delay: Duration) {
-        self.for_call(trunk, d).pdd.record(delay.as_secs_f64());
+        if let Some(m) = self.for_call(trunk, d) {
+            m.pdd.record(delay.as_secs_f64());
+        }
     }
 
     pub fn call_answered(&mut self, trunk: &str, d: Direction) {
-        let m = self.for_call(trunk, d);
-        m.answered.increment(1);
-        push_outcome(m, true);
+        if let Some(m) = self.for_call(trunk, d) {
+            m.answered.increment(1);
+            push_outcome(m, true);
+        }
     }
 
     pub fn call_failed(&mut self, trunk: &str, d: Direction, status: u16) {
-        let m = self.for_call(trunk, d);
-        push_outcome(m, false);
-        let (t, dir) = (m.trunk.clone(), direction_label(m.direction));
-        counter!(CALLS_FAILED, "trunk" => t, "direction" => dir, "status_class" => status_class(status))
-            .increment(1);
+        if let Some(m) = self.for_call(trunk, d) {
+            push_outcome(m, false);
+            let class = usize::from(status / 100).saturating_sub(1).min(5);
+            if let Some(c) = m.failed.get(class) {
+                c.increment(1);
+            }
+        }
     }
 
     /// A message received or sent, classified from its first bytes.
-    pub fn message(way: Way, data: &[u8]) {
-        let direction = match way {
-            Way::Received => "received",
-            Way::Sent => "sent",
+    pub fn message(&mut self, way: Way, data: &[u8]) {
+        let (w, direction) = match way {
+            Way::Received => (0, "received"),
+            Way::Sent => (1, "sent"),
         };
+        let (requests, responses) = (&self.messages.requests, &mut self.messages.responses);
         if let Some(code) = data.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
             if let [b'1'..=b'6', b'0'..=b'9', b'0'..=b'9'] = code {
                 // Three ASCII digits: the label set is bounded to 100..=699.
-                let status = std::str::from_utf8(code).unwrap_or("000").to_string();
-                counter!(SIP_RESPONSES, "direction" => direction, "status" => status).increment(1);
+                let slot = std::str::from_utf8(code)
+                    .ok()
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .and_then(|status| status.checked_sub(100))
+                    .and_then(|i| responses.get_mut(w)?.get_mut(i));
+                if let Some(slot) = slot {
+                    let counter = slot.get_or_insert_with(|| {
+                        let status = std::str::from_utf8(code).unwrap_or("000").to_string();
+                        counter!(SIP_RESPONSES, "direction" => direction, "status" => status)
+                    });
+                    counter.increment(1);
+                }
             }
             return;
         }
         let method = data.split(|&b| b == b' ').next().unwrap_or_default();
-        let method = match method {
-            b"INVITE" => "INVITE",
-            b"ACK" => "ACK",
-            b"BYE" => "BYE",
-            b"CANCEL" => "CANCEL",
-            b"OPTIONS" => "OPTIONS",
-            b"REGISTER" => "REGISTER",
-            b"INFO" => "INFO",
-            b"UPDATE" => "UPDATE",
-            b"PRACK" => "PRACK",
-            b"SUBSCRIBE" => "SUBSCRIBE",
-            b"NOTIFY" => "NOTIFY",
-            b"REFER" => "REFER",
-            b"MESSAGE" => "MESSAGE",
-            b"PUBLISH" => "PUBLISH",
-            _ => "other",
-        };
-        counter!(SIP_REQUESTS, "direction" => direction, "method" => method).increment(1);
+        let m = METHODS
+            .iter()
+            .position(|name| name.as_bytes() == method)
+            .unwrap_or(METHODS.len().saturating_sub(1));
+        if let Some(counter) = requests.get(w).and_then(|r| r.get(m)) {
+            counter.increment(1);
+        }
     }
 
     pub fn parse_error(reason: &'static str) {

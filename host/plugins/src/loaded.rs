@@ -129,6 +129,7 @@ pub struct LoadedPlugin {
     pub hash: [u8; 32],
     pub policy: Policy,
     pub(crate) deadline_ticks: u64,
+    ticker: Arc<crate::runtime::Ticker>,
     pre: PluginPre<PluginState>,
     memory: usize,
     pub(crate) metrics: PluginMetrics,
@@ -169,6 +170,7 @@ impl LoadedPlugin {
         store.epoch_deadline_trap();
         // init may parse settings: give it ten deadlines.
         store.set_epoch_deadline(self.deadline_ticks.saturating_mul(10));
+        self.ticker.calling();
         let plugin = self
             .pre
             .instantiate(&mut store)
@@ -230,6 +232,7 @@ impl Live {
         f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         self.store.set_epoch_deadline(p.deadline_ticks);
+        p.ticker.calling();
         let started = Instant::now();
         let r = self.guest_call(f);
         p.metrics.duration.record(started.elapsed().as_secs_f64());
@@ -375,6 +378,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         hash,
         policy: spec.policy,
         deadline_ticks: ticks,
+        ticker: runtime.ticker.clone(),
         pre: pre.clone(),
         memory: runtime.limits.memory_bytes,
         metrics: PluginMetrics::new(&spec.name, "?"),

@@ -5,13 +5,17 @@
 use crate::state::PluginState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances: the deadline's resolution.
+/// How often the epoch advances while plugins are called: the deadline's resolution.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Ticks without a plugin call after which the ticker sleeps until the next call: an idle
+/// Sluice wakes no thread a thousand times a second.
+const IDLE_TICKS: u32 = 1_000;
 
 /// Limits every plugin call runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +56,12 @@ pub struct Runtime {
     pub(crate) limits: Limits,
     /// Compiled components by SHA-256 of their bytes.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
-    stop: Arc<AtomicBool>,
+    pub(crate) ticker: Arc<Ticker>,
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
@@ -103,15 +107,14 @@ impl Runtime {
             wasmtime::component::HasSelf<PluginState>,
         >(&mut linker, |s| s)
         .map_err(|err| e("linking the host interface", err))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), stop.clone())
+        let ticker = Ticker::spawn(engine.clone())
             .map_err(|err| format!("cannot start the plugin deadline thread: {err}"))?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
             limits,
             compiled: Mutex::new(HashMap::new()),
-            stop,
+            ticker,
         }))
     }
 
@@ -230,16 +233,71 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     matches!(bytes, [0, b'a', b's', b'm', _, _, 1, 0, ..])
 }
 
-/// Advance the epoch every tick, for as long as the runtime lives. Without it deadlines would
-/// never fire, so failing to start it fails the runtime.
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("plugin-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+/// Advances the engine's epoch every [`EPOCH_TICK`] while plugins are being called, which is
+/// what makes a deadline fire; sleeps once none was called for [`IDLE_TICKS`], and wakes at the
+/// next call. Without it deadlines would never fire, so failing to start it fails the runtime.
+pub(crate) struct Ticker {
+    /// A call happened since the ticker last looked.
+    called: AtomicBool,
+    asleep: AtomicBool,
+    stop: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Ticker {
+    fn spawn(engine: Engine) -> std::io::Result<Arc<Ticker>> {
+        let ticker = Arc::new(Ticker {
+            called: AtomicBool::new(false),
+            asleep: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        });
+        let t = ticker.clone();
+        let handle = std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || t.run(&engine))?;
+        let _ = ticker.thread.set(handle.thread().clone());
+        Ok(ticker)
+    }
+
+    /// A plugin is about to be called: make sure the epoch moves. Costs two atomic operations,
+    /// and a wake-up only after an idle second.
+    pub(crate) fn calling(&self) {
+        // Sequentially consistent with the ticker's `asleep`/`called` pair: either the ticker
+        // sees this call before it parks, or this sees it asleep and wakes it.
+        self.called.store(true, Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
             }
-        })?;
-    Ok(())
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    fn run(&self, engine: &Engine) {
+        let mut idle: u32 = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+            if self.called.swap(false, Ordering::SeqCst) {
+                idle = 0;
+                continue;
+            }
+            idle = idle.saturating_add(1);
+            if idle >= IDLE_TICKS {
+                self.asleep.store(true, Ordering::SeqCst);
+                if !self.called.load(Ordering::SeqCst) && !self.stop.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+                self.asleep.store(false, Ordering::SeqCst);
+                idle = 0;
+            }
+        }
+    }
 }
