@@ -97,6 +97,16 @@ impl<D: Describe + 'static> Guest for D {
         Ok(())
     }
 
+    fn get_interest() -> wit::Interest {
+        let i = with_plugin::<D::Plugin, _>(|p| p.interest());
+        wit::Interest {
+            requests: i.requests,
+            responses: i.responses,
+            numbers: i.numbers,
+            attestation: i.attestation,
+        }
+    }
+
     fn on_message(ctx: wit::CallContext, msg: &SipMessage) -> wit::Verdict {
         let ctx = context(ctx);
         let mut m = crate::Message::from_inner(msg);

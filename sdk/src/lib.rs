@@ -28,7 +28,7 @@
 //! rules as Sluice; try the built component on a captured message with
 //! `sluice plugin test my_plugin.wasm --message invite.sip`.
 //!
-//! The contract itself is `wit/plugin.wit` (package `sluice:plugin@0.1.0`).
+//! The contract itself is `wit/plugin.wit` (package `sluice:plugin@0.2.0`).
 
 extern crate self as sluice_sdk;
 
@@ -41,6 +41,7 @@ mod types;
 
 pub use host::{counter, log, now_ms, setting, setting_list, Level};
 pub use message::{EditError, Message};
+pub use sluice_sip::Interest;
 pub use types::{
     Attestation, CallContext, Direction, Leg, NumberContext, NumberKind, Transport, Verdict,
 };
@@ -83,6 +84,20 @@ pub trait Plugin: Sized + 'static {
     fn normalize_number(&mut self, ctx: &NumberContext, number: &str) -> Option<String> {
         let _ = (ctx, number);
         None
+    }
+
+    /// Which hooks Sluice calls, asked once after [`Plugin::new`]. Sluice skips every call the
+    /// plugin has no interest in, so declare what the plugin implements: a brand that only
+    /// normalises numbers costs nothing on the other messages of a call. The default is every
+    /// hook on every message, which is always correct and never cheap.
+    ///
+    /// ```ignore
+    /// fn interest(&self) -> Interest {
+    ///     Interest::none().numbers().requests(&["INVITE"])
+    /// }
+    /// ```
+    fn interest(&self) -> Interest {
+        Interest::all()
     }
 
     /// The STIR/SHAKEN attestation of an outbound call; `None` has no opinion.

@@ -327,6 +327,10 @@ impl<P: Plugin> Harness<P> {
         errors: &mut Vec<String>,
     ) -> Verdict {
         let is_request = msg.is_request();
+        // As in Sluice: a message the plugin has no interest in does not reach it.
+        if !self.plugin().interest().wants(msg) {
+            return Verdict::Continue;
+        }
         let verdict = {
             let plugin = self.plugin();
             let mut m = Message::from_inner(LocalMessage {
@@ -351,6 +355,9 @@ impl<P: Plugin> Harness<P> {
 
     /// Normalise a number; an `Err` is a number Sluice would refuse.
     pub fn number(&mut self, ctx: &NumberContext, number: &str) -> Result<Option<String>, String> {
+        if !self.plugin().interest().numbers {
+            return Ok(None);
+        }
         match self.plugin().normalize_number(ctx, number) {
             Some(n) => edit::check_number(&n)
                 .map(|_| Some(n))
@@ -363,11 +370,23 @@ impl<P: Plugin> Harness<P> {
     pub fn attestation(&mut self, ctx: &CallContext, message: &str) -> Option<Attestation> {
         let mut msg = parse(message);
         let original = msg.clone();
-        let mut errors = Vec::new();
+        self.attestation_of(ctx, &mut msg, &original, &mut Vec::new())
+    }
+
+    fn attestation_of(
+        &mut self,
+        ctx: &CallContext,
+        msg: &mut SipMessage,
+        original: &SipMessage,
+        errors: &mut Vec<String>,
+    ) -> Option<Attestation> {
+        if !self.plugin().interest().attestation {
+            return None;
+        }
         let m = Message::from_inner(LocalMessage {
-            msg: &mut msg,
-            original: &original,
-            errors: &mut errors,
+            msg,
+            original,
+            errors,
         });
         self.plugin().attestation(ctx, &m)
     }
@@ -401,12 +420,7 @@ impl<P: Plugin> Harness<P> {
         });
         let verdict = self.message_hook(ctx, &mut msg, &original, &mut errors);
         let attestation = if ctx.direction == Direction::Outbound && verdict == Verdict::Continue {
-            let m = Message::from_inner(LocalMessage {
-                msg: &mut msg,
-                original: &original,
-                errors: &mut errors,
-            });
-            self.plugin().attestation(ctx, &m)
+            self.attestation_of(ctx, &mut msg, &original, &mut errors)
         } else {
             None
         };

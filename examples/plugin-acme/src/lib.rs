@@ -6,7 +6,8 @@
 //! - no calls to premium-rate numbers (+1 900): those are refused with 403 before they leave.
 
 use sluice_sdk::{
-    e164, export_plugin, CallContext, Direction, Message, NumberContext, NumberKind, Plugin, Verdict,
+    e164, export_plugin, CallContext, Direction, Interest, Message, NumberContext, NumberKind,
+    Plugin, Verdict,
 };
 
 pub struct Acme {
@@ -15,9 +16,13 @@ pub struct Acme {
 }
 
 impl Plugin for Acme {
+    fn interest(&self) -> Interest {
+        // The called number, and the INVITE it refuses or marks.
+        Interest::none().numbers().requests(&["INVITE"])
+    }
+
     fn new() -> Result<Self, String> {
-        let account = sluice_sdk::setting("account")
-            .ok_or("the `account` setting is required")?;
+        let account = sluice_sdk::setting("account").ok_or("the `account` setting is required")?;
         let prefix = sluice_sdk::setting("prefix").unwrap_or_else(|| "1010".into());
         if !prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("prefix = \"{prefix}\": digits only"));
@@ -66,18 +71,30 @@ mod tests {
     #[test]
     fn prefix_and_account_toward_acme() {
         let mut h = acme();
-        let out = h.invite(&CallContext::outbound("acme"), &invite("+15551234567", "100"));
+        let out = h.invite(
+            &CallContext::outbound("acme"),
+            &invite("+15551234567", "100"),
+        );
         assert_eq!(out.verdict, Verdict::Continue);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        assert_eq!(out.request_uri(), Some("sip:101015551234567@trunk.example.com"));
+        assert_eq!(
+            out.request_uri(),
+            Some("sip:101015551234567@trunk.example.com")
+        );
         assert_eq!(out.header("X-Acme-Account"), Some("AC-42"));
     }
 
     #[test]
     fn premium_numbers_are_refused() {
         let mut h = acme();
-        let out = h.invite(&CallContext::outbound("acme"), &invite("+19005550000", "100"));
-        assert_eq!(out.verdict, Verdict::reject(403, "Premium Numbers Not Allowed"));
+        let out = h.invite(
+            &CallContext::outbound("acme"),
+            &invite("+19005550000", "100"),
+        );
+        assert_eq!(
+            out.verdict,
+            Verdict::reject(403, "Premium Numbers Not Allowed")
+        );
         assert_eq!(h.counter("premium_refused"), 1);
     }
 

@@ -23,13 +23,22 @@ pub struct Build<'a> {
 /// Panics with a message that says what to do when the build cannot run (build scripts report
 /// failure by panicking).
 pub fn build(b: &Build<'_>, out_dir: &Path) -> Vec<(String, PathBuf)> {
-    for dir in ["plugins", "sdk", "wit", "tests/plugins"] {
-        println!("cargo:rerun-if-changed={}", b.workspace.join(dir).display());
+    // Everything a plugin is built from: its sources, the SDK and what it shares with the host
+    // (host/sip), the interface, and the workspace's manifest (the `plugin` profile) and lock.
+    for path in [
+        "plugins",
+        "sdk",
+        "host/sip",
+        "wit",
+        "tests/plugins",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            b.workspace.join(path).display()
+        );
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        b.workspace.join("Cargo.lock").display()
-    );
     check_target();
     let target_dir = b.workspace.join("target").join(b.target_dir_name);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -113,6 +113,23 @@ fn chains(rt: &Arc<Runtime>) {
         ("0 plugins", empty),
         ("1 plugin (generic brand)", host_for(rt, "", "")),
         (
+            "1 plugin (tel-uri-request: rewrites the Request-URI)",
+            host_for(
+                rt,
+                "brand = \"\"\noutbound_rules = [\"tel-uri-request\"]",
+                "",
+            ),
+        ),
+        (
+            "1 plugin (header-rules: adds one header, removes one)",
+            host_for(
+                rt,
+                "brand = \"\"\noutbound_rules = [\"acct\"]",
+                "[plugin.acct]\nmodule = \"header-rules\"\n\
+                 settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }",
+            ),
+        ),
+        (
             "3 plugins (twilio brand, tel-uri-request, header-rules)",
             host_for(
                 rt,

@@ -11,7 +11,7 @@ use sluice_b2bua::{
     PluginStatus, Side,
 };
 use sluice_config::Policy;
-use sluice_sip::{edit, Message};
+use sluice_sip::{edit, Interest, Message};
 use sluice_transaction::Transport;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -233,20 +233,56 @@ impl PluginHost {
         }
         self.gens.retain(|g| g.id != id || g.pins > 0);
     }
+}
 
-    fn fill_ctx(&mut self, ctx: &HookContext<'_>, brand: &str) {
-        let c = &mut self.ctx;
-        c.call = ctx.call;
-        c.direction = wit_direction(ctx.direction);
-        c.leg = wit_leg(ctx.leg);
-        set(&mut c.trunk, ctx.trunk);
-        set(&mut c.brand, brand);
-        c.source.clear();
-        let _ = write!(c.source, "{}", ctx.source);
-        c.transport = match ctx.transport {
-            Transport::Udp => wit::Transport::Udp,
-            Transport::Tcp => wit::Transport::Tcp,
+/// The call context a hook is called with, written into the reused scratch value.
+fn fill_ctx(c: &mut wit::CallContext, ctx: &HookContext<'_>, brand: &str) {
+    c.call = ctx.call;
+    c.direction = wit_direction(ctx.direction);
+    c.leg = wit_leg(ctx.leg);
+    set(&mut c.trunk, ctx.trunk);
+    set(&mut c.brand, brand);
+    c.source.clear();
+    let _ = write!(c.source, "{}", ctx.source);
+    c.transport = match ctx.transport {
+        Transport::Udp => wit::Transport::Udp,
+        Transport::Tcp => wit::Transport::Tcp,
+    };
+}
+
+/// The `k`th plugin of a chain, in generation `gi`.
+fn slot<'a>(
+    gens: &'a mut [Gen],
+    gi: usize,
+    trunk: &str,
+    leg: Side,
+    k: usize,
+) -> Option<&'a mut Slot> {
+    let gen = gens.get_mut(gi)?;
+    let i = *gen.chain(trunk, leg)?.0.get(k)?;
+    gen.slots.get_mut(i)
+}
+
+impl Gen {
+    /// The chain of `trunk` toward `leg`'s side, as plugin indexes, and the brand's name.
+    fn chain(&self, trunk: &str, leg: Side) -> Option<(&[usize], &str)> {
+        let c = self.chains.get(trunk)?;
+        let order = match leg {
+            Side::External => &c.to_trunk,
+            Side::Internal => &c.to_pbx,
         };
+        Some((order, &c.brand))
+    }
+
+    /// Whether a plugin of that chain has an interest `wants` accepts: when none has, nothing
+    /// is prepared and no plugin is called.
+    fn any_wants(&self, trunk: &str, leg: Side, wants: impl Fn(&Interest) -> bool) -> bool {
+        self.chain(trunk, leg).is_some_and(|(order, _)| {
+            order
+                .iter()
+                .filter_map(|&i| self.slots.get(i))
+                .any(|s| wants(&s.plugin.interest))
+        })
     }
 }
 
@@ -362,32 +398,33 @@ impl Hooks for PluginHost {
         let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
             return NumberVerdict::Keep;
         };
-        let Some(chain) = self
-            .gens
-            .get(gi)
-            .and_then(|g| g.chains.get(ctx.trunk))
-            .cloned()
-        else {
+        let Some(gen) = self.gens.get(gi) else {
             return NumberVerdict::Keep;
         };
-        let order = match ctx.leg {
-            Side::External => &chain.to_trunk,
-            Side::Internal => &chain.to_pbx,
+        if !gen.any_wants(ctx.trunk, ctx.leg, |i| i.numbers) {
+            return NumberVerdict::Keep;
+        }
+        let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
+            return NumberVerdict::Keep;
         };
+        let len = order.len();
         let n = &mut self.nctx;
         n.direction = wit_direction(ctx.direction);
         n.leg = wit_leg(ctx.leg);
         set(&mut n.trunk, ctx.trunk);
-        set(&mut n.brand, &chain.brand);
+        set(&mut n.brand, brand);
         n.kind = match kind {
             NumberKind::Called => wit::NumberKind::Called,
             NumberKind::Calling => wit::NumberKind::Calling,
         };
         let mut current: Option<String> = None;
-        for &i in order {
-            let Some(slot) = self.gens.get_mut(gi).and_then(|g| g.slots.get_mut(i)) else {
+        for k in 0..len {
+            let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, ctx.leg, k) else {
                 continue;
             };
+            if !slot.plugin.interest.numbers {
+                continue;
+            }
             let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
                 if plugin.policy == Policy::FailClosed {
@@ -424,27 +461,25 @@ impl Hooks for PluginHost {
         let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
             return HookVerdict::Continue;
         };
-        let Some(chain) = self.gens.get(gi).and_then(|g| g.chains.get(ctx.trunk)) else {
+        let Some(gen) = self.gens.get(gi) else {
             return HookVerdict::Continue;
         };
-        let brand = chain.brand.clone();
-        let len = match ctx.leg {
-            Side::External => chain.to_trunk.len(),
-            Side::Internal => chain.to_pbx.len(),
+        if !gen.any_wants(ctx.trunk, ctx.leg, |i| i.wants(msg)) {
+            return HookVerdict::Continue;
+        }
+        let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
+            return HookVerdict::Continue;
         };
-        self.fill_ctx(ctx, &brand);
+        let len = order.len();
+        fill_ctx(&mut self.ctx, ctx, brand);
         let rejectable = edit::check_rejectable(msg, 500).is_ok();
         for k in 0..len {
-            let Some(gen) = self.gens.get_mut(gi) else {
-                break;
-            };
-            let order = gen.chains.get(ctx.trunk).and_then(|chain| match ctx.leg {
-                Side::External => chain.to_trunk.get(k),
-                Side::Internal => chain.to_pbx.get(k),
-            });
-            let Some(slot) = order.copied().and_then(|i| gen.slots.get_mut(i)) else {
+            let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, ctx.leg, k) else {
                 continue;
             };
+            if !slot.plugin.interest.wants(msg) {
+                continue;
+            }
             let plugin = slot.plugin.clone();
             let policy = plugin.policy;
             let refuse = |status: u16| HookVerdict::Reject {
@@ -500,13 +535,21 @@ impl Hooks for PluginHost {
         msg: &mut Message,
     ) -> Option<Attestation> {
         let gi = self.gens.iter().position(|g| g.id == generation)?;
-        let chain = self.gens.get(gi)?.chains.get(ctx.trunk)?.clone();
-        self.fill_ctx(ctx, &chain.brand);
+        let gen = self.gens.get(gi)?;
+        if !gen.any_wants(ctx.trunk, Side::External, |i| i.attestation) {
+            return None;
+        }
+        let (order, brand) = gen.chain(ctx.trunk, Side::External)?;
+        let len = order.len();
+        fill_ctx(&mut self.ctx, ctx, brand);
         // Outbound order: the operator's rule sets speak before the brand; the first answer wins.
-        for &i in &chain.to_trunk {
-            let Some(slot) = self.gens.get_mut(gi).and_then(|g| g.slots.get_mut(i)) else {
+        for k in 0..len {
+            let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, Side::External, k) else {
                 continue;
             };
+            if !slot.plugin.interest.attestation {
+                continue;
+            }
             let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
                 continue;

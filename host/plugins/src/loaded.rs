@@ -7,7 +7,7 @@ use crate::bindings::{Plugin, PluginPre};
 use crate::runtime::{Limits, Runtime};
 use crate::state::{Ident, PluginState};
 use sluice_config::Policy;
-use sluice_sip::Message;
+use sluice_sip::{Interest, Message};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,6 +133,8 @@ pub struct LoadedPlugin {
     pre: PluginPre<PluginState>,
     memory: usize,
     pub(crate) metrics: PluginMetrics,
+    /// Which hooks the plugin wants called (it declares it once, after `init`).
+    pub(crate) interest: Interest,
     /// The instance that passed the self-check, kept warm for the engine (taken at install, so
     /// that the engine's task never instantiates on a reload).
     warm: std::sync::Mutex<Option<Live>>,
@@ -270,19 +272,20 @@ impl Live {
         if let Some(o) = original {
             *o = std::mem::take(&mut st.original);
         }
-        let snapshot = st.snapshot.take();
+        let edited = std::mem::take(&mut st.edited);
+        let restorable = edited && st.keep_snapshot;
         let mut invalid = st.invalid.take();
-        if !edits_allowed && snapshot.is_some() && invalid.is_none() {
+        if !edits_allowed && edited && invalid.is_none() {
             invalid = Some("this hook may not edit the message".into());
         }
         let r = self.finish(r).and_then(|v| match invalid {
             Some(e) => Err(Failure::Invalid(e)),
             None => Ok(v),
         });
-        if r.is_err() {
-            if let Some(s) = snapshot {
-                *msg = s;
-            }
+        if r.is_err() && restorable {
+            // The message as it was before the first edit; the edited one becomes the next
+            // call's snapshot buffer.
+            std::mem::swap(msg, &mut self.store.data_mut().snapshot);
         }
         r
     }
@@ -345,7 +348,7 @@ impl Live {
     }
 }
 
-/// Compile, link and self-check a plugin: it must export `sluice:plugin/hooks@0.1.0`, report
+/// Compile, link and self-check a plugin: it must export `sluice:plugin/hooks@0.2.0`, report
 /// its name and version, accept its settings, and run every hook on a sample call within its
 /// limits. Any failure refuses the plugin with a message that names it.
 pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
@@ -359,10 +362,10 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let linker = crate::runtime::linker_for(runtime, &component)
         .map_err(|e| format!("{who}: cannot link: {e}"))?;
     let pre = linker.instantiate_pre(&component).map_err(|e| {
-        format!("{who}: does not fit Sluice's plugin interface (sluice:plugin@0.1.0): {e:#}")
+        format!("{who}: does not fit Sluice's plugin interface (sluice:plugin@0.2.0; rebuild it with the current SDK): {e:#}")
     })?;
     let pre = PluginPre::new(pre)
-        .map_err(|e| format!("{who}: does not export sluice:plugin/hooks@0.1.0: {e:#}"))?;
+        .map_err(|e| format!("{who}: does not export sluice:plugin/hooks@0.2.0: {e:#}"))?;
     let ticks = Limits::ticks(spec.deadline);
     let mut ident = Ident {
         name: spec.name.clone(),
@@ -382,6 +385,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         pre: pre.clone(),
         memory: runtime.limits.memory_bytes,
         metrics: PluginMetrics::new(&spec.name, "?"),
+        interest: Interest::all(),
         warm: std::sync::Mutex::new(None),
     };
     let mut live = probe
@@ -400,6 +404,11 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     };
     ident.version = clean(&info.version);
     ident.reported_name = clean(&info.name);
+    let r = live.guest_call(|g, s| g.call_get_interest(s));
+    let declared = live
+        .finish(r)
+        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    probe.interest = interest(declared).map_err(|e| format!("{who}: {e}"))?;
     probe.ident = Arc::new(ident);
     probe.metrics = PluginMetrics::new(&spec.name, &probe.ident.version);
     let loaded = probe;
@@ -408,6 +417,30 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         *w = Some(warm);
     }
     Ok(Arc::new(loaded))
+}
+
+/// A plugin's declared interest, checked: methods are SIP tokens (or `*`), a few of them.
+fn interest(i: wit::Interest) -> Result<Interest, String> {
+    for m in i.requests.iter().chain(&i.responses) {
+        if m.is_empty()
+            || m.len() > 32
+            || !(m == "*" || m.bytes().all(sluice_sip::header::is_token_char))
+        {
+            return Err(format!(
+                "its interest names `{}`, which is no method",
+                m.escape_default()
+            ));
+        }
+    }
+    if i.requests.len().saturating_add(i.responses.len()) > 64 {
+        return Err("its interest names more than 64 methods".into());
+    }
+    Ok(Interest {
+        requests: i.requests,
+        responses: i.responses,
+        numbers: i.numbers,
+        attestation: i.attestation,
+    })
 }
 
 impl Ident {

@@ -70,8 +70,11 @@ pub struct PluginState {
     /// The message lent for the current call, and the one it was built from.
     pub(crate) msg: Message,
     pub(crate) original: Message,
-    /// The message before this call's first edit, kept when a failure must undo the edits.
-    pub(crate) snapshot: Option<Message>,
+    /// The message before this call's first edit, kept when a failure must undo the edits. The
+    /// copy's buffers are reused from call to call: taking it allocates nothing once warm.
+    pub(crate) snapshot: Message,
+    /// Whether `snapshot` holds this call's message (an edit was made).
+    pub(crate) edited: bool,
     pub(crate) keep_snapshot: bool,
     /// The first invalid edit of the current call.
     pub(crate) invalid: Option<String>,
@@ -93,7 +96,8 @@ impl PluginState {
             ident,
             msg: Message::default(),
             original: Message::default(),
-            snapshot: None,
+            snapshot: Message::default(),
+            edited: false,
             keep_snapshot: false,
             invalid: None,
             call: 0,
@@ -121,8 +125,11 @@ impl PluginState {
 
     /// Before an edit: keep the message as it was when a failure would have to undo edits.
     fn before_edit(&mut self) {
-        if self.keep_snapshot && self.snapshot.is_none() {
-            self.snapshot = Some(self.msg.clone());
+        if !self.edited {
+            self.edited = true;
+            if self.keep_snapshot {
+                self.snapshot.clone_from(&self.msg);
+            }
         }
     }
 

@@ -11,16 +11,43 @@ pub enum StartLine {
     Response { status: u16, reason: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Header {
     pub name: HeaderName,
     pub value: String,
 }
 
+impl Clone for Header {
+    fn clone(&self) -> Self {
+        Header {
+            name: self.name.clone(),
+            value: self.value.clone(),
+        }
+    }
+
+    /// Reuses the value's buffer: a message cloned into one that was used before allocates
+    /// nothing (the plugin host keeps such a copy to undo a failed plugin's edits).
+    fn clone_from(&mut self, source: &Self) {
+        self.name.clone_from(&source.name);
+        self.value.clone_from(&source.value);
+    }
+}
+
 /// Headers in wire order. Lookups are linear: SIP messages carry a dozen or two headers, where a
 /// scan beats hashing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Headers(Vec<Header>);
+
+impl Clone for Headers {
+    fn clone(&self) -> Self {
+        Headers(self.0.clone())
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        // Vec::clone_from clones element by element into the existing ones.
+        self.0.clone_from(&source.0);
+    }
+}
 
 impl Headers {
     pub fn new() -> Self {
@@ -155,11 +182,43 @@ impl<'a> IntoIterator for &'a Headers {
 }
 
 /// A parsed SIP message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Message {
     pub start: StartLine,
     pub headers: Headers,
     pub body: Bytes,
+}
+
+impl Clone for Message {
+    fn clone(&self) -> Self {
+        Message {
+            start: self.start.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        match (&mut self.start, &source.start) {
+            (StartLine::Request { method, uri }, StartLine::Request { method: m, uri: u }) => {
+                method.clone_from(m);
+                uri.clone_from(u);
+            }
+            (
+                StartLine::Response { status, reason },
+                StartLine::Response {
+                    status: s,
+                    reason: r,
+                },
+            ) => {
+                *status = *s;
+                reason.clone_from(r);
+            }
+            (start, other) => start.clone_from(other),
+        }
+        self.headers.clone_from(&source.headers);
+        self.body.clone_from(&source.body);
+    }
 }
 
 /// An empty response line and no headers; allocates nothing (a placeholder while a message is

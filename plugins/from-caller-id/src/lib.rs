@@ -8,7 +8,7 @@
 //! caller_id = "+15551230000"     # optional: one caller ID for every call on the trunk
 //! ```
 
-use sluice_sdk::{export_plugin, uri, CallContext, Message, Plugin, Verdict};
+use sluice_sdk::{export_plugin, uri, CallContext, Interest, Message, Plugin, Verdict};
 
 pub struct FromCallerId {
     fixed: Option<String>,
@@ -26,6 +26,11 @@ impl FromCallerId {
 }
 
 impl Plugin for FromCallerId {
+    fn interest(&self) -> Interest {
+        // A new call's INVITE is all it rewrites.
+        Interest::none().requests(&["INVITE"])
+    }
+
     fn new() -> Result<Self, String> {
         let fixed = sluice_sdk::setting("caller_id");
         if let Some(n) = &fixed {

@@ -9,13 +9,18 @@
 //! ```
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, NumberContext, Plugin};
+use sluice_sdk::{export_plugin, Interest, NumberContext, Plugin};
 
 pub struct Generic {
     numbers: NumberPolicy,
 }
 
 impl Plugin for Generic {
+    fn interest(&self) -> Interest {
+        // Numbers only: the messages of a call never reach it.
+        Interest::none().numbers()
+    }
+
     fn new() -> Result<Self, String> {
         Ok(Generic {
             numbers: NumberPolicy::from_settings(Format::AsIs, Format::AsIs)?,

@@ -21,7 +21,7 @@
 //! in the replacement. A rule that does not parse refuses the plugin at load.
 
 use regex_lite::Regex;
-use sluice_sdk::{export_plugin, CallContext, Message, Plugin, Verdict};
+use sluice_sdk::{export_plugin, CallContext, Interest, Message, Plugin, Verdict};
 
 #[derive(Debug)]
 enum Rule {
@@ -159,6 +159,21 @@ impl Plugin for HeaderRules {
             methods,
             responses,
         })
+    }
+
+    fn interest(&self) -> Interest {
+        let methods: Vec<&str> = self
+            .methods
+            .iter()
+            .map(String::as_str)
+            .filter(|m| *m != "responses")
+            .collect();
+        let i = Interest::none().requests(&methods);
+        if self.responses {
+            i.responses(&["*"])
+        } else {
+            i
+        }
     }
 
     fn on_request(&mut self, _ctx: &CallContext, msg: &mut Message) -> Verdict {

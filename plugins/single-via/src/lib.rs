@@ -2,7 +2,7 @@
 //! sends its own Via only, so this rule set is a guard for trunks that refuse anything else:
 //! a request that would leave with more than one Via is refused with 500 instead.
 
-use sluice_sdk::{export_plugin, CallContext, Message, Plugin, Verdict};
+use sluice_sdk::{export_plugin, CallContext, Interest, Message, Plugin, Verdict};
 
 pub struct SingleVia;
 
@@ -15,6 +15,10 @@ fn via_count(msg: &Message) -> usize {
 }
 
 impl Plugin for SingleVia {
+    fn interest(&self) -> Interest {
+        Interest::none().requests(&["*"])
+    }
+
     fn new() -> Result<Self, String> {
         Ok(SingleVia)
     }

@@ -6,7 +6,7 @@
 //! numbers = "called"   # called | calling | both
 //! ```
 
-use sluice_sdk::{e164, export_plugin, Direction, NumberContext, NumberKind, Plugin};
+use sluice_sdk::{e164, export_plugin, Direction, Interest, NumberContext, NumberKind, Plugin};
 
 pub struct StripPlus {
     called: bool,
@@ -14,6 +14,11 @@ pub struct StripPlus {
 }
 
 impl Plugin for StripPlus {
+    fn interest(&self) -> Interest {
+        // Numbers only: the messages of a call never reach it.
+        Interest::none().numbers()
+    }
+
     fn new() -> Result<Self, String> {
         let which = sluice_sdk::setting("numbers").unwrap_or_else(|| "called".into());
         let (called, calling) = match which.as_str() {

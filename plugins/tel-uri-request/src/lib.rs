@@ -2,7 +2,7 @@
 //! Request-Line (`INVITE tel:+12345678 SIP/2.0`), for providers that route on it. Requests
 //! inside a dialog go to the far side's Contact and are left alone.
 
-use sluice_sdk::{export_plugin, uri, CallContext, Message, Plugin, Verdict};
+use sluice_sdk::{export_plugin, uri, CallContext, Interest, Message, Plugin, Verdict};
 
 pub struct TelUriRequest;
 
@@ -16,6 +16,11 @@ pub fn is_initial_invite_toward_trunk(ctx: &CallContext, msg: &Message) -> bool 
 }
 
 impl Plugin for TelUriRequest {
+    fn interest(&self) -> Interest {
+        // A new call's INVITE is all it rewrites.
+        Interest::none().requests(&["INVITE"])
+    }
+
     fn new() -> Result<Self, String> {
         Ok(TelUriRequest)
     }

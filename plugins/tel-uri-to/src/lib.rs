@@ -1,11 +1,16 @@
 //! `tel-uri-to`: a new call's INVITE toward the trunk carries a `tel:` URI in its To header
 //! (`To: <tel:+12345678>`). The dialog keeps that To for its later requests.
 
-use sluice_sdk::{export_plugin, uri, CallContext, Message, Plugin, Verdict};
+use sluice_sdk::{export_plugin, uri, CallContext, Interest, Message, Plugin, Verdict};
 
 pub struct TelUriTo;
 
 impl Plugin for TelUriTo {
+    fn interest(&self) -> Interest {
+        // A new call's INVITE is all it rewrites.
+        Interest::none().requests(&["INVITE"])
+    }
+
     fn new() -> Result<Self, String> {
         Ok(TelUriTo)
     }

@@ -3,13 +3,18 @@
 //! `generic`).
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, NumberContext, Plugin};
+use sluice_sdk::{export_plugin, Interest, NumberContext, Plugin};
 
 pub struct Telnyx {
     numbers: NumberPolicy,
 }
 
 impl Plugin for Telnyx {
+    fn interest(&self) -> Interest {
+        // Numbers only: the messages of a call never reach it.
+        Interest::none().numbers()
+    }
+
     fn new() -> Result<Self, String> {
         Ok(Telnyx {
             numbers: NumberPolicy::from_settings(Format::Plus, Format::Plus)?,

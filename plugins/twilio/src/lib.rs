@@ -4,13 +4,18 @@
 //! Twilio signs outbound calls itself; this plugin has no attestation opinion.
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, NumberContext, Plugin};
+use sluice_sdk::{export_plugin, Interest, NumberContext, Plugin};
 
 pub struct Twilio {
     numbers: NumberPolicy,
 }
 
 impl Plugin for Twilio {
+    fn interest(&self) -> Interest {
+        // Numbers only: the messages of a call never reach it.
+        Interest::none().numbers()
+    }
+
     fn new() -> Result<Self, String> {
         Ok(Twilio {
             numbers: NumberPolicy::from_settings(Format::Plus, Format::Plus)?,

@@ -3,13 +3,18 @@
 //! toward the PBX become E.164 with `+` (settings as for `generic`).
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, NumberContext, Plugin};
+use sluice_sdk::{export_plugin, Interest, NumberContext, Plugin};
 
 pub struct Voipms {
     numbers: NumberPolicy,
 }
 
 impl Plugin for Voipms {
+    fn interest(&self) -> Interest {
+        // Numbers only: the messages of a call never reach it.
+        Interest::none().numbers()
+    }
+
     fn new() -> Result<Self, String> {
         Ok(Voipms {
             numbers: NumberPolicy::from_settings(Format::Digits, Format::Plus)?,
