@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Signalling benchmark: SIPp UAC -> system -> SIPp UAS on loopback, for Sluice and for Kamailio
 # (stateful proxy: record_route + t_relay) in the same run, so that the ratio is meaningful on a
-# noisy machine. For each system it finds the highest call rate sustained for DURATION seconds
-# with under 0.1% failed calls, then measures INVITE->200 latency at LAT_RATE, and (Sluice)
-# the resident memory with HOLD_CALLS calls up at once.
+# noisy machine. First the CPU time each system spends per call at a fixed rate well below
+# saturation (CPU_RATE calls/s for CPU_SECONDS, CPU_ROUNDS rounds with the systems interleaved;
+# user + system time of every thread and child process, divided by the calls): this needs no
+# spare cores for SIPp, so it separates systems that all outrun the generator on two cores.
+# Then for each system the highest call rate sustained for DURATION seconds with under 0.1%
+# failed calls, INVITE->200 latency at LAT_RATE, and (Sluice) the resident memory with
+# HOLD_CALLS calls up at once.
 #
 #   cargo build --release -p sluice && bash bench/run.sh
 #
-# Environment: DURATION (20), RATES ("500 1000 ... 8000 10000"),
+# Environment: CPU_RATE (1000), CPU_SECONDS (15), CPU_ROUNDS (3; 0 skips the CPU phase),
+# DURATION (20; 0 skips the maximum-rate phase), RATES ("500 1000 ... 8000 10000"),
 # LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000),
 # SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
 # sets on the trunk, bench/sluice-bench-plugins.toml).
-# Traffic stays on 127.0.100.0/24.
+# Traffic stays on 127.0.100.0/24. SIPp does not abort a call on an unexpected message
+# (`-abortunexp` off, as ../shared/bench's anchor does): Kamailio's worker processes may relay a
+# 180 after the 200 of the same call, which a stateful system never does; such a call still
+# counts as failed if it does not complete.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+CPU_RATE=${CPU_RATE:-1000}
+CPU_SECONDS=${CPU_SECONDS:-15}
+CPU_ROUNDS=${CPU_ROUNDS:-3}
 DURATION=${DURATION:-20}
 RATES=${RATES:-"500 1000 1500 2000 2500 3000 3500 4000 5000 6000 7000 8000 10000"}
 LAT_RATE=${LAT_RATE:-200}
@@ -107,7 +118,7 @@ trial() {
     local rate=$1 calls=$(( $1 * DURATION )) out="$WORK/trial.out"
     timeout $(( DURATION * 3 + 30 )) sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" \
         -r "$rate" -m "$calls" -l $(( rate * 4 + 100 )) -nostdin -timeout_error \
-        -recv_timeout 10000 >"$out" 2>&1
+        -default_behaviors all,-abortunexp -recv_timeout 10000 >"$out" 2>&1
     local ok failed crate
     ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
     failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
@@ -161,8 +172,55 @@ held_memory() {
     echo "$((rss / 1024)) MiB RSS with $active calls up at once ($((base / 1024)) MiB before)"
 }
 
+# CPU ticks (user + system) of a process and its children processes (Kamailio forks workers).
+ticks_of() {
+    local t=0 p
+    for p in "$1" $(pgrep -P "$1"); do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+
+# CPU per call at CPU_RATE: prints "US_PER_CALL OK FAILED".
+cpu_per_call() {
+    local before after out="$WORK/cpu.out"
+    sleep 1
+    before=$(ticks_of "$SYS_PID")
+    timeout $(( CPU_SECONDS * 3 + 30 )) sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" \
+        -r "$CPU_RATE" -m $(( CPU_RATE * CPU_SECONDS )) -l $(( CPU_RATE * 4 )) -nostdin \
+        -default_behaviors all,-abortunexp -timeout_error -recv_timeout 10000 >"$out" 2>&1
+    sleep 1
+    after=$(ticks_of "$SYS_PID")
+    local ok failed
+    ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
+    failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
+    ok=${ok:-0}; failed=${failed:-0}
+    awk -v d=$((after - before)) -v t="$(getconf CLK_TCK)" -v ok="$ok" -v f="$failed" \
+        'BEGIN { n = ok + f; if (n == 0) n = 1; printf "%.1f %d %d\n", d / t * 1e6 / n, ok, f }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
+declare -A CPU
+if [ "$CPU_ROUNDS" -gt 0 ]; then
+    echo "== CPU per call at $CPU_RATE cps for ${CPU_SECONDS}s, $CPU_ROUNDS rounds"
+    for round in $(seq 1 "$CPU_ROUNDS"); do
+        for sys in $SYSTEMS; do
+            if [ "${sys#sluice}" != "$sys" ] && [ ! -x "$SLUICE" ]; then continue; fi
+            start_uas
+            start_system "$sys" || { stop_uas; continue; }
+            read -r us ok failed < <(cpu_per_call)
+            echo "  round $round $sys: $us us per call ($ok ok, $failed failed)"
+            [ "$failed" -eq 0 ] && CPU[$sys]="${CPU[$sys]:-} $us"
+            stop_system
+            stop_uas
+        done
+    done
+fi
+
 declare -A RATE LAT MEM
 for sys in $SYSTEMS; do
+    [ "$DURATION" -gt 0 ] || break
     if [ "${sys#sluice}" != "$sys" ] && [ ! -x "$SLUICE" ]; then
         echo "== sluice: $SLUICE not built, skipped (cargo build --release -p sluice)"
         continue
@@ -188,7 +246,22 @@ for sys in $SYSTEMS; do
 done
 
 echo
-echo "== results ($(date -u +%Y-%m-%d), $(nproc) cores, ${DURATION}s per rate, <0.1% failed)"
+echo "== results ($(date -u +%Y-%m-%d), $(nproc) cores)"
+declare -A CPU_MED
+for sys in $SYSTEMS; do
+    [ -n "${CPU[$sys]:-}" ] || continue
+    CPU_MED[$sys]=$(echo "${CPU[$sys]}" | tr ' ' '\n' | grep . | median)
+    echo "$sys: CPU per call at $CPU_RATE cps: median ${CPU_MED[$sys]} us (rounds:${CPU[$sys]})"
+done
+if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[kamailio]:-}" ]; then
+    awk -v s="${CPU_MED[sluice]}" -v k="${CPU_MED[kamailio]}" \
+        'BEGIN { printf "CPU per call, sluice/kamailio: %.2f\n", s / k }'
+fi
+if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-plugins]:-}" ]; then
+    awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-plugins]}" \
+        'BEGIN { printf "CPU per call, sluice-plugins/sluice: %.2f (brand + two rule sets: %+.0f%%)\n", p / s, (p / s - 1) * 100 }'
+fi
+echo "(maximum rates: ${DURATION}s per rate, <0.1% failed)"
 for sys in $SYSTEMS; do
     [ -n "${RATE[$sys]:-}" ] || continue
     echo "$sys: max sustained ${RATE[$sys]} cps; INVITE->200 at ${LAT_RATE} cps: ${LAT[$sys]}"
