@@ -6,6 +6,7 @@ use crate::calls::{Call, CallState, Cancel, Ending};
 use crate::core::{ClientRole, Core};
 use crate::headers::add_agent;
 use crate::hooks::Hooks;
+use crate::media;
 use crate::refuse::map_error_status;
 use crate::relay;
 use crate::retransmit::InviteRelay;
@@ -37,7 +38,13 @@ pub fn provisional<H: Hooks>(
         &msg,
         &core.cfg.user_agent,
     );
-    let uas = p.uas;
+    let (uas, role) = (p.uas, media::response_role(&p.invite));
+    if core
+        .anchor_sdp(call, LegId::Callee, role, &mut resp)
+        .is_err()
+    {
+        media::drop_sdp(&mut resp);
+    }
     let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
     core.respond(now, uas, &resp);
 }
@@ -61,6 +68,9 @@ pub fn failure<H: Hooks>(
                 &msg,
                 &core.cfg.user_agent,
             );
+            if call.media.is_some() {
+                media::drop_sdp(&mut resp);
+            }
             let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
             core.record_failure(call, mapped);
             debug!(call = call.key, status, "call failed");
@@ -107,6 +117,17 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
         &msg,
         &core.cfg.user_agent,
     );
+    let role = media::response_role(&p.invite);
+    if core
+        .anchor_sdp(call, LegId::Callee, role, &mut resp)
+        .is_err()
+    {
+        media::drop_sdp(&mut resp);
+    }
+    if resp.body.is_empty() {
+        // The answer came earlier (a reliable provisional): silence counts from now on.
+        core.arm_media(call);
+    }
     let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
     let data = Bytes::from(resp.to_bytes());
     core.stats.calls_answered = core.stats.calls_answered.saturating_add(1);
@@ -152,6 +173,13 @@ pub fn no_answer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, st
 /// The caller gave up before the answer (CANCEL, or BYE on the early dialog): 487 to its
 /// INVITE, and a CANCEL toward the callee as soon as one may be sent.
 pub fn cancel<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
+    debug!(call = call.key, "cancelled by the caller");
+    abandon(core, call, now, 487);
+}
+
+/// End a call before its answer: `status` to the caller's INVITE, and a CANCEL toward the
+/// callee as soon as one may be sent (the caller's CANCEL, or Sluice's own reasons).
+pub fn abandon<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, status: u16) {
     if !matches!(call.state, CallState::Proceeding(_)) {
         return;
     }
@@ -165,10 +193,10 @@ pub fn cancel<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
     if let CallState::Ending(e) = &mut call.state {
         e.uac = Some(p.uac);
     }
-    debug!(call = call.key, "cancelled by the caller");
     let tag = &call.legs.caller.local_tag;
-    let resp = response_to(&p.invite, 487, reason_phrase(487), Some(tag));
-    core.record_failure(call, 487);
+    let mut resp = response_to(&p.invite, status, reason_phrase(status), Some(tag));
+    add_agent(&mut resp, &core.cfg.user_agent);
+    core.record_failure(call, status);
     core.respond(now, p.uas, &resp);
     send_cancel_if_possible(core, call, now);
 }

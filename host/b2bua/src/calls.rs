@@ -9,7 +9,9 @@
 use crate::call::{CallKey, Direction, LegId, Legs};
 use crate::dialog::Dialog;
 use crate::hooks::{Attestation, Generation};
+use crate::media::Anchor;
 use crate::retransmit::InviteRelay;
+use sluice_media::EndSnapshot;
 use sluice_sip::Message;
 use sluice_transaction::{ClientTxId, ServerTxId};
 use std::collections::HashMap;
@@ -83,6 +85,8 @@ pub struct Call {
     pub answered_at: Option<Instant>,
     /// Client transactions in flight besides the initial INVITE (relays, BYE, CANCEL).
     pub pending: usize,
+    /// The call's anchored media (`None`: signalling only).
+    pub media: Option<Anchor>,
 }
 
 impl Call {
@@ -109,6 +113,11 @@ impl Call {
             state: self.state_name(),
             age: now.saturating_duration_since(self.started),
             answered_for: self.answered_at.map(|a| now.saturating_duration_since(a)),
+            media: self
+                .media
+                .as_ref()
+                .map(|a| a.media.streams().map(|(_, c)| c.snapshot()).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -126,6 +135,8 @@ pub struct CallInfo {
     pub attestation: Option<Attestation>,
     /// The plugin generation the call runs with.
     pub generation: Generation,
+    /// Per anchored stream, what was received from the caller's end and the callee's.
+    pub media: Vec<[EndSnapshot; 2]>,
 }
 
 /// The calls, with the indexes that find them.

@@ -10,19 +10,27 @@ use crate::config::EngineConfig;
 use crate::headers::{add_agent, ALLOW};
 use crate::hooks::{HookContext, HookVerdict, Hooks};
 use crate::ids::Ids;
+use crate::media::{Anchor, MediaSides, Unanchorable};
 use crate::metrics::{EngineMetrics, Way};
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use bytes::Bytes;
+use sluice_media::{MediaOp, Role};
 use sluice_sip::{Message, Method};
 use sluice_transaction::{response_to, ClientTxId, Flow, ServerTxId, TransactionLayer};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
+use tracing::{info, warn};
 
 /// What the engine asks of the I/O shell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Output {
-    Transmit { flow: Flow, data: Bytes },
+    Transmit {
+        flow: Flow,
+        data: Bytes,
+    },
+    /// For the media relay; it comes before the message whose SDP names the ports.
+    Media(MediaOp),
 }
 
 /// Why a client transaction was started.
@@ -63,6 +71,10 @@ pub struct Core<H: Hooks> {
     pub metrics: EngineMetrics,
     pub draining: bool,
     pub hooks: H,
+    /// Media ports per side; `None` when no media is anchored.
+    pub media: Option<MediaSides>,
+    /// Scratch for the relay operations of one SDP.
+    pub media_ops: Vec<MediaOp>,
 }
 
 impl<H: Hooks> Core<H> {
@@ -103,6 +115,94 @@ impl<H: Hooks> Core<H> {
             resp.headers.push(sluice_sip::HeaderName::Allow, ALLOW);
         }
         self.respond(now, tx, &resp);
+    }
+
+    /// Rewrite the SDP of `out` (built from a message of leg `from`) for the leg it leaves on,
+    /// before the plugins see it. Calls without anchored media are left alone.
+    pub fn anchor_sdp(
+        &mut self,
+        call: &mut Call,
+        from: LegId,
+        role: Role,
+        out: &mut Message,
+    ) -> Result<(), Unanchorable> {
+        let answered = matches!(call.state, CallState::Established);
+        self.rewrite_sdp(call.key, &mut call.media, answered, (from, role), out)
+    }
+
+    /// [`Core::anchor_sdp`] for a call that is not in the table yet (its INVITE).
+    pub fn rewrite_sdp(
+        &mut self,
+        key: CallKey,
+        media: &mut Option<Anchor>,
+        answered: bool,
+        (from, role): (LegId, Role),
+        out: &mut Message,
+    ) -> Result<(), Unanchorable> {
+        let (Some(anchor), Some(sides), Some(cfg)) =
+            (media.as_mut(), self.media.as_mut(), self.cfg.media.as_ref())
+        else {
+            return Ok(());
+        };
+        let mut ops = std::mem::take(&mut self.media_ops);
+        let r = anchor.rewrite(sides, cfg, answered, from, role, out, &mut ops);
+        self.push_media(&mut ops);
+        self.media_ops = ops;
+        if let Err(e) = &r {
+            warn!(call = key, reason = e.reason(), "SDP not anchored: {e:?}");
+            self.metrics.sdp_refused(e.reason());
+        }
+        r
+    }
+
+    /// The call is answered: its streams start counting silence.
+    pub fn arm_media(&mut self, call: &Call) {
+        let (Some(anchor), Some(cfg)) = (call.media.as_ref(), self.cfg.media.as_ref()) else {
+            return;
+        };
+        let mut ops = std::mem::take(&mut self.media_ops);
+        anchor.arm(cfg, &mut ops);
+        self.push_media(&mut ops);
+        self.media_ops = ops;
+    }
+
+    /// A call's media is over: close its streams, give their ports back, publish and log what
+    /// they counted.
+    pub fn close_media(&mut self, key: CallKey, trunk: &str, media: Option<Anchor>) {
+        let (Some(anchor), Some(sides)) = (media, self.media.as_mut()) else {
+            return;
+        };
+        let mut ops = std::mem::take(&mut self.media_ops);
+        let direction = anchor.direction();
+        let counted = anchor.close(sides, &mut ops);
+        self.push_media(&mut ops);
+        self.media_ops = ops;
+        for (i, ends) in counted.iter().enumerate() {
+            let [caller, callee] = ends;
+            info!(
+                call = key,
+                stream = i,
+                caller_packets = caller.packets,
+                caller_lost = caller.lost,
+                caller_jitter_us = caller.jitter_us,
+                callee_packets = callee.packets,
+                callee_lost = callee.lost,
+                callee_jitter_us = callee.jitter_us,
+                dropped = caller.dropped.saturating_add(callee.dropped),
+                "media of the call"
+            );
+            self.metrics.media_ended(
+                trunk,
+                [
+                    (LegId::Caller.side(direction), caller),
+                    (LegId::Callee.side(direction), callee),
+                ],
+            );
+        }
+    }
+
+    fn push_media(&mut self, ops: &mut Vec<MediaOp>) {
+        self.outputs.extend(ops.drain(..).map(Output::Media));
     }
 
     /// Start a client transaction for `role`.

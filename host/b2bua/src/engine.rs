@@ -25,6 +25,7 @@ use crate::core::{ClientRole, Core, Output};
 use crate::headers::{add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome, NoHooks};
 use crate::ids::Ids;
+use crate::media::{Anchor, MediaSides};
 use crate::metrics::{EngineMetrics, Way};
 use crate::refuse::{self, Load, Refusal};
 use crate::retransmit::CallTimers;
@@ -33,6 +34,7 @@ use crate::setup::{self, NewCall};
 use crate::stats::EngineStats;
 use crate::{answer, in_dialog, route};
 use bytes::Bytes;
+use sluice_media::{call_of, MediaEvent, Role};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
 use sluice_transaction::{
     reply_flow, response_to, stamp_received, ClientTxId, Flow, ServerTxId, TransactionLayer,
@@ -60,6 +62,7 @@ impl Engine<NoHooks> {
 impl<H: Hooks> Engine<H> {
     pub fn with_hooks(cfg: EngineConfig, seed: u64, hooks: H) -> Engine<H> {
         let trunk_names: Vec<String> = cfg.trunks.iter().map(|t| t.name.to_string()).collect();
+        let media = cfg.media.as_ref().map(MediaSides::new);
         Engine {
             core: Core {
                 tx: TransactionLayer::new(cfg.timers),
@@ -72,6 +75,8 @@ impl<H: Hooks> Engine<H> {
                 metrics: EngineMetrics::new(&trunk_names),
                 draining: false,
                 hooks,
+                media,
+                media_ops: Vec::new(),
             },
             calls: Calls::default(),
         }
@@ -119,6 +124,13 @@ impl<H: Hooks> Engine<H> {
         }
         if cfg.trunks.get(cfg.outbound_trunk).is_none() {
             return Err("the outbound trunk does not exist".into());
+        }
+        let sides = |c: &EngineConfig| c.media.map(|m| (m.internal, m.external));
+        if sides(&cfg) != sides(&self.core.cfg) {
+            return Err(
+                "media addresses and port ranges need a restart; the running configuration stays"
+                    .into(),
+            );
         }
         for t in &cfg.trunks {
             if !self.core.cfg.trunks.iter().any(|o| o.name == t.name) {
@@ -168,6 +180,43 @@ impl<H: Hooks> Engine<H> {
     /// Publish counters kept by the transaction layer; the shell calls this after each batch.
     pub fn sync_metrics(&mut self) {
         self.core.metrics.sync_transactions(self.core.tx.stats());
+        if let Some(sides) = &self.core.media {
+            let (internal, external) = sides.available();
+            self.core.metrics.media_ports_free(internal, external);
+        }
+    }
+
+    /// The media relay reports on a stream: silence past the timeout, or ports it could not
+    /// bind. Either ends the call (BYE on both legs once answered; CANCEL and 503 before).
+    pub fn handle_media_event(&mut self, now: Instant, ev: MediaEvent) {
+        let (stream, why) = match &ev {
+            MediaEvent::Timeout { stream } => (*stream, "media timeout"),
+            MediaEvent::OpenFailed { stream, .. } => (*stream, "media ports unavailable"),
+        };
+        let key = call_of(stream);
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        if !call.media.as_ref().is_some_and(|a| a.media.has(stream)) {
+            return;
+        }
+        warn!(call = key, trunk = %call.trunk, ?ev, "{why}: ending the call");
+        if matches!(ev, MediaEvent::Timeout { .. }) {
+            self.core.metrics.media_timeout(&call.trunk);
+        }
+        match call.state {
+            CallState::Established => {
+                self.core.send_bye(call, now, LegId::Caller);
+                self.core.send_bye(call, now, LegId::Callee);
+            }
+            CallState::Proceeding(_) => {
+                self.with_call(now, Some(key), |core, call| {
+                    answer::abandon(core, call, now, 503);
+                });
+            }
+            CallState::Ending(_) => {}
+        }
+        self.dispatch(now);
     }
 
     /// The next thing to send, until `None`. Call after every input.
@@ -379,6 +428,17 @@ impl<H: Hooks> Engine<H> {
             agent,
         );
         let key = self.calls.new_key();
+        let peers = [flow.remote.ip(), route.peer.addr.ip()];
+        let mut media = Anchor::new(key, direction, peers, &route.media);
+        let offer = (LegId::Caller, Role::Offer);
+        if core
+            .rewrite_sdp(key, &mut media, false, offer, &mut invite)
+            .is_err()
+        {
+            core.close_media(key, &route.trunk, media);
+            let r = Refusal::with_reason(488, "Not Acceptable Here");
+            return refuse_new_call(core, now, (tx, &msg), (&label, direction), r);
+        }
         let generation = core.hooks.current();
         let mut attestation = None;
         if core.hooks.active(generation, &route.trunk) {
@@ -393,6 +453,7 @@ impl<H: Hooks> Engine<H> {
             match run_new_call(&mut core.hooks, generation, &ctx, &mut invite, &mut msg) {
                 NewCallOutcome::Refuse { status, reason } => {
                     debug!(call = key, status, "refused by a plugin");
+                    core.close_media(key, &route.trunk, media);
                     let r = Refusal::with_reason(status, reason);
                     return refuse_new_call(core, now, (tx, &msg), (&label, direction), r);
                 }
@@ -423,6 +484,7 @@ impl<H: Hooks> Engine<H> {
             started: now,
             answered_at: None,
             pending: 0,
+            media,
         };
         self.calls.insert(call, tx);
     }
@@ -601,9 +663,11 @@ impl<H: Hooks> Engine<H> {
         if !call.is_over() {
             return;
         }
-        let Some(call) = self.calls.remove(key) else {
+        let Some(mut call) = self.calls.remove(key) else {
             return;
         };
+        self.core
+            .close_media(call.key, &call.trunk, call.media.take());
         self.core.hooks.release(call.generation);
         let duration = call.answered_at.map(|a| now.saturating_duration_since(a));
         self.core

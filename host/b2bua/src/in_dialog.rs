@@ -6,10 +6,12 @@ use crate::call::LegId;
 use crate::calls::{Call, CallState, Ending};
 use crate::core::{ClientRole, Core};
 use crate::hooks::{HookVerdict, Hooks};
+use crate::media;
 use crate::refuse::map_error_status;
 use crate::relay;
 use crate::retransmit::{Due, InviteRelay};
 use bytes::Bytes;
+use sluice_media::Role;
 use sluice_sip::{reason_phrase, Message, Method};
 use sluice_transaction::{reply_flow, ClientTxId, Flow, ServerTxId};
 use std::time::Instant;
@@ -79,6 +81,10 @@ fn relay_request<H: Hooks>(
     }
     let mut req = relay::request(dialog, &msg, &mut core.ids, &core.cfg.user_agent);
     let (hop, to_cseq) = (dialog.next_hop(), dialog.local_cseq);
+    let offers = matches!(msg.method(), Some(Method::Invite | Method::Update));
+    if offers && core.anchor_sdp(call, from, Role::Offer, &mut req).is_err() {
+        return core.reply(now, tx, &msg, 488, reason_phrase(488));
+    }
     if let HookVerdict::Reject { status, reason } = core.run_hooks(call, to, &mut req, &mut msg) {
         debug!(call = call.key, status, method = ?msg.method(), "refused by a plugin");
         return core.reply(now, tx, &msg, status, &reason);
@@ -132,6 +138,12 @@ pub fn response<H: Hooks>(
     let dialog = call.legs.get(from);
     let mut resp = relay::response(dialog, request, mapped, &msg, &core.cfg.user_agent);
     let reply_to = reply_flow(request, dialog.flow);
+    let role = media::response_role(request);
+    let answers = matches!(method, Method::Invite | Method::Update) && status < 300;
+    let anchored = answers && core.anchor_sdp(call, from.other(), role, &mut resp).is_ok();
+    if !anchored && call.media.is_some() {
+        media::drop_sdp(&mut resp);
+    }
     let _ = core.run_hooks(call, from, &mut resp, &mut msg);
     let reinvite_answered = method == Method::Invite && (200..300).contains(&status);
     let data = reinvite_answered.then(|| Bytes::from(resp.to_bytes()));
@@ -203,6 +215,9 @@ pub fn ack<H: Hooks>(
         return;
     }
     let mut ack = relay::ack(call.legs.get(to), relay.to_cseq, Some(&msg), &mut core.ids);
+    if core.anchor_sdp(call, leg, Role::Answer, &mut ack).is_err() {
+        media::drop_sdp(&mut ack);
+    }
     // An ACK cannot be refused: the verdict only matters for requests that get answers.
     let _ = core.run_hooks(call, to, &mut ack, &mut msg);
     let data = Bytes::from(ack.to_bytes());

@@ -16,6 +16,8 @@
 //! - [`route`]: where a new call goes; [`refuse`]: whether it is admitted; [`setup`]: both
 //!   dialogs and the INVITE of a new call; [`relay`]: a message of one leg rebuilt for the
 //!   other; [`retransmit`]: 2xx and ACK between the legs; [`headers`]: what crosses;
+//! - [`media`]: each SDP rewritten for the leg it leaves on, the relay told what to do, and
+//!   silence ending calls;
 //! - [`hooks`]: where plugins touch a message; [`metrics`], [`stats`]: what is counted.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
@@ -41,6 +43,7 @@ pub mod headers;
 pub mod hooks;
 pub mod ids;
 pub mod in_dialog;
+pub mod media;
 pub mod metrics;
 pub mod refuse;
 pub mod relay;
@@ -54,7 +57,9 @@ pub mod testing;
 
 pub use call::{CallKey, Direction, LegId};
 pub use calls::CallInfo;
-pub use config::{EngineConfig, ListenerAddr, PeerConfig, Side};
+pub use config::{
+    EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia, Side,
+};
 pub use core::Output;
 pub use engine::Engine;
 pub use headers::{ALLOW, SUPPORTED};

@@ -3,7 +3,9 @@
 //! configuration, methods from a fixed list, statuses are 100–699; never a number or Call-ID.
 
 use crate::call::Direction;
+use crate::config::Side;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use sluice_media::EndSnapshot;
 use sluice_transaction::TxStats;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,11 +27,26 @@ pub const SIP_PARSE_ERRORS: &str = "sluice_sip_parse_errors_total";
 pub const SIP_RETRANSMISSIONS: &str = "sluice_sip_retransmissions_total";
 pub const SIP_TRANSACTION_TIMEOUTS: &str = "sluice_sip_transaction_timeouts_total";
 pub const TRUNK_UP: &str = "sluice_trunk_up";
+pub const MEDIA_PACKETS: &str = "sluice_media_packets_total";
+pub const MEDIA_BYTES: &str = "sluice_media_bytes_total";
+pub const MEDIA_LOST: &str = "sluice_media_lost_packets_total";
+pub const MEDIA_DROPPED: &str = "sluice_media_dropped_packets_total";
+pub const MEDIA_JITTER: &str = "sluice_media_jitter_seconds";
+pub const MEDIA_TIMEOUTS: &str = "sluice_media_timeouts_total";
+pub const MEDIA_PORTS_FREE: &str = "sluice_media_ports_free";
+pub const SDP_REFUSED: &str = "sluice_sdp_refused_total";
 
 fn direction_label(d: Direction) -> &'static str {
     match d {
         Direction::Outbound => "outbound",
         Direction::Inbound => "inbound",
+    }
+}
+
+fn side_label(s: Side) -> &'static str {
+    match s {
+        Side::Internal => "internal",
+        Side::External => "external",
     }
 }
 
@@ -268,6 +285,41 @@ impl EngineMetrics {
         if let Some(counter) = requests.get(w).and_then(|r| r.get(m)) {
             counter.increment(1);
         }
+    }
+
+    /// What one stream received from each side, when its call ended (counted per trunk and
+    /// the side the packets came from).
+    pub fn media_ended(&mut self, trunk: &str, ends: [(Side, &EndSnapshot); 2]) {
+        for (side, e) in ends {
+            let labels = [
+                ("trunk", trunk.to_string()),
+                ("side", side_label(side).to_string()),
+            ];
+            counter!(MEDIA_PACKETS, &labels).increment(e.packets);
+            counter!(MEDIA_BYTES, &labels).increment(e.bytes);
+            counter!(MEDIA_LOST, &labels).increment(e.lost);
+            counter!(MEDIA_DROPPED, &labels).increment(e.dropped);
+            if e.packets > 0 {
+                histogram!(MEDIA_JITTER, &labels).record(e.jitter_us as f64 / 1e6);
+            }
+        }
+    }
+
+    /// A call ended because its media fell silent.
+    pub fn media_timeout(&mut self, trunk: &str) {
+        counter!(MEDIA_TIMEOUTS, "trunk" => trunk.to_string()).increment(1);
+    }
+
+    /// Free RTP/RTCP port pairs per side.
+    pub fn media_ports_free(&mut self, internal: usize, external: usize) {
+        gauge!(MEDIA_PORTS_FREE, "side" => "internal").set(internal as f64);
+        gauge!(MEDIA_PORTS_FREE, "side" => "external").set(external as f64);
+    }
+
+    /// An SDP that could not be anchored (the request got 488, or the response's body was
+    /// removed).
+    pub fn sdp_refused(&mut self, reason: &'static str) {
+        counter!(SDP_REFUSED, "reason" => reason).increment(1);
     }
 
     pub fn parse_error(reason: &'static str) {

@@ -4,7 +4,7 @@
 //! from a trunk (matched by its source IP) goes to the PBX.
 
 use crate::call::Direction;
-use crate::config::{EngineConfig, ListenerAddr, PeerConfig, Side};
+use crate::config::{EngineConfig, ListenerAddr, PeerConfig, PeerMedia, Side};
 use sluice_transaction::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct Route {
     pub peer: PeerConfig,
     /// The side of Sluice the call leaves on.
     pub out_side: Side,
+    /// What the trunk's configuration says of media.
+    pub media: PeerMedia,
 }
 
 /// The route of a call that arrived on `side` from `source`; `None` when it has none (a call
@@ -48,6 +50,7 @@ pub fn route_new_call(cfg: &EngineConfig, side: Side, source: SocketAddr) -> Opt
             trunk: t.name.clone(),
             peer: t.clone(),
             out_side: Side::External,
+            media: t.media.clone(),
         }),
         Side::External => cfg
             .trunks
@@ -58,6 +61,7 @@ pub fn route_new_call(cfg: &EngineConfig, side: Side, source: SocketAddr) -> Opt
                 trunk: t.name.clone(),
                 peer: cfg.pbx.clone(),
                 out_side: Side::Internal,
+                media: t.media.clone(),
             }),
     }
 }

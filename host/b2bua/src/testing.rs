@@ -3,10 +3,13 @@
 //! parsed messages out, and the messages a PBX and a trunk send in a call.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use crate::config::{EngineConfig, ListenerAddr, PeerConfig, Side};
+use crate::config::{
+    EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia, Side,
+};
 use crate::core::Output;
 use crate::engine::Engine;
 use crate::hooks::{Hooks, NoHooks};
+use sluice_media::{Latching, MediaOp, Timeouts};
 use sluice_sip::{parse_message, HeaderName, Message};
 use sluice_transaction::{response_to, Flow, TimerConfig, Transport};
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ fn peer(name: &str, host: &str, transport: Transport, at: &str) -> PeerConfig {
         host: host.into(),
         transport,
         addr: addr(at),
+        media: PeerMedia::Anchor,
     }
 }
 
@@ -53,7 +57,39 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         outbound_trunk: 0,
         max_calls: 10,
         user_agent: "Sluice".into(),
+        media: None,
     }
+}
+
+/// Media on the lab: Sluice's internal side binds 127.0.0.1 (ports 20000-20099), the external
+/// side binds 127.0.0.1 and advertises 203.0.113.1 (ports 40000-40099).
+pub fn lab_media() -> MediaConfig {
+    MediaConfig {
+        internal: MediaSideConfig {
+            bind: "127.0.0.1".parse().expect("an address"),
+            advertise: "127.0.0.1".parse().expect("an address"),
+            first_port: 20_000,
+            last_port: 20_099,
+        },
+        external: MediaSideConfig {
+            bind: "127.0.0.1".parse().expect("an address"),
+            advertise: "203.0.113.1".parse().expect("an address"),
+            first_port: 40_000,
+            last_port: 40_099,
+        },
+        latching: Latching::Symmetric,
+        timeouts: Timeouts {
+            active: Duration::from_secs(60),
+            hold: Duration::from_secs(600),
+        },
+    }
+}
+
+/// The lab with media anchored.
+pub fn lab_config_with_media(transport: Transport) -> EngineConfig {
+    let mut cfg = lab_config(transport);
+    cfg.media = Some(lab_media());
+    cfg
 }
 
 /// A bare engine on the lab's configuration (UDP), for tests that drive it byte by byte.
@@ -130,6 +166,8 @@ pub type Sent = Vec<(Flow, Message)>;
 pub struct Lab<H: Hooks = NoHooks> {
     pub engine: Engine<H>,
     pub now: Instant,
+    /// What the engine asked of the media relay, in order, since the test last took them.
+    pub media: Vec<MediaOp>,
 }
 
 impl Lab<NoHooks> {
@@ -150,6 +188,7 @@ impl<H: Hooks> Lab<H> {
         Lab {
             engine: Engine::with_hooks(cfg, 7, hooks),
             now: Instant::now(),
+            media: Vec::new(),
         }
     }
 
@@ -178,12 +217,19 @@ impl<H: Hooks> Lab<H> {
     }
 
     /// Everything the engine sends, parsed (it must parse).
+    /// Media operations go to [`Lab::media`]; an operation must come before the message that
+    /// names its ports, so they are taken in order.
     pub fn out(&mut self) -> Sent {
-        std::iter::from_fn(|| self.engine.poll_output())
-            .map(|Output::Transmit { flow, data }| {
-                (flow, parse_message(&data).expect("Sluice's output parses"))
-            })
-            .collect()
+        let mut sent = Vec::new();
+        while let Some(o) = self.engine.poll_output() {
+            match o {
+                Output::Transmit { flow, data } => {
+                    sent.push((flow, parse_message(&data).expect("Sluice's output parses")));
+                }
+                Output::Media(op) => self.media.push(op),
+            }
+        }
+        sent
     }
 
     /// Feed a message as if it arrived on `flow` now; what the engine sends in reaction.

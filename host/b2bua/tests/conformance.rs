@@ -33,7 +33,10 @@ fn run(bytes: &[u8]) -> (Outcome, Vec<(Flow, Vec<u8>)>) {
     };
     e.handle_datagram(Instant::now(), flow, bytes);
     let outputs: Vec<(Flow, Vec<u8>)> = std::iter::from_fn(|| e.poll_output())
-        .map(|Output::Transmit { flow, data }| (flow, data.to_vec()))
+        .filter_map(|o| match o {
+            Output::Transmit { flow, data } => Some((flow, data.to_vec())),
+            Output::Media(_) => None,
+        })
         .collect();
     let mut statuses = Vec::new();
     let mut forwarded = false;

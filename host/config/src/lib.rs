@@ -4,7 +4,8 @@
 //!
 //! One module per section, each with its check: [`sip`] (`[sip]`), [`sides`] (`[internal]`,
 //! `[external]`, `[pbx]`), [`trunk`] (`[[trunk]]`, `[routing]`), [`admin`] (`[admin]`,
-//! `[metrics]`), [`plugins`] (`[plugins]`, `[plugin.NAME]`); [`validate`] holds what they share.
+//! `[metrics]`), [`media`] (`[media]`), [`plugins`] (`[plugins]`, `[plugin.NAME]`); [`validate`]
+//! holds what they share.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
 // index into data they built themselves.
@@ -20,6 +21,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod media;
 pub mod plugins;
 pub mod sides;
 pub mod sip;
@@ -28,10 +30,11 @@ pub mod validate;
 
 pub use address::SocketAddress;
 pub use admin::{Admin, Metrics, MAX_DRAIN_SECONDS};
+pub use media::{LatchingName, MediaSettings, ResolvedSide};
 pub use plugins::{setting_values, PluginEntry, PluginsSettings, Policy, MAX_PLUGIN_DEADLINE_MS};
 pub use sides::{Listener, Peer, Side, TransportName};
 pub use sip::{SipSettings, MAX_MESSAGE_BYTES};
-pub use trunk::{Routing, Trunk};
+pub use trunk::{MediaMode, Routing, Trunk};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -60,6 +63,9 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// A separate address for Prometheus to scrape `/metrics` without a token.
     pub metrics: Option<Metrics>,
+    /// Media anchoring: addresses, port ranges, latching, timeouts.
+    #[serde(default)]
+    pub media: MediaSettings,
     /// Plugin host settings: where plugin files are, limits, the default failure policy.
     #[serde(default)]
     pub plugins: PluginsSettings,
@@ -198,6 +204,12 @@ impl Config {
         self.pbx.check()?;
         trunk::check_trunks(&self.trunks)?;
         self.routing.check(&self.trunks)?;
+        let anchored = self.trunks.iter().any(|t| t.media == MediaMode::Anchor);
+        self.media.check(
+            (&self.internal, &self.external),
+            self.sip.max_calls,
+            anchored,
+        )?;
         if let Some(a) = &self.admin {
             a.check()?;
         }
@@ -365,15 +377,15 @@ mod tests {
                 "sip.max_message_bytes",
             ),
             (
-                "max_calls = 100000",
+                "max_calls = 10000",
                 "max_calls = 0",
                 "max_calls = 1",
                 "sip.max_calls",
             ),
             (
-                "max_calls = 100000",
+                "max_calls = 10000",
                 "max_calls = 10000001",
-                "max_calls = 10000000",
+                "max_calls = 10000",
                 "sip.max_calls",
             ),
             (
@@ -435,10 +447,92 @@ mod tests {
                 panic!("{good}: {e}");
             }
         }
+        // The upper bound of max_calls, where no media is anchored (a call anchors a port pair
+        // on each side, and a range holds at most 32,767).
+        let unanchored = DEFAULT_CONFIG.replace(
+            "brand = \"generic\"",
+            "brand = \"generic\"\nmedia = \"signalling-only\"",
+        );
+        let most = unanchored.replace("max_calls = 10000", "max_calls = 10000000");
+        if let Err(e) = Config::parse(&most, "lab.toml") {
+            panic!("{e}");
+        }
         let bad_agent =
             DEFAULT_CONFIG.replace("user_agent = \"Sluice\"", "user_agent = \"a\\u0000b\"");
         let e = Config::parse(&bad_agent, "lab.toml").unwrap_err();
         assert!(e.message.contains("sip.user_agent"), "{e}");
+    }
+
+    #[test]
+    fn media_ranges_are_checked_against_each_other_the_listeners_and_max_calls() {
+        let with_media = |media: &str| {
+            DEFAULT_CONFIG.replace("[routing]", &format!("[media]\n{media}\n\n[routing]"))
+        };
+        let cases: &[(&str, &str)] = &[
+            (
+                "internal = { ports = [20000, 20999] }",
+                "fewer than sip.max_calls",
+            ),
+            (
+                "internal = { ports = [30000, 49999] }",
+                "overlap on the same address",
+            ),
+            (
+                "external = { ports = [5000, 24999] }\ninternal = { ports = [30000, 49999] }",
+                "include the SIP port 5080",
+            ),
+            (
+                "internal = { bind = \"0.0.0.0\", ports = [20000, 39999] }",
+                "media.internal.advertise is needed",
+            ),
+            (
+                "internal = { ports = [20000, 20000] }",
+                "holds no RTP/RTCP pair",
+            ),
+            (
+                "internal = { ports = [80, 20000] }",
+                "media.internal.ports (first)",
+            ),
+            ("timeout_seconds = 0", "media.timeout_seconds"),
+            (
+                "timeout_seconds = 600\nhold_timeout_seconds = 60",
+                "media.hold_timeout_seconds",
+            ),
+        ];
+        for (media, complaint) in cases {
+            let e = Config::parse(&with_media(media), "lab.toml").expect_err(media);
+            assert!(e.message.contains(complaint), "{media}: {e}");
+        }
+        // Separate addresses may share port numbers; a public address is advertised.
+        let ok = with_media(
+            "internal = { bind = \"127.0.0.1\", ports = [20000, 39999] }\n\
+             external = { bind = \"127.0.0.2\", advertise = \"203.0.113.7\", \
+             ports = [20000, 39999] }\nlatching = \"strict\"",
+        );
+        let c = Config::parse(&ok, "lab.toml").unwrap();
+        let (_, ext) = c.media.resolve(&c.internal, &c.external);
+        assert_eq!(ext.advertise.to_string(), "203.0.113.7");
+        assert_eq!(ext.pairs(), 10_000);
+        assert_eq!(c.media.latching, LatchingName::Strict);
+        // Defaults: each side's listen address, its default range.
+        let c = Config::bundled().unwrap();
+        let (int, ext) = c.media.resolve(&c.internal, &c.external);
+        assert_eq!(int.bind.to_string(), "127.0.0.1");
+        assert_eq!((ext.first_port, ext.last_port), (40_000, 59_999));
+        // A trunk's codecs.
+        let codecs = DEFAULT_CONFIG.replace(
+            "brand = \"generic\"",
+            "brand = \"generic\"\ncodecs = [\"PCMA\", \"G729\"]",
+        );
+        let c = Config::parse(&codecs, "lab.toml").unwrap();
+        assert_eq!(c.trunks[0].codecs.as_ref().unwrap().len(), 2);
+        for bad in ["codecs = []", "codecs = [\"PC MU\"]"] {
+            let text = DEFAULT_CONFIG.replace(
+                "brand = \"generic\"",
+                &format!("brand = \"generic\"\n{bad}"),
+            );
+            assert!(Config::parse(&text, "lab.toml").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn default_max_message() -> usize {
     MAX_MESSAGE_BYTES
 }
 fn default_max_calls() -> usize {
-    100_000
+    10_000
 }
 fn default_agent() -> String {
     "Sluice".into()

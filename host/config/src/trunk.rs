@@ -24,6 +24,22 @@ pub struct Trunk {
     /// Rule-set plugins for messages received from the trunk, in order (after the brand).
     #[serde(default)]
     pub inbound_rules: Vec<Spanned<String>>,
+    /// Whether Sluice anchors the media of the trunk's calls.
+    #[serde(default)]
+    pub media: MediaMode,
+    /// Codecs (encoding names, in order of preference) an offer sent to the trunk may carry;
+    /// absent: all. DTMF (`telephone-event`) is always kept.
+    pub codecs: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MediaMode {
+    /// Sluice relays the RTP and rewrites the SDP (topology hiding, NAT).
+    #[default]
+    Anchor,
+    /// The SDP crosses untouched; media flows between the PBX and the provider directly.
+    SignallingOnly,
 }
 
 fn default_brand() -> Spanned<String> {
@@ -44,6 +60,29 @@ impl Trunk {
         }
         for r in self.outbound_rules.iter().chain(&self.inbound_rules) {
             check_name(r, "rule set")?;
+        }
+        if let Some(codecs) = &self.codecs {
+            if codecs.is_empty() {
+                return Err(Problem::new(format!(
+                    "codecs of trunk `{name}` is empty: leave it out to allow every codec"
+                )));
+            }
+            if self.media == MediaMode::SignallingOnly {
+                return Err(Problem::new(format!(
+                    "trunk `{name}` has codecs but media = \"signalling-only\": Sluice filters \
+                     codecs only for media it anchors"
+                )));
+            }
+            for c in codecs {
+                let v = c.get_ref();
+                let token = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+                if v.is_empty() || v.len() > 32 || !v.bytes().all(token) {
+                    return Err(Problem::at(
+                        c.span(),
+                        format!("codec `{v}` must be an encoding name such as PCMU or opus"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

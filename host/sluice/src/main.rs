@@ -310,6 +310,7 @@ async fn run(
         ShellOptions {
             listeners,
             max_message: cfg.sip.max_message_bytes,
+            media_workers: Some(media_workers(cfg.media.workers)),
         },
     )
     .await
@@ -429,4 +430,12 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Media relay threads: as configured, or one per core.
+fn media_workers(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

@@ -125,6 +125,9 @@ pub struct Fixed {
     max_instances: u32,
     plugin_dir: Option<PathBuf>,
     watch: bool,
+    media_internal: (std::net::IpAddr, std::net::IpAddr, u16, u16),
+    media_external: (std::net::IpAddr, std::net::IpAddr, u16, u16),
+    media_workers: usize,
 }
 
 impl Fixed {
@@ -136,7 +139,13 @@ impl Fixed {
                 .collect()
         };
         let limits = limits(cfg);
+        let (mi, me) = cfg.media.resolve(&cfg.internal, &cfg.external);
+        let side =
+            |s: sluice_config::ResolvedSide| (s.bind, s.advertise, s.first_port, s.last_port);
         Fixed {
+            media_internal: side(mi),
+            media_external: side(me),
+            media_workers: cfg.media.workers,
             internal: listeners(&cfg.internal),
             external: listeners(&cfg.external),
             admin_listen: cfg.admin_addr(),
@@ -172,6 +181,9 @@ impl Fixed {
         );
         check(self.plugin_dir != new.plugin_dir, "plugins.dir");
         check(self.watch != new.watch, "plugins.watch");
+        check(self.media_internal != new.media_internal, "media.internal");
+        check(self.media_external != new.media_external, "media.external");
+        check(self.media_workers != new.media_workers, "media.workers");
         keys
     }
 }

@@ -2,10 +2,14 @@
 
 use anyhow::{anyhow, Context};
 use sluice_b2bua::route::listener_for;
-use sluice_b2bua::{EngineConfig, ListenerAddr, PeerConfig, Side};
-use sluice_config::{Config, TransportName};
+use sluice_b2bua::{
+    EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia, Side,
+};
+use sluice_config::{Config, LatchingName, MediaMode, ResolvedSide, TransportName, Trunk};
+use sluice_media::{Latching, Timeouts};
 use sluice_transaction::{TimerConfig, Transport};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn transport(t: TransportName) -> Transport {
@@ -49,6 +53,7 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
                 host: host.into(),
                 transport: transport(t),
                 addr: resolve(host, port)?,
+                media: PeerMedia::Anchor,
             })
         };
     let pbx = peer(
@@ -59,12 +64,9 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
     )?;
     let mut trunks = Vec::new();
     for t in &cfg.trunks {
-        trunks.push(peer(
-            t.name.get_ref(),
-            t.host.get_ref(),
-            t.port,
-            t.transport,
-        )?);
+        let mut p = peer(t.name.get_ref(), t.host.get_ref(), t.port, t.transport)?;
+        p.media = trunk_media(t);
+        trunks.push(p);
     }
     let outbound_trunk = cfg
         .trunks
@@ -99,5 +101,50 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
         outbound_trunk,
         max_calls: cfg.sip.max_calls,
         user_agent: cfg.sip.user_agent.clone(),
+        media: Some(media_config(cfg)),
     })
+}
+
+/// A trunk's media option and codec list; DTMF (`telephone-event`) is always allowed.
+fn trunk_media(t: &Trunk) -> PeerMedia {
+    match (t.media, &t.codecs) {
+        (MediaMode::SignallingOnly, _) => PeerMedia::SignallingOnly,
+        (MediaMode::Anchor, None) => PeerMedia::Anchor,
+        (MediaMode::Anchor, Some(list)) => {
+            let mut codecs: Vec<String> = list.iter().map(|c| c.get_ref().clone()).collect();
+            if !codecs
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("telephone-event"))
+            {
+                codecs.push("telephone-event".into());
+            }
+            PeerMedia::AnchorWithCodecs(Arc::from(codecs))
+        }
+    }
+}
+
+fn media_side(s: ResolvedSide) -> MediaSideConfig {
+    MediaSideConfig {
+        bind: s.bind,
+        advertise: s.advertise,
+        first_port: s.first_port,
+        last_port: s.last_port,
+    }
+}
+
+pub fn media_config(cfg: &Config) -> MediaConfig {
+    let m = &cfg.media;
+    let (internal, external) = m.resolve(&cfg.internal, &cfg.external);
+    MediaConfig {
+        internal: media_side(internal),
+        external: media_side(external),
+        latching: match m.latching {
+            LatchingName::Symmetric => Latching::Symmetric,
+            LatchingName::Strict => Latching::Strict,
+        },
+        timeouts: Timeouts {
+            active: Duration::from_secs(m.timeout_seconds),
+            hold: Duration::from_secs(m.hold_timeout_seconds),
+        },
+    }
 }

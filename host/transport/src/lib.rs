@@ -8,6 +8,7 @@
 //! - `stream`: TCP connections (accepted and opened), framing, keep-alive pongs;
 //! - `connections`: which connection carries what, and connection reuse;
 //! - `drain`: the drain's deadline and hang-up;
+//! - [`rtp`]: the media relay's worker threads (RTP/RTCP sockets, batched reads, no engine);
 //! - `current_input`: the datagram being handled, for the report of a panic.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
@@ -25,6 +26,7 @@
 mod connections;
 mod current_input;
 mod drain;
+pub mod rtp;
 pub mod shell;
 mod stream;
 mod udp;

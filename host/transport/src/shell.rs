@@ -6,18 +6,21 @@ use crate::connections::Connections;
 use crate::current_input;
 use crate::drain::{Drain, DrainStep};
 use crate::later;
+use crate::rtp::MediaRelay;
 use crate::stream::{self, Incoming};
 use crate::udp::{self, UdpSockets};
 use bytes::Bytes;
 use sluice_b2bua::{
     CallInfo, Engine, EngineConfig, EngineStats, Hooks, ListenerAddr, Output, PluginStatus,
 };
+use sluice_media::MediaEvent;
 use sluice_transaction::{Flow, Transport};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
@@ -54,6 +57,8 @@ pub struct Status {
 pub struct ShellOptions {
     pub listeners: Vec<ListenerAddr>,
     pub max_message: usize,
+    /// Media relay threads; `None` runs no relay (no media anchored).
+    pub media_workers: Option<usize>,
 }
 
 /// Bound sockets, ready to run.
@@ -62,6 +67,7 @@ pub struct Shell<H: Hooks> {
     max_message: usize,
     udp: UdpSockets,
     tcp: Vec<(SocketAddr, TcpListener)>,
+    media: Option<(MediaRelay, UnboundedReceiver<MediaEvent>)>,
 }
 
 impl<H: Hooks> Shell<H> {
@@ -76,11 +82,21 @@ impl<H: Hooks> Shell<H> {
             }
             info!(transport = %l.transport, address = %l.addr, side = ?l.side, "listening");
         }
+        let media = match opts.media_workers {
+            Some(n) => {
+                let (events, rx) = mpsc::unbounded_channel();
+                let relay = MediaRelay::start(n, events)?;
+                info!(workers = n.max(1), "media relay started");
+                Some((relay, rx))
+            }
+            None => None,
+        };
         Ok(Shell {
             engine,
             max_message: opts.max_message,
             udp,
             tcp,
+            media,
         })
     }
 
@@ -95,7 +111,13 @@ impl<H: Hooks> Shell<H> {
             max_message,
             mut udp,
             tcp,
+            media,
         } = self;
+        let (relay, mut media_events) = match media {
+            Some((r, rx)) => (Some(r), Some(rx)),
+            None => (None, None),
+        };
+        let relay = relay.as_ref();
         let (tx, mut rx) = mpsc::channel::<Incoming>(16 * 1024);
         let mut conns = Connections::default();
         for (addr, listener) in tcp {
@@ -135,7 +157,7 @@ impl<H: Hooks> Shell<H> {
                         let Some(m) = next.take() else { break };
                         if matches!(m, Incoming::Closed { .. }) {
                             // Write what is queued for the connection (a 400, say) first.
-                            flush(&mut engine, &udp, &mut conns, &tx, max_message).await;
+                            flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
                         }
                         on_incoming(&mut engine, &mut conns, m);
                         next = rx.try_recv().ok();
@@ -159,10 +181,13 @@ impl<H: Hooks> Shell<H> {
                         }
                         DrainStep::Stop => {
                             info!("drain finished");
-                            flush(&mut engine, &udp, &mut conns, &tx, max_message).await;
+                            flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
                             return Ok(());
                         }
                     }
+                }
+                Some(ev) = next_media_event(&mut media_events) => {
+                    engine.handle_media_event(std::time::Instant::now(), ev);
                 }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -174,7 +199,7 @@ impl<H: Hooks> Shell<H> {
                 }
             }
             engine.sync_metrics();
-            flush(&mut engine, &udp, &mut conns, &tx, max_message).await;
+            flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
             if drain.is_on() && engine.active_calls() == 0 {
                 info!("drained: no calls left");
                 return Ok(());
@@ -230,12 +255,21 @@ fn on_incoming<H: Hooks>(engine: &mut Engine<H>, conns: &mut Connections, msg: I
 /// Write everything the engine has to send.
 async fn flush<H: Hooks>(
     engine: &mut Engine<H>,
-    udp: &UdpSockets,
+    (udp, media): (&UdpSockets, Option<&MediaRelay>),
     conns: &mut Connections,
     tx: &mpsc::Sender<Incoming>,
     max_message: usize,
 ) {
-    while let Some(Output::Transmit { flow, data }) = engine.poll_output() {
+    while let Some(out) = engine.poll_output() {
+        let (flow, data) = match out {
+            Output::Transmit { flow, data } => (flow, data),
+            Output::Media(op) => {
+                if let Some(relay) = media {
+                    relay.apply(op);
+                }
+                continue;
+            }
+        };
         match flow.transport {
             Transport::Udp => udp.send(flow, &data).await,
             Transport::Tcp => {
@@ -244,6 +278,14 @@ async fn flush<H: Hooks>(
                 }
             }
         }
+    }
+}
+
+/// The media relay's next report; never, without a relay.
+async fn next_media_event(rx: &mut Option<UnboundedReceiver<MediaEvent>>) -> Option<MediaEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,310 @@
+//! The media relay's I/O: worker threads that own the RTP/RTCP sockets and run each stream's
+//! [`RelayStream`] on what arrives. The packet path never touches the engine's task: the engine
+//! sends [`MediaOp`]s (through [`MediaRelay::apply`]) and hears [`MediaEvent`]s back.
+//!
+//! Each worker is one thread with its own epoll set (mio) and its own streams; a stream lives
+//! on one worker for its whole life (chosen from its call), so nothing on the packet path is
+//! shared or locked. A readable socket is read with `recvmmsg` (quinn-udp) into buffers
+//! allocated once per worker, until a read returns less than a full batch (the socket is then
+//! empty); every packet is decided by its stream and sent from the other end's socket. Silence
+//! is checked twice a second.
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+use slab::Slab;
+use sluice_media::{call_of, Local, MediaEvent, MediaOp, RelayStream, Socket, StreamId, Verdict};
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, warn};
+
+/// Datagrams read per system call.
+const BATCH: usize = 8;
+/// Room for one read: a whole GRO-coalesced burst (the kernel merges up to 64 KiB).
+const SLOT: usize = 64 * 1024;
+/// Reads per readable event before other sockets get their turn (the next packet wakes the
+/// socket again).
+const READS_PER_EVENT: usize = 16;
+/// How often streams are checked for silence.
+const SWEEP: Duration = Duration::from_millis(500);
+const WAKER: Token = Token(usize::MAX);
+
+/// The relay workers, as the engine's task sees them.
+pub struct MediaRelay {
+    workers: Vec<WorkerHandle>,
+}
+
+struct WorkerHandle {
+    ops: std_mpsc::Sender<MediaOp>,
+    waker: Arc<Waker>,
+    _thread: JoinHandle<()>,
+}
+
+impl MediaRelay {
+    /// Start `threads` workers (at least one); their events go to `events`.
+    pub fn start(threads: usize, events: UnboundedSender<MediaEvent>) -> io::Result<MediaRelay> {
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (ops, rx) = std_mpsc::channel();
+            let events = events.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-media-{i}"))
+                .spawn(move || Worker::new(poll, rx, events).run())?;
+            workers.push(WorkerHandle {
+                ops,
+                waker,
+                _thread: thread,
+            });
+        }
+        Ok(MediaRelay { workers })
+    }
+
+    /// Hand an operation to the worker that owns (or will own) its stream.
+    pub fn apply(&self, op: MediaOp) {
+        let stream = match &op {
+            MediaOp::Open { stream, .. }
+            | MediaOp::Update { stream, .. }
+            | MediaOp::Close { stream } => *stream,
+        };
+        let n = u64::try_from(self.workers.len()).unwrap_or(1).max(1);
+        let i = usize::try_from(call_of(stream).checked_rem(n).unwrap_or(0)).unwrap_or(0);
+        if let Some(w) = self.workers.get(i) {
+            if w.ops.send(op).is_ok() {
+                let _ = w.waker.wake();
+            }
+        }
+    }
+}
+
+struct Entry {
+    id: StreamId,
+    relay: RelayStream,
+    /// A RTP, A RTCP, B RTP, B RTCP (see [`Socket::index`]).
+    sockets: [UdpSocket; 4],
+    states: [UdpSocketState; 4],
+    timed_out: bool,
+}
+
+struct Worker {
+    poll: Poll,
+    ops: std_mpsc::Receiver<MediaOp>,
+    events: UnboundedSender<MediaEvent>,
+    streams: Slab<Entry>,
+    by_id: HashMap<StreamId, usize>,
+    bufs: Vec<Vec<u8>>,
+    metas: [RecvMeta; BATCH],
+}
+
+impl Worker {
+    fn new(
+        poll: Poll,
+        ops: std_mpsc::Receiver<MediaOp>,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Worker {
+        Worker {
+            poll,
+            ops,
+            events,
+            streams: Slab::new(),
+            by_id: HashMap::new(),
+            bufs: (0..BATCH).map(|_| vec![0; SLOT]).collect(),
+            metas: [RecvMeta::default(); BATCH],
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now();
+        loop {
+            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!("media worker cannot poll: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    if !self.take_ops(now) {
+                        return;
+                    }
+                    continue;
+                }
+                let Token(t) = ev.token();
+                self.read(now, t / 4, t % 4);
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now.checked_add(SWEEP).unwrap_or(now);
+            }
+        }
+    }
+
+    /// Apply the engine's operations; `false` once the engine is gone.
+    fn take_ops(&mut self, now: Instant) -> bool {
+        loop {
+            match self.ops.try_recv() {
+                Ok(op) => self.apply(now, op),
+                Err(std_mpsc::TryRecvError::Empty) => return true,
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, op: MediaOp) {
+        match op {
+            MediaOp::Open {
+                stream,
+                a,
+                b,
+                peers,
+                counters,
+            } => {
+                let relay = RelayStream::new(now, peers, counters);
+                if let Err(e) = self.open(stream, a, b, relay) {
+                    warn!(stream, "media ports cannot be bound: {e}");
+                    let reason = e.to_string();
+                    let _ = self.events.send(MediaEvent::OpenFailed { stream, reason });
+                }
+            }
+            MediaOp::Update {
+                stream,
+                remotes,
+                latching,
+                timeout,
+                clock_rate,
+            } => {
+                if let Some(e) = self.entry(stream) {
+                    e.relay.update(now, remotes, latching, timeout, clock_rate);
+                    e.timed_out = false;
+                }
+            }
+            MediaOp::Close { stream } => {
+                if let Some(slot) = self.by_id.remove(&stream) {
+                    if let Some(mut e) = self.streams.try_remove(slot) {
+                        for s in &mut e.sockets {
+                            let _ = self.poll.registry().deregister(s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn entry(&mut self, stream: StreamId) -> Option<&mut Entry> {
+        let slot = *self.by_id.get(&stream)?;
+        self.streams.get_mut(slot)
+    }
+
+    fn open(&mut self, id: StreamId, a: Local, b: Local, relay: RelayStream) -> io::Result<()> {
+        let bind = |addr: SocketAddr| {
+            UdpSocket::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))
+        };
+        let sockets = [
+            bind(a.rtp())?,
+            bind(a.rtcp())?,
+            bind(b.rtp())?,
+            bind(b.rtcp())?,
+        ];
+        let state = |s: &UdpSocket| UdpSocketState::new(UdpSockRef::from(s));
+        let states = [
+            state(&sockets[0])?,
+            state(&sockets[1])?,
+            state(&sockets[2])?,
+            state(&sockets[3])?,
+        ];
+        let entry = self.streams.vacant_entry();
+        let slot = entry.key();
+        let mut e = Entry {
+            id,
+            relay,
+            sockets,
+            states,
+            timed_out: false,
+        };
+        for (i, s) in e.sockets.iter_mut().enumerate() {
+            let token = Token(slot.saturating_mul(4).saturating_add(i));
+            self.poll
+                .registry()
+                .register(s, token, Interest::READABLE)?;
+        }
+        entry.insert(e);
+        if let Some(old) = self.by_id.insert(id, slot) {
+            debug!(stream = id, old, "stream opened twice");
+        }
+        Ok(())
+    }
+
+    /// Read socket `which` of the stream in `slot` until it is empty, relaying each packet.
+    fn read(&mut self, now: Instant, slot: usize, which: usize) {
+        let Some(e) = self.streams.get_mut(slot) else {
+            return;
+        };
+        let (Some(at), Some(sock), Some(state)) = (
+            Socket::from_index(which),
+            e.sockets.get(which),
+            e.states.get(which),
+        ) else {
+            return;
+        };
+        for _ in 0..READS_PER_EVENT {
+            let mut iovs: [IoSliceMut<'_>; BATCH] = {
+                let mut it = self.bufs.iter_mut();
+                std::array::from_fn(|_| IoSliceMut::new(it.next().map_or(&mut [][..], |b| b)))
+            };
+            let n = match state.recv(UdpSockRef::from(sock), &mut iovs, &mut self.metas) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) => {
+                    debug!(stream = e.id, "media recv error: {err}");
+                    continue;
+                }
+            };
+            for (meta, buf) in self.metas.iter().zip(&self.bufs).take(n) {
+                let data = buf.get(..meta.len).unwrap_or_default();
+                for packet in data.chunks(meta.stride.max(1)) {
+                    relay_one(&mut e.relay, &e.sockets, now, at, meta.addr, packet);
+                }
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Report streams silent past their timeout (once each, until their next update).
+    fn sweep(&mut self, now: Instant) {
+        for (_, e) in self.streams.iter_mut() {
+            if !e.timed_out && e.relay.timed_out(now) {
+                e.timed_out = true;
+                let _ = self.events.send(MediaEvent::Timeout { stream: e.id });
+            }
+        }
+    }
+}
+
+fn relay_one(
+    relay: &mut RelayStream,
+    sockets: &[UdpSocket; 4],
+    now: Instant,
+    at: Socket,
+    src: SocketAddr,
+    packet: &[u8],
+) {
+    let Verdict::Forward { via, to } = relay.on_packet(now, at, src, packet) else {
+        return;
+    };
+    if let Some(out) = sockets.get(via.index()) {
+        // A full send buffer drops the packet, as the network would; RTP does not wait.
+        let _ = out.send_to(packet, to);
+    }
+}
