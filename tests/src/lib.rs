@@ -4,6 +4,7 @@
 //! Lab N: Sluice internal side 127.0.N.1:5060, external side 127.0.N.1:5080, PBX at
 //! 127.0.N.10:5060, trunk `loop` at 127.0.N.20:5060 — the shape of `examples/loopback.toml`.
 
+pub use serde_json;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -174,10 +175,28 @@ impl Lab {
         let t = transport.name();
         let internal = host_port(&a.sluice_ip, a.internal_port);
         let external = host_port(&a.sluice_ip, a.external_port);
+        // IPv4 labs have an address each, so the default media ranges do not collide; IPv6
+        // labs share ::1 and get ranges of their own from their port base.
+        let (max_calls, media) = if a.sluice_ip.contains(':') {
+            let first = 20_000 + (a.internal_port.saturating_sub(15_000)) * 20;
+            (
+                150,
+                format!(
+                    "\n[media]\ninternal = {{ ports = [{first}, {}] }}\n\
+                     external = {{ ports = [{}, {}] }}\n",
+                    first + 399,
+                    first + 400,
+                    first + 799
+                ),
+            )
+        } else {
+            (10_000, String::new())
+        };
         format!(
             r#"[sip]
 t1_ms = 500
-
+max_calls = {max_calls}
+{media}
 [internal]
 listen = [
     {{ transport = "udp", address = "{internal}" }},
@@ -348,6 +367,7 @@ drain_seconds = 30
         }
         let out = self.dir.path().join(format!("{name}.out"));
         let child = cmd
+            .current_dir(self.dir.path())
             .stdout(std::fs::File::create(&out).expect("sipp out"))
             .stderr(Stdio::piped())
             .spawn()

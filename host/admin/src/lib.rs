@@ -267,6 +267,38 @@ struct CallBody {
     plugin_generation: u64,
     /// The STIR/SHAKEN attestation the plugins chose (outbound).
     attestation: Option<&'static str>,
+    /// Anchored streams (none for a signalling-only trunk).
+    media: Vec<StreamBody>,
+}
+
+#[derive(Serialize)]
+struct StreamBody {
+    caller: StreamEndBody,
+    callee: StreamEndBody,
+}
+
+/// One end of a stream: Sluice's RTP port facing it, and what it sent.
+#[derive(Serialize)]
+struct StreamEndBody {
+    port: u16,
+    packets: u64,
+    bytes: u64,
+    rtcp_packets: u64,
+    lost: u64,
+    jitter_ms: f64,
+    dropped: u64,
+}
+
+fn stream_end(port: u16, e: &sluice_media::EndSnapshot) -> StreamEndBody {
+    StreamEndBody {
+        port,
+        packets: e.packets,
+        bytes: e.bytes,
+        rtcp_packets: e.rtcp_packets,
+        lost: e.lost,
+        jitter_ms: e.jitter_us as f64 / 1000.0,
+        dropped: e.dropped,
+    }
 }
 
 async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response {
@@ -289,6 +321,14 @@ async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response 
             answered_seconds: c.answered_for.map(|d| d.as_secs_f64()),
             plugin_generation: c.generation,
             attestation: c.attestation.map(|a| a.as_str()),
+            media: c
+                .media
+                .iter()
+                .map(|s| StreamBody {
+                    caller: stream_end(s.ports[0], &s.counted[0]),
+                    callee: stream_end(s.ports[1], &s.counted[1]),
+                })
+                .collect(),
         })
         .collect();
     Json(body).into_response()

@@ -11,7 +11,7 @@ use crate::dialog::Dialog;
 use crate::hooks::{Attestation, Generation};
 use crate::media::Anchor;
 use crate::retransmit::InviteRelay;
-use sluice_media::EndSnapshot;
+use sluice_media::StreamReport;
 use sluice_sip::Message;
 use sluice_transaction::{ClientTxId, ServerTxId};
 use std::collections::HashMap;
@@ -116,7 +116,7 @@ impl Call {
             media: self
                 .media
                 .as_ref()
-                .map(|a| a.media.streams().map(|(_, c)| c.snapshot()).collect())
+                .map(|a| a.media.report().collect())
                 .unwrap_or_default(),
         }
     }
@@ -135,8 +135,9 @@ pub struct CallInfo {
     pub attestation: Option<Attestation>,
     /// The plugin generation the call runs with.
     pub generation: Generation,
-    /// Per anchored stream, what was received from the caller's end and the callee's.
-    pub media: Vec<[EndSnapshot; 2]>,
+    /// Per anchored stream: Sluice's ports toward the caller and the callee, and what was
+    /// received from each.
+    pub media: Vec<StreamReport>,
 }
 
 /// The calls, with the indexes that find them.

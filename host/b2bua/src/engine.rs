@@ -177,6 +177,11 @@ impl<H: Hooks> Engine<H> {
         }
     }
 
+    /// Free media port pairs per side `(internal, external)`; `None` without media anchoring.
+    pub fn media_ports_free(&self) -> Option<(usize, usize)> {
+        self.core.media.as_ref().map(MediaSides::available)
+    }
+
     /// Publish counters kept by the transaction layer; the shell calls this after each batch.
     pub fn sync_metrics(&mut self) {
         self.core.metrics.sync_transactions(self.core.tx.stats());

@@ -33,7 +33,9 @@ pub mod stats;
 
 pub use ports::PortPool;
 pub use relay::{Component, DropReason, Latching, RelayStream, Socket, Verdict};
-pub use session::{call_of, stream_id, CallMedia, MediaSide, NoCodec, Role, Timeouts};
+pub use session::{
+    call_of, stream_id, CallMedia, MediaSide, NoCodec, Role, StreamReport, Timeouts,
+};
 pub use stats::{Counters, EndSnapshot, RtpStats};
 
 use std::net::{IpAddr, SocketAddr};

@@ -24,6 +24,15 @@ pub struct MediaSide {
     pub pool: PortPool,
 }
 
+/// A stream as the admin API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Sluice's RTP port facing each end, `[A, B]`.
+    pub ports: [u16; 2],
+    /// What was received from each end.
+    pub counted: [crate::EndSnapshot; 2],
+}
+
 /// Whether an SDP is an offer or an answer (RFC 3264), as its SIP message says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -211,6 +220,14 @@ impl CallMedia {
 
     pub fn streams(&self) -> impl Iterator<Item = (StreamId, &Arc<Counters>)> {
         self.streams.iter().flatten().map(|s| (s.id, &s.counters))
+    }
+
+    /// Each stream's ports (Sluice's RTP port facing A and facing B) and what it counted.
+    pub fn report(&self) -> impl Iterator<Item = StreamReport> + '_ {
+        self.streams.iter().flatten().map(|s| StreamReport {
+            ports: s.ports,
+            counted: s.counters.snapshot(),
+        })
     }
 
     /// Whether a stream belongs to this call.

@@ -236,6 +236,9 @@ pub fn set_body(msg: &mut Message, content_type: &str, body: &[u8]) -> Result<()
     if body.len() > MAX_BODY {
         return Err(EditError::BadBody("too large"));
     }
+    if is_sdp(msg.header(&HeaderName::ContentType)) && !msg.body.is_empty() {
+        keeps_media_addresses(&msg.body, is_sdp(Some(content_type)).then_some(body))?;
+    }
     if body.is_empty() {
         msg.headers.remove(&HeaderName::ContentType);
         msg.body = Bytes::new();
@@ -253,6 +256,52 @@ pub fn set_body(msg: &mut Message, content_type: &str, body: &[u8]) -> Result<()
         .set(HeaderName::ContentType, content_type.to_string());
     msg.body = Bytes::copy_from_slice(body);
     Ok(())
+}
+
+fn is_sdp(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/sdp")
+    })
+}
+
+/// What Sluice writes into an SDP for media anchoring: the origin's address, every connection
+/// address (the session's first), each stream's RTP and RTCP ports.
+#[derive(PartialEq, Eq)]
+struct MediaAddresses {
+    origin: String,
+    connections: Vec<Option<std::net::IpAddr>>,
+    ports: Vec<(u16, Option<u16>)>,
+}
+
+fn media_addresses(sdp: &sluice_sdp::Sdp) -> MediaAddresses {
+    MediaAddresses {
+        origin: sdp.origin.address.clone(),
+        connections: std::iter::once(sdp.connection.map(|c| c.address))
+            .chain(sdp.media.iter().map(|m| m.connection.map(|c| c.address)))
+            .collect(),
+        ports: sdp.media.iter().map(|m| (m.port, m.rtcp_port)).collect(),
+    }
+}
+
+/// An SDP may be edited (codecs, attributes), but its media addresses and ports are Sluice's
+/// (media anchoring): a new body must keep them, and may not drop the SDP.
+fn keeps_media_addresses(old: &[u8], new: Option<&[u8]>) -> Result<(), EditError> {
+    // A body Sluice could not read was not anchored, and it is the plugin's to fix.
+    let Ok(old) = sluice_sdp::parse(old) else {
+        return Ok(());
+    };
+    let managed = || EditError::Managed("the SDP's media addresses and ports".into());
+    let new = new.ok_or_else(managed)?;
+    let new = sluice_sdp::parse(new).map_err(|_| EditError::BadBody("SDP that does not parse"))?;
+    if media_addresses(&old) == media_addresses(&new) {
+        Ok(())
+    } else {
+        Err(managed())
+    }
 }
 
 /// A number a number hook may return: an optional `+`, then digits, `*`, `#`, letters or
@@ -577,6 +626,46 @@ mod tests {
         assert!(set_body(&mut m, "nonsense", b"x").is_err());
         set_body(&mut m, "", b"").unwrap();
         assert!(m.body.is_empty() && m.headers.get(&HeaderName::ContentType).is_none());
+    }
+
+    #[test]
+    fn an_sdp_keeps_its_media_addresses_and_ports() {
+        const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n\
+                           t=0 0\r\nm=audio 20000 RTP/AVP 0 8\r\na=rtpmap:8 PCMA/8000\r\n";
+        let mut m = invite();
+        set_body(&mut m, "application/sdp", SDP.as_bytes()).unwrap();
+        // Codecs and attributes are the plugin's to change.
+        let fewer = SDP
+            .replace(" 0 8\r\n", " 8\r\n")
+            .replace("PCMA/8000\r\n", "PCMA/8000\r\na=ptime:30\r\n");
+        set_body(&mut m, "application/sdp", fewer.as_bytes()).unwrap();
+        for moved in [
+            fewer.replace("c=IN IP4 192.0.2.1", "c=IN IP4 10.0.0.9"),
+            fewer.replace("IN IP4 192.0.2.1\r\ns=", "IN IP4 10.0.0.9\r\ns="),
+            fewer.replace("audio 20000", "audio 30000"),
+            fewer.replace("t=0 0\r\n", "t=0 0\r\nm=video 9 RTP/AVP 96\r\n"),
+            fewer.replace("PCMA/8000\r\n", "PCMA/8000\r\na=rtcp:9999\r\n"),
+        ] {
+            let e = set_body(&mut m, "application/sdp", moved.as_bytes()).unwrap_err();
+            assert!(matches!(e, EditError::Managed(_)), "{moved}: {e}");
+        }
+        assert!(matches!(
+            set_body(&mut m, "", b""),
+            Err(EditError::Managed(_))
+        ));
+        assert!(matches!(
+            set_body(&mut m, "text/plain", b"hello"),
+            Err(EditError::Managed(_))
+        ));
+        assert!(matches!(
+            set_body(&mut m, "application/sdp", b"v=0\r\nnonsense"),
+            Err(EditError::BadBody(_))
+        ));
+        assert_eq!(
+            &m.body[..],
+            fewer.as_bytes(),
+            "refused edits leave the body"
+        );
     }
 
     #[test]
