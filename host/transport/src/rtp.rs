@@ -40,8 +40,18 @@ pub struct MediaRelay {
     workers: Vec<WorkerHandle>,
 }
 
+/// What a worker is asked to do: [`MediaOp`]s, with an opened stream's sockets already bound.
+enum WorkerOp {
+    Open {
+        stream: StreamId,
+        sockets: [std::net::UdpSocket; 4],
+        relay: Box<RelayStream>,
+    },
+    Other(MediaOp),
+}
+
 struct WorkerHandle {
-    ops: std_mpsc::Sender<MediaOp>,
+    ops: std_mpsc::Sender<WorkerOp>,
     waker: Arc<Waker>,
     _thread: JoinHandle<()>,
 }
@@ -54,10 +64,10 @@ impl MediaRelay {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (ops, rx) = std_mpsc::channel();
-            let events = events.clone();
+            let worker = Worker::new(poll, rx, events.clone())?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-media-{i}"))
-                .spawn(move || Worker::new(poll, rx, events).run())?;
+                .spawn(move || worker.run())?;
             workers.push(WorkerHandle {
                 ops,
                 waker,
@@ -67,12 +77,37 @@ impl MediaRelay {
         Ok(MediaRelay { workers })
     }
 
-    /// Hand an operation to the worker that owns (or will own) its stream.
-    pub fn apply(&self, op: MediaOp) {
-        let stream = match &op {
-            MediaOp::Open { stream, .. }
-            | MediaOp::Update { stream, .. }
-            | MediaOp::Close { stream } => *stream,
+    /// Hand an operation to the worker that owns (or will own) its stream. A new stream's
+    /// ports are bound here, on the caller's thread, before the SIP message that names them
+    /// leaves (the engine's outputs put the operation first): a peer that sends at once finds
+    /// them bound, and a port that cannot be bound is reported at once.
+    pub fn apply(&self, op: MediaOp) -> Option<MediaEvent> {
+        let (stream, op) = match op {
+            MediaOp::Open {
+                stream,
+                a,
+                b,
+                peers,
+                counters,
+            } => match bind_stream(a, b) {
+                Ok(sockets) => {
+                    let relay = Box::new(RelayStream::new(Instant::now(), peers, counters));
+                    let open = WorkerOp::Open {
+                        stream,
+                        sockets,
+                        relay,
+                    };
+                    (stream, open)
+                }
+                Err(e) => {
+                    warn!(stream, "media ports cannot be bound: {e}");
+                    let reason = e.to_string();
+                    return Some(MediaEvent::OpenFailed { stream, reason });
+                }
+            },
+            MediaOp::Update { stream, .. } | MediaOp::Close { stream } => {
+                (stream, WorkerOp::Other(op))
+            }
         };
         let n = u64::try_from(self.workers.len()).unwrap_or(1).max(1);
         let i = usize::try_from(call_of(stream).checked_rem(n).unwrap_or(0)).unwrap_or(0);
@@ -81,7 +116,24 @@ impl MediaRelay {
                 let _ = w.waker.wake();
             }
         }
+        None
     }
+}
+
+/// The four sockets of a stream: RTP and RTCP facing each end, non-blocking.
+fn bind_stream(a: Local, b: Local) -> io::Result<[std::net::UdpSocket; 4]> {
+    let bind = |addr: SocketAddr| {
+        let s = std::net::UdpSocket::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
+        s.set_nonblocking(true)?;
+        Ok::<_, io::Error>(s)
+    };
+    Ok([
+        bind(a.rtp())?,
+        bind(a.rtcp())?,
+        bind(b.rtp())?,
+        bind(b.rtcp())?,
+    ])
 }
 
 struct Entry {
@@ -89,27 +141,35 @@ struct Entry {
     relay: RelayStream,
     /// A RTP, A RTCP, B RTP, B RTCP (see [`Socket::index`]).
     sockets: [UdpSocket; 4],
-    states: [UdpSocketState; 4],
     timed_out: bool,
 }
 
 struct Worker {
     poll: Poll,
-    ops: std_mpsc::Receiver<MediaOp>,
+    ops: std_mpsc::Receiver<WorkerOp>,
     events: UnboundedSender<MediaEvent>,
     streams: Slab<Entry>,
     by_id: HashMap<StreamId, usize>,
     bufs: Vec<Vec<u8>>,
     metas: [RecvMeta; BATCH],
+    /// quinn-udp's reader, made once from a socket of its own and used on every stream
+    /// socket. `UdpSocketState::new` probes the system with a throw-away IPv6 socket and turns
+    /// on GRO and control messages: per stream socket, that flips kernel static keys (code
+    /// patching with an interrupt to every core) each time a stream opens and closes; the
+    /// relay needs neither GRO nor control messages, only `recvmmsg`.
+    reader: UdpSocketState,
+    _probe: std::net::UdpSocket,
 }
 
 impl Worker {
     fn new(
         poll: Poll,
-        ops: std_mpsc::Receiver<MediaOp>,
+        ops: std_mpsc::Receiver<WorkerOp>,
         events: UnboundedSender<MediaEvent>,
-    ) -> Worker {
-        Worker {
+    ) -> io::Result<Worker> {
+        let probe = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        let reader = UdpSocketState::new(UdpSockRef::from(&probe))?;
+        Ok(Worker {
             poll,
             ops,
             events,
@@ -117,7 +177,9 @@ impl Worker {
             by_id: HashMap::new(),
             bufs: (0..BATCH).map(|_| vec![0; SLOT]).collect(),
             metas: [RecvMeta::default(); BATCH],
-        }
+            reader,
+            _probe: probe,
+        })
     }
 
     fn run(mut self) {
@@ -160,35 +222,32 @@ impl Worker {
         }
     }
 
-    fn apply(&mut self, now: Instant, op: MediaOp) {
+    fn apply(&mut self, now: Instant, op: WorkerOp) {
         match op {
-            MediaOp::Open {
+            WorkerOp::Open {
                 stream,
-                a,
-                b,
-                peers,
-                counters,
+                sockets,
+                relay,
             } => {
-                let relay = RelayStream::new(now, peers, counters);
-                if let Err(e) = self.open(stream, a, b, relay) {
-                    warn!(stream, "media ports cannot be bound: {e}");
+                if let Err(e) = self.open(stream, sockets, *relay) {
+                    warn!(stream, "media sockets cannot be polled: {e}");
                     let reason = e.to_string();
                     let _ = self.events.send(MediaEvent::OpenFailed { stream, reason });
                 }
             }
-            MediaOp::Update {
+            WorkerOp::Other(MediaOp::Update {
                 stream,
                 remotes,
                 latching,
                 timeout,
                 clock_rate,
-            } => {
+            }) => {
                 if let Some(e) = self.entry(stream) {
                     e.relay.update(now, remotes, latching, timeout, clock_rate);
                     e.timed_out = false;
                 }
             }
-            MediaOp::Close { stream } => {
+            WorkerOp::Other(MediaOp::Close { stream }) => {
                 if let Some(slot) = self.by_id.remove(&stream) {
                     if let Some(mut e) = self.streams.try_remove(slot) {
                         for s in &mut e.sockets {
@@ -196,6 +255,10 @@ impl Worker {
                         }
                     }
                 }
+            }
+            // Opens are bound by the relay's caller and arrive as `WorkerOp::Open`.
+            WorkerOp::Other(MediaOp::Open { stream, .. }) => {
+                debug!(stream, "unbound open ignored");
             }
         }
     }
@@ -205,34 +268,23 @@ impl Worker {
         self.streams.get_mut(slot)
     }
 
-    fn open(&mut self, id: StreamId, a: Local, b: Local, relay: RelayStream) -> io::Result<()> {
-        let bind = |addr: SocketAddr| {
-            UdpSocket::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))
-        };
-        let sockets = [
-            bind(a.rtp())?,
-            bind(a.rtcp())?,
-            bind(b.rtp())?,
-            bind(b.rtcp())?,
-        ];
-        let state = |s: &UdpSocket| UdpSocketState::new(UdpSockRef::from(s));
-        let states = [
-            state(&sockets[0])?,
-            state(&sockets[1])?,
-            state(&sockets[2])?,
-            state(&sockets[3])?,
-        ];
+    fn open(
+        &mut self,
+        id: StreamId,
+        sockets: [std::net::UdpSocket; 4],
+        relay: RelayStream,
+    ) -> io::Result<()> {
         let entry = self.streams.vacant_entry();
         let slot = entry.key();
         let mut e = Entry {
             id,
             relay,
-            sockets,
-            states,
+            sockets: sockets.map(UdpSocket::from_std),
             timed_out: false,
         };
         for (i, s) in e.sockets.iter_mut().enumerate() {
             let token = Token(slot.saturating_mul(4).saturating_add(i));
+            // Packets that arrived since the bind are reported at once.
             self.poll
                 .registry()
                 .register(s, token, Interest::READABLE)?;
@@ -249,13 +301,10 @@ impl Worker {
         let Some(e) = self.streams.get_mut(slot) else {
             return;
         };
-        let (Some(at), Some(sock), Some(state)) = (
-            Socket::from_index(which),
-            e.sockets.get(which),
-            e.states.get(which),
-        ) else {
+        let (Some(at), Some(sock)) = (Socket::from_index(which), e.sockets.get(which)) else {
             return;
         };
+        let state = &self.reader;
         for _ in 0..READS_PER_EVENT {
             let mut iovs: [IoSliceMut<'_>; BATCH] = {
                 let mut it = self.bufs.iter_mut();

@@ -264,8 +264,8 @@ async fn flush<H: Hooks>(
         let (flow, data) = match out {
             Output::Transmit { flow, data } => (flow, data),
             Output::Media(op) => {
-                if let Some(relay) = media {
-                    relay.apply(op);
+                if let Some(failed) = media.and_then(|relay| relay.apply(op)) {
+                    engine.handle_media_event(std::time::Instant::now(), failed);
                 }
                 continue;
             }

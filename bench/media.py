@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""Media benchmark: Sluice's RTP relay against rtpengine (userspace forwarding), in one run.
+
+For each system, CALLS calls are set up (Sluice: by SIP through Sluice itself, with a minimal
+PBX and trunk on loopback sockets; rtpengine: by its ng protocol, through the anchor script
+beside this project), then `rtpblast` drives two G.711 streams per call through the relay
+(50 packets/s each, 160-byte payload) for SECS seconds, and the relay's CPU time (all its
+threads) over the steady part of the window is divided by the packets relayed. Both relays are
+pinned to the same core (RELAY_CPU) and the generator to another (GEN_CPU); Sluice runs one
+relay worker there.
+
+Phases (each prints one line per measurement and the ratios at the end):
+  cpu      CPU time per relayed packet at CALLS calls, ROUNDS rounds, systems interleaved;
+  max      the most calls (2 streams each) relayed with under 0.1% loss, from the list MAX_CALLS;
+  latency  one-way latency through the relay (rtpblast's send stamp to its receipt) at half of
+           each system's maximum;
+  memory   Sluice's resident memory with HOLD calls anchored, against the same calls with
+           signalling only.
+
+Usage: cargo build --release -p sluice && python3 bench/media.py [--calls 500] [--secs 10]
+       [--rounds 3] [--phases cpu,max,latency,memory]
+The anchor tools (`rtpblast.c`, `rtpengine_anchor.py`) are looked up in BENCH_TOOLS (default:
+../shared/bench next to the project).
+"""
+import argparse, json, os, re, resource, shutil, signal, socket, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.environ.get("BENCH_TOOLS", os.path.join(ROOT, "..", "shared", "bench"))
+SLUICE = os.environ.get("SLUICE", os.path.join(ROOT, "target", "release", "sluice"))
+TCK = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+PBX_PORT, TRUNK_PORT = 5070, 5090
+SLUICE_INT, SLUICE_EXT, ADMIN = 5060, 5080, 9061
+
+CONFIG = """
+[sip]
+max_calls = {max_calls}
+user_agent = ""
+
+[internal]
+listen = [ {{ transport = "udp", address = "127.0.0.1:5060" }} ]
+
+[external]
+listen = [ {{ transport = "udp", address = "127.0.0.1:5080" }} ]
+
+[media]
+internal = {{ ports = [20000, 29999] }}
+external = {{ ports = [30000, 39999] }}
+workers = 1
+timeout_seconds = 600
+
+[pbx]
+host = "127.0.0.1"
+port = {pbx}
+
+[[trunk]]
+name = "bench"
+host = "127.0.0.1"
+port = {trunk}
+brand = ""
+media = "{media}"
+
+[routing]
+outbound_trunk = "bench"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+"""
+
+
+def ticks(pid):
+    tot = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                p = f.read().rsplit(")", 1)[1].split()
+            tot += int(p[11]) + int(p[12])
+        except FileNotFoundError:
+            pass
+    return tot
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sdp(port, sess):
+    return ("v=0\r\no=- %d 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n" % (sess, port))
+
+
+def header(msg, name):
+    m = re.search(r"^%s:\s*(.*?)\r$" % re.escape(name), msg, re.M | re.I)
+    return m.group(1) if m else None
+
+
+def sdp_port(msg):
+    m = re.search(r"m=audio (\d+) ", msg)
+    return int(m.group(1)) if m else None
+
+
+class Parties:
+    """A PBX and a trunk that set up calls through Sluice (UDP, one call at a time)."""
+
+    def __init__(self):
+        self.pbx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.pbx.bind((HOST, PBX_PORT))
+        self.trunk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.trunk.bind((HOST, TRUNK_PORT))
+        for s in (self.pbx, self.trunk):
+            s.settimeout(5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+
+    def recv(self, sock, want):
+        while True:
+            data, _ = sock.recvfrom(65535)
+            msg = data.decode(errors="replace")
+            if want(msg):
+                return msg
+
+    def call(self, i, pa, pb):
+        """Set up call i with media ports pa (PBX) and pb (trunk); Sluice's ports (toward the PBX,
+        toward the trunk)."""
+        body = sdp(pa, i)
+        invite = ("INVITE sip:1555%07d@127.0.0.1:5060 SIP/2.0\r\n"
+                  "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKa%d\r\nMax-Forwards: 70\r\n"
+                  "From: <sip:2000@127.0.0.1>;tag=a%d\r\nTo: <sip:1555%07d@127.0.0.1>\r\n"
+                  "Call-ID: bench-%d@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:2000@127.0.0.1:%d>\r\n"
+                  "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s"
+                  % (i, PBX_PORT, i, i, i, i, PBX_PORT, len(body), body))
+        self.pbx.sendto(invite.encode(), (HOST, SLUICE_INT))
+        b = self.recv(self.trunk, lambda m: m.startswith("INVITE "))
+        to_trunk = sdp_port(b)
+        answer = sdp(pb, i)
+        ok = ("SIP/2.0 200 OK\r\n%s\r\nFrom: %s\r\nTo: %s;tag=b%d\r\nCall-ID: %s\r\nCSeq: %s\r\n"
+              "Contact: <sip:callee@127.0.0.1:%d>\r\nContent-Type: application/sdp\r\n"
+              "Content-Length: %d\r\n\r\n%s"
+              % ("\r\n".join("Via: " + v for v in re.findall(r"^Via:\s*(.*?)\r$", b, re.M)),
+                 header(b, "From"), header(b, "To"), i, header(b, "Call-ID"), header(b, "CSeq"),
+                 TRUNK_PORT, len(answer), answer))
+        self.trunk.sendto(ok.encode(), (HOST, SLUICE_EXT))
+        a = self.recv(self.pbx, lambda m: m.startswith("SIP/2.0 200"))
+        to_pbx = sdp_port(a)
+        ack = ("ACK sip:x@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKk%d\r\n"
+               "Max-Forwards: 70\r\nFrom: <sip:2000@127.0.0.1>;tag=a%d\r\nTo: %s\r\n"
+               "Call-ID: bench-%d@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+               % (PBX_PORT, i, i, header(a, "To"), i))
+        self.pbx.sendto(ack.encode(), (HOST, SLUICE_INT))
+        # Sluice relays the ACK to the trunk.
+        self.recv(self.trunk, lambda m: m.startswith("ACK "))
+        return to_pbx, to_trunk
+
+    def close(self):
+        self.pbx.close()
+        self.trunk.close()
+
+
+def start_sluice(work, media, max_calls, cpu):
+    cfg = os.path.join(work, "sluice-media-%s.toml" % media)
+    with open(cfg, "w") as f:
+        f.write(CONFIG.format(max_calls=max_calls, pbx=PBX_PORT, trunk=TRUNK_PORT, admin=ADMIN, media=media))
+    cmd = [SLUICE, "run", "--config", cfg, "--log", "warn"]
+    if cpu:
+        cmd = ["taskset", "-c", cpu] + cmd
+    log = open(os.path.join(work, "sluice.log"), "a")
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((HOST, ADMIN), timeout=0.2):
+                return p
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    sys.exit("sluice did not start; see %s/sluice.log" % work)
+
+
+def stop(p):
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+
+def blast(work, flows, secs, gen_cpu):
+    path = os.path.join(work, "flows")
+    with open(path, "w") as f:
+        f.writelines("%d %d\n" % fl for fl in flows)
+    cmd = [os.path.join(work, "rtpblast"), path, str(secs), "50", "160"]
+    if gen_cpu:
+        cmd = ["taskset", "-c", gen_cpu] + cmd
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
+    p = start_sluice(work, "anchor", max(calls, 10), relay_cpu)
+    parties = Parties()
+    try:
+        flows = []
+        for i in range(calls):
+            pa, pb = 40000 + 2 * i, 40001 + 2 * i
+            to_pbx, to_trunk = parties.call(i, pa, pb)
+            flows += [(pa, to_pbx), (pb, to_trunk)]
+        gen = blast(work, flows, secs, gen_cpu)
+        time.sleep(1.0)
+        c1, t1 = ticks(p.pid), time.time()
+        time.sleep(max(0.5, secs - 2.0))
+        c2, t2 = ticks(p.pid), time.time()
+        out, _ = gen.communicate(timeout=secs + 30)
+        res = json.loads(out)
+        cpu_pct = 100.0 * (c2 - c1) / TCK / (t2 - t1)
+        res.update(system="sluice", calls=calls, streams=2 * calls, cpu_pct=round(cpu_pct, 1))
+        res["us_cpu_per_pkt"] = round(cpu_pct / 100.0 * 1e6 / res["offered_pps"], 2) if cpu_pct > 0 else 0.0
+        return res
+    finally:
+        parties.close()
+        stop(p)
+
+
+def run_rtpengine(work, calls, secs, relay_cpu, gen_cpu):
+    out = os.path.join(work, "rtpengine.jsonl")
+    if os.path.exists(out):
+        os.remove(out)
+    env = dict(os.environ, BENCH_WORK=work)
+    subprocess.run([sys.executable, os.path.join(TOOLS, "rtpengine_anchor.py"), "--calls", str(calls),
+                    "--secs", str(secs), "--rtp-cpu", relay_cpu, "--gen-cpu", gen_cpu, "--out", out],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        res = json.loads(f.readline())
+    res.update(system="rtpengine", cpu_pct=res["rtpengine_cpu_pct"])
+    return res
+
+
+RUN = {"sluice": run_sluice, "rtpengine": run_rtpengine}
+
+
+def show(r):
+    lat = r["lat_us"]
+    print("  %-9s %4d calls: %6.2f us CPU per packet, CPU %5.1f%%, loss %.4f%%, latency p50 %d us p99 %d us"
+          % (r["system"], r["calls"], r["us_cpu_per_pkt"], r["cpu_pct"], r["loss_pct"], lat["p50"], lat["p99"]),
+          flush=True)
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def memory(work, hold, relay_cpu):
+    rss = {}
+    for media in ("signalling-only", "anchor"):
+        p = start_sluice(work, media, hold, relay_cpu)
+        parties = Parties()
+        try:
+            time.sleep(0.5)
+            before = rss_kib(p.pid)
+            for i in range(hold):
+                parties.call(i, 41000 + 2 * (i % 10000), 41001 + 2 * (i % 10000))
+            time.sleep(0.5)
+            rss[media] = (before, rss_kib(p.pid))
+        finally:
+            parties.close()
+            stop(p)
+    return rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--secs", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-calls", default="500 1000 1500 2000 2500 3000 4000 5000")
+    ap.add_argument("--hold", type=int, default=2000)
+    ap.add_argument("--relay-cpu", default="1")
+    ap.add_argument("--gen-cpu", default="0")
+    ap.add_argument("--phases", default="cpu,max,latency,memory")
+    a = ap.parse_args()
+    phases = a.phases.split(",")
+    if not os.path.exists(SLUICE):
+        sys.exit("build Sluice first: cargo build --release -p sluice")
+    if not shutil.which("rtpengine"):
+        sys.exit("rtpengine not found (apt-get install rtpengine-daemon)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    work = tempfile.mkdtemp(prefix="sluice-media-bench-")
+    subprocess.check_call(["gcc", "-O2", "-o", os.path.join(work, "rtpblast"), os.path.join(TOOLS, "rtpblast.c")])
+    print("media relay benchmark, %s, %d cores; relays pinned to CPU %s, generator to CPU %s"
+          % (time.strftime("%Y-%m-%d"), os.cpu_count(), a.relay_cpu, a.gen_cpu), flush=True)
+    summary = []
+    if "cpu" in phases:
+        print("== CPU per relayed packet at %d calls (%d streams, %d packets/s), %gs, %d rounds"
+              % (a.calls, 2 * a.calls, 100 * a.calls, a.secs, a.rounds), flush=True)
+        per = {"sluice": [], "rtpengine": []}
+        for _ in range(a.rounds):
+            for system in ("sluice", "rtpengine"):
+                r = RUN[system](work, a.calls, a.secs, a.relay_cpu, a.gen_cpu)
+                show(r)
+                per[system].append(r["us_cpu_per_pkt"])
+        s, e = median(per["sluice"]), median(per["rtpengine"])
+        summary.append("CPU per relayed packet: sluice %.2f us, rtpengine %.2f us (medians); ratio sluice/rtpengine %.2f"
+                       % (s, e, s / e if e else float("nan")))
+    best = {}
+    if "max" in phases:
+        print("== most calls relayed with under 0.1%% loss (%gs each)" % a.secs, flush=True)
+        for system in ("sluice", "rtpengine"):
+            for calls in [int(c) for c in a.max_calls.split()]:
+                r = RUN[system](work, calls, a.secs, a.relay_cpu, a.gen_cpu)
+                show(r)
+                if r["loss_pct"] >= 0.1 or r["bind_fail"] > 0:
+                    break
+                best[system] = r
+            b = best.get(system)
+            summary.append("%s: most streams with <0.1%% loss: %s (relay CPU %s%%)"
+                           % (system, 2 * b["calls"] if b else "none", b["cpu_pct"] if b else "-"))
+    if "latency" in phases:
+        print("== latency through the relay at half of each system's maximum", flush=True)
+        for system in ("sluice", "rtpengine"):
+            calls = max(1, (best[system]["calls"] if system in best else a.calls) // 2)
+            r = RUN[system](work, calls, a.secs, a.relay_cpu, a.gen_cpu)
+            show(r)
+            summary.append("%s: latency at %d calls: p50 %d us, p99 %d us, p99.9 %d us"
+                           % (system, calls, r["lat_us"]["p50"], r["lat_us"]["p99"], r["lat_us"]["p999"]))
+    if "memory" in phases:
+        rss = memory(work, a.hold, a.relay_cpu)
+        (b0, b1), (m0, m1) = rss["signalling-only"], rss["anchor"]
+        per_call = ((m1 - m0) - (b1 - b0)) * 1024 / a.hold
+        summary.append("sluice memory: %d calls up: signalling only +%d KiB, anchored +%d KiB RSS: "
+                       "%.0f bytes per anchored call beside the signalling state"
+                       % (a.hold, b1 - b0, m1 - m0, per_call))
+    print("\n== results")
+    for line in summary:
+        print(line)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
