@@ -201,7 +201,9 @@ def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
     try:
         flows = []
         for i in range(calls):
-            pa, pb = 40000 + 2 * i, 40001 + 2 * i
+            # Endpoint ports below Linux's ephemeral range, so that no socket of another process
+            # holds one.
+            pa, pb = 10000 + 2 * i, 10001 + 2 * i
             to_pbx, to_trunk = parties.call(i, pa, pb)
             flows += [(pa, to_pbx), (pb, to_trunk)]
         gen = blast(work, flows, secs, gen_cpu)
@@ -258,7 +260,7 @@ def memory(work, hold, relay_cpu):
             time.sleep(0.5)
             before = rss_kib(p.pid)
             for i in range(hold):
-                parties.call(i, 41000 + 2 * (i % 10000), 41001 + 2 * (i % 10000))
+                parties.call(i, 10000 + 2 * (i % 5000), 10001 + 2 * (i % 5000))
             time.sleep(0.5)
             rss[media] = (before, rss_kib(p.pid))
         finally:
