@@ -223,12 +223,24 @@ async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response
 #[derive(Serialize)]
 struct TrunkBody {
     name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
     host: String,
-    address: String,
-    transport: String,
-    /// Without keep-alive or registration, a configured trunk is taken as online.
+    /// `registered`, `registering`, `registration failed`, `up`, `down`, `not registered`;
+    /// `online` for a trunk without registration or keep-alive.
     status: &'static str,
+    /// Why calls are not sent to it now (`down`, `at its call limit`, `not registered`).
+    unusable: Option<&'static str>,
+    destinations: Vec<String>,
+    in_use: Option<String>,
     active_calls: usize,
+    /// 0: no limit.
+    max_calls: usize,
+    last_options: Option<String>,
+    last_options_seconds_ago: Option<u64>,
+    last_registration: Option<String>,
+    next_register_in_seconds: Option<u64>,
+    bindings: usize,
     outbound_route: bool,
 }
 
@@ -237,19 +249,30 @@ async fn trunks(State(state): State<AdminState>, headers: HeaderMap) -> Response
     let Some(s) = engine_status(&state).await else {
         return unavailable();
     };
-    let body: Vec<TrunkBody> = s
+    let outbound = s
         .config
         .trunks
+        .get(s.config.outbound_trunk)
+        .map(|t| t.name.to_string());
+    let body: Vec<TrunkBody> = s
+        .trunks
         .iter()
-        .enumerate()
-        .map(|(i, t)| TrunkBody {
-            name: t.name.to_string(),
-            host: t.host.to_string(),
-            address: t.addr.to_string(),
-            transport: t.transport.to_string(),
-            status: "online",
-            active_calls: s.calls_per_trunk.get(&*t.name).copied().unwrap_or(0),
-            outbound_route: i == s.config.outbound_trunk,
+        .map(|t| TrunkBody {
+            name: t.name.clone(),
+            kind: t.kind,
+            host: t.host.clone(),
+            status: t.status,
+            unusable: t.unusable,
+            destinations: t.destinations.clone(),
+            in_use: t.in_use.clone(),
+            active_calls: t.active_calls,
+            max_calls: t.max_calls,
+            last_options: t.last_options.as_ref().map(|(st, _)| st.clone()),
+            last_options_seconds_ago: t.last_options.as_ref().map(|(_, ago)| *ago),
+            last_registration: t.last_registration.clone(),
+            next_register_in_seconds: t.next_register_in,
+            bindings: t.bindings,
+            outbound_route: outbound.as_deref() == Some(t.name.as_str()),
         })
         .collect();
     Json(body).into_response()

@@ -3,7 +3,9 @@
 
 use crate::call::LegId;
 use crate::calls::{Call, CallState, Cancel, Ending};
+use crate::config::Side;
 use crate::core::{ClientRole, Core};
+use crate::failover;
 use crate::headers::add_agent;
 use crate::hooks::Hooks;
 use crate::media;
@@ -58,9 +60,21 @@ pub fn failure<H: Hooks>(
     status: u16,
     mut msg: Message,
 ) {
+    if failover::answer_invite_challenge(core, call, now, &msg) {
+        return;
+    }
+    if let Some((old, new)) = failover::next_destination(core, call, now, status) {
+        core.retags.push((call.key, old, new));
+        return;
+    }
+    if matches!(status, 401 | 407) && LegId::Callee.side(call.direction) == Side::External {
+        // The trunk's challenge Sluice could not answer (no credentials, refused twice)
+        // reaches the PBX as a refusal.
+        forbidden(&mut msg);
+    }
     match std::mem::replace(&mut call.state, Ending::settled()) {
         CallState::Proceeding(p) => {
-            let mapped = map_error_status(status);
+            let mapped = map_error_status(msg.status().unwrap_or(status));
             let mut resp = relay::response(
                 &call.legs.caller,
                 &p.invite,
@@ -150,9 +164,21 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
     call.relay = Some(relay);
 }
 
+/// A challenge that was not answered (no credentials, refused twice): the PBX gets 403.
+fn forbidden(msg: &mut Message) {
+    msg.start = sluice_sip::StartLine::Response {
+        status: 403,
+        reason: "Forbidden".into(),
+    };
+}
+
 /// The INVITE toward the callee failed without an answer: Timer B (`status` 408) or the
 /// transport (503). The caller gets that status.
 pub fn no_answer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, status: u16) {
+    if let Some((old, new)) = failover::next_destination(core, call, now, status) {
+        core.retags.push((call.key, old, new));
+        return;
+    }
     warn!(
         call = call.key,
         status, "the callee's INVITE failed without an answer"

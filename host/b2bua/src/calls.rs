@@ -8,6 +8,7 @@
 
 use crate::call::{CallKey, Direction, LegId, Legs};
 use crate::dialog::Dialog;
+use crate::failover::Attempts;
 use crate::hooks::{Attestation, Generation};
 use crate::media::Anchor;
 use crate::retransmit::InviteRelay;
@@ -37,6 +38,8 @@ pub struct Proceeding {
     pub uac: ClientTxId,
     /// Post-dial delay is recorded once, at the first ringing or the answer.
     pub progressed: bool,
+    /// Destinations left and the challenge answered (see [`crate::failover`]).
+    pub attempts: Box<Attempts>,
 }
 
 #[derive(Debug)]
@@ -186,6 +189,15 @@ impl Calls {
     /// The caller's INVITE transaction ended: a CANCEL can no longer match it.
     pub fn forget_server_invite(&mut self, tx: ServerTxId) {
         self.by_uas_invite.remove(&tx);
+    }
+
+    /// A dialog of call `key` changed its local tag (a new try toward another destination).
+    pub fn retag(&mut self, key: CallKey, old: &str, new: &str) {
+        if let Some(entry) = self.by_tag.remove(old) {
+            self.by_tag.insert(new.to_string(), entry);
+        } else {
+            self.by_tag.insert(new.to_string(), (key, LegId::Callee));
+        }
     }
 
     pub fn remove(&mut self, key: CallKey) -> Option<Call> {

@@ -1,9 +1,12 @@
 //! The engine's resolved view of the configuration: addresses, not host names.
 
+use ipnet::IpNet;
+use sluice_auth::Credentials;
 use sluice_media::{Latching, Timeouts};
 use sluice_transaction::{TimerConfig, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which side of Sluice a listener or leg is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,12 +91,146 @@ impl MediaConfig {
     }
 }
 
+/// How a trunk is recognised and authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrunkKind {
+    /// By source address; nobody registers.
+    #[default]
+    Ip,
+    /// Sluice registers to the provider.
+    Register,
+    /// Credentials answer the provider's challenges; no REGISTER.
+    Credentials,
+    /// A gateway registers to Sluice; calls go to its binding.
+    AcceptRegister,
+}
+
+impl TrunkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrunkKind::Ip => "ip",
+            TrunkKind::Register => "register",
+            TrunkKind::Credentials => "credentials",
+            TrunkKind::AcceptRegister => "accept-register",
+        }
+    }
+}
+
+/// A place calls to a trunk may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// Lower first; weighted among equals.
+    pub priority: u16,
+    pub weight: u16,
+}
+
+/// A trunk, resolved: its destinations and every option the engine applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkConfig {
+    pub name: Arc<str>,
+    pub kind: TrunkKind,
+    /// Host part written in Request-URI and To toward the trunk (its domain).
+    pub host: Arc<str>,
+    /// The trunk's transport (its destinations may name their own).
+    pub transport: Transport,
+    pub destinations: Vec<Destination>,
+    /// Addresses the trunk sends from besides its destinations (associated IPs, CIDR).
+    pub sources: Vec<IpNet>,
+    /// Match the source port too.
+    pub verify_port: bool,
+    pub credentials: Option<Credentials>,
+    /// The address-of-record domain and realm.
+    pub domain: Arc<str>,
+    pub register_expires: u32,
+    /// Statuses besides 408, 503 and transport errors that try the next destination.
+    pub failover_on: Vec<u16>,
+    pub failover_budget: Duration,
+    /// OPTIONS keep-alive interval, and whether only a 2xx counts.
+    pub keepalive: Option<(Duration, bool)>,
+    /// Calls at once, both directions; 0: no limit.
+    pub max_calls: usize,
+    /// Every request goes here instead of the destination.
+    pub outbound_proxy: Option<SocketAddr>,
+    /// Written in Contact toward the trunk instead of the listener's address (Sluice behind
+    /// NAT), and in Via when `via_public`.
+    pub public_address: Option<IpAddr>,
+    pub via_public: bool,
+    pub media: PeerMedia,
+}
+
+impl TrunkConfig {
+    /// The trunk as a peer reached at destination `d` (through the outbound proxy, if any).
+    pub fn peer(&self, d: &Destination) -> PeerConfig {
+        PeerConfig {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            transport: d.transport,
+            addr: self.outbound_proxy.unwrap_or(d.addr),
+            media: self.media.clone(),
+        }
+    }
+
+    /// The first destination as a peer (OPTIONS, REGISTER, the call's first try).
+    pub fn primary(&self) -> Option<PeerConfig> {
+        let first = self.destinations.iter().min_by_key(|d| d.priority)?;
+        Some(self.peer(first))
+    }
+
+    /// Whether a message from `source` comes from this trunk (its destinations, the outbound
+    /// proxy, or its associated addresses).
+    pub fn sends_from(&self, source: SocketAddr) -> bool {
+        let at = |a: SocketAddr| {
+            a.ip() == source.ip() && (!self.verify_port || a.port() == source.port())
+        };
+        self.destinations.iter().any(|d| at(d.addr))
+            || self.outbound_proxy.is_some_and(at)
+            || self.sources.iter().any(|n| n.contains(&source.ip()))
+    }
+
+    /// Whether a gateway registering for `domain` registers to this (accept-register) trunk.
+    pub fn registrar_domain_is(&self, domain: &str) -> bool {
+        self.kind == TrunkKind::AcceptRegister
+            && (self.host.eq_ignore_ascii_case(domain) || self.domain.eq_ignore_ascii_case(domain))
+    }
+
+    /// A trunk with one destination and nothing else (tests, simple labs).
+    pub fn simple(name: &str, host: &str, transport: Transport, addr: SocketAddr) -> TrunkConfig {
+        TrunkConfig {
+            name: name.into(),
+            kind: TrunkKind::Ip,
+            host: host.into(),
+            transport,
+            destinations: vec![Destination {
+                addr,
+                transport,
+                priority: 10,
+                weight: 1,
+            }],
+            sources: Vec::new(),
+            verify_port: false,
+            credentials: None,
+            domain: host.into(),
+            register_expires: 3600,
+            failover_on: Vec::new(),
+            failover_budget: Duration::from_secs(30),
+            keepalive: None,
+            max_calls: 0,
+            outbound_proxy: None,
+            public_address: None,
+            via_public: false,
+            media: PeerMedia::Anchor,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub timers: TimerConfig,
     pub listeners: Vec<ListenerAddr>,
     pub pbx: PeerConfig,
-    pub trunks: Vec<PeerConfig>,
+    pub trunks: Vec<TrunkConfig>,
     /// Index into `trunks` that calls from the PBX go to.
     pub outbound_trunk: usize,
     pub max_calls: usize,

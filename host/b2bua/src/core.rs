@@ -14,11 +14,13 @@ use crate::media::{Anchor, MediaSides, Unanchorable};
 use crate::metrics::{EngineMetrics, Way};
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
+use crate::trunks::Trunks;
 use bytes::Bytes;
 use sluice_media::{MediaOp, Role};
 use sluice_sip::{Message, Method};
 use sluice_transaction::{response_to, ClientTxId, Flow, ServerTxId, TransactionLayer};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
 
@@ -48,14 +50,27 @@ pub enum ClientRole {
     /// A request Sluice sends on its own (a CANCEL, a BYE that ends a call): its answer only
     /// settles it.
     Teardown { call: CallKey },
+    /// A trunk agent's request: REGISTER or an OPTIONS probe.
+    Agent {
+        trunk: Arc<str>,
+        request: AgentRequest,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRequest {
+    Register,
+    Probe,
 }
 
 impl ClientRole {
-    pub fn call(&self) -> CallKey {
+    /// The call the transaction belongs to (none for a trunk agent's).
+    pub fn call(&self) -> Option<CallKey> {
         match self {
             ClientRole::Invite { call }
             | ClientRole::Relay { call, .. }
-            | ClientRole::Teardown { call } => *call,
+            | ClientRole::Teardown { call } => Some(*call),
+            ClientRole::Agent { .. } => None,
         }
     }
 }
@@ -75,6 +90,13 @@ pub struct Core<H: Hooks> {
     pub media: Option<MediaSides>,
     /// Scratch for the relay operations of one SDP.
     pub media_ops: Vec<MediaOp>,
+    /// The trunks' agents (registration, keep-alive, registrar) and call counts.
+    pub trunks: Trunks,
+    /// The first instant the engine saw: Sluice's registrar counts nonce ages from it.
+    pub origin: Option<Instant>,
+    /// Dialogs that changed their local tag while their call was borrowed (failover): the
+    /// engine updates its index after the handler.
+    pub retags: Vec<(CallKey, String, String)>,
 }
 
 impl<H: Hooks> Core<H> {

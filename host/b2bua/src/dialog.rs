@@ -37,16 +37,21 @@ impl Dialog {
         self.local_cseq
     }
 
-    /// A request in this dialog, with a fresh branch: Request-URI, Via, Max-Forwards, From, To,
-    /// Call-ID, CSeq and Route. The caller adds Contact and what crosses from the other leg.
-    pub fn request(&self, method: Method, cseq: u32, max_forwards: u32, ids: &mut Ids) -> Message {
-        let mut req = Message::request(method.clone(), self.remote_target.clone());
-        let via = format!(
+    /// Our Via for a new request in this dialog, with a fresh branch.
+    pub fn via(&self, ids: &mut Ids) -> String {
+        format!(
             "SIP/2.0/{} {};branch={};rport",
             self.flow.transport.via_name(),
             self.via_host,
             ids.branch()
-        );
+        )
+    }
+
+    /// A request in this dialog, with a fresh branch: Request-URI, Via, Max-Forwards, From, To,
+    /// Call-ID, CSeq and Route. The caller adds Contact and what crosses from the other leg.
+    pub fn request(&self, method: Method, cseq: u32, max_forwards: u32, ids: &mut Ids) -> Message {
+        let mut req = Message::request(method.clone(), self.remote_target.clone());
+        let via = self.via(ids);
         let h = &mut req.headers;
         h.push(HeaderName::Via, via);
         h.push(HeaderName::MaxForwards, max_forwards.to_string());

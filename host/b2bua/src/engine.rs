@@ -22,6 +22,7 @@ use crate::call::{CallKey, Direction, LegId, Legs};
 use crate::calls::{Call, CallInfo, CallState, Calls, Proceeding};
 use crate::config::{EngineConfig, ListenerAddr, Side};
 use crate::core::{ClientRole, Core, Output};
+use crate::failover::Attempts;
 use crate::headers::{add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome, NoHooks};
 use crate::ids::Ids;
@@ -29,10 +30,12 @@ use crate::media::{Anchor, MediaSides};
 use crate::metrics::{EngineMetrics, Way};
 use crate::refuse::{self, Load, Refusal};
 use crate::retransmit::CallTimers;
+use crate::route::NoRoute;
 use crate::route::Route;
 use crate::setup::{self, NewCall};
 use crate::stats::EngineStats;
-use crate::{answer, in_dialog, route};
+use crate::trunks::{TrunkStatus, Trunks};
+use crate::{agents, answer, in_dialog, route};
 use bytes::Bytes;
 use sluice_media::{call_of, MediaEvent, Role};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
@@ -63,6 +66,7 @@ impl<H: Hooks> Engine<H> {
     pub fn with_hooks(cfg: EngineConfig, seed: u64, hooks: H) -> Engine<H> {
         let trunk_names: Vec<String> = cfg.trunks.iter().map(|t| t.name.to_string()).collect();
         let media = cfg.media.as_ref().map(MediaSides::new);
+        let trunks = Trunks::new(&cfg);
         Engine {
             core: Core {
                 tx: TransactionLayer::new(cfg.timers),
@@ -77,6 +81,9 @@ impl<H: Hooks> Engine<H> {
                 hooks,
                 media,
                 media_ops: Vec::new(),
+                trunks,
+                origin: None,
+                retags: Vec::new(),
             },
             calls: Calls::default(),
         }
@@ -138,6 +145,7 @@ impl<H: Hooks> Engine<H> {
             }
         }
         self.core.tx.set_timers(cfg.timers);
+        self.core.trunks.reconfigure(&cfg);
         self.core.cfg = cfg;
         Ok(())
     }
@@ -147,6 +155,18 @@ impl<H: Hooks> Engine<H> {
         let mut v: Vec<CallInfo> = self.calls.values().map(|c| c.info(now)).collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// Every trunk's live status (registration, keep-alive, calls), for the admin API.
+    pub fn trunk_status(&self, now: Instant) -> Vec<TrunkStatus> {
+        self.core.trunks.report(&self.core.cfg, now)
+    }
+
+    /// Unregister from every provider (a drain or a shutdown starts).
+    pub fn unregister_trunks(&mut self, now: Instant) {
+        self.core.trunks.unregister_all(now);
+        agents::run(&mut self.core, now);
+        self.dispatch(now);
     }
 
     /// Calls in progress per trunk name.
@@ -231,15 +251,21 @@ impl<H: Hooks> Engine<H> {
 
     /// When [`Engine::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.core.tx.poll_timeout(), self.core.timers.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.core.tx.poll_timeout(),
+            self.core.timers.next(),
+            self.core.trunks.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run the transaction and call timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.core.tx.handle_timeout(now);
+        self.dispatch(now);
+        agents::run(&mut self.core, now);
         self.dispatch(now);
         while let Some((at, key)) = self.core.timers.pop_due(now) {
             if let Some(call) = self.calls.get_mut(key) {
@@ -392,6 +418,7 @@ impl<H: Hooks> Engine<H> {
                 core.respond(now, tx, &resp);
             }
             Method::Invite => self.on_initial_invite(now, tx, msg, flow),
+            Method::Register => agents::on_register(core, now, tx, &msg, flow),
             Method::Bye | Method::Update | Method::Info | Method::Prack => {
                 core.reply(now, tx, &msg, 481, reason_phrase(481));
             }
@@ -471,11 +498,20 @@ impl<H: Hooks> Engine<H> {
         let uac = core.tx.send_request(now, invite, callee.flow);
         core.clients.insert(uac, ClientRole::Invite { call: key });
         core.metrics.call_started(&label, direction);
+        let attempts = Box::new(Attempts {
+            rest: route.rest,
+            failover_on: route.failover_on,
+            deadline: route
+                .failover_budget
+                .map(|b| sluice_transaction::after(now, b)),
+            challenge: None,
+        });
         let state = CallState::Proceeding(Proceeding {
             uas: tx,
             invite: msg,
             uac,
             progressed: false,
+            attempts,
         });
         let call = Call {
             key,
@@ -491,6 +527,8 @@ impl<H: Hooks> Engine<H> {
             pending: 0,
             media,
         };
+        let to = (direction == Direction::Outbound).then_some(call.legs.callee.flow.remote);
+        core.trunks.call_started(&call.trunk, to);
         self.calls.insert(call, tx);
     }
 
@@ -510,10 +548,23 @@ impl<H: Hooks> Engine<H> {
             Side::Internal => Direction::Outbound,
             Side::External => Direction::Inbound,
         };
-        let route = route::route_new_call(&core.cfg, side, flow.remote);
-        let label: Arc<str> = route
-            .as_ref()
-            .map_or_else(|| Arc::from("unknown"), |r| r.trunk.clone());
+        core.origin.get_or_insert(now);
+        let route = route::route_new_call(
+            &core.cfg,
+            &core.trunks,
+            (side, flow.remote),
+            now,
+            &mut core.ids,
+        );
+        let label: Arc<str> = match (&route, side) {
+            (Ok(r), _) => r.trunk.clone(),
+            (Err(_), Side::Internal) => core
+                .cfg
+                .trunks
+                .get(core.cfg.outbound_trunk)
+                .map_or_else(|| Arc::from("unknown"), |t| t.name.clone()),
+            (Err(_), Side::External) => Arc::from("unknown"),
+        };
         core.metrics.call_attempted(&label, direction);
         let load = Load {
             draining: core.draining,
@@ -521,9 +572,18 @@ impl<H: Hooks> Engine<H> {
             max_calls: core.cfg.max_calls,
         };
         let admitted = refuse::admit(msg, load).and_then(|()| {
-            let route = route.ok_or_else(|| {
-                warn!(from = %flow.remote, "INVITE from an address that is no trunk");
-                Refusal::with_reason(403, "Forbidden")
+            let route = route.map_err(|no| match no {
+                NoRoute::UnknownSource => {
+                    warn!(from = %flow.remote, "INVITE from an address that is no trunk");
+                    Refusal::with_reason(403, "Forbidden")
+                }
+                NoRoute::Unusable("not registered") => {
+                    Refusal::with_reason(480, "Temporarily Unavailable")
+                }
+                NoRoute::Unusable(why) => {
+                    warn!(trunk = %label, why, "call refused: the trunk cannot take it");
+                    Refusal::with_reason(503, "Service Unavailable")
+                }
             })?;
             let (side, peer) = (route.out_side, &route.peer);
             let out = route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)
@@ -561,10 +621,15 @@ impl<H: Hooks> Engine<H> {
     fn on_response(&mut self, now: Instant, tx: ClientTxId, msg: Message) {
         let status = msg.status().unwrap_or(500);
         let (key, role) = match self.core.clients.get(&tx) {
-            Some(role) => (role.call(), role),
+            Some(ClientRole::Agent { trunk, request }) => {
+                let (trunk, request) = (trunk.clone(), *request);
+                return agents::on_response(&mut self.core, now, &trunk, request, &msg);
+            }
+            Some(role) => (role.call().unwrap_or_default(), role),
             None => return,
         };
         match role {
+            ClientRole::Invite { .. } if !self.current_invite(key, tx) => {}
             ClientRole::Invite { .. } => {
                 self.with_call(now, Some(key), |core, call| match status {
                     100 => {}
@@ -587,6 +652,16 @@ impl<H: Hooks> Engine<H> {
         }
     }
 
+    /// Whether `tx` is the INVITE call `key` waits on (an earlier one, challenged or failed
+    /// over, is not).
+    fn current_invite(&self, key: CallKey, tx: ClientTxId) -> bool {
+        match self.calls.get(key).map(|c| &c.state) {
+            Some(CallState::Proceeding(p)) => p.uac == tx,
+            Some(CallState::Ending(e)) => e.uac.is_none_or(|u| u == tx),
+            _ => true,
+        }
+    }
+
     /// A 2xx retransmitted after its client transaction ended: re-ACK it if the call is known.
     fn on_stray_response(&mut self, msg: &Message) {
         if !msg.status().is_some_and(|s| (200..300).contains(&s)) {
@@ -606,8 +681,13 @@ impl<H: Hooks> Engine<H> {
         let Some(role) = self.core.clients.get(&tx) else {
             return;
         };
-        let key = role.call();
+        if let ClientRole::Agent { trunk, request } = role {
+            let (trunk, request) = (trunk.clone(), *request);
+            return agents::fail(&mut self.core, now, &trunk, request);
+        }
+        let key = role.call().unwrap_or_default();
         match role {
+            ClientRole::Invite { .. } if !self.current_invite(key, tx) => {}
             ClientRole::Invite { .. } => {
                 self.with_call(now, Some(key), |core, call| {
                     answer::no_answer(core, call, now, status)
@@ -621,7 +701,7 @@ impl<H: Hooks> Engine<H> {
                     self.finish_client(now, key, tx);
                 }
             }
-            ClientRole::Teardown { .. } => {}
+            ClientRole::Teardown { .. } | ClientRole::Agent { .. } => {}
         }
     }
 
@@ -633,8 +713,10 @@ impl<H: Hooks> Engine<H> {
                     return;
                 };
                 let key = role.call();
-                self.with_call(now, Some(key), |_, call| match (role, &mut call.state) {
-                    (ClientRole::Invite { .. }, CallState::Ending(e)) => e.uac = None,
+                self.with_call(now, key, |_, call| match (role, &mut call.state) {
+                    (ClientRole::Invite { .. }, CallState::Ending(e)) if e.uac == Some(id) => {
+                        e.uac = None;
+                    }
                     (ClientRole::Invite { .. }, _) => {}
                     _ => call.pending = call.pending.saturating_sub(1),
                 });
@@ -665,6 +747,12 @@ impl<H: Hooks> Engine<H> {
             return;
         };
         f(&mut self.core, call);
+        for (key, old, new) in std::mem::take(&mut self.core.retags) {
+            self.calls.retag(key, &old, &new);
+        }
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
         if !call.is_over() {
             return;
         }
@@ -673,6 +761,7 @@ impl<H: Hooks> Engine<H> {
         };
         self.core
             .close_media(call.key, &call.trunk, call.media.take());
+        self.core.trunks.call_ended(&call.trunk);
         self.core.hooks.release(call.generation);
         let duration = call.answered_at.map(|a| now.saturating_duration_since(a));
         self.core

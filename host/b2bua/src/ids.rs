@@ -49,6 +49,15 @@ impl Ids {
         s
     }
 
+    /// A number below `n` (0 when `n` is 0): weighted choices.
+    pub fn below(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            0
+        } else {
+            self.rng.u32(0..n)
+        }
+    }
+
     /// The first CSeq of a dialog Sluice starts: small, so that it can grow for years.
     pub fn first_cseq(&mut self) -> u32 {
         self.rng.u32(1..10_000)

@@ -5,6 +5,7 @@
 use crate::call::LegId;
 use crate::calls::{Call, CallState, Ending};
 use crate::core::{ClientRole, Core};
+use crate::failover;
 use crate::hooks::{HookVerdict, Hooks};
 use crate::media;
 use crate::refuse::map_error_status;
@@ -130,6 +131,24 @@ pub fn response<H: Hooks>(
     };
     let (from, server) = (*from, *server);
     let method = request.method().cloned().unwrap_or(Method::Options);
+    if matches!(status, 401 | 407) {
+        let original = request.as_ref().clone();
+        if let Some(sent) = core.tx.client_request(tx).cloned() {
+            let challenge = (&sent, &msg);
+            if failover::answer_relay_challenge(
+                core,
+                call,
+                now,
+                challenge,
+                (from, server, &original),
+            ) {
+                return true;
+            }
+        }
+    }
+    let Some(ClientRole::Relay { request, .. }) = core.clients.get(&tx) else {
+        return false;
+    };
     let mapped = if status >= 300 {
         map_error_status(status)
     } else {

@@ -18,6 +18,9 @@
 //!   other; [`retransmit`]: 2xx and ACK between the legs; [`headers`]: what crosses;
 //! - [`media`]: each SDP rewritten for the leg it leaves on, the relay told what to do, and
 //!   silence ending calls;
+//! - [`trunks`]: each trunk's live state (registration, keep-alive, registrar, call count);
+//!   [`agents`]: the trunks' own REGISTER and OPTIONS, and gateways registering to Sluice;
+//!   [`failover`]: challenges answered and failed INVITEs moved to the next destination;
 //! - [`hooks`]: where plugins touch a message; [`metrics`], [`stats`]: what is counted.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
@@ -32,6 +35,7 @@
     )
 )]
 
+pub mod agents;
 pub mod answer;
 pub mod call;
 pub mod calls;
@@ -39,6 +43,7 @@ pub mod config;
 pub mod core;
 pub mod dialog;
 pub mod engine;
+pub mod failover;
 pub mod headers;
 pub mod hooks;
 pub mod ids;
@@ -51,6 +56,7 @@ pub mod retransmit;
 pub mod route;
 pub mod setup;
 pub mod stats;
+pub mod trunks;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -58,7 +64,8 @@ pub mod testing;
 pub use call::{CallKey, Direction, LegId};
 pub use calls::CallInfo;
 pub use config::{
-    EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia, Side,
+    Destination, EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia,
+    Side, TrunkConfig, TrunkKind,
 };
 pub use core::Output;
 pub use engine::Engine;
@@ -68,3 +75,4 @@ pub use hooks::{
     NoHooks, NumberKind, NumberVerdict, PluginStatus,
 };
 pub use stats::EngineStats;
+pub use trunks::TrunkStatus;

@@ -27,6 +27,8 @@ pub const SIP_PARSE_ERRORS: &str = "sluice_sip_parse_errors_total";
 pub const SIP_RETRANSMISSIONS: &str = "sluice_sip_retransmissions_total";
 pub const SIP_TRANSACTION_TIMEOUTS: &str = "sluice_sip_transaction_timeouts_total";
 pub const TRUNK_UP: &str = "sluice_trunk_up";
+pub const TRUNK_AUTH_FAILURES: &str = "sluice_trunk_auth_failures_total";
+pub const TRUNK_FAILOVERS: &str = "sluice_trunk_failovers_total";
 pub const MEDIA_PACKETS: &str = "sluice_media_packets_total";
 pub const MEDIA_BYTES: &str = "sluice_media_bytes_total";
 pub const MEDIA_LOST: &str = "sluice_media_lost_packets_total";
@@ -303,6 +305,22 @@ impl EngineMetrics {
                 histogram!(MEDIA_JITTER, &labels).record(e.jitter_us as f64 / 1e6);
             }
         }
+    }
+
+    /// Whether a trunk can take calls now (keep-alive, registration, gateway binding).
+    pub fn trunk_state(&mut self, trunk: &str, up: bool) {
+        gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// A trunk's credentials refused (`request`: Sluice's requests to it; `register-in`: a
+    /// gateway's REGISTER to Sluice).
+    pub fn auth_failed(&mut self, trunk: &str, kind: &'static str) {
+        counter!(TRUNK_AUTH_FAILURES, "trunk" => trunk.to_string(), "kind" => kind).increment(1);
+    }
+
+    /// A call moved to the trunk's next destination.
+    pub fn failover(&mut self, trunk: &str) {
+        counter!(TRUNK_FAILOVERS, "trunk" => trunk.to_string()).increment(1);
     }
 
     /// A call ended because its media fell silent.

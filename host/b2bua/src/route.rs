@@ -1,13 +1,21 @@
 //! Where a new call goes, and which of Sluice's listeners serves a peer.
 //!
-//! Today's rule is static: a call from the PBX goes to the configured outbound trunk; a call
-//! from a trunk (matched by its source IP) goes to the PBX.
+//! A call from the PBX goes to the configured outbound trunk, to its destinations in order of
+//! priority and weight (or to its gateway's registration); a call from a trunk (matched by its
+//! addresses, or by where its gateway registered from) goes to the PBX. A trunk that is down,
+//! at its call limit, or without a registered gateway takes no call.
 
 use crate::call::Direction;
-use crate::config::{EngineConfig, ListenerAddr, PeerConfig, PeerMedia, Side};
+use crate::config::{
+    Destination, EngineConfig, ListenerAddr, PeerConfig, PeerMedia, Side, TrunkConfig,
+};
+use crate::ids::Ids;
+use crate::trunks::Trunks;
 use sluice_transaction::Transport;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The side a local address (a listener) is on.
 pub fn side_of(listeners: &[ListenerAddr], local: SocketAddr) -> Option<Side> {
@@ -33,35 +41,136 @@ pub struct Route {
     pub direction: Direction,
     /// The trunk the call uses (where it goes, or where it came from).
     pub trunk: Arc<str>,
-    /// The peer the call is sent to.
+    /// The peer the call is sent to first.
     pub peer: PeerConfig,
     /// The side of Sluice the call leaves on.
     pub out_side: Side,
     /// What the trunk's configuration says of media.
     pub media: PeerMedia,
+    /// Further destinations, in the order they are tried (failover).
+    pub rest: VecDeque<PeerConfig>,
+    pub failover_on: Vec<u16>,
+    pub failover_budget: Option<Duration>,
 }
 
-/// The route of a call that arrived on `side` from `source`; `None` when it has none (a call
-/// from an address that is no trunk's).
-pub fn route_new_call(cfg: &EngineConfig, side: Side, source: SocketAddr) -> Option<Route> {
+/// Why a call has no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoute {
+    /// From an address that is no trunk's (403).
+    UnknownSource,
+    /// The trunk is down or at its limit (503), or its gateway is not registered (480).
+    Unusable(&'static str),
+}
+
+/// The route of a call that arrived on `side` from `source`.
+pub fn route_new_call(
+    cfg: &EngineConfig,
+    trunks: &Trunks,
+    (side, source): (Side, SocketAddr),
+    now: Instant,
+    ids: &mut Ids,
+) -> Result<Route, NoRoute> {
     match side {
-        Side::Internal => cfg.trunks.get(cfg.outbound_trunk).map(|t| Route {
-            direction: Direction::Outbound,
-            trunk: t.name.clone(),
-            peer: t.clone(),
-            out_side: Side::External,
-            media: t.media.clone(),
-        }),
-        Side::External => cfg
-            .trunks
-            .iter()
-            .find(|t| t.addr.ip() == source.ip())
-            .map(|t| Route {
+        Side::Internal => {
+            let t = cfg
+                .trunks
+                .get(cfg.outbound_trunk)
+                .ok_or(NoRoute::Unusable("no outbound trunk"))?;
+            let agent = trunks.get(&t.name);
+            if let Some(a) = agent {
+                a.usable(now).map_err(NoRoute::Unusable)?;
+            }
+            let mut order: VecDeque<PeerConfig> = match agent
+                .and_then(|a| a.registrar.as_ref())
+                .and_then(|r| r.target(now))
+            {
+                // A gateway registered to Sluice: its binding, reached where it registered
+                // from (it may be behind NAT).
+                Some(b) => {
+                    let host = sluice_sip::Uri::parse(&b.contact)
+                        .map(|u| match u.port {
+                            Some(p) => format!("{}:{p}", u.host),
+                            None => u.host.to_string(),
+                        })
+                        .unwrap_or_else(|| t.host.to_string());
+                    VecDeque::from([PeerConfig {
+                        name: t.name.clone(),
+                        host: host.into(),
+                        transport: t.transport,
+                        addr: b.source,
+                        media: t.media.clone(),
+                    }])
+                }
+                None => ordered(t, ids),
+            };
+            let peer = order
+                .pop_front()
+                .ok_or(NoRoute::Unusable("no destination"))?;
+            Ok(Route {
+                direction: Direction::Outbound,
+                trunk: t.name.clone(),
+                peer,
+                out_side: Side::External,
+                media: t.media.clone(),
+                rest: order,
+                failover_on: t.failover_on.clone(),
+                failover_budget: Some(t.failover_budget),
+            })
+        }
+        Side::External => {
+            let i = trunks
+                .by_source(cfg, source, now)
+                .ok_or(NoRoute::UnknownSource)?;
+            let t = cfg.trunks.get(i).ok_or(NoRoute::UnknownSource)?;
+            if let Some(a) = trunks.get(&t.name) {
+                if t.max_calls > 0 && a.active_calls >= t.max_calls {
+                    return Err(NoRoute::Unusable("at its call limit"));
+                }
+            }
+            Ok(Route {
                 direction: Direction::Inbound,
                 trunk: t.name.clone(),
                 peer: cfg.pbx.clone(),
                 out_side: Side::Internal,
                 media: t.media.clone(),
-            }),
+                rest: VecDeque::new(),
+                failover_on: Vec::new(),
+                failover_budget: None,
+            })
+        }
     }
+}
+
+/// A trunk's destinations in the order a call tries them: by priority, and among equal
+/// priorities in a random order weighted by their weights.
+pub fn ordered(t: &TrunkConfig, ids: &mut Ids) -> VecDeque<PeerConfig> {
+    let mut by_priority: Vec<&Destination> = t.destinations.iter().collect();
+    by_priority.sort_by_key(|d| d.priority);
+    let mut out = VecDeque::with_capacity(by_priority.len());
+    let mut group: Vec<&Destination> = Vec::new();
+    let mut flush = |group: &mut Vec<&Destination>, out: &mut VecDeque<PeerConfig>| {
+        while !group.is_empty() {
+            let total: u32 = group.iter().map(|d| u32::from(d.weight.max(1))).sum();
+            let mut pick = ids.below(total);
+            let mut chosen = 0;
+            for (i, d) in group.iter().enumerate() {
+                let w = u32::from(d.weight.max(1));
+                if pick < w {
+                    chosen = i;
+                    break;
+                }
+                pick = pick.saturating_sub(w);
+            }
+            let d = group.remove(chosen.min(group.len().saturating_sub(1)));
+            out.push_back(t.peer(d));
+        }
+    };
+    for d in by_priority {
+        if group.first().is_some_and(|g| g.priority != d.priority) {
+            flush(&mut group, &mut out);
+        }
+        group.push(d);
+    }
+    flush(&mut group, &mut out);
+    out
 }

@@ -5,6 +5,7 @@
 
 use crate::config::{
     EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia, Side,
+    TrunkConfig,
 };
 use crate::core::Output;
 use crate::engine::Engine;
@@ -53,7 +54,12 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         timers: TimerConfig::default(),
         listeners,
         pbx: peer("pbx", "127.0.0.10", transport, PBX),
-        trunks: vec![peer("loop", "127.0.0.20", transport, TRUNK)],
+        trunks: vec![TrunkConfig::simple(
+            "loop",
+            "127.0.0.20",
+            transport,
+            addr(TRUNK),
+        )],
         outbound_trunk: 0,
         max_calls: 10,
         user_agent: "Sluice".into(),
@@ -203,7 +209,8 @@ impl<H: Hooks> Lab<H> {
             .config()
             .trunks
             .first()
-            .map_or(Transport::Udp, |t| t.transport);
+            .and_then(|t| t.destinations.first())
+            .map_or(Transport::Udp, |d| d.transport);
         self.from(EXTERNAL, TRUNK, t)
     }
 

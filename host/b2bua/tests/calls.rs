@@ -89,7 +89,9 @@ fn error_responses_map_across_legs() {
         (486, 486),
         (404, 404),
         (503, 503),
-        (407, 503),
+        // A trunk's challenge Sluice cannot answer (this trunk has no credentials) is a refusal.
+        (407, 403),
+        (401, 403),
         (302, 480),
         (603, 603),
     ] {

@@ -34,7 +34,7 @@ pub use media::{LatchingName, MediaSettings, ResolvedSide};
 pub use plugins::{setting_values, PluginEntry, PluginsSettings, Policy, MAX_PLUGIN_DEADLINE_MS};
 pub use sides::{Listener, Peer, Side, TransportName};
 pub use sip::{SipSettings, MAX_MESSAGE_BYTES};
-pub use trunk::{MediaMode, Routing, Trunk};
+pub use trunk::{Cidr, Destination, MediaMode, Routing, Trunk, TrunkKind};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

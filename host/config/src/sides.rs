@@ -31,6 +31,9 @@ impl Listener {
 #[serde(deny_unknown_fields)]
 pub struct Side {
     pub listen: Vec<Listener>,
+    /// The address peers on this side reach Sluice at, when Sluice is behind NAT: written in
+    /// Contact (and, per trunk, Via) instead of the listen address.
+    pub public_address: Option<std::net::IpAddr>,
 }
 
 impl Side {

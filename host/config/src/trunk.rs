@@ -1,10 +1,78 @@
-//! `[[trunk]]`: the providers Sluice sends calls to and accepts calls from, each with its
-//! plugin chain.
+//! `[[trunk]]`: the providers Sluice sends calls to and accepts calls from: how they are
+//! recognised and authenticated (type, credentials, associated addresses), where calls go
+//! (destinations with priority and weight, failover), whether they are alive (OPTIONS), how
+//! many calls they take, their media, and their plugin chain.
 
 use crate::sides::{default_port, default_transport, TransportName};
 use crate::validate::{check_name, in_range, Checked, Problem};
-use serde::Deserialize;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use std::net::IpAddr;
 use toml::Spanned;
+
+/// How a trunk is recognised and authenticated (the reference's trunk types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrunkKind {
+    /// Recognised by source address (its host and `associated` addresses); nobody registers.
+    #[default]
+    Ip,
+    /// Sluice registers to the provider with the trunk's credentials.
+    Register,
+    /// Credentials only to answer the provider's challenges (Twilio): no REGISTER.
+    Credentials,
+    /// A gateway or provider registers to Sluice with the credentials Sluice holds.
+    AcceptRegister,
+}
+
+/// An address or a block of them: `198.51.100.7`, `198.51.100.0/24`, `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let parsed = s
+            .parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
+        parsed.map(Cidr).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not an IP address or a CIDR block (e.g. 198.51.100.0/24)"
+            ))
+        })
+    }
+}
+
+/// Where calls to a trunk may go. Lower priority first; among equal priorities, by weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    pub host: Spanned<String>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Default: the trunk's transport.
+    pub transport: Option<TransportName>,
+    #[serde(default = "default_priority")]
+    pub priority: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u16,
+}
+
+fn default_priority() -> u16 {
+    10
+}
+fn default_weight() -> u16 {
+    1
+}
+fn default_expires() -> u32 {
+    3600
+}
+fn default_failover_seconds() -> u64 {
+    30
+}
+fn default_keepalive_seconds() -> u64 {
+    360
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +98,84 @@ pub struct Trunk {
     /// Codecs (encoding names, in order of preference) an offer sent to the trunk may carry;
     /// absent: all. DTMF (`telephone-event`) is always kept.
     pub codecs: Option<Vec<Spanned<String>>>,
+    /// How the trunk is recognised and authenticated.
+    #[serde(default, rename = "type")]
+    pub kind: TrunkKind,
+    /// Authentication ID and secret (register, credentials, accept-register).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The domain of the address of record and the realm (default: the host).
+    pub domain: Option<String>,
+    /// The expiry Sluice asks for when it registers, in seconds.
+    #[serde(default = "default_expires")]
+    pub register_expires: u32,
+    /// Further addresses the provider sends from (IPs and CIDR blocks).
+    #[serde(default)]
+    pub associated: Vec<Spanned<Cidr>>,
+    /// Match the source port too, not only the address.
+    #[serde(default)]
+    pub verify_port: bool,
+    /// Destinations for calls to the trunk; absent: `host`, `port`, `transport`.
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+    /// Statuses besides 408, 503 and transport errors that move a call to the next destination.
+    #[serde(default)]
+    pub failover_on: Vec<u16>,
+    /// How long a call may spend trying destinations before the PBX gets the last failure.
+    #[serde(default = "default_failover_seconds")]
+    pub failover_seconds: u64,
+    /// OPTIONS keep-alive: a trunk that stops answering is down and skipped.
+    #[serde(default)]
+    pub keepalive: bool,
+    #[serde(default = "default_keepalive_seconds")]
+    pub keepalive_seconds: u64,
+    /// Only a 2xx to OPTIONS proves the trunk alive (default: any response).
+    #[serde(default)]
+    pub keepalive_strict: bool,
+    /// Calls at once, both directions; 0 for no limit.
+    #[serde(default)]
+    pub max_calls: usize,
+    /// Send every request to this proxy (`host:port`) instead of the destination.
+    pub outbound_proxy: Option<Spanned<String>>,
+    /// Write the external side's private address in Contact and Via toward this trunk, not
+    /// its `public_address`.
+    #[serde(default)]
+    pub use_private_address: bool,
+    /// Write the public address in the Via header too (it is always in Contact).
+    #[serde(default)]
+    pub via_public_address: bool,
+}
+
+impl Trunk {
+    /// The destinations calls go to: the list, or the trunk's host, port and transport.
+    pub fn destination_list(&self) -> Vec<(String, u16, TransportName, u16, u16)> {
+        if self.destinations.is_empty() {
+            return vec![(
+                self.host.get_ref().clone(),
+                self.port,
+                self.transport,
+                10,
+                1,
+            )];
+        }
+        self.destinations
+            .iter()
+            .map(|d| {
+                (
+                    d.host.get_ref().clone(),
+                    d.port,
+                    d.transport.unwrap_or(self.transport),
+                    d.priority,
+                    d.weight,
+                )
+            })
+            .collect()
+    }
+
+    /// The realm and address-of-record domain.
+    pub fn domain(&self) -> &str {
+        self.domain.as_deref().unwrap_or(self.host.get_ref())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -61,6 +207,8 @@ impl Trunk {
         for r in self.outbound_rules.iter().chain(&self.inbound_rules) {
             check_name(r, "rule set")?;
         }
+        self.check_auth()?;
+        self.check_calls()?;
         if let Some(codecs) = &self.codecs {
             if codecs.is_empty() {
                 return Err(Problem::new(format!(
@@ -88,15 +236,146 @@ impl Trunk {
     }
 }
 
+impl Trunk {
+    fn check_auth(&self) -> Checked {
+        let name = self.name.get_ref();
+        let needs = matches!(
+            self.kind,
+            TrunkKind::Register | TrunkKind::Credentials | TrunkKind::AcceptRegister
+        );
+        let has = self.username.as_deref().is_some_and(|u| !u.is_empty())
+            && self.password.as_deref().is_some_and(|p| !p.is_empty());
+        if needs && !has {
+            return Err(Problem::new(format!(
+                "trunk `{name}` of type {:?} needs username and password",
+                self.kind
+            )));
+        }
+        for v in [&self.username, &self.password, &self.domain]
+            .into_iter()
+            .flatten()
+        {
+            if v.len() > 256 || v.chars().any(|c| c.is_control()) {
+                return Err(Problem::new(format!(
+                    "trunk `{name}`: username, password and domain must be at most 256 \
+                     characters, without control characters"
+                )));
+            }
+        }
+        in_range(
+            &format!("register_expires of trunk `{name}`"),
+            self.register_expires,
+            60,
+            86_400,
+        )
+    }
+
+    fn check_calls(&self) -> Checked {
+        let name = self.name.get_ref();
+        in_range(
+            &format!("failover_seconds of trunk `{name}`"),
+            self.failover_seconds,
+            1,
+            300,
+        )?;
+        in_range(
+            &format!("keepalive_seconds of trunk `{name}`"),
+            self.keepalive_seconds,
+            1,
+            86_400,
+        )?;
+        in_range(
+            &format!("max_calls of trunk `{name}`"),
+            self.max_calls,
+            0,
+            10_000_000,
+        )?;
+        for s in &self.failover_on {
+            in_range(&format!("failover_on of trunk `{name}`"), *s, 300, 699)?;
+        }
+        for d in &self.destinations {
+            if d.host.get_ref().trim().is_empty() {
+                return Err(Problem::at(d.host.span(), "destination host is empty"));
+            }
+            in_range(
+                &format!("a destination port of trunk `{name}`"),
+                d.port,
+                1,
+                u16::MAX,
+            )?;
+            in_range(
+                &format!("a destination weight of trunk `{name}`"),
+                d.weight,
+                1,
+                1000,
+            )?;
+        }
+        if self.kind == TrunkKind::AcceptRegister && !self.destinations.is_empty() {
+            return Err(Problem::new(format!(
+                "trunk `{name}` is accept-register: its calls go to where it registers, not to \
+                 destinations"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Every trunk, and their names unique.
 pub fn check_trunks(trunks: &[Trunk]) -> Checked {
     for (i, t) in trunks.iter().enumerate() {
         t.check()?;
         let name = t.name.get_ref();
-        if trunks.iter().take(i).any(|o| o.name.get_ref() == name) {
+        let earlier = || trunks.iter().take(i);
+        if earlier().any(|o| o.name.get_ref() == name) {
             return Err(Problem::at(
                 t.name.span(),
                 format!("trunk name `{name}` is used twice"),
+            ));
+        }
+        let registers = |k: TrunkKind| matches!(k, TrunkKind::Register | TrunkKind::AcceptRegister);
+        if registers(t.kind) {
+            let same = earlier().find(|o| {
+                registers(o.kind)
+                    && o.host.get_ref().eq_ignore_ascii_case(t.host.get_ref())
+                    && o.username == t.username
+            });
+            if let Some(o) = same {
+                return Err(Problem::at(
+                    t.name.span(),
+                    format!(
+                        "trunks `{}` and `{name}` register with the same host and \
+                         authentication ID",
+                        o.name.get_ref()
+                    ),
+                ));
+            }
+        }
+        let clash = |accept: &Trunk, other: &Trunk| {
+            accept.kind == TrunkKind::AcceptRegister
+                && accept.name.get_ref() != other.name.get_ref()
+                && accept
+                    .host
+                    .get_ref()
+                    .eq_ignore_ascii_case(other.host.get_ref())
+        };
+        if let Some(o) = earlier().find(|o| clash(t, o) || clash(o, t)) {
+            return Err(Problem::at(
+                t.host.span(),
+                format!(
+                    "the host domain `{}` of accept-register trunk `{}` is also the host of \
+                     trunk `{}`",
+                    t.host.get_ref(),
+                    if t.kind == TrunkKind::AcceptRegister {
+                        name
+                    } else {
+                        o.name.get_ref()
+                    },
+                    if t.kind == TrunkKind::AcceptRegister {
+                        o.name.get_ref()
+                    } else {
+                        name
+                    },
+                ),
             ));
         }
     }

@@ -1,9 +1,11 @@
 //! From the configuration file to the engine's resolved configuration (addresses, not names).
 
 use anyhow::{anyhow, Context};
+use sluice_auth::Credentials;
 use sluice_b2bua::route::listener_for;
 use sluice_b2bua::{
-    EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia, Side,
+    Destination, EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia,
+    Side, TrunkConfig, TrunkKind,
 };
 use sluice_config::{Config, LatchingName, MediaMode, ResolvedSide, TransportName, Trunk};
 use sluice_media::{Latching, Timeouts};
@@ -64,9 +66,7 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
     )?;
     let mut trunks = Vec::new();
     for t in &cfg.trunks {
-        let mut p = peer(t.name.get_ref(), t.host.get_ref(), t.port, t.transport)?;
-        p.media = trunk_media(t);
-        trunks.push(p);
+        trunks.push(trunk_config(cfg, t)?);
     }
     let outbound_trunk = cfg
         .trunks
@@ -87,7 +87,9 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
     };
     check_path(Side::Internal, &pbx)?;
     for t in &trunks {
-        check_path(Side::External, t)?;
+        for d in &t.destinations {
+            check_path(Side::External, &t.peer(d))?;
+        }
     }
     Ok(EngineConfig {
         timers: TimerConfig {
@@ -102,6 +104,80 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
         max_calls: cfg.sip.max_calls,
         user_agent: cfg.sip.user_agent.clone(),
         media: Some(media_config(cfg)),
+    })
+}
+
+/// A trunk resolved: destinations to addresses, credentials, the options the engine applies.
+fn trunk_config(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkConfig> {
+    let name = t.name.get_ref();
+    let kind = match t.kind {
+        sluice_config::TrunkKind::Ip => TrunkKind::Ip,
+        sluice_config::TrunkKind::Register => TrunkKind::Register,
+        sluice_config::TrunkKind::Credentials => TrunkKind::Credentials,
+        sluice_config::TrunkKind::AcceptRegister => TrunkKind::AcceptRegister,
+    };
+    let mut destinations = Vec::new();
+    // An accept-register trunk's host is the domain its gateway registers for (it may be a
+    // name that resolves nowhere): its calls go to the registration.
+    if kind != TrunkKind::AcceptRegister {
+        for (host, port, tr, priority, weight) in t.destination_list() {
+            let addr =
+                resolve(&host, port).with_context(|| format!("a destination of trunk `{name}`"))?;
+            destinations.push(Destination {
+                addr,
+                transport: transport(tr),
+                priority,
+                weight,
+            });
+        }
+    }
+    let outbound_proxy = match &t.outbound_proxy {
+        Some(p) => {
+            let text = p.get_ref();
+            let (host, port) = match text.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                    h,
+                    p.parse::<u16>()
+                        .with_context(|| format!("outbound_proxy `{text}` of trunk `{name}`"))?,
+                ),
+                _ => (text.as_str(), 5060),
+            };
+            Some(resolve(host, port).with_context(|| format!("outbound_proxy of trunk `{name}`"))?)
+        }
+        None => None,
+    };
+    let credentials = match (&t.username, &t.password) {
+        (Some(u), Some(p)) => Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }),
+        _ => None,
+    };
+    Ok(TrunkConfig {
+        name: name.as_str().into(),
+        kind,
+        host: t.host.get_ref().as_str().into(),
+        transport: transport(t.transport),
+        destinations,
+        sources: t.associated.iter().map(|c| c.get_ref().0).collect(),
+        verify_port: t.verify_port,
+        credentials,
+        domain: t.domain().into(),
+        register_expires: t.register_expires,
+        failover_on: t.failover_on.clone(),
+        failover_budget: Duration::from_secs(t.failover_seconds),
+        keepalive: t
+            .keepalive
+            .then(|| (Duration::from_secs(t.keepalive_seconds), t.keepalive_strict)),
+        max_calls: t.max_calls,
+        outbound_proxy,
+        public_address: if t.use_private_address {
+            None
+        } else {
+            cfg.external.public_address
+        },
+        via_public: t.via_public_address,
+        media: trunk_media(t),
     })
 }
 

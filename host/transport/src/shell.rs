@@ -12,6 +12,7 @@ use crate::udp::{self, UdpSockets};
 use bytes::Bytes;
 use sluice_b2bua::{
     CallInfo, Engine, EngineConfig, EngineStats, Hooks, ListenerAddr, Output, PluginStatus,
+    TrunkStatus,
 };
 use sluice_media::MediaEvent;
 use sluice_transaction::{Flow, Transport};
@@ -52,6 +53,7 @@ pub struct Status {
     pub calls_per_trunk: HashMap<String, usize>,
     pub config: EngineConfig,
     pub plugins: Vec<PluginStatus>,
+    pub trunks: Vec<TrunkStatus>,
 }
 
 pub struct ShellOptions {
@@ -130,6 +132,9 @@ impl<H: Hooks> Shell<H> {
             ));
         }
         let mut drain = Drain::default();
+        // The trunks' agents (registration, keep-alive) start with the first input.
+        engine.handle_timeout(std::time::Instant::now());
+        flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
         loop {
             let now = tokio::time::Instant::now();
             let wake = engine
@@ -196,6 +201,8 @@ impl<H: Hooks> Shell<H> {
                 change = changes.recv() => {
                     let Some(Change(change, reply)) = change else { break };
                     let _ = reply.send(change(&mut engine));
+                    // A new configuration's trunks start now.
+                    engine.handle_timeout(std::time::Instant::now());
                 }
             }
             engine.sync_metrics();
@@ -219,6 +226,7 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
                     "draining: new calls are refused"
                 );
                 engine.set_draining(true);
+                engine.unregister_trunks(std::time::Instant::now());
             }
         }
         Command::Status(reply) => {
@@ -230,6 +238,7 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
                 calls_per_trunk: engine.calls_per_trunk(),
                 config: engine.config().clone(),
                 plugins: engine.hooks().status(),
+                trunks: engine.trunk_status(now),
             });
         }
     }

@@ -1,0 +1,284 @@
+//! What a call does when the trunk says no before the PBX hears of it:
+//!
+//! - a digest challenge (401/407) to a request Sluice sent the trunk is answered once with the
+//!   trunk's credentials (again only when the provider says the nonce was stale): the same
+//!   request with the next CSeq and the answer, invisibly to the PBX;
+//! - a call whose INVITE fails with 408, 503, a transport error, or a status the trunk lists in
+//!   `failover_on` moves to the trunk's next destination (priority, then weight), within the
+//!   trunk's time budget, with a fresh dialog (new Call-ID and tag): the PBX sees one call.
+//!
+//! Each function returns `true` when it took the failure over (the caller relays nothing).
+
+use crate::call::LegId;
+use crate::calls::{Call, CallState};
+use crate::config::{PeerConfig, Side};
+use crate::core::{ClientRole, Core};
+use crate::dialog::{make_contact, transport_param};
+use crate::headers::format_host_port;
+use crate::hooks::Hooks;
+use crate::route;
+use sluice_auth::Challenge;
+use sluice_sip::{edit, HeaderName, Message, Method};
+use sluice_transaction::{Flow, ServerTxId};
+use sluice_trunk::auth::worth_answering;
+use sluice_trunk::Authenticator;
+use std::collections::VecDeque;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// A call's remaining tries toward its trunk.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    /// Destinations not tried yet, in order.
+    pub rest: VecDeque<PeerConfig>,
+    /// Statuses that move on (besides 408 and 503).
+    pub failover_on: Vec<u16>,
+    /// No new destination after this.
+    pub deadline: Option<Instant>,
+    /// The challenge the current INVITE answered, if any.
+    pub challenge: Option<Challenge>,
+}
+
+impl Attempts {
+    fn moves_on(&self, status: u16) -> bool {
+        matches!(status, 408 | 503) || self.failover_on.contains(&status)
+    }
+}
+
+/// Whether leg `to` of the call faces its trunk.
+fn faces_trunk(call: &Call, to: LegId) -> bool {
+    to.side(call.direction) == Side::External
+}
+
+/// The challenge of a 401/407 worth answering for a request that answered `previous`; logs and
+/// counts the trunk's refusal otherwise.
+fn answerable<H: Hooks>(
+    core: &mut Core<H>,
+    trunk: &str,
+    resp: &Message,
+    previous: Option<&Challenge>,
+) -> Option<Challenge> {
+    let agent = core.trunks.get_mut(trunk)?;
+    if !agent.auth.has_credentials() {
+        return None;
+    }
+    let challenge = Authenticator::challenge_of(resp).ok().map(|(c, _)| c);
+    match challenge {
+        Some(c) if worth_answering(previous, &c) => Some(c),
+        _ => {
+            if !agent.auth_failure_logged {
+                agent.auth_failure_logged = true;
+                warn!(trunk, "the trunk refused Sluice's credentials");
+            }
+            core.metrics.auth_failed(trunk, "request");
+            None
+        }
+    }
+}
+
+/// `req` (as sent) again with the next CSeq of `dialog`, a new branch, and the answer to the
+/// challenge in `resp`.
+fn with_credentials<H: Hooks>(
+    core: &mut Core<H>,
+    trunk: &str,
+    call: &mut Call,
+    to: LegId,
+    (req, resp): (&Message, &Message),
+) -> Option<Message> {
+    let method = req.method()?.as_str().to_string();
+    let uri = req.request_uri()?.to_string();
+    let (name, value) = core
+        .trunks
+        .get_mut(trunk)?
+        .auth
+        .answer(resp, &method, &uri)
+        .ok()?;
+    let dialog = call.legs.get_mut(to);
+    let cseq = dialog.next_cseq();
+    let mut again = req.clone();
+    let via = dialog.via(&mut core.ids);
+    again.headers.remove(&HeaderName::Via);
+    again.headers.push_front(HeaderName::Via, via);
+    again
+        .headers
+        .set(HeaderName::CSeq, format!("{cseq} {method}"));
+    again.headers.remove(&HeaderName::Authorization);
+    again.headers.remove(&HeaderName::ProxyAuthorization);
+    again.headers.push(name, value);
+    Some(again)
+}
+
+/// The callee's challenge to the call's INVITE: answered once per nonce.
+pub fn answer_invite_challenge<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    resp: &Message,
+) -> bool {
+    let status = resp.status().unwrap_or(0);
+    if !matches!(status, 401 | 407) || !faces_trunk(call, LegId::Callee) {
+        return false;
+    }
+    let trunk = call.trunk.clone();
+    let CallState::Proceeding(p) = &call.state else {
+        return false;
+    };
+    let previous = p.attempts.challenge.clone();
+    let uac = p.uac;
+    let Some(challenge) = answerable(core, &trunk, resp, previous.as_ref()) else {
+        return false;
+    };
+    let Some(sent) = core.tx.client_request(uac).cloned() else {
+        return false;
+    };
+    let Some(invite) = with_credentials(core, &trunk, call, LegId::Callee, (&sent, resp)) else {
+        return false;
+    };
+    let flow = call.legs.callee.flow;
+    let uac = core.tx.send_request(now, invite, flow);
+    core.clients
+        .insert(uac, ClientRole::Invite { call: call.key });
+    core.flush_transmits();
+    if let CallState::Proceeding(p) = &mut call.state {
+        p.uac = uac;
+        p.attempts.challenge = Some(challenge);
+    }
+    true
+}
+
+/// A challenge to an in-dialog request Sluice relayed to the trunk (BYE, re-INVITE, UPDATE…):
+/// the request again with credentials, answered on the same server transaction.
+pub fn answer_relay_challenge<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    (sent, resp): (&Message, &Message),
+    (from, server, original): (LegId, ServerTxId, &Message),
+) -> bool {
+    let status = resp.status().unwrap_or(0);
+    let to = from.other();
+    let already = sent.header(&HeaderName::Authorization).is_some()
+        || sent.header(&HeaderName::ProxyAuthorization).is_some();
+    if !matches!(status, 401 | 407) || !faces_trunk(call, to) {
+        return false;
+    }
+    let trunk = call.trunk.clone();
+    let previous = already
+        .then(|| core.trunks.get(&trunk))
+        .flatten()
+        .and_then(|a| a.auth.last_challenge().cloned());
+    if answerable(core, &trunk, resp, previous.as_ref()).is_none() {
+        return false;
+    }
+    let Some(again) = with_credentials(core, &trunk, call, to, (sent, resp)) else {
+        return false;
+    };
+    let hop = call.legs.get(to).next_hop();
+    if sent.method() == Some(&Method::Invite) {
+        if let Some(r) = call.relay.as_mut() {
+            r.to_cseq = again.cseq().map_or(r.to_cseq, |(n, _)| n);
+        }
+    }
+    call.pending = call.pending.saturating_add(1);
+    let role = ClientRole::Relay {
+        call: call.key,
+        from,
+        server,
+        request: Box::new(original.clone()),
+    };
+    core.send(now, again, hop, role);
+    true
+}
+
+/// Move a failed INVITE to the trunk's next destination, with a fresh dialog. `retag` gets
+/// the dialog's old and new local tags (the engine's index follows).
+pub fn next_destination<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    status: u16,
+) -> Option<(String, String)> {
+    let CallState::Proceeding(p) = &mut call.state else {
+        return None;
+    };
+    let a = &mut p.attempts;
+    if !a.moves_on(status) || a.deadline.is_some_and(|d| now >= d) {
+        return None;
+    }
+    let peer = a.rest.pop_front()?;
+    a.challenge = None;
+    let uac = p.uac;
+    let sent = core.tx.client_request(uac).cloned()?;
+    let side = LegId::Callee.side(call.direction);
+    let listener = route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
+    let ids = &mut core.ids;
+    let dialog = &mut call.legs.callee;
+    let old_tag = std::mem::replace(&mut dialog.local_tag, ids.tag());
+    dialog.local_party = dialog.local_party.replace(
+        &format!(";tag={old_tag}"),
+        &format!(";tag={}", dialog.local_tag),
+    );
+    dialog.call_id = ids.call_id();
+    dialog.local_cseq = ids.first_cseq();
+    dialog.remote_tag = None;
+    if let Some(to) = sent.header(&HeaderName::To) {
+        dialog.remote_party = to.to_string();
+    }
+    dialog.route_set.clear();
+    dialog.flow = Flow {
+        transport: peer.transport,
+        local: listener.addr,
+        remote: peer.addr,
+        conn: None,
+    };
+    dialog.via_host = format_host_port(listener.addr);
+    let user = sent
+        .header(&HeaderName::Contact)
+        .and_then(|c| sluice_sip::NameAddr::parse(c).map(|n| n.uri.to_string()))
+        .and_then(|u| sluice_sip::Uri::parse(&u).and_then(|u| u.user.map(str::to_string)))
+        .unwrap_or_else(|| "sluice".into());
+    dialog.contact = make_contact(&user, &listener);
+    if let Some(target) = sent.request_uri().and_then(edit::uri_number) {
+        let host = crate::headers::peer_uri_host(&peer.host, peer.addr);
+        dialog.remote_target = format!("sip:{target}@{host}{}", transport_param(peer.transport));
+    }
+    let mut invite = dialog.request(Method::Invite, dialog.local_cseq, 70, ids);
+    for h in sent.headers.iter() {
+        let managed = matches!(
+            h.name,
+            HeaderName::Via
+                | HeaderName::MaxForwards
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::Route
+                | HeaderName::Authorization
+                | HeaderName::ProxyAuthorization
+                | HeaderName::Contact
+                | HeaderName::ContentLength
+        );
+        if !managed {
+            invite.headers.push(h.name.clone(), h.value.clone());
+        }
+    }
+    if let Some(mf) = sent.header(&HeaderName::MaxForwards) {
+        invite.headers.set(HeaderName::MaxForwards, mf.to_string());
+    }
+    invite
+        .headers
+        .push(HeaderName::Contact, dialog.contact.clone());
+    invite.body = sent.body.clone();
+    let flow = dialog.flow;
+    let new_tag = dialog.local_tag.clone();
+    info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failing over to the next destination");
+    core.metrics.failover(&call.trunk);
+    let uac = core.tx.send_request(now, invite, flow);
+    core.clients
+        .insert(uac, ClientRole::Invite { call: call.key });
+    core.flush_transmits();
+    if let CallState::Proceeding(p) = &mut call.state {
+        p.uac = uac;
+    }
+    Some((old_tag, new_tag))
+}
