@@ -18,26 +18,22 @@
 //! is ending with none of its transactions left in flight ([`Call::is_over`]): after a failed
 //! or cancelled set-up settles, or after the BYE of an established call is answered.
 
-use crate::call::{CallKey, Direction, LegId, Legs};
-use crate::calls::{Call, CallInfo, CallState, Calls, Proceeding};
-use crate::config::{EngineConfig, ListenerAddr, Side};
+use crate::call::{CallKey, LegId};
+use crate::calls::{Call, CallInfo, CallState, Calls};
+use crate::config::EngineConfig;
 use crate::core::{ClientRole, Core, Output};
-use crate::failover::Attempts;
 use crate::headers::{add_agent, ALLOW, SUPPORTED};
-use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome, NoHooks};
+use crate::hooks::{Hooks, NoHooks};
 use crate::ids::Ids;
-use crate::media::{Anchor, MediaSides};
+use crate::media::MediaSides;
 use crate::metrics::{EngineMetrics, Way};
-use crate::refuse::{self, Load, Refusal};
+use crate::refuse;
 use crate::retransmit::CallTimers;
-use crate::route::NoRoute;
-use crate::route::Route;
-use crate::setup::{self, NewCall};
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, in_dialog, route};
+use crate::{agents, answer, in_dialog, new_call};
 use bytes::Bytes;
-use sluice_media::{call_of, MediaEvent, Role};
+use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
 use sluice_transaction::{
     reply_flow, response_to, stamp_received, ClientTxId, Flow, ServerTxId, TransactionLayer,
@@ -45,7 +41,6 @@ use sluice_transaction::{
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 use tracing::{debug, warn};
 
@@ -428,181 +423,8 @@ impl<H: Hooks> Engine<H> {
     }
 
     /// A new call: admission, route, both dialogs, the plugins, the INVITE toward the callee.
-    fn on_initial_invite(&mut self, now: Instant, tx: ServerTxId, mut msg: Message, flow: Flow) {
-        let Some(Admitted {
-            side,
-            direction,
-            label,
-            route,
-            outbound,
-        }) = self.admit(now, tx, &msg, flow)
-        else {
-            return;
-        };
-        let core = &mut self.core;
-        let inbound = ListenerAddr {
-            side,
-            transport: flow.transport,
-            addr: flow.local,
-        };
-        let agent = &core.cfg.user_agent;
-        let NewCall {
-            caller,
-            mut callee,
-            mut invite,
-        } = setup::new_call(
-            &msg,
-            flow,
-            inbound,
-            &route.peer,
-            outbound,
-            &mut core.ids,
-            agent,
-        );
-        let key = self.calls.new_key();
-        let peers = [flow.remote.ip(), route.peer.addr.ip()];
-        let mut media = Anchor::new(key, direction, peers, &route.media);
-        let offer = (LegId::Caller, Role::Offer);
-        if core
-            .rewrite_sdp(key, &mut media, false, offer, &mut invite)
-            .is_err()
-        {
-            core.close_media(key, &route.trunk, media);
-            let r = Refusal::with_reason(488, "Not Acceptable Here");
-            return refuse_new_call(core, now, (tx, &msg), (&label, direction), r);
-        }
-        let generation = core.hooks.current();
-        let mut attestation = None;
-        if core.hooks.active(generation, &route.trunk) {
-            let ctx = HookContext {
-                call: key,
-                direction,
-                leg: route.out_side,
-                trunk: &route.trunk,
-                source: flow.remote,
-                transport: flow.transport,
-            };
-            match run_new_call(&mut core.hooks, generation, &ctx, &mut invite, &mut msg) {
-                NewCallOutcome::Refuse { status, reason } => {
-                    debug!(call = key, status, "refused by a plugin");
-                    core.close_media(key, &route.trunk, media);
-                    let r = Refusal::with_reason(status, reason);
-                    return refuse_new_call(core, now, (tx, &msg), (&label, direction), r);
-                }
-                NewCallOutcome::Continue { attestation: a } => attestation = a,
-            }
-            setup::follow_plugins(&mut callee, &invite);
-        }
-        core.hooks.pin(generation);
-        debug!(call = key, ?direction, trunk = %route.trunk, "new call");
-        let uac = core.tx.send_request(now, invite, callee.flow);
-        core.clients.insert(uac, ClientRole::Invite { call: key });
-        core.metrics.call_started(&label, direction);
-        let attempts = Box::new(Attempts {
-            rest: route.rest,
-            failover_on: route.failover_on,
-            deadline: route
-                .failover_budget
-                .map(|b| sluice_transaction::after(now, b)),
-            challenge: None,
-        });
-        let state = CallState::Proceeding(Proceeding {
-            uas: tx,
-            invite: msg,
-            uac,
-            progressed: false,
-            attempts,
-        });
-        let call = Call {
-            key,
-            direction,
-            trunk: route.trunk,
-            generation,
-            attestation,
-            state,
-            legs: Legs { caller, callee },
-            relay: None,
-            started: now,
-            answered_at: None,
-            pending: 0,
-            media,
-        };
-        let to = (direction == Direction::Outbound).then_some(call.legs.callee.flow.remote);
-        core.trunks.call_started(&call.trunk, to);
-        self.calls.insert(call, tx);
-    }
-
-    /// Count a new call's attempt against its trunk (or `unknown`) and direction, and decide
-    /// whether it is admitted and where it goes; a refused call is answered here.
-    fn admit(
-        &mut self,
-        now: Instant,
-        tx: ServerTxId,
-        msg: &Message,
-        flow: Flow,
-    ) -> Option<Admitted> {
-        let core = &mut self.core;
-        core.stats.calls_attempted = core.stats.calls_attempted.saturating_add(1);
-        let side = route::side_of(&core.cfg.listeners, flow.local)?;
-        let direction = match side {
-            Side::Internal => Direction::Outbound,
-            Side::External => Direction::Inbound,
-        };
-        core.origin.get_or_insert(now);
-        let route = route::route_new_call(
-            &core.cfg,
-            &core.trunks,
-            (side, flow.remote),
-            now,
-            &mut core.ids,
-        );
-        let label: Arc<str> = match (&route, side) {
-            (Ok(r), _) => r.trunk.clone(),
-            (Err(_), Side::Internal) => core
-                .cfg
-                .trunks
-                .get(core.cfg.outbound_trunk)
-                .map_or_else(|| Arc::from("unknown"), |t| t.name.clone()),
-            (Err(_), Side::External) => Arc::from("unknown"),
-        };
-        core.metrics.call_attempted(&label, direction);
-        let load = Load {
-            draining: core.draining,
-            active_calls: self.calls.len(),
-            max_calls: core.cfg.max_calls,
-        };
-        let admitted = refuse::admit(msg, load).and_then(|()| {
-            let route = route.map_err(|no| match no {
-                NoRoute::UnknownSource => {
-                    warn!(from = %flow.remote, "INVITE from an address that is no trunk");
-                    Refusal::with_reason(403, "Forbidden")
-                }
-                NoRoute::Unusable("not registered") => {
-                    Refusal::with_reason(480, "Temporarily Unavailable")
-                }
-                NoRoute::Unusable(why) => {
-                    warn!(trunk = %label, why, "call refused: the trunk cannot take it");
-                    Refusal::with_reason(503, "Service Unavailable")
-                }
-            })?;
-            let (side, peer) = (route.out_side, &route.peer);
-            let out = route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)
-                .ok_or_else(|| Refusal::with_reason(503, "No Route"))?;
-            Ok((route, out))
-        });
-        match admitted {
-            Ok((route, outbound)) => Some(Admitted {
-                side,
-                direction,
-                label,
-                route,
-                outbound,
-            }),
-            Err(r) => {
-                refuse_new_call(core, now, (tx, msg), (&label, direction), r);
-                None
-            }
-        }
+    fn on_initial_invite(&mut self, now: Instant, tx: ServerTxId, msg: Message, flow: Flow) {
+        new_call::start(&mut self.core, &mut self.calls, now, (tx, msg, flow));
     }
 
     /// An ACK for a 2xx: the call of the dialog it names relays it.
@@ -769,35 +591,4 @@ impl<H: Hooks> Engine<H> {
             .call_ended(&call.trunk, call.direction, duration);
         debug!(call = call.key, direction = ?call.direction, trunk = %call.trunk, "call removed");
     }
-}
-
-/// A new call that passed admission.
-struct Admitted {
-    /// The side it arrived on.
-    side: Side,
-    direction: Direction,
-    /// The trunk its metrics count against.
-    label: Arc<str>,
-    route: Route,
-    /// The listener it leaves from.
-    outbound: ListenerAddr,
-}
-
-/// Refuse a new call's INVITE (server transaction and request) with `r`, counted against its
-/// trunk and direction.
-fn refuse_new_call<H: Hooks>(
-    core: &mut Core<H>,
-    now: Instant,
-    (tx, msg): (ServerTxId, &Message),
-    (trunk, direction): (&str, Direction),
-    r: Refusal,
-) {
-    core.stats.calls_failed = core.stats.calls_failed.saturating_add(1);
-    core.metrics.call_failed(trunk, direction, r.status);
-    let mut resp = response_to(msg, r.status, &r.reason, Some(&core.ids.tag()));
-    if let Some((name, value)) = r.header {
-        resp.headers.push(name, value);
-    }
-    add_agent(&mut resp, &core.cfg.user_agent);
-    core.respond(now, tx, &resp);
 }

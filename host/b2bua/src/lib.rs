@@ -50,6 +50,7 @@ pub mod ids;
 pub mod in_dialog;
 pub mod media;
 pub mod metrics;
+pub mod new_call;
 pub mod refuse;
 pub mod relay;
 pub mod retransmit;

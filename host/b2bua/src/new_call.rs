@@ -1,0 +1,292 @@
+//! A new call: admitted or refused (draining, limits, routing), both dialogs built, its SDP
+//! anchored, the plugins run, the INVITE sent toward the callee, and the call entered in the
+//! table. The engine calls [`start`] for an INVITE outside any dialog.
+
+use crate::call::{Direction, LegId, Legs};
+use crate::calls::{Call, CallState, Calls, Proceeding};
+use crate::config::{ListenerAddr, Side};
+use crate::core::{ClientRole, Core};
+use crate::failover::Attempts;
+use crate::headers::add_agent;
+use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome};
+use crate::media::Anchor;
+use crate::refuse::{self, Load, Refusal};
+use crate::route::{self, NoRoute, Route};
+use crate::setup::{self, NewCall};
+use sluice_media::Role;
+use sluice_sip::Message;
+use sluice_transaction::{response_to, Flow, ServerTxId};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, warn};
+
+/// Admit, route, build and send a new call for the caller's INVITE.
+pub fn start<H: Hooks>(
+    core: &mut Core<H>,
+    calls: &mut Calls,
+    now: Instant,
+    (tx, msg, flow): (ServerTxId, Message, Flow),
+) {
+    let Some(admitted) = admit(core, calls.len(), now, (tx, &msg, flow)) else {
+        return;
+    };
+    let key = calls.new_key();
+    let Some(prepared) = prepare(core, key, now, (tx, msg, flow), admitted) else {
+        return;
+    };
+    let call = launch(core, now, tx, prepared);
+    calls.insert(call, tx);
+}
+
+/// A new call that passed admission.
+struct Admitted {
+    /// The side it arrived on.
+    side: Side,
+    direction: Direction,
+    /// The trunk its metrics count against.
+    label: Arc<str>,
+    route: Route,
+    /// The listener it leaves from.
+    outbound: ListenerAddr,
+}
+
+/// A call built and cleared by the plugins, not sent yet.
+struct Prepared {
+    key: u64,
+    admitted: Admitted,
+    caller_invite: Message,
+    new_call: NewCall,
+    media: Option<Anchor>,
+    generation: u64,
+    attestation: Option<crate::hooks::Attestation>,
+}
+
+/// Count a new call's attempt against its trunk (or `unknown`) and direction, and decide
+/// whether it is admitted and where it goes; a refused call is answered here.
+fn admit<H: Hooks>(
+    core: &mut Core<H>,
+    active_calls: usize,
+    now: Instant,
+    (tx, msg, flow): (ServerTxId, &Message, Flow),
+) -> Option<Admitted> {
+    core.stats.calls_attempted = core.stats.calls_attempted.saturating_add(1);
+    let side = route::side_of(&core.cfg.listeners, flow.local)?;
+    let direction = match side {
+        Side::Internal => Direction::Outbound,
+        Side::External => Direction::Inbound,
+    };
+    core.origin.get_or_insert(now);
+    let route = route::route_new_call(
+        &core.cfg,
+        &core.trunks,
+        (side, flow.remote),
+        now,
+        &mut core.ids,
+    );
+    let label: Arc<str> = match (&route, side) {
+        (Ok(r), _) => r.trunk.clone(),
+        (Err(_), Side::Internal) => core
+            .cfg
+            .trunks
+            .get(core.cfg.outbound_trunk)
+            .map_or_else(|| Arc::from("unknown"), |t| t.name.clone()),
+        (Err(_), Side::External) => Arc::from("unknown"),
+    };
+    core.metrics.call_attempted(&label, direction);
+    let load = Load {
+        draining: core.draining,
+        active_calls,
+        max_calls: core.cfg.max_calls,
+    };
+    let admitted = refuse::admit(msg, load).and_then(|()| {
+        let route = route.map_err(|no| refusal(no, flow, &label))?;
+        let (side, peer) = (route.out_side, &route.peer);
+        let out = route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)
+            .ok_or_else(|| Refusal::with_reason(503, "No Route"))?;
+        Ok((route, out))
+    });
+    match admitted {
+        Ok((route, outbound)) => Some(Admitted {
+            side,
+            direction,
+            label,
+            route,
+            outbound,
+        }),
+        Err(r) => {
+            refuse_new_call(core, now, (tx, msg), (&label, direction), r);
+            None
+        }
+    }
+}
+
+/// The answer to a call without a route.
+fn refusal(no: NoRoute, flow: Flow, trunk: &str) -> Refusal {
+    match no {
+        NoRoute::UnknownSource => {
+            warn!(from = %flow.remote, "INVITE from an address that is no trunk");
+            Refusal::with_reason(403, "Forbidden")
+        }
+        NoRoute::Unusable("not registered") => Refusal::with_reason(480, "Temporarily Unavailable"),
+        NoRoute::Unusable(why) => {
+            warn!(trunk, why, "call refused: the trunk cannot take it");
+            Refusal::with_reason(503, "Service Unavailable")
+        }
+    }
+}
+
+/// Both dialogs and the INVITE toward the callee, its SDP anchored, the plugins run; a call
+/// refused on the way (SDP, a plugin) is answered here.
+fn prepare<H: Hooks>(
+    core: &mut Core<H>,
+    key: u64,
+    now: Instant,
+    (tx, mut msg, flow): (ServerTxId, Message, Flow),
+    admitted: Admitted,
+) -> Option<Prepared> {
+    let Admitted {
+        side,
+        direction,
+        ref label,
+        ref route,
+        outbound,
+    } = admitted;
+    let inbound = ListenerAddr {
+        side,
+        transport: flow.transport,
+        addr: flow.local,
+    };
+    let agent = &core.cfg.user_agent;
+    let mut new_call = setup::new_call(
+        &msg,
+        flow,
+        inbound,
+        &route.peer,
+        outbound,
+        &mut core.ids,
+        agent,
+    );
+    let peers = [flow.remote.ip(), route.peer.addr.ip()];
+    let mut media = Anchor::new(key, direction, peers, &route.media);
+    let offer = (LegId::Caller, Role::Offer);
+    if core
+        .rewrite_sdp(key, &mut media, false, offer, &mut new_call.invite)
+        .is_err()
+    {
+        core.close_media(key, &route.trunk, media);
+        let r = Refusal::with_reason(488, "Not Acceptable Here");
+        refuse_new_call(core, now, (tx, &msg), (label, direction), r);
+        return None;
+    }
+    let generation = core.hooks.current();
+    let mut attestation = None;
+    if core.hooks.active(generation, &route.trunk) {
+        let ctx = HookContext {
+            call: key,
+            direction,
+            leg: route.out_side,
+            trunk: &route.trunk,
+            source: flow.remote,
+            transport: flow.transport,
+        };
+        let invite = &mut new_call.invite;
+        match run_new_call(&mut core.hooks, generation, &ctx, invite, &mut msg) {
+            NewCallOutcome::Refuse { status, reason } => {
+                debug!(call = key, status, "refused by a plugin");
+                core.close_media(key, &route.trunk, media);
+                let r = Refusal::with_reason(status, reason);
+                refuse_new_call(core, now, (tx, &msg), (label, direction), r);
+                return None;
+            }
+            NewCallOutcome::Continue { attestation: a } => attestation = a,
+        }
+        setup::follow_plugins(&mut new_call.callee, &new_call.invite);
+    }
+    Some(Prepared {
+        key,
+        admitted,
+        caller_invite: msg,
+        new_call,
+        media,
+        generation,
+        attestation,
+    })
+}
+
+/// Send the INVITE toward the callee and make the call.
+fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepared) -> Call {
+    let Prepared {
+        key,
+        admitted,
+        caller_invite,
+        new_call,
+        media,
+        generation,
+        attestation,
+    } = p;
+    let Admitted {
+        direction,
+        label,
+        route,
+        ..
+    } = admitted;
+    let NewCall {
+        caller,
+        callee,
+        invite,
+    } = new_call;
+    core.hooks.pin(generation);
+    debug!(call = key, ?direction, trunk = %route.trunk, "new call");
+    let uac = core.tx.send_request(now, invite, callee.flow);
+    core.clients.insert(uac, ClientRole::Invite { call: key });
+    core.metrics.call_started(&label, direction);
+    let attempts = Box::new(Attempts {
+        rest: route.rest,
+        failover_on: route.failover_on,
+        deadline: route
+            .failover_budget
+            .map(|b| sluice_transaction::after(now, b)),
+        challenge: None,
+    });
+    let to = (direction == Direction::Outbound).then_some(callee.flow.remote);
+    core.trunks.call_started(&route.trunk, to);
+    Call {
+        key,
+        direction,
+        trunk: route.trunk,
+        generation,
+        attestation,
+        state: CallState::Proceeding(Proceeding {
+            uas: tx,
+            invite: caller_invite,
+            uac,
+            progressed: false,
+            attempts,
+        }),
+        legs: Legs { caller, callee },
+        relay: None,
+        started: now,
+        answered_at: None,
+        pending: 0,
+        media,
+    }
+}
+
+/// Refuse a new call's INVITE (server transaction and request) with `r`, counted against its
+/// trunk and direction.
+fn refuse_new_call<H: Hooks>(
+    core: &mut Core<H>,
+    now: Instant,
+    (tx, msg): (ServerTxId, &Message),
+    (trunk, direction): (&str, Direction),
+    r: Refusal,
+) {
+    core.stats.calls_failed = core.stats.calls_failed.saturating_add(1);
+    core.metrics.call_failed(trunk, direction, r.status);
+    let mut resp = response_to(msg, r.status, &r.reason, Some(&core.ids.tag()));
+    if let Some((name, value)) = r.header {
+        resp.headers.push(name, value);
+    }
+    add_agent(&mut resp, &core.cfg.user_agent);
+    core.respond(now, tx, &resp);
+}
