@@ -147,6 +147,9 @@ pub struct TrunkConfig {
     /// Statuses besides 408, 503 and transport errors that try the next destination.
     pub failover_on: Vec<u16>,
     pub failover_budget: Duration,
+    /// A destination that sends nothing (not even 100 Trying) for this long is given up for
+    /// the next one.
+    pub attempt_timeout: Duration,
     /// OPTIONS keep-alive interval, and whether only a 2xx counts.
     pub keepalive: Option<(Duration, bool)>,
     /// Calls at once, both directions; 0: no limit.
@@ -215,6 +218,7 @@ impl TrunkConfig {
             register_expires: 3600,
             failover_on: Vec::new(),
             failover_budget: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(4),
             keepalive: None,
             max_calls: 0,
             outbound_proxy: None,

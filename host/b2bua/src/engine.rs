@@ -31,7 +31,7 @@ use crate::refuse;
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, in_dialog, new_call};
+use crate::{agents, answer, failover, in_dialog, new_call};
 use bytes::Bytes;
 use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
@@ -263,9 +263,10 @@ impl<H: Hooks> Engine<H> {
         agents::run(&mut self.core, now);
         self.dispatch(now);
         while let Some((at, key)) = self.core.timers.pop_due(now) {
-            if let Some(call) = self.calls.get_mut(key) {
-                in_dialog::timer(&mut self.core, call, now, at);
-            }
+            self.with_call(now, Some(key), |core, call| {
+                failover::on_timer(core, call, now);
+                in_dialog::timer(core, call, now, at);
+            });
             self.dispatch(now);
         }
     }

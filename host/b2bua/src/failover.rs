@@ -16,6 +16,7 @@ use crate::core::{ClientRole, Core};
 use crate::dialog::{make_contact, transport_param};
 use crate::headers::format_host_port;
 use crate::hooks::Hooks;
+use crate::retransmit::CallTimers;
 use crate::route;
 use sluice_auth::Challenge;
 use sluice_sip::{edit, HeaderName, Message, Method};
@@ -23,7 +24,7 @@ use sluice_transaction::{Flow, ServerTxId};
 use sluice_trunk::auth::worth_answering;
 use sluice_trunk::Authenticator;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// A call's remaining tries toward its trunk.
@@ -37,6 +38,41 @@ pub struct Attempts {
     pub deadline: Option<Instant>,
     /// The challenge the current INVITE answered, if any.
     pub challenge: Option<Challenge>,
+    /// A destination silent this long (not even a provisional answer) is given up for the
+    /// next; `None`: wait for Timer B.
+    pub attempt_timeout: Option<Duration>,
+    /// When the current destination is given up, if it stays silent.
+    pub attempt_deadline: Option<Instant>,
+}
+
+impl Attempts {
+    /// Arm the silence timer of a new try (only when there is a next destination).
+    pub fn arm(&mut self, key: u64, now: Instant, timers: &mut CallTimers) {
+        self.attempt_deadline = None;
+        if self.rest.is_empty() {
+            return;
+        }
+        if let Some(t) = self.attempt_timeout {
+            let at = sluice_transaction::after(now, t);
+            self.attempt_deadline = Some(at);
+            timers.push(at, key);
+        }
+    }
+}
+
+/// The call's timer fired: a destination silent past its time is given up for the next.
+pub fn on_timer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
+    let CallState::Proceeding(p) = &call.state else {
+        return;
+    };
+    let due = p.attempts.attempt_deadline.is_some_and(|d| now >= d);
+    if !due || core.tx.client_proceeding(p.uac) {
+        return;
+    }
+    warn!(call = call.key, trunk = %call.trunk, to = %call.legs.callee.flow.remote, "destination silent, trying the next");
+    if let Some((old, new)) = next_destination(core, call, now, 408) {
+        core.retags.push((call.key, old, new));
+    }
 }
 
 impl Attempts {
@@ -279,6 +315,7 @@ pub fn next_destination<H: Hooks>(
     core.flush_transmits();
     if let CallState::Proceeding(p) = &mut call.state {
         p.uac = uac;
+        p.attempts.arm(call.key, now, &mut core.timers);
     }
     Some((old_tag, new_tag))
 }

@@ -166,6 +166,9 @@ fn prepare<H: Hooks>(
         &mut core.ids,
         agent,
     );
+    if let Some(host) = &route.uri_host {
+        setup::retarget(&mut new_call, host);
+    }
     let peers = [flow.remote.ip(), route.peer.addr.ip()];
     let mut media = Anchor::new(key, direction, peers, &route.media);
     let offer = (LegId::Caller, Role::Offer);
@@ -240,14 +243,17 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
     let uac = core.tx.send_request(now, invite, callee.flow);
     core.clients.insert(uac, ClientRole::Invite { call: key });
     core.metrics.call_started(&label, direction);
-    let attempts = Box::new(Attempts {
+    let mut attempts = Box::new(Attempts {
         rest: route.rest,
         failover_on: route.failover_on,
         deadline: route
             .failover_budget
             .map(|b| sluice_transaction::after(now, b)),
         challenge: None,
+        attempt_timeout: route.attempt_timeout,
+        attempt_deadline: None,
     });
+    attempts.arm(key, now, &mut core.timers);
     let to = (direction == Direction::Outbound).then_some(callee.flow.remote);
     core.trunks.call_started(&route.trunk, to);
     Call {

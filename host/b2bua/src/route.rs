@@ -51,6 +51,11 @@ pub struct Route {
     pub rest: VecDeque<PeerConfig>,
     pub failover_on: Vec<u16>,
     pub failover_budget: Option<Duration>,
+    /// A silent destination is given up after this.
+    pub attempt_timeout: Option<Duration>,
+    /// The host:port the Request-URI names, when it is not the peer's host (a gateway's
+    /// registered Contact).
+    pub uri_host: Option<String>,
 }
 
 /// Why a call has no route.
@@ -80,6 +85,7 @@ pub fn route_new_call(
             if let Some(a) = agent {
                 a.usable(now).map_err(NoRoute::Unusable)?;
             }
+            let mut uri_host = None;
             let mut order: VecDeque<PeerConfig> = match agent
                 .and_then(|a| a.registrar.as_ref())
                 .and_then(|r| r.target(now))
@@ -87,15 +93,13 @@ pub fn route_new_call(
                 // A gateway registered to Sluice: its binding, reached where it registered
                 // from (it may be behind NAT).
                 Some(b) => {
-                    let host = sluice_sip::Uri::parse(&b.contact)
-                        .map(|u| match u.port {
-                            Some(p) => format!("{}:{p}", u.host),
-                            None => u.host.to_string(),
-                        })
-                        .unwrap_or_else(|| t.host.to_string());
+                    uri_host = sluice_sip::Uri::parse(&b.contact).map(|u| match u.port {
+                        Some(p) => format!("{}:{p}", u.host),
+                        None => u.host.to_string(),
+                    });
                     VecDeque::from([PeerConfig {
                         name: t.name.clone(),
-                        host: host.into(),
+                        host: t.host.clone(),
                         transport: t.transport,
                         addr: b.source,
                         media: t.media.clone(),
@@ -115,6 +119,8 @@ pub fn route_new_call(
                 rest: order,
                 failover_on: t.failover_on.clone(),
                 failover_budget: Some(t.failover_budget),
+                attempt_timeout: Some(t.attempt_timeout),
+                uri_host,
             })
         }
         Side::External => {
@@ -136,6 +142,8 @@ pub fn route_new_call(
                 rest: VecDeque::new(),
                 failover_on: Vec::new(),
                 failover_budget: None,
+                attempt_timeout: None,
+                uri_host: None,
             })
         }
     }
@@ -173,4 +181,48 @@ pub fn ordered(t: &TrunkConfig, ids: &mut Ids) -> VecDeque<PeerConfig> {
     }
     flush(&mut group, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(at: &str, priority: u16, weight: u16) -> Destination {
+        Destination {
+            addr: at.parse().unwrap(),
+            transport: Transport::Udp,
+            priority,
+            weight,
+        }
+    }
+
+    #[test]
+    fn destinations_by_priority_then_weight() {
+        let mut t = TrunkConfig::simple(
+            "t",
+            "t.example",
+            Transport::Udp,
+            "10.0.0.9:5060".parse().unwrap(),
+        );
+        t.destinations = vec![
+            dest("10.0.0.3:5060", 20, 1),
+            dest("10.0.0.1:5060", 10, 3),
+            dest("10.0.0.2:5060", 10, 1),
+        ];
+        let mut ids = Ids::new(42);
+        let mut first_is_heavy = 0;
+        for _ in 0..1000 {
+            let order: Vec<String> = ordered(&t, &mut ids)
+                .iter()
+                .map(|p| p.addr.to_string())
+                .collect();
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2], "10.0.0.3:5060", "priority 20 comes last");
+            if order[0] == "10.0.0.1:5060" {
+                first_is_heavy += 1;
+            }
+        }
+        // Weights 3:1: the heavier destination first in 75% of calls (±5 points).
+        assert!((700..=800).contains(&first_is_heavy), "{first_is_heavy}");
+    }
 }

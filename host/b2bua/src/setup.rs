@@ -136,6 +136,25 @@ fn callee_dialog(
     }
 }
 
+/// Send the call to `host` (a gateway's registered Contact) rather than the peer's host: the
+/// Request-URI and the dialog's target name it, the called number kept.
+pub fn retarget(call: &mut NewCall, host: &str) {
+    let number = call
+        .invite
+        .request_uri()
+        .and_then(edit::uri_number)
+        .unwrap_or("")
+        .to_string();
+    let uri = format!(
+        "sip:{number}@{host}{}",
+        transport_param(call.callee.flow.transport)
+    );
+    call.callee.remote_target = uri.clone();
+    if let sluice_sip::StartLine::Request { uri: u, .. } = &mut call.invite.start {
+        *u = uri;
+    }
+}
+
 /// The callee's dialog follows what the plugins wrote into its INVITE (the edit rules keep the
 /// tags).
 pub fn follow_plugins(callee: &mut Dialog, invite: &Message) {

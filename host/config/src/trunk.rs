@@ -70,6 +70,9 @@ fn default_expires() -> u32 {
 fn default_failover_seconds() -> u64 {
     30
 }
+fn default_destination_timeout() -> u64 {
+    4000
+}
 fn default_keepalive_seconds() -> u64 {
     360
 }
@@ -124,6 +127,10 @@ pub struct Trunk {
     /// How long a call may spend trying destinations before the PBX gets the last failure.
     #[serde(default = "default_failover_seconds")]
     pub failover_seconds: u64,
+    /// A destination that answers nothing (not even 100 Trying) for this long is given up for
+    /// the next one.
+    #[serde(default = "default_destination_timeout")]
+    pub destination_timeout_ms: u64,
     /// OPTIONS keep-alive: a trunk that stops answering is down and skipped.
     #[serde(default)]
     pub keepalive: bool,
@@ -277,6 +284,12 @@ impl Trunk {
             self.failover_seconds,
             1,
             300,
+        )?;
+        in_range(
+            &format!("destination_timeout_ms of trunk `{name}`"),
+            self.destination_timeout_ms,
+            100,
+            64_000,
         )?;
         in_range(
             &format!("keepalive_seconds of trunk `{name}`"),

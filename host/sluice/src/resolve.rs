@@ -166,6 +166,7 @@ fn trunk_config(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkConfig> {
         register_expires: t.register_expires,
         failover_on: t.failover_on.clone(),
         failover_budget: Duration::from_secs(t.failover_seconds),
+        attempt_timeout: Duration::from_millis(t.destination_timeout_ms),
         keepalive: t
             .keepalive
             .then(|| (Duration::from_secs(t.keepalive_seconds), t.keepalive_strict)),

@@ -78,6 +78,8 @@ pub struct Registration {
     expires: u32,
     next: Option<Instant>,
     in_flight: bool,
+    /// The REGISTER in flight is the unregister (`Expires: 0`).
+    unregister_in_flight: bool,
     backoff: Backoff,
     /// The last final response: status and reason phrase.
     last: Option<(u16, String)>,
@@ -112,6 +114,7 @@ impl Registration {
             answer: None,
             next: Some(now),
             in_flight: false,
+            unregister_in_flight: false,
             last: None,
         }
     }
@@ -152,6 +155,7 @@ impl Registration {
         self.in_flight = true;
         self.cseq = self.cseq.saturating_add(1);
         let unregister = matches!(self.state, RegState::Unregistering);
+        self.unregister_in_flight = unregister;
         let expires = if unregister { 0 } else { self.expires };
         let mut m = Message::request(Method::Register, self.cfg.registrar.clone());
         let h = &mut m.headers;
@@ -184,6 +188,11 @@ impl Registration {
         }
         self.in_flight = false;
         let reason = resp.reason().unwrap_or("").to_string();
+        if matches!(self.state, RegState::Unregistering) && !self.unregister_in_flight {
+            // The answer to a REGISTER sent before the unregister was asked for: now send it.
+            self.next = Some(now);
+            return;
+        }
         if matches!(self.state, RegState::Unregistering) {
             if matches!(status, 401 | 407) && self.answer_challenge(now, resp) {
                 return;
@@ -228,6 +237,10 @@ impl Registration {
     /// The REGISTER in flight got no answer (Timer F) or could not be sent.
     pub fn on_timeout(&mut self, now: Instant) {
         self.in_flight = false;
+        if matches!(self.state, RegState::Unregistering) && !self.unregister_in_flight {
+            self.next = Some(now);
+            return;
+        }
         if matches!(self.state, RegState::Unregistering) {
             self.state = RegState::Unregistered;
             return;
@@ -568,6 +581,22 @@ mod tests {
         assert_eq!(req.header(&HeaderName::Expires), Some("7200"));
         r.on_response(t0, &reply(&req, 423, &[(HeaderName::MinExpires, "7200")]));
         assert!(matches!(r.state(), RegState::Failed { status: 423, .. }));
+    }
+
+    #[test]
+    fn an_unregister_asked_during_a_refresh_follows_its_answer() {
+        let t0 = Instant::now();
+        let mut r = reg(false, t0);
+        let req = r.poll_request(t0).unwrap();
+        r.unregister(t0);
+        assert!(r.poll_request(t0).is_none(), "one REGISTER at a time");
+        r.on_response(t0, &reply(&req, 200, &[]));
+        let bye = r
+            .poll_request(t0)
+            .expect("the unregister, once the refresh is answered");
+        assert_eq!(bye.header(&HeaderName::Expires), Some("0"));
+        r.on_response(t0, &reply(&bye, 200, &[]));
+        assert_eq!(*r.state(), RegState::Unregistered);
     }
 
     #[test]

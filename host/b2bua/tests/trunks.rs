@@ -1,0 +1,367 @@
+//! Trunks as providers run them, through the engine with a fake clock: registration with a
+//! challenge and refreshes, challenges to INVITEs answered once, failover to the next
+//! destination, call limits, associated address blocks, keep-alive, and a gateway that
+//! registers to Sluice and then takes a call.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_auth::{Algorithm, Authorization, Challenge, Credentials, NonceIssuer, Verdict};
+use sluice_b2bua::testing::*;
+use sluice_b2bua::{Destination, EngineConfig, NoHooks, TrunkConfig, TrunkKind};
+use sluice_sip::{HeaderName, Message, Method};
+use sluice_transaction::{response_to, Flow, Transport};
+use std::time::Duration;
+
+const SECOND: &str = "127.0.0.21:5060";
+
+fn lab_with(change: impl FnOnce(&mut TrunkConfig)) -> Lab<NoHooks> {
+    let mut cfg: EngineConfig = lab_config(Transport::Udp);
+    change(&mut cfg.trunks[0]);
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    // The agents start with the engine's first input.
+    lab.engine.handle_timeout(lab.now);
+    lab
+}
+
+fn credentials() -> Option<Credentials> {
+    Some(Credentials {
+        username: "acct1".into(),
+        password: "s3cret".into(),
+    })
+}
+
+fn from(at: &str) -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        local: addr(EXTERNAL),
+        remote: addr(at),
+        conn: None,
+    }
+}
+
+/// A challenge from the trunk to `req`.
+fn challenge(req: &Message, status: u16, value: &str) -> String {
+    let mut r = response_to(req, status, "Unauthorized", Some("trunktag"));
+    let name = if status == 407 {
+        HeaderName::ProxyAuthenticate
+    } else {
+        HeaderName::WwwAuthenticate
+    };
+    r.headers.push(name, value);
+    String::from_utf8_lossy(&r.to_bytes()).into_owned()
+}
+
+fn method(m: &Message) -> &str {
+    m.method().map_or("", |m| m.as_str())
+}
+
+#[test]
+fn a_register_trunk_registers_answers_the_challenge_and_refreshes() {
+    let mut lab = Lab::with_hooks(
+        {
+            let mut cfg = lab_config(Transport::Udp);
+            let t = &mut cfg.trunks[0];
+            t.kind = TrunkKind::Register;
+            t.credentials = credentials();
+            t.domain = "voip.example".into();
+            cfg
+        },
+        NoHooks,
+    );
+    lab.engine.handle_timeout(lab.now);
+    let o = lab.out();
+    let reg = only(&o, TRUNK)[0].clone();
+    assert_eq!(method(&reg), "REGISTER");
+    assert_eq!(reg.request_uri(), Some("sip:voip.example"));
+    assert_eq!(
+        reg.header(&HeaderName::Contact),
+        Some("<sip:acct1@127.0.0.1:5080>")
+    );
+    // SHA-256, checked with Sluice's own verifier: the answer proves the password.
+    let mut issuer = NonceIssuer::with_secret([3; 32], 300, Algorithm::Sha256);
+    let c = issuer.challenge("voip.example", 1000, false);
+    let o = lab.from_trunk_text(&challenge(&reg, 401, &c.to_header()));
+    let authed = only(&o, TRUNK)[0].clone();
+    assert_eq!(authed.call_id(), reg.call_id());
+    assert_eq!(authed.cseq().unwrap().0, reg.cseq().unwrap().0 + 1);
+    let a = Authorization::parse(authed.header(&HeaderName::Authorization).unwrap()).unwrap();
+    let check = sluice_auth::Check {
+        method: "REGISTER",
+        realm: "voip.example",
+        username: "acct1",
+        password: "s3cret",
+        now: 1001,
+    };
+    assert_eq!(issuer.check(&a, check), Verdict::Ok);
+    let mut ok = response_to(&authed, 200, "OK", Some("trunktag"));
+    ok.headers.push(
+        HeaderName::Contact,
+        "<sip:acct1@127.0.0.1:5080>;expires=120",
+    );
+    let o = lab.from_trunk_text(&String::from_utf8_lossy(&ok.to_bytes()));
+    assert!(o.is_empty());
+    let status = &lab.engine.trunk_status(lab.now)[0];
+    assert_eq!(status.status, "registered");
+    assert_eq!(status.last_registration.as_deref(), Some("200 OK"));
+    // The refresh comes before the 120 s run out, with credentials for the known nonce.
+    let o = lab.run_for(Duration::from_secs(89), Duration::from_secs(1));
+    assert!(only(&o, TRUNK).is_empty(), "not yet");
+    let o = lab.run_for(Duration::from_secs(2), Duration::from_secs(1));
+    let refresh = only(&o, TRUNK)[0].clone();
+    assert_eq!(method(&refresh), "REGISTER");
+    let a = Authorization::parse(refresh.header(&HeaderName::Authorization).unwrap()).unwrap();
+    assert_eq!(a.qop.unwrap().0, 2, "the nonce counted up");
+    // A drain unregisters, once the refresh in flight is answered.
+    lab.engine.unregister_trunks(lab.now);
+    assert!(lab.out().is_empty());
+    let o = lab.from_trunk_text(&String::from_utf8_lossy(
+        &response_to(&refresh, 200, "OK", Some("trunktag")).to_bytes(),
+    ));
+    assert_eq!(only(&o, TRUNK)[0].header(&HeaderName::Expires), Some("0"));
+}
+
+#[test]
+fn an_invite_challenged_by_the_trunk_is_answered_once_and_invisibly() {
+    let mut lab = lab_with(|t| {
+        t.kind = TrunkKind::Credentials;
+        t.credentials = credentials();
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    let first = only(&o, TRUNK)[0].clone();
+    let c = r#"Digest realm="pstn.example", nonce="n1", qop="auth", algorithm=MD5"#;
+    let o = lab.from_trunk_text(&challenge(&first, 407, c));
+    assert!(only(&o, PBX).is_empty(), "the PBX sees nothing of it");
+    let second = only(&o, TRUNK)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("the INVITE again")
+        .clone();
+    assert_eq!(second.call_id(), first.call_id());
+    assert_eq!(second.from_tag(), first.from_tag());
+    assert_eq!(second.cseq().unwrap().0, first.cseq().unwrap().0 + 1);
+    let a = Authorization::parse(second.header(&HeaderName::ProxyAuthorization).unwrap());
+    let a = a.unwrap();
+    let expected = Credentials {
+        username: "acct1".into(),
+        password: "s3cret".into(),
+    }
+    .authorize(
+        &Challenge::parse(c).unwrap(),
+        "INVITE",
+        second.request_uri().unwrap(),
+        1,
+        &a.qop.as_ref().unwrap().1,
+    );
+    assert_eq!(a.response, expected.response);
+    let o = lab.from_trunk_text(&trunk_response(&second, 200, "OK", SDP));
+    assert_eq!(statuses(&only(&o, PBX)), [200]);
+
+    // The same nonce refused again: wrong credentials, the PBX gets 403.
+    let mut lab = lab_with(|t| {
+        t.kind = TrunkKind::Credentials;
+        t.credentials = credentials();
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    let first = only(&o, TRUNK)[0].clone();
+    let o = lab.from_trunk_text(&challenge(&first, 401, c));
+    let second = only(&o, TRUNK)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .unwrap()
+        .clone();
+    let o = lab.from_trunk_text(&challenge(&second, 401, c));
+    assert_eq!(statuses(&only(&o, PBX)), [403]);
+    assert_eq!(lab.engine.active_calls(), 0);
+}
+
+#[test]
+fn a_failing_destination_hands_the_call_to_the_next_with_a_fresh_dialog() {
+    let mut lab = lab_with(|t| {
+        t.destinations.push(Destination {
+            addr: addr(SECOND),
+            transport: Transport::Udp,
+            priority: 20,
+            weight: 1,
+        });
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    let first = only(&o, TRUNK)[0].clone();
+    let o = lab.from_trunk_text(&trunk_response(&first, 503, "Service Unavailable", ""));
+    assert!(statuses(&only(&o, PBX)).is_empty(), "the PBX sees one call");
+    let second = only(&o, SECOND)[0].clone();
+    assert_eq!(method(&second), "INVITE");
+    assert_ne!(second.call_id(), first.call_id(), "a fresh dialog");
+    assert_ne!(second.from_tag(), first.from_tag());
+    assert_eq!(second.body, first.body);
+    let ok =
+        trunk_response(&second, 200, "OK", SDP).replace("127.0.0.20:5060>", "127.0.0.21:5060>");
+    let o = lab.feed(from(SECOND), &ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    assert_eq!(a_ok.status(), Some(200));
+    // The dialog continues with the second destination.
+    let o = lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    assert_eq!(only(&o, SECOND).len(), 1);
+    let o = lab.from_pbx_text(&pbx_in_dialog("BYE", 2, &a_ok, "z9hG4bKbye", ""));
+    let bye = only(&o, SECOND)[0].clone();
+    assert_eq!(bye.call_id(), second.call_id());
+    let status = &lab.engine.trunk_status(lab.now)[0];
+    assert_eq!(status.destinations.len(), 2);
+}
+
+#[test]
+fn silence_from_a_destination_fails_over_and_the_last_failure_reaches_the_pbx() {
+    let mut lab = lab_with(|t| {
+        t.destinations.push(Destination {
+            addr: addr(SECOND),
+            transport: Transport::Udp,
+            priority: 20,
+            weight: 1,
+        });
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    assert_eq!(only(&o, TRUNK).len(), 1);
+    // The first says nothing, not even 100 Trying, for the destination timeout (4 s).
+    let o = lab.run_for(Duration::from_millis(3500), Duration::from_millis(500));
+    assert!(
+        only(&o, SECOND).is_empty(),
+        "not before the destination timeout"
+    );
+    let o = lab.run_for(Duration::from_secs(1), Duration::from_millis(500));
+    let second = only(&o, SECOND)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("the second destination")
+        .clone();
+    let o = lab.feed(from(SECOND), &trunk_response(&second, 486, "Busy Here", ""));
+    assert_eq!(
+        statuses(&only(&o, PBX)),
+        [486],
+        "486 is not a reason to fail over"
+    );
+}
+
+#[test]
+fn a_trunk_at_its_limit_takes_no_further_call() {
+    let mut lab = lab_with(|t| t.max_calls = 1);
+    lab.answered_call();
+    let second = pbx_invite()
+        .replace("pbx-call-1", "pbx-call-2")
+        .replace("z9hG4bKpbx1", "z9hG4bKpbx2")
+        .replace("tag=pbxtag", "tag=pbxtag2");
+    let o = lab.from_pbx_text(&second);
+    assert!(only(&o, TRUNK).is_empty(), "not sent to the trunk");
+    assert_eq!(statuses(&only(&o, PBX)), [100, 503]);
+    let status = &lab.engine.trunk_status(lab.now)[0];
+    assert_eq!((status.active_calls, status.max_calls), (1, 1));
+    assert_eq!(status.unusable, Some("at its call limit"));
+}
+
+#[test]
+fn associated_blocks_admit_a_trunks_other_addresses_and_only_those() {
+    let mut lab = lab_with(|t| t.sources = vec!["127.0.9.0/24".parse().unwrap()]);
+    let invite = |src: &str| {
+        format!(
+            "INVITE sip:2001@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bKin{}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15551230000@{src}>;tag=t1\r\nTo: <sip:2001@127.0.0.1>\r\n\
+             Call-ID: in-{src}\r\nCSeq: 1 INVITE\r\nContact: <sip:p@{src}>\r\nContent-Length: 0\r\n\r\n",
+            src.len()
+        )
+    };
+    let o = lab.feed(from("127.0.9.5:5060"), &invite("127.0.9.5:5060"));
+    assert_eq!(only(&o, PBX).len(), 1, "an associated address calls in");
+    let o = lab.feed(from("127.0.8.5:5060"), &invite("127.0.8.5:5060"));
+    let refused = only(&o, "127.0.8.5:5060");
+    assert_eq!(statuses(&refused), [100, 403]);
+    assert!(only(&o, PBX).is_empty());
+}
+
+#[test]
+fn keep_alive_takes_a_silent_trunk_out_and_puts_it_back() {
+    let mut lab = lab_with(|t| t.keepalive = Some((Duration::from_secs(10), false)));
+    let o = lab.out();
+    let probe = only(&o, TRUNK)[0].clone();
+    assert_eq!(method(&probe), "OPTIONS");
+    // No answer: after Timer F the trunk is down and calls are refused.
+    lab.run_for(Duration::from_secs(33), Duration::from_millis(500));
+    assert_eq!(lab.engine.trunk_status(lab.now)[0].status, "down");
+    let o = lab.from_pbx_text(&pbx_invite());
+    assert!(only(&o, TRUNK)
+        .iter()
+        .all(|m| m.method() != Some(&Method::Invite)));
+    assert_eq!(statuses(&only(&o, PBX)), [100, 503]);
+    // It answers the next probe (even with 404): up again.
+    let o = lab.run_for(Duration::from_secs(11), Duration::from_millis(500));
+    let probe = only(&o, TRUNK)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Options))
+        .expect("probed again")
+        .clone();
+    lab.from_trunk_text(&trunk_response(&probe, 404, "Not Found", ""));
+    assert_eq!(lab.engine.trunk_status(lab.now)[0].status, "up");
+}
+
+#[test]
+fn a_gateway_registers_to_sluice_and_then_takes_a_call() {
+    let gw = "127.0.0.30:5062";
+    let mut lab = lab_with(|t| {
+        t.kind = TrunkKind::AcceptRegister;
+        t.host = "gw.example".into();
+        t.domain = "gw.example".into();
+        t.destinations.clear();
+        t.credentials = credentials();
+    });
+    // Not registered: a call to it gets 480.
+    let o = lab.from_pbx_text(&pbx_invite());
+    assert_eq!(statuses(&only(&o, PBX)), [100, 480]);
+    let register = |auth: Option<String>, cseq: u32| {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER sip:gw.example SIP/2.0\r\nVia: SIP/2.0/UDP {gw};branch=z9hG4bKr{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:acct1@gw.example>;tag=g1\r\nTo: <sip:acct1@gw.example>\r\n\
+             Call-ID: reg1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:acct1@10.1.1.1:5060>\r\n\
+             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let o = lab.feed(from(gw), &register(None, 1));
+    let ch = only(&o, gw)[0].clone();
+    assert_eq!(ch.status(), Some(401));
+    let c = Challenge::parse(ch.header(&HeaderName::WwwAuthenticate).unwrap()).unwrap();
+    let answer = |password: &str, nc: u32| {
+        Credentials {
+            username: "acct1".into(),
+            password: password.into(),
+        }
+        .authorize(&c, "REGISTER", "sip:gw.example", nc, "cn")
+        .to_header()
+    };
+    let o = lab.feed(from(gw), &register(Some(answer("wrong", 1)), 2));
+    assert_eq!(
+        statuses(&only(&o, gw)),
+        [401],
+        "a wrong password is challenged again"
+    );
+    let o = lab.feed(from(gw), &register(Some(answer("s3cret", 1)), 3));
+    let ok = only(&o, gw)[0].clone();
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        ok.header(&HeaderName::Contact),
+        Some("<sip:acct1@10.1.1.1:5060>;expires=600")
+    );
+    assert_eq!(lab.engine.trunk_status(lab.now)[0].bindings, 1);
+    // The call goes where the gateway registered from (it may be behind NAT).
+    let o = lab.from_pbx_text(
+        &pbx_invite()
+            .replace("pbx-call-1", "pbx-call-2")
+            .replace("z9hG4bKpbx1", "z9hG4bKpbx2"),
+    );
+    let invite = only(&o, gw)[0].clone();
+    assert_eq!(method(&invite), "INVITE");
+    assert!(
+        invite.request_uri().unwrap().contains("@10.1.1.1:5060"),
+        "{invite}"
+    );
+    // Its binding expires on its own.
+    lab.run_for(Duration::from_secs(601), Duration::from_secs(5));
+    assert_eq!(lab.engine.trunk_status(lab.now)[0].bindings, 0);
+}
