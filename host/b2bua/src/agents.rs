@@ -15,9 +15,17 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
 
-/// The listener Sluice uses toward a trunk's first destination, and that destination.
+/// The listener Sluice uses toward a trunk's first destination (or the one named), and that
+/// destination.
 fn path(cfg: &EngineConfig, t: &TrunkConfig) -> Option<Flow> {
-    let peer = t.primary()?;
+    path_to(cfg, t, None)
+}
+
+fn path_to(cfg: &EngineConfig, t: &TrunkConfig, to: Option<std::net::SocketAddr>) -> Option<Flow> {
+    let peer = match to.and_then(|a| t.destinations.iter().find(|d| d.addr == a)) {
+        Some(d) => t.peer(d),
+        None => t.primary()?,
+    };
     let l = route::listener_for(&cfg.listeners, Side::External, peer.transport, peer.addr)?;
     Some(Flow {
         transport: peer.transport,
@@ -63,10 +71,14 @@ pub fn run<H: Hooks>(core: &mut Core<H>, now: Instant) {
                 due.push((agent.config.clone(), req, AgentRequest::Register));
             }
         }
-        if let Some(ka) = agent.keepalive.as_mut() {
+        for (d, ka) in agent.probes.iter_mut() {
             if ka.poll_probe(now) {
                 let uri = format!("sip:{}", agent.config.host);
-                due.push((agent.config.clone(), probe(&uri), AgentRequest::Probe));
+                due.push((
+                    agent.config.clone(),
+                    probe(&uri),
+                    AgentRequest::Probe(d.addr),
+                ));
             }
         }
         if let Some(r) = agent.registrar.as_mut() {
@@ -92,7 +104,11 @@ fn send<H: Hooks>(
     mut req: Message,
     kind: AgentRequest,
 ) {
-    let Some(flow) = path(&core.cfg, t) else {
+    let to = match kind {
+        AgentRequest::Probe(addr) => Some(addr),
+        AgentRequest::Register => None,
+    };
+    let Some(flow) = path_to(&core.cfg, t, to) else {
         warn!(trunk = %t.name, "no external listener for the trunk's transport: request not sent");
         fail(core, now, &t.name, kind);
         return;
@@ -108,7 +124,7 @@ fn send<H: Hooks>(
     );
     req.headers.push_front(HeaderName::Via, via);
     req.headers.push(HeaderName::MaxForwards, "70");
-    if kind == AgentRequest::Probe {
+    if matches!(kind, AgentRequest::Probe(_)) {
         let local = format!("<sip:sluice@{}>", contact_host(t, flow.local));
         let tag = core.ids.tag();
         req.headers
@@ -151,12 +167,12 @@ pub fn on_response<H: Hooks>(
                 }
             }
         }
-        AgentRequest::Probe => {
-            if let Some(ka) = agent.keepalive.as_mut() {
+        AgentRequest::Probe(addr) => {
+            if let Some((_, ka)) = agent.probes.iter_mut().find(|(d, _)| d.addr == addr) {
                 let before = ka.liveness();
                 ka.on_response(now, status);
                 if ka.liveness() != before {
-                    info!(trunk, status, liveness = ?ka.liveness(), "trunk keep-alive");
+                    info!(trunk, %addr, status, liveness = ?ka.liveness(), "trunk keep-alive");
                 }
             }
         }
@@ -177,12 +193,12 @@ pub fn fail<H: Hooks>(core: &mut Core<H>, now: Instant, trunk: &str, kind: Agent
                 warn!(trunk, "registration got no answer");
             }
         }
-        AgentRequest::Probe => {
-            if let Some(ka) = agent.keepalive.as_mut() {
+        AgentRequest::Probe(addr) => {
+            if let Some((_, ka)) = agent.probes.iter_mut().find(|(d, _)| d.addr == addr) {
                 let before = ka.liveness();
                 ka.on_timeout(now);
                 if ka.liveness() != before {
-                    warn!(trunk, "trunk keep-alive: no answer, trunk down");
+                    warn!(trunk, %addr, "trunk keep-alive: no answer, destination down");
                 }
             }
         }

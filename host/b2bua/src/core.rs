@@ -60,7 +60,8 @@ pub enum ClientRole {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentRequest {
     Register,
-    Probe,
+    /// OPTIONS to the trunk's destination at this address.
+    Probe(std::net::SocketAddr),
 }
 
 impl ClientRole {

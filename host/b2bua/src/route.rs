@@ -105,7 +105,10 @@ pub fn route_new_call(
                         media: t.media.clone(),
                     }])
                 }
-                None => ordered(t, ids),
+                None => ordered(t, ids)
+                    .into_iter()
+                    .filter(|p| agent.is_none_or(|a| a.destination_up(p.addr)))
+                    .collect(),
             };
             let peer = order
                 .pop_front()

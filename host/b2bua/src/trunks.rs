@@ -4,7 +4,7 @@
 //! `sluice-trunk`; this file starts them, keeps them across reloads when their trunk did not
 //! change, and lets removed trunks unregister before they go.
 
-use crate::config::{EngineConfig, TrunkConfig, TrunkKind};
+use crate::config::{Destination, EngineConfig, TrunkConfig, TrunkKind};
 use crate::ids::Ids;
 use sluice_trunk::{
     Authenticator, KeepAlive, Liveness, RegState, Registrar, Registration, RegistrationConfig,
@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 pub struct TrunkAgent {
     pub config: TrunkConfig,
     pub registration: Option<Registration>,
-    pub keepalive: Option<KeepAlive>,
+    /// One keep-alive per destination: a silent destination is skipped, and the trunk is down
+    /// when all are.
+    pub probes: Vec<(Destination, KeepAlive)>,
     pub registrar: Option<Registrar>,
     /// Answers to challenges on requests other than REGISTER.
     pub auth: Authenticator,
@@ -73,9 +75,14 @@ impl TrunkAgent {
             _ => None,
         };
         TrunkAgent {
-            keepalive: config
-                .keepalive
-                .map(|(interval, strict)| KeepAlive::new(interval, strict, now)),
+            probes: match config.keepalive {
+                Some((interval, strict)) => config
+                    .destinations
+                    .iter()
+                    .map(|d| (*d, KeepAlive::new(interval, strict, now)))
+                    .collect(),
+                None => Vec::new(),
+            },
             auth: Authenticator::new(config.credentials.clone()),
             config,
             registration,
@@ -89,10 +96,11 @@ impl TrunkAgent {
     /// Whether calls may be sent to the trunk: not marked down by its keep-alive, under its
     /// call limit, and (accept-register) with a live binding.
     pub fn usable(&self, now: Instant) -> Result<(), &'static str> {
-        if self
-            .keepalive
-            .as_ref()
-            .is_some_and(|k| k.liveness() == Liveness::Down)
+        if !self.probes.is_empty()
+            && self
+                .probes
+                .iter()
+                .all(|(_, k)| k.liveness() == Liveness::Down)
         {
             return Err("down");
         }
@@ -123,11 +131,24 @@ impl TrunkAgent {
             }
             return "registered";
         }
-        match self.keepalive.as_ref().map(KeepAlive::liveness) {
-            Some(Liveness::Down) => "down",
-            Some(Liveness::Up) => "up",
-            _ => "online",
+        let live: Vec<Liveness> = self.probes.iter().map(|(_, k)| k.liveness()).collect();
+        if live.is_empty() {
+            "online"
+        } else if live.iter().all(|l| *l == Liveness::Down) {
+            "down"
+        } else if live.contains(&Liveness::Up) {
+            "up"
+        } else {
+            "online"
         }
+    }
+
+    /// Whether a destination may take calls (not marked down by its keep-alive).
+    pub fn destination_up(&self, addr: SocketAddr) -> bool {
+        !self
+            .probes
+            .iter()
+            .any(|(d, k)| d.addr == addr && k.liveness() == Liveness::Down)
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -135,7 +156,11 @@ impl TrunkAgent {
             .registration
             .as_ref()
             .and_then(Registration::poll_timeout);
-        let ka = self.keepalive.as_ref().and_then(KeepAlive::poll_timeout);
+        let ka = self
+            .probes
+            .iter()
+            .filter_map(|(_, k)| k.poll_timeout())
+            .min();
         match (reg, ka) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -181,15 +206,26 @@ impl TrunkAgent {
             destinations: c
                 .destinations
                 .iter()
-                .map(|d| format!("{}/{} {} {}", d.addr, d.transport, d.priority, d.weight))
+                .map(|d| {
+                    let down = !self.destination_up(d.addr);
+                    format!(
+                        "{}/{} priority {} weight {}{}",
+                        d.addr,
+                        d.transport,
+                        d.priority,
+                        d.weight,
+                        if down { " (down)" } else { "" }
+                    )
+                })
                 .collect(),
             in_use: self.in_use.map(|a| a.to_string()),
             active_calls: self.active_calls,
             max_calls: c.max_calls,
             last_options: self
-                .keepalive
-                .as_ref()
-                .and_then(|k| k.last())
+                .probes
+                .iter()
+                .filter_map(|(_, k)| k.last())
+                .max_by_key(|(_, at)| *at)
                 .map(|(st, at)| {
                     (
                         st.map_or_else(|| "timeout".to_string(), |s| s.to_string()),

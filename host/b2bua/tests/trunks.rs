@@ -365,3 +365,30 @@ fn a_gateway_registers_to_sluice_and_then_takes_a_call() {
     lab.run_for(Duration::from_secs(601), Duration::from_secs(5));
     assert_eq!(lab.engine.trunk_status(lab.now)[0].bindings, 0);
 }
+
+#[test]
+fn keep_alive_skips_a_silent_destination_and_keeps_the_trunk_up() {
+    let mut lab = lab_with(|t| {
+        t.keepalive = Some((Duration::from_secs(10), false));
+        t.destinations.push(Destination {
+            addr: addr(SECOND),
+            transport: Transport::Udp,
+            priority: 20,
+            weight: 1,
+        });
+    });
+    let o = lab.out();
+    let to_second = only(&o, SECOND)[0].clone();
+    assert_eq!(method(&to_second), "OPTIONS", "each destination is probed");
+    lab.feed(from(SECOND), &trunk_response(&to_second, 200, "OK", ""));
+    // The first never answers: after Timer F it is skipped, the trunk stays up.
+    lab.run_for(Duration::from_secs(33), Duration::from_millis(500));
+    let status = &lab.engine.trunk_status(lab.now)[0];
+    assert_eq!(status.status, "up");
+    assert!(status.destinations[0].ends_with("(down)"), "{status:?}");
+    let o = lab.from_pbx_text(&pbx_invite());
+    assert!(only(&o, TRUNK)
+        .iter()
+        .all(|m| m.method() != Some(&Method::Invite)));
+    assert_eq!(method(only(&o, SECOND)[0]), "INVITE");
+}
