@@ -264,7 +264,9 @@ drain_seconds = 30
         let child = Command::new(sluice_bin())
             .args(["run", "--config"])
             .arg(&cfg)
-            .args(["--log", "info"])
+            // `SLUICE_E2E_LOG=debug` for a failing test's details.
+            .arg("--log")
+            .arg(std::env::var("SLUICE_E2E_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -327,10 +329,22 @@ drain_seconds = 30
         target: Option<&str>,
         extra: &[&str],
     ) -> Sipp {
-        let (local_ip, port) = match peer {
+        let at = match peer {
             Peer::Pbx => (self.addrs.pbx_ip.clone(), self.addrs.pbx_port),
             Peer::Trunk => (self.addrs.trunk_ip.clone(), self.addrs.trunk_port),
         };
+        self.sipp_on(name, scenario_file, at, target, extra)
+    }
+
+    /// Start a SIPp peer on any address of the lab (`ip`, `port`).
+    pub fn sipp_on(
+        &self,
+        name: &str,
+        scenario_file: &str,
+        (local_ip, port): (String, u16),
+        target: Option<&str>,
+        extra: &[&str],
+    ) -> Sipp {
         let port = port.to_string();
         let stats = self.dir.path().join(format!("{name}.csv"));
         let msgs = self.dir.path().join(format!("{name}.msg"));
@@ -433,6 +447,12 @@ impl Drop for Lab {
         if let Some(mut c) = self.sluice.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // `SLUICE_E2E_KEEP=1` leaves the lab's directory (configuration, SIPp message logs)
+        // behind for a failing test to be read.
+        if std::env::var_os("SLUICE_E2E_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!("lab kept in {}", dir.keep().display());
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn failure<H: Hooks>(
     if failover::answer_invite_challenge(core, call, now, &msg) {
         return;
     }
-    if let Some((old, new)) = failover::next_destination(core, call, now, status) {
+    if let Some((old, new)) = failover::next_destination(core, call, now, status, None) {
         core.retags.push((call.key, old, new));
         return;
     }
@@ -174,8 +174,14 @@ fn forbidden(msg: &mut Message) {
 
 /// The INVITE toward the callee failed without an answer: Timer B (`status` 408) or the
 /// transport (503). The caller gets that status.
-pub fn no_answer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, status: u16) {
-    if let Some((old, new)) = failover::next_destination(core, call, now, status) {
+pub fn no_answer<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    status: u16,
+    sent: &Message,
+) {
+    if let Some((old, new)) = failover::next_destination(core, call, now, status, Some(sent)) {
         core.retags.push((call.key, old, new));
         return;
     }

@@ -346,8 +346,12 @@ impl<H: Hooks> Engine<H> {
                 TxEvent::Ack { msg, flow } => self.on_ack(msg, flow),
                 TxEvent::Response { tx, msg } => self.on_response(now, tx, msg),
                 TxEvent::StrayResponse { msg, .. } => self.on_stray_response(&msg),
-                TxEvent::ClientTimeout { tx } => self.on_client_failed(now, tx, 408),
-                TxEvent::TransportError { tx } => self.on_client_failed(now, tx, 503),
+                TxEvent::ClientTimeout { tx, request } => {
+                    self.on_client_failed(now, tx, 408, &request)
+                }
+                TxEvent::TransportError { tx, request } => {
+                    self.on_client_failed(now, tx, 503, &request)
+                }
                 TxEvent::ServerTimeout { .. } => {}
                 TxEvent::Terminated { tx } => self.on_terminated(now, tx),
             }
@@ -500,7 +504,7 @@ impl<H: Hooks> Engine<H> {
 
     /// A client transaction failed without an answer: Timer B/F (`status` 408) or the
     /// transport (503).
-    fn on_client_failed(&mut self, now: Instant, tx: ClientTxId, status: u16) {
+    fn on_client_failed(&mut self, now: Instant, tx: ClientTxId, status: u16, sent: &Message) {
         let Some(role) = self.core.clients.get(&tx) else {
             return;
         };
@@ -513,7 +517,7 @@ impl<H: Hooks> Engine<H> {
             ClientRole::Invite { .. } if !self.current_invite(key, tx) => {}
             ClientRole::Invite { .. } => {
                 self.with_call(now, Some(key), |core, call| {
-                    answer::no_answer(core, call, now, status)
+                    answer::no_answer(core, call, now, status, sent)
                 });
             }
             ClientRole::Relay { .. } => {

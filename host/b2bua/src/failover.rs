@@ -70,7 +70,7 @@ pub fn on_timer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
         return;
     }
     warn!(call = call.key, trunk = %call.trunk, to = %call.legs.callee.flow.remote, "destination silent, trying the next");
-    if let Some((old, new)) = next_destination(core, call, now, 408) {
+    if let Some((old, new)) = next_destination(core, call, now, 408, None) {
         core.retags.push((call.key, old, new));
     }
 }
@@ -102,14 +102,21 @@ fn answerable<H: Hooks>(
     match challenge {
         Some(c) if worth_answering(previous, &c) => Some(c),
         _ => {
-            if !agent.auth_failure_logged {
-                agent.auth_failure_logged = true;
-                warn!(trunk, "the trunk refused Sluice's credentials");
-            }
-            core.metrics.auth_failed(trunk, "request");
+            refused_credentials(core, trunk);
             None
         }
     }
+}
+
+/// The trunk refused Sluice's credentials: counted, logged once per trunk.
+fn refused_credentials<H: Hooks>(core: &mut Core<H>, trunk: &str) {
+    if let Some(agent) = core.trunks.get_mut(trunk) {
+        if !agent.auth_failure_logged {
+            agent.auth_failure_logged = true;
+            warn!(trunk, "the trunk refused Sluice's credentials");
+        }
+    }
+    core.metrics.auth_failed(trunk, "request");
 }
 
 /// `req` (as sent) again with the next CSeq of `dialog`, a new branch, and the answer to the
@@ -152,13 +159,20 @@ pub fn answer_invite_challenge<H: Hooks>(
     resp: &Message,
 ) -> bool {
     let status = resp.status().unwrap_or(0);
-    if !matches!(status, 401 | 407) || !faces_trunk(call, LegId::Callee) {
+    if !matches!(status, 401 | 403 | 407) || !faces_trunk(call, LegId::Callee) {
         return false;
     }
     let trunk = call.trunk.clone();
     let CallState::Proceeding(p) = &call.state else {
         return false;
     };
+    if status == 403 {
+        // A refusal of the INVITE that carried Sluice's credentials: wrong credentials.
+        if p.attempts.challenge.is_some() {
+            refused_credentials(core, &trunk);
+        }
+        return false;
+    }
     let previous = p.attempts.challenge.clone();
     let uac = p.uac;
     let Some(challenge) = answerable(core, &trunk, resp, previous.as_ref()) else {
@@ -227,12 +241,14 @@ pub fn answer_relay_challenge<H: Hooks>(
 }
 
 /// Move a failed INVITE to the trunk's next destination, with a fresh dialog. `retag` gets
-/// the dialog's old and new local tags (the engine's index follows).
+/// the dialog's old and new local tags (the engine's index follows). `failed` is the INVITE of a
+/// transaction that is already gone (timed out, transport error).
 pub fn next_destination<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
     now: Instant,
     status: u16,
+    failed: Option<&Message>,
 ) -> Option<(String, String)> {
     let CallState::Proceeding(p) = &mut call.state else {
         return None;
@@ -244,7 +260,11 @@ pub fn next_destination<H: Hooks>(
     let peer = a.rest.pop_front()?;
     a.challenge = None;
     let uac = p.uac;
-    let sent = core.tx.client_request(uac).cloned()?;
+    // The INVITE as sent: from the failed transaction's event, or the live transaction.
+    let sent = match failed {
+        Some(m) => m.clone(),
+        None => core.tx.client_request(uac).cloned()?,
+    };
     let side = LegId::Callee.side(call.direction);
     let listener = route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
     let ids = &mut core.ids;

@@ -70,11 +70,18 @@ pub enum TxEvent {
     Response { tx: ClientTxId, msg: Message },
     /// A response that matches no client transaction (a stray 2xx retransmission).
     StrayResponse { msg: Message, flow: Flow },
-    /// Timer B or F: no final response came.
-    ClientTimeout { tx: ClientTxId },
+    /// Timer B or F: no final response came. `request` is the request as sent (the
+    /// transaction is gone), for a caller that tries it elsewhere.
+    ClientTimeout {
+        tx: ClientTxId,
+        request: Box<Message>,
+    },
     /// The transport could not deliver the request (a refused or broken connection): the
     /// transaction failed without waiting for Timer B or F.
-    TransportError { tx: ClientTxId },
+    TransportError {
+        tx: ClientTxId,
+        request: Box<Message>,
+    },
     /// Timer H: no ACK came for a final non-2xx response.
     ServerTimeout { tx: ServerTxId },
     /// The transaction is gone; its id will not be used again.
@@ -300,6 +307,18 @@ impl TransactionLayer {
                     self.events.push_back(TxEvent::Terminated { tx });
                 }
             }
+        }
+    }
+
+    /// End a client transaction that failed without a final response: the failure event
+    /// (carrying the request as sent), then `Terminated`.
+    fn fail_client(&mut self, id: ClientTxId, event: fn(ClientTxId, Box<Message>) -> TxEvent) {
+        if let Some(t) = self.client.remove(&id) {
+            self.client_index.remove(&t.key);
+            self.events.push_back(event(id, Box::new(t.request)));
+            self.events.push_back(TxEvent::Terminated {
+                tx: TxRef::Client(id),
+            });
         }
     }
 
@@ -534,8 +553,7 @@ impl TransactionLayer {
         failed.sort();
         for &id in &failed {
             self.stats.transport_errors = self.stats.transport_errors.saturating_add(1);
-            self.events.push_back(TxEvent::TransportError { tx: id });
-            self.remove(TxRef::Client(id));
+            self.fail_client(id, |tx, request| TxEvent::TransportError { tx, request });
         }
         failed.len()
     }
@@ -679,8 +697,7 @@ impl TransactionLayer {
             }
             (TxRef::Client(id), TimerKind::Timeout) => {
                 self.stats.client_timeouts = self.stats.client_timeouts.saturating_add(1);
-                self.events.push_back(TxEvent::ClientTimeout { tx: id });
-                self.remove(tx);
+                self.fail_client(id, |tx, request| TxEvent::ClientTimeout { tx, request });
             }
             (TxRef::Server(id), TimerKind::Retransmit) => {
                 // Timer G: retransmit the final response, doubling up to T2.

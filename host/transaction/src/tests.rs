@@ -72,7 +72,7 @@ fn invite_client_retransmits_with_timer_a_and_times_out_with_b() {
     assert_eq!(transmits(&ev), 6);
     assert!(ev
         .iter()
-        .any(|e| matches!(e, Out::Event(TxEvent::ClientTimeout { tx }) if *tx == id)));
+        .any(|e| matches!(e, Out::Event(TxEvent::ClientTimeout { tx, .. }) if *tx == id)));
     assert_eq!(l.stats().client_timeouts, 1);
     assert_eq!(l.client_count(), 0);
 }
@@ -280,13 +280,13 @@ fn a_transport_error_fails_the_waiting_client_transactions_at_once() {
     for id in [invite, options] {
         assert!(
             ev.iter()
-                .any(|e| matches!(e, Out::Event(TxEvent::TransportError { tx }) if *tx == id)),
+                .any(|e| matches!(e, Out::Event(TxEvent::TransportError { tx, .. }) if *tx == id)),
             "{ev:?}"
         );
     }
     assert!(!ev
         .iter()
-        .any(|e| matches!(e, Out::Event(TxEvent::TransportError { tx }) if *tx == other)));
+        .any(|e| matches!(e, Out::Event(TxEvent::TransportError { tx, .. }) if *tx == other)));
     assert_eq!(l.client_count(), 1);
     assert_eq!(l.stats().transport_errors, 2);
     assert_eq!(l.stats().client_timeouts, 0);

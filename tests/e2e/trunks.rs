@@ -1,0 +1,605 @@
+//! Trunks as providers run them, end to end with SIPp (and Kamailio as an authenticating
+//! provider): Sluice's digest answers verified by the peers themselves (SIPp's `verifyauth`
+//! for MD5, Kamailio's auth module for SHA-256 and 407), a gateway registering to Sluice and
+//! taking a call, associated address blocks, failover between destinations (503, silence, a
+//! TCP destination refusing connections), weights, keep-alive, and a call limit.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_e2e::{
+    http, metric, parse_prometheus, repo_root, sipp_available, Lab, LabAddrs, Peer, Transport,
+};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn need_sipp() {
+    assert!(
+        sipp_available(),
+        "sipp (package sip-tester) is required for the end-to-end tests"
+    );
+}
+
+/// The lab's configuration with extra keys in the trunk's table (and optionally a changed
+/// `[sip]`).
+fn config(block: u8, trunk_keys: &str) -> String {
+    let a = LabAddrs::v4(block);
+    Lab::config_for(&a, Transport::Udp).replace("[routing]", &format!("{trunk_keys}\n\n[routing]"))
+}
+
+fn start(block: u8, trunk_keys: &str) -> Lab {
+    Lab::start_with_text(
+        LabAddrs::v4(block),
+        Transport::Udp,
+        &config(block, trunk_keys),
+    )
+}
+
+fn trunks(lab: &Lab) -> serde_json_value::Value {
+    let (status, body) = http("GET", &lab.admin(), "/trunks", None, "");
+    assert_eq!(status, 200, "{body}");
+    serde_json_value::from_str(&body)
+}
+
+/// serde_json through the harness.
+mod serde_json_value {
+    pub use sluice_e2e::serde_json::{from_str as parse, Value};
+    pub fn from_str(s: &str) -> Value {
+        parse(s).expect("JSON")
+    }
+}
+
+/// Wait (bounded) until `f` holds of the first trunk's status.
+fn wait_trunk(lab: &Lab, what: &str, f: impl Fn(&serde_json_value::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = trunks(lab);
+        if f(&t[0]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {t}\n{}", lab.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn registration_answers_a_challenge_that_sipp_verifies_and_wrong_credentials_fail() {
+    need_sipp();
+    for (block, password, expect) in [
+        (60u8, "s3cret", "registered"),
+        (61, "wrong", "registration failed"),
+    ] {
+        let keys = format!(
+            "type = \"register\"\nusername = \"acct1\"\npassword = \"{password}\"\n\
+             domain = \"provider.test\""
+        );
+        let lab = start(block, &keys);
+        // Sluice's first REGISTER may go before SIPp listens: it is retransmitted.
+        let registrar = lab.sipp(
+            "registrar",
+            "uas_register_auth.xml",
+            Peer::Trunk,
+            None,
+            &["-m", "1"],
+        );
+        wait_trunk(&lab, expect, |t| t["status"] == expect);
+        let t = &trunks(&lab)[0];
+        if password == "s3cret" {
+            assert_eq!(t["last_registration"], "200 OK");
+        } else {
+            assert_eq!(t["last_registration"], "403 Forbidden");
+            assert!(
+                t["next_register_in_seconds"].as_u64().unwrap() >= 20,
+                "backs off: {t}"
+            );
+        }
+        let r = registrar.wait(Duration::from_secs(10));
+        assert_eq!(r.failed, 0, "{r:?}");
+    }
+}
+
+#[test]
+fn an_invite_challenge_is_answered_and_verified_by_sipp() {
+    need_sipp();
+    let lab = start(
+        62,
+        "type = \"credentials\"\nusername = \"acct1\"\npassword = \"s3cret\"",
+    );
+    let uas = lab.sipp(
+        "uas",
+        "uas_invite_auth.xml",
+        Peer::Trunk,
+        None,
+        &["-m", "2"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "2", "-r", "2"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    let t = uas.wait(Duration::from_secs(10));
+    assert_eq!(r.successful, 2, "PBX: {r:?}\n{}", lab.log());
+    assert_eq!((t.successful, t.failed), (2, 0), "provider: {t:?}");
+    drop(lab);
+
+    // Wrong credentials: the provider refuses the answer and the PBX sees 403, counted.
+    let lab = start(
+        62,
+        "type = \"credentials\"\nusername = \"acct1\"\npassword = \"wrong\"",
+    );
+    let uas = lab.sipp(
+        "uas",
+        "uas_invite_auth.xml",
+        Peer::Trunk,
+        None,
+        &["-m", "1"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac_403.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    let _ = uas.wait(Duration::from_secs(10));
+    assert_eq!(r.successful, 1, "PBX got 403: {r:?}\n{}", lab.log());
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    let failures = metric(
+        &parse_prometheus(&text),
+        "sluice_trunk_auth_failures_total",
+        &[("trunk", "loop"), ("kind", "request")],
+    );
+    assert_eq!(failures, Some(1.0), "{text}");
+}
+
+#[test]
+fn kamailio_verifies_sha256_answers_to_register_and_407() {
+    need_sipp();
+    const BLOCK: u8 = 63;
+    let a = LabAddrs::v4(BLOCK);
+    let switch = format!("127.0.{BLOCK}.21");
+    let kamailio = Kamailio::start(&a.trunk_ip, &format!("{switch}:5060"));
+    let keys = "type = \"register\"\nusername = \"acct1\"\npassword = \"s3cret\"\n\
+                domain = \"provider.test\"";
+    let lab = start(BLOCK, keys);
+    wait_trunk(&lab, "registered with SHA-256", |t| {
+        t["status"] == "registered"
+    });
+    let uas = lab.sipp_on(
+        "switch",
+        "uas_switch.xml",
+        (switch.clone(), 5060),
+        None,
+        &["-m", "1"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    let t = uas.wait(Duration::from_secs(10));
+    let log = kamailio.stop();
+    assert_eq!(
+        r.successful,
+        1,
+        "PBX: {r:?}\nsluice:\n{}\nkamailio:\n{log}",
+        lab.log()
+    );
+    assert_eq!(t.successful, 1, "switch behind Kamailio: {t:?}");
+    assert!(log.contains("REGISTER authenticated for acct1"), "{log}");
+    assert!(log.contains("INVITE authenticated for acct1"), "{log}");
+}
+
+/// Kamailio as the provider, stopped (with its children) when dropped.
+struct Kamailio {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    fn start(listen: &str, switch: &str) -> Kamailio {
+        let template =
+            std::fs::read_to_string(repo_root().join("tests/kamailio/provider-auth.cfg")).unwrap();
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = dir.path().join("kamailio.cfg");
+        std::fs::write(
+            &cfg,
+            template
+                .replace("listen=udp:LISTEN", &format!("listen=udp:{listen}:5060"))
+                .replace("sip:SWITCH", &format!("sip:{switch}")),
+        )
+        .unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        // The log goes to a file: Kamailio's children hold it open past the main process.
+        let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-Y"])
+            .arg(&run)
+            .arg("-P")
+            .arg(dir.path().join("kamailio.pid"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kamailio (Debian package kamailio) is required for this test");
+        let k = Kamailio { child, dir };
+        k.wait_up(listen);
+        k
+    }
+
+    /// Wait (bounded) until it answers OPTIONS, which it answers itself.
+    fn wait_up(&self, listen: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let probe = std::net::UdpSocket::bind(format!("{listen}:0")).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        loop {
+            let req = format!(
+                "OPTIONS sip:{listen} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKprobe\r\n\
+                 Max-Forwards: 1\r\nFrom: <sip:p@{listen}>;tag=1\r\nTo: <sip:{listen}>\r\n\
+                 Call-ID: kprobe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                probe.local_addr().unwrap()
+            );
+            let _ = probe.send_to(req.as_bytes(), format!("{listen}:5060"));
+            let mut buf = [0u8; 2048];
+            if probe.recv_from(&mut buf).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not come up: {}",
+                self.log()
+            );
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
+    }
+
+    /// Stop it (SIGTERM: the main process takes its children down) and return its log.
+    fn stop(mut self) -> String {
+        self.terminate();
+        self.log()
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+#[test]
+fn a_gateway_registers_to_sluice_takes_a_call_and_unregisters() {
+    need_sipp();
+    const BLOCK: u8 = 64;
+    let a = LabAddrs::v4(BLOCK);
+    let gw_ip = format!("127.0.{BLOCK}.30");
+    let keys = "type = \"accept-register\"\nusername = \"acct1\"\npassword = \"s3cret\"";
+    let text =
+        config(BLOCK, keys).replace(&format!("host = \"{}\"", a.trunk_ip), "host = \"gw.test\"");
+    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &text);
+    // Not registered: the PBX's call gets 480.
+    let early = lab.sipp(
+        "early",
+        "uac_480.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let e = early.wait(Duration::from_secs(10));
+    assert_eq!(e.successful, 1, "{e:?}");
+    let gw = lab.sipp_on(
+        "gateway",
+        "uac_gateway.xml",
+        (gw_ip.clone(), 5062),
+        Some(&lab.external()),
+        &[
+            "-m",
+            "1",
+            "-oocsf",
+            &sluice_e2e::scenario("uas.xml").display().to_string(),
+        ],
+    );
+    wait_trunk(&lab, "the gateway's binding", |t| t["bindings"] == 1);
+    let call = lab.sipp(
+        "call",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let c = call.wait(Duration::from_secs(20));
+    assert_eq!(
+        c.successful,
+        1,
+        "the call reached the gateway: {c:?}\n{}",
+        lab.log()
+    );
+    let g = gw.wait(Duration::from_secs(20));
+    assert_eq!(g.failed, 0, "gateway: {g:?}");
+    wait_trunk(&lab, "unregistered", |t| t["bindings"] == 0);
+    assert_eq!(trunks(&lab)[0]["status"], "not registered");
+}
+
+#[test]
+fn associated_addresses_may_call_in_and_strangers_get_403() {
+    need_sipp();
+    const BLOCK: u8 = 65;
+    let lab = start(BLOCK, &format!("associated = [\"127.0.{BLOCK}.32/30\"]"));
+    let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "1"]);
+    let friend = lab.sipp_on(
+        "friend",
+        "uac.xml",
+        (format!("127.0.{BLOCK}.33"), 5060),
+        Some(&lab.external()),
+        &["-m", "1"],
+    );
+    let f = friend.wait(Duration::from_secs(20));
+    assert_eq!(f.successful, 1, "{f:?}\n{}", lab.log());
+    assert_eq!(pbx.wait(Duration::from_secs(10)).successful, 1);
+    let stranger = lab.sipp_on(
+        "stranger",
+        "uac_403.xml",
+        (format!("127.0.{BLOCK}.40"), 5060),
+        Some(&lab.external()),
+        &["-m", "1"],
+    );
+    let s = stranger.wait(Duration::from_secs(10));
+    assert_eq!(s.successful, 1, "the stranger got 403: {s:?}");
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    let samples = parse_prometheus(&text);
+    let refused = metric(
+        &samples,
+        "sluice_calls_failed_total",
+        &[
+            ("trunk", "unknown"),
+            ("direction", "inbound"),
+            ("status_class", "4xx"),
+        ],
+    );
+    assert_eq!(refused, Some(1.0), "{text}");
+}
+
+#[test]
+fn calls_fail_over_on_503_on_silence_and_on_a_refused_tcp_connection() {
+    need_sipp();
+    const BLOCK: u8 = 66;
+    let second = format!("127.0.{BLOCK}.21");
+    let dests = |first: &str| {
+        format!(
+            "destination_timeout_ms = 500\ndestinations = [ {first}, \
+             {{ host = \"{second}\", priority = 20 }} ]"
+        )
+    };
+    let udp_first = format!("{{ host = \"127.0.{BLOCK}.20\", priority = 10 }}");
+    // 503 from the first: every call completes on the second.
+    let lab = start(BLOCK, &dests(&udp_first));
+    let first = lab.sipp(
+        "first",
+        "uas_unavailable.xml",
+        Peer::Trunk,
+        None,
+        &["-m", "5"],
+    );
+    let other = lab.sipp_on(
+        "second",
+        "uas.xml",
+        (second.clone(), 5060),
+        None,
+        &["-m", "5"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "5"],
+    );
+    let r = uac.wait(Duration::from_secs(30));
+    assert_eq!((r.successful, r.failed), (5, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(other.wait(Duration::from_secs(10)).successful, 5);
+    let f = first.wait(Duration::from_secs(5));
+    assert_eq!(f.successful, 5, "the first saw every call once: {f:?}");
+    drop(lab);
+
+    // Nothing at the first: each call waits out the destination timeout, then the second.
+    let lab = start(BLOCK, &dests(&udp_first));
+    let other = lab.sipp_on(
+        "second",
+        "uas.xml",
+        (second.clone(), 5060),
+        None,
+        &["-m", "3"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "3"],
+    );
+    let r = uac.wait(Duration::from_secs(30));
+    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(other.wait(Duration::from_secs(10)).successful, 3);
+    drop(lab);
+
+    // A TCP destination that refuses connections: the transport error moves the call on at once.
+    let tcp_first =
+        format!("{{ host = \"127.0.{BLOCK}.20\", transport = \"tcp\", priority = 10 }}");
+    let lab = start(
+        BLOCK,
+        &dests(&tcp_first).replace(
+            "destination_timeout_ms = 500",
+            "destination_timeout_ms = 10000",
+        ),
+    );
+    let other = lab.sipp_on(
+        "second",
+        "uas.xml",
+        (second.clone(), 5060),
+        None,
+        &["-m", "3"],
+    );
+    let started = Instant::now();
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "3"],
+    );
+    let r = uac.wait(Duration::from_secs(30));
+    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(other.wait(Duration::from_secs(10)).successful, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "no destination timeout was waited for: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn weights_split_calls_between_destinations_of_equal_priority() {
+    need_sipp();
+    const BLOCK: u8 = 67;
+    let second = format!("127.0.{BLOCK}.21");
+    let keys = format!(
+        "destinations = [ {{ host = \"127.0.{BLOCK}.20\", weight = 3 }}, \
+         {{ host = \"{second}\", weight = 1 }} ]"
+    );
+    let lab = start(BLOCK, &keys);
+    // Each provider ends on its own once the calls are done (`-timeout`), with its counts.
+    let heavy = lab.sipp("heavy", "uas.xml", Peer::Trunk, None, &["-timeout", "14"]);
+    let light = lab.sipp_on(
+        "light",
+        "uas.xml",
+        (second, 5060),
+        None,
+        &["-timeout", "14"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1000", "-r", "250"],
+    );
+    let r = uac.wait(Duration::from_secs(60));
+    assert_eq!((r.successful, r.failed), (1000, 0), "{r:?}");
+    let h = heavy.wait(Duration::from_secs(20));
+    let l = light.wait(Duration::from_secs(20));
+    // 3:1 of 1000: 750 ± 60 (about four standard deviations).
+    assert!(
+        (690..=810).contains(&h.successful),
+        "heavy {} light {}",
+        h.successful,
+        l.successful
+    );
+    assert_eq!(h.successful + l.successful, 1000);
+}
+
+#[test]
+fn keep_alive_skips_a_dead_destination_and_takes_it_back() {
+    need_sipp();
+    const BLOCK: u8 = 68;
+    let second = format!("127.0.{BLOCK}.21");
+    let keys = format!(
+        "keepalive = true\nkeepalive_seconds = 1\ndestinations = [ \
+         {{ host = \"127.0.{BLOCK}.20\", priority = 10 }}, {{ host = \"{second}\", priority = 20 }} ]"
+    );
+    // A short T1 so that an unanswered probe fails in 64 × T1 = 3.2 s.
+    let text = config(BLOCK, &keys).replace("t1_ms = 500", "t1_ms = 50");
+    let lab = Lab::start_with_text(LabAddrs::v4(BLOCK), Transport::Udp, &text);
+    // The second answers probes; nothing at the first.
+    let probes = lab.sipp_on(
+        "probes",
+        "uas_options.xml",
+        (second.clone(), 5060),
+        None,
+        &[],
+    );
+    wait_trunk(&lab, "first destination down", |t| {
+        t["destinations"][0]
+            .as_str()
+            .is_some_and(|d| d.ends_with("(down)"))
+    });
+    assert_eq!(trunks(&lab)[0]["status"], "up");
+    let mut probes = probes;
+    probes.kill();
+    let other = lab.sipp_on(
+        "second",
+        "uas.xml",
+        (second.clone(), 5060),
+        None,
+        &["-m", "1"],
+    );
+    let started = Instant::now();
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    assert_eq!(r.successful, 1, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the dead destination was skipped, not waited for"
+    );
+    assert_eq!(other.wait(Duration::from_secs(5)).successful, 1);
+    // The first comes back: probed again within the interval, up.
+    let back = lab.sipp("back", "uas_options.xml", Peer::Trunk, None, &[]);
+    wait_trunk(&lab, "first destination back", |t| {
+        t["destinations"][0]
+            .as_str()
+            .is_some_and(|d| !d.ends_with("(down)"))
+    });
+    drop(back);
+}
+
+#[test]
+fn a_trunk_at_its_call_limit_is_not_sent_another_call() {
+    need_sipp();
+    let lab = start(69, "max_calls = 2");
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-timeout", "8"]);
+    // Three calls at once, each held for 2 s.
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "20", "-d", "2000"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    assert_eq!((r.successful, r.failed), (2, 1), "{r:?}\n{}", lab.log());
+    let t = uas.wait(Duration::from_secs(15));
+    assert_eq!(
+        t.successful, 2,
+        "the third call never reached the trunk: {t:?}"
+    );
+}
