@@ -603,3 +603,109 @@ fn a_trunk_at_its_call_limit_is_not_sent_another_call() {
         "the third call never reached the trunk: {t:?}"
     );
 }
+
+/// dnsmasq as the provider's DNS: NAPTR, SRV and address records from its command line and a
+/// hosts file it re-reads on SIGHUP.
+struct Dnsmasq {
+    child: Child,
+    hosts: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Dnsmasq {
+    fn start(listen: &str, port: u16, records: &[&str], hosts: &str) -> Dnsmasq {
+        let dir = tempfile::tempdir().expect("dir");
+        let hosts_file = dir.path().join("hosts");
+        std::fs::write(&hosts_file, hosts).unwrap();
+        let child = Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
+            .arg(format!("--listen-address={listen}"))
+            .arg(format!("--port={port}"))
+            .arg(format!("--addn-hosts={}", hosts_file.display()))
+            // Short TTLs: Sluice looks again within a second or two.
+            .args(["--local-ttl=1", "--pid-file=", "--user=root", "--log-facility=-"])
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian package dnsmasq-base) is required for this test");
+        Dnsmasq {
+            child,
+            hosts: hosts_file,
+            _dir: dir,
+        }
+    }
+
+    /// New address records, re-read at once (SIGHUP).
+    fn set_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).unwrap();
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_host_name_is_located_by_naptr_and_srv_and_followed_when_its_records_change() {
+    need_sipp();
+    const BLOCK: u8 = 70;
+    let a = LabAddrs::v4(BLOCK);
+    let ns = format!("127.0.{BLOCK}.53");
+    let (first, second, moved) = (
+        format!("127.0.{BLOCK}.20"),
+        format!("127.0.{BLOCK}.21"),
+        format!("127.0.{BLOCK}.22"),
+    );
+    let dns = Dnsmasq::start(
+        &ns,
+        5353,
+        &[
+            "--naptr-record=provider.test,10,10,S,SIP+D2U,,_sip._udp.provider.test",
+            "--srv-host=_sip._udp.provider.test,sip1.provider.test,5060,10,1",
+            "--srv-host=_sip._udp.provider.test,sip2.provider.test,5060,20,1",
+        ],
+        &format!("{first} sip1.provider.test\n{second} sip2.provider.test\n"),
+    );
+    // The trunk names only its domain: no port, no transport, no address.
+    let text = Lab::config_for(&a, Transport::Udp)
+        .replace(
+            &format!("host = \"{}\"\nport = 5060\ntransport = \"udp\"", a.trunk_ip),
+            "host = \"provider.test\"",
+        )
+        + &format!("\n[dns]\nservers = [\"{ns}:5353\"]\nrefresh_min_seconds = 1\n");
+    assert!(text.contains("host = \"provider.test\""), "{text}");
+    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &text);
+    let t = &trunks(&lab)[0];
+    let dests = t["destinations"].to_string();
+    assert!(
+        dests.find(&first).unwrap() < dests.find(&second).unwrap(),
+        "SRV priority order: {t}"
+    );
+    // The first SRV target refuses (503): the calls complete on the second.
+    let refusing = lab.sipp_on("first", "uas_unavailable.xml", (first.clone(), 5060), None, &["-m", "2"]);
+    let other = lab.sipp_on("second", "uas.xml", (second.clone(), 5060), None, &["-m", "2"]);
+    let uac = lab.sipp("uac", "uac.xml", Peer::Pbx, Some(&lab.internal()), &["-m", "2", "-r", "2"]);
+    let r = uac.wait(Duration::from_secs(20));
+    assert_eq!((r.successful, r.failed), (2, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(other.wait(Duration::from_secs(10)).successful, 2);
+    assert_eq!(refusing.wait(Duration::from_secs(5)).successful, 2);
+
+    // sip1 moves: Sluice looks again when the TTL ends and sends there.
+    dns.set_hosts(&format!("{moved} sip1.provider.test\n{second} sip2.provider.test\n"));
+    wait_trunk(&lab, "the new address of sip1", |t| {
+        t["destinations"].to_string().contains(&moved)
+    });
+    let uas = lab.sipp_on("moved", "uas.xml", (moved.clone(), 5060), None, &["-m", "1"]);
+    let uac = lab.sipp("uac2", "uac.xml", Peer::Pbx, Some(&lab.internal()), &["-m", "1"]);
+    let r = uac.wait(Duration::from_secs(20));
+    assert_eq!(r.successful, 1, "{r:?}\n{}", lab.log());
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 1);
+    assert!(lab.log().contains("trunk addresses from DNS applied"));
+}

@@ -123,6 +123,8 @@ pub struct Destination {
     pub transport: Transport,
     /// Lower first; weighted among equals.
     pub priority: u16,
+    /// Within a priority, lower first (the SRV priority of a name's targets; 0 otherwise).
+    pub rank: u16,
     pub weight: u16,
 }
 
@@ -209,6 +211,7 @@ impl TrunkConfig {
                 addr,
                 transport,
                 priority: 10,
+                rank: 0,
                 weight: 1,
             }],
             sources: Vec::new(),

@@ -156,7 +156,7 @@ pub fn route_new_call(
 /// priorities in a random order weighted by their weights.
 pub fn ordered(t: &TrunkConfig, ids: &mut Ids) -> VecDeque<PeerConfig> {
     let mut by_priority: Vec<&Destination> = t.destinations.iter().collect();
-    by_priority.sort_by_key(|d| d.priority);
+    by_priority.sort_by_key(|d| (d.priority, d.rank));
     let mut out = VecDeque::with_capacity(by_priority.len());
     let mut group: Vec<&Destination> = Vec::new();
     let mut flush = |group: &mut Vec<&Destination>, out: &mut VecDeque<PeerConfig>| {
@@ -177,7 +177,10 @@ pub fn ordered(t: &TrunkConfig, ids: &mut Ids) -> VecDeque<PeerConfig> {
         }
     };
     for d in by_priority {
-        if group.first().is_some_and(|g| g.priority != d.priority) {
+        if group
+            .first()
+            .is_some_and(|g| (g.priority, g.rank) != (d.priority, d.rank))
+        {
             flush(&mut group, &mut out);
         }
         group.push(d);
@@ -195,6 +198,7 @@ mod tests {
             addr: at.parse().unwrap(),
             transport: Transport::Udp,
             priority,
+            rank: 0,
             weight,
         }
     }

@@ -180,6 +180,7 @@ fn a_failing_destination_hands_the_call_to_the_next_with_a_fresh_dialog() {
             addr: addr(SECOND),
             transport: Transport::Udp,
             priority: 20,
+            rank: 0,
             weight: 1,
         });
     });
@@ -214,6 +215,7 @@ fn silence_from_a_destination_fails_over_and_the_last_failure_reaches_the_pbx() 
             addr: addr(SECOND),
             transport: Transport::Udp,
             priority: 20,
+            rank: 0,
             weight: 1,
         });
     });
@@ -374,6 +376,7 @@ fn keep_alive_skips_a_silent_destination_and_keeps_the_trunk_up() {
             addr: addr(SECOND),
             transport: Transport::Udp,
             priority: 20,
+            rank: 0,
             weight: 1,
         });
     });

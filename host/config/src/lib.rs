@@ -21,6 +21,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod dns;
 pub mod media;
 pub mod plugins;
 pub mod sides;
@@ -30,11 +31,12 @@ pub mod validate;
 
 pub use address::SocketAddress;
 pub use admin::{Admin, Metrics, MAX_DRAIN_SECONDS};
+pub use dns::DnsSettings;
 pub use media::{LatchingName, MediaSettings, ResolvedSide};
 pub use plugins::{setting_values, PluginEntry, PluginsSettings, Policy, MAX_PLUGIN_DEADLINE_MS};
 pub use sides::{Listener, Peer, Side, TransportName};
 pub use sip::{SipSettings, MAX_MESSAGE_BYTES};
-pub use trunk::{Cidr, Destination, MediaMode, Routing, Trunk, TrunkKind};
+pub use trunk::{Cidr, Destination, DestinationSpec, MediaMode, Routing, Trunk, TrunkKind};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -66,6 +68,9 @@ pub struct Config {
     /// Media anchoring: addresses, port ranges, latching, timeouts.
     #[serde(default)]
     pub media: MediaSettings,
+    /// Resolution of trunk host names (RFC 3263) and its refresh.
+    #[serde(default)]
+    pub dns: DnsSettings,
     /// Plugin host settings: where plugin files are, limits, the default failure policy.
     #[serde(default)]
     pub plugins: PluginsSettings,
@@ -214,6 +219,7 @@ impl Config {
             a.check()?;
         }
         self.plugins.check()?;
+        self.dns.check()?;
         for (name, entry) in &self.plugin {
             entry.check(name)?;
         }

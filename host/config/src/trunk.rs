@@ -48,8 +48,8 @@ impl<'de> Deserialize<'de> for Cidr {
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     pub host: Spanned<String>,
-    #[serde(default = "default_port")]
-    pub port: u16,
+    /// Absent with a host name: the port SRV gives (RFC 3263), else 5060.
+    pub port: Option<u16>,
     /// Default: the trunk's transport.
     pub transport: Option<TransportName>,
     #[serde(default = "default_priority")]
@@ -82,10 +82,10 @@ fn default_keepalive_seconds() -> u64 {
 pub struct Trunk {
     pub name: Spanned<String>,
     pub host: Spanned<String>,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    #[serde(default = "default_transport")]
-    pub transport: TransportName,
+    /// Absent with a host name: the port SRV gives (RFC 3263), else 5060.
+    pub port: Option<u16>,
+    /// Absent with a host name: the transport NAPTR/SRV give (RFC 3263), else UDP.
+    pub transport: Option<TransportName>,
     /// The brand plugin (`generic` when the provider has none; empty for no brand plugin).
     #[serde(default = "default_brand")]
     pub brand: Spanned<String>,
@@ -153,28 +153,46 @@ pub struct Trunk {
     pub via_public_address: bool,
 }
 
+/// A destination as configured: port and transport absent when DNS (RFC 3263) is to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationSpec {
+    pub host: String,
+    pub port: Option<u16>,
+    pub transport: Option<TransportName>,
+    pub priority: u16,
+    pub weight: u16,
+}
+
 impl Trunk {
+    /// The trunk's transport: as configured, else UDP.
+    pub fn transport(&self) -> TransportName {
+        self.transport.unwrap_or_else(default_transport)
+    }
+
+    /// The trunk's port: as configured, else 5060.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or_else(default_port)
+    }
+
     /// The destinations calls go to: the list, or the trunk's host, port and transport.
-    pub fn destination_list(&self) -> Vec<(String, u16, TransportName, u16, u16)> {
+    pub fn destination_list(&self) -> Vec<DestinationSpec> {
         if self.destinations.is_empty() {
-            return vec![(
-                self.host.get_ref().clone(),
-                self.port,
-                self.transport,
-                10,
-                1,
-            )];
+            return vec![DestinationSpec {
+                host: self.host.get_ref().clone(),
+                port: self.port,
+                transport: self.transport,
+                priority: 10,
+                weight: 1,
+            }];
         }
         self.destinations
             .iter()
-            .map(|d| {
-                (
-                    d.host.get_ref().clone(),
-                    d.port,
-                    d.transport.unwrap_or(self.transport),
-                    d.priority,
-                    d.weight,
-                )
+            .map(|d| DestinationSpec {
+                host: d.host.get_ref().clone(),
+                port: d.port,
+                transport: d.transport.or(self.transport),
+                priority: d.priority,
+                weight: d.weight,
             })
             .collect()
     }
@@ -206,7 +224,7 @@ impl Trunk {
             return Err(Problem::at(self.host.span(), "trunk host is empty"));
         }
         let name = self.name.get_ref();
-        in_range(&format!("port of trunk `{name}`"), self.port, 1, u16::MAX)?;
+        in_range(&format!("port of trunk `{name}`"), self.port(), 1, u16::MAX)?;
         // An empty brand runs no brand plugin.
         if !self.brand.get_ref().is_empty() {
             check_name(&self.brand, "brand")?;
@@ -312,7 +330,7 @@ impl Trunk {
             }
             in_range(
                 &format!("a destination port of trunk `{name}`"),
-                d.port,
+                d.port.unwrap_or(1),
                 1,
                 u16::MAX,
             )?;

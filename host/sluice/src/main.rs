@@ -12,6 +12,7 @@
     )
 )]
 
+mod dns;
 mod plugin_test;
 mod reload;
 mod resolve;
@@ -298,6 +299,7 @@ async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?
     };
     let listeners = prepared.engine.listeners.clone();
+    let dns = reload::DnsState::new(prepared.config.clone(), prepared.dns_ttl, &prepared.engine);
     let mut engine = sluice_b2bua::Engine::with_hooks(
         prepared.engine,
         fastrand::u64(..),
@@ -330,7 +332,9 @@ async fn run(
         load_error: load_error.clone(),
         runtime,
         busy: tokio::sync::Mutex::new(()),
+        dns: Mutex::new(dns),
     });
+    tokio::spawn(reloader.clone().refresh_dns());
     let reload: sluice_admin::Reloader = {
         let reloader = reloader.clone();
         Arc::new(move || {

@@ -6,7 +6,7 @@
 
 use crate::resolve;
 use sluice_admin::{AdminSettings, SharedSettings};
-use sluice_b2bua::{Engine, EngineConfig};
+use sluice_b2bua::{Destination, Engine, EngineConfig};
 use sluice_config::{Config, ReloadError, TransportName};
 use sluice_plugins::{GenerationSpec, Limits, ModuleSource, PluginHost, Runtime};
 use sluice_transport::Change;
@@ -57,6 +57,8 @@ pub struct Prepared {
     pub engine: EngineConfig,
     pub plugins: GenerationSpec,
     pub hash: String,
+    /// When the DNS answers in `engine` should be looked up again.
+    pub dns_ttl: Option<Duration>,
 }
 
 /// Validate, resolve and load a configuration's text (blocking: file reads, DNS, compiling).
@@ -78,7 +80,7 @@ fn prepare_config(
     path: Option<&Path>,
     name: &str,
 ) -> Result<Prepared, ReloadError> {
-    let engine = resolve::engine_config(&config).map_err(|e| ReloadError::Resolve {
+    let resolved = resolve::resolve_config(&config).map_err(|e| ReloadError::Resolve {
         file: name.to_string(),
         reason: format!("{e:#}"),
     })?;
@@ -89,9 +91,10 @@ fn prepare_config(
         })?;
     Ok(Prepared {
         config,
-        engine,
+        engine: resolved.engine,
         plugins,
         hash: crate::hash(text),
+        dns_ttl: resolved.dns_ttl,
     })
 }
 
@@ -110,6 +113,34 @@ pub struct Reloader {
     pub cli_drain: Option<u64>,
     /// One reload at a time.
     pub busy: tokio::sync::Mutex<()>,
+    /// The configuration in force and what its DNS answers gave, for the refresh.
+    pub dns: Mutex<DnsState>,
+}
+
+/// What the DNS refresh needs: the configuration in force, when to look again, and the trunk
+/// destinations its last answers gave.
+pub struct DnsState {
+    config: Config,
+    ttl: Option<Duration>,
+    destinations: Vec<Vec<Destination>>,
+}
+
+impl DnsState {
+    pub fn new(config: Config, ttl: Option<Duration>, engine: &EngineConfig) -> DnsState {
+        DnsState {
+            config,
+            ttl,
+            destinations: destinations(engine),
+        }
+    }
+}
+
+fn destinations(engine: &EngineConfig) -> Vec<Vec<Destination>> {
+    engine
+        .trunks
+        .iter()
+        .map(|t| t.destinations.clone())
+        .collect()
 }
 
 /// The settings a running process keeps until it restarts: sockets it bound, buffers it sized,
@@ -247,8 +278,10 @@ impl Reloader {
             engine,
             plugins,
             hash,
+            dns_ttl,
         } = prepared;
         let settings = admin_settings(&config, self.cli_drain);
+        let dns = DnsState::new(config, dns_ttl, &engine);
         let (tx, rx) = oneshot::channel();
         let change: sluice_transport::EngineChange<PluginHost> = Box::new(move |e| {
             e.reconfigure(engine)?;
@@ -268,6 +301,9 @@ impl Reloader {
         if let Ok(mut h) = self.config_hash.lock() {
             *h = hash.clone();
         }
+        if let Ok(mut d) = self.dns.lock() {
+            *d = dns;
+        }
         if let Ok(mut s) = self.settings.write() {
             if *s != settings {
                 info!("admin settings changed (token, drain deadline)");
@@ -276,6 +312,74 @@ impl Reloader {
         }
         info!("{what}");
         Ok(hash)
+    }
+}
+
+impl Reloader {
+    /// Look trunk host names up again when their answers' TTL ends (within
+    /// `dns.refresh_min_seconds`..`refresh_max_seconds`), and give the engine the new addresses
+    /// when they changed. A failed lookup keeps the addresses in use. Runs until the engine
+    /// stops.
+    pub async fn refresh_dns(self: Arc<Self>) {
+        loop {
+            let wait = match self.dns.lock() {
+                Ok(d) => {
+                    let s = &d.config.dns;
+                    let (min, max) = (s.refresh_min_seconds, s.refresh_max_seconds);
+                    d.ttl
+                        .map_or(Duration::from_secs(max), |t| {
+                            t.clamp(Duration::from_secs(min), Duration::from_secs(max))
+                        })
+                }
+                Err(_) => return,
+            };
+            tokio::time::sleep(wait).await;
+            let _one = self.busy.lock().await;
+            let Some(config) = self.dns.lock().ok().map(|d| d.config.clone()) else {
+                return;
+            };
+            let resolved =
+                tokio::task::spawn_blocking(move || resolve::resolve_config(&config)).await;
+            let resolved = match resolved {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    warn!("DNS refresh failed, the trunk addresses in use stay: {e:#}");
+                    if let Ok(mut d) = self.dns.lock() {
+                        // Try again after the shortest wait.
+                        d.ttl = Some(Duration::ZERO);
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let fresh = destinations(&resolved.engine);
+            let changed = match self.dns.lock() {
+                Ok(mut d) => {
+                    d.ttl = resolved.dns_ttl;
+                    let changed = d.destinations != fresh;
+                    d.destinations = fresh;
+                    changed
+                }
+                Err(_) => return,
+            };
+            if !changed {
+                continue;
+            }
+            let engine = resolved.engine;
+            let (tx, rx) = oneshot::channel();
+            let change: sluice_transport::EngineChange<PluginHost> = Box::new(move |e| {
+                e.reconfigure(engine)?;
+                Ok("trunk addresses from DNS applied".to_string())
+            });
+            if self.changes.send(Change(change, tx)).await.is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(what)) => info!("{what}"),
+                Ok(Err(e)) => warn!("DNS refresh refused by the engine: {e}"),
+                Err(_) => return,
+            }
+        }
     }
 }
 

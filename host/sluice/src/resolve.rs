@@ -1,5 +1,6 @@
 //! From the configuration file to the engine's resolved configuration (addresses, not names).
 
+use crate::dns;
 use anyhow::{anyhow, Context};
 use sluice_auth::Credentials;
 use sluice_b2bua::route::listener_for;
@@ -10,6 +11,7 @@ use sluice_b2bua::{
 use sluice_config::{Config, LatchingName, MediaMode, ResolvedSide, TransportName, Trunk};
 use sluice_media::{Latching, Timeouts};
 use sluice_transaction::{TimerConfig, Transport};
+use sluice_trunk::locate::{self, Located, Proto, Target};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +36,85 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("`{host}` has no address"))
 }
 
-pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
+/// The engine's configuration and when its DNS answers should be looked up again.
+pub struct Resolved {
+    pub engine: EngineConfig,
+    /// The shortest TTL among the answers (`None`: no names were looked up).
+    pub dns_ttl: Option<Duration>,
+}
+
+fn proto(t: TransportName) -> Proto {
+    match t {
+        TransportName::Udp => Proto::Udp,
+        TransportName::Tcp => Proto::Tcp,
+    }
+}
+
+fn from_proto(p: Proto) -> Transport {
+    match p {
+        Proto::Udp => Transport::Udp,
+        // TLS is not served yet: `supported` never offers it.
+        Proto::Tcp | Proto::Tls => Transport::Tcp,
+    }
+}
+
+/// Every trunk destination located per RFC 3263 (one resolver for all), per trunk in order.
+fn locate_destinations(
+    cfg: &Config,
+    listeners: &[ListenerAddr],
+) -> anyhow::Result<(Vec<Vec<Located>>, Option<Duration>)> {
+    let supported: Vec<Proto> = [Proto::Udp, Proto::Tcp]
+        .into_iter()
+        .filter(|p| {
+            listeners
+                .iter()
+                .any(|l| l.side == Side::External && l.transport == from_proto(*p))
+        })
+        .collect();
+    let mut targets = Vec::new();
+    let mut counts = Vec::new();
+    for t in &cfg.trunks {
+        // An accept-register trunk's host is the domain its gateway registers for (it may be
+        // a name that resolves nowhere): its calls go to the registration.
+        let specs = if t.kind == sluice_config::TrunkKind::AcceptRegister {
+            Vec::new()
+        } else {
+            t.destination_list()
+        };
+        counts.push(specs.len());
+        for d in specs {
+            targets.push((d.host, d.port, d.transport.map(proto)));
+        }
+    }
+    let needs_dns = targets
+        .iter()
+        .any(|(h, _, _)| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_err());
+    let located = if needs_dns {
+        dns::locate_all(&cfg.dns, &targets, &supported)?
+    } else {
+        targets
+            .iter()
+            .map(|(host, port, p)| {
+                let target = Target {
+                    host,
+                    port: *port,
+                    proto: *p,
+                };
+                locate::locate(target, &supported, &mut |_| None)
+            })
+            .collect()
+    };
+    let ttl = located.iter().filter_map(|l| l.ttl).min();
+    let mut it = located.into_iter();
+    let per_trunk = counts
+        .into_iter()
+        .map(|n| it.by_ref().take(n).collect())
+        .collect();
+    Ok((per_trunk, ttl))
+}
+
+/// The engine's configuration, with trunk host names resolved per RFC 3263.
+pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
     let mut listeners = Vec::new();
     for (side, s) in [
         (Side::Internal, &cfg.internal),
@@ -64,9 +144,10 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
         cfg.pbx.port,
         cfg.pbx.transport,
     )?;
+    let (located, dns_ttl) = locate_destinations(cfg, &listeners)?;
     let mut trunks = Vec::new();
-    for t in &cfg.trunks {
-        trunks.push(trunk_config(cfg, t)?);
+    for (t, located) in cfg.trunks.iter().zip(located) {
+        trunks.push(trunk_config(cfg, t, located)?);
     }
     let outbound_trunk = cfg
         .trunks
@@ -91,7 +172,7 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
             check_path(Side::External, &t.peer(d))?;
         }
     }
-    Ok(EngineConfig {
+    let engine = EngineConfig {
         timers: TimerConfig {
             t1: Duration::from_millis(cfg.sip.t1_ms),
             t2: Duration::from_millis(cfg.sip.t2_ms),
@@ -104,11 +185,12 @@ pub fn engine_config(cfg: &Config) -> anyhow::Result<EngineConfig> {
         max_calls: cfg.sip.max_calls,
         user_agent: cfg.sip.user_agent.clone(),
         media: Some(media_config(cfg)),
-    })
+    };
+    Ok(Resolved { engine, dns_ttl })
 }
 
 /// A trunk resolved: destinations to addresses, credentials, the options the engine applies.
-fn trunk_config(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkConfig> {
+fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Result<TrunkConfig> {
     let name = t.name.get_ref();
     let kind = match t.kind {
         sluice_config::TrunkKind::Ip => TrunkKind::Ip,
@@ -117,17 +199,25 @@ fn trunk_config(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkConfig> {
         sluice_config::TrunkKind::AcceptRegister => TrunkKind::AcceptRegister,
     };
     let mut destinations = Vec::new();
-    // An accept-register trunk's host is the domain its gateway registers for (it may be a
-    // name that resolves nowhere): its calls go to the registration.
-    if kind != TrunkKind::AcceptRegister {
-        for (host, port, tr, priority, weight) in t.destination_list() {
-            let addr =
-                resolve(&host, port).with_context(|| format!("a destination of trunk `{name}`"))?;
+    let specs = if kind == TrunkKind::AcceptRegister {
+        Vec::new()
+    } else {
+        t.destination_list()
+    };
+    for (spec, found) in specs.iter().zip(located) {
+        if found.candidates.is_empty() {
+            return Err(anyhow!(
+                "destination `{}` of trunk `{name}` has no address (NAPTR, SRV, A/AAAA)",
+                spec.host
+            ));
+        }
+        for c in found.candidates {
             destinations.push(Destination {
-                addr,
-                transport: transport(tr),
-                priority,
-                weight,
+                addr: c.addr,
+                transport: from_proto(c.proto),
+                priority: spec.priority,
+                rank: c.rank,
+                weight: spec.weight.saturating_mul(c.weight.max(1)),
             });
         }
     }
@@ -157,7 +247,7 @@ fn trunk_config(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkConfig> {
         name: name.as_str().into(),
         kind,
         host: t.host.get_ref().as_str().into(),
-        transport: transport(t.transport),
+        transport: transport(t.transport()),
         destinations,
         sources: t.associated.iter().map(|c| c.get_ref().0).collect(),
         verify_port: t.verify_port,

@@ -7,7 +7,9 @@
 //! - [`registrar`]: a gateway or provider registering to Sluice (challenge, bindings with
 //!   expiry);
 //! - [`auth`]: answering a provider's challenge to any request, once per request;
-//! - [`backoff`]: retry delays with jitter.
+//! - [`backoff`]: retry delays with jitter;
+//! - [`locate`]: RFC 3263, the addresses and transports a host name stands for (NAPTR, SRV,
+//!   A/AAAA answered by the caller).
 //!
 //! The engine owns one agent per trunk and wraps their requests in client transactions; none of
 //! these types sends or reads anything itself.
@@ -27,6 +29,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod keepalive;
+pub mod locate;
 pub mod registrar;
 pub mod registration;
 
