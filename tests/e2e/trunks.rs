@@ -93,6 +93,14 @@ fn registration_answers_a_challenge_that_sipp_verifies_and_wrong_credentials_fai
         }
         let r = registrar.wait(Duration::from_secs(10));
         assert_eq!(r.failed, 0, "{r:?}");
+        let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+        let registered = metric(
+            &parse_prometheus(&text),
+            "sluice_trunk_registered",
+            &[("trunk", "loop")],
+        );
+        let want = if password == "s3cret" { 1.0 } else { 0.0 };
+        assert_eq!(registered, Some(want), "{text}");
     }
 }
 
@@ -548,6 +556,13 @@ fn keep_alive_skips_a_dead_destination_and_takes_it_back() {
             .is_some_and(|d| d.ends_with("(down)"))
     });
     assert_eq!(trunks(&lab)[0]["status"], "up");
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    let live = metric(
+        &parse_prometheus(&text),
+        "sluice_trunk_destinations_up",
+        &[("trunk", "loop")],
+    );
+    assert_eq!(live, Some(1.0), "{text}");
     let mut probes = probes;
     probes.kill();
     let other = lab.sipp_on(
@@ -618,12 +633,22 @@ impl Dnsmasq {
         let hosts_file = dir.path().join("hosts");
         std::fs::write(&hosts_file, hosts).unwrap();
         let child = Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
             .arg(format!("--listen-address={listen}"))
             .arg(format!("--port={port}"))
             .arg(format!("--addn-hosts={}", hosts_file.display()))
             // Short TTLs: Sluice looks again within a second or two.
-            .args(["--local-ttl=1", "--pid-file=", "--user=root", "--log-facility=-"])
+            .args([
+                "--local-ttl=1",
+                "--pid-file=",
+                "--user=root",
+                "--log-facility=-",
+            ])
             .args(records)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -674,12 +699,13 @@ fn a_host_name_is_located_by_naptr_and_srv_and_followed_when_its_records_change(
         &format!("{first} sip1.provider.test\n{second} sip2.provider.test\n"),
     );
     // The trunk names only its domain: no port, no transport, no address.
-    let text = Lab::config_for(&a, Transport::Udp)
-        .replace(
-            &format!("host = \"{}\"\nport = 5060\ntransport = \"udp\"", a.trunk_ip),
-            "host = \"provider.test\"",
-        )
-        + &format!("\n[dns]\nservers = [\"{ns}:5353\"]\nrefresh_min_seconds = 1\n");
+    let text = Lab::config_for(&a, Transport::Udp).replace(
+        &format!(
+            "host = \"{}\"\nport = 5060\ntransport = \"udp\"",
+            a.trunk_ip
+        ),
+        "host = \"provider.test\"",
+    ) + &format!("\n[dns]\nservers = [\"{ns}:5353\"]\nrefresh_min_seconds = 1\n");
     assert!(text.contains("host = \"provider.test\""), "{text}");
     let lab = Lab::start_with_text(a.clone(), Transport::Udp, &text);
     let t = &trunks(&lab)[0];
@@ -689,21 +715,53 @@ fn a_host_name_is_located_by_naptr_and_srv_and_followed_when_its_records_change(
         "SRV priority order: {t}"
     );
     // The first SRV target refuses (503): the calls complete on the second.
-    let refusing = lab.sipp_on("first", "uas_unavailable.xml", (first.clone(), 5060), None, &["-m", "2"]);
-    let other = lab.sipp_on("second", "uas.xml", (second.clone(), 5060), None, &["-m", "2"]);
-    let uac = lab.sipp("uac", "uac.xml", Peer::Pbx, Some(&lab.internal()), &["-m", "2", "-r", "2"]);
+    let refusing = lab.sipp_on(
+        "first",
+        "uas_unavailable.xml",
+        (first.clone(), 5060),
+        None,
+        &["-m", "2"],
+    );
+    let other = lab.sipp_on(
+        "second",
+        "uas.xml",
+        (second.clone(), 5060),
+        None,
+        &["-m", "2"],
+    );
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "2", "-r", "2"],
+    );
     let r = uac.wait(Duration::from_secs(20));
     assert_eq!((r.successful, r.failed), (2, 0), "{r:?}\n{}", lab.log());
     assert_eq!(other.wait(Duration::from_secs(10)).successful, 2);
     assert_eq!(refusing.wait(Duration::from_secs(5)).successful, 2);
 
     // sip1 moves: Sluice looks again when the TTL ends and sends there.
-    dns.set_hosts(&format!("{moved} sip1.provider.test\n{second} sip2.provider.test\n"));
+    dns.set_hosts(&format!(
+        "{moved} sip1.provider.test\n{second} sip2.provider.test\n"
+    ));
     wait_trunk(&lab, "the new address of sip1", |t| {
         t["destinations"].to_string().contains(&moved)
     });
-    let uas = lab.sipp_on("moved", "uas.xml", (moved.clone(), 5060), None, &["-m", "1"]);
-    let uac = lab.sipp("uac2", "uac.xml", Peer::Pbx, Some(&lab.internal()), &["-m", "1"]);
+    let uas = lab.sipp_on(
+        "moved",
+        "uas.xml",
+        (moved.clone(), 5060),
+        None,
+        &["-m", "1"],
+    );
+    let uac = lab.sipp(
+        "uac2",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
     let r = uac.wait(Duration::from_secs(20));
     assert_eq!(r.successful, 1, "{r:?}\n{}", lab.log());
     assert_eq!(uas.wait(Duration::from_secs(10)).successful, 1);

@@ -63,7 +63,12 @@ pub fn run<H: Hooks>(core: &mut Core<H>, now: Instant) {
     core.origin.get_or_insert(now);
     let cfg = core.cfg.clone();
     let contact = |t: &TrunkConfig| registration_contact(&cfg, t);
-    core.trunks.start(now, &mut core.ids, &contact);
+    if core.trunks.start(now, &mut core.ids, &contact) {
+        let names: Vec<Arc<str>> = core.cfg.trunks.iter().map(|t| t.name.clone()).collect();
+        for name in names {
+            publish(core, &name, now);
+        }
+    }
     let mut due: Vec<(TrunkConfig, Message, AgentRequest)> = Vec::new();
     for agent in core.trunks.all_mut() {
         if let Some(reg) = agent.registration.as_mut() {
@@ -177,7 +182,7 @@ pub fn on_response<H: Hooks>(
             }
         }
     }
-    core.metrics.trunk_state(trunk, agent_up(core, trunk, now));
+    publish(core, trunk, now);
     run(core, now);
 }
 
@@ -203,7 +208,16 @@ pub fn fail<H: Hooks>(core: &mut Core<H>, now: Instant, trunk: &str, kind: Agent
             }
         }
     }
-    core.metrics.trunk_state(trunk, agent_up(core, trunk, now));
+    publish(core, trunk, now);
+}
+
+/// A trunk's gauges after its state may have changed (an answer, a timeout, a registration).
+fn publish<H: Hooks>(core: &mut Core<H>, trunk: &str, now: Instant) {
+    let up = agent_up(core, trunk, now);
+    let Some(report) = core.trunks.get(trunk).map(|a| a.report(now)) else {
+        return;
+    };
+    core.metrics.trunk_state(trunk, up, &report);
 }
 
 /// Whether a trunk can take calls, for the `sluice_trunk_up` gauge.
@@ -292,5 +306,5 @@ pub fn on_register<H: Hooks>(
     };
     add_agent(&mut resp, &core.cfg.user_agent);
     core.respond(now, tx, &resp);
-    core.metrics.trunk_state(&name, agent_up(core, &name, now));
+    publish(core, &name, now);
 }

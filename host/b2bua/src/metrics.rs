@@ -29,6 +29,10 @@ pub const SIP_TRANSACTION_TIMEOUTS: &str = "sluice_sip_transaction_timeouts_tota
 pub const TRUNK_UP: &str = "sluice_trunk_up";
 pub const TRUNK_AUTH_FAILURES: &str = "sluice_trunk_auth_failures_total";
 pub const TRUNK_FAILOVERS: &str = "sluice_trunk_failovers_total";
+pub const TRUNK_REGISTERED: &str = "sluice_trunk_registered";
+pub const TRUNK_DESTINATIONS_UP: &str = "sluice_trunk_destinations_up";
+pub const TRUNK_BINDINGS: &str = "sluice_trunk_bindings";
+pub const TRUNK_MAX_CALLS: &str = "sluice_trunk_max_calls";
 pub const MEDIA_PACKETS: &str = "sluice_media_packets_total";
 pub const MEDIA_BYTES: &str = "sluice_media_bytes_total";
 pub const MEDIA_LOST: &str = "sluice_media_lost_packets_total";
@@ -307,9 +311,27 @@ impl EngineMetrics {
         }
     }
 
-    /// Whether a trunk can take calls now (keep-alive, registration, gateway binding).
-    pub fn trunk_state(&mut self, trunk: &str, up: bool) {
-        gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(if up { 1.0 } else { 0.0 });
+    /// Whether a trunk can take calls now (keep-alive, registration, gateway binding), and
+    /// the rest of its status: registered (register trunks), destinations answering,
+    /// gateways registered (accept-register), its call limit.
+    pub fn trunk_state(&mut self, trunk: &str, up: bool, status: &crate::TrunkStatus) {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(flag(up));
+        if status.kind == "register" {
+            gauge!(TRUNK_REGISTERED, "trunk" => trunk.to_string())
+                .set(flag(status.status == "registered"));
+        }
+        if status.kind == "accept-register" {
+            gauge!(TRUNK_BINDINGS, "trunk" => trunk.to_string()).set(status.bindings as f64);
+        } else {
+            let live = status
+                .destinations
+                .iter()
+                .filter(|d| !d.ends_with("(down)"))
+                .count();
+            gauge!(TRUNK_DESTINATIONS_UP, "trunk" => trunk.to_string()).set(live as f64);
+        }
+        gauge!(TRUNK_MAX_CALLS, "trunk" => trunk.to_string()).set(status.max_calls as f64);
     }
 
     /// A trunk's credentials refused (`request`: Sluice's requests to it; `register-in`: a

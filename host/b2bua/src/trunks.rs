@@ -274,10 +274,11 @@ impl Trunks {
     }
 
     /// Start agents for new or changed trunks; an unchanged trunk keeps its agent (and its
-    /// registration); a removed one unregisters. Cheap when nothing is pending.
-    pub fn start(&mut self, now: Instant, ids: &mut Ids, contact: ContactFor<'_>) {
+    /// registration); a removed one unregisters. Cheap when nothing is pending; whether
+    /// anything was.
+    pub fn start(&mut self, now: Instant, ids: &mut Ids, contact: ContactFor<'_>) -> bool {
         let Some(trunks) = self.pending.take() else {
-            return;
+            return false;
         };
         let mut old = std::mem::take(&mut self.agents);
         for t in trunks {
@@ -285,12 +286,17 @@ impl Trunks {
                 Some(a) if a.config == t => a,
                 Some(mut changed) => {
                     let calls = changed.active_calls;
-                    if let Some(r) = changed.registration.as_mut() {
+                    // Unregistered only where the registration itself changed; the same
+                    // binding at the same registrar carries over as it is (an unregister
+                    // racing a new REGISTER could remove the binding).
+                    let mut fresh = TrunkAgent::new(t.clone(), now, ids, contact);
+                    fresh.active_calls = calls;
+                    if same_registration(&changed.config, &t) {
+                        fresh.registration = changed.registration.take();
+                    } else if let Some(r) = changed.registration.as_mut() {
                         r.unregister(now);
                         self.leaving.push(changed);
                     }
-                    let mut fresh = TrunkAgent::new(t.clone(), now, ids, contact);
-                    fresh.active_calls = calls;
                     fresh
                 }
                 None => TrunkAgent::new(t.clone(), now, ids, contact),
@@ -303,6 +309,7 @@ impl Trunks {
                 self.leaving.push(gone);
             }
         }
+        true
     }
 
     /// Unregister every registration (drain, shutdown).
@@ -398,4 +405,14 @@ impl Trunks {
             a.active_calls = a.active_calls.saturating_sub(1);
         }
     }
+}
+
+/// Whether two versions of a trunk register the same binding at the same registrar.
+fn same_registration(a: &TrunkConfig, b: &TrunkConfig) -> bool {
+    a.kind == b.kind
+        && a.domain == b.domain
+        && a.credentials == b.credentials
+        && a.register_expires == b.register_expires
+        && a.outbound_proxy == b.outbound_proxy
+        && a.primary().map(|p| (p.addr, p.transport)) == b.primary().map(|p| (p.addr, p.transport))
 }

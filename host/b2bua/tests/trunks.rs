@@ -395,3 +395,82 @@ fn keep_alive_skips_a_silent_destination_and_keeps_the_trunk_up() {
         .all(|m| m.method() != Some(&Method::Invite)));
     assert_eq!(method(only(&o, SECOND)[0]), "INVITE");
 }
+
+#[test]
+fn a_reload_adds_changes_and_removes_trunks_without_touching_calls_on_the_others() {
+    const REGISTRAR: &str = "127.0.0.30:5060";
+    let registering = |name: &str| {
+        let mut t = TrunkConfig::simple(name, "127.0.0.30", Transport::Udp, addr(REGISTRAR));
+        t.kind = TrunkKind::Register;
+        t.credentials = credentials();
+        t.domain = "voip.example".into();
+        t
+    };
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.trunks.push(registering("reg"));
+    let mut lab = Lab::with_hooks(cfg.clone(), NoHooks);
+    lab.engine.handle_timeout(lab.now);
+    let to_registrar = |o: &Sent| -> Vec<Message> {
+        o.iter()
+            .filter(|(f, _)| f.remote == addr(REGISTRAR))
+            .map(|(_, m)| m.clone())
+            .collect()
+    };
+    let o = lab.out();
+    let reg = to_registrar(&o)[0].clone();
+    assert_eq!(method(&reg), "REGISTER");
+    let mut ok = response_to(&reg, 200, "OK", Some("regtag"));
+    ok.headers.push(
+        HeaderName::Contact,
+        "<sip:acct1@127.0.0.1:5080>;expires=600",
+    );
+    lab.feed(from(REGISTRAR), &String::from_utf8_lossy(&ok.to_bytes()));
+    assert_eq!(lab.engine.trunk_status(lab.now)[1].status, "registered");
+    // A call on `loop`, established.
+    let call = lab.established_call();
+
+    // A change that leaves the registration as it is (a call limit): no unregister.
+    let mut changed = cfg.clone();
+    changed.trunks[1].max_calls = 5;
+    lab.engine.reconfigure(changed.clone()).unwrap();
+    lab.engine.handle_timeout(lab.now);
+    let o = lab.out();
+    assert!(
+        to_registrar(&o)
+            .iter()
+            .all(|m| m.header(&HeaderName::Expires) != Some("0")),
+        "the binding stays: {o:?}"
+    );
+    assert_eq!(lab.engine.trunk_status(lab.now)[1].status, "registered");
+
+    // `reg` removed, `loop` changed, `new` added.
+    let mut next = changed;
+    next.trunks.remove(1);
+    next.trunks[0].max_calls = 7;
+    next.trunks.push(TrunkConfig::simple(
+        "new",
+        "127.0.0.40",
+        Transport::Udp,
+        addr("127.0.0.40:5060"),
+    ));
+    lab.engine.reconfigure(next).unwrap();
+    lab.engine.handle_timeout(lab.now);
+    let o = lab.out();
+    let gone = to_registrar(&o);
+    assert_eq!(gone.len(), 1, "{o:?}");
+    assert_eq!(method(&gone[0]), "REGISTER");
+    assert_eq!(gone[0].header(&HeaderName::Expires), Some("0"));
+    let names: Vec<String> = lab
+        .engine
+        .trunk_status(lab.now)
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["loop", "new"]);
+    // The call on `loop` goes on: the PBX's BYE reaches the trunk and its 200 comes back.
+    let o = lab.from_pbx_text(&pbx_in_dialog("BYE", 2, &call.a_ok, "z9hG4bKbye1", ""));
+    let bye = only(&o, TRUNK)[0].clone();
+    assert_eq!(method(&bye), "BYE");
+    let o = lab.from_trunk_text(&trunk_response(&bye, 200, "OK", ""));
+    assert_eq!(statuses(&only(&o, PBX)), [200]);
+}

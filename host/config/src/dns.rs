@@ -40,7 +40,12 @@ impl Default for DnsSettings {
 
 impl DnsSettings {
     pub(crate) fn check(&self) -> Result<(), Problem> {
-        in_range("dns.refresh_min_seconds", self.refresh_min_seconds, 1, 86_400)?;
+        in_range(
+            "dns.refresh_min_seconds",
+            self.refresh_min_seconds,
+            1,
+            86_400,
+        )?;
         in_range(
             "dns.refresh_max_seconds",
             self.refresh_max_seconds,

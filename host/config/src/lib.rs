@@ -541,6 +541,111 @@ mod tests {
         }
     }
 
+    /// The bundled configuration with a second trunk (`extra`, TOML keys) and keys added to
+    /// the first (`first`).
+    fn with_trunks(first: &str, extra: &str) -> String {
+        let t = DEFAULT_CONFIG.replacen(
+            "name = \"loop\"\n",
+            &format!("name = \"loop\"\n{first}\n"),
+            1,
+        );
+        t.replacen("[routing]", &format!("{extra}\n\n[routing]"), 1)
+    }
+
+    #[test]
+    fn trunk_types_destinations_and_options_parse() {
+        let text = with_trunks(
+            "associated = [\"192.0.2.0/24\", \"2001:db8::/32\", \"198.51.100.7\"]\n\
+             verify_port = true\nkeepalive = true\nkeepalive_seconds = 30\nmax_calls = 20\n\
+             failover_on = [500, 603]\ndestinations = [\n\
+             { host = \"127.0.0.20\", priority = 10, weight = 3 },\n\
+             { host = \"sip.example.com\", transport = \"tcp\", priority = 20 },\n]",
+            "[[trunk]]\nname = \"voipms\"\nhost = \"provider.example\"\ntype = \"register\"\n\
+             username = \"100\"\npassword = \"pw\"\nregister_expires = 600\n\
+             outbound_proxy = \"192.0.2.9:5070\"\n\n\
+             [[trunk]]\nname = \"twilio\"\nhost = \"x.pstn.twilio.com\"\ntype = \"credentials\"\n\
+             username = \"u\"\npassword = \"p\"\n\n\
+             [[trunk]]\nname = \"gw\"\nhost = \"gw.example\"\ntype = \"accept-register\"\n\
+             username = \"gw1\"\npassword = \"s\"",
+        );
+        let c = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let loop_ = c.trunk("loop").unwrap();
+        assert_eq!(loop_.associated.len(), 3);
+        assert!(loop_.verify_port && loop_.keepalive);
+        assert_eq!((loop_.keepalive_seconds, loop_.max_calls), (30, 20));
+        assert_eq!(loop_.failover_on, [500, 603]);
+        let d = loop_.destination_list();
+        assert_eq!((d[0].priority, d[0].weight, d[0].port), (10, 3, None));
+        assert_eq!(d[1].transport, Some(TransportName::Tcp));
+        // The default keep-alive interval is the source documents' 360 s.
+        let v = c.trunk("voipms").unwrap();
+        assert_eq!(v.kind, TrunkKind::Register);
+        assert_eq!(v.keepalive_seconds, 360);
+        assert_eq!(v.register_expires, 600);
+        // No port, no transport: DNS (RFC 3263) will say.
+        assert_eq!(v.destination_list()[0].port, None);
+        assert_eq!(v.transport(), TransportName::Udp);
+        assert_eq!(c.trunk("twilio").unwrap().kind, TrunkKind::Credentials);
+        assert_eq!(c.trunk("gw").unwrap().kind, TrunkKind::AcceptRegister);
+    }
+
+    #[test]
+    fn trunk_checks_name_the_trunks_involved() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "",
+                "[[trunk]]\nname = \"r\"\nhost = \"p.example\"\ntype = \"register\"",
+                &["r", "username"],
+            ),
+            (
+                "",
+                "[[trunk]]\nname = \"a\"\nhost = \"p.example\"\ntype = \"register\"\n\
+                 username = \"1\"\npassword = \"x\"\n\n\
+                 [[trunk]]\nname = \"b\"\nhost = \"P.example\"\ntype = \"register\"\n\
+                 username = \"1\"\npassword = \"y\"",
+                &["`a`", "`b`", "same host and authentication ID"],
+            ),
+            (
+                "",
+                "[[trunk]]\nname = \"gw\"\nhost = \"127.0.0.20\"\ntype = \"accept-register\"\n\
+                 username = \"1\"\npassword = \"x\"",
+                &["`gw`", "`loop`", "127.0.0.20"],
+            ),
+            ("associated = [\"10.0.0.0/33\"]", "", &["10.0.0.0/33"]),
+            ("failover_on = [200]", "", &["failover_on", "loop"]),
+            (
+                "destinations = [ { host = \"a.example\", weight = 0 } ]",
+                "",
+                &["weight", "loop"],
+            ),
+        ];
+        for (first, extra, words) in cases {
+            let text = with_trunks(first, extra);
+            let e = Config::parse(&text, "t.toml").expect_err(&text);
+            for w in *words {
+                assert!(e.message.contains(w), "{w} not in: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn dns_settings_are_bounded() {
+        let ok = format!(
+            "{DEFAULT_CONFIG}\n[dns]\nservers = [\"127.0.0.53:53\"]\nrefresh_min_seconds = 5\n"
+        );
+        let c = Config::parse(&ok, "t.toml").unwrap();
+        assert_eq!(c.dns.servers.len(), 1);
+        assert_eq!(
+            (c.dns.refresh_min_seconds, c.dns.refresh_max_seconds),
+            (5, 3600)
+        );
+        let bad = format!(
+            "{DEFAULT_CONFIG}\n[dns]\nrefresh_min_seconds = 60\nrefresh_max_seconds = 10\n"
+        );
+        let e = Config::parse(&bad, "t.toml").unwrap_err();
+        assert!(e.message.contains("dns.refresh_max_seconds"), "{e}");
+    }
+
     #[test]
     fn syntax_error_has_line() {
         let e = Config::parse("[pbx\nhost=1", "x.toml").unwrap_err();

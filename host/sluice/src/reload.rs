@@ -326,10 +326,9 @@ impl Reloader {
                 Ok(d) => {
                     let s = &d.config.dns;
                     let (min, max) = (s.refresh_min_seconds, s.refresh_max_seconds);
-                    d.ttl
-                        .map_or(Duration::from_secs(max), |t| {
-                            t.clamp(Duration::from_secs(min), Duration::from_secs(max))
-                        })
+                    d.ttl.map_or(Duration::from_secs(max), |t| {
+                        t.clamp(Duration::from_secs(min), Duration::from_secs(max))
+                    })
                 }
                 Err(_) => return,
             };

@@ -86,9 +86,11 @@ fn locate_destinations(
             targets.push((d.host, d.port, d.transport.map(proto)));
         }
     }
-    let needs_dns = targets
-        .iter()
-        .any(|(h, _, _)| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_err());
+    let needs_dns = targets.iter().any(|(h, _, _)| {
+        h.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_err()
+    });
     let located = if needs_dns {
         dns::locate_all(&cfg.dns, &targets, &supported)?
     } else {

@@ -352,7 +352,11 @@ mod tests {
     #[test]
     fn a_port_means_addresses_only() {
         let mut z = Zone::new()
-            .with(Query::Ip("sip.example".into()), ips(&["192.0.2.1", "2001:db8::1"]), 60)
+            .with(
+                Query::Ip("sip.example".into()),
+                ips(&["192.0.2.1", "2001:db8::1"]),
+                60,
+            )
             .with(
                 Query::Srv("_sip._udp.sip.example".into()),
                 Records::Srv(vec![srv(1, 1, 5999, "other.example")]),
@@ -406,7 +410,9 @@ mod tests {
             ]
         );
         assert_eq!(l.ttl, Some(Duration::from_secs(30)));
-        assert!(!z.asked.contains(&Query::Srv("_sips._tcp.example.com".into())));
+        assert!(!z
+            .asked
+            .contains(&Query::Srv("_sips._tcp.example.com".into())));
     }
 
     #[test]
@@ -417,7 +423,11 @@ mod tests {
                 Records::Srv(vec![srv(0, 5, 5060, "pbx.example.net")]),
                 60,
             )
-            .with(Query::Ip("pbx.example.net".into()), ips(&["198.51.100.7"]), 60);
+            .with(
+                Query::Ip("pbx.example.net".into()),
+                ips(&["198.51.100.7"]),
+                60,
+            );
         let l = z.locate(t("example.net", None, None), &ALL);
         assert_eq!(addrs(&l), ["198.51.100.7:5060/Tcp/0/5"]);
         assert_eq!(
