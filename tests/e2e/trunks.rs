@@ -542,7 +542,8 @@ fn keep_alive_skips_a_dead_destination_and_takes_it_back() {
     // A short T1 so that an unanswered probe fails in 64 × T1 = 3.2 s.
     let text = config(BLOCK, &keys).replace("t1_ms = 500", "t1_ms = 50");
     let lab = Lab::start_with_text(LabAddrs::v4(BLOCK), Transport::Udp, &text);
-    // The second answers probes; nothing at the first.
+    // Both answer probes at first.
+    let first_probes = lab.sipp("first_probes", "uas_options.xml", Peer::Trunk, None, &[]);
     let probes = lab.sipp_on(
         "probes",
         "uas_options.xml",
@@ -550,6 +551,17 @@ fn keep_alive_skips_a_dead_destination_and_takes_it_back() {
         None,
         &[],
     );
+    wait_trunk(&lab, "both destinations probed", |t| {
+        t["last_options"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("200"))
+            && t["destinations"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|d| !d.to_string().contains("(down)")))
+    });
+    // The first provider stops: it goes down, the trunk stays up on the second.
+    let mut first_probes = first_probes;
+    first_probes.kill();
     wait_trunk(&lab, "first destination down", |t| {
         t["destinations"][0]
             .as_str()
