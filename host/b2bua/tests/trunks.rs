@@ -255,6 +255,15 @@ fn a_trunk_at_its_limit_takes_no_further_call() {
     let status = &lab.engine.trunk_status(lab.now)[0];
     assert_eq!((status.active_calls, status.max_calls), (1, 1));
     assert_eq!(status.unusable, Some("at its call limit"));
+    // The limit counts both directions: a call from the trunk now gets 503 too.
+    let inbound = "INVITE sip:2001@127.0.0.1:5080 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.20:5060;branch=z9hG4bKin1\r\nMax-Forwards: 70\r\n\
+        From: <sip:+15551230000@127.0.0.20>;tag=t1\r\nTo: <sip:2001@127.0.0.1>\r\n\
+        Call-ID: in-1\r\nCSeq: 1 INVITE\r\nContact: <sip:p@127.0.0.20>\r\n\
+        Content-Length: 0\r\n\r\n";
+    let o = lab.from_trunk_text(inbound);
+    assert!(only(&o, PBX).is_empty(), "not sent to the PBX");
+    assert_eq!(statuses(&only(&o, TRUNK)), [100, 503]);
 }
 
 #[test]
