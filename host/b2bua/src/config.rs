@@ -245,3 +245,11 @@ pub struct EngineConfig {
     /// `None`: no media anchoring at all (every SDP crosses as it is).
     pub media: Option<MediaConfig>,
 }
+
+impl EngineConfig {
+    /// The public address a trunk is shown (and whether in Via too), when it has one.
+    pub fn public_address_of(&self, trunk: &str) -> Option<(std::net::IpAddr, bool)> {
+        let t = self.trunks.iter().find(|t| &*t.name == trunk)?;
+        t.public_address.map(|ip| (ip, t.via_public))
+    }
+}

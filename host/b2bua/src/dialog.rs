@@ -142,6 +142,19 @@ pub fn transport_param(t: Transport) -> &'static str {
 }
 
 /// Our Contact on a listener, with the user of the party it stands for.
+impl Dialog {
+    /// Behind NAT: write `public` (with the listener's port) in this dialog's Contact, and in
+    /// its Via when `via`, instead of the address Sluice listens on.
+    pub fn advertise(&mut self, public: std::net::IpAddr, via: bool) {
+        let private = format_host_port(self.flow.local);
+        let shown = format_host_port(std::net::SocketAddr::new(public, self.flow.local.port()));
+        self.contact = self.contact.replace(&private, &shown);
+        if via {
+            self.via_host = shown;
+        }
+    }
+}
+
 pub fn make_contact(user: &str, l: &ListenerAddr) -> String {
     let user = if user.is_empty() { "sluice" } else { user };
     format!(

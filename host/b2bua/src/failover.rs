@@ -294,6 +294,9 @@ pub fn next_destination<H: Hooks>(
         .and_then(|u| sluice_sip::Uri::parse(&u).and_then(|u| u.user.map(str::to_string)))
         .unwrap_or_else(|| "sluice".into());
     dialog.contact = make_contact(&user, &listener);
+    if let Some((ip, via)) = core.cfg.public_address_of(&call.trunk) {
+        dialog.advertise(ip, via);
+    }
     if let Some(target) = sent.request_uri().and_then(edit::uri_number) {
         let host = crate::headers::peer_uri_host(&peer.host, peer.addr);
         dialog.remote_target = format!("sip:{target}@{host}{}", transport_param(peer.transport));

@@ -157,6 +157,7 @@ fn prepare<H: Hooks>(
         addr: flow.local,
     };
     let agent = &core.cfg.user_agent;
+    let public = core.cfg.public_address_of(&route.trunk);
     let mut new_call = setup::new_call(
         &msg,
         flow,
@@ -164,7 +165,7 @@ fn prepare<H: Hooks>(
         &route.peer,
         outbound,
         &mut core.ids,
-        agent,
+        (agent, public),
     );
     if let Some(host) = &route.uri_host {
         setup::retarget(&mut new_call, host);

@@ -3,7 +3,7 @@
 //! topology is written on the callee's side: its From host, Via, Contact, Record-Route and
 //! Call-ID stay behind.
 
-use crate::config::{ListenerAddr, PeerConfig};
+use crate::config::{ListenerAddr, PeerConfig, Side};
 use crate::dialog::{make_contact, transport_param, Dialog};
 use crate::headers::{
     add_agent, copy_passthrough, format_host_port, local_uri_host, peer_uri_host, rewrite_identity,
@@ -29,17 +29,34 @@ pub fn new_call(
     peer: &PeerConfig,
     outbound: ListenerAddr,
     ids: &mut Ids,
-    agent: &str,
+    (agent, public): (&str, Option<(std::net::IpAddr, bool)>),
 ) -> NewCall {
-    let caller = caller_dialog(msg, flow, inbound, ids);
-    let callee = callee_dialog(msg, peer, outbound, ids);
+    // Where the callee's side sees Sluice (From, identity): its public address toward a trunk
+    // that has one.
+    let shown = match public {
+        Some((ip, _)) if outbound.side == Side::External => {
+            std::net::SocketAddr::new(ip, outbound.addr.port())
+        }
+        _ => outbound.addr,
+    };
+    let mut caller = caller_dialog(msg, flow, inbound, ids);
+    let mut callee = callee_dialog(msg, peer, (outbound, shown), ids);
+    // The trunk's leg shows Sluice's public address when the trunk has one.
+    if let Some((ip, via)) = public {
+        if inbound.side == Side::External {
+            caller.advertise(ip, via);
+        }
+        if outbound.side == Side::External {
+            callee.advertise(ip, via);
+        }
+    }
     let max_forwards = msg.max_forwards().unwrap_or(70).saturating_sub(1);
     let mut invite = callee.request(Method::Invite, callee.local_cseq, max_forwards, ids);
     invite
         .headers
         .push(HeaderName::Contact, callee.contact.clone());
     copy_passthrough(msg, &mut invite);
-    rewrite_identity(msg, &mut invite, &local_uri_host(outbound.addr));
+    rewrite_identity(msg, &mut invite, &local_uri_host(shown));
     add_agent(&mut invite, agent);
     invite.body = msg.body.clone();
     NewCall {
@@ -88,7 +105,7 @@ fn caller_dialog(msg: &Message, flow: Flow, inbound: ListenerAddr, ids: &mut Ids
 fn callee_dialog(
     msg: &Message,
     peer: &PeerConfig,
-    outbound: ListenerAddr,
+    (outbound, shown): (ListenerAddr, std::net::SocketAddr),
     ids: &mut Ids,
 ) -> Dialog {
     let from = msg.header(&HeaderName::From).and_then(NameAddr::parse);
@@ -109,7 +126,7 @@ fn callee_dialog(
         .and_then(|n| n.display)
         .map(|d| format!("{d} "))
         .unwrap_or_default();
-    let local_host = local_uri_host(outbound.addr);
+    let local_host = local_uri_host(shown);
     let peer_host = peer_uri_host(&peer.host, peer.addr);
     let tag = ids.tag();
     Dialog {

@@ -483,3 +483,43 @@ fn a_reload_adds_changes_and_removes_trunks_without_touching_calls_on_the_others
     let o = lab.from_trunk_text(&trunk_response(&bye, 200, "OK", ""));
     assert_eq!(statuses(&only(&o, PBX)), [200]);
 }
+
+#[test]
+fn public_address_and_outbound_proxy_shape_what_the_trunk_sees() {
+    const PROXY: &str = "127.0.0.99:5060";
+    let mut lab = lab_with(|t| {
+        t.public_address = Some("203.0.113.5".parse().unwrap());
+        t.outbound_proxy = Some(addr(PROXY));
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    assert!(
+        only(&o, TRUNK).is_empty(),
+        "sent through the proxy, not to the trunk"
+    );
+    let invite = only(&o, PROXY)[0].clone();
+    assert_eq!(method(&invite), "INVITE");
+    assert!(
+        invite.request_uri().unwrap().contains("127.0.0.20"),
+        "the Request-URI still names the trunk: {:?}",
+        invite.request_uri()
+    );
+    let contact = invite.header(&HeaderName::Contact).unwrap();
+    assert!(contact.contains("203.0.113.5:5080"), "{contact}");
+    let via = invite.header(&HeaderName::Via).unwrap();
+    assert!(
+        via.contains("127.0.0.1:5080"),
+        "Via keeps the private address: {via}"
+    );
+
+    // Via rewritten too.
+    let mut lab = lab_with(|t| {
+        t.public_address = Some("203.0.113.5".parse().unwrap());
+        t.via_public = true;
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    let invite = only(&o, TRUNK)[0].clone();
+    let via = invite.header(&HeaderName::Via).unwrap();
+    assert!(via.contains("203.0.113.5:5080"), "{via}");
+    let text = String::from_utf8_lossy(&invite.to_bytes()).into_owned();
+    assert!(!text.contains("127.0.0.1:5080"), "{text}");
+}
