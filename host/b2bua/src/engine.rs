@@ -456,7 +456,17 @@ impl<H: Hooks> Engine<H> {
             None => return,
         };
         match role {
-            ClientRole::Invite { .. } if !self.current_invite(key, tx) => {}
+            ClientRole::Invite { .. } if !self.current_invite(key, tx) => {
+                let sent = self.core.tx.client_request(tx).cloned();
+                let flow = self.core.tx.client_flow(tx);
+                if let (200..=299, Some(sent), Some(flow)) = (status, sent, flow) {
+                    // Once: its retransmissions find no role.
+                    self.core.clients.remove(&tx);
+                    self.with_call(now, Some(key), |core, call| {
+                        failover::abandoned_answer(core, call, now, (&sent, flow), &msg)
+                    });
+                }
+            }
             ClientRole::Invite { .. } => {
                 self.with_call(now, Some(key), |core, call| match status {
                     100 => {}

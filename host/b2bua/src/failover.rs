@@ -8,12 +8,14 @@
 //!   trunk's time budget, with a fresh dialog (new Call-ID and tag): the PBX sees one call.
 //!
 //! Each function returns `true` when it took the failure over (the caller relays nothing).
+//! A destination given up that answers 2xx later gets an ACK and a BYE
+//! ([`abandoned_answer`]): it must not keep a call nobody hears.
 
 use crate::call::LegId;
 use crate::calls::{Call, CallState};
 use crate::config::{PeerConfig, Side};
 use crate::core::{ClientRole, Core};
-use crate::dialog::{make_contact, transport_param};
+use crate::dialog::{make_contact, transport_param, Dialog};
 use crate::headers::format_host_port;
 use crate::hooks::Hooks;
 use crate::retransmit::CallTimers;
@@ -341,4 +343,46 @@ pub fn next_destination<H: Hooks>(
         p.attempts.arm(call.key, now, &mut core.timers);
     }
     Some((old_tag, new_tag))
+}
+
+/// A 2xx from a destination the call has moved on from (`sent`, the INVITE it got, over
+/// `flow`): confirmed with an ACK and ended with a BYE in that attempt's own dialog.
+pub fn abandoned_answer<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    (sent, flow): (&Message, Flow),
+    msg: &Message,
+) {
+    let Some((cseq, _)) = sent.cseq() else {
+        return;
+    };
+    let current = &call.legs.callee;
+    let mut d = Dialog {
+        flow,
+        call_id: sent.call_id().unwrap_or("").to_string(),
+        local_party: sent.header(&HeaderName::From).unwrap_or("").to_string(),
+        local_tag: sent.from_tag().unwrap_or("").to_string(),
+        remote_party: sent.header(&HeaderName::To).unwrap_or("").to_string(),
+        remote_tag: None,
+        local_cseq: cseq,
+        remote_cseq: None,
+        remote_target: sent.request_uri().unwrap_or("").to_string(),
+        route_set: Vec::new(),
+        contact: current.contact.clone(),
+        via_host: current.via_host.clone(),
+    };
+    d.learn_from_answer(200, msg);
+    warn!(call = call.key, to = %flow.remote, "a destination given up answered late: hung up");
+    let ack = crate::relay::ack(&d, cseq, None, &mut core.ids);
+    core.emit_message(d.next_hop(), &ack);
+    let next = d.next_cseq();
+    let bye = d.request(Method::Bye, next, 70, &mut core.ids);
+    call.pending = call.pending.saturating_add(1);
+    core.send(
+        now,
+        bye,
+        d.next_hop(),
+        ClientRole::Teardown { call: call.key },
+    );
 }

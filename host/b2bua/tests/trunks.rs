@@ -523,3 +523,43 @@ fn public_address_and_outbound_proxy_shape_what_the_trunk_sees() {
     let text = String::from_utf8_lossy(&invite.to_bytes()).into_owned();
     assert!(!text.contains("127.0.0.1:5080"), "{text}");
 }
+
+#[test]
+fn a_destination_given_up_that_answers_late_is_hung_up() {
+    let mut lab = lab_with(|t| {
+        t.destinations.push(Destination {
+            addr: addr(SECOND),
+            transport: Transport::Udp,
+            priority: 20,
+            rank: 0,
+            weight: 1,
+        });
+    });
+    let o = lab.from_pbx_text(&pbx_invite());
+    let first = only(&o, TRUNK)[0].clone();
+    let o = lab.run_for(Duration::from_millis(4500), Duration::from_millis(500));
+    let second = only(&o, SECOND)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("the second destination")
+        .clone();
+    let o = lab.feed(from(SECOND), &trunk_response(&second, 180, "Ringing", ""));
+    assert_eq!(statuses(&only(&o, PBX)), [180]);
+    // The first answers after all: ACKed and hung up in its own dialog; the PBX hears nothing.
+    let late = trunk_response(&first, 200, "OK", SDP);
+    let o = lab.from_trunk_text(&late);
+    assert!(only(&o, PBX).is_empty(), "{o:?}");
+    let to_first = only(&o, TRUNK);
+    let methods: Vec<&str> = to_first.iter().map(|m| method(m)).collect();
+    assert_eq!(methods, ["ACK", "BYE"]);
+    for m in &to_first {
+        assert_eq!(m.call_id(), first.call_id(), "the first attempt's dialog");
+        assert_ne!(m.call_id(), second.call_id());
+    }
+    // Its retransmission does not start another hang-up.
+    let o = lab.from_trunk_text(&late);
+    assert!(only(&o, TRUNK).iter().all(|m| method(m) != "BYE"));
+    // The call goes on at the second.
+    let o = lab.feed(from(SECOND), &trunk_response(&second, 200, "OK", SDP));
+    assert_eq!(statuses(&only(&o, PBX)), [200]);
+}
