@@ -60,6 +60,37 @@ fn wait_trunk(lab: &Lab, what: &str, f: impl Fn(&serde_json_value::Value) -> boo
     }
 }
 
+/// `n` calls from the PBX, answered by a SIPp UAS at `at` (port 5060): every one completes,
+/// each reached `at` once (the PBX seeing one call each).
+fn calls_complete_at(lab: &Lab, name: &str, at: &str, n: u64) {
+    let m = n.to_string();
+    // No call limit and `-aa`: keep-alive OPTIONS that reach it get 200 and are not taken
+    // for calls; the INVITEs it received are counted from its message log.
+    let uas = lab.sipp_on(name, "uas.xml", (at.to_string(), 5060), None, &["-aa"]);
+    let uac = lab.sipp(
+        &format!("{name}-pbx"),
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", &m, "-r", &m],
+    );
+    let r = uac.wait(Duration::from_secs(30));
+    assert_eq!((r.successful, r.failed), (n, 0), "{r:?}\n{}", lab.log());
+    let mut calls: Vec<String> = uas
+        .received_messages()
+        .iter()
+        .filter(|msg| msg.starts_with("INVITE "))
+        .filter_map(|msg| {
+            msg.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("call-id:"))
+                .map(str::to_string)
+        })
+        .collect();
+    calls.sort();
+    calls.dedup();
+    assert_eq!(calls.len() as u64, n, "calls answered at {at}: {calls:?}");
+}
+
 #[test]
 fn registration_answers_a_challenge_that_sipp_verifies_and_wrong_credentials_fail() {
     need_sipp();
@@ -413,46 +444,14 @@ fn calls_fail_over_on_503_on_silence_and_on_a_refused_tcp_connection() {
         None,
         &["-m", "5"],
     );
-    let other = lab.sipp_on(
-        "second",
-        "uas.xml",
-        (second.clone(), 5060),
-        None,
-        &["-m", "5"],
-    );
-    let uac = lab.sipp(
-        "uac",
-        "uac.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-m", "5", "-r", "5"],
-    );
-    let r = uac.wait(Duration::from_secs(30));
-    assert_eq!((r.successful, r.failed), (5, 0), "{r:?}\n{}", lab.log());
-    assert_eq!(other.wait(Duration::from_secs(10)).successful, 5);
+    calls_complete_at(&lab, "second", &second, 5);
     let f = first.wait(Duration::from_secs(5));
     assert_eq!(f.successful, 5, "the first saw every call once: {f:?}");
     drop(lab);
 
     // Nothing at the first: each call waits out the destination timeout, then the second.
     let lab = start(BLOCK, &dests(&udp_first));
-    let other = lab.sipp_on(
-        "second",
-        "uas.xml",
-        (second.clone(), 5060),
-        None,
-        &["-m", "3"],
-    );
-    let uac = lab.sipp(
-        "uac",
-        "uac.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-m", "3", "-r", "3"],
-    );
-    let r = uac.wait(Duration::from_secs(30));
-    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}\n{}", lab.log());
-    assert_eq!(other.wait(Duration::from_secs(10)).successful, 3);
+    calls_complete_at(&lab, "second", &second, 3);
     drop(lab);
 
     // A TCP destination that refuses connections: the transport error moves the call on at once.
@@ -465,24 +464,8 @@ fn calls_fail_over_on_503_on_silence_and_on_a_refused_tcp_connection() {
             "destination_timeout_ms = 10000",
         ),
     );
-    let other = lab.sipp_on(
-        "second",
-        "uas.xml",
-        (second.clone(), 5060),
-        None,
-        &["-m", "3"],
-    );
     let started = Instant::now();
-    let uac = lab.sipp(
-        "uac",
-        "uac.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-m", "3", "-r", "3"],
-    );
-    let r = uac.wait(Duration::from_secs(30));
-    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}\n{}", lab.log());
-    assert_eq!(other.wait(Duration::from_secs(10)).successful, 3);
+    calls_complete_at(&lab, "second", &second, 3);
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "no destination timeout was waited for: {:?}",
@@ -577,28 +560,12 @@ fn keep_alive_skips_a_dead_destination_and_takes_it_back() {
     assert_eq!(live, Some(1.0), "{text}");
     let mut probes = probes;
     probes.kill();
-    let other = lab.sipp_on(
-        "second",
-        "uas.xml",
-        (second.clone(), 5060),
-        None,
-        &["-m", "1"],
-    );
     let started = Instant::now();
-    let uac = lab.sipp(
-        "uac",
-        "uac.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-m", "1"],
-    );
-    let r = uac.wait(Duration::from_secs(20));
-    assert_eq!(r.successful, 1, "{r:?}");
+    calls_complete_at(&lab, "second", &second, 1);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the dead destination was skipped, not waited for"
     );
-    assert_eq!(other.wait(Duration::from_secs(5)).successful, 1);
     // The first comes back: probed again within the interval, up.
     let back = lab.sipp("back", "uas_options.xml", Peer::Trunk, None, &[]);
     wait_trunk(&lab, "first destination back", |t| {
@@ -734,23 +701,7 @@ fn a_host_name_is_located_by_naptr_and_srv_and_followed_when_its_records_change(
         None,
         &["-m", "2"],
     );
-    let other = lab.sipp_on(
-        "second",
-        "uas.xml",
-        (second.clone(), 5060),
-        None,
-        &["-m", "2"],
-    );
-    let uac = lab.sipp(
-        "uac",
-        "uac.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-m", "2", "-r", "2"],
-    );
-    let r = uac.wait(Duration::from_secs(20));
-    assert_eq!((r.successful, r.failed), (2, 0), "{r:?}\n{}", lab.log());
-    assert_eq!(other.wait(Duration::from_secs(10)).successful, 2);
+    calls_complete_at(&lab, "second", &second, 2);
     assert_eq!(refusing.wait(Duration::from_secs(5)).successful, 2);
 
     // sip1 moves: Sluice looks again when the TTL ends and sends there.
@@ -760,22 +711,6 @@ fn a_host_name_is_located_by_naptr_and_srv_and_followed_when_its_records_change(
     wait_trunk(&lab, "the new address of sip1", |t| {
         t["destinations"].to_string().contains(&moved)
     });
-    let uas = lab.sipp_on(
-        "moved",
-        "uas.xml",
-        (moved.clone(), 5060),
-        None,
-        &["-m", "1"],
-    );
-    let uac = lab.sipp(
-        "uac2",
-        "uac.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-m", "1"],
-    );
-    let r = uac.wait(Duration::from_secs(20));
-    assert_eq!(r.successful, 1, "{r:?}\n{}", lab.log());
-    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 1);
+    calls_complete_at(&lab, "moved", &moved, 1);
     assert!(lab.log().contains("trunk addresses from DNS applied"));
 }
