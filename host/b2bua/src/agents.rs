@@ -61,12 +61,15 @@ pub fn registration_contact(cfg: &EngineConfig, t: &TrunkConfig) -> Option<Strin
 /// Start agents a new configuration added, and send every request that is due.
 pub fn run<H: Hooks>(core: &mut Core<H>, now: Instant) {
     core.origin.get_or_insert(now);
-    let cfg = core.cfg.clone();
-    let contact = |t: &TrunkConfig| registration_contact(&cfg, t);
-    if core.trunks.start(now, &mut core.ids, &contact) {
-        let names: Vec<Arc<str>> = core.cfg.trunks.iter().map(|t| t.name.clone()).collect();
-        for name in names {
-            publish(core, &name, now);
+    // Only after a (re)configuration: the copy of the configuration is not for every tick.
+    if core.trunks.has_pending() {
+        let cfg = core.cfg.clone();
+        let contact = |t: &TrunkConfig| registration_contact(&cfg, t);
+        if core.trunks.start(now, &mut core.ids, &contact) {
+            let names: Vec<Arc<str>> = core.cfg.trunks.iter().map(|t| t.name.clone()).collect();
+            for name in names {
+                publish(core, &name, now);
+            }
         }
     }
     let mut due: Vec<(TrunkConfig, Message, AgentRequest)> = Vec::new();

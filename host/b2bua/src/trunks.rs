@@ -273,6 +273,11 @@ impl Trunks {
         self.pending = Some(cfg.trunks.clone());
     }
 
+    /// Whether a new configuration waits for [`Trunks::start`].
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Start agents for new or changed trunks; an unchanged trunk keeps its agent (and its
     /// registration); a removed one unregisters. Cheap when nothing is pending; whether
     /// anything was.
