@@ -269,8 +269,38 @@ pub fn next_destination<H: Hooks>(
     };
     let side = LegId::Callee.side(call.direction);
     let listener = route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
+    let public = core.cfg.public_address_of(&call.trunk);
     let ids = &mut core.ids;
     let dialog = &mut call.legs.callee;
+    let old_tag = fresh_dialog(dialog, ids, (&peer, listener, public), &sent);
+    let invite = invite_again(dialog, ids, &sent);
+    let flow = dialog.flow;
+    let new_tag = dialog.local_tag.clone();
+    info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failing over to the next destination");
+    core.metrics.failover(&call.trunk);
+    let uac = core.tx.send_request(now, invite, flow);
+    core.clients
+        .insert(uac, ClientRole::Invite { call: call.key });
+    core.flush_transmits();
+    if let CallState::Proceeding(p) = &mut call.state {
+        p.uac = uac;
+        p.attempts.arm(call.key, now, &mut core.timers);
+    }
+    Some((old_tag, new_tag))
+}
+
+/// Reset the callee's dialog for `peer` (new tag, Call-ID, CSeq; Contact and Via on
+/// `listener`, shown as the trunk's public address when it has one); the old local tag.
+fn fresh_dialog(
+    dialog: &mut Dialog,
+    ids: &mut crate::ids::Ids,
+    (peer, listener, public): (
+        &PeerConfig,
+        crate::config::ListenerAddr,
+        Option<(std::net::IpAddr, bool)>,
+    ),
+    sent: &Message,
+) -> String {
     let old_tag = std::mem::replace(&mut dialog.local_tag, ids.tag());
     dialog.local_party = dialog.local_party.replace(
         &format!(";tag={old_tag}"),
@@ -296,13 +326,18 @@ pub fn next_destination<H: Hooks>(
         .and_then(|u| sluice_sip::Uri::parse(&u).and_then(|u| u.user.map(str::to_string)))
         .unwrap_or_else(|| "sluice".into());
     dialog.contact = make_contact(&user, &listener);
-    if let Some((ip, via)) = core.cfg.public_address_of(&call.trunk) {
+    if let Some((ip, via)) = public {
         dialog.advertise(ip, via);
     }
     if let Some(target) = sent.request_uri().and_then(edit::uri_number) {
         let host = crate::headers::peer_uri_host(&peer.host, peer.addr);
         dialog.remote_target = format!("sip:{target}@{host}{}", transport_param(peer.transport));
     }
+    old_tag
+}
+
+/// The INVITE `sent` again in `dialog`: its own headers and body, the dialog's identity.
+fn invite_again(dialog: &Dialog, ids: &mut crate::ids::Ids, sent: &Message) -> Message {
     let mut invite = dialog.request(Method::Invite, dialog.local_cseq, 70, ids);
     for h in sent.headers.iter() {
         let managed = matches!(
@@ -330,19 +365,7 @@ pub fn next_destination<H: Hooks>(
         .headers
         .push(HeaderName::Contact, dialog.contact.clone());
     invite.body = sent.body.clone();
-    let flow = dialog.flow;
-    let new_tag = dialog.local_tag.clone();
-    info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failing over to the next destination");
-    core.metrics.failover(&call.trunk);
-    let uac = core.tx.send_request(now, invite, flow);
-    core.clients
-        .insert(uac, ClientRole::Invite { call: call.key });
-    core.flush_transmits();
-    if let CallState::Proceeding(p) = &mut call.state {
-        p.uac = uac;
-        p.attempts.arm(call.key, now, &mut core.timers);
-    }
-    Some((old_tag, new_tag))
+    invite
 }
 
 /// A 2xx from a destination the call has moved on from (`sent`, the INVITE it got, over

@@ -76,56 +76,7 @@ pub fn route_new_call(
     ids: &mut Ids,
 ) -> Result<Route, NoRoute> {
     match side {
-        Side::Internal => {
-            let t = cfg
-                .trunks
-                .get(cfg.outbound_trunk)
-                .ok_or(NoRoute::Unusable("no outbound trunk"))?;
-            let agent = trunks.get(&t.name);
-            if let Some(a) = agent {
-                a.usable(now).map_err(NoRoute::Unusable)?;
-            }
-            let mut uri_host = None;
-            let mut order: VecDeque<PeerConfig> = match agent
-                .and_then(|a| a.registrar.as_ref())
-                .and_then(|r| r.target(now))
-            {
-                // A gateway registered to Sluice: its binding, reached where it registered
-                // from (it may be behind NAT).
-                Some(b) => {
-                    uri_host = sluice_sip::Uri::parse(&b.contact).map(|u| match u.port {
-                        Some(p) => format!("{}:{p}", u.host),
-                        None => u.host.to_string(),
-                    });
-                    VecDeque::from([PeerConfig {
-                        name: t.name.clone(),
-                        host: t.host.clone(),
-                        transport: t.transport,
-                        addr: b.source,
-                        media: t.media.clone(),
-                    }])
-                }
-                None => ordered(t, ids)
-                    .into_iter()
-                    .filter(|p| agent.is_none_or(|a| a.destination_up(p.addr)))
-                    .collect(),
-            };
-            let peer = order
-                .pop_front()
-                .ok_or(NoRoute::Unusable("no destination"))?;
-            Ok(Route {
-                direction: Direction::Outbound,
-                trunk: t.name.clone(),
-                peer,
-                out_side: Side::External,
-                media: t.media.clone(),
-                rest: order,
-                failover_on: t.failover_on.clone(),
-                failover_budget: Some(t.failover_budget),
-                attempt_timeout: Some(t.attempt_timeout),
-                uri_host,
-            })
-        }
+        Side::Internal => outbound(cfg, trunks, now, ids),
         Side::External => {
             let i = trunks
                 .by_source(cfg, source, now)
@@ -150,6 +101,64 @@ pub fn route_new_call(
             })
         }
     }
+}
+
+/// A call from the PBX: to the outbound trunk's destinations that are up (or the gateway
+/// registered to it).
+fn outbound(
+    cfg: &EngineConfig,
+    trunks: &Trunks,
+    now: Instant,
+    ids: &mut Ids,
+) -> Result<Route, NoRoute> {
+    let t = cfg
+        .trunks
+        .get(cfg.outbound_trunk)
+        .ok_or(NoRoute::Unusable("no outbound trunk"))?;
+    let agent = trunks.get(&t.name);
+    if let Some(a) = agent {
+        a.usable(now).map_err(NoRoute::Unusable)?;
+    }
+    let mut uri_host = None;
+    let mut order: VecDeque<PeerConfig> = match agent
+        .and_then(|a| a.registrar.as_ref())
+        .and_then(|r| r.target(now))
+    {
+        // A gateway registered to Sluice: its binding, reached where it registered from (it
+        // may be behind NAT).
+        Some(b) => {
+            uri_host = sluice_sip::Uri::parse(&b.contact).map(|u| match u.port {
+                Some(p) => format!("{}:{p}", u.host),
+                None => u.host.to_string(),
+            });
+            VecDeque::from([PeerConfig {
+                name: t.name.clone(),
+                host: t.host.clone(),
+                transport: t.transport,
+                addr: b.source,
+                media: t.media.clone(),
+            }])
+        }
+        None => ordered(t, ids)
+            .into_iter()
+            .filter(|p| agent.is_none_or(|a| a.destination_up(p.addr)))
+            .collect(),
+    };
+    let peer = order
+        .pop_front()
+        .ok_or(NoRoute::Unusable("no destination"))?;
+    Ok(Route {
+        direction: Direction::Outbound,
+        trunk: t.name.clone(),
+        peer,
+        out_side: Side::External,
+        media: t.media.clone(),
+        rest: order,
+        failover_on: t.failover_on.clone(),
+        failover_budget: Some(t.failover_budget),
+        attempt_timeout: Some(t.attempt_timeout),
+        uri_host,
+    })
 }
 
 /// A trunk's destinations in the order a call tries them: by priority, and among equal
