@@ -342,3 +342,43 @@ fn a_panic_is_logged_with_its_input_and_exits_non_zero() {
     );
     assert!(!log.contains("5551234"), "{log}");
 }
+
+/// Toll fraud: an INVITE on the PBX side from an address that is not the PBX gets 403 and
+/// never reaches the trunk; the PBX itself still calls out.
+#[test]
+fn a_stranger_on_the_pbx_side_cannot_call_out() {
+    assert!(
+        sluice_e2e::sipp_available(),
+        "sipp (package sip-tester) is required"
+    );
+    let lab = Lab::start(72, Transport::Udp);
+    let stranger = lab.sipp_on(
+        "stranger",
+        "uac_403.xml",
+        ("127.0.72.99".to_string(), 5060),
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let s = stranger.wait(Duration::from_secs(10));
+    assert_eq!(
+        s.successful,
+        1,
+        "the stranger got 403: {s:?}\n{}",
+        lab.log()
+    );
+    assert!(lab.log().contains("not the PBX"), "{}", lab.log());
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "1"]);
+    let pbx = lab.sipp(
+        "pbx",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    assert_eq!(pbx.wait(Duration::from_secs(20)).successful, 1);
+    let t = uas.wait(Duration::from_secs(10));
+    assert_eq!(
+        t.successful, 1,
+        "only the PBX's call reached the trunk: {t:?}"
+    );
+}

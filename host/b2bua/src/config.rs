@@ -237,6 +237,9 @@ pub struct EngineConfig {
     pub timers: TimerConfig,
     pub listeners: Vec<ListenerAddr>,
     pub pbx: PeerConfig,
+    /// Further addresses that may place calls on the PBX side (a PBX cluster); the PBX's own
+    /// address always may. Any other source is refused: no toll fraud through Sluice.
+    pub pbx_sources: Vec<IpNet>,
     pub trunks: Vec<TrunkConfig>,
     /// Index into `trunks` that calls from the PBX go to.
     pub outbound_trunk: usize,
@@ -247,6 +250,11 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Whether `ip` may place calls on the PBX side.
+    pub fn is_pbx(&self, ip: std::net::IpAddr) -> bool {
+        ip == self.pbx.addr.ip() || self.pbx_sources.iter().any(|n| n.contains(&ip))
+    }
+
     /// The public address a trunk is shown (and whether in Via too), when it has one.
     pub fn public_address_of(&self, trunk: &str) -> Option<(std::net::IpAddr, bool)> {
         let t = self.trunks.iter().find(|t| &*t.name == trunk)?;

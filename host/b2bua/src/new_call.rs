@@ -85,6 +85,7 @@ fn admit<H: Hooks>(
     );
     let label: Arc<str> = match (&route, side) {
         (Ok(r), _) => r.trunk.clone(),
+        (Err(NoRoute::NotThePbx), _) => Arc::from("unknown"),
         (Err(_), Side::Internal) => core
             .cfg
             .trunks
@@ -125,6 +126,10 @@ fn refusal(no: NoRoute, flow: Flow, trunk: &str) -> Refusal {
     match no {
         NoRoute::UnknownSource => {
             warn!(from = %flow.remote, "INVITE from an address that is no trunk");
+            Refusal::with_reason(403, "Forbidden")
+        }
+        NoRoute::NotThePbx => {
+            warn!(from = %flow.remote, "INVITE on the PBX side from an address that is not the PBX");
             Refusal::with_reason(403, "Forbidden")
         }
         NoRoute::Unusable("not registered") => Refusal::with_reason(480, "Temporarily Unavailable"),

@@ -54,6 +54,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         timers: TimerConfig::default(),
         listeners,
         pbx: peer("pbx", "127.0.0.10", transport, PBX),
+        pbx_sources: Vec::new(),
         trunks: vec![TrunkConfig::simple(
             "loop",
             "127.0.0.20",

@@ -3,8 +3,9 @@
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use sluice_b2bua::testing::*;
+use sluice_b2bua::NoHooks;
 use sluice_sip::{HeaderName, Method};
-use sluice_transaction::Flow;
+use sluice_transaction::{Flow, Transport};
 use std::time::Duration;
 
 #[test]
@@ -129,6 +130,34 @@ fn inbound_from_unknown_address_is_forbidden() {
     let statuses: Vec<u16> = o.iter().filter_map(|(_, m)| m.status()).collect();
     assert_eq!(statuses, vec![100, 403]);
     assert_eq!(lab.engine.active_calls(), 0);
+}
+
+#[test]
+fn only_the_pbx_may_call_out() {
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.pbx_sources = vec!["127.0.5.0/24".parse().unwrap()];
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    // A stranger on the PBX side: 403, nothing reaches the trunk (no toll fraud).
+    let stranger = Flow {
+        remote: addr("127.0.0.99:5060"),
+        ..lab.from_pbx()
+    };
+    let invite = pbx_invite().replace("127.0.0.10:5060;branch", "127.0.0.99:5060;branch");
+    let o = lab.feed(stranger, &invite);
+    assert!(only(&o, TRUNK).is_empty(), "{o:?}");
+    let refused: Vec<u16> = o.iter().filter_map(|(_, m)| m.status()).collect();
+    assert_eq!(refused, vec![100, 403]);
+    assert_eq!(lab.engine.active_calls(), 0);
+    // A member of the PBX cluster may.
+    let member = Flow {
+        remote: addr("127.0.5.7:5060"),
+        ..lab.from_pbx()
+    };
+    let invite = pbx_invite()
+        .replace("127.0.0.10:5060;branch", "127.0.5.7:5060;branch")
+        .replace("pbx-call-1", "pbx-call-2");
+    let o = lab.feed(member, &invite);
+    assert_eq!(only(&o, TRUNK).len(), 1, "{o:?}");
 }
 
 #[test]

@@ -64,6 +64,10 @@ pub struct Peer {
     pub port: u16,
     #[serde(default = "default_transport")]
     pub transport: TransportName,
+    /// Further addresses (IPs, CIDR blocks) that may place calls besides `host`: a PBX
+    /// cluster. Calls on the PBX side from anywhere else are refused with 403.
+    #[serde(default)]
+    pub associated: Vec<Spanned<crate::trunk::Cidr>>,
 }
 
 pub(crate) fn default_port() -> u16 {

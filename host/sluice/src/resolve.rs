@@ -174,6 +174,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
             check_path(Side::External, &t.peer(d))?;
         }
     }
+    let pbx_sources = cfg.pbx.associated.iter().map(|c| c.get_ref().0).collect();
     let engine = EngineConfig {
         timers: TimerConfig {
             t1: Duration::from_millis(cfg.sip.t1_ms),
@@ -182,6 +183,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         },
         listeners,
         pbx,
+        pbx_sources,
         trunks,
         outbound_trunk,
         max_calls: cfg.sip.max_calls,
