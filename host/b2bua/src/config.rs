@@ -245,6 +245,8 @@ pub struct EngineConfig {
     pub outbound_trunk: usize,
     pub max_calls: usize,
     pub user_agent: String,
+    /// Answer a new call from a stranger with a stateless 403 (`true`) or drop it.
+    pub refuse_strangers: bool,
     /// `None`: no media anchoring at all (every SDP crosses as it is).
     pub media: Option<MediaConfig>,
 }

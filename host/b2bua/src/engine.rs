@@ -18,9 +18,9 @@
 //! is ending with none of its transactions left in flight ([`Call::is_over`]): after a failed
 //! or cancelled set-up settles, or after the BYE of an established call is answered.
 
-use crate::call::{CallKey, LegId};
+use crate::call::{CallKey, Direction, LegId};
 use crate::calls::{Call, CallInfo, CallState, Calls};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Side};
 use crate::core::{ClientRole, Core, Output};
 use crate::headers::{add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{Hooks, NoHooks};
@@ -31,7 +31,7 @@ use crate::refuse;
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, failover, in_dialog, new_call};
+use crate::{agents, answer, failover, in_dialog, new_call, route};
 use bytes::Bytes;
 use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
@@ -311,6 +311,9 @@ impl<H: Hooks> Engine<H> {
             return;
         }
         if msg.is_request() {
+            if self.stranger_call(now, &msg, flow) {
+                return;
+            }
             stamp_received(&mut msg, flow);
             self.core.tx.on_request(now, msg, flow);
         } else {
@@ -356,6 +359,51 @@ impl<H: Hooks> Engine<H> {
                 TxEvent::Terminated { tx } => self.on_terminated(now, tx),
             }
         }
+    }
+
+    /// A new call from an address that may not call (on the PBX side, not the PBX; on the
+    /// trunk side, no trunk's): answered before any state is kept (a stateless 403, or nothing
+    /// per `refuse_strangers`), so that a flood of them costs no transactions and draws no
+    /// retransmissions. Whether it was one.
+    fn stranger_call(&mut self, now: Instant, msg: &Message, flow: Flow) -> bool {
+        if msg.method() != Some(&Method::Invite) || msg.to_tag().is_some() {
+            return false;
+        }
+        let Some(side) = route::side_of(&self.core.cfg.listeners, flow.local) else {
+            return false;
+        };
+        let ip = flow.remote.ip();
+        let (stranger, direction) = match side {
+            Side::Internal => (!self.core.cfg.is_pbx(ip), Direction::Outbound),
+            Side::External => (
+                self.core
+                    .trunks
+                    .by_source(&self.core.cfg, flow.remote, now)
+                    .is_none(),
+                Direction::Inbound,
+            ),
+        };
+        if !stranger {
+            return false;
+        }
+        let core = &mut self.core;
+        core.stats.calls_attempted = core.stats.calls_attempted.saturating_add(1);
+        core.stats.calls_failed = core.stats.calls_failed.saturating_add(1);
+        core.metrics.call_attempted("unknown", direction);
+        core.metrics.call_failed("unknown", direction, 403);
+        match side {
+            Side::Internal => {
+                warn!(from = %flow.remote, "INVITE on the PBX side from an address that is not the PBX")
+            }
+            Side::External => warn!(from = %flow.remote, "INVITE from an address that is no trunk"),
+        }
+        if self.core.cfg.refuse_strangers {
+            let mut resp = response_to(msg, 403, "Forbidden", Some(&self.core.ids.tag()));
+            add_agent(&mut resp, &self.core.cfg.user_agent);
+            self.core
+                .emit(reply_flow(msg, flow), Bytes::from(resp.to_bytes()));
+        }
+        true
     }
 
     /// Answer a request that never reaches a transaction (it was malformed), where its Via

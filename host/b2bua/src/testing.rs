@@ -64,6 +64,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         outbound_trunk: 0,
         max_calls: 10,
         user_agent: "Sluice".into(),
+        refuse_strangers: true,
         media: None,
     }
 }

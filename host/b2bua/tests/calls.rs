@@ -128,8 +128,18 @@ fn inbound_from_unknown_address_is_forbidden() {
     let invite = pbx_invite().replace("127.0.0.10:5060;branch", "127.0.0.99:5060;branch");
     let o = lab.feed(stranger, &invite);
     let statuses: Vec<u16> = o.iter().filter_map(|(_, m)| m.status()).collect();
-    assert_eq!(statuses, vec![100, 403]);
+    // Stateless: no 100 Trying, and the 403 is not retransmitted (no amplification).
+    assert_eq!(statuses, vec![403]);
     assert_eq!(lab.engine.active_calls(), 0);
+    let o = lab.run_for(Duration::from_secs(40), Duration::from_millis(500));
+    assert!(o.is_empty(), "{o:?}");
+
+    // Configured to drop: nothing at all.
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.refuse_strangers = false;
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    let o = lab.feed(stranger, &invite);
+    assert!(o.is_empty(), "{o:?}");
 }
 
 #[test]
@@ -146,7 +156,7 @@ fn only_the_pbx_may_call_out() {
     let o = lab.feed(stranger, &invite);
     assert!(only(&o, TRUNK).is_empty(), "{o:?}");
     let refused: Vec<u16> = o.iter().filter_map(|(_, m)| m.status()).collect();
-    assert_eq!(refused, vec![100, 403]);
+    assert_eq!(refused, vec![403]);
     assert_eq!(lab.engine.active_calls(), 0);
     // A member of the PBX cluster may.
     let member = Flow {

@@ -35,7 +35,7 @@ pub use dns::DnsSettings;
 pub use media::{LatchingName, MediaSettings, ResolvedSide};
 pub use plugins::{setting_values, PluginEntry, PluginsSettings, Policy, MAX_PLUGIN_DEADLINE_MS};
 pub use sides::{Listener, Peer, Side, TransportName};
-pub use sip::{SipSettings, MAX_MESSAGE_BYTES};
+pub use sip::{SipSettings, StrangerPolicy, MAX_MESSAGE_BYTES};
 pub use trunk::{Cidr, Destination, DestinationSpec, MediaMode, Routing, Trunk, TrunkKind};
 
 use serde::Deserialize;

@@ -25,6 +25,19 @@ pub struct SipSettings {
     /// Value of the User-Agent and Server headers Sluice writes; empty to write none.
     #[serde(default = "default_agent")]
     pub user_agent: String,
+    /// What a new call from an address that may not call gets (a stranger on the PBX side, an
+    /// address that is no trunk's): `refuse`, a 403 sent statelessly (no 100 Trying, no
+    /// retransmission), or `drop`, nothing at all.
+    #[serde(default)]
+    pub strangers: StrangerPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrangerPolicy {
+    #[default]
+    Refuse,
+    Drop,
 }
 
 fn default_t1() -> u64 {
@@ -55,6 +68,7 @@ impl Default for SipSettings {
             max_message_bytes: default_max_message(),
             max_calls: default_max_calls(),
             user_agent: default_agent(),
+            strangers: StrangerPolicy::default(),
         }
     }
 }
