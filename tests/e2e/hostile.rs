@@ -197,6 +197,23 @@ fn tcp_keepalive_pong_and_framing_error_closes() {
     let _ = s.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("SIP/2.0 400"), "{text}");
+
+    // No Content-Length on a stream (RFC 3261 §18.3): 400 and the stream closed, the request
+    // never acted on (an OPTIONS would otherwise get its 200).
+    let mut s = std::net::TcpStream::connect(lab.internal()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = s.local_addr().unwrap().to_string();
+    let bare = request(&local, &t, "OPTIONS", "", None, "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("Content-Length: 0\r\n", "")
+        .replace("hostile-0", "hostile-bare");
+    assert!(!bare.contains("Content-Length"), "{bare}");
+    s.write_all(bare.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("SIP/2.0 400"), "{text}");
+    assert!(!text.contains("SIP/2.0 200"), "{text}");
 }
 
 /// Start lines and headers with multi-byte UTF-8 where byte-indexed parsing would cut a

@@ -296,6 +296,34 @@ impl<H: Hooks> Engine<H> {
         }
     }
 
+    /// The head of a message a stream could not frame (no or a bad Content-Length, too
+    /// large): a request gets `status` statelessly and is never acted on; the stream closes.
+    pub fn handle_unframed(
+        &mut self,
+        _now: Instant,
+        flow: Flow,
+        head: &[u8],
+        why: (u16, &'static str),
+    ) {
+        let (status, reason) = why;
+        self.core.stats.parse_errors = self.core.stats.parse_errors.saturating_add(1);
+        EngineMetrics::parse_error(reason);
+        let msg = match parse_message(head) {
+            Ok(m) => Some(m),
+            Err(e) => e.partial.map(|m| *m),
+        };
+        match msg {
+            Some(m) if m.is_request() && m.method() != Some(&Method::Ack) => {
+                warn!(reason, from = %flow.remote, "unframed request, answering {status}");
+                self.reply_stateless(&m, flow, status, reason);
+            }
+            _ => {
+                warn!(reason, from = %flow.remote, "unframed message dropped");
+                self.core.stats.dropped = self.core.stats.dropped.saturating_add(1);
+            }
+        }
+    }
+
     /// A parsed message arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, flow: Flow, mut msg: Message) {
         if let Err(rej) = validate(&msg) {

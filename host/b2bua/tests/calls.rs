@@ -240,3 +240,39 @@ fn the_call_limit_refuses_with_503() {
     assert_eq!(r.reason(), Some("Call Limit Reached"));
     assert_eq!(lab.engine.active_calls(), 1);
 }
+
+#[test]
+fn a_request_a_stream_could_not_frame_is_answered_never_acted_on() {
+    let mut lab = Lab::new();
+    // An INVITE without Content-Length on TCP: its head alone reaches the engine.
+    let invite = pbx_invite();
+    let (head, _body) = invite.split_once("\r\n\r\n").unwrap();
+    let head = format!("{head}\r\n\r\n").replace("Content-Length", "X-Length");
+    let flow = lab.from_pbx();
+    lab.engine.handle_unframed(
+        lab.now,
+        flow,
+        head.as_bytes(),
+        (400, "Content-Length missing on a stream"),
+    );
+    let o = lab.out();
+    assert!(only(&o, TRUNK).is_empty(), "not relayed: {o:?}");
+    assert_eq!(statuses(&only(&o, PBX)), [400]);
+    assert_eq!(lab.engine.active_calls(), 0);
+    // Too large: 513.
+    lab.engine.handle_unframed(
+        lab.now,
+        flow,
+        head.as_bytes(),
+        (513, "message exceeds the size limit"),
+    );
+    let o = lab.out();
+    assert_eq!(statuses(&only(&o, PBX)), [513]);
+    // A NUL in a header: 400 on any transport.
+    let nul = pbx_invite()
+        .replace("Subject", "X")
+        .replace("X-Internal-Secret: 10.9.8.7", "Subject: a\u{0}b");
+    let o = lab.from_pbx_text(&nul);
+    assert!(only(&o, TRUNK).is_empty(), "not relayed: {o:?}");
+    assert_eq!(statuses(&only(&o, PBX)), [400]);
+}

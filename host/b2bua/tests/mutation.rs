@@ -198,7 +198,7 @@ fn mutated_messages_never_panic_on_any_input_path() {
                         Ok(Frame::Ping) => {}
                         Err(err) => {
                             if let Some(head) = err.head {
-                                e.handle_datagram(now, stream, &head);
+                                e.handle_unframed(now, stream, &head, (err.status, err.reason));
                             }
                             framer = StreamFramer::new(65_535);
                         }

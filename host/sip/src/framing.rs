@@ -17,6 +17,8 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
     pub reason: &'static str,
+    /// The status a request gets for it: 400, or 513 for a message over the size limit.
+    pub status: u16,
     /// The head of the offending message, when readable, so that a 400 can be sent first.
     pub head: Option<Bytes>,
 }
@@ -94,7 +96,9 @@ impl StreamFramer {
         let total = body_start.saturating_add(length);
         if total > self.max_message {
             let h = whole_head();
-            return Some(Err(self.fail("message exceeds the size limit", Some(h))));
+            let mut e = self.fail("message exceeds the size limit", Some(h));
+            e.status = 513;
+            return Some(Err(e));
         }
         if self.buf.len() < total {
             return None;
@@ -105,7 +109,11 @@ impl StreamFramer {
     fn fail(&mut self, reason: &'static str, head: Option<Bytes>) -> FrameError {
         self.failed = true;
         self.buf.clear();
-        FrameError { reason, head }
+        FrameError {
+            reason,
+            status: 400,
+            head,
+        }
     }
 
     /// Bytes buffered toward an incomplete message.
@@ -184,6 +192,7 @@ mod tests {
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
         let e = f.next_frame().unwrap().unwrap_err();
         assert!(e.head.is_some());
+        assert_eq!(e.status, 400);
         assert_eq!(f.next_frame(), None);
         let mut f = StreamFramer::new(65536);
         f.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -999\r\n\r\n");
@@ -194,7 +203,9 @@ mod tests {
     fn size_limit() {
         let mut f = StreamFramer::new(100);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1000\r\n\r\n");
-        assert!(f.next_frame().unwrap().is_err());
+        let e = f.next_frame().unwrap().unwrap_err();
+        assert_eq!(e.status, 513, "Message Too Large");
+        assert!(e.head.is_some());
         let mut f = StreamFramer::new(100);
         f.push(&[b'a'; 200]);
         assert!(f.next_frame().unwrap().is_err());

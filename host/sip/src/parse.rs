@@ -78,14 +78,42 @@ pub fn parse_message(data: &[u8]) -> Result<Message, ParseError> {
         None if data.ends_with(b"\n") => (data.len(), data.len()),
         None => return Err(ParseError::bare("header section not terminated")),
     };
-    let head = std::str::from_utf8(data.get(..head_end).unwrap_or_default())
-        .map_err(|_| ParseError::bare("header section is not UTF-8"))?;
+    let raw_head = data.get(..head_end).unwrap_or_default();
+    let Ok(head) = std::str::from_utf8(raw_head) else {
+        // Not UTF-8: still answered (400) when the head can be read with the bad bytes
+        // replaced, never acted on.
+        let lossy = String::from_utf8_lossy(raw_head);
+        let partial = parse_head(&lossy).ok().map(|(start, headers, _)| Message {
+            start,
+            headers,
+            body: Bytes::new(),
+        });
+        return Err(ParseError {
+            reason: "header section is not UTF-8",
+            status: 400,
+            partial: partial.map(Box::new),
+        });
+    };
     let (start_line, headers, version_ok) = parse_head(head)?;
     let mut msg = Message {
         start: start_line,
         headers,
         body: Bytes::new(),
     };
+    // A NUL (or another control character but tab) in the head is never relayed, unless it
+    // is escaped in a quoted string (a quoted-pair, RFC 3261 §25.1, as RFC 4475's intmeth).
+    let control = |b: u8| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f;
+    if head
+        .as_bytes()
+        .windows(2)
+        .any(|w| matches!(w, [prev, b] if control(*b) && *prev != b'\\'))
+        || head.as_bytes().first().is_some_and(|&b| control(b))
+    {
+        return Err(ParseError::with_head(
+            "control character in the header section",
+            msg,
+        ));
+    }
     if !version_ok {
         return Err(ParseError {
             reason: "SIP version not supported",
@@ -273,6 +301,35 @@ fn parse_start_line(line: &str) -> Result<(StartLine, bool), ParseError> {
 
 #[cfg(test)]
 mod tests {
+
+    const HEAD: &str =
+        "OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
+        From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c1\r\n\
+        CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n";
+
+    #[test]
+    fn a_raw_control_character_is_refused_with_the_head_to_answer() {
+        let m = format!("{HEAD}Subject: a\0b\r\nContent-Length: 0\r\n\r\n");
+        let e = parse_message(m.as_bytes()).unwrap_err();
+        assert_eq!(e.status, 400);
+        let head = e.partial.expect("the head, to answer 400");
+        assert_eq!(head.call_id(), Some("c1"));
+        // Escaped in a quoted string (a quoted-pair) it is legal.
+        let m = format!("{HEAD}Subject: \"a\\\0b\"\r\nContent-Length: 0\r\n\r\n");
+        assert!(parse_message(m.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_head_that_is_not_utf8_is_answered_not_dropped() {
+        let mut m = format!("{HEAD}Subject: ").into_bytes();
+        m.extend_from_slice(&[0xff, 0xfe, b'x']);
+        m.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        let e = parse_message(&m).unwrap_err();
+        assert_eq!((e.status, e.reason), (400, "header section is not UTF-8"));
+        let head = e.partial.expect("the head, to answer 400");
+        assert_eq!(head.cseq().map(|(n, _)| n), Some(1));
+    }
+
     use super::*;
 
     const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\

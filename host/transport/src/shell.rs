@@ -252,6 +252,15 @@ fn on_incoming<H: Hooks>(engine: &mut Engine<H>, conns: &mut Connections, msg: I
             current_input::panic_if_asked(&data);
             engine.handle_datagram(std::time::Instant::now(), flow, &data);
         }
+        Incoming::Unframed {
+            flow,
+            head,
+            status,
+            reason,
+        } => {
+            let _handling = current_input::handling(flow, &head);
+            engine.handle_unframed(std::time::Instant::now(), flow, &head, (status, reason));
+        }
         Incoming::Connected { id, remote, writer } => conns.add(id, remote, writer),
         Incoming::Closed { id } => conns.remove(id),
         Incoming::Failed { id, remote } => {

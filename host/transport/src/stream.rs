@@ -27,6 +27,13 @@ pub(crate) enum Incoming {
         flow: Flow,
         data: Bytes,
     },
+    /// The head of a message the stream could not frame: answered, never acted on.
+    Unframed {
+        flow: Flow,
+        head: Bytes,
+        status: u16,
+        reason: &'static str,
+    },
     Connected {
         id: ConnId,
         remote: SocketAddr,
@@ -185,8 +192,15 @@ async fn serve<S>(
                 Err(e) => {
                     warn!(remote = %flow.remote, reason = e.reason, "stream framing error, closing");
                     if let Some(head) = e.head {
-                        // Let the engine answer 400 from the head before the stream closes.
-                        let _ = tx.send(Incoming::Packet { flow, data: head }).await;
+                        // Let the engine answer (400, 513) from the head before the stream
+                        // closes, without acting on the message.
+                        let unframed = Incoming::Unframed {
+                            flow,
+                            head,
+                            status: e.status,
+                            reason: e.reason,
+                        };
+                        let _ = tx.send(unframed).await;
                     }
                     break 'read;
                 }
