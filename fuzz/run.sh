@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run every libFuzzer target for a bounded time, seeded with the RFC 4475/5118 torture corpus
+# (SIP targets), the SDP corpus, the bundled configurations and a few edits,
 # and the SIP dictionary (multi-byte UTF-8 included). Usage: bash fuzz/run.sh [SECONDS_PER_TARGET]
 #
 # cargo-fuzz wants a nightly compiler for its sanitizer flags; with `-s none` it needs none of
@@ -8,10 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-for target in parse framer engine; do
+for target in ${TARGETS:-parse framer engine sdp config edit}; do
     corpus=fuzz/corpus/$target
     mkdir -p "$corpus"
-    cp tests/conformance/rfc4475/*.dat tests/conformance/rfc5118/*.dat "$corpus"/
+    case $target in
+        sdp) cp host/sdp/tests/corpus/*.sdp "$corpus"/ ;;
+        config) cp examples/*.toml bench/*.toml "$corpus"/ ;;
+        edit) printf 'sX-Account:1234\nrSubject\nuINVITE\nbapplication/sdp:v=0\n' >"$corpus/seed" ;;
+        *) cp tests/conformance/rfc4475/*.dat tests/conformance/rfc5118/*.dat "$corpus"/ ;;
+    esac
     echo "== fuzz $target for ${seconds}s"
     log=fuzz/corpus/$target.log
     if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" --fuzz-dir fuzz -s none -- \

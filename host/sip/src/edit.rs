@@ -220,6 +220,11 @@ pub fn remove_header(msg: &mut Message, name: &str) -> Result<u32, EditError> {
 
 pub fn set_request_uri(msg: &mut Message, uri: &str) -> Result<(), EditError> {
     check_uri(uri)?;
+    // Headers (`?…`) are not allowed in a Request-URI (RFC 3261 §19.1.5): what `validate`
+    // refuses, an edit may not write (found by the `edit` fuzz target).
+    if Uri::parse(uri).is_some_and(|u| u.is_sip() && !u.headers.is_empty()) {
+        return Err(EditError::BadUri(uri.to_string()));
+    }
     match &mut msg.start {
         StartLine::Request { uri: u, .. } => {
             *u = uri.to_string();
@@ -549,6 +554,10 @@ mod tests {
         assert_eq!(m.request_uri(), Some("tel:+12345678"));
         assert!(set_request_uri(&mut m, "tel:").is_err());
         assert!(set_request_uri(&mut m, "sip:a b@c").is_err());
+        assert!(
+            set_request_uri(&mut m, "sips:zE?").is_err(),
+            "no headers in a Request-URI"
+        );
         assert!(set_request_uri(&mut m, "mailto:x@y").is_err());
         assert!(check_number("+15551234567").is_ok());
         assert!(check_number("*72#").is_ok());
