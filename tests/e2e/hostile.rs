@@ -399,3 +399,44 @@ fn a_stranger_on_the_pbx_side_cannot_call_out() {
         "only the PBX's call reached the trunk: {t:?}"
     );
 }
+
+/// A TCP peer that sends requests and never reads the answers: its connection is closed once
+/// its write queue is full, and Sluice's memory does not grow with what it sends.
+#[test]
+fn a_tcp_peer_that_never_reads_is_cut_off_with_memory_bounded() {
+    use std::io::Write;
+    let lab = Lab::start(73, Transport::Tcp);
+    let before = lab.rss_kib().expect("rss");
+    let mut s = std::net::TcpStream::connect(lab.internal()).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let local = s.local_addr().unwrap().to_string();
+    let t = lab.internal();
+    let started = Instant::now();
+    let mut sent = 0u32;
+    let mut closed = false;
+    // Up to 150,000 OPTIONS, bounded in time too.
+    while sent < 150_000 && started.elapsed() < Duration::from_secs(60) {
+        let opts = request(&local, &t, "OPTIONS", "", None, "")
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+            .replace("hostile-0", &format!("noread-{sent}"));
+        if s.write_all(opts.as_bytes()).is_err() {
+            closed = true;
+            break;
+        }
+        sent += 1;
+    }
+    let after = lab.rss_kib().expect("rss");
+    eprintln!(
+        "closed after {sent} requests; resident memory {before} KiB before, {after} KiB after"
+    );
+    assert!(
+        closed,
+        "the connection was closed after {sent} requests\n{}",
+        lab.log()
+    );
+    assert!(lab.log().contains("does not read"), "{}", lab.log());
+    assert!(
+        after.saturating_sub(before) < 30 * 1024,
+        "memory bounded: {before} KiB before, {after} KiB after {sent} requests"
+    );
+}

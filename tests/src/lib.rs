@@ -320,6 +320,16 @@ drain_seconds = 30
         std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
     }
 
+    /// Sluice's resident memory in KiB (Linux `/proc`), while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.sluice.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Start a SIPp peer playing `peer`; `target` is where it sends (callers only).
     pub fn sipp(
         &self,

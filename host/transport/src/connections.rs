@@ -8,9 +8,49 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tracing::warn;
 
-pub(crate) type Writer = mpsc::UnboundedSender<Bytes>;
+/// Messages a connection may have waiting to be written. A peer that does not read its
+/// answers fills it; the connection is then closed rather than let memory grow (as Kamailio's
+/// `tcp_conn_wq_max`).
+pub(crate) const WRITE_QUEUE: usize = 256;
+
+/// The sending end of a connection's write queue, and the way to close the connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Bytes>,
+    stop: Arc<Notify>,
+}
+
+impl Writer {
+    /// A writer and the queue its connection's writer task empties.
+    pub fn pair() -> (Writer, mpsc::Receiver<Bytes>, Arc<Notify>) {
+        let (queue, rx) = mpsc::channel(WRITE_QUEUE);
+        let stop = Arc::new(Notify::new());
+        (
+            Writer {
+                queue,
+                stop: stop.clone(),
+            },
+            rx,
+            stop,
+        )
+    }
+
+    /// Queue `data`; a full queue closes the connection (`Err(None)`), a closed one gives the
+    /// data back (`Err(Some(data))`).
+    pub fn send(&self, data: Bytes) -> Result<(), Option<Bytes>> {
+        match self.queue.try_send(data) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stop.notify_one();
+                Err(None)
+            }
+            Err(mpsc::error::TrySendError::Closed(data)) => Err(Some(data)),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
@@ -57,7 +97,14 @@ impl Connections {
         };
         match writer.send(data) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(data)) => {
+            Err(None) => {
+                // The peer reads nothing: its connection is closed, what it was sent is lost.
+                let remote = flow.remote;
+                warn!(%remote, queued = WRITE_QUEUE, "tcp peer does not read its messages: connection closed");
+                self.remove(id);
+                Ok(())
+            }
+            Err(Some(data)) => {
                 self.remove(id);
                 Err(data)
             }
@@ -81,7 +128,7 @@ mod tests {
             conn: None,
         };
         assert!(c.send(flow, Bytes::from_static(b"x")).is_err());
-        let (w, mut r) = mpsc::unbounded_channel();
+        let (w, mut r, _stop) = Writer::pair();
         let id = c.new_id();
         c.add(id, remote, w);
         assert!(c.send(flow, Bytes::from_static(b"a")).is_ok());
@@ -105,5 +152,31 @@ mod tests {
             c.send(flow, Bytes::from_static(b"d")).is_err(),
             "and forgotten"
         );
+    }
+
+    #[test]
+    fn a_peer_that_reads_nothing_is_cut_off_not_buffered() {
+        let mut c = Connections::default();
+        let remote: SocketAddr = "127.0.0.20:5060".parse().unwrap();
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: "127.0.0.1:5080".parse().unwrap(),
+            remote,
+            conn: None,
+        };
+        let (w, _r, stop) = Writer::pair();
+        let id = c.new_id();
+        c.add(id, remote, w);
+        for _ in 0..WRITE_QUEUE {
+            assert!(c.send(flow, Bytes::from_static(b"x")).is_ok());
+        }
+        // One more than the queue holds: the connection is closed and forgotten.
+        assert!(c.send(flow, Bytes::from_static(b"y")).is_ok());
+        assert!(c.send(flow, Bytes::from_static(b"z")).is_err(), "forgotten");
+        // And its reader is told to stop (the permit waits for it).
+        let stopped = stop.notified();
+        let mut stopped = std::pin::pin!(stopped);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(stopped.as_mut(), &mut cx).is_ready());
     }
 }

@@ -2,7 +2,7 @@
 //! read, runs the engine's timers, applies the commands of the rest of the process, and writes
 //! what the engine sends.
 
-use crate::connections::Connections;
+use crate::connections::{Connections, Writer};
 use crate::current_input;
 use crate::drain::{Drain, DrainStep};
 use crate::later;
@@ -316,7 +316,7 @@ fn open(
     max_message: usize,
 ) {
     let id = conns.new_id();
-    let (writer, queue) = mpsc::unbounded_channel();
+    let (writer, queue, stop) = Writer::pair();
     let _ = writer.send(data);
     conns.add(id, flow.remote, writer.clone());
     let flow = Flow {
@@ -325,8 +325,7 @@ fn open(
     };
     tokio::spawn(stream::connect(
         flow,
-        writer,
-        queue,
+        (writer, queue, stop),
         tx.clone(),
         max_message,
     ));

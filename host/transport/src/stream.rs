@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 /// How long a connection may stay silent before it is closed.
@@ -80,7 +80,7 @@ pub(crate) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        let (writer, queue) = mpsc::unbounded_channel();
+        let (writer, queue, stop) = Writer::pair();
         let connected = Incoming::Connected {
             id,
             remote,
@@ -95,7 +95,13 @@ pub(crate) async fn accept_loop(
             remote,
             conn: Some(id),
         };
-        tokio::spawn(serve(flow, stream, writer, queue, tx.clone(), max_message));
+        tokio::spawn(serve(
+            flow,
+            stream,
+            (writer, queue, stop),
+            tx.clone(),
+            max_message,
+        ));
     }
 }
 
@@ -103,8 +109,7 @@ pub(crate) async fn accept_loop(
 /// to the engine task at once.
 pub(crate) async fn connect(
     flow: Flow,
-    writer: Writer,
-    queue: mpsc::UnboundedReceiver<Bytes>,
+    queues: (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
     max_message: usize,
 ) {
@@ -126,7 +131,7 @@ pub(crate) async fn connect(
     match opened {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            serve(flow, stream, writer, queue, tx, max_message).await;
+            serve(flow, stream, queues, tx, max_message).await;
         }
         Err(e) => {
             warn!(remote = %flow.remote, "tcp connect failed: {e}");
@@ -144,8 +149,7 @@ pub(crate) async fn connect(
 async fn serve<S>(
     flow: Flow,
     stream: S,
-    pong: Writer,
-    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    (pong, mut queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
     max_message: usize,
 ) where
@@ -173,8 +177,17 @@ async fn serve<S>(
     });
     let mut framer = StreamFramer::new(max_message);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut stopped = false;
     'read: loop {
-        let n = match tokio::time::timeout(IDLE, rd.read(&mut buf)).await {
+        let read = tokio::select! {
+            r = tokio::time::timeout(IDLE, rd.read(&mut buf)) => r,
+            () = stop.notified() => {
+                // Its write queue overflowed: the peer reads nothing.
+                stopped = true;
+                break 'read;
+            }
+        };
+        let n = match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => n,
         };
@@ -211,5 +224,9 @@ async fn serve<S>(
     // anything it queued first (a 400 for a framing error, say).
     drop(pong);
     let _ = tx.send(Incoming::Closed { id }).await;
+    if stopped {
+        // Its writes may never complete: nothing more is written.
+        writer.abort();
+    }
     let _ = writer.await;
 }
