@@ -440,3 +440,49 @@ fn a_tcp_peer_that_never_reads_is_cut_off_with_memory_bounded() {
         "memory bounded: {before} KiB before, {after} KiB after {sent} requests"
     );
 }
+
+/// Accepted TCP connections are limited per source address, and one that sends no complete
+/// message in time is closed; the places come back when connections end.
+#[test]
+fn tcp_connections_are_limited_per_source_and_silent_ones_closed() {
+    use std::io::{Read, Write};
+    let a = LabAddrs::v4(74);
+    let text = Lab::config_for(&a, Transport::Tcp).replace(
+        "t1_ms = 500",
+        "t1_ms = 500\nmax_connections_per_source = 3\ntcp_first_message_seconds = 1",
+    );
+    let lab = Lab::start_with_text(a, Transport::Tcp, &text);
+    let open = || {
+        let s = std::net::TcpStream::connect(lab.internal()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let closed = |s: &mut std::net::TcpStream| {
+        let mut b = [0u8; 1];
+        matches!(s.read(&mut b), Ok(0) | Err(_))
+    };
+    let held: Vec<_> = (0..3).map(|_| open()).collect();
+    // The fourth from the same address is closed at once.
+    let mut fourth = open();
+    let started = Instant::now();
+    assert!(closed(&mut fourth), "over the per-source limit");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The three held say nothing: each is closed after the first-message time.
+    for mut s in held {
+        assert!(closed(&mut s), "silent connection closed");
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Their places are free again: a connection that speaks is served.
+    let mut s = open();
+    let local = s.local_addr().unwrap().to_string();
+    let opts = request(&local, &lab.internal(), "OPTIONS", "", None, "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    s.write_all(opts.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}

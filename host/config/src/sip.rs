@@ -30,6 +30,26 @@ pub struct SipSettings {
     /// retransmission), or `drop`, nothing at all.
     #[serde(default)]
     pub strangers: StrangerPolicy,
+    /// TCP connections accepted at once, in all and from one address; further ones are
+    /// closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// An accepted TCP connection that has not sent one complete message within this is
+    /// closed (later, 300 s of silence close it).
+    #[serde(default = "default_first_message")]
+    pub tcp_first_message_seconds: u64,
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_source() -> usize {
+    64
+}
+fn default_first_message() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -69,6 +89,9 @@ impl Default for SipSettings {
             max_calls: default_max_calls(),
             user_agent: default_agent(),
             strangers: StrangerPolicy::default(),
+            max_connections: default_max_connections(),
+            max_connections_per_source: default_max_connections_per_source(),
+            tcp_first_message_seconds: default_first_message(),
         }
     }
 }
@@ -76,6 +99,19 @@ impl Default for SipSettings {
 impl SipSettings {
     pub fn check(&self) -> Checked {
         in_range("sip.t1_ms", self.t1_ms, 1, 10_000)?;
+        in_range("sip.max_connections", self.max_connections, 1, 1_000_000)?;
+        in_range(
+            "sip.max_connections_per_source",
+            self.max_connections_per_source,
+            1,
+            self.max_connections,
+        )?;
+        in_range(
+            "sip.tcp_first_message_seconds",
+            self.tcp_first_message_seconds,
+            1,
+            300,
+        )?;
         in_range("sip.t2_ms", self.t2_ms, self.t1_ms, 60_000)?;
         in_range("sip.t4_ms", self.t4_ms, 1, 60_000)?;
         in_range(

@@ -313,6 +313,11 @@ async fn run(
             listeners,
             max_message: cfg.sip.max_message_bytes,
             media_workers: Some(media_workers(cfg.media.workers)),
+            tcp: sluice_transport::TcpLimits {
+                max_connections: cfg.sip.max_connections,
+                max_per_source: cfg.sip.max_connections_per_source,
+                first_message: std::time::Duration::from_secs(cfg.sip.tcp_first_message_seconds),
+            },
         },
     )
     .await

@@ -159,6 +159,7 @@ pub struct Fixed {
     media_internal: (std::net::IpAddr, std::net::IpAddr, u16, u16),
     media_external: (std::net::IpAddr, std::net::IpAddr, u16, u16),
     media_workers: usize,
+    tcp_limits: (usize, usize, u64),
 }
 
 impl Fixed {
@@ -177,6 +178,11 @@ impl Fixed {
             media_internal: side(mi),
             media_external: side(me),
             media_workers: cfg.media.workers,
+            tcp_limits: (
+                cfg.sip.max_connections,
+                cfg.sip.max_connections_per_source,
+                cfg.sip.tcp_first_message_seconds,
+            ),
             internal: listeners(&cfg.internal),
             external: listeners(&cfg.external),
             admin_listen: cfg.admin_addr(),
@@ -215,6 +221,10 @@ impl Fixed {
         check(self.media_internal != new.media_internal, "media.internal");
         check(self.media_external != new.media_external, "media.external");
         check(self.media_workers != new.media_workers, "media.workers");
+        check(
+            self.tcp_limits != new.tcp_limits,
+            "sip.max_connections, max_connections_per_source, tcp_first_message_seconds",
+        );
         keys
     }
 }

@@ -61,6 +61,26 @@ pub struct ShellOptions {
     pub max_message: usize,
     /// Media relay threads; `None` runs no relay (no media anchored).
     pub media_workers: Option<usize>,
+    /// Accepted TCP connections: how many, from one address, and how soon the first message.
+    pub tcp: TcpLimits,
+}
+
+/// Limits on the TCP connections Sluice accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub max_per_source: usize,
+    pub first_message: std::time::Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 4096,
+            max_per_source: 64,
+            first_message: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 /// Bound sockets, ready to run.
@@ -69,6 +89,7 @@ pub struct Shell<H: Hooks> {
     max_message: usize,
     udp: UdpSockets,
     tcp: Vec<(SocketAddr, TcpListener)>,
+    tcp_limits: TcpLimits,
     media: Option<(MediaRelay, UnboundedReceiver<MediaEvent>)>,
 }
 
@@ -98,6 +119,7 @@ impl<H: Hooks> Shell<H> {
             max_message: opts.max_message,
             udp,
             tcp,
+            tcp_limits: opts.tcp,
             media,
         })
     }
@@ -113,6 +135,7 @@ impl<H: Hooks> Shell<H> {
             max_message,
             mut udp,
             tcp,
+            tcp_limits,
             media,
         } = self;
         let (relay, mut media_events) = match media {
@@ -122,12 +145,13 @@ impl<H: Hooks> Shell<H> {
         let relay = relay.as_ref();
         let (tx, mut rx) = mpsc::channel::<Incoming>(16 * 1024);
         let mut conns = Connections::default();
+        let admission = std::sync::Arc::new(stream::Admission::new(tcp_limits));
         for (addr, listener) in tcp {
             tokio::spawn(stream::accept_loop(
                 addr,
                 listener,
                 tx.clone(),
-                conns.ids(),
+                (conns.ids(), admission.clone()),
                 max_message,
             ));
         }

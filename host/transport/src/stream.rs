@@ -3,13 +3,15 @@
 //! task, written from a queue.
 
 use crate::connections::Writer;
+use crate::shell::TcpLimits;
 use bytes::Bytes;
 use sluice_sip::{Frame, StreamFramer};
 use sluice_transaction::{ConnId, Flow, Transport};
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
@@ -62,11 +64,65 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.listen(1024)
 }
 
+/// Who may hold accepted connections: a total and a per-address limit, shared by every
+/// listener; a connection holds its place ([`Admitted`]) until it ends.
+pub(crate) struct Admission {
+    limits: TcpLimits,
+    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    refused: AtomicU64,
+}
+
+/// A place taken in [`Admission`], given back when dropped.
+pub(crate) struct Admitted {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Admission {
+    pub fn new(limits: TcpLimits) -> Admission {
+        Admission {
+            limits,
+            held: Mutex::new((0, HashMap::new())),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
+        let mut held = self.held.lock().ok()?;
+        let (total, per) = &mut *held;
+        let mine = per.get(&ip).copied().unwrap_or(0);
+        if *total >= self.limits.max_connections || mine >= self.limits.max_per_source {
+            return None;
+        }
+        *total = total.saturating_add(1);
+        per.insert(ip, mine.saturating_add(1));
+        Some(Admitted {
+            admission: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.admission.held.lock() {
+            let (total, per) = &mut *held;
+            *total = total.saturating_sub(1);
+            if let Some(n) = per.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
 pub(crate) async fn accept_loop(
     local: SocketAddr,
     listener: TcpListener,
     tx: mpsc::Sender<Incoming>,
-    ids: Arc<AtomicU64>,
+    (ids, admission): (Arc<AtomicU64>, Arc<Admission>),
     max_message: usize,
 ) {
     loop {
@@ -77,6 +133,15 @@ pub(crate) async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(place) = admission.admit(remote.ip()) else {
+            // Over a limit: closed at once. Logged at the first and every 1000th.
+            let n = admission.refused.fetch_add(1, Ordering::Relaxed);
+            if n % 1000 == 0 {
+                warn!(%remote, refused = n.saturating_add(1), "tcp connection over the limits, closed");
+            }
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let id = ids.fetch_add(1, Ordering::Relaxed);
@@ -95,13 +160,19 @@ pub(crate) async fn accept_loop(
             remote,
             conn: Some(id),
         };
-        tokio::spawn(serve(
-            flow,
-            stream,
-            (writer, queue, stop),
-            tx.clone(),
-            max_message,
-        ));
+        let first = admission.limits.first_message;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _place = place;
+            serve(
+                flow,
+                stream,
+                (writer, queue, stop),
+                tx,
+                (max_message, first),
+            )
+            .await;
+        });
     }
 }
 
@@ -131,7 +202,7 @@ pub(crate) async fn connect(
     match opened {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            serve(flow, stream, queues, tx, max_message).await;
+            serve(flow, stream, queues, tx, (max_message, IDLE)).await;
         }
         Err(e) => {
             warn!(remote = %flow.remote, "tcp connect failed: {e}");
@@ -151,7 +222,7 @@ async fn serve<S>(
     stream: S,
     (pong, mut queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
-    max_message: usize,
+    (max_message, first_message): (usize, Duration),
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -178,9 +249,11 @@ async fn serve<S>(
     let mut framer = StreamFramer::new(max_message);
     let mut buf = vec![0u8; 16 * 1024];
     let mut stopped = false;
+    // Until its first complete message, a connection gets `first_message` to send it.
+    let mut idle = first_message;
     'read: loop {
         let read = tokio::select! {
-            r = tokio::time::timeout(IDLE, rd.read(&mut buf)) => r,
+            r = tokio::time::timeout(idle, rd.read(&mut buf)) => r,
             () = stop.notified() => {
                 // Its write queue overflowed: the peer reads nothing.
                 stopped = true;
@@ -195,6 +268,7 @@ async fn serve<S>(
         while let Some(frame) = framer.next_frame() {
             match frame {
                 Ok(Frame::Message(data)) => {
+                    idle = IDLE;
                     if tx.send(Incoming::Packet { flow, data }).await.is_err() {
                         break 'read;
                     }
