@@ -247,6 +247,8 @@ pub struct EngineConfig {
     pub user_agent: String,
     /// Answer a new call from a stranger with a stateless 403 (`true`) or drop it.
     pub refuse_strangers: bool,
+    /// The largest INVITE Sluice sends over UDP; a larger one is refused with 513.
+    pub max_udp_bytes: usize,
     /// `None`: no media anchoring at all (every SDP crosses as it is).
     pub media: Option<MediaConfig>,
 }

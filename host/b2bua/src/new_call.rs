@@ -211,6 +211,20 @@ fn prepare<H: Hooks>(
         }
         setup::follow_plugins(&mut new_call.callee, &new_call.invite);
     }
+    // No giant datagrams (RFC 3261 §18.1.1): an INVITE that would leave over UDP larger than
+    // the limit is refused with 513 instead (a 60 KB header from the PBX, say).
+    let udp = new_call.callee.flow.transport == sluice_transaction::Transport::Udp;
+    if udp && wire_len(&new_call.invite) > core.cfg.max_udp_bytes {
+        warn!(
+            call = key,
+            limit = core.cfg.max_udp_bytes,
+            "INVITE too large for UDP, refused with 513"
+        );
+        core.close_media(key, &route.trunk, media);
+        let r = Refusal::with_reason(513, "Message Too Large");
+        refuse_new_call(core, now, (tx, &msg), (label, direction), r);
+        return None;
+    }
     Some(Prepared {
         key,
         admitted,
@@ -301,4 +315,28 @@ fn refuse_new_call<H: Hooks>(
     }
     add_agent(&mut resp, &core.cfg.user_agent);
     core.respond(now, tx, &resp);
+}
+
+/// The size of `msg` on the wire, without writing it out.
+fn wire_len(msg: &Message) -> usize {
+    let start = match &msg.start {
+        sluice_sip::StartLine::Request { method, uri } => method
+            .as_str()
+            .len()
+            .saturating_add(uri.len())
+            .saturating_add(12),
+        sluice_sip::StartLine::Response { reason, .. } => reason.len().saturating_add(14),
+    };
+    msg.headers
+        .iter()
+        .map(|h| {
+            h.name
+                .as_str()
+                .len()
+                .saturating_add(h.value.len())
+                .saturating_add(4)
+        })
+        .fold(start, usize::saturating_add)
+        .saturating_add(msg.body.len())
+        .saturating_add(2)
 }

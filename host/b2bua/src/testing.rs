@@ -65,6 +65,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         max_calls: 10,
         user_agent: "Sluice".into(),
         refuse_strangers: true,
+        max_udp_bytes: 8192,
         media: None,
     }
 }

@@ -276,3 +276,24 @@ fn a_request_a_stream_could_not_frame_is_answered_never_acted_on() {
     assert!(only(&o, TRUNK).is_empty(), "not relayed: {o:?}");
     assert_eq!(statuses(&only(&o, PBX)), [400]);
 }
+
+#[test]
+fn an_invite_too_large_for_udp_is_refused_not_sent_as_a_giant_datagram() {
+    let mut lab = Lab::new();
+    let big = "x".repeat(60_000);
+    let invite = pbx_invite().replace(
+        "X-Internal-Secret: 10.9.8.7",
+        &format!("X-Internal-Secret: 10.9.8.7\r\nSubject: {big}"),
+    );
+    let o = lab.from_pbx_text(&invite);
+    assert!(only(&o, TRUNK).is_empty(), "no giant datagram to the trunk");
+    assert_eq!(statuses(&only(&o, PBX)), [100, 513]);
+    assert_eq!(lab.engine.active_calls(), 0);
+    // An ordinary INVITE still goes.
+    let o = lab.from_pbx_text(
+        &pbx_invite()
+            .replace("pbx-call-1", "pbx-call-2")
+            .replace("z9hG4bKpbx1", "z9hG4bKpbx2"),
+    );
+    assert_eq!(only(&o, TRUNK).len(), 1);
+}

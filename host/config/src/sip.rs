@@ -40,6 +40,14 @@ pub struct SipSettings {
     /// closed (later, 300 s of silence close it).
     #[serde(default = "default_first_message")]
     pub tcp_first_message_seconds: u64,
+    /// The largest INVITE sent over UDP; a larger new call is refused with 513 (no giant
+    /// datagrams toward a peer).
+    #[serde(default = "default_max_udp")]
+    pub max_udp_bytes: usize,
+}
+
+fn default_max_udp() -> usize {
+    8192
 }
 
 fn default_max_connections() -> usize {
@@ -92,6 +100,7 @@ impl Default for SipSettings {
             max_connections: default_max_connections(),
             max_connections_per_source: default_max_connections_per_source(),
             tcp_first_message_seconds: default_first_message(),
+            max_udp_bytes: default_max_udp(),
         }
     }
 }
@@ -100,6 +109,7 @@ impl SipSettings {
     pub fn check(&self) -> Checked {
         in_range("sip.t1_ms", self.t1_ms, 1, 10_000)?;
         in_range("sip.max_connections", self.max_connections, 1, 1_000_000)?;
+        in_range("sip.max_udp_bytes", self.max_udp_bytes, 1300, 65_507)?;
         in_range(
             "sip.max_connections_per_source",
             self.max_connections_per_source,

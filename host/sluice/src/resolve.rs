@@ -189,6 +189,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         max_calls: cfg.sip.max_calls,
         user_agent: cfg.sip.user_agent.clone(),
         refuse_strangers: cfg.sip.strangers == sluice_config::StrangerPolicy::Refuse,
+        max_udp_bytes: cfg.sip.max_udp_bytes,
         media: Some(media_config(cfg)),
     };
     Ok(Resolved { engine, dns_ttl })
