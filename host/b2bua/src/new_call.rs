@@ -85,7 +85,6 @@ fn admit<H: Hooks>(
     );
     let label: Arc<str> = match (&route, side) {
         (Ok(r), _) => r.trunk.clone(),
-        (Err(NoRoute::NotThePbx), _) => Arc::from("unknown"),
         (Err(_), Side::Internal) => core
             .cfg
             .trunks
@@ -126,10 +125,6 @@ fn refusal(no: NoRoute, flow: Flow, trunk: &str) -> Refusal {
     match no {
         NoRoute::UnknownSource => {
             warn!(from = %flow.remote, "INVITE from an address that is no trunk");
-            Refusal::with_reason(403, "Forbidden")
-        }
-        NoRoute::NotThePbx => {
-            warn!(from = %flow.remote, "INVITE on the PBX side from an address that is not the PBX");
             Refusal::with_reason(403, "Forbidden")
         }
         NoRoute::Unusable("not registered") => Refusal::with_reason(480, "Temporarily Unavailable"),
@@ -177,17 +172,49 @@ fn prepare<H: Hooks>(
     }
     let peers = [flow.remote.ip(), route.peer.addr.ip()];
     let mut media = Anchor::new(key, direction, peers, &route.media);
+    let generation = core.hooks.current();
+    let cleared = clear(
+        core,
+        (key, direction, route, flow),
+        generation,
+        &mut media,
+        (&mut new_call, &mut msg),
+    );
+    let attestation = match cleared {
+        Ok(a) => a,
+        Err(r) => {
+            core.close_media(key, &route.trunk, media);
+            refuse_new_call(core, now, (tx, &msg), (label, direction), r);
+            return None;
+        }
+    };
+    Some(Prepared {
+        key,
+        admitted,
+        caller_invite: msg,
+        new_call,
+        media,
+        generation,
+        attestation,
+    })
+}
+
+/// A new call's INVITE made ready to leave: its SDP anchored, the plugins run over it, its
+/// size checked for UDP. The attestation the plugins chose, or why the call is refused.
+fn clear<H: Hooks>(
+    core: &mut Core<H>,
+    (key, direction, route, flow): (u64, Direction, &Route, Flow),
+    generation: u64,
+    media: &mut Option<Anchor>,
+    (new_call, msg): (&mut NewCall, &mut Message),
+) -> Result<Option<crate::hooks::Attestation>, Refusal> {
     let offer = (LegId::Caller, Role::Offer);
     if core
-        .rewrite_sdp(key, &mut media, false, offer, &mut new_call.invite)
+        .rewrite_sdp(key, media, false, offer, &mut new_call.invite)
         .is_err()
     {
-        core.close_media(key, &route.trunk, media);
-        let r = Refusal::with_reason(488, "Not Acceptable Here");
-        refuse_new_call(core, now, (tx, &msg), (label, direction), r);
-        return None;
+        return Err(Refusal::with_reason(488, "Not Acceptable Here"));
     }
-    let generation = core.hooks.current();
     let mut attestation = None;
     if core.hooks.active(generation, &route.trunk) {
         let ctx = HookContext {
@@ -199,41 +226,20 @@ fn prepare<H: Hooks>(
             transport: flow.transport,
         };
         let invite = &mut new_call.invite;
-        match run_new_call(&mut core.hooks, generation, &ctx, invite, &mut msg) {
+        match run_new_call(&mut core.hooks, generation, &ctx, invite, msg) {
             NewCallOutcome::Refuse { status, reason } => {
                 debug!(call = key, status, "refused by a plugin");
-                core.close_media(key, &route.trunk, media);
-                let r = Refusal::with_reason(status, reason);
-                refuse_new_call(core, now, (tx, &msg), (label, direction), r);
-                return None;
+                return Err(Refusal::with_reason(status, reason));
             }
             NewCallOutcome::Continue { attestation: a } => attestation = a,
         }
         setup::follow_plugins(&mut new_call.callee, &new_call.invite);
     }
-    // No giant datagrams (RFC 3261 §18.1.1): an INVITE that would leave over UDP larger than
-    // the limit is refused with 513 instead (a 60 KB header from the PBX, say).
-    let udp = new_call.callee.flow.transport == sluice_transaction::Transport::Udp;
-    if udp && wire_len(&new_call.invite) > core.cfg.max_udp_bytes {
-        warn!(
-            call = key,
-            limit = core.cfg.max_udp_bytes,
-            "INVITE too large for UDP, refused with 513"
-        );
-        core.close_media(key, &route.trunk, media);
-        let r = Refusal::with_reason(513, "Message Too Large");
-        refuse_new_call(core, now, (tx, &msg), (label, direction), r);
-        return None;
+    if too_large_for_udp(&core.cfg, new_call) {
+        warn!(call = key, "INVITE too large for UDP, refused with 513");
+        return Err(Refusal::with_reason(513, "Message Too Large"));
     }
-    Some(Prepared {
-        key,
-        admitted,
-        caller_invite: msg,
-        new_call,
-        media,
-        generation,
-        attestation,
-    })
+    Ok(attestation)
 }
 
 /// Send the INVITE toward the callee and make the call.
@@ -317,26 +323,9 @@ fn refuse_new_call<H: Hooks>(
     core.respond(now, tx, &resp);
 }
 
-/// The size of `msg` on the wire, without writing it out.
-fn wire_len(msg: &Message) -> usize {
-    let start = match &msg.start {
-        sluice_sip::StartLine::Request { method, uri } => method
-            .as_str()
-            .len()
-            .saturating_add(uri.len())
-            .saturating_add(12),
-        sluice_sip::StartLine::Response { reason, .. } => reason.len().saturating_add(14),
-    };
-    msg.headers
-        .iter()
-        .map(|h| {
-            h.name
-                .as_str()
-                .len()
-                .saturating_add(h.value.len())
-                .saturating_add(4)
-        })
-        .fold(start, usize::saturating_add)
-        .saturating_add(msg.body.len())
-        .saturating_add(2)
+/// No giant datagrams (RFC 3261 §18.1.1): whether the INVITE would leave over UDP larger than
+/// the limit (a 60 KB header from the PBX, say).
+fn too_large_for_udp(cfg: &crate::EngineConfig, call: &NewCall) -> bool {
+    call.callee.flow.transport == sluice_transaction::Transport::Udp
+        && call.invite.encoded_len() > cfg.max_udp_bytes
 }

@@ -61,10 +61,9 @@ pub struct Route {
 /// Why a call has no route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoRoute {
-    /// From an address that is no trunk's (403).
+    /// From an address that is no trunk's (403; strangers are normally answered before
+    /// any state, by `Engine::stranger_call`).
     UnknownSource,
-    /// On the PBX side from an address that is not the PBX's (403).
-    NotThePbx,
     /// The trunk is down or at its limit (503), or its gateway is not registered (480).
     Unusable(&'static str),
 }
@@ -78,7 +77,6 @@ pub fn route_new_call(
     ids: &mut Ids,
 ) -> Result<Route, NoRoute> {
     match side {
-        Side::Internal if !cfg.is_pbx(source.ip()) => Err(NoRoute::NotThePbx),
         Side::Internal => outbound(cfg, trunks, now, ids),
         Side::External => {
             let i = trunks

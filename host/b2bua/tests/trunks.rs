@@ -22,6 +22,17 @@ fn lab_with(change: impl FnOnce(&mut TrunkConfig)) -> Lab<NoHooks> {
     lab
 }
 
+/// The trunk's second destination, tried after the first.
+fn second_destination() -> Destination {
+    Destination {
+        addr: addr(SECOND),
+        transport: Transport::Udp,
+        priority: 20,
+        rank: 0,
+        weight: 1,
+    }
+}
+
 fn credentials() -> Option<Credentials> {
     Some(Credentials {
         username: "acct1".into(),
@@ -176,13 +187,7 @@ fn an_invite_challenged_by_the_trunk_is_answered_once_and_invisibly() {
 #[test]
 fn a_failing_destination_hands_the_call_to_the_next_with_a_fresh_dialog() {
     let mut lab = lab_with(|t| {
-        t.destinations.push(Destination {
-            addr: addr(SECOND),
-            transport: Transport::Udp,
-            priority: 20,
-            rank: 0,
-            weight: 1,
-        });
+        t.destinations.push(second_destination());
     });
     let o = lab.from_pbx_text(&pbx_invite());
     let first = only(&o, TRUNK)[0].clone();
@@ -211,13 +216,7 @@ fn a_failing_destination_hands_the_call_to_the_next_with_a_fresh_dialog() {
 #[test]
 fn silence_from_a_destination_fails_over_and_the_last_failure_reaches_the_pbx() {
     let mut lab = lab_with(|t| {
-        t.destinations.push(Destination {
-            addr: addr(SECOND),
-            transport: Transport::Udp,
-            priority: 20,
-            rank: 0,
-            weight: 1,
-        });
+        t.destinations.push(second_destination());
     });
     let o = lab.from_pbx_text(&pbx_invite());
     assert_eq!(only(&o, TRUNK).len(), 1);
@@ -381,13 +380,7 @@ fn a_gateway_registers_to_sluice_and_then_takes_a_call() {
 fn keep_alive_skips_a_silent_destination_and_keeps_the_trunk_up() {
     let mut lab = lab_with(|t| {
         t.keepalive = Some((Duration::from_secs(10), false));
-        t.destinations.push(Destination {
-            addr: addr(SECOND),
-            transport: Transport::Udp,
-            priority: 20,
-            rank: 0,
-            weight: 1,
-        });
+        t.destinations.push(second_destination());
     });
     let o = lab.out();
     let to_second = only(&o, SECOND)[0].clone();
@@ -527,13 +520,7 @@ fn public_address_and_outbound_proxy_shape_what_the_trunk_sees() {
 #[test]
 fn a_destination_given_up_that_answers_late_is_hung_up() {
     let mut lab = lab_with(|t| {
-        t.destinations.push(Destination {
-            addr: addr(SECOND),
-            transport: Transport::Udp,
-            priority: 20,
-            rank: 0,
-            weight: 1,
-        });
+        t.destinations.push(second_destination());
     });
     let o = lab.from_pbx_text(&pbx_invite());
     let first = only(&o, TRUNK)[0].clone();

@@ -366,6 +366,25 @@ impl Message {
         out.extend_from_slice(&self.body);
     }
 
+    /// The length [`Message::write_to`] writes, without writing it.
+    pub fn encoded_len(&self) -> usize {
+        let sum = |parts: &[usize]| parts.iter().fold(0usize, |a, &b| a.saturating_add(b));
+        let start = match &self.start {
+            StartLine::Request { method, uri } => sum(&[method.as_str().len(), uri.len(), 11]),
+            StartLine::Response { status, reason } => {
+                sum(&[itoa::Buffer::new().format(*status).len(), reason.len(), 11])
+            }
+        };
+        let headers = self
+            .headers
+            .iter()
+            .filter(|h| h.name != HeaderName::ContentLength)
+            .map(|h| sum(&[h.name.as_str().len(), h.value.len(), 4]))
+            .fold(0usize, usize::saturating_add);
+        let length = itoa::Buffer::new().format(self.body.len()).len();
+        sum(&[start, headers, 16, length, 4, self.body.len()])
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
         self.write_to(&mut v);
@@ -434,5 +453,21 @@ pub fn reason_phrase(status: u16) -> &'static str {
             5 => "Server Error",
             _ => "Global Failure",
         },
+    }
+}
+
+#[cfg(test)]
+mod encoded_len_tests {
+    use crate::parse_message;
+
+    #[test]
+    fn encoded_len_is_what_write_to_writes() {
+        for text in [
+            "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 3\r\n\r\nabc",
+            "SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let m = parse_message(text.as_bytes()).unwrap();
+            assert_eq!(m.encoded_len(), m.to_bytes().len(), "{text}");
+        }
     }
 }
