@@ -405,7 +405,11 @@ fn a_stranger_on_the_pbx_side_cannot_call_out() {
 #[test]
 fn a_tcp_peer_that_never_reads_is_cut_off_with_memory_bounded() {
     use std::io::Write;
-    let lab = Lab::start(73, Transport::Tcp);
+    // The write queue is what is under test: the flood guard, which would ban this source long
+    // before its queue fills, is off.
+    let a = LabAddrs::v4(73);
+    let text = Lab::config_for(&a, Transport::Tcp) + "\n[guard]\nenabled = false\n";
+    let lab = Lab::start_with_text(a, Transport::Tcp, &text);
     let before = lab.rss_kib().expect("rss");
     let mut s = std::net::TcpStream::connect(lab.internal()).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -485,4 +489,126 @@ fn tcp_connections_are_limited_per_source_and_silent_ones_closed() {
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
+}
+
+/// A flood of 5,000 INVITEs from a stranger: it is banned within the configured limit (its
+/// first requests get their stateless 403, the rest nothing), `/bans` lists it and the metrics
+/// count it, while the PBX's and a trunk's calls complete at the same time; lifting the ban
+/// through the admin API lets it be answered again.
+#[test]
+fn a_flood_is_banned_within_the_limit_while_the_pbx_and_trunk_calls_complete() {
+    use sluice_e2e::{http, metric, parse_prometheus};
+    assert!(
+        sluice_e2e::sipp_available(),
+        "sipp (package sip-tester) is required"
+    );
+    const LIMIT: usize = 20;
+    let a = LabAddrs::v4(76);
+    let text = Lab::config_for(&a, Transport::Udp)
+        + &format!("\n[guard]\nmax_requests = {LIMIT}\nwindow_seconds = 10\nban_seconds = 600\n");
+    let lab = Lab::start_with_text(a, Transport::Udp, &text);
+    let calls = ["-m", "100", "-r", "50", "-timeout", "60s"];
+    // Outbound (PBX -> trunk) and inbound (trunk -> PBX) calls during the flood; callers use a
+    // second port of the PBX's and the trunk's addresses.
+    let trunk_uas = lab.sipp("trunk-uas", "uas.xml", Peer::Trunk, None, &calls[..2]);
+    let pbx_uas = lab.sipp("pbx-uas", "uas.xml", Peer::Pbx, None, &calls[..2]);
+    let pbx_uac = lab.sipp_on(
+        "pbx-uac",
+        "uac.xml",
+        (lab.pbx_ip(), 5070),
+        Some(&lab.internal()),
+        &calls,
+    );
+    let trunk_uac = lab.sipp_on(
+        "trunk-uac",
+        "uac.xml",
+        (lab.trunk_ip(), 5070),
+        Some(&lab.external()),
+        &calls,
+    );
+
+    let flooder = UdpSocket::bind("127.0.76.99:5060").unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let target = lab.internal();
+    let local = flooder.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < 5_000 && started.elapsed() < Duration::from_secs(20) {
+        let invite = request(&local, &target, "INVITE", "", None, "")
+            .replace("hostile-0", &format!("flood-{sent}"))
+            .replace("bKh0", &format!("bKflood{sent}"));
+        flooder.send_to(invite.as_bytes(), &target).unwrap();
+        sent += 1;
+    }
+    let mut answers = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, _)) = flooder.recv_from(&mut buf) {
+        answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let statuses = status_of(&answers);
+    eprintln!("{sent} INVITEs sent, {} answered", statuses.len());
+    assert!(
+        !statuses.is_empty() && statuses.len() <= LIMIT && statuses.iter().all(|&s| s == 403),
+        "at most {LIMIT} stateless 403s, then silence: {statuses:?}"
+    );
+
+    for (name, s) in [("pbx-uac", pbx_uac), ("trunk-uac", trunk_uac)] {
+        let r = s.wait(Duration::from_secs(60));
+        assert_eq!(
+            (r.successful, r.failed),
+            (100, 0),
+            "{name}'s calls all completed during the flood: {r:?}\n{}",
+            lab.log()
+        );
+    }
+    for s in [trunk_uas, pbx_uas] {
+        assert_eq!(s.wait(Duration::from_secs(20)).successful, 100);
+    }
+
+    let (status, body) = http("GET", &lab.admin(), "/bans", None, "");
+    assert_eq!(status, 200, "{body}");
+    let bans: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(bans.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(bans[0]["source"], "127.0.76.99");
+    assert_eq!(bans[0]["reason"], "flood");
+    let dropped = bans[0]["dropped_packets"].as_u64().unwrap();
+    assert!(dropped >= (sent - LIMIT) as u64, "{body}");
+    let log = lab.log();
+    assert_eq!(
+        log.matches("banned, its packets are dropped unread")
+            .count(),
+        1,
+        "one log line per ban, not per packet:\n{log}"
+    );
+
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    let m = parse_prometheus(&text);
+    assert_eq!(
+        metric(&m, "sluice_guard_bans_total", &[("reason", "flood")]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&m, "sluice_guard_banned_sources", &[]), Some(1.0));
+    assert!(metric(&m, "sluice_guard_dropped_packets_total", &[]).unwrap() >= dropped as f64);
+
+    // Lifted by the operator: the stranger is heard (and refused) again.
+    let (status, body) = http("DELETE", &lab.admin(), "/bans?source=127.0.76.99", None, "");
+    assert_eq!((status, body.trim()), (200, r#"{"lifted":1}"#));
+    let (status, _) = http(
+        "DELETE",
+        &lab.admin(),
+        "/bans?source=not-an-address",
+        None,
+        "",
+    );
+    assert_eq!(status, 400);
+    let invite = request(&local, &target, "INVITE", "", None, "")
+        .replace("hostile-0", "after-lift")
+        .replace("bKh0", "bKafterlift");
+    flooder.send_to(invite.as_bytes(), &target).unwrap();
+    let (n, _) = flooder
+        .recv_from(&mut buf)
+        .expect("answered after the lift");
+    assert!(buf[..n].starts_with(b"SIP/2.0 403"));
 }

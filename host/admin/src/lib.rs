@@ -75,6 +75,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/calls", get(calls))
         .route("/registrations", get(registrations))
         .route("/plugins", get(plugins))
+        .route("/bans", get(bans).delete(lift_bans))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
         .route("/drain", post(drain))
@@ -151,12 +152,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn engine_status(state: &AdminState) -> Option<Status> {
-    let (tx, rx) = oneshot::channel();
-    state.commands.send(Command::Status(tx)).await.ok()?;
-    tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .ok()?
-        .ok()
+    ask(state, Command::Status).await
 }
 
 macro_rules! guard {
@@ -437,6 +433,68 @@ async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response
                 .into_response()
         }
     }
+}
+
+#[derive(Serialize)]
+struct BanBody {
+    /// The address banned (an IPv6 source's /64, as its first address).
+    source: String,
+    reason: &'static str,
+    remaining_seconds: u64,
+    dropped_packets: u64,
+}
+
+/// Ask the engine something and wait (bounded) for its answer.
+async fn ask<T>(state: &AdminState, cmd: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    state.commands.send(cmd(tx)).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .ok()?
+        .ok()
+}
+
+async fn bans(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let Some(bans) = ask(&state, Command::Bans).await else {
+        return unavailable();
+    };
+    let body: Vec<BanBody> = bans
+        .iter()
+        .map(|b| BanBody {
+            source: b.source.to_string(),
+            reason: b.reason.as_str(),
+            remaining_seconds: b.remaining.as_secs(),
+            dropped_packets: b.dropped,
+        })
+        .collect();
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct LiftQuery {
+    /// The address whose ban to lift; absent, every ban.
+    source: Option<String>,
+}
+
+async fn lift_bans(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<LiftQuery>,
+) -> Response {
+    guard!(state, headers);
+    let source = match q.source.as_deref().map(str::parse::<std::net::IpAddr>) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => {
+            return (StatusCode::BAD_REQUEST, "source must be an IP address\n").into_response()
+        }
+    };
+    let Some(lifted) = ask(&state, |tx| Command::LiftBans(source, tx)).await else {
+        return unavailable();
+    };
+    info!(?source, lifted, "bans lifted through the admin API");
+    Json(serde_json::json!({ "lifted": lifted })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -267,6 +267,7 @@ pub fn on_register<H: Hooks>(
             return core.reply(now, tx, msg, 405, reason_phrase(405));
         }
         warn!(from = %flow.remote, domain, "REGISTER for a domain no accept-register trunk has");
+        crate::guard::auth_failed(core, now, flow.remote.ip());
         return core.reply(now, tx, msg, 403, reason_phrase(403));
     };
     let Some(registrar) = core
@@ -283,6 +284,7 @@ pub fn on_register<H: Hooks>(
             if *failed {
                 warn!(trunk = %name, from = %flow.remote, "a gateway's REGISTER failed authentication");
                 core.metrics.auth_failed(&name, "register-in");
+                crate::guard::auth_failed(core, now, flow.remote.ip());
             }
             let mut r = response_to(msg, 401, reason_phrase(401), Some(&tag));
             r.headers.push(HeaderName::WwwAuthenticate, header.clone());

@@ -251,6 +251,8 @@ pub struct EngineConfig {
     pub max_udp_bytes: usize,
     /// `None`: no media anchoring at all (every SDP crosses as it is).
     pub media: Option<MediaConfig>,
+    /// Flood protection.
+    pub guard: crate::guard::GuardConfig,
 }
 
 impl EngineConfig {

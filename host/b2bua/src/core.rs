@@ -93,6 +93,8 @@ pub struct Core<H: Hooks> {
     pub media_ops: Vec<MediaOp>,
     /// The trunks' agents (registration, keep-alive, registrar) and call counts.
     pub trunks: Trunks,
+    /// The flood guard: requests per source, bans.
+    pub guard: sluice_guard::Guard,
     /// The first instant the engine saw: Sluice's registrar counts nonce ages from it.
     pub origin: Option<Instant>,
     /// Dialogs that changed their local tag while their call was borrowed (failover): the

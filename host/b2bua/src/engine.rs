@@ -18,9 +18,9 @@
 //! is ending with none of its transactions left in flight ([`Call::is_over`]): after a failed
 //! or cancelled set-up settles, or after the BYE of an established call is answered.
 
-use crate::call::{CallKey, Direction, LegId};
+use crate::call::{CallKey, LegId};
 use crate::calls::{Call, CallInfo, CallState, Calls};
-use crate::config::{EngineConfig, Side};
+use crate::config::EngineConfig;
 use crate::core::{ClientRole, Core, Output};
 use crate::headers::{add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{Hooks, NoHooks};
@@ -31,7 +31,7 @@ use crate::refuse;
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, failover, in_dialog, new_call, route};
+use crate::{agents, answer, failover, guard, in_dialog, new_call};
 use bytes::Bytes;
 use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
@@ -62,6 +62,7 @@ impl<H: Hooks> Engine<H> {
         let trunk_names: Vec<String> = cfg.trunks.iter().map(|t| t.name.to_string()).collect();
         let media = cfg.media.as_ref().map(MediaSides::new);
         let trunks = Trunks::new(&cfg);
+        let cfg_guard = cfg.guard.limits.unwrap_or_default();
         Engine {
             core: Core {
                 tx: TransactionLayer::new(cfg.timers),
@@ -77,6 +78,7 @@ impl<H: Hooks> Engine<H> {
                 media,
                 media_ops: Vec::new(),
                 trunks,
+                guard: sluice_guard::Guard::new(cfg_guard),
                 origin: None,
                 retags: Vec::new(),
             },
@@ -141,8 +143,21 @@ impl<H: Hooks> Engine<H> {
         }
         self.core.tx.set_timers(cfg.timers);
         self.core.trunks.reconfigure(&cfg);
+        if let Some(limits) = cfg.guard.limits {
+            self.core.guard.set_limits(limits);
+        }
         self.core.cfg = cfg;
         Ok(())
+    }
+
+    /// The flood guard's bans in force, for the admin API.
+    pub fn bans(&self, now: Instant) -> Vec<sluice_guard::Ban> {
+        guard::bans(&self.core, now)
+    }
+
+    /// Lift the ban on `ip`, or every ban; how many were lifted.
+    pub fn lift_bans(&mut self, ip: Option<std::net::IpAddr>, now: Instant) -> usize {
+        guard::lift(&mut self.core, ip, now)
     }
 
     /// A view of the calls in progress, for the admin API.
@@ -250,6 +265,7 @@ impl<H: Hooks> Engine<H> {
             self.core.tx.poll_timeout(),
             self.core.timers.next(),
             self.core.trunks.poll_timeout(),
+            self.core.guard.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -259,6 +275,7 @@ impl<H: Hooks> Engine<H> {
     /// Run the transaction and call timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.core.tx.handle_timeout(now);
+        guard::sweep(&mut self.core, now);
         self.dispatch(now);
         agents::run(&mut self.core, now);
         self.dispatch(now);
@@ -274,6 +291,9 @@ impl<H: Hooks> Engine<H> {
     /// A datagram or stream frame arrived on `flow`. Malformed input is answered 400/505 when
     /// it can be (else dropped), and counted; it never disturbs a call.
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        if guard::refuses(&mut self.core, now, flow) {
+            return;
+        }
         let stats = &mut self.core.stats;
         stats.messages_in = stats.messages_in.saturating_add(1);
         self.core.metrics.message(Way::Received, data);
@@ -339,7 +359,7 @@ impl<H: Hooks> Engine<H> {
             return;
         }
         if msg.is_request() {
-            if self.stranger_call(now, &msg, flow) {
+            if guard::stranger_call(&mut self.core, now, &msg, flow) {
                 return;
             }
             stamp_received(&mut msg, flow);
@@ -387,51 +407,6 @@ impl<H: Hooks> Engine<H> {
                 TxEvent::Terminated { tx } => self.on_terminated(now, tx),
             }
         }
-    }
-
-    /// A new call from an address that may not call (on the PBX side, not the PBX; on the
-    /// trunk side, no trunk's): answered before any state is kept (a stateless 403, or nothing
-    /// per `refuse_strangers`), so that a flood of them costs no transactions and draws no
-    /// retransmissions. Whether it was one.
-    fn stranger_call(&mut self, now: Instant, msg: &Message, flow: Flow) -> bool {
-        if msg.method() != Some(&Method::Invite) || msg.to_tag().is_some() {
-            return false;
-        }
-        let Some(side) = route::side_of(&self.core.cfg.listeners, flow.local) else {
-            return false;
-        };
-        let ip = flow.remote.ip();
-        let (stranger, direction) = match side {
-            Side::Internal => (!self.core.cfg.is_pbx(ip), Direction::Outbound),
-            Side::External => (
-                self.core
-                    .trunks
-                    .by_source(&self.core.cfg, flow.remote, now)
-                    .is_none(),
-                Direction::Inbound,
-            ),
-        };
-        if !stranger {
-            return false;
-        }
-        let core = &mut self.core;
-        core.stats.calls_attempted = core.stats.calls_attempted.saturating_add(1);
-        core.stats.calls_failed = core.stats.calls_failed.saturating_add(1);
-        core.metrics.call_attempted("unknown", direction);
-        core.metrics.call_failed("unknown", direction, 403);
-        match side {
-            Side::Internal => {
-                warn!(from = %flow.remote, "INVITE on the PBX side from an address that is not the PBX")
-            }
-            Side::External => warn!(from = %flow.remote, "INVITE from an address that is no trunk"),
-        }
-        if self.core.cfg.refuse_strangers {
-            let mut resp = response_to(msg, 403, "Forbidden", Some(&self.core.ids.tag()));
-            add_agent(&mut resp, &self.core.cfg.user_agent);
-            self.core
-                .emit(reply_flow(msg, flow), Bytes::from(resp.to_bytes()));
-        }
-        true
     }
 
     /// Answer a request that never reaches a transaction (it was malformed), where its Via
@@ -485,12 +460,15 @@ impl<H: Hooks> Engine<H> {
         match method {
             Method::Options => {
                 // Answered locally, also with Max-Forwards 0.
+                // A stranger learns nothing that fingerprints Sluice.
                 let mut resp = response_to(&msg, 200, "OK", Some(&core.ids.tag()));
-                resp.headers.push(HeaderName::Allow, ALLOW);
-                resp.headers.push(HeaderName::Accept, "application/sdp");
-                resp.headers
-                    .push(HeaderName::Supported, SUPPORTED.join(", "));
-                add_agent(&mut resp, &core.cfg.user_agent);
+                if guard::shows_agent(core, flow.remote.ip(), now) {
+                    resp.headers.push(HeaderName::Allow, ALLOW);
+                    resp.headers.push(HeaderName::Accept, "application/sdp");
+                    resp.headers
+                        .push(HeaderName::Supported, SUPPORTED.join(", "));
+                    add_agent(&mut resp, &core.cfg.user_agent);
+                }
                 core.respond(now, tx, &resp);
             }
             Method::Invite => self.on_initial_invite(now, tx, msg, flow),

@@ -21,6 +21,7 @@
 //! - [`trunks`]: each trunk's live state (registration, keep-alive, registrar, call count);
 //!   [`agents`]: the trunks' own REGISTER and OPTIONS, and gateways registering to Sluice;
 //!   [`failover`]: challenges answered and failed INVITEs moved to the next destination;
+//! - [`guard`]: who may use Sluice: strangers' calls refused, floods banned, no fingerprint;
 //! - [`hooks`]: where plugins touch a message; [`metrics`], [`stats`]: what is counted.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
@@ -44,6 +45,7 @@ pub mod core;
 pub mod dialog;
 pub mod engine;
 pub mod failover;
+pub mod guard;
 pub mod headers;
 pub mod hooks;
 pub mod ids;
@@ -70,10 +72,12 @@ pub use config::{
 };
 pub use core::Output;
 pub use engine::Engine;
+pub use guard::GuardConfig;
 pub use headers::{ALLOW, SUPPORTED};
 pub use hooks::{
     run_new_call, Attestation, Generation, HookContext, HookVerdict, Hooks, NewCallOutcome,
     NoHooks, NumberKind, NumberVerdict, PluginStatus,
 };
+pub use sluice_guard::{Ban, Limits as GuardLimits, Reason as BanReason};
 pub use stats::EngineStats;
 pub use trunks::TrunkStatus;

@@ -41,6 +41,9 @@ pub const MEDIA_JITTER: &str = "sluice_media_jitter_seconds";
 pub const MEDIA_TIMEOUTS: &str = "sluice_media_timeouts_total";
 pub const MEDIA_PORTS_FREE: &str = "sluice_media_ports_free";
 pub const SDP_REFUSED: &str = "sluice_sdp_refused_total";
+pub const GUARD_BANS: &str = "sluice_guard_bans_total";
+pub const GUARD_BANNED: &str = "sluice_guard_banned_sources";
+pub const GUARD_DROPPED: &str = "sluice_guard_dropped_packets_total";
 
 fn direction_label(d: Direction) -> &'static str {
     match d {
@@ -176,6 +179,8 @@ pub struct EngineMetrics {
     calls: HashMap<Arc<str>, TrunkMetrics>,
     messages: MessageCounters,
     last_tx: TxStats,
+    /// Packets from banned sources: a flood's worth of them, so the handle is kept.
+    guard_dropped: Counter,
 }
 
 impl EngineMetrics {
@@ -184,7 +189,13 @@ impl EngineMetrics {
             calls: HashMap::new(),
             messages: MessageCounters::new(),
             last_tx: TxStats::default(),
+            guard_dropped: counter!(GUARD_DROPPED),
         };
+        // Exported at zero before the first ban.
+        for reason in ["flood", "auth-failures"] {
+            counter!(GUARD_BANS, "reason" => reason).increment(0);
+        }
+        gauge!(GUARD_BANNED).set(0.0);
         for t in trunks {
             m.add_trunk(t);
         }
@@ -360,6 +371,18 @@ impl EngineMetrics {
     /// removed).
     pub fn sdp_refused(&mut self, reason: &'static str) {
         counter!(SDP_REFUSED, "reason" => reason).increment(1);
+    }
+
+    pub fn guard_banned(&mut self, reason: &'static str) {
+        counter!(GUARD_BANS, "reason" => reason).increment(1);
+    }
+
+    pub fn guard_dropped(&mut self) {
+        self.guard_dropped.increment(1);
+    }
+
+    pub fn guard_bans_in_force(&mut self, n: usize) {
+        gauge!(GUARD_BANNED).set(n as f64);
     }
 
     pub fn parse_error(reason: &'static str) {

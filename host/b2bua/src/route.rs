@@ -62,7 +62,7 @@ pub struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoRoute {
     /// From an address that is no trunk's (403; strangers are normally answered before
-    /// any state, by `Engine::stranger_call`).
+    /// any state, by `guard::stranger_call`).
     UnknownSource,
     /// The trunk is down or at its limit (503), or its gateway is not registered (480).
     Unusable(&'static str),

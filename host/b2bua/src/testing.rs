@@ -66,6 +66,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         user_agent: "Sluice".into(),
         refuse_strangers: true,
         max_udp_bytes: 8192,
+        guard: crate::guard::GuardConfig::default(),
         media: None,
     }
 }

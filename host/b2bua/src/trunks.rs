@@ -387,6 +387,19 @@ impl Trunks {
         })
     }
 
+    /// Whether `ip` belongs to a trunk (by address, any port) or a gateway registered from it.
+    pub fn knows(&self, cfg: &EngineConfig, ip: std::net::IpAddr, now: Instant) -> bool {
+        cfg.trunks.iter().any(|t| {
+            t.destinations.iter().any(|d| d.addr.ip() == ip)
+                || t.outbound_proxy.is_some_and(|p| p.ip() == ip)
+                || t.sources.iter().any(|n| n.contains(&ip))
+        }) || self.agents.values().any(|a| {
+            a.registrar
+                .as_ref()
+                .is_some_and(|r| r.bindings(now).any(|b| b.source.ip() == ip))
+        })
+    }
+
     /// A call started on trunk `name` (sent to `to`, for an outbound call), or ended.
     pub fn call_started(&mut self, name: &str, to: Option<SocketAddr>) {
         if let Some(a) = self.agents.get_mut(name) {

@@ -4,7 +4,7 @@
 //!
 //! One module per section, each with its check: [`sip`] (`[sip]`), [`sides`] (`[internal]`,
 //! `[external]`, `[pbx]`), [`trunk`] (`[[trunk]]`, `[routing]`), [`admin`] (`[admin]`,
-//! `[metrics]`), [`media`] (`[media]`), [`plugins`] (`[plugins]`, `[plugin.NAME]`); [`validate`]
+//! `[metrics]`), [`media`] (`[media]`), [`guard`] (`[guard]`), [`plugins`] (`[plugins]`, `[plugin.NAME]`); [`validate`]
 //! holds what they share.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
@@ -22,6 +22,7 @@
 pub mod address;
 pub mod admin;
 pub mod dns;
+pub mod guard;
 pub mod media;
 pub mod plugins;
 pub mod sides;
@@ -32,6 +33,7 @@ pub mod validate;
 pub use address::SocketAddress;
 pub use admin::{Admin, Metrics, MAX_DRAIN_SECONDS};
 pub use dns::DnsSettings;
+pub use guard::GuardSettings;
 pub use media::{LatchingName, MediaSettings, ResolvedSide};
 pub use plugins::{setting_values, PluginEntry, PluginsSettings, Policy, MAX_PLUGIN_DEADLINE_MS};
 pub use sides::{Listener, Peer, Side, TransportName};
@@ -71,6 +73,9 @@ pub struct Config {
     /// Resolution of trunk host names (RFC 3263) and its refresh.
     #[serde(default)]
     pub dns: DnsSettings,
+    /// Flood protection: per-source request limits and bans.
+    #[serde(default)]
+    pub guard: GuardSettings,
     /// Plugin host settings: where plugin files are, limits, the default failure policy.
     #[serde(default)]
     pub plugins: PluginsSettings,
@@ -220,6 +225,7 @@ impl Config {
         }
         self.plugins.check()?;
         self.dns.check()?;
+        self.guard.check()?;
         for (name, entry) in &self.plugin {
             entry.check(name)?;
         }
@@ -644,6 +650,33 @@ mod tests {
         );
         let e = Config::parse(&bad, "t.toml").unwrap_err();
         assert!(e.message.contains("dns.refresh_max_seconds"), "{e}");
+    }
+
+    #[test]
+    fn guard_settings_are_bounded_and_named() {
+        let c = Config::parse(DEFAULT_CONFIG, "t.toml").unwrap();
+        assert!(c.guard.enabled && !c.guard.fingerprint_strangers);
+        let ok = format!(
+            "{DEFAULT_CONFIG}\n[guard]\nmax_requests = 100\nexempt = [\"10.0.0.0/8\", \"2001:db8::1\"]\n"
+        );
+        let c = Config::parse(&ok, "t.toml").unwrap();
+        assert_eq!((c.guard.max_requests, c.guard.exempt.len()), (100, 2));
+        for (bad, key) in [
+            ("window_seconds = 0", "guard.window_seconds"),
+            ("window_seconds = 61", "guard.window_seconds"),
+            ("max_requests = 0", "guard.max_requests"),
+            ("ban_seconds = 86401", "guard.ban_seconds"),
+            ("max_auth_failures = 0", "guard.max_auth_failures"),
+            ("auth_window_seconds = 0", "guard.auth_window_seconds"),
+            ("max_sources = 99", "guard.max_sources"),
+            ("max_requests = 18446744073709551615", "expected u32"),
+            ("exempt = [\"10.0.0.0/33\"]", "10.0.0.0/33"),
+            ("limit = 3", "limit"),
+        ] {
+            let text = format!("{DEFAULT_CONFIG}\n[guard]\n{bad}\n");
+            let e = Config::parse(&text, "t.toml").expect_err(bad);
+            assert!(e.message.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@ use anyhow::{anyhow, Context};
 use sluice_auth::Credentials;
 use sluice_b2bua::route::listener_for;
 use sluice_b2bua::{
-    Destination, EngineConfig, ListenerAddr, MediaConfig, MediaSideConfig, PeerConfig, PeerMedia,
-    Side, TrunkConfig, TrunkKind,
+    Destination, EngineConfig, GuardConfig, GuardLimits, ListenerAddr, MediaConfig,
+    MediaSideConfig, PeerConfig, PeerMedia, Side, TrunkConfig, TrunkKind,
 };
 use sluice_config::{Config, LatchingName, MediaMode, ResolvedSide, TransportName, Trunk};
 use sluice_media::{Latching, Timeouts};
@@ -191,8 +191,25 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         refuse_strangers: cfg.sip.strangers == sluice_config::StrangerPolicy::Refuse,
         max_udp_bytes: cfg.sip.max_udp_bytes,
         media: Some(media_config(cfg)),
+        guard: guard_config(&cfg.guard),
     };
     Ok(Resolved { engine, dns_ttl })
+}
+
+/// `[guard]` as the engine takes it.
+fn guard_config(g: &sluice_config::GuardSettings) -> GuardConfig {
+    GuardConfig {
+        limits: g.enabled.then(|| GuardLimits {
+            window: Duration::from_secs(g.window_seconds),
+            max_requests: g.max_requests,
+            ban: Duration::from_secs(g.ban_seconds),
+            max_auth_failures: g.max_auth_failures,
+            auth_window: Duration::from_secs(g.auth_window_seconds),
+            max_sources: g.max_sources,
+        }),
+        exempt: g.exempt.iter().map(|c| c.0).collect(),
+        fingerprint_strangers: g.fingerprint_strangers,
+    }
 }
 
 /// A trunk resolved: destinations to addresses, credentials, the options the engine applies.

@@ -32,6 +32,10 @@ pub enum Command {
     Drain { deadline: Duration },
     /// A snapshot for the admin API.
     Status(oneshot::Sender<Status>),
+    /// The flood guard's bans in force.
+    Bans(oneshot::Sender<Vec<sluice_b2bua::Ban>>),
+    /// Lift the ban on an address (every ban with `None`); answers how many were lifted.
+    LiftBans(Option<std::net::IpAddr>, oneshot::Sender<usize>),
 }
 
 /// A change applied to the engine on its own task, between two messages (a new configuration,
@@ -252,6 +256,12 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
                 engine.set_draining(true);
                 engine.unregister_trunks(std::time::Instant::now());
             }
+        }
+        Command::Bans(reply) => {
+            let _ = reply.send(engine.bans(std::time::Instant::now()));
+        }
+        Command::LiftBans(ip, reply) => {
+            let _ = reply.send(engine.lift_bans(ip, std::time::Instant::now()));
         }
         Command::Status(reply) => {
             let now = std::time::Instant::now();

@@ -1,0 +1,196 @@
+//! The flood guard in the engine: a source over its request limit, or failing authentication,
+//! is banned and its packets dropped unread; the PBX and the trunks are never counted; a
+//! stranger's OPTIONS learns nothing that fingerprints Sluice.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_auth::{Challenge, Credentials};
+use sluice_b2bua::testing::*;
+use sluice_b2bua::{BanReason, EngineConfig, GuardLimits, NoHooks, TrunkKind};
+use sluice_sip::HeaderName;
+use sluice_transaction::{Flow, Transport};
+use std::time::Duration;
+
+const STRANGER: &str = "127.0.0.99:5060";
+const GATEWAY: &str = "127.0.0.30:5062";
+
+fn limits() -> GuardLimits {
+    GuardLimits {
+        window: Duration::from_secs(2),
+        max_requests: 10,
+        ban: Duration::from_secs(60),
+        max_auth_failures: 3,
+        auth_window: Duration::from_secs(60),
+        max_sources: 1000,
+    }
+}
+
+fn guarded(change: impl FnOnce(&mut EngineConfig)) -> Lab<NoHooks> {
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.guard.limits = Some(limits());
+    change(&mut cfg);
+    Lab::with_hooks(cfg, NoHooks)
+}
+
+fn options(from: &str, n: u32) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKopt{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:scan@{from}>;tag=s{n}\r\nTo: <sip:127.0.0.1>\r\n\
+         Call-ID: opt-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn internal_from(lab: &Lab<NoHooks>, at: &str) -> Flow {
+    Flow {
+        remote: addr(at),
+        ..lab.from_pbx()
+    }
+}
+
+#[test]
+fn a_flooding_stranger_is_banned_while_the_pbx_and_the_trunk_are_never_counted() {
+    let mut lab = guarded(|_| {});
+    let stranger = internal_from(&lab, STRANGER);
+    let mut answered = 0;
+    for n in 0..100 {
+        answered += only(&lab.feed(stranger, &options(STRANGER, n)), STRANGER).len();
+    }
+    assert_eq!(answered, 10, "answered within the limit, then dropped");
+    let bans = lab.engine.bans(lab.now);
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].source, addr(STRANGER).ip());
+    assert_eq!(bans[0].reason, BanReason::Flood);
+    assert_eq!(bans[0].dropped, 90);
+    // Nothing of the flood was parsed: the engine's counters did not move past the limit.
+    assert_eq!(lab.engine.stats().messages_in, 10);
+
+    // The PBX and the trunk send far more than the limit, and are all answered; a call works.
+    for n in 0..100 {
+        assert_eq!(only(&lab.from_pbx_text(&options(PBX, n)), PBX).len(), 1);
+        assert_eq!(
+            only(&lab.from_trunk_text(&options(TRUNK, n)), TRUNK).len(),
+            1
+        );
+    }
+    let call = lab.from_pbx_text(&pbx_invite());
+    assert_eq!(only(&call, TRUNK).len(), 1, "{call:?}");
+
+    // The ban ends on its own ...
+    lab.run_for(Duration::from_secs(61), Duration::from_secs(1));
+    assert!(lab.engine.bans(lab.now).is_empty());
+    assert_eq!(
+        only(&lab.feed(stranger, &options(STRANGER, 200)), STRANGER).len(),
+        1
+    );
+    // ... or when the operator lifts it.
+    for n in 300..320 {
+        lab.feed(stranger, &options(STRANGER, n));
+    }
+    assert_eq!(lab.engine.bans(lab.now).len(), 1);
+    assert_eq!(lab.engine.lift_bans(Some(addr(STRANGER).ip()), lab.now), 1);
+    assert_eq!(
+        only(&lab.feed(stranger, &options(STRANGER, 400)), STRANGER).len(),
+        1
+    );
+}
+
+#[test]
+fn exempt_blocks_and_a_disabled_guard_count_nothing() {
+    for mut lab in [
+        guarded(|c| c.guard.exempt = vec!["127.0.0.96/30".parse().unwrap()]),
+        guarded(|c| c.guard.limits = None),
+    ] {
+        let stranger = internal_from(&lab, STRANGER);
+        for n in 0..100 {
+            assert_eq!(
+                only(&lab.feed(stranger, &options(STRANGER, n)), STRANGER).len(),
+                1
+            );
+        }
+        assert!(lab.engine.bans(lab.now).is_empty());
+    }
+}
+
+#[test]
+fn a_gateway_failing_authentication_is_banned() {
+    let mut lab = guarded(|c| {
+        let t = &mut c.trunks[0];
+        t.kind = TrunkKind::AcceptRegister;
+        t.host = "gw.example".into();
+        t.domain = "gw.example".into();
+        t.destinations.clear();
+        t.credentials = Some(Credentials {
+            username: "acct1".into(),
+            password: "s3cret".into(),
+        });
+    });
+    lab.engine.handle_timeout(lab.now);
+    let gw = Flow {
+        remote: addr(GATEWAY),
+        ..lab.from_trunk()
+    };
+    let register = |auth: Option<String>, cseq: u32| {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER sip:gw.example SIP/2.0\r\nVia: SIP/2.0/UDP {GATEWAY};branch=z9hG4bKr{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:acct1@gw.example>;tag=g1\r\nTo: <sip:acct1@gw.example>\r\n\
+             Call-ID: reg1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:acct1@10.1.1.1:5060>\r\n\
+             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let o = lab.feed(gw, &register(None, 1));
+    let ch = only(&o, GATEWAY)[0].clone();
+    let c = Challenge::parse(ch.header(&HeaderName::WwwAuthenticate).unwrap()).unwrap();
+    let wrong = Credentials {
+        username: "acct1".into(),
+        password: "guess".into(),
+    };
+    // Three failures are challenged again; the fourth bans the source.
+    for cseq in 2..6 {
+        let auth = wrong
+            .authorize(&c, "REGISTER", "sip:gw.example", cseq, "cn")
+            .to_header();
+        let o = lab.feed(gw, &register(Some(auth), cseq));
+        assert_eq!(statuses(&only(&o, GATEWAY)), [401], "failure {cseq}");
+    }
+    let bans = lab.engine.bans(lab.now);
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0].reason, BanReason::AuthFailures);
+    // Even the right password is not heard now.
+    let right = Credentials {
+        username: "acct1".into(),
+        password: "s3cret".into(),
+    }
+    .authorize(&c, "REGISTER", "sip:gw.example", 9, "cn")
+    .to_header();
+    assert!(lab.feed(gw, &register(Some(right), 9)).is_empty());
+    assert_eq!(lab.engine.trunk_status(lab.now)[0].bindings, 0);
+}
+
+#[test]
+fn a_strangers_options_learns_no_fingerprint() {
+    let fingerprint = [
+        HeaderName::Allow,
+        HeaderName::Supported,
+        HeaderName::Accept,
+        HeaderName::Server,
+    ];
+    let mut lab = guarded(|_| {});
+    let stranger = internal_from(&lab, STRANGER);
+    let o = lab.feed(stranger, &options(STRANGER, 1));
+    let ok = only(&o, STRANGER)[0];
+    assert_eq!(ok.status(), Some(200));
+    for h in &fingerprint {
+        assert!(ok.header(h).is_none(), "{h:?} shown to a stranger: {ok}");
+    }
+    let o = lab.from_pbx_text(&options(PBX, 2));
+    let ok = only(&o, PBX)[0];
+    for h in &fingerprint {
+        assert!(ok.header(h).is_some(), "{h:?} missing for the PBX: {ok}");
+    }
+    // Configured to show them.
+    let mut lab = guarded(|c| c.guard.fingerprint_strangers = true);
+    let o = lab.feed(stranger, &options(STRANGER, 1));
+    assert!(only(&o, STRANGER)[0].header(&HeaderName::Allow).is_some());
+}
