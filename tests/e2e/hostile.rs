@@ -612,3 +612,75 @@ fn a_flood_is_banned_within_the_limit_while_the_pbx_and_trunk_calls_complete() {
         .expect("answered after the lift");
     assert!(buf[..n].starts_with(b"SIP/2.0 403"));
 }
+
+/// Oversized requests from the PBX: a 60 KB header is refused with 513 and never reaches the
+/// trunk; an INVITE over 1,300 bytes goes to a trunk configured to take TCP over TCP
+/// (RFC 3261 §18.1.1), and the call completes there.
+#[test]
+fn oversized_requests_get_513_or_move_to_tcp() {
+    assert!(
+        sluice_e2e::sipp_available(),
+        "sipp (package sip-tester) is required"
+    );
+    let a = LabAddrs::v4(77);
+    let text = Lab::config_for(&a, Transport::Udp).replace(
+        "name = \"loop\"",
+        "name = \"loop\"\ntcp_for_large_requests = true",
+    );
+    let lab = Lab::start_with_text(a, Transport::Udp, &text);
+    // The trunk listens on TCP only: an INVITE that came over UDP would get nowhere.
+    let uas = lab.sipp(
+        "uas",
+        "uas.xml",
+        Peer::Trunk,
+        None,
+        &["-m", "1", "-t", "t1"],
+    );
+    let subject = "s".repeat(2000);
+    let pbx = lab.sipp(
+        "pbx",
+        "uac_subject.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1", "-set", "subject", &subject],
+    );
+    let r = pbx.wait(Duration::from_secs(30));
+    assert_eq!(r.successful, 1, "{r:?}\n{}", lab.log());
+    let log = uas.messages_path().to_path_buf();
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 1);
+    let received =
+        sluice_e2e::parse_message_log(&std::fs::read_to_string(log).unwrap(), "received");
+    let invite = received
+        .iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("the trunk got the INVITE");
+    assert!(invite.contains("Via: SIP/2.0/TCP "), "{invite}");
+    assert!(invite.contains(&subject), "the Subject crossed: {invite}");
+
+    // A 60 KB header: 513, statelessly, and nothing for the trunk.
+    let probe = UdpSocket::bind(format!("{}:5071", lab.pbx_ip())).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let local = probe.local_addr().unwrap().to_string();
+    let giant = request(
+        &local,
+        &lab.internal(),
+        "INVITE",
+        &format!("Subject: {}\r\n", "g".repeat(60_000)),
+        None,
+        "",
+    );
+    probe.send_to(giant.as_bytes(), lab.internal()).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = probe.recv_from(&mut buf).expect("an answer");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 513"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        !lab.log().contains("ggggggggggggggggggggggg"),
+        "not logged either"
+    );
+}

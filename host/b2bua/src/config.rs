@@ -33,6 +33,9 @@ pub struct PeerConfig {
     pub transport: Transport,
     pub addr: SocketAddr,
     pub media: PeerMedia,
+    /// The peer takes TCP where it takes UDP: a new call's INVITE too large for UDP (RFC 3261
+    /// §18.1.1) goes over TCP instead.
+    pub large_over_tcp: bool,
 }
 
 /// What Sluice does with the media of calls to and from a peer.
@@ -163,6 +166,8 @@ pub struct TrunkConfig {
     pub public_address: Option<IpAddr>,
     pub via_public: bool,
     pub media: PeerMedia,
+    /// See [`PeerConfig::large_over_tcp`].
+    pub large_over_tcp: bool,
 }
 
 impl TrunkConfig {
@@ -174,6 +179,7 @@ impl TrunkConfig {
             transport: d.transport,
             addr: self.outbound_proxy.unwrap_or(d.addr),
             media: self.media.clone(),
+            large_over_tcp: self.large_over_tcp,
         }
     }
 
@@ -228,6 +234,7 @@ impl TrunkConfig {
             public_address: None,
             via_public: false,
             media: PeerMedia::Anchor,
+            large_over_tcp: false,
         }
     }
 }
@@ -247,8 +254,11 @@ pub struct EngineConfig {
     pub user_agent: String,
     /// Answer a new call from a stranger with a stateless 403 (`true`) or drop it.
     pub refuse_strangers: bool,
-    /// The largest INVITE Sluice sends over UDP; a larger one is refused with 513.
+    /// The largest request Sluice sends over UDP; a larger one is refused with 513 (a new
+    /// call's INVITE goes over TCP instead when its peer has `large_over_tcp`).
     pub max_udp_bytes: usize,
+    /// The longest header value taken in: longer gets 513 (requests) or is dropped.
+    pub max_header_bytes: usize,
     /// `None`: no media anchoring at all (every SDP crosses as it is).
     pub media: Option<MediaConfig>,
     /// Flood protection.

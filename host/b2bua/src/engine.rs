@@ -22,7 +22,7 @@ use crate::call::{CallKey, LegId};
 use crate::calls::{Call, CallInfo, CallState, Calls};
 use crate::config::EngineConfig;
 use crate::core::{ClientRole, Core, Output};
-use crate::headers::{add_agent, ALLOW, SUPPORTED};
+use crate::headers::{self, add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{Hooks, NoHooks};
 use crate::ids::Ids;
 use crate::media::MediaSides;
@@ -346,7 +346,8 @@ impl<H: Hooks> Engine<H> {
 
     /// A parsed message arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, flow: Flow, mut msg: Message) {
-        if let Err(rej) = validate(&msg) {
+        let max_header = self.core.cfg.max_header_bytes;
+        if let Err(rej) = validate(&msg).and_then(|()| headers::within(&msg, max_header)) {
             self.core.stats.parse_errors = self.core.stats.parse_errors.saturating_add(1);
             EngineMetrics::parse_error(rej.reason);
             if msg.is_request() && msg.method() != Some(&Method::Ack) {

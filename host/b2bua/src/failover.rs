@@ -19,7 +19,7 @@ use crate::dialog::{make_contact, transport_param, Dialog};
 use crate::headers::format_host_port;
 use crate::hooks::Hooks;
 use crate::retransmit::CallTimers;
-use crate::route;
+use crate::{route, setup};
 use sluice_auth::Challenge;
 use sluice_sip::{edit, HeaderName, Message, Method};
 use sluice_transaction::{Flow, ServerTxId};
@@ -273,7 +273,15 @@ pub fn next_destination<H: Hooks>(
     let ids = &mut core.ids;
     let dialog = &mut call.legs.callee;
     let old_tag = fresh_dialog(dialog, ids, (&peer, listener, public), &sent);
-    let invite = invite_again(dialog, ids, &sent);
+    let mut invite = invite_again(dialog, ids, &sent);
+    let limits = (&peer, core.cfg.max_udp_bytes);
+    if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, dialog, &mut invite) {
+        warn!(
+            call = call.key,
+            len, "INVITE too large for UDP to the next destination"
+        );
+        return None;
+    }
     let flow = dialog.flow;
     let new_tag = dialog.local_tag.clone();
     info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failing over to the next destination");

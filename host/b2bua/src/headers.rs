@@ -52,6 +52,18 @@ fn is_passthrough(name: &HeaderName) -> bool {
     )
 }
 
+/// No header value longer than `max` bytes is taken in (a 60 KB Subject would otherwise be
+/// relayed to the other side): a request gets 513, a response is dropped.
+pub fn within(msg: &Message, max: usize) -> Result<(), sluice_sip::Rejection> {
+    if msg.headers.iter().any(|h| h.value.len() > max) {
+        return Err(sluice_sip::Rejection {
+            status: 513,
+            reason: "Header Too Large",
+        });
+    }
+    Ok(())
+}
+
 /// Copy the passthrough headers, and Supported/Require reduced to what Sluice relays.
 pub fn copy_passthrough(from: &Message, to: &mut Message) {
     for h in &from.headers {

@@ -14,7 +14,7 @@ use crate::retransmit::{Due, InviteRelay};
 use bytes::Bytes;
 use sluice_media::Role;
 use sluice_sip::{reason_phrase, Message, Method};
-use sluice_transaction::{reply_flow, ClientTxId, Flow, ServerTxId};
+use sluice_transaction::{reply_flow, ClientTxId, Flow, ServerTxId, Transport};
 use std::time::Instant;
 use tracing::{debug, warn};
 
@@ -89,6 +89,10 @@ fn relay_request<H: Hooks>(
     if let HookVerdict::Reject { status, reason } = core.run_hooks(call, to, &mut req, &mut msg) {
         debug!(call = call.key, status, method = ?msg.method(), "refused by a plugin");
         return core.reply(now, tx, &msg, status, &reason);
+    }
+    if hop.transport == Transport::Udp && req.encoded_len() > core.cfg.max_udp_bytes {
+        warn!(call = call.key, method = ?msg.method(), "request too large for UDP, refused with 513");
+        return core.reply(now, tx, &msg, 513, "Message Too Large");
     }
     call.pending = call.pending.saturating_add(1);
     if msg.method() == Some(&Method::Invite) {

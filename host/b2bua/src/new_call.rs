@@ -235,8 +235,13 @@ fn clear<H: Hooks>(
         }
         setup::follow_plugins(&mut new_call.callee, &new_call.invite);
     }
-    if too_large_for_udp(&core.cfg, new_call) {
-        warn!(call = key, "INVITE too large for UDP, refused with 513");
+    let limits = (&route.peer, core.cfg.max_udp_bytes);
+    let (callee, invite) = (&mut new_call.callee, &mut new_call.invite);
+    if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, callee, invite) {
+        warn!(
+            call = key,
+            len, "INVITE too large for UDP, refused with 513"
+        );
         return Err(Refusal::with_reason(513, "Message Too Large"));
     }
     Ok(attestation)
@@ -321,11 +326,4 @@ fn refuse_new_call<H: Hooks>(
     }
     add_agent(&mut resp, &core.cfg.user_agent);
     core.respond(now, tx, &resp);
-}
-
-/// No giant datagrams (RFC 3261 §18.1.1): whether the INVITE would leave over UDP larger than
-/// the limit (a 60 KB header from the PBX, say).
-fn too_large_for_udp(cfg: &crate::EngineConfig, call: &NewCall) -> bool {
-    call.callee.flow.transport == sluice_transaction::Transport::Udp
-        && call.invite.encoded_len() > cfg.max_udp_bytes
 }

@@ -138,6 +138,7 @@ fn outbound(
                 transport: t.transport,
                 addr: b.source,
                 media: t.media.clone(),
+                large_over_tcp: false,
             }])
         }
         None => ordered(t, ids)

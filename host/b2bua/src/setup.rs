@@ -10,7 +10,7 @@ use crate::headers::{
 };
 use crate::ids::Ids;
 use sluice_sip::{edit, HeaderName, Message, Method, NameAddr};
-use sluice_transaction::Flow;
+use sluice_transaction::{Flow, Transport};
 
 /// The two dialogs of a new call and the INVITE toward the callee.
 #[derive(Debug)]
@@ -169,6 +169,56 @@ pub fn retarget(call: &mut NewCall, host: &str) {
     call.callee.remote_target = uri.clone();
     if let sluice_sip::StartLine::Request { uri: u, .. } = &mut call.invite.start {
         *u = uri;
+    }
+}
+
+/// RFC 3261 §18.1.1: a request larger than 1,300 bytes, with no path MTU known, goes over a
+/// congestion-controlled transport.
+pub const UDP_COMFORTABLE: usize = 1300;
+
+/// No giant datagrams: an INVITE about to leave over UDP on `dialog` that is larger than
+/// [`UDP_COMFORTABLE`] moves to TCP when `peer` takes it and this side listens on TCP at the
+/// same address; one still over `max_udp` is refused (`Err`).
+pub fn fit_for_udp(
+    listeners: &[ListenerAddr],
+    (peer, max_udp): (&PeerConfig, usize),
+    dialog: &mut Dialog,
+    invite: &mut Message,
+) -> Result<(), usize> {
+    if dialog.flow.transport != Transport::Udp {
+        return Ok(());
+    }
+    let len = invite.encoded_len();
+    let local = dialog.flow.local;
+    if len > UDP_COMFORTABLE
+        && peer.large_over_tcp
+        && listeners
+            .iter()
+            .any(|l| l.transport == Transport::Tcp && l.addr == local)
+    {
+        switch_to_tcp(dialog, invite);
+        return Ok(());
+    }
+    if len > max_udp {
+        return Err(len);
+    }
+    Ok(())
+}
+
+/// Move an INVITE and its dialog from UDP to TCP, from the TCP listener on the same address
+/// (so Via and Contact keep their host and port).
+fn switch_to_tcp(dialog: &mut Dialog, invite: &mut Message) {
+    dialog.flow.transport = Transport::Tcp;
+    dialog.flow.conn = None;
+    if let Some(via) = invite.header(&HeaderName::Via) {
+        let via = via.replacen("SIP/2.0/UDP ", "SIP/2.0/TCP ", 1);
+        invite.headers.set(HeaderName::Via, via);
+    }
+    if let Some(open) = dialog.contact.strip_suffix('>') {
+        dialog.contact = format!("{open}{}>", transport_param(Transport::Tcp));
+        invite
+            .headers
+            .set(HeaderName::Contact, dialog.contact.clone());
     }
 }
 

@@ -35,6 +35,7 @@ fn peer(name: &str, host: &str, transport: Transport, at: &str) -> PeerConfig {
         transport,
         addr: addr(at),
         media: PeerMedia::Anchor,
+        large_over_tcp: false,
     }
 }
 
@@ -66,6 +67,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         user_agent: "Sluice".into(),
         refuse_strangers: true,
         max_udp_bytes: 8192,
+        max_header_bytes: 4096,
         guard: crate::guard::GuardConfig::default(),
         media: None,
     }

@@ -277,23 +277,110 @@ fn a_request_a_stream_could_not_frame_is_answered_never_acted_on() {
     assert_eq!(statuses(&only(&o, PBX)), [400]);
 }
 
+/// The PBX's INVITE with `n` Subject headers of `len` bytes each, as call `call`.
+fn invite_with_subjects(call: u32, n: usize, len: usize) -> String {
+    let subject = format!("\r\nSubject: {}", "x".repeat(len)).repeat(n);
+    pbx_invite()
+        .replace(
+            "X-Internal-Secret: 10.9.8.7",
+            &format!("X-Internal-Secret: 10.9.8.7{subject}"),
+        )
+        .replace("pbx-call-1", &format!("pbx-call-{call}"))
+        .replace("z9hG4bKpbx1", &format!("z9hG4bKpbx{call}"))
+}
+
 #[test]
 fn an_invite_too_large_for_udp_is_refused_not_sent_as_a_giant_datagram() {
     let mut lab = Lab::new();
-    let big = "x".repeat(60_000);
-    let invite = pbx_invite().replace(
-        "X-Internal-Secret: 10.9.8.7",
-        &format!("X-Internal-Secret: 10.9.8.7\r\nSubject: {big}"),
-    );
-    let o = lab.from_pbx_text(&invite);
+    // One 60 KB header: refused as it arrives (sip.max_header_bytes), statelessly.
+    let o = lab.from_pbx_text(&invite_with_subjects(1, 1, 60_000));
+    assert!(only(&o, TRUNK).is_empty(), "no giant datagram to the trunk");
+    assert_eq!(statuses(&only(&o, PBX)), [513]);
+    // Headers each within the limit, together over max_udp_bytes: 513 for the call.
+    let o = lab.from_pbx_text(&invite_with_subjects(2, 3, 3000));
     assert!(only(&o, TRUNK).is_empty(), "no giant datagram to the trunk");
     assert_eq!(statuses(&only(&o, PBX)), [100, 513]);
     assert_eq!(lab.engine.active_calls(), 0);
+    // Over 1,300 bytes but within the limit, to a trunk that does not take TCP: UDP.
+    let o = lab.from_pbx_text(&invite_with_subjects(3, 1, 2000));
+    let sent: Vec<_> = o.iter().filter(|(f, _)| f.remote == addr(TRUNK)).collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.transport, Transport::Udp);
     // An ordinary INVITE still goes.
-    let o = lab.from_pbx_text(
-        &pbx_invite()
-            .replace("pbx-call-1", "pbx-call-2")
-            .replace("z9hG4bKpbx1", "z9hG4bKpbx2"),
-    );
+    let o = lab.from_pbx_text(&invite_with_subjects(4, 0, 0));
     assert_eq!(only(&o, TRUNK).len(), 1);
+}
+
+#[test]
+fn a_large_invite_goes_over_tcp_to_a_trunk_that_takes_it() {
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.trunks[0].large_over_tcp = true;
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    // Small: UDP as configured.
+    let o = lab.from_pbx_text(&invite_with_subjects(1, 0, 0));
+    let small: Vec<_> = o.iter().filter(|(f, _)| f.remote == addr(TRUNK)).collect();
+    assert_eq!(small[0].0.transport, Transport::Udp);
+    // Over 1,300 bytes (RFC 3261 §18.1.1), even over max_udp_bytes: TCP, with Via and Contact
+    // saying so, from the TCP listener on the same address.
+    for (call, n) in [(2, 1), (3, 3)] {
+        let o = lab.from_pbx_text(&invite_with_subjects(call, n, 2000));
+        let big: Vec<_> = o.iter().filter(|(f, _)| f.remote == addr(TRUNK)).collect();
+        assert_eq!(big.len(), 1, "{o:?}");
+        let (flow, invite) = big[0];
+        assert_eq!(flow.transport, Transport::Tcp);
+        assert_eq!(flow.local, addr(EXTERNAL));
+        let via = invite.header(&HeaderName::Via).unwrap();
+        assert!(via.starts_with("SIP/2.0/TCP "), "{invite}");
+        assert!(
+            invite
+                .header(&HeaderName::Contact)
+                .unwrap()
+                .ends_with(";transport=tcp>"),
+            "{invite}"
+        );
+        // The trunk answers on that connection; the call completes.
+        let ok = trunk_response(invite, 200, "OK", SDP);
+        let tcp = Flow {
+            transport: Transport::Tcp,
+            conn: Some(9),
+            ..*flow
+        };
+        let o = lab.feed(tcp, &ok);
+        assert!(statuses(&only(&o, PBX)).contains(&200), "{o:?}");
+    }
+}
+
+#[test]
+fn a_header_over_the_limit_is_refused_and_never_relayed() {
+    let mut lab = Lab::new();
+    let a = lab.answered_call();
+    let o = lab.from_pbx_text(&ack_from_pbx(&a.a_ok));
+    assert_eq!(only(&o, TRUNK).len(), 1);
+    // A re-INVITE whose headers are each within the limit but too large together for UDP.
+    let reinvite = pbx_in_dialog("INVITE", 2, &a.a_ok, "z9hG4bKre1", SDP).replace(
+        "Content-Type",
+        &format!(
+            "{}Content-Type",
+            format!("Subject: {}\r\n", "y".repeat(3000)).repeat(3)
+        ),
+    );
+    let o = lab.from_pbx_text(&reinvite);
+    assert!(only(&o, TRUNK).is_empty(), "not relayed: {o:?}");
+    assert_eq!(statuses(&only(&o, PBX)), [100, 513]);
+    // A response with a header over sip.max_header_bytes is dropped, not relayed.
+    let bye = pbx_in_dialog("BYE", 3, &a.a_ok, "z9hG4bKbye1", "");
+    let o = lab.from_pbx_text(&bye);
+    let to_trunk = only(&o, TRUNK)[0].clone();
+    let huge = trunk_response(&to_trunk, 200, "OK", "").replace(
+        "Content-Length",
+        &format!("Subject: {}\r\nContent-Length", "z".repeat(5000)),
+    );
+    let o = lab.from_trunk_text(&huge);
+    assert!(
+        only(&o, PBX).iter().all(|m| m.status() != Some(200)),
+        "{o:?}"
+    );
+    // The call is still there: the trunk's retransmitted 200 (a sane one) ends it.
+    let o = lab.from_trunk_text(&trunk_response(&to_trunk, 200, "OK", ""));
+    assert!(statuses(&only(&o, PBX)).contains(&200), "{o:?}");
 }

@@ -68,6 +68,10 @@ pub struct Peer {
     /// cluster. Calls on the PBX side from anywhere else are refused with 403.
     #[serde(default)]
     pub associated: Vec<Spanned<crate::trunk::Cidr>>,
+    /// The PBX takes TCP on its UDP address: an inbound call's INVITE larger than 1,300 bytes
+    /// goes over TCP instead (RFC 3261 §18.1.1).
+    #[serde(default)]
+    pub tcp_for_large_requests: bool,
 }
 
 pub(crate) fn default_port() -> u16 {

@@ -44,6 +44,14 @@ pub struct SipSettings {
     /// datagrams toward a peer).
     #[serde(default = "default_max_udp")]
     pub max_udp_bytes: usize,
+    /// The longest header value accepted: a request with a longer one gets 513, a response
+    /// with one is dropped (nothing that large is relayed to the other side).
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
+}
+
+fn default_max_header() -> usize {
+    4096
 }
 
 fn default_max_udp() -> usize {
@@ -101,6 +109,7 @@ impl Default for SipSettings {
             max_connections_per_source: default_max_connections_per_source(),
             tcp_first_message_seconds: default_first_message(),
             max_udp_bytes: default_max_udp(),
+            max_header_bytes: default_max_header(),
         }
     }
 }
@@ -110,6 +119,7 @@ impl SipSettings {
         in_range("sip.t1_ms", self.t1_ms, 1, 10_000)?;
         in_range("sip.max_connections", self.max_connections, 1, 1_000_000)?;
         in_range("sip.max_udp_bytes", self.max_udp_bytes, 1300, 65_507)?;
+        in_range("sip.max_header_bytes", self.max_header_bytes, 256, 65_535)?;
         in_range(
             "sip.max_connections_per_source",
             self.max_connections_per_source,

@@ -151,6 +151,10 @@ pub struct Trunk {
     /// Write the public address in the Via header too (it is always in Contact).
     #[serde(default)]
     pub via_public_address: bool,
+    /// The trunk takes TCP on its UDP destinations' addresses: a new call's INVITE larger than
+    /// 1,300 bytes goes over TCP instead (RFC 3261 §18.1.1).
+    #[serde(default)]
+    pub tcp_for_large_requests: bool,
 }
 
 /// A destination as configured: port and transport absent when DNS (RFC 3263) is to say.

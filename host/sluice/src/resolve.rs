@@ -138,14 +138,16 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
                 transport: transport(t),
                 addr: resolve(host, port)?,
                 media: PeerMedia::Anchor,
+                large_over_tcp: false,
             })
         };
-    let pbx = peer(
+    let mut pbx = peer(
         "pbx",
         cfg.pbx.host.get_ref(),
         cfg.pbx.port,
         cfg.pbx.transport,
     )?;
+    pbx.large_over_tcp = cfg.pbx.tcp_for_large_requests;
     let (located, dns_ttl) = locate_destinations(cfg, &listeners)?;
     let mut trunks = Vec::new();
     for (t, located) in cfg.trunks.iter().zip(located) {
@@ -190,6 +192,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         user_agent: cfg.sip.user_agent.clone(),
         refuse_strangers: cfg.sip.strangers == sluice_config::StrangerPolicy::Refuse,
         max_udp_bytes: cfg.sip.max_udp_bytes,
+        max_header_bytes: cfg.sip.max_header_bytes,
         media: Some(media_config(cfg)),
         guard: guard_config(&cfg.guard),
     };
@@ -292,6 +295,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         },
         via_public: t.via_public_address,
         media: trunk_media(t),
+        large_over_tcp: t.tcp_for_large_requests,
     })
 }
 
