@@ -104,12 +104,17 @@ fn calls_complete_through_five_percent_loss_both_ways() {
         calls.len()
     );
     assert!(dropped > 100, "the rule dropped datagrams: {dropped}");
-    // SIPp itself cannot be made loss-proof: a UAS aborts its call when a retransmitted
-    // INVITE arrives after it sent 200 (its own 180 and 200 lost), so a call in a few hundred
-    // may fail at the far end, not in Sluice. Half a percent is the allowance; every other
-    // call completes through Sluice's retransmissions.
+    // Every call completes, except where SIPp's own UAS gives up: it cannot take a message
+    // that arrives while it is about to resend its 200 (a retransmitted INVITE that crossed its
+    // retransmitted 200, after its 100, 180 and 200 were all lost, then the ACK for it). Those
+    // aborts are in its error log; no other failure is allowed.
+    let uas_aborts = std::fs::read_to_string(lab.dir.path().join("uas.err"))
+        .unwrap_or_default()
+        .matches("Aborting call on unexpected message")
+        .count() as u64;
+    eprintln!("SIPp's UAS aborted {uas_aborts} calls on a crossing retransmission");
     assert_eq!(r.successful + r.failed, 1000, "{r:?}");
-    assert!(r.failed <= 5, "{r:?}");
+    assert!(r.failed <= uas_aborts, "{r:?}");
     // Each call reached the trunk as one call (a retransmitted INVITE is not a new call).
     assert_eq!(calls.len(), 1000);
 }

@@ -45,6 +45,7 @@ pub fn request<H: Hooks>(
             }
             CallState::Established => {
                 call.state = Ending::settled();
+                ack_implied(core, call, leg);
                 relay_request(core, call, now, (leg, tx), msg);
             }
         },
@@ -248,6 +249,28 @@ pub fn ack<H: Hooks>(
         r.our_ack = Some(data.clone());
     }
     core.emit(hop, data);
+}
+
+/// A BYE from `leg` before its ACK for Sluice's 2xx: the caller had the 2xx (its ACK was lost,
+/// or it never sent one). Stop retransmitting the 2xx, and ACK the other leg's 2xx now, so
+/// that the BYE relayed next finds a confirmed dialog there rather than one still waiting for
+/// its ACK.
+fn ack_implied<H: Hooks>(core: &mut Core<H>, call: &mut Call, leg: LegId) {
+    let Some(relay) = call.relay.as_mut() else {
+        return;
+    };
+    if relay.from != leg || !relay.ack_arrived() {
+        return;
+    }
+    let to = leg.other();
+    let ack = relay::ack(call.legs.get(to), relay.to_cseq, None, &mut core.ids);
+    let data = Bytes::from(ack.to_bytes());
+    relay.our_ack = Some(data.clone());
+    debug!(
+        call = call.key,
+        "BYE before the ACK: the other leg's 2xx ACKed"
+    );
+    core.emit(call.legs.get(to).next_hop(), data);
 }
 
 /// A 2xx that arrived on `leg` after its client transaction ended: re-ACK it.

@@ -38,6 +38,24 @@ fn two_hundred_is_retransmitted_until_ack_then_call_is_torn_down() {
 }
 
 #[test]
+fn a_bye_before_the_ack_implies_it_the_callee_gets_its_ack_first() {
+    let mut lab = Lab::new();
+    let Answered { a_ok, .. } = lab.answered_call();
+    // The PBX's ACK was lost and it hangs up: Sluice ACKs the trunk's 2xx, then relays BYE.
+    let o = lab.from_pbx_text(&pbx_in_dialog("BYE", 2, &a_ok, "z9hG4bKbye", ""));
+    let to_trunk: Vec<_> = only(&o, TRUNK)
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
+    assert_eq!(to_trunk, [Method::Ack, Method::Bye]);
+    // No more 2xx to the PBX, and the late ACK is not relayed as a new one.
+    let late = lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    assert!(only(&late, PBX).is_empty(), "{late:?}");
+    let o = lab.run_for(Duration::from_secs(5), Duration::from_millis(100));
+    assert!(o.iter().all(|(_, m)| m.status() != Some(200)), "{o:?}");
+}
+
+#[test]
 fn no_retransmission_once_acked() {
     let mut lab = Lab::new();
     lab.established_call();
