@@ -612,3 +612,113 @@ fn brand_and_rule_sets_together_end_to_end() {
         "{invite}"
     );
 }
+
+/// A plugin that writes 3,000 log lines and 3,000 lines to stdout on every message: Sluice's
+/// log gets its burst and then its steady rate, the rest is dropped and counted, one warning
+/// says so per interval, and every call completes.
+#[test]
+fn a_plugin_logging_in_a_loop_cannot_flood_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_plugin("testkit"), dir.path().join("testkit.wasm")).unwrap();
+    let lab = start(
+        36,
+        "outbound_rules = [\"flooder\"]",
+        &format!(
+            "[plugins]\ndir = \"{}\"\n\n[plugin.flooder]\nmodule = \"testkit\"\n\
+             deadline_ms = 200\nsettings = {{ mode = \"log-flood\", trigger = \"666\" }}\n",
+            dir.path().display()
+        ),
+    );
+    let started = Instant::now();
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "10"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "10", "-r", "10", "-s", "6660001"],
+    );
+    assert_ok("caller", &uac.wait(LIMIT), 10, &lab);
+    assert_ok("callee", &uas.wait(Duration::from_secs(10)), 10, &lab);
+    let elapsed = started.elapsed().as_secs();
+    let log = lab.log();
+    let written = log.matches("testkit flood").count() as u64;
+    let warnings = log.matches("plugin log lines dropped").count() as u64;
+    eprintln!("{written} plugin lines written in {elapsed} s, {warnings} warnings");
+    // The burst, then 10 lines a second.
+    let most = 50 + 10 * (elapsed + 1);
+    assert!(
+        (1..=most).contains(&written),
+        "{written} lines of the plugin's in {elapsed} s (at most {most})"
+    );
+    assert!(
+        (1..=elapsed / 10 + 1).contains(&warnings),
+        "one warning per interval: {warnings}"
+    );
+    let m = metrics(&lab);
+    let dropped = sluice_e2e::metric(
+        &m,
+        "sluice_plugin_log_dropped_total",
+        &[("plugin", "flooder")],
+    )
+    .unwrap_or(0.0);
+    // Each of the 10 INVITEs alone asked for 3,000 log lines and 3,000 prints.
+    assert!(dropped >= (30_000 - written) as f64, "dropped {dropped}");
+}
+
+/// Started as the walkthrough says, from its directory with `--config sluice.toml` and
+/// `plugins.dir = "."`: a new plugin file renamed into the directory is loaded, and the next
+/// call runs it. The load-time probe and self-check leave no metric series behind.
+#[test]
+fn a_plugin_file_swapped_is_loaded_with_a_relative_config_path() {
+    let addrs = LabAddrs::v4(37);
+    let text = config(
+        &addrs,
+        "outbound_rules = [\"marker\"]",
+        "[plugins]\ndir = \".\"\n\n[plugin.marker]\nsettings = { label = \"m\" }\n",
+    );
+    let v1 = test_plugin("testkit");
+    let lab = Lab::start_relative(addrs, Transport::Udp, &text, &[("marker.wasm", &v1)]);
+    let text = http("GET", &lab.admin(), "/metrics", None, "").1;
+    assert!(!text.contains("version=\"?\""), "no probe series:\n{text}");
+    let invoked = |text: &str| -> f64 {
+        parse_prometheus(text)
+            .iter()
+            .filter(|s| {
+                s.name == "sluice_plugin_invocations_total"
+                    && s.labels.get("plugin").map(String::as_str) == Some("marker")
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    assert_eq!(invoked(&text), 0.0, "the self-check is no call:\n{text}");
+    let tag = |lab: &Lab| -> String {
+        let msgs = outbound_call(lab, "15551234567");
+        let invite = msgs
+            .iter()
+            .rev()
+            .find(|m| m.starts_with("INVITE "))
+            .unwrap();
+        header(invite, "X-Testkit").unwrap_or("").to_string()
+    };
+    assert_eq!(tag(&lab), "m v1");
+
+    replace(
+        &test_plugin("testkit-v2"),
+        &lab.dir.path().join("marker.wasm"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http("GET", &lab.admin(), "/plugins", None, "");
+        if body.contains("\"version\":\"2.0.0\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new file was not loaded: {body}\n{}",
+            tail(&lab.log())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(tag(&lab), "m v2");
+}

@@ -257,13 +257,44 @@ drain_seconds = 30
         text: &str,
         env: &[(&str, &str)],
     ) -> Lab {
+        Lab::launch(addrs, transport, text, env, &[], false)
+    }
+
+    /// Start Sluice as an operator following the walkthrough does: from the lab directory,
+    /// with `--config sluice.toml` (a relative path); `files` (name, source) are copied into
+    /// the lab directory first.
+    pub fn start_relative(
+        addrs: LabAddrs,
+        transport: Transport,
+        text: &str,
+        files: &[(&str, &Path)],
+    ) -> Lab {
+        Lab::launch(addrs, transport, text, &[], files, true)
+    }
+
+    fn launch(
+        addrs: LabAddrs,
+        transport: Transport,
+        text: &str,
+        env: &[(&str, &str)],
+        files: &[(&str, &Path)],
+        relative: bool,
+    ) -> Lab {
         let dir = tempfile::tempdir().expect("temp dir");
+        for (name, from) in files {
+            std::fs::copy(from, dir.path().join(name)).expect("copy a lab file");
+        }
         let cfg = dir.path().join("sluice.toml");
         std::fs::write(&cfg, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("sluice.log")).expect("log file");
-        let child = Command::new(sluice_bin())
-            .args(["run", "--config"])
-            .arg(&cfg)
+        let mut command = Command::new(sluice_bin());
+        command.args(["run", "--config"]);
+        if relative {
+            command.arg("sluice.toml").current_dir(dir.path());
+        } else {
+            command.arg(&cfg);
+        }
+        let child = command
             // `SLUICE_E2E_LOG=debug` for a failing test's details.
             .arg("--log")
             .arg(std::env::var("SLUICE_E2E_LOG").unwrap_or_else(|_| "info".into()))

@@ -238,6 +238,7 @@ fn interface() {
         reported_name: "iface-bench".into(),
         version: "0".into(),
         settings: Default::default(),
+        log: sluice_plugins::log_budget::LogBudget::with_counter(metrics::Counter::noop()),
     });
     let mut store = wasmtime::Store::new(
         &engine,

@@ -35,6 +35,7 @@ pub(crate) mod bindings {
 pub mod dry_run;
 pub mod host;
 pub mod loaded;
+pub mod log_budget;
 pub mod prepare;
 pub mod runtime;
 pub mod state;

@@ -115,6 +115,16 @@ impl PluginMetrics {
         }
     }
 
+    /// Counters that count nothing: the load-time probe and self-check are not calls, and must
+    /// leave no series behind (a `version="?"` one, say).
+    fn detached() -> PluginMetrics {
+        PluginMetrics {
+            invocations: std::array::from_fn(|_| metrics::Counter::noop()),
+            errors: std::array::from_fn(|_| metrics::Counter::noop()),
+            duration: metrics::Histogram::noop(),
+        }
+    }
+
     pub fn failed(&self, f: &Failure) {
         if let Some(c) = self.errors.get(f.index()) {
             c.increment(1);
@@ -373,6 +383,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         reported_name: String::new(),
         version: String::new(),
         settings: spec.settings.clone(),
+        log: crate::log_budget::LogBudget::new(&spec.name),
     };
     // Ask the version first, from a throw-away instance.
     let mut probe = LoadedPlugin {
@@ -384,7 +395,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         ticker: runtime.ticker.clone(),
         pre: pre.clone(),
         memory: runtime.limits.memory_bytes,
-        metrics: PluginMetrics::new(&spec.name, "?"),
+        metrics: PluginMetrics::detached(),
         interest: Interest::all(),
         warm: std::sync::Mutex::new(None),
     };
@@ -410,9 +421,10 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
     probe.interest = interest(declared).map_err(|e| format!("{who}: {e}"))?;
     probe.ident = Arc::new(ident);
-    probe.metrics = PluginMetrics::new(&spec.name, &probe.ident.version);
-    let loaded = probe;
+    let mut loaded = probe;
     let warm = self_check(&loaded).map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    // Counted from the first real call on.
+    loaded.metrics = PluginMetrics::new(&spec.name, &loaded.ident.version);
     if let Ok(mut w) = loaded.warm.lock() {
         *w = Some(warm);
     }
@@ -451,6 +463,7 @@ impl Ident {
             reported_name: self.reported_name.clone(),
             version: self.version.clone(),
             settings: self.settings.clone(),
+            log: crate::log_budget::LogBudget::new(&self.name),
         }
     }
 }

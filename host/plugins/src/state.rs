@@ -25,6 +25,8 @@ pub struct Ident {
     pub reported_name: String,
     pub version: String,
     pub settings: BTreeMap<String, Vec<String>>,
+    /// What it may write to the log (shared by all its instances).
+    pub log: crate::log_budget::LogBudget,
 }
 
 /// Memory and table caps; remembers when it refused memory so that the trap is reported as a
@@ -112,6 +114,10 @@ impl PluginState {
         if self.output.is_empty() {
             return;
         }
+        if !self.may_log() {
+            self.output.clear();
+            return;
+        }
         let text = String::from_utf8_lossy(&self.output);
         let text = text.trim_end();
         let (p, v, call) = (&self.ident.name, &self.ident.version, self.call);
@@ -121,6 +127,22 @@ impl PluginState {
             tracing::info!(plugin = %p, version = %v, call, "plugin stdout: {text}");
         }
         self.output.clear();
+    }
+
+    /// Whether one more line may go to the log now (see [`crate::log_budget`]); says once per
+    /// interval how many were dropped.
+    fn may_log(&self) -> bool {
+        let take = self.ident.log.take(std::time::Instant::now());
+        if let Some(n) = take.report_dropped {
+            tracing::warn!(
+                plugin = %self.ident.name,
+                dropped = n,
+                "plugin log lines dropped: over {} lines, then {} per second",
+                crate::log_budget::BURST,
+                crate::log_budget::PER_SECOND
+            );
+        }
+        take.allowed
     }
 
     /// Before an edit: keep the message as it was when a failure would have to undo edits.
@@ -157,6 +179,9 @@ fn clip(s: &str, max: usize) -> &str {
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) {
+        if !self.may_log() {
+            return;
+        }
         let m = clip(&message, MAX_LOG);
         let (p, v, call) = (&self.ident.name, &self.ident.version, self.call);
         match level {

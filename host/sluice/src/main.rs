@@ -102,6 +102,10 @@ fn main() -> ExitCode {
         } => {
             let set_log = init_logging(&log, log_format);
             install_panic_hook();
+            // Resolved once, at start: the watcher, the plugin directory and every reload see
+            // the same absolute paths (file events name absolute paths), whatever the working
+            // directory later.
+            let config = config.map(|p| std::path::absolute(&p).unwrap_or(p));
             let (cfg, text) = match &config {
                 Some(p) => match std::fs::read_to_string(p) {
                     Ok(text) => (Config::parse(&text, &p.display().to_string()), text),

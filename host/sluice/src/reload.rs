@@ -401,6 +401,12 @@ pub fn install(engine: &mut Engine<PluginHost>, spec: GenerationSpec) -> Option<
     g
 }
 
+/// A directory as the file system names it (symbolic links and `..` resolved), or as given
+/// when it cannot be resolved.
+fn resolved(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
 /// Watch the configuration file and the plugin directory; reload after changes settle.
 /// Returns the watcher, which stops watching when dropped.
 pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
@@ -413,7 +419,8 @@ pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
     };
     let plugin_dir = reloader.fixed.plugin_dir.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let watched_plugins = plugin_dir.clone();
+    // Compared with the directories events name, resolved the same way.
+    let watched_plugins = plugin_dir.as_ref().map(|d| resolved(d));
     let handler = move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, notify::EventKind::Access(_)) {
@@ -423,7 +430,7 @@ pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
             let is_config = p.file_name() == Some(config_name.as_os_str());
             let is_plugin = watched_plugins
                 .as_ref()
-                .is_some_and(|d| p.parent() == Some(d.as_path()))
+                .is_some_and(|d| p.parent().map(resolved).as_deref() == Some(d.as_path()))
                 && p.extension().is_some_and(|e| e == "wasm");
             is_config || is_plugin
         });

@@ -57,6 +57,13 @@ impl Testkit {
                 Verdict::Continue
             }
             "reject" => Verdict::reject(403, "Testkit Says No"),
+            "log-flood" => {
+                for i in 0..3000 {
+                    sluice_sdk::log(sluice_sdk::Level::Info, &format!("testkit flood line {i}"));
+                    println!("testkit flood print {i}");
+                }
+                Verdict::Continue
+            }
             "edit-then-trap" | "edit-then-loop" => {
                 let _ = msg.add_header("X-Partial", "leaked");
                 let _ = msg.set_header("Subject", "leaked");
@@ -113,6 +120,7 @@ impl Plugin for Testkit {
             "fs",
             "net",
             "env",
+            "log-flood",
         ];
         if !known.contains(&mode.as_str()) {
             return Err(format!("mode = \"{mode}\": expected one of {known:?}"));
