@@ -37,10 +37,10 @@ class Caller(asyncio.DatagramProtocol):
         cid = f"lat-{n}-{random.getrandbits(32)}"
         body = SDP.format(ip=LOCAL_IP)
         msg = (
-            f"INVITE sip:15550001111@{TARGET} SIP/2.0\r\n"
+            f"INVITE sip:15552001111@{TARGET} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {LOCAL_IP}:{self.port};branch=z9hG4bK{cid};rport\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:1000@{LOCAL_IP}>;tag=t{n}\r\n"
-            f"To: <sip:15550001111@{TARGET}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\n"
+            f"To: <sip:15552001111@{TARGET}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\n"
             f"Contact: <sip:1000@{LOCAL_IP}:{self.port}>\r\nContent-Type: application/sdp\r\n"
             f"Content-Length: {len(body)}\r\n\r\n{body}"
         )

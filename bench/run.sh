@@ -35,7 +35,7 @@ SYSTEMS=${SYSTEMS:-"sluice sluice-plugins kamailio"}
 
 # A real number: the plugins' work is about numbers (SIPp's default `service` is none, and a
 # rule set that rewrites it refuses the edit and logs a warning per call).
-CALLED=${CALLED:-15550001111}
+CALLED=${CALLED:-15552001111}
 PROXY=127.0.100.1
 UAC_IP=127.0.100.10
 UAS_IP=127.0.100.20

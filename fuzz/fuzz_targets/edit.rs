@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use sluice_sip::{edit, parse_message, validate};
 
-const INVITE: &str = "INVITE sip:+15550001111@trunk.example.com SIP/2.0\r\n\
+const INVITE: &str = "INVITE sip:+15552001111@trunk.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bKf1\r\nMax-Forwards: 70\r\n\
-From: \"A\" <sip:+15551230000@192.0.2.1>;tag=f1\r\nTo: <sip:+15550001111@trunk.example.com>\r\n\
+From: \"A\" <sip:+15552230000@192.0.2.1>;tag=f1\r\nTo: <sip:+15552001111@trunk.example.com>\r\n\
 Call-ID: fuzz-1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@192.0.2.1:5080>\r\n\
 Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n";
 

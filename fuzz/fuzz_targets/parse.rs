@@ -17,11 +17,11 @@ fuzz_target!(|data: &[u8]| {
     if let Some(uri) = msg.request_uri() {
         let _ = Uri::parse(uri);
         let _ = edit::uri_number(uri);
-        let _ = edit::replace_uri_number(uri, "+15550001111");
+        let _ = edit::replace_uri_number(uri, "+15552001111");
     }
     for h in &msg.headers {
         let _ = NameAddr::parse(&h.value).map(|n| Uri::parse(n.uri));
-        let _ = edit::replace_name_addr_number(&h.value, "+15550001111");
+        let _ = edit::replace_name_addr_number(&h.value, "+15552001111");
     }
     for v in msg.headers.values(&HeaderName::Via) {
         let _ = sluice_sip::Via::parse(v);

@@ -33,12 +33,15 @@ impl E164 {
     ///
     /// ```
     /// use sluice_sdk::e164::E164;
-    /// assert_eq!(E164::parse("+1 (555) 123-4567", "1").unwrap().to_plus(), "+15551234567");
-    /// assert_eq!(E164::parse("15551234567", "1").unwrap().to_plus(), "+15551234567");
-    /// assert_eq!(E164::parse("5551234567", "1").unwrap().to_plus(), "+15551234567");
+    /// assert_eq!(E164::parse("+1 (555) 123-4567", "1").unwrap().to_plus(), "+15552234567");
+    /// assert_eq!(E164::parse("15552234567", "1").unwrap().to_plus(), "+15552234567");
+    /// assert_eq!(E164::parse("5552234567", "1").unwrap().to_plus(), "+15552234567");
     /// assert_eq!(E164::parse("0044 20 7946 0018", "1").unwrap().to_plus(), "+442079460018");
     /// assert_eq!(E164::parse("01144 20 7946 0018", "1").unwrap().country_code, "44");
     /// assert!(E164::parse("*72", "1").is_none());
+    /// // NANP area codes and exchanges start with 2-9.
+    /// assert!(E164::parse("1235551234", "1").is_none());
+    /// assert!(E164::parse("+14151234567", "1").is_none());
     /// ```
     pub fn parse(number: &str, default_country: &str) -> Option<E164> {
         let cleaned: String = number
@@ -84,7 +87,26 @@ impl E164 {
             return None;
         };
         let total = e.country_code.len() + e.national.len();
+        if e.country_code == "1" && !valid_nanp(&e.national) {
+            return None;
+        }
         (e.national.len() >= 4 && total <= 15).then_some(e)
+    }
+
+    /// How a North American carrier dials it: 11 digits `1NXXNXXXXXX` for a NANP number,
+    /// `011` and the E.164 digits for any other (VoIP.ms routes `011` + country code + number).
+    ///
+    /// ```
+    /// use sluice_sdk::e164::E164;
+    /// assert_eq!(E164::parse("+14155550123", "1").unwrap().to_nanp_dialing(), "14155550123");
+    /// assert_eq!(E164::parse("+442079460018", "1").unwrap().to_nanp_dialing(), "011442079460018");
+    /// ```
+    pub fn to_nanp_dialing(&self) -> String {
+        if self.is_nanp() {
+            self.to_digits()
+        } else {
+            format!("011{}", self.to_digits())
+        }
     }
 
     /// `+CCNNN…`
@@ -103,7 +125,14 @@ impl E164 {
     }
 }
 
-/// Strip a leading `+` (`+15551234567` → `15551234567`).
+/// A NANP national number: 10 digits, area code (NPA) and exchange (NXX) starting with 2-9.
+fn valid_nanp(national: &str) -> bool {
+    let b = national.as_bytes();
+    let n = |i: usize| b.get(i).is_some_and(|d| (b'2'..=b'9').contains(d));
+    b.len() == 10 && n(0) && n(3)
+}
+
+/// Strip a leading `+` (`+15552234567` → `15552234567`).
 pub fn strip_plus(number: &str) -> &str {
     number.strip_prefix('+').unwrap_or(number)
 }
@@ -121,7 +150,7 @@ mod tests {
         );
         assert_eq!(n.to_digits(), "442079460018");
         assert!(!n.is_nanp());
-        assert!(E164::parse("5551234567", "1").unwrap().is_nanp());
+        assert!(E164::parse("5552234567", "1").unwrap().is_nanp());
         assert_eq!(
             E164::parse("020 7946 0018", "44").unwrap().to_plus(),
             "+442079460018"
@@ -138,19 +167,23 @@ mod tests {
 pub enum Format {
     /// As it is.
     AsIs,
-    /// E.164 with `+` (`+15551234567`): Twilio, Telnyx, Bandwidth.
+    /// E.164 with `+` (`+15552234567`): Twilio, Telnyx, Bandwidth.
     Plus,
-    /// E.164 digits without `+` (`15551234567`): VoIP.ms and many gateways.
+    /// E.164 digits without `+` (`15552234567`): many gateways.
     Digits,
+    /// North American dialling: `1NXXNXXXXXX` for NANP numbers, `011` + E.164 digits for the
+    /// rest (VoIP.ms and other North American carriers).
+    Nanp,
 }
 
 impl Format {
-    /// `as-is`, `e164` (or `plus`), `digits`.
+    /// `as-is`, `e164` (or `plus`), `digits`, `nanp`.
     pub fn parse(s: &str) -> Option<Format> {
         match s {
             "as-is" => Some(Format::AsIs),
             "e164" | "plus" => Some(Format::Plus),
             "digits" => Some(Format::Digits),
+            "nanp" => Some(Format::Nanp),
             _ => None,
         }
     }
@@ -165,6 +198,7 @@ impl Format {
         let out = match self {
             Format::Plus => n.to_plus(),
             Format::Digits => n.to_digits(),
+            Format::Nanp => n.to_nanp_dialing(),
             Format::AsIs => return None,
         };
         (out != number).then_some(out)
@@ -176,25 +210,58 @@ mod format_tests {
     use super::*;
 
     #[test]
+    fn number_formats_table() {
+        // (number, default country, format, what is written; None: left as it is)
+        for (number, country, format, out) in [
+            // NANP dialling: 11 digits for NANP, 011 + E.164 digits for the rest.
+            ("+14155550123", "1", Format::Nanp, Some("14155550123")),
+            ("4155550123", "1", Format::Nanp, Some("14155550123")),
+            ("011442079460018", "1", Format::Nanp, None),
+            ("+442079460018", "1", Format::Nanp, Some("011442079460018")),
+            ("+33142685300", "1", Format::Nanp, Some("01133142685300")),
+            ("00442079460018", "1", Format::Nanp, Some("011442079460018")),
+            ("011442079460018", "1", Format::Plus, Some("+442079460018")),
+            // NANP area codes and exchanges start with 2-9: not numbers, left alone.
+            ("1235551234", "1", Format::Plus, None),
+            ("0235551234", "1", Format::Plus, None),
+            ("4151234567", "1", Format::Plus, None),
+            ("4150234567", "1", Format::Plus, None),
+            ("+11235551234", "1", Format::Plus, None),
+            ("+12125551234", "1", Format::Digits, Some("12125551234")),
+            ("2125551234", "1", Format::Plus, Some("+12125551234")),
+            // Other countries are not held to NANP rules.
+            ("020 7946 0018", "44", Format::Plus, Some("+442079460018")),
+            ("100", "1", Format::Nanp, None),
+        ] {
+            assert_eq!(
+                format.apply(number, country).as_deref(),
+                out,
+                "{number} ({country}) as {format:?}"
+            );
+        }
+        assert_eq!(Format::parse("nanp"), Some(Format::Nanp));
+    }
+
+    #[test]
     fn formats_apply_to_phone_numbers_only() {
         assert_eq!(
-            Format::Plus.apply("15551234567", "1").as_deref(),
-            Some("+15551234567")
+            Format::Plus.apply("15552234567", "1").as_deref(),
+            Some("+15552234567")
         );
         assert_eq!(
-            Format::Digits.apply("+15551234567", "1").as_deref(),
-            Some("15551234567")
+            Format::Digits.apply("+15552234567", "1").as_deref(),
+            Some("15552234567")
         );
-        assert_eq!(Format::Digits.apply("15551234567", "1"), None);
+        assert_eq!(Format::Digits.apply("15552234567", "1"), None);
         assert_eq!(Format::Plus.apply("100", "1"), None);
-        assert_eq!(Format::AsIs.apply("+15551234567", "1"), None);
+        assert_eq!(Format::AsIs.apply("+15552234567", "1"), None);
         assert_eq!(Format::parse("e164"), Some(Format::Plus));
         assert_eq!(Format::parse("x"), None);
     }
 }
 
 /// How a brand writes numbers toward its provider (outbound) and toward the PBX (inbound),
-/// from the settings `outbound_format`, `inbound_format` (`as-is`, `e164`, `digits`) and
+/// from the settings `outbound_format`, `inbound_format` (`as-is`, `e164`, `digits`, `nanp`) and
 /// `default_country` (the country code of national numbers, `1` by default), over the brand's
 /// own defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +277,7 @@ impl NumberPolicy {
         let format = |key: &str, default: Format| match crate::setting(key) {
             None => Ok(default),
             Some(v) => Format::parse(&v)
-                .ok_or_else(|| format!("{key} = \"{v}\": expected as-is, e164 or digits")),
+                .ok_or_else(|| format!("{key} = \"{v}\": expected as-is, e164, digits or nanp")),
         };
         let default_country = crate::setting("default_country").unwrap_or_else(|| "1".into());
         if default_country.is_empty()

@@ -43,6 +43,15 @@ impl<'a> Message<'a> {
         self.inner.method()
     }
 
+    /// Whether this is the INVITE that starts a call (no To tag yet), not a re-INVITE inside
+    /// the dialog.
+    pub fn is_initial_invite(&self) -> bool {
+        self.method().as_deref() == Some("INVITE")
+            && self
+                .header("To")
+                .is_some_and(|to| crate::uri::param(&to, "tag").is_none())
+    }
+
     /// The status of a response.
     pub fn status(&self) -> Option<u16> {
         self.inner.status()

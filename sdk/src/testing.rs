@@ -21,10 +21,10 @@
 //! let mut h = Harness::<Tag>::new().setting("value", "blue");
 //! let out = h.run(
 //!     &CallContext::outbound("loop"),
-//!     "INVITE sip:+15551234567@192.0.2.1 SIP/2.0\r\n\
+//!     "INVITE sip:+15552234567@192.0.2.1 SIP/2.0\r\n\
 //!      Via: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK1\r\n\
 //!      From: <sip:100@192.0.2.2>;tag=a\r\n\
-//!      To: <sip:+15551234567@192.0.2.1>\r\n\
+//!      To: <sip:+15552234567@192.0.2.1>\r\n\
 //!      Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\r\n",
 //! );
 //! assert_eq!(out.verdict, Verdict::Continue);
@@ -470,7 +470,7 @@ pub fn response(status: u16, reason: &str) -> String {
         "SIP/2.0 {status} {reason}\r\n\
          Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bKtest;rport\r\n\
          From: \"Alice\" <sip:100@192.0.2.1:5080>;tag=sluice1\r\n\
-         To: <sip:+15551234567@trunk.example.com>;tag=far\r\n\
+         To: <sip:+15552234567@trunk.example.com>;tag=far\r\n\
          Call-ID: 0123456789abcdef\r\n\
          CSeq: 1 INVITE\r\n\
          Content-Length: 0\r\n\r\n"

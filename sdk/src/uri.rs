@@ -5,8 +5,8 @@
 /// The user part of a `sip:`/`sips:` URI, or the number of a `tel:` URI.
 ///
 /// ```
-/// assert_eq!(sluice_sdk::uri::user("sip:+15551234567@example.com;user=phone"), Some("+15551234567"));
-/// assert_eq!(sluice_sdk::uri::user("tel:+15551234567;phone-context=x"), Some("+15551234567"));
+/// assert_eq!(sluice_sdk::uri::user("sip:+15552234567@example.com;user=phone"), Some("+15552234567"));
+/// assert_eq!(sluice_sdk::uri::user("tel:+15552234567;phone-context=x"), Some("+15552234567"));
 /// assert_eq!(sluice_sdk::uri::user("sip:example.com"), None);
 /// ```
 pub fn user(uri: &str) -> Option<&str> {
@@ -42,8 +42,8 @@ pub fn host(uri: &str) -> Option<&str> {
 ///
 /// ```
 /// assert_eq!(
-///     sluice_sdk::uri::with_user("sip:+15551234567@h;user=phone", "15551234567").as_deref(),
-///     Some("sip:15551234567@h;user=phone")
+///     sluice_sdk::uri::with_user("sip:+15552234567@h;user=phone", "15552234567").as_deref(),
+///     Some("sip:15552234567@h;user=phone")
 /// );
 /// ```
 pub fn with_user(uri: &str, new_user: &str) -> Option<String> {
@@ -61,19 +61,113 @@ pub fn with_user(uri: &str, new_user: &str) -> Option<String> {
     Some(format!("{scheme}:{new_user}{password}{}", &rest[at..]))
 }
 
-/// A `sip:` URI's number as a `tel:` URI (`sip:+1555@h;user=phone` → `tel:+1555`).
+/// A `sip:` URI's global number (`+` and digits) as a `tel:` URI (`sip:+1555@h;user=phone` →
+/// `tel:+1555`). A local number has no `tel:` form without a `phone-context` (RFC 3966): see
+/// [`to_tel_with`].
 ///
 /// ```
 /// assert_eq!(sluice_sdk::uri::to_tel("sip:+12345678@gw.example.com;user=phone").as_deref(), Some("tel:+12345678"));
 /// assert_eq!(sluice_sdk::uri::to_tel("tel:+1").as_deref(), Some("tel:+1"));
+/// assert_eq!(sluice_sdk::uri::to_tel("sip:4155550123@gw.example.com"), None);
 /// ```
 pub fn to_tel(uri: &str) -> Option<String> {
+    to_tel_with(uri, "", None)
+}
+
+/// A `sip:` URI's number as a valid `tel:` URI (RFC 3966): a global number as it is
+/// (`tel:+14155550123`); a national one made global when it is a valid number of
+/// `default_country` (`4155550123` with `1` → `tel:+14155550123`); any other local number
+/// (an extension, a short code) with `;phone-context=` when one is given; else `None`, never
+/// an invalid URI.
+///
+/// ```
+/// use sluice_sdk::uri::to_tel_with;
+/// assert_eq!(to_tel_with("sip:4155550123@h", "1", None).as_deref(), Some("tel:+14155550123"));
+/// assert_eq!(to_tel_with("sip:+44 20 7946 0018@h", "1", None).as_deref(), Some("tel:+442079460018"));
+/// assert_eq!(to_tel_with("sip:100@h", "1", Some("pbx.example.com")).as_deref(), Some("tel:100;phone-context=pbx.example.com"));
+/// assert_eq!(to_tel_with("sip:100@h", "1", None), None);
+/// ```
+pub fn to_tel_with(
+    uri: &str,
+    default_country: &str,
+    phone_context: Option<&str>,
+) -> Option<String> {
     let (scheme, _) = uri.split_once(':')?;
     if scheme.eq_ignore_ascii_case("tel") {
         return Some(uri.to_string());
     }
     let number = user(uri)?;
-    Some(format!("tel:{number}"))
+    let visual = |c: char| matches!(c, '-' | '.' | '(' | ')' | ' ');
+    if let Some(digits) = number.strip_prefix('+') {
+        let digits: String = digits.chars().filter(|&c| !visual(c)).collect();
+        let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        return ok.then(|| format!("tel:+{digits}"));
+    }
+    if !default_country.is_empty() {
+        if let Some(n) = crate::e164::E164::parse(number, default_country) {
+            return Some(format!("tel:{}", n.to_plus()));
+        }
+    }
+    let context = phone_context.filter(|c| valid_context(c))?;
+    let local = !number.is_empty()
+        && number
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '*' | '#') || visual(c));
+    local.then(|| format!("tel:{number};phone-context={context}"))
+}
+
+/// How the `tel:` rule sets write numbers: the settings `default_country` (`1` by default) and
+/// `phone_context` (none by default), checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelSettings {
+    pub default_country: String,
+    pub phone_context: Option<String>,
+}
+
+impl TelSettings {
+    pub fn from_settings() -> Result<TelSettings, String> {
+        let default_country = crate::setting("default_country").unwrap_or_else(|| "1".into());
+        if default_country.is_empty()
+            || default_country.len() > 3
+            || !default_country.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(format!(
+                "default_country = \"{default_country}\": expected a country code such as 1 or 44"
+            ));
+        }
+        let phone_context = crate::setting("phone_context");
+        if let Some(c) = phone_context.as_deref().filter(|c| !valid_context(c)) {
+            return Err(format!(
+                "phone_context = \"{c}\": expected a domain name or a + prefix such as +1"
+            ));
+        }
+        Ok(TelSettings {
+            default_country,
+            phone_context,
+        })
+    }
+
+    /// [`to_tel_with`] with these settings.
+    pub fn to_tel(&self, uri: &str) -> Option<String> {
+        to_tel_with(uri, &self.default_country, self.phone_context.as_deref())
+    }
+}
+
+/// A `phone-context`: a global number prefix (`+1`) or a domain name (RFC 3966 §5.1.5).
+fn valid_context(c: &str) -> bool {
+    match c.strip_prefix('+') {
+        Some(d) => !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()),
+        None => {
+            !c.is_empty()
+                && c.len() <= 253
+                && c.split('.').all(|l| {
+                    !l.is_empty()
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        }
+    }
 }
 
 /// A `tel:` URI as a `sip:` URI at `host`, with `user=phone`.

@@ -56,7 +56,7 @@ fn run_calls(
         uac,
         caller,
         Some(&target),
-        &["-m", &m, "-r", &r, "-l", &m, "-d", &d, "-s", "15550001111"],
+        &["-m", &m, "-r", &r, "-l", &m, "-d", &d, "-s", "15552001111"],
     );
     let uac_result = uac.wait(LIMIT);
     let uas_result = uas.wait(Duration::from_secs(10));

@@ -96,7 +96,7 @@ fn malformed_input_is_answered_and_calls_continue() {
         "uac.xml",
         Peer::Pbx,
         Some(&lab.internal()),
-        &["-m", "60", "-r", "20", "-d", "500", "-s", "15550001111"],
+        &["-m", "60", "-r", "20", "-d", "500", "-s", "15552001111"],
     );
     let mut probe = Probe::new("127.0.10.30:0", &lab.internal());
     let local = probe.local();

@@ -139,11 +139,11 @@ fn voipms_brand_writes_nanp_digits_both_ways() {
         .find(|m| m.starts_with("INVITE"))
         .expect("INVITE");
     assert!(invite.starts_with("INVITE sip:+15557654321@"), "{invite}");
-    // The calling number 15551230000 (NANP with country code) becomes E.164 too.
+    // The calling number 15552230000 (NANP with country code) becomes E.164 too.
     assert!(
         header(invite, "From")
             .unwrap()
-            .contains("<sip:+15551230000@"),
+            .contains("<sip:+15552230000@"),
         "{invite}"
     );
 }
@@ -207,7 +207,7 @@ fn misbehaving_plugins_never_stop_sluice() {
         "uac.xml",
         Peer::Pbx,
         Some(&lab.internal()),
-        &["-m", "5", "-r", "10", "-s", "15551234567", "-p", "5070"],
+        &["-m", "5", "-r", "10", "-s", "15552234567", "-p", "5070"],
     );
     assert_ok("ordinary calls", &good.wait(LIMIT), 5, &lab);
     assert_ok("callee", &uas.wait(Duration::from_secs(20)), 10, &lab);
@@ -284,7 +284,7 @@ fn misbehaving_plugins_never_stop_sluice() {
         "uac.xml",
         Peer::Pbx,
         Some(&lab.internal()),
-        &["-m", "2", "-s", "15551234567", "-p", "5072"],
+        &["-m", "2", "-s", "15552234567", "-p", "5072"],
     );
     let uas = lab.sipp("uas2", "uas.xml", Peer::Trunk, None, &["-m", "2"]);
     assert_ok("after refused reloads", &again.wait(LIMIT), 2, &lab);
@@ -328,7 +328,7 @@ fn plugin_swapped_under_load_without_a_failed_call() {
             "-l",
             "400",
             "-s",
-            "15551234567",
+            "15552234567",
         ],
     );
     let uas_log = uas.messages_path().to_path_buf();
@@ -532,13 +532,13 @@ fn example_plugin_from_its_walkthrough_rewrites_a_live_call() {
             dir.path().display()
         ),
     );
-    let got = outbound_call(&lab, "+15551234567");
+    let got = outbound_call(&lab, "+15552234567");
     let invite = got
         .iter()
         .find(|m| m.starts_with("INVITE"))
         .expect("INVITE");
     assert!(
-        invite.starts_with("INVITE sip:101015551234567@"),
+        invite.starts_with("INVITE sip:101015552234567@"),
         "{invite}"
     );
     assert_eq!(header(invite, "X-Acme-Account"), Some("AC-42"), "{invite}");
@@ -553,6 +553,63 @@ fn example_plugin_from_its_walkthrough_rewrites_a_live_call() {
     let r = uac.wait(LIMIT);
     assert_eq!((r.successful, r.failed), (0, 1), "{r:?}");
     assert!(r.errors.contains("403"), "{}", r.errors);
+
+    // The walkthrough's complete configuration passes `sluice check` with the plugin it built.
+    let readme = std::fs::read_to_string(example.join("README.md")).unwrap();
+    let toml = fenced(&readme, "toml")
+        .into_iter()
+        .find(|b| b.contains("[plugin.acme.settings]") && b.contains("[pbx]"))
+        .expect("a complete configuration in the walkthrough");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::copy(
+        target.join("wasm32-wasip2/release/acme.wasm"),
+        dir.path().join("plugins/acme.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("acme.toml"), toml).unwrap();
+    let out = Command::new(sluice_bin())
+        .args(["check", "--config", "acme.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The code blocks of a Markdown text in language `lang`.
+fn fenced(text: &str, lang: &str) -> Vec<String> {
+    let open = format!("```{lang}\n");
+    text.split(&open)
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(code, _)| code.to_string()))
+        .collect()
+}
+
+/// The walkthrough shows the example's code whole: its Rust block is `src/lib.rs` up to the
+/// tests, and its Cargo.toml block the crate's manifest.
+#[test]
+fn the_plugin_walkthrough_shows_the_code_it_builds() {
+    let example = sluice_e2e::repo_root().join("examples/plugin-acme");
+    let readme = std::fs::read_to_string(example.join("README.md")).unwrap();
+    let lib = std::fs::read_to_string(example.join("src/lib.rs")).unwrap();
+    let code = lib[..lib.find("#[cfg(test)]").unwrap()].trim_end();
+    let rust = fenced(&readme, "rust");
+    assert!(
+        rust.iter().any(|b| b.trim_end() == code),
+        "README.md's code differs from src/lib.rs"
+    );
+    let manifest = std::fs::read_to_string(example.join("Cargo.toml")).unwrap();
+    assert!(
+        fenced(&readme, "toml")
+            .iter()
+            .any(|b| b.trim_end() == manifest.trim_end()),
+        "README.md's Cargo.toml differs from the crate's"
+    );
 }
 
 /// A brand and three rule sets on one trunk: what the trunk receives is the B2BUA's INVITE with
@@ -566,23 +623,23 @@ fn brand_and_rule_sets_together_end_to_end() {
          settings = { rules = [\"add X-Account: 1234\", \"remove Subject\", \
          \"replace From /Caller/Sluice Caller/\"] }\n",
     );
-    let got = outbound_call(&lab, "5551234567");
+    let got = outbound_call(&lab, "5552234567");
     let invite = got
         .iter()
         .find(|m| m.starts_with("INVITE"))
         .expect("INVITE");
     // twilio (the brand, last) writes E.164 with +; strip-plus ran before it and saw no +.
-    assert!(invite.starts_with("INVITE sip:+15551234567@"), "{invite}");
+    assert!(invite.starts_with("INVITE sip:+15552234567@"), "{invite}");
     assert!(
         header(invite, "To")
             .unwrap()
-            .starts_with("<sip:+15551234567@"),
+            .starts_with("<sip:+15552234567@"),
         "{invite}"
     );
     assert!(
         header(invite, "From")
             .unwrap()
-            .starts_with("\"Sluice Caller\" <sip:+15551230000@"),
+            .starts_with("\"Sluice Caller\" <sip:+15552230000@"),
         "{invite}"
     );
     assert_eq!(header(invite, "X-Account"), Some("1234"));
@@ -693,7 +750,7 @@ fn a_plugin_file_swapped_is_loaded_with_a_relative_config_path() {
     };
     assert_eq!(invoked(&text), 0.0, "the self-check is no call:\n{text}");
     let tag = |lab: &Lab| -> String {
-        let msgs = outbound_call(lab, "15551234567");
+        let msgs = outbound_call(lab, "15552234567");
         let invite = msgs
             .iter()
             .rev()

@@ -40,7 +40,8 @@ impl Plugin for Acme {
     }
 
     fn on_request(&mut self, ctx: &CallContext, msg: &mut Message) -> Verdict {
-        if !ctx.toward_trunk() || msg.method().as_deref() != Some("INVITE") {
+        // A new call's INVITE toward Acme (not a re-INVITE inside the call).
+        if !ctx.toward_trunk() || !msg.is_initial_invite() {
             return Verdict::Continue;
         }
         // Numbers were normalised before this hook: the called number has the prefix.
@@ -73,13 +74,13 @@ mod tests {
         let mut h = acme();
         let out = h.invite(
             &CallContext::outbound("acme"),
-            &invite("+15551234567", "100"),
+            &invite("+15552234567", "100"),
         );
         assert_eq!(out.verdict, Verdict::Continue);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(
             out.request_uri(),
-            Some("sip:101015551234567@trunk.example.com")
+            Some("sip:101015552234567@trunk.example.com")
         );
         assert_eq!(out.header("X-Acme-Account"), Some("AC-42"));
     }

@@ -319,16 +319,16 @@ pub fn statuses(msgs: &[&Message]) -> Vec<u16> {
 /// The PBX's INVITE for call `pbx-call-1`, with topology Sluice must hide.
 pub fn pbx_invite() -> String {
     format!(
-        "INVITE sip:15550001111@127.0.0.1 SIP/2.0\r\n\
+        "INVITE sip:15552001111@127.0.0.1 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.10:5060;branch=z9hG4bKpbx1;rport\r\n\
 Max-Forwards: 70\r\n\
 From: \"Alice\" <sip:2001@127.0.0.10>;tag=pbxtag\r\n\
-To: <sip:15550001111@127.0.0.1>\r\n\
+To: <sip:15552001111@127.0.0.1>\r\n\
 Call-ID: pbx-call-1@127.0.0.10\r\n\
 CSeq: 1 INVITE\r\n\
 Contact: <sip:2001@127.0.0.10:5060>\r\n\
 Record-Route: <sip:proxy.pbx.internal;lr>\r\n\
-P-Asserted-Identity: \"Alice\" <sip:+15551230000@pbx.internal>\r\n\
+P-Asserted-Identity: \"Alice\" <sip:+15552230000@pbx.internal>\r\n\
 X-Internal-Secret: 10.9.8.7\r\n\
 Content-Type: application/sdp\r\n\
 Content-Length: {}\r\n\r\n{SDP}",
@@ -392,7 +392,7 @@ pub fn trunk_in_dialog(
         "Content-Type: application/sdp\r\n".to_string()
     };
     format!(
-        "{method} sip:x@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.20:5060;branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:15550001111@127.0.0.20>;tag=trunktag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:callee@127.0.0.20:5060>\r\n{ct}Content-Length: {}\r\n\r\n{sdp}",
+        "{method} sip:x@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.20:5060;branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:15552001111@127.0.0.20>;tag=trunktag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:callee@127.0.0.20:5060>\r\n{ct}Content-Length: {}\r\n\r\n{sdp}",
         b_invite.header(&HeaderName::From).unwrap_or(""),
         b_invite.call_id().unwrap_or(""),
         sdp.len()

@@ -13,7 +13,7 @@ fn outbound_invite_gets_fresh_identifiers_and_hides_the_pbx() {
     let mut lab = Lab::new();
     let Answered { b_invite, a_ok } = lab.answered_call();
     let text = b_invite.to_string();
-    assert_eq!(b_invite.request_uri(), Some("sip:15550001111@127.0.0.20"));
+    assert_eq!(b_invite.request_uri(), Some("sip:15552001111@127.0.0.20"));
     assert_ne!(b_invite.call_id(), Some("pbx-call-1@127.0.0.10"));
     assert_ne!(b_invite.from_tag(), Some("pbxtag"));
     assert_eq!(b_invite.headers.count(&HeaderName::Via), 1);
@@ -33,7 +33,7 @@ fn outbound_invite_gets_fresh_identifiers_and_hides_the_pbx() {
     // The caller's number survives in the identity header, on Sluice's host.
     assert_eq!(
         b_invite.header(&HeaderName::PAssertedIdentity),
-        Some("\"Alice\" <sip:+15551230000@127.0.0.1:5080>")
+        Some("\"Alice\" <sip:+15552230000@127.0.0.1:5080>")
     );
     assert!(b_invite
         .header(&HeaderName::From)
@@ -46,7 +46,7 @@ fn outbound_invite_gets_fresh_identifiers_and_hides_the_pbx() {
     assert!(a_ok.to_tag().is_some_and(|t| t != "trunktag"));
     assert_eq!(
         a_ok.header(&HeaderName::Contact),
-        Some("<sip:15550001111@127.0.0.1:5060>")
+        Some("<sip:15552001111@127.0.0.1:5060>")
     );
     assert_eq!(
         a_ok.header(&HeaderName::RecordRoute),
@@ -176,7 +176,7 @@ fn inbound_call_from_the_trunk_reaches_the_pbx() {
     let invite = pbx_invite()
         .replace("127.0.0.10:5060;branch", "127.0.0.20:5060;branch")
         .replace(
-            "INVITE sip:15550001111@127.0.0.1 ",
+            "INVITE sip:15552001111@127.0.0.1 ",
             "INVITE sip:2001@127.0.0.1:5080 ",
         );
     let o = lab.from_trunk_text(&invite);

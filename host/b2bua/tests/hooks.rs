@@ -86,7 +86,7 @@ fn lab(hooks: TestHooks) -> Lab<TestHooks> {
 fn a_new_call_runs_numbers_message_and_attestation_and_pins_its_generation() {
     let mut lab = lab(TestHooks::default());
     let Answered { b_invite, a_ok } = lab.established_call();
-    assert_eq!(b_invite.request_uri(), Some("sip:+115550001111@127.0.0.20"));
+    assert_eq!(b_invite.request_uri(), Some("sip:+115552001111@127.0.0.20"));
     assert_eq!(b_invite.header(&HeaderName::parse("X-Hooked")), Some("yes"));
     assert_eq!(a_ok.header(&HeaderName::parse("X-Hooked")), Some("yes"));
     let calls = lab.engine.calls_snapshot(lab.now);

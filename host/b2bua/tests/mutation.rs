@@ -63,21 +63,21 @@ fn well_formed() -> Vec<Vec<u8>> {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.10\r\ns=-\r\nc=IN IP4 127.0.0.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
     let head = |start: &str, cseq: &str, extra: &str, body: &str| {
         format!(
-            "{start}\r\nVia: SIP/2.0/UDP 127.0.0.10:5060;branch=z9hG4bKseed;rport\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:2001@127.0.0.10>;tag=seed\r\nTo: <sip:15550001111@127.0.0.1>\r\nCall-ID: seed@127.0.0.10\r\nCSeq: {cseq}\r\nContact: <sip:2001@127.0.0.10:5060>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            "{start}\r\nVia: SIP/2.0/UDP 127.0.0.10:5060;branch=z9hG4bKseed;rport\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:2001@127.0.0.10>;tag=seed\r\nTo: <sip:15552001111@127.0.0.1>\r\nCall-ID: seed@127.0.0.10\r\nCSeq: {cseq}\r\nContact: <sip:2001@127.0.0.10:5060>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
     };
     vec![
         head(
-            "INVITE sip:15550001111@127.0.0.1 SIP/2.0",
+            "INVITE sip:15552001111@127.0.0.1 SIP/2.0",
             "1 INVITE",
-            "Content-Type: application/sdp\r\nP-Asserted-Identity: <sip:+15551230000@pbx>\r\nSupported: timer\r\n",
+            "Content-Type: application/sdp\r\nP-Asserted-Identity: <sip:+15552230000@pbx>\r\nSupported: timer\r\n",
             sdp,
         ),
         head("OPTIONS sip:127.0.0.1 SIP/2.0", "1 OPTIONS", "", ""),
         head("BYE sip:x@127.0.0.1 SIP/2.0", "2 BYE", "", ""),
-        head("CANCEL sip:15550001111@127.0.0.1 SIP/2.0", "1 CANCEL", "", ""),
+        head("CANCEL sip:15552001111@127.0.0.1 SIP/2.0", "1 CANCEL", "", ""),
         head("ACK sip:x@127.0.0.1 SIP/2.0", "1 ACK", "", ""),
         head("SIP/2.0 180 Ringing", "1 INVITE", "", ""),
         head("SIP/2.0 200 OK", "1 INVITE", "Content-Type: application/sdp\r\n", sdp),

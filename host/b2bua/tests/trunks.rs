@@ -257,7 +257,7 @@ fn a_trunk_at_its_limit_takes_no_further_call() {
     // The limit counts both directions: a call from the trunk now gets 503 too.
     let inbound = "INVITE sip:2001@127.0.0.1:5080 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.20:5060;branch=z9hG4bKin1\r\nMax-Forwards: 70\r\n\
-        From: <sip:+15551230000@127.0.0.20>;tag=t1\r\nTo: <sip:2001@127.0.0.1>\r\n\
+        From: <sip:+15552230000@127.0.0.20>;tag=t1\r\nTo: <sip:2001@127.0.0.1>\r\n\
         Call-ID: in-1\r\nCSeq: 1 INVITE\r\nContact: <sip:p@127.0.0.20>\r\n\
         Content-Length: 0\r\n\r\n";
     let o = lab.from_trunk_text(inbound);
@@ -271,7 +271,7 @@ fn associated_blocks_admit_a_trunks_other_addresses_and_only_those() {
     let invite = |src: &str| {
         format!(
             "INVITE sip:2001@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bKin{}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:+15551230000@{src}>;tag=t1\r\nTo: <sip:2001@127.0.0.1>\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15552230000@{src}>;tag=t1\r\nTo: <sip:2001@127.0.0.1>\r\n\
              Call-ID: in-{src}\r\nCSeq: 1 INVITE\r\nContact: <sip:p@{src}>\r\nContent-Length: 0\r\n\r\n",
             src.len()
         )

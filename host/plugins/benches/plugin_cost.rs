@@ -31,11 +31,11 @@ fn invite() -> Message {
                m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
                a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
     let text = format!(
-        "INVITE sip:5551234567@trunk.example.com SIP/2.0\r\n\
+        "INVITE sip:5552234567@trunk.example.com SIP/2.0\r\n\
          Via: SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bK74bf9a1c2d3e4f5a6b7c;rport\r\n\
          Max-Forwards: 69\r\n\
          From: \"Alice\" <sip:5557654321@192.0.2.1:5080>;tag=9fxced76sl\r\n\
-         To: <sip:5551234567@trunk.example.com>\r\n\
+         To: <sip:5552234567@trunk.example.com>\r\n\
          Call-ID: 3848276298220188511a8f0ea2b3c4d5\r\n\
          CSeq: 4711 INVITE\r\n\
          Contact: <sip:5557654321@192.0.2.1:5080>\r\n\
@@ -257,7 +257,7 @@ fn interface() {
             .call_by_handle(&mut store, Resource::new_borrow(0))
             .expect("by-handle");
         let d = t.elapsed();
-        assert!(ok && store.data().msg.headers.get(&HeaderName::To) == Some("<tel:5551234567>"));
+        assert!(ok && store.data().msg.headers.get(&HeaderName::To) == Some("<tel:5552234567>"));
         d
     });
     println!(
@@ -289,7 +289,7 @@ fn interface() {
             edit::set_header(&mut msg, &e.name, &e.value).expect("edit");
         }
         let d = t.elapsed();
-        assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:5551234567>"));
+        assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:5552234567>"));
         d
     });
     println!(

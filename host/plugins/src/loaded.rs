@@ -492,7 +492,7 @@ fn self_check(p: &LoadedPlugin) -> Result<Live, Failure> {
             tenant: None,
             kind,
         };
-        live.normalize_number(p, &n, "+15551234567")?;
+        live.normalize_number(p, &n, "+15552234567")?;
     }
     live.on_message(p, &ctx, &mut msg, &mut original, true)?;
     live.attestation(p, &ctx, &mut msg)?;
@@ -503,11 +503,11 @@ fn self_check(p: &LoadedPlugin) -> Result<Live, Failure> {
 }
 
 fn sample_invite() -> Message {
-    let text = "INVITE sip:+15551234567@trunk.invalid SIP/2.0\r\n\
+    let text = "INVITE sip:+15552234567@trunk.invalid SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKselfcheck;rport\r\n\
         Max-Forwards: 69\r\n\
         From: <sip:+15557654321@127.0.0.1:5080>;tag=selfcheck\r\n\
-        To: <sip:+15551234567@trunk.invalid>\r\n\
+        To: <sip:+15552234567@trunk.invalid>\r\n\
         Call-ID: selfcheck\r\n\
         CSeq: 1 INVITE\r\n\
         Contact: <sip:+15557654321@127.0.0.1:5080>\r\n\

@@ -122,26 +122,26 @@ fn brand_and_rule_sets_in_order() {
         "brand = \"voipms\"\noutbound_rules = [\"tel-uri-request\", \"tel-uri-to\"]",
         "",
     );
-    let mut msg = invite("+15551234567");
+    let mut msg = invite("+15552234567");
     assert_eq!(
         new_call(&mut host, Side::External, &mut msg),
         HookVerdict::Continue
     );
-    assert_eq!(msg.request_uri(), Some("tel:15551234567"));
-    assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:15551234567>"));
+    assert_eq!(msg.request_uri(), Some("tel:15552234567"));
+    assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:15552234567>"));
     assert_eq!(
         msg.headers.get(&HeaderName::From),
         Some("<sip:15557654321@127.0.0.1:5080>;tag=a")
     );
     // Inbound (toward the PBX): the brand writes E.164 with +, the outbound rule sets do not run.
-    let mut msg = invite("15551234567");
+    let mut msg = invite("15552234567");
     assert_eq!(
         new_call(&mut host, Side::Internal, &mut msg),
         HookVerdict::Continue
     );
     assert_eq!(
         msg.request_uri(),
-        Some("sip:+15551234567@trunk.example.com")
+        Some("sip:+15552234567@trunk.example.com")
     );
 }
 
@@ -152,7 +152,7 @@ fn header_rules_from_configuration() {
         "[plugin.acme]\nmodule = \"header-rules\"\n\
          settings = { rules = [\"add X-Account: 42\", \"remove User-Agent\"] }",
     );
-    let mut msg = invite("+15551234567");
+    let mut msg = invite("+15552234567");
     msg.headers.push(HeaderName::UserAgent, "PBX");
     assert_eq!(
         new_call(&mut host, Side::External, &mut msg),
@@ -220,7 +220,7 @@ fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
         // loaded 2-core machine, not for a deadline that is not enforced.
         assert!(took < Duration::from_millis(60), "{mode} took {took:?}");
         // The plugin keeps serving other calls (a trapped instance is replaced).
-        let mut ok = invite("15551234567");
+        let mut ok = invite("15552234567");
         assert_eq!(
             new_call(&mut host, Side::External, &mut ok),
             HookVerdict::Continue,
@@ -376,7 +376,7 @@ fn calls_keep_their_generation_across_a_reload() {
     assert_eq!(host.current(), g2);
     assert_eq!(host.loaded_generations(), [g1, g2]);
     let tag = |host: &mut PluginHost, g| {
-        let mut m = invite("15551234567");
+        let mut m = invite("15552234567");
         let mut o = m.clone();
         host.message(g, &ctx(Side::External), &mut m, &mut o);
         m.headers

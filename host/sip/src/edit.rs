@@ -476,13 +476,13 @@ mod tests {
     use super::*;
 
     fn invite() -> Message {
-        let mut m = Message::request(Method::Invite, "sip:+15551230000@192.0.2.1");
+        let mut m = Message::request(Method::Invite, "sip:+15552230000@192.0.2.1");
         m.headers
             .push(HeaderName::Via, "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx");
         m.headers
             .push(HeaderName::From, "\"Al\" <sip:100@192.0.2.9>;tag=abc");
         m.headers
-            .push(HeaderName::To, "<sip:+15551230000@192.0.2.1>");
+            .push(HeaderName::To, "<sip:+15552230000@192.0.2.1>");
         m.headers.push(HeaderName::CallId, "c1");
         m
     }
@@ -528,10 +528,10 @@ mod tests {
     #[test]
     fn from_keeps_its_tag() {
         let mut m = invite();
-        set_header(&mut m, "From", "<sip:+15550001111@192.0.2.9>").unwrap();
+        set_header(&mut m, "From", "<sip:+15552001111@192.0.2.9>").unwrap();
         assert_eq!(
             m.headers.get(&HeaderName::From),
-            Some("<sip:+15550001111@192.0.2.9>;tag=abc")
+            Some("<sip:+15552001111@192.0.2.9>;tag=abc")
         );
         set_header(&mut m, "f", "sip:200@192.0.2.9").unwrap();
         assert_eq!(
@@ -542,8 +542,8 @@ mod tests {
             set_header(&mut m, "From", "<sip:1@h>;tag=other"),
             Err(EditError::TagChanged(_))
         ));
-        set_header(&mut m, "To", "<tel:+15551230000>").unwrap();
-        assert_eq!(m.headers.get(&HeaderName::To), Some("<tel:+15551230000>"));
+        set_header(&mut m, "To", "<tel:+15552230000>").unwrap();
+        assert_eq!(m.headers.get(&HeaderName::To), Some("<tel:+15552230000>"));
         assert!(set_header(&mut m, "To", "<http://x>").is_err());
     }
 
@@ -559,7 +559,7 @@ mod tests {
             "no headers in a Request-URI"
         );
         assert!(set_request_uri(&mut m, "mailto:x@y").is_err());
-        assert!(check_number("+15551234567").is_ok());
+        assert!(check_number("+15552234567").is_ok());
         assert!(check_number("*72#").is_ok());
         assert!(check_number("").is_err());
         assert!(check_number("+").is_err());
@@ -585,30 +585,30 @@ mod tests {
         let mut m = invite();
         m.headers.push(
             HeaderName::PAssertedIdentity,
-            "<sip:100@192.0.2.9>, <tel:+15550009999>",
+            "<sip:100@192.0.2.9>, <tel:+15552009999>",
         );
         let mut asked = Vec::new();
         normalize_numbers(&mut m, |kind, n| {
             asked.push((kind, n.to_string()));
             match n {
-                "+15551230000" => Some("15551230000".into()),
-                "100" => Some("+15550001111".into()),
+                "+15552230000" => Some("15552230000".into()),
+                "100" => Some("+15552001111".into()),
                 _ => Some("bad number!".into()),
             }
         });
-        assert_eq!(m.request_uri(), Some("sip:15551230000@192.0.2.1"));
+        assert_eq!(m.request_uri(), Some("sip:15552230000@192.0.2.1"));
         assert_eq!(
             m.headers.get(&HeaderName::To),
-            Some("<sip:15551230000@192.0.2.1>")
+            Some("<sip:15552230000@192.0.2.1>")
         );
         assert_eq!(
             m.headers.get(&HeaderName::From),
-            Some("\"Al\" <sip:+15550001111@192.0.2.9>;tag=abc")
+            Some("\"Al\" <sip:+15552001111@192.0.2.9>;tag=abc")
         );
         // 100 asked once; the invalid answer for the tel number is not written.
         assert_eq!(
             m.headers.get(&HeaderName::PAssertedIdentity),
-            Some("<sip:+15550001111@192.0.2.9>, <tel:+15550009999>")
+            Some("<sip:+15552001111@192.0.2.9>, <tel:+15552009999>")
         );
         assert_eq!(asked.len(), 3, "{asked:?}");
     }

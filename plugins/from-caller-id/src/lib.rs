@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [plugin.from-caller-id.settings]
-//! caller_id = "+15551230000"     # optional: one caller ID for every call on the trunk
+//! caller_id = "+15552230000"     # optional: one caller ID for every call on the trunk
 //! ```
 
 use sluice_sdk::{export_plugin, uri, CallContext, Interest, Message, Plugin, Verdict};
@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn from_user_becomes_the_asserted_number() {
         let mut h = Harness::<FromCallerId>::new();
-        let text = invite("+15551234567", "100").replace(
+        let text = invite("+15552234567", "100").replace(
             "P-Asserted-Identity: <sip:100@192.0.2.1:5080>",
             "P-Asserted-Identity: \"Sales\" <sip:+15557654321@192.0.2.1:5080>",
         );
@@ -97,18 +97,18 @@ mod tests {
 
     #[test]
     fn fixed_caller_id_and_bad_settings() {
-        let mut h = Harness::<FromCallerId>::new().setting("caller_id", "+15550000000");
+        let mut h = Harness::<FromCallerId>::new().setting("caller_id", "+15552000000");
         let out = h.run(
             &CallContext::outbound("loop"),
-            &invite("+15551234567", "100"),
+            &invite("+15552234567", "100"),
         );
         assert_eq!(
             out.header("From"),
-            Some("\"Alice\" <sip:+15550000000@192.0.2.1:5080>;tag=sluice1")
+            Some("\"Alice\" <sip:+15552000000@192.0.2.1:5080>;tag=sluice1")
         );
         let back = h.run(
             &CallContext::inbound("loop"),
-            &invite("+15551234567", "100"),
+            &invite("+15552234567", "100"),
         );
         assert_eq!(
             back.header("From"),

@@ -43,7 +43,7 @@ mod tests {
     #[test]
     fn changes_nothing_by_default() {
         let mut h = Harness::<Generic>::new();
-        let text = invite("+15551234567", "100");
+        let text = invite("+15552234567", "100");
         let out = h.invite(&CallContext::outbound("loop"), &text);
         assert_eq!(out.verdict, Verdict::Continue);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -58,16 +58,16 @@ mod tests {
             .setting("inbound_format", "e164");
         let out = h.invite(
             &CallContext::outbound("loop"),
-            &invite("+15551234567", "100"),
+            &invite("+15552234567", "100"),
         );
-        assert_eq!(out.request_uri(), Some("sip:15551234567@trunk.example.com"));
+        assert_eq!(out.request_uri(), Some("sip:15552234567@trunk.example.com"));
         let out = h.invite(
             &CallContext::inbound("loop"),
-            &invite("5551234567", "15557654321"),
+            &invite("5552234567", "15557654321"),
         );
         assert_eq!(
             out.request_uri(),
-            Some("sip:+15551234567@trunk.example.com")
+            Some("sip:+15552234567@trunk.example.com")
         );
         assert_eq!(
             out.header("From"),

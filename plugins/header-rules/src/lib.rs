@@ -216,13 +216,13 @@ mod tests {
             "copy X-Only-Original -> X-From-Original",
             r"replace To /sip:\+(\d+)@/sip:00$1@/",
         ]);
-        let original = invite("+15551234567", "100").replace(
+        let original = invite("+15552234567", "100").replace(
             "CSeq: 1 INVITE\r\n",
             "CSeq: 1 INVITE\r\nX-Only-Original: abc\r\n",
         );
         let out = h.run_with_original(
             &CallContext::outbound("loop"),
-            &invite("+15551234567", "100"),
+            &invite("+15552234567", "100"),
             &original,
         );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(out.header("X-From-Original"), Some("abc"));
         assert_eq!(
             out.header("To"),
-            Some("<sip:0015551234567@trunk.example.com>")
+            Some("<sip:0015552234567@trunk.example.com>")
         );
     }
 

@@ -47,7 +47,7 @@ mod tests {
     #[test]
     fn one_via_passes_two_are_refused() {
         let mut h = Harness::<SingleVia>::new();
-        let text = invite("+15551234567", "100");
+        let text = invite("+15552234567", "100");
         let out = h.run(&CallContext::outbound("loop"), &text);
         assert_eq!(out.verdict, Verdict::Continue);
         let two = text.replace(

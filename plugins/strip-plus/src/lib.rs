@@ -1,5 +1,5 @@
 //! `strip-plus`: remove the `+` from the called number of outbound calls
-//! (`+15551234567` → `15551234567`), for trunks that refuse it.
+//! (`+15552234567` → `15552234567`), for trunks that refuse it.
 //!
 //! ```toml
 //! [plugin.strip-plus.settings]
@@ -57,23 +57,23 @@ mod tests {
         let mut h = Harness::<StripPlus>::new();
         let out = h.invite(
             &CallContext::outbound("loop"),
-            &invite("+15551234567", "+15557654321"),
+            &invite("+15552234567", "+15557654321"),
         );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        assert_eq!(out.request_uri(), Some("sip:15551234567@trunk.example.com"));
+        assert_eq!(out.request_uri(), Some("sip:15552234567@trunk.example.com"));
         assert_eq!(
             out.header("To"),
-            Some("<sip:15551234567@trunk.example.com>")
+            Some("<sip:15552234567@trunk.example.com>")
         );
         // The calling number keeps its + unless asked.
         assert_eq!(
             out.header("From"),
             Some("\"Alice\" <sip:+15557654321@192.0.2.1:5080>;tag=sluice1")
         );
-        let inbound = h.invite(&CallContext::inbound("loop"), &invite("+15551234567", "1"));
+        let inbound = h.invite(&CallContext::inbound("loop"), &invite("+15552234567", "1"));
         assert_eq!(
             inbound.request_uri(),
-            Some("sip:+15551234567@trunk.example.com")
+            Some("sip:+15552234567@trunk.example.com")
         );
     }
 
@@ -82,7 +82,7 @@ mod tests {
         let mut h = Harness::<StripPlus>::new().setting("numbers", "both");
         let out = h.invite(
             &CallContext::outbound("loop"),
-            &invite("+15551234567", "+15557654321"),
+            &invite("+15552234567", "+15557654321"),
         );
         assert_eq!(
             out.header("P-Asserted-Identity"),

@@ -1,18 +1,16 @@
 //! `tel-uri-request`: a new call's INVITE toward the trunk carries a `tel:` URI in its
 //! Request-Line (`INVITE tel:+12345678 SIP/2.0`), for providers that route on it. Requests
 //! inside a dialog go to the far side's Contact and are left alone.
+//!
+//! Only valid `tel:` URIs are written (RFC 3966): a global number (`+` and digits) as it is, a
+//! national number of `default_country` (setting, `1` by default) made global, any other local
+//! number with `;phone-context=` from the `phone_context` setting (a domain or a `+` prefix);
+//! without one, such a number is left in its `sip:` URI.
 
-use sluice_sdk::{export_plugin, uri, CallContext, Interest, Message, Plugin, Verdict};
+use sluice_sdk::{export_plugin, CallContext, Interest, Message, Plugin, Verdict};
 
-pub struct TelUriRequest;
-
-/// A new call's INVITE toward the trunk (no To tag yet).
-pub fn is_initial_invite_toward_trunk(ctx: &CallContext, msg: &Message) -> bool {
-    ctx.toward_trunk()
-        && msg.method().as_deref() == Some("INVITE")
-        && msg
-            .header("To")
-            .is_some_and(|to| uri::param(&to, "tag").is_none())
+pub struct TelUriRequest {
+    tel: sluice_sdk::uri::TelSettings,
 }
 
 impl Plugin for TelUriRequest {
@@ -22,12 +20,14 @@ impl Plugin for TelUriRequest {
     }
 
     fn new() -> Result<Self, String> {
-        Ok(TelUriRequest)
+        Ok(TelUriRequest {
+            tel: sluice_sdk::uri::TelSettings::from_settings()?,
+        })
     }
 
     fn on_request(&mut self, ctx: &CallContext, msg: &mut Message) -> Verdict {
-        if is_initial_invite_toward_trunk(ctx, msg) {
-            if let Some(tel) = msg.request_uri().and_then(|u| uri::to_tel(&u)) {
+        if ctx.toward_trunk() && msg.is_initial_invite() {
+            if let Some(tel) = msg.request_uri().and_then(|u| self.tel.to_tel(&u)) {
                 if let Err(e) = msg.set_request_uri(&tel) {
                     sluice_sdk::warn!("cannot write {tel}: {e}");
                 }

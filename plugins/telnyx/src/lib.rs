@@ -39,11 +39,11 @@ mod tests {
         let mut h = Harness::<Telnyx>::new();
         let out = h.invite(
             &CallContext::outbound("telnyx"),
-            &invite("15551234567", "100"),
+            &invite("15552234567", "100"),
         );
         assert_eq!(
             out.request_uri(),
-            Some("sip:+15551234567@trunk.example.com")
+            Some("sip:+15552234567@trunk.example.com")
         );
         // An extension is not a phone number: left as it is.
         assert_eq!(
@@ -52,11 +52,11 @@ mod tests {
         );
         let out = h.invite(
             &CallContext::inbound("telnyx"),
-            &invite("15551234567", "+442079460018"),
+            &invite("15552234567", "+442079460018"),
         );
         assert_eq!(
             out.request_uri(),
-            Some("sip:+15551234567@trunk.example.com")
+            Some("sip:+15552234567@trunk.example.com")
         );
         assert!(out.errors.is_empty());
     }

@@ -40,16 +40,16 @@ mod tests {
         let mut h = Harness::<Twilio>::new();
         let out = h.invite(
             &CallContext::outbound("twilio"),
-            &invite("5551234567", "15557654321"),
+            &invite("5552234567", "15557654321"),
         );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(
             out.request_uri(),
-            Some("sip:+15551234567@trunk.example.com")
+            Some("sip:+15552234567@trunk.example.com")
         );
         assert_eq!(
             out.header("To"),
-            Some("<sip:+15551234567@trunk.example.com>")
+            Some("<sip:+15552234567@trunk.example.com>")
         );
         assert_eq!(
             out.header("From"),
@@ -66,12 +66,12 @@ mod tests {
         let mut h = Harness::<Twilio>::new();
         let called = NumberContext::outbound("twilio", NumberKind::Called);
         assert_eq!(h.number(&called, "100"), Ok(None));
-        assert_eq!(h.number(&called, "+15551234567"), Ok(None));
+        assert_eq!(h.number(&called, "+15552234567"), Ok(None));
         assert_eq!(
             h.number(&called, "011442079460018"),
             Ok(Some("+442079460018".into()))
         );
         let inbound = NumberContext::inbound("twilio", NumberKind::Called);
-        assert_eq!(h.number(&inbound, "+15551234567"), Ok(None));
+        assert_eq!(h.number(&inbound, "+15552234567"), Ok(None));
     }
 }
