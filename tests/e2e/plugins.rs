@@ -487,7 +487,15 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
     // A failing plugin is reported and the command fails.
     let (code, out, _) = run(&test_plugin("testkit"), &["--setting", "mode=loop"]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("failure: ran past its deadline"), "{out}");
+    assert!(
+        out.contains("failure: on-message: ran past its deadline"),
+        "which hook, and why: {out}"
+    );
+    assert!(out.contains("plugin=testkit"), "named by its file: {out}");
+    // A bundled plugin by its name.
+    let (code, out, err) = run(std::path::Path::new("strip-plus"), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("plugin: strip-plus"), "{out}");
     // The wrong interface version is refused with a message.
     let (code, _, err) = run(&test_plugin("old-abi"), &[]);
     assert_eq!(code, Some(2));
@@ -778,4 +786,95 @@ fn a_plugin_file_swapped_is_loaded_with_a_relative_config_path() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(tag(&lab), "m v2");
+}
+
+/// What a message looks like once the values Sluice makes up per call (branch, tag, Call-ID,
+/// CSeq number, media port) are blanked.
+fn blank_per_call(m: &str) -> String {
+    m.lines()
+        .map(|l| {
+            let cut = |l: &str, at: &str| l.split(at).next().unwrap_or("").to_string() + at;
+            if l.starts_with("Via:") {
+                cut(l, ";branch=")
+            } else if l.starts_with("From:") {
+                cut(l, ";tag=")
+            } else if l.starts_with("Call-ID:") {
+                "Call-ID: *".into()
+            } else if let Some(rest) = l.strip_prefix("CSeq: ") {
+                format!("CSeq: * {}", rest.split(' ').nth(1).unwrap_or(""))
+            } else if let Some(rest) = l.strip_prefix("m=audio ") {
+                format!("m=audio * {}", rest.split_once(' ').map_or("", |(_, r)| r))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `sluice plugin test --config` on the PBX's own INVITE prints the very message a live call
+/// through the same chain delivers to the trunk (but for the values made up per call), with no
+/// trace of the PBX's addresses or Call-ID.
+#[test]
+fn the_chain_dry_run_prints_what_a_live_call_sends() {
+    let lab = start(
+        38,
+        "brand = \"twilio\"\noutbound_rules = [\"tel-uri-to\", \"acct\"]",
+        "[plugin.acct]\nmodule = \"header-rules\"\nsettings = { rules = [\"add X-Account: 1234\"] }\n",
+    );
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "1"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1", "-s", "4155550123"],
+    );
+    let (uas_log, uac_log) = (
+        uas.messages_path().to_path_buf(),
+        uac.messages_path().to_path_buf(),
+    );
+    assert_ok("caller", &uac.wait(LIMIT), 1, &lab);
+    assert_ok("callee", &uas.wait(Duration::from_secs(10)), 1, &lab);
+    let live = received(&uas_log)
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("the trunk's INVITE");
+    let capture = parse_message_log(&std::fs::read_to_string(&uac_log).unwrap(), "sent")
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("the PBX's INVITE");
+    let call_id = header(&capture, "Call-ID").unwrap().to_string();
+    let capture_file = lab.dir.path().join("capture.sip");
+    std::fs::write(&capture_file, &capture).unwrap();
+
+    let out = Command::new(sluice_bin())
+        .args(["plugin", "test", "--config"])
+        .arg(&lab.config_path)
+        .args(["--trunk", "loop", "--message"])
+        .arg(&capture_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plugin: twilio"), "{stdout}");
+    assert!(
+        stdout.contains("plugin: acct"),
+        "named by its name: {stdout}"
+    );
+    let dry = stdout
+        .split_once(" ---\n")
+        .map(|(_, m)| m.to_string())
+        .expect("the message");
+    assert!(!dry.contains(&call_id), "{dry}");
+    assert!(!dry.contains(&lab.pbx_ip()), "no PBX address: {dry}");
+    assert!(dry.starts_with("INVITE sip:+14155550123@"), "{dry}");
+    assert!(dry.contains("To: <tel:+14155550123>"), "{dry}");
+    assert!(dry.contains("X-Account: 1234"), "{dry}");
+    let norm = |m: &str| blank_per_call(m.replace("\r\n", "\n").trim_end());
+    assert_eq!(norm(&dry), norm(&live), "dry run:\n{dry}\nlive:\n{live}");
 }

@@ -32,6 +32,8 @@ pub struct DryRun {
 }
 
 pub struct DryRunInput<'a> {
+    /// The plugin's name in what is printed and logged (its file's stem, or its bundled name).
+    pub name: &'a str,
     pub wasm: &'a [u8],
     pub origin: String,
     pub message: &'a [u8],
@@ -56,8 +58,8 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
     let plugin = load(
         &runtime,
         &PluginSpec {
-            name: "plugin".into(),
-            module: "plugin".into(),
+            name: input.name.into(),
+            module: input.name.into(),
             origin: input.origin,
             bytes: Arc::from(input.wasm),
             policy: Policy::FailOpen,

@@ -288,9 +288,9 @@ impl Gen {
 
 /// Report a failure (counted always, logged at most once a second per plugin) and drop the
 /// instance when it trapped.
-fn failed(slot: &mut Slot, call: u64, f: &Failure) {
+fn failed(slot: &mut Slot, call: u64, hook: &str, f: &Failure) {
     slot.plugin.metrics.failed(f);
-    slot.last_failure = Some(f.to_string());
+    slot.last_failure = Some(format!("{hook}: {f}"));
     if !matches!(f, Failure::Invalid(_)) {
         // A trapped instance cannot be entered again; the next call makes a new one.
         slot.live = None;
@@ -323,7 +323,7 @@ fn live(slot: &mut Slot, call: u64) -> Option<&mut Live> {
         match slot.plugin.instantiate() {
             Ok(l) => slot.live = Some(l),
             Err(f) => {
-                failed(slot, call, &f);
+                failed(slot, call, "init", &f);
                 return None;
             }
         }
@@ -436,7 +436,7 @@ impl Hooks for PluginHost {
                 Ok(Some(n)) => current = Some(n),
                 Ok(None) => {}
                 Err(f) => {
-                    failed(slot, ctx.call, &f);
+                    failed(slot, ctx.call, "normalize-number", &f);
                     if plugin.policy == Policy::FailClosed {
                         return NumberVerdict::Refuse {
                             status: failure_status(&f),
@@ -498,7 +498,7 @@ impl Hooks for PluginHost {
                 Ok(wit::Verdict::Reject(r)) => {
                     if let Err(e) = edit::check_rejectable(msg, r.status) {
                         let f = Failure::Invalid(e.to_string());
-                        failed(slot, ctx.call, &f);
+                        failed(slot, ctx.call, "on-message", &f);
                         if policy == Policy::FailClosed && rejectable {
                             return refuse(500);
                         }
@@ -518,7 +518,7 @@ impl Hooks for PluginHost {
                     };
                 }
                 Err(f) => {
-                    failed(slot, ctx.call, &f);
+                    failed(slot, ctx.call, "on-message", &f);
                     if policy == Policy::FailClosed && rejectable {
                         return refuse(failure_status(&f));
                     }
@@ -564,7 +564,7 @@ impl Hooks for PluginHost {
                     })
                 }
                 Ok(None) => {}
-                Err(f) => failed(slot, ctx.call, &f),
+                Err(f) => failed(slot, ctx.call, "choose-attestation", &f),
             }
         }
         None

@@ -78,6 +78,23 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A trap in the words of what the plugin did.
+fn describe_trap(t: wasmtime::Trap) -> String {
+    use wasmtime::Trap;
+    match t {
+        Trap::StackOverflow => "stack overflow (unbounded recursion?)".into(),
+        Trap::UnreachableCodeReached => {
+            "it panicked (Rust's `unreachable` trap; the panic message is in its stderr)".into()
+        }
+        Trap::MemoryOutOfBounds => "out-of-bounds memory access".into(),
+        Trap::IntegerDivisionByZero => "integer division by zero".into(),
+        Trap::IntegerOverflow => "integer overflow".into(),
+        Trap::IndirectCallToNull | Trap::BadSignature => "a bad indirect call".into(),
+        Trap::TableOutOfBounds => "out-of-bounds table access".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Which hook ran, for metrics.
 #[derive(Debug, Clone, Copy)]
 pub enum Hook {
@@ -227,9 +244,11 @@ impl Live {
                 Some(wasmtime::Trap::Interrupt)
             ) {
                 Failure::Deadline
+            } else if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+                Failure::Trap(describe_trap(*t))
             } else {
-                // The root cause says what happened ("wasm `unreachable` instruction
-                // executed", "the plugin called exit"); the context above it is a backtrace.
+                // The root cause says what happened ("the plugin called exit"); the context
+                // above it is a backtrace.
                 let msg = e.root_cause().to_string();
                 Failure::Trap(msg.lines().next().unwrap_or("").trim().to_string())
             }),

@@ -127,8 +127,9 @@ fn brand_and_rule_sets_in_order() {
         new_call(&mut host, Side::External, &mut msg),
         HookVerdict::Continue
     );
-    assert_eq!(msg.request_uri(), Some("tel:15552234567"));
-    assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:15552234567>"));
+    // tel: URIs are global (RFC 3966): the digits the brand wrote, made E.164 again.
+    assert_eq!(msg.request_uri(), Some("tel:+15552234567"));
+    assert_eq!(msg.headers.get(&HeaderName::To), Some("<tel:+15552234567>"));
     assert_eq!(
         msg.headers.get(&HeaderName::From),
         Some("<sip:15557654321@127.0.0.1:5080>;tag=a")

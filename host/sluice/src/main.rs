@@ -12,6 +12,7 @@
     )
 )]
 
+mod chain_test;
 mod dns;
 mod plugin_test;
 mod reload;

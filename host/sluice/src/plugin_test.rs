@@ -1,4 +1,6 @@
-//! `sluice plugin test`: a dry run of a built plugin on a captured message.
+//! `sluice plugin test`: a dry run of one plugin on a captured message (`PLUGIN` a `.wasm` file
+//! or a bundled plugin's name), or of a trunk's whole chain as configured (`--config`, see
+//! [`crate::chain_test`]). The plugins' log lines and output are printed with the result.
 
 use sluice_b2bua::{Direction, HookVerdict, NumberKind};
 use sluice_plugins::dry_run::{dry_run, DryRunInput};
@@ -9,23 +11,61 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The plugin component (`.wasm`, built for wasm32-wasip2).
-    plugin: PathBuf,
-    /// A SIP message as it would leave Sluice (LF or CRLF line ends).
+    /// The plugin component (`.wasm`, built for wasm32-wasip2), or a bundled plugin's name;
+    /// absent with --config.
+    #[arg(required_unless_present = "config", conflicts_with = "config")]
+    plugin: Option<PathBuf>,
+    /// Run the whole chain of --trunk as this configuration sets it up, on a message as the
+    /// PBX (or, inbound, the trunk) sends it: what leaves Sluice is printed.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A SIP message: as it would leave Sluice (one plugin), or as it arrives (--config). LF
+    /// or CRLF line ends.
     #[arg(long)]
     message: PathBuf,
     /// The call's direction: outbound (toward the trunk) or inbound (toward the PBX).
     #[arg(long, value_enum, default_value = "outbound")]
     direction: Dir,
-    /// The trunk name the plugin sees.
-    #[arg(long, default_value = "test")]
-    trunk: String,
+    /// The trunk: the name the plugin sees, or with --config the trunk whose chain runs (the
+    /// outbound route's by default).
+    #[arg(long)]
+    trunk: Option<String>,
     /// A plugin setting, `KEY=VALUE`; repeat a key for a list.
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
     /// The deadline of each hook call, in milliseconds.
     #[arg(long, default_value_t = 5)]
     deadline_ms: u64,
+}
+
+/// A capture whose Content-Length no longer matches its body (a trailing line end lost when it
+/// was saved, line ends converted): the length is set to the body's, and a note says so.
+fn fit_content_length(text: String) -> String {
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return text;
+    };
+    let mut fixed = false;
+    let lines: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            let (name, value) = l.split_once(':').unwrap_or((l, ""));
+            let is_cl = name.trim().eq_ignore_ascii_case("content-length")
+                || name.trim().eq_ignore_ascii_case("l");
+            if is_cl && value.trim().parse::<usize>().ok() != Some(body.len()) {
+                fixed = true;
+                return format!("{}: {}", name.trim(), body.len());
+            }
+            l.to_string()
+        })
+        .collect();
+    if !fixed {
+        return text;
+    }
+    println!(
+        "note: Content-Length set to {} (the capture's body)",
+        body.len()
+    );
+    format!("{}\r\n\r\n{body}", lines.join("\r\n"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -35,6 +75,14 @@ enum Dir {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    // The plugins' log lines, stdout and stderr (a panic's message), and Sluice's own warnings.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .with_env_filter("warn,sluice_plugins=trace")
+        .try_init();
     match run_inner(args) {
         Ok(code) => code,
         Err(e) => {
@@ -45,8 +93,6 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn run_inner(args: Args) -> Result<ExitCode, String> {
-    let wasm = std::fs::read(&args.plugin)
-        .map_err(|e| format!("{}: cannot read: {e}", args.plugin.display()))?;
     let text = std::fs::read_to_string(&args.message)
         .map_err(|e| format!("{}: cannot read: {e}", args.message.display()))?;
     // Captures are often saved with LF line ends.
@@ -55,6 +101,31 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
     } else {
         text.replace('\n', "\r\n")
     };
+    let text = fit_content_length(text);
+    if let Some(config) = &args.config {
+        let way = match args.direction {
+            Dir::Outbound => crate::chain_test::Way::Outbound,
+            Dir::Inbound => crate::chain_test::Way::Inbound,
+        };
+        return crate::chain_test::run(config, args.trunk.as_deref(), text.as_bytes(), way);
+    }
+    let plugin = args
+        .plugin
+        .clone()
+        .ok_or("a plugin or --config is required")?;
+    let name = plugin
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_string();
+    let (wasm, origin) = match std::fs::read(&plugin) {
+        Ok(w) => (w, plugin.display().to_string()),
+        Err(e) => match plugin.to_str().and_then(sluice_bundled::get) {
+            Some(w) => (w.to_vec(), "bundled".to_string()),
+            None => return Err(format!("{}: cannot read: {e}", plugin.display())),
+        },
+    };
+    let trunk = args.trunk.clone().unwrap_or_else(|| "test".into());
     let mut settings: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in &args.settings {
         let (k, v) = s
@@ -70,11 +141,12 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
         Dir::Inbound => Direction::Inbound,
     };
     let out = dry_run(DryRunInput {
+        name: &name,
         wasm: &wasm,
-        origin: args.plugin.display().to_string(),
+        origin,
         message: text.as_bytes(),
         direction,
-        trunk: &args.trunk,
+        trunk: &trunk,
         settings,
         deadline: Duration::from_millis(args.deadline_ms.max(1)),
     })?;
@@ -85,7 +157,7 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
             Direction::Outbound => "outbound (message sent toward the trunk)",
             Direction::Inbound => "inbound (message sent toward the PBX)",
         },
-        args.trunk
+        trunk
     );
     if out.numbers.is_empty() {
         println!("numbers: unchanged");

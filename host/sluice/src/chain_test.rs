@@ -1,0 +1,129 @@
+//! `sluice plugin test --config FILE --trunk NAME --message FILE.sip`: the whole truth of what
+//! leaves Sluice. The captured message (a PBX's INVITE, or a trunk's for `--direction inbound`)
+//! goes through the very engine `sluice run` builds from the configuration, with that trunk's
+//! chain as configured (rule sets and brand, in order; numbers, then messages, then
+//! attestation): the B2BUA rebuilds it for the far leg, anchors its SDP, runs the plugins, and
+//! what it would send is printed. Nothing is sent; no socket is opened.
+
+use crate::reload;
+use sluice_b2bua::{Engine, Hooks, Output, Side};
+use sluice_config::Config;
+use sluice_plugins::PluginHost;
+use sluice_sip::parse_message;
+use sluice_transaction::Flow;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Which way the captured message travels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// From the PBX, toward the trunk.
+    Outbound,
+    /// From the trunk, toward the PBX.
+    Inbound,
+}
+
+pub fn run(
+    config: &Path,
+    trunk: Option<&str>,
+    message: &[u8],
+    way: Way,
+) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
+    let name = config.display().to_string();
+    let cfg = Config::parse(&text, &name).map_err(|e| e.to_string())?;
+    let runtime = sluice_plugins::Runtime::new(reload::limits(&cfg), true)?;
+    let prepared =
+        reload::prepare(&runtime, &text, Some(config), &name).map_err(|e| e.to_string())?;
+    let mut engine_cfg = prepared.engine;
+    let trunk = trunk.unwrap_or(cfg.routing.outbound_trunk.get_ref());
+    let index = engine_cfg
+        .trunks
+        .iter()
+        .position(|t| &*t.name == trunk)
+        .ok_or_else(|| format!("no trunk `{trunk}` in {name}"))?;
+    // The message comes from the PBX (or the trunk) itself; nothing is counted against it.
+    engine_cfg.outbound_trunk = index;
+    engine_cfg.guard.limits = None;
+    let (side, from, transport) = match way {
+        Way::Outbound => (
+            Side::Internal,
+            engine_cfg.pbx.addr,
+            engine_cfg.pbx.transport,
+        ),
+        Way::Inbound => {
+            let t = engine_cfg.trunks.get(index).ok_or("no trunk")?;
+            let peer = t
+                .primary()
+                .ok_or_else(|| format!("trunk `{trunk}` has no address"))?;
+            (Side::External, peer.addr, peer.transport)
+        }
+    };
+    let listener = sluice_b2bua::route::listener_for(&engine_cfg.listeners, side, transport, from)
+        .ok_or("no listener for the sender's transport")?;
+    let mut engine = Engine::with_hooks(engine_cfg, 1, PluginHost::new());
+    reload::install(&mut engine, prepared.plugins);
+    let flow = Flow {
+        transport,
+        local: listener.addr,
+        remote: from,
+        conn: transport.is_reliable().then_some(1),
+    };
+    let now = Instant::now();
+    engine.handle_timeout(now);
+    while engine.poll_output().is_some() {} // the trunks' own REGISTER and OPTIONS
+    engine.handle_datagram(now, flow, message);
+    let mut relayed = None;
+    let mut answers = Vec::new();
+    while let Some(out) = engine.poll_output() {
+        let Output::Transmit { flow: to, data } = out else {
+            continue;
+        };
+        if to.remote == from {
+            answers.push(String::from_utf8_lossy(&data).into_owned());
+        } else if relayed.is_none() {
+            relayed = Some((to, String::from_utf8_lossy(&data).into_owned()));
+        }
+    }
+    println!(
+        "chain: trunk {trunk}, {}",
+        match way {
+            Way::Outbound => "outbound (from the PBX, toward the trunk)",
+            Way::Inbound => "inbound (from the trunk, toward the PBX)",
+        }
+    );
+    for p in engine.hooks().status() {
+        if p.trunks.iter().any(|t| t == trunk) {
+            println!("plugin: {} {} ({})", p.name, p.version, p.origin);
+        }
+    }
+    for c in engine.calls_snapshot(now) {
+        println!(
+            "attestation: {}",
+            c.attestation.map_or("no opinion", |a| a.as_str())
+        );
+    }
+    for a in &answers {
+        let status = parse_message(a.as_bytes()).ok().and_then(|m| {
+            m.status()
+                .map(|s| format!("{s} {}", m.reason().unwrap_or("")))
+        });
+        println!("answered: {}", status.unwrap_or_else(|| "?".into()));
+    }
+    match relayed {
+        Some((to, msg)) => {
+            println!(
+                "--- message as it would leave Sluice, to {} over {} ---",
+                to.remote, to.transport
+            );
+            print!("{msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            println!("--- nothing would leave Sluice toward the far side ---");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
