@@ -33,7 +33,7 @@ impl E164 {
     ///
     /// ```
     /// use sluice_sdk::e164::E164;
-    /// assert_eq!(E164::parse("+1 (555) 123-4567", "1").unwrap().to_plus(), "+15552234567");
+    /// assert_eq!(E164::parse("+1 (555) 223-4567", "1").unwrap().to_plus(), "+15552234567");
     /// assert_eq!(E164::parse("15552234567", "1").unwrap().to_plus(), "+15552234567");
     /// assert_eq!(E164::parse("5552234567", "1").unwrap().to_plus(), "+15552234567");
     /// assert_eq!(E164::parse("0044 20 7946 0018", "1").unwrap().to_plus(), "+442079460018");

@@ -395,3 +395,48 @@ fn drain_lets_established_calls_finish_and_refuses_new_ones() {
         lab.log()
     );
 }
+
+/// Calls still ringing when the drain deadline passes end properly on both legs: the PBX gets
+/// 503, the trunk a CANCEL (answered 487), and Sluice exits, successfully, once nothing is left.
+#[test]
+fn a_drain_ends_ringing_calls_on_both_legs() {
+    let mut lab = Lab::start(22, Transport::Udp);
+    let uas = lab.sipp("uas", "uas_cancelled.xml", Peer::Trunk, None, &["-m", "3"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac_503.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10"],
+    );
+    wait_until("3 calls ringing", Duration::from_secs(20), || {
+        let (_, body) = http("GET", &lab.admin(), "/calls", None, "");
+        body.matches("\"proceeding\"").count() == 3
+    });
+    assert_eq!(
+        http("POST", &lab.admin(), "/drain?deadline=1", None, "").0,
+        202
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!(
+        (r.successful, r.failed),
+        (3, 0),
+        "the PBX got 503: {r:?}\n{}",
+        lab.log()
+    );
+    let t = uas.wait(Duration::from_secs(20));
+    assert_eq!(
+        (t.successful, t.failed),
+        (3, 0),
+        "the trunk got CANCEL: {t:?}"
+    );
+    let status = lab
+        .wait_exit(Duration::from_secs(15))
+        .expect("sluice exits once the calls are over");
+    assert!(status.success(), "{status:?}\n{}", lab.log());
+    assert!(
+        lab.log().contains("drained: no calls left"),
+        "{}",
+        lab.log()
+    );
+}

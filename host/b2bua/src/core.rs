@@ -86,6 +86,8 @@ pub struct Core<H: Hooks> {
     pub stats: EngineStats,
     pub metrics: EngineMetrics,
     pub draining: bool,
+    /// When the drain's calls will be hung up (for Retry-After).
+    pub drain_until: Option<Instant>,
     pub hooks: H,
     /// Media ports per side; `None` when no media is anchored.
     pub media: Option<MediaSides>,

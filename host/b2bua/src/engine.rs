@@ -74,6 +74,7 @@ impl<H: Hooks> Engine<H> {
                 stats: EngineStats::default(),
                 metrics: EngineMetrics::new(&trunk_names),
                 draining: false,
+                drain_until: None,
                 hooks,
                 media,
                 media_ops: Vec::new(),
@@ -109,6 +110,12 @@ impl<H: Hooks> Engine<H> {
     /// Refuse new calls with 503 from now on; calls in progress continue.
     pub fn set_draining(&mut self, draining: bool) {
         self.core.draining = draining;
+    }
+
+    /// Drain: refuse new calls with 503 and a Retry-After of the time left until `until`.
+    pub fn drain_until(&mut self, until: Instant) {
+        self.core.draining = true;
+        self.core.drain_until = Some(until);
     }
 
     pub fn is_draining(&self) -> bool {
@@ -194,17 +201,26 @@ impl<H: Hooks> Engine<H> {
         self.calls.keys().collect()
     }
 
-    /// Hang up an established call from Sluice's side (drain deadline, operator): BYE on both
-    /// legs.
+    /// End a call from Sluice's side (drain deadline, operator): BYE on both legs once
+    /// answered; still ringing, 503 to the caller and CANCEL to the callee.
     pub fn hang_up(&mut self, now: Instant, key: CallKey) {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
-        if matches!(call.state, CallState::Established) {
-            self.core.send_bye(call, now, LegId::Caller);
-            self.core.send_bye(call, now, LegId::Callee);
-            self.dispatch(now);
+        match call.state {
+            CallState::Established => {
+                self.core.send_bye(call, now, LegId::Caller);
+                self.core.send_bye(call, now, LegId::Callee);
+            }
+            // Still ringing: the caller gets 503, the callee a CANCEL.
+            CallState::Proceeding(_) => {
+                self.with_call(now, Some(key), |core, call| {
+                    answer::abandon(core, call, now, 503);
+                });
+            }
+            CallState::Ending(_) => {}
         }
+        self.dispatch(now);
     }
 
     /// Free media port pairs per side `(internal, external)`; `None` without media anchoring.

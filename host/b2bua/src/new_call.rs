@@ -94,7 +94,7 @@ fn admit<H: Hooks>(
     };
     core.metrics.call_attempted(&label, direction);
     let load = Load {
-        draining: core.draining,
+        draining: core.draining.then(|| retry_after(core.drain_until, now)),
         active_calls,
         max_calls: core.cfg.max_calls,
     };
@@ -307,6 +307,17 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         pending: 0,
         media,
     }
+}
+
+/// What a call refused during a drain is told to wait: the drain's remaining time (at least a
+/// second; 30 s when the drain has no deadline).
+fn retry_after(until: Option<Instant>, now: Instant) -> u64 {
+    until.map_or(30, |u| {
+        let left = u.saturating_duration_since(now);
+        left.as_secs()
+            .saturating_add(u64::from(left.subsec_nanos() > 0))
+            .max(1)
+    })
 }
 
 /// Refuse a new call's INVITE (server transaction and request) with `r`, counted against its

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 pub struct Refusal {
     pub status: u16,
     pub reason: Cow<'static, str>,
-    pub header: Option<(HeaderName, &'static str)>,
+    pub header: Option<(HeaderName, Cow<'static, str>)>,
 }
 
 impl Refusal {
@@ -30,8 +30,8 @@ impl Refusal {
         }
     }
 
-    fn with_header(mut self, name: HeaderName, value: &'static str) -> Refusal {
-        self.header = Some((name, value));
+    fn with_header(mut self, name: HeaderName, value: impl Into<Cow<'static, str>>) -> Refusal {
+        self.header = Some((name, value.into()));
         self
     }
 }
@@ -39,7 +39,8 @@ impl Refusal {
 /// What the engine's state says about taking one more call.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
-    pub draining: bool,
+    /// Draining: the seconds a refused caller should wait (the drain's remaining time).
+    pub draining: Option<u64>,
     pub active_calls: usize,
     pub max_calls: usize,
 }
@@ -52,9 +53,9 @@ pub fn admit(msg: &Message, load: Load) -> Result<(), Refusal> {
     if let Some(status) = check_media(msg) {
         return Err(Refusal::new(status).with_header(HeaderName::Accept, "application/sdp"));
     }
-    if load.draining {
+    if let Some(seconds) = load.draining {
         return Err(Refusal::with_reason(503, "Service Unavailable")
-            .with_header(HeaderName::RetryAfter, "30"));
+            .with_header(HeaderName::RetryAfter, seconds.to_string()));
     }
     if load.active_calls >= load.max_calls {
         return Err(Refusal::with_reason(503, "Call Limit Reached"));
@@ -131,7 +132,7 @@ mod tests {
     }
 
     const FREE: Load = Load {
-        draining: false,
+        draining: None,
         active_calls: 0,
         max_calls: 1,
     };
@@ -161,7 +162,7 @@ mod tests {
             Ok(())
         );
         let draining = Load {
-            draining: true,
+            draining: Some(12),
             ..FREE
         };
         assert_eq!(admit(&invite("", ""), draining).unwrap_err().status, 503);

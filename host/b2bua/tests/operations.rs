@@ -8,16 +8,35 @@ use sluice_transaction::Transport;
 use std::time::Duration;
 
 #[test]
-fn draining_refuses_new_calls_with_retry_after() {
+fn draining_refuses_new_calls_with_retry_after_the_time_left() {
     let mut lab = Lab::new();
-    lab.engine.set_draining(true);
+    lab.engine
+        .drain_until(lab.now + Duration::from_millis(12_300));
     let o = lab.from_pbx_text(&pbx_invite());
     let r = only(&o, PBX)
         .into_iter()
         .find(|m| m.status() == Some(503))
         .expect("503");
-    assert!(r.header(&HeaderName::RetryAfter).is_some());
+    assert_eq!(r.header(&HeaderName::RetryAfter), Some("13"));
     assert!(only(&o, TRUNK).is_empty());
+}
+
+#[test]
+fn hang_up_of_a_ringing_call_answers_the_caller_and_cancels_the_callee() {
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    lab.from_trunk_text(&trunk_response(&b_invite, 180, "Ringing", ""));
+    let key = lab.engine.call_keys()[0];
+    lab.engine.hang_up(lab.now, key);
+    let o = lab.out();
+    assert_eq!(statuses(&only(&o, PBX)), [503]);
+    let cancel = only(&o, TRUNK)[0].clone();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    lab.from_trunk_text(&trunk_response(&cancel, 200, "OK", ""));
+    let o = lab.from_trunk_text(&trunk_response(&b_invite, 487, "Request Terminated", ""));
+    assert_eq!(only(&o, TRUNK)[0].method(), Some(&Method::Ack));
+    assert_eq!(lab.engine.active_calls(), 0, "nothing left open");
 }
 
 #[test]

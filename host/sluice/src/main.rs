@@ -197,6 +197,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Exit status when a second stop signal abandons the drain: EX_TEMPFAIL of sysexits.h.
+const EXIT_ABANDONED: i32 = 75;
+
 /// Exit status after a panic: EX_SOFTWARE of sysexits.h, "internal software error".
 const EXIT_PANIC: i32 = 70;
 
@@ -420,10 +423,22 @@ fn spawn_signal_handlers(
         info!("stop requested: draining");
         let deadline = sluice_admin::drain_deadline(&settings);
         let _ = commands.send(Command::Drain { deadline }).await;
-        // A second signal stops at once.
+        // A second signal stops at once, and says what it abandons.
         wait_for_stop_signal().await;
-        info!("second stop signal: exiting now");
-        std::process::exit(0);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let calls = match commands.send(Command::Status(tx)).await {
+            Ok(()) => tokio::time::timeout(Duration::from_secs(1), rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|s| s.calls.len()),
+            Err(_) => None,
+        };
+        error!(
+            calls_abandoned = calls.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+            "second stop signal: exiting now, calls in progress are abandoned"
+        );
+        std::process::exit(EXIT_ABANDONED);
     });
 }
 

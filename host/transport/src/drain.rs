@@ -1,12 +1,13 @@
 //! A drain: new calls are refused at once; calls in progress go on until the deadline, then
-//! are hung up; the shell stops once no call is left, or a grace period after the hang-up.
+//! are ended (BYE once answered, 503 and CANCEL while ringing); the shell stops once no call is
+//! left, or when the transactions that end them have had their time (64*T1, and a second).
 
 use crate::later;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long hung-up calls get to finish their BYEs before the shell stops anyway.
-const AFTER_HANG_UP: Duration = Duration::from_secs(5);
+/// Besides the transactions' own time, how long hung-up calls get before the shell stops.
+const AFTER_HANG_UP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub(crate) enum Drain {
@@ -49,12 +50,12 @@ impl Drain {
         }
     }
 
-    /// The timer fired at `now`.
-    pub fn fire(&mut self, now: Instant) -> DrainStep {
+    /// The timer fired at `now`; calls hung up now get `grace` to end.
+    pub fn fire(&mut self, now: Instant, grace: Duration) -> DrainStep {
         match self {
             Drain::Running { .. } => {
                 *self = Drain::HungUp {
-                    until: later(now, AFTER_HANG_UP),
+                    until: later(now, grace.saturating_add(AFTER_HANG_UP)),
                 };
                 DrainStep::HangUp
             }
@@ -79,9 +80,10 @@ mod tests {
         );
         assert_eq!(d.wake(), Some(t0 + Duration::from_secs(30)));
         let t1 = t0 + Duration::from_secs(30);
-        assert_eq!(d.fire(t1), DrainStep::HangUp);
-        assert_eq!(d.wake(), Some(t1 + AFTER_HANG_UP));
-        assert_eq!(d.fire(t1 + AFTER_HANG_UP), DrainStep::Stop);
+        let grace = Duration::from_secs(32);
+        assert_eq!(d.fire(t1, grace), DrainStep::HangUp);
+        assert_eq!(d.wake(), Some(t1 + grace + AFTER_HANG_UP));
+        assert_eq!(d.fire(t1 + grace + AFTER_HANG_UP, grace), DrainStep::Stop);
         // An absurd deadline saturates instead of panicking.
         let mut d = Drain::default();
         d.start(t0, Duration::MAX);

@@ -203,7 +203,10 @@ impl<H: Hooks> Shell<H> {
                     engine.handle_timeout(std::time::Instant::now());
                 }
                 _ = tokio::time::sleep_until(drain_wake), if drain.is_on() => {
-                    match drain.fire(tokio::time::Instant::now()) {
+                    // Calls hung up get their transactions' time to end (a CANCEL's 487, a
+                    // BYE's 200): 64*T1.
+                    let grace = engine.config().timers.timeout();
+                    match drain.fire(tokio::time::Instant::now(), grace) {
                         DrainStep::HangUp => {
                             let keys = engine.call_keys();
                             info!(calls = keys.len(), "drain deadline reached, hanging up");
@@ -253,7 +256,8 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
                     ?deadline,
                     "draining: new calls are refused"
                 );
-                engine.set_draining(true);
+                let now = std::time::Instant::now();
+                engine.drain_until(sluice_transaction::after(now, deadline));
                 engine.unregister_trunks(std::time::Instant::now());
             }
         }
