@@ -149,7 +149,7 @@ mod tests {
         let r = admit(&invite("Content-Type: text/plain\r\n", "hi"), FREE).unwrap_err();
         assert_eq!(
             (r.status, r.header),
-            (415, Some((HeaderName::Accept, "application/sdp")))
+            (415, Some((HeaderName::Accept, "application/sdp".into())))
         );
         assert_eq!(
             admit(&invite("Accept: text/html\r\n", ""), FREE)
