@@ -27,10 +27,83 @@ fn json_number(body: &str, key: &str) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
+/// `promtool check metrics` (Prometheus' own linter) on a scrape: every family described,
+/// names and types as Prometheus expects.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus) is required");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn metrics_match_a_known_run() {
     let lab = Lab::start(20, Transport::Udp);
     let out = [("trunk", "loop"), ("direction", "outbound")];
+    // Before any call: every family described, and the series alerts use already at zero.
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    promtool_accepts(&text);
+    let m = parse_prometheus(&text);
+    for (name, labels) in [
+        (
+            "sluice_sip_retransmissions_total",
+            vec![("kind", "request")],
+        ),
+        (
+            "sluice_sip_transaction_timeouts_total",
+            vec![("kind", "client")],
+        ),
+        (
+            "sluice_calls_failed_total",
+            vec![
+                ("trunk", "loop"),
+                ("direction", "outbound"),
+                ("status_class", "5xx"),
+            ],
+        ),
+        (
+            "sluice_calls_failed_by_status_total",
+            vec![
+                ("trunk", "loop"),
+                ("direction", "outbound"),
+                ("status", "486"),
+            ],
+        ),
+        ("sluice_guard_bans_total", vec![("reason", "flood")]),
+        ("sluice_draining", vec![]),
+    ] {
+        assert_eq!(
+            metric(&m, name, &labels),
+            Some(0.0),
+            "{name} {labels:?} at zero:\n{text}"
+        );
+    }
+    assert!(
+        metric(&m, "sluice_answer_seizure_ratio", &out).is_some_and(f64::is_nan),
+        "no ratio before the first attempt"
+    );
+    assert_eq!(
+        metric(&m, "sluice_build_info", &[("version", "0.1.0")]),
+        Some(1.0)
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
     // 10 answered calls, then 5 refused with 486.
     let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "10"]);
     let uac = lab.sipp(
@@ -87,6 +160,10 @@ fn metrics_match_a_known_run() {
         0.0
     );
     assert!((get("sluice_answer_seizure_ratio", &out) - 10.0 / 15.0).abs() < 1e-9);
+    let mut busy = out.to_vec();
+    busy.push(("status", "486"));
+    assert_eq!(get("sluice_calls_failed_by_status_total", &busy), 5.0);
+    promtool_accepts(&text);
     // Ringing came on the 10 answered calls only; 10 calls had a duration.
     assert_eq!(get("sluice_post_dial_delay_seconds_count", &out), 10.0);
     assert_eq!(get("sluice_call_duration_seconds_count", &out), 10.0);

@@ -114,6 +114,7 @@ impl<H: Hooks> Engine<H> {
 
     /// Drain: refuse new calls with 503 and a Retry-After of the time left until `until`.
     pub fn drain_until(&mut self, until: Instant) {
+        metrics::gauge!("sluice_draining").set(1.0);
         self.core.draining = true;
         self.core.drain_until = Some(until);
     }

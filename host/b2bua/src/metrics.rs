@@ -17,6 +17,7 @@ const ASR_WINDOW: usize = 100;
 pub const CALLS_ATTEMPTED: &str = "sluice_calls_attempted_total";
 pub const CALLS_ANSWERED: &str = "sluice_calls_answered_total";
 pub const CALLS_FAILED: &str = "sluice_calls_failed_total";
+pub const CALLS_FAILED_BY_STATUS: &str = "sluice_calls_failed_by_status_total";
 pub const CALLS_ACTIVE: &str = "sluice_calls_active";
 pub const ANSWER_SEIZURE_RATIO: &str = "sluice_answer_seizure_ratio";
 pub const POST_DIAL_DELAY: &str = "sluice_post_dial_delay_seconds";
@@ -59,6 +60,9 @@ fn side_label(s: Side) -> &'static str {
     }
 }
 
+/// Failure statuses with a series of their own (the rest count as `other`).
+pub const NOTABLE: [u16; 6] = [404, 408, 480, 486, 487, 503];
+
 /// `4xx` style class of a final status.
 pub fn status_class(status: u16) -> &'static str {
     match status / 100 {
@@ -83,6 +87,8 @@ struct CallMetrics {
     answered: Counter,
     /// By status class, 1xx (unused) to 6xx, registered up front so that they show at zero.
     failed: [Counter; 6],
+    /// By the statuses operators alert on ([`NOTABLE`]), then `other`.
+    failed_by_status: [Counter; 7],
     active: Gauge,
     asr: Gauge,
     pdd: Histogram,
@@ -100,7 +106,25 @@ impl CallMetrics {
             counter!(CALLS_FAILED, "trunk" => trunk.to_string(), "direction" => direction_label(d),
                 "status_class" => status_class(class))
         };
+        let by_status = |status: &'static str| {
+            let c = counter!(CALLS_FAILED_BY_STATUS, "trunk" => trunk.to_string(),
+                "direction" => direction_label(d), "status" => status);
+            c.increment(0);
+            c
+        };
+        let asr = gauge!(ANSWER_SEIZURE_RATIO, &labels);
+        // No attempts yet: no ratio (a 0 would fire low-ASR alerts on an idle trunk).
+        asr.set(f64::NAN);
         CallMetrics {
+            failed_by_status: [
+                by_status("404"),
+                by_status("408"),
+                by_status("480"),
+                by_status("486"),
+                by_status("487"),
+                by_status("503"),
+                by_status("other"),
+            ],
             attempted: counter!(CALLS_ATTEMPTED, &labels),
             answered: counter!(CALLS_ANSWERED, &labels),
             failed: [
@@ -112,7 +136,7 @@ impl CallMetrics {
                 failed(600),
             ],
             active: gauge!(CALLS_ACTIVE, &labels),
-            asr: gauge!(ANSWER_SEIZURE_RATIO, &labels),
+            asr,
             pdd: histogram!(POST_DIAL_DELAY, &labels),
             duration: histogram!(CALL_DURATION, &labels),
             window: VecDeque::with_capacity(ASR_WINDOW),
@@ -191,7 +215,13 @@ impl EngineMetrics {
             last_tx: TxStats::default(),
             guard_dropped: counter!(GUARD_DROPPED),
         };
-        // Exported at zero before the first ban.
+        // Exported at zero before the first event, so that dashboards and alerts see zeros.
+        for kind in ["request", "response"] {
+            counter!(SIP_RETRANSMISSIONS, "kind" => kind).increment(0);
+        }
+        for kind in ["client", "server"] {
+            counter!(SIP_TRANSACTION_TIMEOUTS, "kind" => kind).increment(0);
+        }
         for reason in ["flood", "auth-failures"] {
             counter!(GUARD_BANS, "reason" => reason).increment(0);
         }
@@ -264,6 +294,13 @@ impl EngineMetrics {
             push_outcome(m, false);
             let class = usize::from(status / 100).saturating_sub(1).min(5);
             if let Some(c) = m.failed.get(class) {
+                c.increment(1);
+            }
+            let notable = NOTABLE
+                .iter()
+                .position(|&s| s == status)
+                .unwrap_or(NOTABLE.len());
+            if let Some(c) = m.failed_by_status.get(notable) {
                 c.increment(1);
             }
         }

@@ -14,6 +14,7 @@
 
 mod chain_test;
 mod dns;
+mod metrics_help;
 mod plugin_test;
 mod reload;
 mod resolve;
@@ -259,6 +260,17 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
             ],
         )?
         .set_buckets_for_metric(
+            Matcher::Full("sluice_plugin_call_duration_seconds".into()),
+            &[
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+                0.01, 0.05,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("sluice_media_jitter_seconds".into()),
+            &[0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5],
+        )?
+        .set_buckets_for_metric(
             Matcher::Full(CALL_DURATION.into()),
             &[
                 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
@@ -276,6 +288,8 @@ async fn run(
     set_log: LogSetter,
 ) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
+    let process = metrics_process::Collector::default();
+    metrics_help::describe(&process);
     {
         // Histograms keep every sample until upkeep folds them in: without it, memory grows
         // with every call and plugin invocation between scrapes.
@@ -285,6 +299,7 @@ async fn run(
             loop {
                 tick.tick().await;
                 handle.run_upkeep();
+                process.collect();
             }
         });
     }
