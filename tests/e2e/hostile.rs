@@ -582,6 +582,10 @@ fn a_flood_is_banned_within_the_limit_while_the_pbx_and_trunk_calls_complete() {
         1,
         "one log line per ban, not per packet:\n{log}"
     );
+    assert!(
+        log.matches("not the PBX").count() <= 2,
+        "warnings about strangers at most once a second:\n{log}"
+    );
 
     let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
     let m = parse_prometheus(&text);

@@ -198,6 +198,16 @@ fn metrics_match_a_known_run() {
     assert_eq!(resp("received", "200"), 20.0);
     assert!(resp("sent", "200") >= 20.0);
     assert_eq!(get("sluice_trunk_up", &[("trunk", "loop")]), 1.0);
+    // One line per call when it ends, with both legs' Call-IDs (the PBX's as SIPp wrote it).
+    let log = lab.log();
+    let ended: Vec<&str> = log.lines().filter(|l| l.contains("call ended")).collect();
+    assert_eq!(ended.len(), 15, "{log}");
+    assert_eq!(ended.iter().filter(|l| l.contains("status=200")).count(), 10);
+    assert_eq!(ended.iter().filter(|l| l.contains("status=486")).count(), 5);
+    for l in &ended {
+        assert!(l.contains("caller_call_id=") && l.contains("callee_call_id="), "{l}");
+        assert!(l.contains("@127.0.20.10"), "the PBX's own Call-ID: {l}");
+    }
     // No Call-ID, tag or number ever appears as a label value.
     for s in &m {
         for v in s.labels.values() {

@@ -151,6 +151,7 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
             .post_dial_delay(&call.trunk, call.direction, delay);
     }
     core.metrics.call_answered(&call.trunk, call.direction);
+    call.final_status = Some(200);
     debug!(call = call.key, "answered");
     core.respond(now, p.uas, &resp);
     let mut relay = InviteRelay::new(LegId::Caller, invite_cseq, cseq, now, &core.cfg.timers);

@@ -90,6 +90,8 @@ pub struct Call {
     pub pending: usize,
     /// The call's anchored media (`None`: signalling only).
     pub media: Option<Anchor>,
+    /// The final status the caller got: 200 once answered, the failure otherwise.
+    pub final_status: Option<u16>,
 }
 
 impl Call {
@@ -155,6 +157,12 @@ pub struct Calls {
 }
 
 impl Calls {
+    /// Number the next calls from `base` (a time-ordered base makes call ids unique across
+    /// restarts).
+    pub fn start_keys_at(&mut self, base: CallKey) {
+        self.last_key = self.last_key.max(base);
+    }
+
     pub fn new_key(&mut self) -> CallKey {
         self.last_key = self.last_key.wrapping_add(1);
         self.last_key

@@ -263,6 +263,8 @@ pub struct EngineConfig {
     pub media: Option<MediaConfig>,
     /// Flood protection.
     pub guard: crate::guard::GuardConfig,
+    /// One info line per call when it ends.
+    pub log_calls: bool,
 }
 
 impl EngineConfig {

@@ -97,6 +97,9 @@ pub struct Core<H: Hooks> {
     pub trunks: Trunks,
     /// The flood guard: requests per source, bans.
     pub guard: sluice_guard::Guard,
+    /// Log lines about strangers' calls and malformed input, at most one a second each.
+    pub stranger_log: crate::guard::Throttle,
+    pub ingress_log: crate::guard::Throttle,
     /// The first instant the engine saw: Sluice's registrar counts nonce ages from it.
     pub origin: Option<Instant>,
     /// Dialogs that changed their local tag while their call was borrowed (failover): the
@@ -278,7 +281,8 @@ impl<H: Hooks> Core<H> {
     }
 
     /// Count a call attempt that failed with `status` on the caller's leg.
-    pub fn record_failure(&mut self, call: &Call, status: u16) {
+    pub fn record_failure(&mut self, call: &mut Call, status: u16) {
+        call.final_status.get_or_insert(status);
         self.stats.calls_failed = self.stats.calls_failed.saturating_add(1);
         self.metrics
             .call_failed(&call.trunk, call.direction, status);

@@ -31,13 +31,13 @@ use crate::refuse;
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, failover, guard, in_dialog, new_call};
-use bytes::Bytes;
+use crate::{agents, answer, failover, guard, in_dialog, malformed, new_call};
+
 use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
 use sluice_transaction::{
-    reply_flow, response_to, stamp_received, ClientTxId, Flow, ServerTxId, TransactionLayer,
-    Transport, TxEvent, TxRef,
+    response_to, stamp_received, ClientTxId, Flow, ServerTxId, TransactionLayer, Transport,
+    TxEvent, TxRef,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -80,6 +80,8 @@ impl<H: Hooks> Engine<H> {
                 media_ops: Vec::new(),
                 trunks,
                 guard: sluice_guard::Guard::new(cfg_guard),
+                stranger_log: Default::default(),
+                ingress_log: Default::default(),
                 origin: None,
                 retags: Vec::new(),
             },
@@ -166,6 +168,12 @@ impl<H: Hooks> Engine<H> {
     /// Lift the ban on `ip`, or every ban; how many were lifted.
     pub fn lift_bans(&mut self, ip: Option<std::net::IpAddr>, now: Instant) -> usize {
         guard::lift(&mut self.core, ip, now)
+    }
+
+    /// Number new calls from `base` on (the shell gives a time-ordered base, so that a call id
+    /// is never reused by the next process).
+    pub fn number_calls_from(&mut self, base: CallKey) {
+        self.calls.start_keys_at(base);
     }
 
     /// A view of the calls in progress, for the admin API.
@@ -317,18 +325,8 @@ impl<H: Hooks> Engine<H> {
         match parse_message(data) {
             Ok(msg) => self.handle_message(now, flow, msg),
             Err(e) => {
-                self.core.stats.parse_errors = self.core.stats.parse_errors.saturating_add(1);
-                EngineMetrics::parse_error(e.reason);
-                match e.partial {
-                    Some(head) if head.is_request() => {
-                        warn!(reason = e.reason, from = %flow.remote, "malformed request, answering {}", e.status);
-                        self.reply_stateless(&head, flow, e.status, e.reason);
-                    }
-                    _ => {
-                        warn!(reason = e.reason, from = %flow.remote, "malformed message dropped");
-                        self.core.stats.dropped = self.core.stats.dropped.saturating_add(1);
-                    }
-                }
+                let why = (e.status, e.reason);
+                malformed::refuse(&mut self.core, now, e.partial.as_deref(), flow, why);
             }
         }
     }
@@ -337,44 +335,24 @@ impl<H: Hooks> Engine<H> {
     /// large): a request gets `status` statelessly and is never acted on; the stream closes.
     pub fn handle_unframed(
         &mut self,
-        _now: Instant,
+        now: Instant,
         flow: Flow,
         head: &[u8],
         why: (u16, &'static str),
     ) {
-        let (status, reason) = why;
-        self.core.stats.parse_errors = self.core.stats.parse_errors.saturating_add(1);
-        EngineMetrics::parse_error(reason);
         let msg = match parse_message(head) {
             Ok(m) => Some(m),
             Err(e) => e.partial.map(|m| *m),
         };
-        match msg {
-            Some(m) if m.is_request() && m.method() != Some(&Method::Ack) => {
-                warn!(reason, from = %flow.remote, "unframed request, answering {status}");
-                self.reply_stateless(&m, flow, status, reason);
-            }
-            _ => {
-                warn!(reason, from = %flow.remote, "unframed message dropped");
-                self.core.stats.dropped = self.core.stats.dropped.saturating_add(1);
-            }
-        }
+        malformed::refuse(&mut self.core, now, msg.as_ref(), flow, why);
     }
 
     /// A parsed message arrived on `flow`.
     pub fn handle_message(&mut self, now: Instant, flow: Flow, mut msg: Message) {
         let max_header = self.core.cfg.max_header_bytes;
         if let Err(rej) = validate(&msg).and_then(|()| headers::within(&msg, max_header)) {
-            self.core.stats.parse_errors = self.core.stats.parse_errors.saturating_add(1);
-            EngineMetrics::parse_error(rej.reason);
-            if msg.is_request() && msg.method() != Some(&Method::Ack) {
-                warn!(reason = rej.reason, from = %flow.remote, "invalid request, answering {}", rej.status);
-                self.reply_stateless(&msg, flow, rej.status, rej.reason);
-            } else {
-                warn!(reason = rej.reason, from = %flow.remote, "invalid message dropped");
-                self.core.stats.dropped = self.core.stats.dropped.saturating_add(1);
-            }
-            return;
+            let why = (rej.status, rej.reason);
+            return malformed::refuse(&mut self.core, now, Some(&msg), flow, why);
         }
         if msg.is_request() {
             if guard::stranger_call(&mut self.core, now, &msg, flow) {
@@ -425,19 +403,6 @@ impl<H: Hooks> Engine<H> {
                 TxEvent::Terminated { tx } => self.on_terminated(now, tx),
             }
         }
-    }
-
-    /// Answer a request that never reaches a transaction (it was malformed), where its Via
-    /// says; without a usable Via there is nowhere to send it, so it is dropped.
-    fn reply_stateless(&mut self, req: &Message, flow: Flow, status: u16, reason: &str) {
-        if req.top_via().is_none() {
-            self.core.stats.dropped = self.core.stats.dropped.saturating_add(1);
-            return;
-        }
-        let mut resp = response_to(req, status, reason, None);
-        add_agent(&mut resp, &self.core.cfg.user_agent);
-        self.core
-            .emit(reply_flow(req, flow), Bytes::from(resp.to_bytes()));
     }
 
     // ------------------------------------------------------------------ requests
@@ -676,6 +641,33 @@ impl<H: Hooks> Engine<H> {
         self.core
             .metrics
             .call_ended(&call.trunk, call.direction, duration);
-        debug!(call = call.key, direction = ?call.direction, trunk = %call.trunk, "call removed");
+        if self.core.cfg.log_calls {
+            log_call_end(&call, now);
+        }
     }
+}
+
+/// The line operators grep for and ship: one per call, when it ends, with both legs' SIP
+/// Call-IDs (to follow it into the PBX's and the provider's logs), the final status, how long
+/// it rang and lasted.
+fn log_call_end(call: &Call, now: Instant) {
+    let setup_ms = call
+        .answered_at
+        .unwrap_or(now)
+        .saturating_duration_since(call.started)
+        .as_millis();
+    let talk_s = call
+        .answered_at
+        .map_or(0, |a| now.saturating_duration_since(a).as_secs());
+    tracing::info!(
+        call = call.key,
+        trunk = %call.trunk,
+        direction = ?call.direction,
+        caller_call_id = %call.legs.caller.call_id,
+        callee_call_id = %call.legs.callee.call_id,
+        status = call.final_status.unwrap_or(0),
+        setup_ms,
+        talk_s,
+        "call ended"
+    );
 }

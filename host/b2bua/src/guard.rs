@@ -19,6 +19,29 @@ use std::net::IpAddr;
 use std::time::Instant;
 use tracing::warn;
 
+/// At most one log line a second for a kind of event a flood repeats (strangers' calls,
+/// malformed input); the lines left out are counted and given with the next one.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// Whether to log now: `Some(lines left out since the last one)`, or `None`.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        let recent = self
+            .last
+            .is_some_and(|l| now.saturating_duration_since(l) < std::time::Duration::from_secs(1));
+        if recent {
+            self.suppressed = self.suppressed.saturating_add(1);
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// The flood guard's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuardConfig {
@@ -151,11 +174,14 @@ pub fn stranger_call<H: Hooks>(
     core.stats.calls_failed = core.stats.calls_failed.saturating_add(1);
     core.metrics.call_attempted("unknown", direction);
     core.metrics.call_failed("unknown", direction, 403);
-    match side {
-        Side::Internal => {
-            warn!(from = %flow.remote, "INVITE on the PBX side from an address that is not the PBX")
+    if let Some(suppressed) = core.stranger_log.allow(now) {
+        match side {
+            Side::Internal => warn!(from = %flow.remote, suppressed,
+                "INVITE on the PBX side from an address that is not the PBX"),
+            Side::External => {
+                warn!(from = %flow.remote, suppressed, "INVITE from an address that is no trunk")
+            }
         }
-        Side::External => warn!(from = %flow.remote, "INVITE from an address that is no trunk"),
     }
     if core.cfg.refuse_strangers {
         let mut resp = response_to(msg, 403, "Forbidden", Some(&core.ids.tag()));

@@ -50,6 +50,7 @@ pub mod headers;
 pub mod hooks;
 pub mod ids;
 pub mod in_dialog;
+pub mod malformed;
 pub mod media;
 pub mod metrics;
 pub mod new_call;

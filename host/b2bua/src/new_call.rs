@@ -306,6 +306,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         answered_at: None,
         pending: 0,
         media,
+        final_status: None,
     }
 }
 

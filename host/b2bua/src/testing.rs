@@ -69,6 +69,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         max_udp_bytes: 8192,
         max_header_bytes: 4096,
         guard: crate::guard::GuardConfig::default(),
+        log_calls: true,
         media: None,
     }
 }

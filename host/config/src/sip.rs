@@ -48,6 +48,13 @@ pub struct SipSettings {
     /// with one is dropped (nothing that large is relayed to the other side).
     #[serde(default = "default_max_header")]
     pub max_header_bytes: usize,
+    /// One info line per call when it ends (both Call-IDs, status, durations).
+    #[serde(default = "yes")]
+    pub log_calls: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max_header() -> usize {
@@ -110,6 +117,7 @@ impl Default for SipSettings {
             tcp_first_message_seconds: default_first_message(),
             max_udp_bytes: default_max_udp(),
             max_header_bytes: default_max_header(),
+            log_calls: true,
         }
     }
 }

@@ -329,6 +329,7 @@ async fn run(
         sluice_plugins::PluginHost::new(),
     );
     reload::install(&mut engine, prepared.plugins);
+    engine.number_calls_from(call_id_base());
     info!(plugins = engine.hooks().status().len(), "plugins loaded");
     let shell = Shell::bind(
         engine,
@@ -474,6 +475,15 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Call ids start from the start time in milliseconds, times a thousand: time-ordered, and
+/// never reused by the next process (unless the last one averaged a million calls a second).
+fn call_id_base() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    ms.saturating_mul(1000)
 }
 
 /// Media relay threads: as configured, or one per core.

@@ -195,6 +195,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         max_header_bytes: cfg.sip.max_header_bytes,
         media: Some(media_config(cfg)),
         guard: guard_config(&cfg.guard),
+        log_calls: cfg.sip.log_calls,
     };
     Ok(Resolved { engine, dns_ttl })
 }
