@@ -202,10 +202,16 @@ fn metrics_match_a_known_run() {
     let log = lab.log();
     let ended: Vec<&str> = log.lines().filter(|l| l.contains("call ended")).collect();
     assert_eq!(ended.len(), 15, "{log}");
-    assert_eq!(ended.iter().filter(|l| l.contains("status=200")).count(), 10);
+    assert_eq!(
+        ended.iter().filter(|l| l.contains("status=200")).count(),
+        10
+    );
     assert_eq!(ended.iter().filter(|l| l.contains("status=486")).count(), 5);
     for l in &ended {
-        assert!(l.contains("caller_call_id=") && l.contains("callee_call_id="), "{l}");
+        assert!(
+            l.contains("caller_call_id=") && l.contains("callee_call_id="),
+            "{l}"
+        );
         assert!(l.contains("@127.0.20.10"), "the PBX's own Call-ID: {l}");
     }
     // No Call-ID, tag or number ever appears as a label value.
@@ -246,9 +252,8 @@ fn sha256_of(path: &std::path::Path) -> String {
 fn admin_api_end_to_end_with_token() {
     let mut lab = token_lab(22);
     let a = lab.admin();
-    // The token is checked on every route.
+    // The token is checked on every route but the probes'.
     for path in [
-        "/health",
         "/status",
         "/trunks",
         "/calls",
@@ -274,6 +279,11 @@ fn admin_api_end_to_end_with_token() {
     }
     assert_eq!(http("POST", &a, "/drain", None, "").0, 401);
     assert_eq!(http("POST", &a, "/reload", None, "").0, 401);
+    assert_eq!(
+        http("GET", &a, "/health", None, "").0,
+        200,
+        "probes need no token"
+    );
     let t = Some(TOKEN);
     assert_eq!(http("GET", &a, "/health", t, ""), (200, "ok\n".to_string()));
     assert_eq!(http("GET", &a, "/ready", t, "").0, 200);
@@ -487,7 +497,7 @@ fn drain_lets_established_calls_finish_and_refuses_new_ones() {
 /// 503, the trunk a CANCEL (answered 487), and Sluice exits, successfully, once nothing is left.
 #[test]
 fn a_drain_ends_ringing_calls_on_both_legs() {
-    let mut lab = Lab::start(22, Transport::Udp);
+    let mut lab = Lab::start(23, Transport::Udp);
     let uas = lab.sipp("uas", "uas_cancelled.xml", Peer::Trunk, None, &["-m", "3"]);
     let uac = lab.sipp(
         "uac",
@@ -526,4 +536,74 @@ fn a_drain_ends_ringing_calls_on_both_legs() {
         "{}",
         lab.log()
     );
+}
+
+/// A raw HTTP/1.1 request with `headers`; the status.
+fn raw_status(addr: &str, method: &str, path: &str, headers: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The admin API as the network meets it: load-balancer probes need no token, the scheme is
+/// case-insensitive, a browser's cross-origin POST cannot change anything on a tokenless
+/// (loopback) API, and a source guessing tokens is turned away with 429 after 20 failures a
+/// minute, reported in a handful of log lines.
+#[test]
+fn admin_api_probes_open_origins_refused_and_token_guessing_limited() {
+    let open = Lab::start(24, Transport::Udp);
+    let a = open.admin();
+    let evil = "Origin: http://evil.example\r\n";
+    assert_eq!(raw_status(&a, "POST", "/reload", evil), 403);
+    assert_eq!(raw_status(&a, "PUT", "/log", evil), 403);
+    assert_eq!(
+        raw_status(&a, "GET", "/status", evil),
+        200,
+        "reading is harmless"
+    );
+    assert_eq!(raw_status(&a, "POST", "/reload", ""), 200);
+
+    let lab = token_lab(25);
+    let a = lab.admin();
+    assert_eq!(raw_status(&a, "GET", "/health", ""), 200);
+    assert_eq!(raw_status(&a, "GET", "/ready", ""), 200);
+    let auth = |scheme: &str, token: &str| format!("Authorization: {scheme} {token}\r\n");
+    assert_eq!(
+        raw_status(&a, "GET", "/status", &auth("bearer", TOKEN)),
+        200
+    );
+    assert_eq!(
+        raw_status(&a, "GET", "/status", &auth("BEARER", TOKEN)),
+        200
+    );
+    assert_eq!(raw_status(&a, "GET", "/status", &auth("Basic", TOKEN)), 401);
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(raw_status(
+            &a,
+            "GET",
+            "/status",
+            &auth("Bearer", &format!("guess-{i:020}")),
+        ));
+    }
+    assert!(statuses[..19].iter().all(|&s| s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|&s| s == 429), "{statuses:?}");
+    assert_eq!(
+        raw_status(&a, "GET", "/status", &auth("Bearer", TOKEN)),
+        429,
+        "this source waits out the minute"
+    );
+    let log = lab.log();
+    let warnings = log.matches("missing or wrong token").count();
+    assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{log}");
 }

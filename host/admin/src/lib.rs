@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use sluice_b2bua::Direction;
 use sluice_config::{ReloadError, MAX_DRAIN_SECONDS};
 use sluice_transport::{Command, Status};
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -63,6 +64,60 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// Why the last plugin or configuration reload was refused, until one succeeds.
     pub load_error: Arc<Mutex<Option<String>>>,
+    /// Failed token attempts per source address, to rate-limit and report them.
+    pub auth_failures: Arc<Mutex<HashMap<IpAddr, AuthFailures>>>,
+}
+
+/// Sources whose failed attempts are remembered at once; past it, the oldest are forgotten.
+const MAX_FAILING_SOURCES: usize = 1024;
+
+/// One source's failed token attempts: past [`AuthFailures::LIMIT`] in a minute, its requests
+/// get 429 until the minute is over (other sources, the operator's, are not affected); one
+/// warning per 10 s says how many failed.
+#[derive(Debug, Default)]
+pub struct AuthFailures {
+    window_start: Option<std::time::Instant>,
+    in_window: u32,
+    unreported: u32,
+    last_report: Option<std::time::Instant>,
+}
+
+impl AuthFailures {
+    pub const LIMIT: u32 = 20;
+
+    /// Whether requests are being turned away now (over the limit this minute).
+    fn blocked(&self, now: std::time::Instant) -> bool {
+        self.in_window >= Self::LIMIT
+            && self
+                .window_start
+                .is_some_and(|s| now.saturating_duration_since(s) < Duration::from_secs(60))
+    }
+
+    /// A failed attempt: counted, reported at most every 10 s.
+    fn failed(&mut self, now: std::time::Instant, source: IpAddr) {
+        if self
+            .window_start
+            .is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(60))
+        {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        self.in_window = self.in_window.saturating_add(1);
+        self.unreported = self.unreported.saturating_add(1);
+        if self
+            .last_report
+            .is_none_or(|r| now.saturating_duration_since(r) >= Duration::from_secs(10))
+        {
+            warn!(
+                %source,
+                failures = self.unreported,
+                this_minute = self.in_window,
+                "admin API: requests with a missing or wrong token refused"
+            );
+            self.unreported = 0;
+            self.last_report = Some(now);
+        }
+    }
 }
 
 /// The admin API router.
@@ -80,6 +135,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/reload", post(reload))
         .route("/drain", post(drain))
         .route("/log", put(set_log))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)
 }
 
@@ -95,7 +151,12 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
+    // The peer's address reaches the gate (failed attempts are counted per source).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 fn prometheus_text(h: &PrometheusHandle) -> Response {
@@ -106,20 +167,91 @@ fn prometheus_text(h: &PrometheusHandle) -> Response {
         .into_response()
 }
 
-fn authorised(state: &AdminState, headers: &HeaderMap) -> bool {
+/// Whether a request to a route may proceed: `None`, or the answer that refuses it.
+/// `changes` marks a route that changes state (reload, drain, log level, bans).
+fn refusal(
+    state: &AdminState,
+    headers: &HeaderMap,
+    changes: bool,
+    source: IpAddr,
+) -> Option<Response> {
     // A poisoned lock (a panic while it was held) cannot happen: writers only assign a value.
     // Refuse rather than guess if it ever does.
-    let Ok(settings) = state.settings.read() else {
-        return false;
+    let token = match state.settings.read() {
+        Ok(s) => s.token.clone(),
+        Err(_) => return Some(unauthorised()),
     };
-    let Some(token) = &settings.token else {
-        return true;
+    let Some(token) = token else {
+        // No token (loopback only): a web page in the operator's browser must not be able to
+        // post a form here.
+        if changes && headers.contains_key(header::ORIGIN) {
+            return Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    "cross-origin requests may not change state\n",
+                )
+                    .into_response(),
+            );
+        }
+        return None;
     };
+    let now = std::time::Instant::now();
+    let Ok(mut all) = state.auth_failures.lock() else {
+        return Some(unauthorised());
+    };
+    if all.get(&source).is_some_and(|f| f.blocked(now)) {
+        return Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "60")],
+                "too many failed token attempts; try again in a minute\n",
+            )
+                .into_response(),
+        );
+    }
+    // RFC 7235: the scheme is case-insensitive.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    if all.len() >= MAX_FAILING_SOURCES && !all.contains_key(&source) {
+        all.retain(|_, f| f.blocked(now));
+        if all.len() >= MAX_FAILING_SOURCES {
+            all.clear();
+        }
+    }
+    all.entry(source).or_default().failed(now, source);
+    Some(unauthorised())
+}
+
+/// Every route but `/health` and `/ready` (which load balancers probe, and which reveal
+/// nothing) needs the token when one is set; see [`refusal`].
+async fn gate(
+    State(state): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/health" || path == "/ready" {
+        return next.run(req).await;
+    }
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    if let Some(r) = refusal(&state, req.headers(), changes, source) {
+        return r;
+    }
+    next.run(req).await
 }
 
 /// The drain deadline the settings give (the default when the lock is poisoned).
@@ -155,21 +287,13 @@ async fn engine_status(state: &AdminState) -> Option<Status> {
     ask(state, Command::Status).await
 }
 
-macro_rules! guard {
-    ($state:expr, $headers:expr) => {
-        if !authorised(&$state, &$headers) {
-            return unauthorised();
-        }
-    };
-}
-
-async fn health(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+/// Open without the token: load balancers probe it, and it reveals nothing.
+async fn health() -> Response {
     "ok\n".into_response()
 }
 
-async fn ready(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+/// Open without the token, as `/health`.
+async fn ready(State(state): State<AdminState>) -> Response {
     match engine_status(&state).await {
         Some(s) if !s.draining => "ready\n".into_response(),
         Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response(),
@@ -191,8 +315,7 @@ struct StatusBody {
     parse_errors: u64,
 }
 
-async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn status(State(state): State<AdminState>) -> Response {
     let Some(s) = engine_status(&state).await else {
         return unavailable();
     };
@@ -240,8 +363,7 @@ struct TrunkBody {
     outbound_route: bool,
 }
 
-async fn trunks(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn trunks(State(state): State<AdminState>) -> Response {
     let Some(s) = engine_status(&state).await else {
         return unavailable();
     };
@@ -320,8 +442,7 @@ fn stream_end(port: u16, e: &sluice_media::EndSnapshot) -> StreamEndBody {
     }
 }
 
-async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn calls(State(state): State<AdminState>) -> Response {
     let Some(s) = engine_status(&state).await else {
         return unavailable();
     };
@@ -353,8 +474,7 @@ async fn calls(State(state): State<AdminState>, headers: HeaderMap) -> Response 
     Json(body).into_response()
 }
 
-async fn registrations(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn registrations() -> Response {
     // No register-based trunks exist yet: an empty list, in the shape to come.
     Json(Vec::<serde_json::Value>::new()).into_response()
 }
@@ -382,8 +502,7 @@ struct PluginsBody {
     load_error: Option<String>,
 }
 
-async fn plugins(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn plugins(State(state): State<AdminState>) -> Response {
     let Some(s) = engine_status(&state).await else {
         return unavailable();
     };
@@ -412,13 +531,11 @@ async fn plugins(State(state): State<AdminState>, headers: HeaderMap) -> Respons
     .into_response()
 }
 
-async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn metrics(State(state): State<AdminState>) -> Response {
     prometheus_text(&state.metrics)
 }
 
-async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn reload(State(state): State<AdminState>) -> Response {
     match (state.reload)().await {
         Ok(hash) => {
             info!(%hash, "reload requested through the admin API succeeded");
@@ -454,8 +571,7 @@ async fn ask<T>(state: &AdminState, cmd: impl FnOnce(oneshot::Sender<T>) -> Comm
         .ok()
 }
 
-async fn bans(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    guard!(state, headers);
+async fn bans(State(state): State<AdminState>) -> Response {
     let Some(bans) = ask(&state, Command::Bans).await else {
         return unavailable();
     };
@@ -477,12 +593,7 @@ struct LiftQuery {
     source: Option<String>,
 }
 
-async fn lift_bans(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<LiftQuery>,
-) -> Response {
-    guard!(state, headers);
+async fn lift_bans(State(state): State<AdminState>, Query(q): Query<LiftQuery>) -> Response {
     let source = match q.source.as_deref().map(str::parse::<std::net::IpAddr>) {
         None => None,
         Some(Ok(ip)) => Some(ip),
@@ -503,12 +614,7 @@ struct DrainQuery {
     deadline: Option<u64>,
 }
 
-async fn drain(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<DrainQuery>,
-) -> Response {
-    guard!(state, headers);
+async fn drain(State(state): State<AdminState>, Query(q): Query<DrainQuery>) -> Response {
     let deadline = match q.deadline {
         Some(s) if s > MAX_DRAIN_SECONDS => {
             return (
@@ -535,8 +641,7 @@ async fn drain(
     (StatusCode::ACCEPTED, "draining\n").into_response()
 }
 
-async fn set_log(State(state): State<AdminState>, headers: HeaderMap, body: String) -> Response {
-    guard!(state, headers);
+async fn set_log(State(state): State<AdminState>, body: String) -> Response {
     match (state.set_log)(body.trim()) {
         Ok(()) => "ok\n".into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),

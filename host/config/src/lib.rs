@@ -223,11 +223,53 @@ impl Config {
         if let Some(a) = &self.admin {
             a.check()?;
         }
+        self.check_http_listeners()?;
         self.plugins.check()?;
         self.dns.check()?;
         self.guard.check()?;
         for (name, entry) in &self.plugin {
             entry.check(name)?;
+        }
+        Ok(())
+    }
+
+    /// The admin and metrics listeners may share no address with each other or with SIP.
+    fn check_http_listeners(&self) -> Result<(), Problem> {
+        use std::net::SocketAddr;
+        let clash = |a: SocketAddr, b: SocketAddr| {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        let sip: Vec<SocketAddr> = self
+            .internal
+            .listen
+            .iter()
+            .chain(&self.external.listen)
+            .map(Listener::addr)
+            .collect();
+        let http = [
+            self.admin
+                .as_ref()
+                .map(|a| ("admin.listen", a.listen.span(), a.addr())),
+            self.metrics
+                .as_ref()
+                .map(|m| ("metrics.listen", m.listen.span(), m.addr())),
+        ];
+        for (key, span, addr) in http.iter().flatten() {
+            if let Some(s) = sip.iter().find(|s| clash(**s, *addr)) {
+                return Err(Problem::at(
+                    span.clone(),
+                    format!("{key} `{addr}` is also a SIP listen address (`{s}`)"),
+                ));
+            }
+        }
+        if let [Some((_, _, a)), Some((key, span, m))] = &http {
+            if clash(*a, *m) {
+                return Err(Problem::at(
+                    span.clone(),
+                    format!("{key} `{m}` is the admin API's address too (`{a}`)"),
+                ));
+            }
         }
         Ok(())
     }
@@ -676,6 +718,27 @@ mod tests {
             let text = format!("{DEFAULT_CONFIG}\n[guard]\n{bad}\n");
             let e = Config::parse(&text, "t.toml").expect_err(bad);
             assert!(e.message.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn admin_and_metrics_share_no_address() {
+        let with = |extra: &str, admin: &str| {
+            let text = DEFAULT_CONFIG.replace(
+                "listen = \"127.0.0.1:9060\"",
+                &format!("listen = \"{admin}\""),
+            );
+            Config::parse(&format!("{text}\n{extra}"), "t.toml")
+        };
+        assert!(with("[metrics]\nlisten = \"127.0.0.1:9090\"", "127.0.0.1:9060").is_ok());
+        for (extra, admin, words) in [
+            ("", "127.0.0.1:5060", "admin.listen `127.0.0.1:5060` is also a SIP listen"),
+            ("", "127.0.0.1:5080", "also a SIP listen address"),
+            ("[metrics]\nlisten = \"127.0.0.1:5080\"", "127.0.0.1:9060", "metrics.listen"),
+            ("[metrics]\nlisten = \"127.0.0.1:9060\"", "127.0.0.1:9060", "admin API's address"),
+        ] {
+            let e = with(extra, admin).expect_err(words);
+            assert!(e.message.contains(words) && e.line.is_some(), "{e}");
         }
     }
 

@@ -380,6 +380,7 @@ async fn run(
             config_hash: config_hash.clone(),
             metrics: metrics.clone(),
             load_error,
+            auth_failures: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
