@@ -732,10 +732,22 @@ mod tests {
         };
         assert!(with("[metrics]\nlisten = \"127.0.0.1:9090\"", "127.0.0.1:9060").is_ok());
         for (extra, admin, words) in [
-            ("", "127.0.0.1:5060", "admin.listen `127.0.0.1:5060` is also a SIP listen"),
+            (
+                "",
+                "127.0.0.1:5060",
+                "admin.listen `127.0.0.1:5060` is also a SIP listen",
+            ),
             ("", "127.0.0.1:5080", "also a SIP listen address"),
-            ("[metrics]\nlisten = \"127.0.0.1:5080\"", "127.0.0.1:9060", "metrics.listen"),
-            ("[metrics]\nlisten = \"127.0.0.1:9060\"", "127.0.0.1:9060", "admin API's address"),
+            (
+                "[metrics]\nlisten = \"127.0.0.1:5080\"",
+                "127.0.0.1:9060",
+                "metrics.listen",
+            ),
+            (
+                "[metrics]\nlisten = \"127.0.0.1:9060\"",
+                "127.0.0.1:9060",
+                "admin API's address",
+            ),
         ] {
             let e = with(extra, admin).expect_err(words);
             assert!(e.message.contains(words) && e.line.is_some(), "{e}");
