@@ -754,6 +754,23 @@ mod tests {
         }
     }
 
+    /// The README's deployment example is a configuration this version accepts.
+    #[test]
+    fn the_readme_deployment_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .filter_map(|b| b.split_once("```").map(|(t, _)| t))
+            .find(|t| t.contains("newyork.voip.ms"))
+            .expect("the deployment example");
+        let c = Config::parse(block, "README.md").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.trunks.len(), 2);
+        assert_eq!(
+            c.external.public_address.map(|a| a.to_string()).as_deref(),
+            Some("203.0.113.5")
+        );
+    }
+
     #[test]
     fn syntax_error_has_line() {
         let e = Config::parse("[pbx\nhost=1", "x.toml").unwrap_err();
