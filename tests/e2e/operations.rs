@@ -607,3 +607,58 @@ fn admin_api_probes_open_origins_refused_and_token_guessing_limited() {
     let warnings = log.matches("missing or wrong token").count();
     assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{log}");
 }
+
+/// Under systemd (`Type=notify`), as a real notify socket hears it: READY once Sluice listens,
+/// WATCHDOG pings while the engine answers, RELOADING then READY around a reload, STOPPING when
+/// a drain starts through the admin API.
+#[test]
+fn systemd_hears_ready_watchdog_reload_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let a = LabAddrs::v4(26);
+    let text = Lab::config_for(&a, Transport::Udp);
+    let path_text = path.to_string_lossy().into_owned();
+    let mut lab = Lab::start_with_env(
+        a,
+        Transport::Udp,
+        &text,
+        &[("NOTIFY_SOCKET", &path_text), ("WATCHDOG_USEC", "200000")],
+    );
+    // Everything the socket heard until `want` arrived (or 10 s passed).
+    let mut heard = String::new();
+    let mut until = |want: &str, heard: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 1024];
+        while Instant::now() < deadline {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                heard.push_str(&msg);
+                heard.push('\n');
+                if msg.contains(want) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(until("READY=1", &mut heard), "{heard}");
+    for _ in 0..3 {
+        assert!(until("WATCHDOG=1", &mut heard), "{heard}");
+    }
+    assert_eq!(http("POST", &lab.admin(), "/reload", None, "").0, 200);
+    assert!(until("RELOADING=1", &mut heard), "{heard}");
+    assert!(heard.contains("MONOTONIC_USEC="), "{heard}");
+    assert!(until("READY=1", &mut heard), "{heard}");
+    assert_eq!(
+        http("POST", &lab.admin(), "/drain?deadline=5", None, "").0,
+        202
+    );
+    assert!(until("STOPPING=1", &mut heard), "{heard}");
+    assert!(lab
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+}

@@ -90,7 +90,13 @@ impl Runtime {
             .max_memory_size(limits.memory_bytes);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if cache {
-            match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            let mut cache_config = wasmtime::CacheConfig::new();
+            // Under systemd's CacheDirectory= (the home directory is out of reach there).
+            if let Some(dir) = std::env::var_os("CACHE_DIRECTORY") {
+                let first = std::env::split_paths(&dir).next().unwrap_or_default();
+                cache_config.with_directory(first.join("plugins"));
+            }
+            match wasmtime::Cache::new(cache_config) {
                 Ok(c) => {
                     config.cache(Some(c));
                 }

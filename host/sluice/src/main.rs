@@ -18,6 +18,7 @@ mod metrics_help;
 mod plugin_test;
 mod reload;
 mod resolve;
+mod systemd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -410,8 +411,12 @@ async fn run(
         None
     };
     spawn_signal_handlers(commands.clone(), reloader, settings);
+    systemd::spawn_monitor(commands.clone());
     info!("sluice running");
+    systemd::ready();
     shell.run(command_rx, change_rx).await?;
+    // Drained (a drain that found no call ends before the monitor polls).
+    systemd::stopping();
     Ok(())
 }
 

@@ -234,7 +234,9 @@ impl Reloader {
     /// hash, or why the running version stays.
     pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, ReloadError> {
         let _one = self.busy.lock().await;
+        crate::systemd::reloading(false);
         let r = self.reload_inner().await;
+        crate::systemd::reloading(true);
         let result = if r.is_ok() { "success" } else { "failure" };
         metrics::counter!("sluice_config_reloads_total", "result" => result).increment(1);
         match &r {
