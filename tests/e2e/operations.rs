@@ -630,7 +630,7 @@ fn systemd_hears_ready_watchdog_reload_and_stopping() {
     );
     // Everything the socket heard until `want` arrived (or 10 s passed).
     let mut heard = String::new();
-    let mut until = |want: &str, heard: &mut String| {
+    let until = |want: &str, heard: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = [0u8; 1024];
         while Instant::now() < deadline {
