@@ -48,7 +48,7 @@ pub fn spawn_monitor(commands: mpsc::Sender<Command>) {
         info!(?period, "systemd watchdog enabled");
     }
     let every = watchdog
-        .map_or(Duration::from_secs(1), |p| p / 2)
+        .map_or(Duration::from_secs(1), |p| p.checked_div(2).unwrap_or(p))
         .max(Duration::from_millis(10));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
