@@ -214,6 +214,21 @@ fn metrics_match_a_known_run() {
         );
         assert!(l.contains("@127.0.20.10"), "the PBX's own Call-ID: {l}");
     }
+    // Every series the Grafana dashboard queries exists.
+    let dashboard =
+        std::fs::read_to_string(sluice_e2e::repo_root().join("examples/grafana-dashboard.json"))
+            .unwrap();
+    for piece in dashboard.split("sluice_").skip(1) {
+        let name: String = piece
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let family = format!("sluice_{name}");
+        assert!(
+            m.iter().any(|s| s.name == family),
+            "the dashboard queries {family}, which is not exported"
+        );
+    }
     // No Call-ID, tag or number ever appears as a label value.
     for s in &m {
         for v in s.labels.values() {

@@ -22,7 +22,7 @@ pub fn refuse<H: Hooks>(
     (status, reason): (u16, &'static str),
 ) {
     core.stats.parse_errors = core.stats.parse_errors.saturating_add(1);
-    EngineMetrics::parse_error(reason);
+    EngineMetrics::parse_error(status);
     let answerable =
         msg.filter(|m| m.is_request() && m.method() != Some(&Method::Ack) && m.top_via().is_some());
     let answered = match answerable {

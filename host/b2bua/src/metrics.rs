@@ -60,6 +60,21 @@ fn side_label(s: Side) -> &'static str {
     }
 }
 
+/// The `reason` label of a refused message, from its status.
+fn parse_error_kind(status: u16) -> &'static str {
+    match status {
+        400 => "malformed",
+        416 => "uri-scheme",
+        505 => "version",
+        513 => "too-large",
+        _ => "other",
+    }
+}
+
+/// Every `reason` of `sluice_sip_parse_errors_total`.
+pub const PARSE_ERROR_KINDS: [&str; 5] =
+    ["malformed", "uri-scheme", "version", "too-large", "other"];
+
 /// Failure statuses with a series of their own (the rest count as `other`).
 pub const NOTABLE: [u16; 6] = [404, 408, 480, 486, 487, 503];
 
@@ -221,6 +236,9 @@ impl EngineMetrics {
         }
         for kind in ["client", "server"] {
             counter!(SIP_TRANSACTION_TIMEOUTS, "kind" => kind).increment(0);
+        }
+        for reason in PARSE_ERROR_KINDS {
+            counter!(SIP_PARSE_ERRORS, "reason" => reason).increment(0);
         }
         for reason in ["flood", "auth-failures"] {
             counter!(GUARD_BANS, "reason" => reason).increment(0);
@@ -422,8 +440,10 @@ impl EngineMetrics {
         gauge!(GUARD_BANNED).set(n as f64);
     }
 
-    pub fn parse_error(reason: &'static str) {
-        counter!(SIP_PARSE_ERRORS, "reason" => reason).increment(1);
+    /// A message refused as it arrived, counted by what it was answered (or would have been):
+    /// a bounded set, known from the start (the log line has the exact reason).
+    pub fn parse_error(status: u16) {
+        counter!(SIP_PARSE_ERRORS, "reason" => parse_error_kind(status)).increment(1);
     }
 
     /// Publish what the transaction layer counted since the last call.
