@@ -677,3 +677,87 @@ fn systemd_hears_ready_watchdog_reload_and_stopping() {
         .wait_exit(Duration::from_secs(10))
         .is_some_and(|s| s.success()));
 }
+
+/// The admin API over TLS: a client that trusts the certificate gets its answers (curl, an
+/// independent TLS stack), plain HTTP gets nothing, and `sluice check` names a key that is not
+/// the certificate's.
+#[test]
+fn admin_api_over_tls() {
+    let keys = tempfile::tempdir().unwrap();
+    let make = |name: &str| {
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=sluice-admin"])
+            .args(["-addext", "subjectAltName=IP:127.0.27.1"])
+            .arg("-keyout")
+            .arg(keys.path().join(format!("{name}.key")))
+            .arg("-out")
+            .arg(keys.path().join(format!("{name}.crt")))
+            .output()
+            .expect("openssl");
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    };
+    make("admin");
+    make("other");
+    let a = LabAddrs::v4(27);
+    let text = Lab::config_for(&a, Transport::Udp).replace(
+        "drain_seconds = 30",
+        "drain_seconds = 30\ntls_certificate = \"admin.crt\"\ntls_key = \"admin.key\"",
+    );
+    let (crt, key, other) = (
+        keys.path().join("admin.crt"),
+        keys.path().join("admin.key"),
+        keys.path().join("other.key"),
+    );
+    let lab = Lab::start_relative(
+        a,
+        Transport::Udp,
+        &text,
+        &[
+            ("admin.crt", &crt),
+            ("admin.key", &key),
+            ("other.key", &other),
+        ],
+    );
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&crt)
+            .arg(format!("https://127.0.27.1:9060{path}"))
+            .output()
+            .expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(curl("/health"), (true, "ok\n".to_string()));
+    let (ok, status) = curl("/status");
+    assert!(ok && status.contains("\"draining\":false"), "{status}");
+    assert_ne!(
+        http("GET", &lab.admin(), "/health", None, "").0,
+        200,
+        "no plain HTTP"
+    );
+    // A key that is not the certificate's is named by `sluice check`.
+    let wrong = lab.dir.path().join("wrong.toml");
+    std::fs::write(&wrong, text.replace("admin.key", "other.key")).unwrap();
+    let out = std::process::Command::new(sluice_e2e::sluice_bin())
+        .args(["check", "--config"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("admin.crt"), "{err}");
+}

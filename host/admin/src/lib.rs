@@ -33,6 +33,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+pub mod tls;
+
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Re-read and validate the configuration; on success, the new configuration's hash after it
@@ -148,6 +150,21 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
             async move { prometheus_text(&h) }
         }),
     )
+}
+
+/// Serve the API over TLS (see [`tls`]).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    router: Router,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` gives the listener the connection address the gate reads.
+    axum::serve(
+        tls::TlsListener::new(listener, config).tap_io(|_| {}),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {

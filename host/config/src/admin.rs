@@ -19,6 +19,10 @@ pub struct Admin {
     /// Seconds a drain lets calls go on before ending them (default 30).
     #[serde(default = "default_drain")]
     pub drain_seconds: u64,
+    /// Serve the API over TLS with this certificate chain and key (PEM files, relative to the
+    /// configuration file); both or neither.
+    pub tls_certificate: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
 }
 
 fn default_drain() -> u64 {
@@ -53,6 +57,14 @@ impl Admin {
                     self.listen.span(),
                     format!("admin.listen `{addr}` is not a loopback address: set admin.token"),
                 ));
+            }
+            _ => {}
+        }
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Problem::new(
+                    "admin.tls_certificate and admin.tls_key go together: set both or neither",
+                ))
             }
             _ => {}
         }

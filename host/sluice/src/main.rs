@@ -183,6 +183,10 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = admin_tls(&cfg, Some(path)) {
+        eprintln!("{name}: {e}");
+        return ExitCode::FAILURE;
+    }
     match reload::prepare(&runtime, &text, Some(path), &name) {
         Ok(p) => {
             println!(
@@ -383,12 +387,18 @@ async fn run(
             load_error,
             auth_failures: Default::default(),
         };
+        let tls = admin_tls(&cfg, path.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the admin API on {addr}"))?;
-        info!(%addr, "admin API listening");
+        info!(%addr, tls = tls.is_some(), "admin API listening");
+        let router = sluice_admin::router(state);
         tokio::spawn(async move {
-            if let Err(e) = sluice_admin::serve(listener, sluice_admin::router(state)).await {
+            let served = match tls {
+                Some(config) => sluice_admin::serve_tls(listener, config, router).await,
+                None => sluice_admin::serve(listener, router).await,
+            };
+            if let Err(e) = served {
                 error!("admin API stopped: {e}");
             }
         });
@@ -481,6 +491,25 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The admin API's TLS configuration, when `[admin]` names a certificate and key (paths
+/// relative to the configuration file).
+fn admin_tls(
+    cfg: &Config,
+    path: Option<&std::path::Path>,
+) -> Result<Option<Arc<sluice_admin::tls::RustlsConfig>>, String> {
+    let Some(admin) = &cfg.admin else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&admin.tls_certificate, &admin.tls_key) else {
+        return Ok(None);
+    };
+    let base = path
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new("."));
+    let (cert, key) = (base.join(cert.get_ref()), base.join(key.get_ref()));
+    sluice_admin::tls::server_config(&cert, &key).map(Some)
 }
 
 /// Call ids start from the start time in milliseconds, times a thousand: time-ordered, and

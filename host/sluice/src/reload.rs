@@ -150,6 +150,7 @@ pub struct Fixed {
     internal: Vec<(TransportName, SocketAddr)>,
     external: Vec<(TransportName, SocketAddr)>,
     admin_listen: Option<SocketAddr>,
+    admin_tls: Option<(String, String)>,
     metrics_listen: Option<SocketAddr>,
     max_message_bytes: usize,
     memory_bytes: usize,
@@ -186,6 +187,12 @@ impl Fixed {
             internal: listeners(&cfg.internal),
             external: listeners(&cfg.external),
             admin_listen: cfg.admin_addr(),
+            admin_tls: cfg.admin.as_ref().and_then(|a| {
+                Some((
+                    a.tls_certificate.as_ref()?.get_ref().clone(),
+                    a.tls_key.as_ref()?.get_ref().clone(),
+                ))
+            }),
             metrics_listen: cfg.metrics_addr(),
             max_message_bytes: cfg.sip.max_message_bytes,
             memory_bytes: limits.memory_bytes,
@@ -206,6 +213,10 @@ impl Fixed {
         check(self.internal != new.internal, "internal.listen");
         check(self.external != new.external, "external.listen");
         check(self.admin_listen != new.admin_listen, "admin.listen");
+        check(
+            self.admin_tls != new.admin_tls,
+            "admin.tls_certificate, admin.tls_key",
+        );
         check(self.metrics_listen != new.metrics_listen, "metrics.listen");
         check(
             self.max_message_bytes != new.max_message_bytes,
