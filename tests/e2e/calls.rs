@@ -291,3 +291,39 @@ fn a_tcp_trunk_that_refuses_connections_fails_the_call_within_a_second() {
     assert!(took < Duration::from_secs(1), "the 503 took {took:?}");
     assert!(lab.log().contains("tcp connect failed"), "{}", lab.log());
 }
+
+/// A trunk's maximum call duration ends an answered call that neither side hangs up (both
+/// SIPp peers wait for a BYE): both get Sluice's, and the cut is counted.
+#[test]
+fn a_hung_call_is_ended_at_the_trunks_maximum_duration() {
+    let a = sluice_e2e::LabAddrs::v4(14);
+    let text = Lab::config_for(&a, Transport::Udp)
+        .replace("name = \"loop\"", "name = \"loop\"\nmax_call_seconds = 1");
+    let lab = Lab::start_with_text(a, Transport::Udp, &text);
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "2"]);
+    let started = std::time::Instant::now();
+    let uac = lab.sipp(
+        "uac",
+        "uac_wait_bye.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "2", "-r", "10"],
+    );
+    let r = uac.wait(Duration::from_secs(30));
+    assert_eq!((r.successful, r.failed), (2, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "ended by the limit, not a timeout"
+    );
+    let (_, text) = sluice_e2e::http("GET", &lab.admin(), "/metrics", None, "");
+    let m = sluice_e2e::parse_prometheus(&text);
+    assert_eq!(
+        sluice_e2e::metric(
+            &m,
+            "sluice_calls_cut_total",
+            &[("trunk", "loop"), ("reason", "max-duration")]
+        ),
+        Some(2.0)
+    );
+}

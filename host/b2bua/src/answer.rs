@@ -152,6 +152,7 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
     }
     core.metrics.call_answered(&call.trunk, call.direction);
     call.final_status = Some(200);
+    crate::duration::answered(core, call, now);
     debug!(call = call.key, "answered");
     core.respond(now, p.uas, &resp);
     let mut relay = InviteRelay::new(LegId::Caller, invite_cseq, cseq, now, &core.cfg.timers);

@@ -92,6 +92,8 @@ pub struct Call {
     pub media: Option<Anchor>,
     /// The final status the caller got: 200 once answered, the failure otherwise.
     pub final_status: Option<u16>,
+    /// When the trunk's maximum call duration ends the call (see [`crate::duration`]).
+    pub ends_at: Option<Instant>,
 }
 
 impl Call {

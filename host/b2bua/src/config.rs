@@ -159,6 +159,8 @@ pub struct TrunkConfig {
     pub keepalive: Option<(Duration, bool)>,
     /// Calls at once, both directions; 0: no limit.
     pub max_calls: usize,
+    /// The longest an answered call may last.
+    pub max_call_duration: Option<Duration>,
     /// Every request goes here instead of the destination.
     pub outbound_proxy: Option<SocketAddr>,
     /// Written in Contact toward the trunk instead of the listener's address (Sluice behind
@@ -230,6 +232,7 @@ impl TrunkConfig {
             attempt_timeout: Duration::from_secs(4),
             keepalive: None,
             max_calls: 0,
+            max_call_duration: None,
             outbound_proxy: None,
             public_address: None,
             via_public: false,

@@ -31,7 +31,7 @@ use crate::refuse;
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, failover, guard, in_dialog, malformed, new_call};
+use crate::{agents, answer, duration, failover, guard, in_dialog, malformed, new_call};
 
 use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
@@ -308,6 +308,7 @@ impl<H: Hooks> Engine<H> {
             self.with_call(now, Some(key), |core, call| {
                 failover::on_timer(core, call, now);
                 in_dialog::timer(core, call, now, at);
+                duration::on_timer(core, call, now);
             });
             self.dispatch(now);
         }

@@ -22,6 +22,7 @@
 //!   [`agents`]: the trunks' own REGISTER and OPTIONS, and gateways registering to Sluice;
 //!   [`failover`]: challenges answered and failed INVITEs moved to the next destination;
 //! - [`guard`]: who may use Sluice: strangers' calls refused, floods banned, no fingerprint;
+//! - [`duration`]: hung-call protection (a trunk's maximum call duration);
 //! - [`hooks`]: where plugins touch a message; [`metrics`], [`stats`]: what is counted.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
@@ -43,6 +44,7 @@ pub mod calls;
 pub mod config;
 pub mod core;
 pub mod dialog;
+pub mod duration;
 pub mod engine;
 pub mod failover;
 pub mod guard;

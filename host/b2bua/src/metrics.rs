@@ -253,6 +253,8 @@ impl EngineMetrics {
     /// Register a trunk's series so that they are exported (at zero) before its first call.
     pub fn add_trunk(&mut self, trunk: &str) {
         gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
+        counter!("sluice_calls_cut_total", "trunk" => trunk.to_string(), "reason" => "max-duration")
+            .increment(0);
         self.calls
             .entry(Arc::from(trunk))
             .or_insert_with(|| TrunkMetrics {

@@ -307,6 +307,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         pending: 0,
         media,
         final_status: None,
+        ends_at: None,
     }
 }
 

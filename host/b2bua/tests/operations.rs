@@ -104,3 +104,37 @@ fn a_trunk_that_cannot_be_reached_fails_the_call_at_once() {
         .handle_transport_error(lab.now, Transport::Tcp, addr("127.0.0.99:5060"));
     assert!(lab.out().is_empty());
 }
+
+#[test]
+fn a_trunks_maximum_call_duration_ends_a_hung_call_on_both_legs() {
+    let mut cfg = sluice_b2bua::testing::lab_config(Transport::Udp);
+    cfg.trunks[0].max_call_duration = Some(Duration::from_secs(60));
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    lab.established_call();
+    // Nothing before the limit ...
+    let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
+    assert!(
+        o.iter().all(|(_, m)| m.method() != Some(&Method::Bye)),
+        "{o:?}"
+    );
+    // ... then BYE on both legs.
+    let o = lab.run_for(Duration::from_secs(2), Duration::from_millis(500));
+    // One BYE per leg (and its retransmissions, same Call-ID).
+    let byes: std::collections::BTreeSet<_> = o
+        .iter()
+        .filter(|(_, m)| m.method() == Some(&Method::Bye))
+        .map(|(f, m)| (f.remote, m.call_id().map(str::to_string)))
+        .collect();
+    assert_eq!(byes.len(), 2, "{o:?}");
+    assert!(
+        byes.iter().any(|(r, _)| *r == addr(PBX)) && byes.iter().any(|(r, _)| *r == addr(TRUNK))
+    );
+    // Without a limit the same call goes on.
+    let mut lab = Lab::new();
+    lab.established_call();
+    let o = lab.run_for(Duration::from_secs(120), Duration::from_secs(1));
+    assert!(
+        o.iter().all(|(_, m)| m.method() != Some(&Method::Bye)),
+        "{o:?}"
+    );
+}

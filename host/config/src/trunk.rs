@@ -142,6 +142,10 @@ pub struct Trunk {
     /// Calls at once, both directions; 0 for no limit.
     #[serde(default)]
     pub max_calls: usize,
+    /// The longest an answered call may last, in seconds (0: no limit): a guard against hung
+    /// calls, which billing depends on.
+    #[serde(default)]
+    pub max_call_seconds: u64,
     /// Send every request to this proxy (`host:port`) instead of the destination.
     pub outbound_proxy: Option<Spanned<String>>,
     /// Write the external side's private address in Contact and Via toward this trunk, not
@@ -324,6 +328,12 @@ impl Trunk {
             self.max_calls,
             0,
             10_000_000,
+        )?;
+        in_range(
+            &format!("max_call_seconds of trunk `{name}`"),
+            self.max_call_seconds,
+            0,
+            604_800,
         )?;
         for s in &self.failover_on {
             in_range(&format!("failover_on of trunk `{name}`"), *s, 300, 699)?;

@@ -288,6 +288,8 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
             .keepalive
             .then(|| (Duration::from_secs(t.keepalive_seconds), t.keepalive_strict)),
         max_calls: t.max_calls,
+        max_call_duration: (t.max_call_seconds > 0)
+            .then(|| Duration::from_secs(t.max_call_seconds)),
         outbound_proxy,
         public_address: if t.use_private_address {
             None
