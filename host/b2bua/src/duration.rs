@@ -28,7 +28,7 @@ pub fn answered<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
 
 /// A timer of the call fired: end it when its time is up.
 pub fn on_timer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
-    if !call.ends_at.is_some_and(|at| now >= at) || !matches!(call.state, CallState::Established) {
+    if call.ends_at.is_none_or(|at| now < at) || !matches!(call.state, CallState::Established) {
         return;
     }
     call.ends_at = None;
