@@ -260,6 +260,21 @@ mod format_tests {
     }
 }
 
+/// The `default_country` setting (the country code of national numbers, `1` by default),
+/// checked.
+pub fn default_country_setting() -> Result<String, String> {
+    let default_country = crate::setting("default_country").unwrap_or_else(|| "1".into());
+    if default_country.is_empty()
+        || default_country.len() > 3
+        || !default_country.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!(
+            "default_country = \"{default_country}\": expected a country code such as 1 or 44"
+        ));
+    }
+    Ok(default_country)
+}
+
 /// How a brand writes numbers toward its provider (outbound) and toward the PBX (inbound),
 /// from the settings `outbound_format`, `inbound_format` (`as-is`, `e164`, `digits`, `nanp`) and
 /// `default_country` (the country code of national numbers, `1` by default), over the brand's
@@ -279,15 +294,7 @@ impl NumberPolicy {
             Some(v) => Format::parse(&v)
                 .ok_or_else(|| format!("{key} = \"{v}\": expected as-is, e164, digits or nanp")),
         };
-        let default_country = crate::setting("default_country").unwrap_or_else(|| "1".into());
-        if default_country.is_empty()
-            || default_country.len() > 3
-            || !default_country.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(format!(
-                "default_country = \"{default_country}\": expected a country code such as 1 or 44"
-            ));
-        }
+        let default_country = default_country_setting()?;
         Ok(NumberPolicy {
             outbound: format("outbound_format", outbound)?,
             inbound: format("inbound_format", inbound)?,

@@ -126,15 +126,7 @@ pub struct TelSettings {
 
 impl TelSettings {
     pub fn from_settings() -> Result<TelSettings, String> {
-        let default_country = crate::setting("default_country").unwrap_or_else(|| "1".into());
-        if default_country.is_empty()
-            || default_country.len() > 3
-            || !default_country.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(format!(
-                "default_country = \"{default_country}\": expected a country code such as 1 or 44"
-            ));
-        }
+        let default_country = crate::e164::default_country_setting()?;
         let phone_context = crate::setting("phone_context");
         if let Some(c) = phone_context.as_deref().filter(|c| !valid_context(c)) {
             return Err(format!(

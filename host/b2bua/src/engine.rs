@@ -264,19 +264,7 @@ impl<H: Hooks> Engine<H> {
         if matches!(ev, MediaEvent::Timeout { .. }) {
             self.core.metrics.media_timeout(&call.trunk);
         }
-        match call.state {
-            CallState::Established => {
-                self.core.send_bye(call, now, LegId::Caller);
-                self.core.send_bye(call, now, LegId::Callee);
-            }
-            CallState::Proceeding(_) => {
-                self.with_call(now, Some(key), |core, call| {
-                    answer::abandon(core, call, now, 503);
-                });
-            }
-            CallState::Ending(_) => {}
-        }
-        self.dispatch(now);
+        self.hang_up(now, key);
     }
 
     /// The next thing to send, until `None`. Call after every input.
