@@ -66,8 +66,11 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// Why the last plugin or configuration reload was refused, until one succeeds.
     pub load_error: Arc<Mutex<Option<String>>>,
-    /// Failed token attempts per source address, to rate-limit and report them.
+    /// Failed token attempts per source address (an IPv6 source per /64), to rate-limit and
+    /// report them.
     pub auth_failures: Arc<Mutex<HashMap<IpAddr, AuthFailures>>>,
+    /// Set by the engine's shell when a drain starts: `/ready` reads it without a round trip.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Sources whose failed attempts are remembered at once; past it, the oldest are forgotten.
@@ -199,8 +202,13 @@ fn refusal(
         Err(_) => return Some(unauthorised()),
     };
     let Some(token) = token else {
-        // No token (loopback only): a web page in the operator's browser must not be able to
-        // post a form here.
+        // No token (loopback only). A web page in the operator's browser must not reach it: not
+        // by posting a form (a browser's Origin), nor by DNS rebinding (a Host that is a name).
+        if !loopback_host(headers) {
+            return Some(
+                (StatusCode::FORBIDDEN, "Host must be a loopback address\n").into_response(),
+            );
+        }
         if changes && headers.contains_key(header::ORIGIN) {
             return Some(
                 (
@@ -212,11 +220,36 @@ fn refusal(
         }
         return None;
     };
+    // RFC 7235: the scheme is case-insensitive.
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        // The right token always passes: a neighbour guessing cannot lock the operator out.
+        return None;
+    }
     let now = std::time::Instant::now();
     let Ok(mut all) = state.auth_failures.lock() else {
         return Some(unauthorised());
     };
-    if all.get(&source).is_some_and(|f| f.blocked(now)) {
+    let source = sluice_guard::key(source);
+    if !all.contains_key(&source) && all.len() >= MAX_FAILING_SOURCES {
+        // Make room: forget the source whose window started first.
+        let oldest = all
+            .iter()
+            .min_by_key(|(_, f)| f.window_start)
+            .map(|(ip, _)| *ip);
+        if let Some(ip) = oldest {
+            all.remove(&ip);
+        }
+    }
+    let failures = all.entry(source).or_default();
+    let blocked = failures.blocked(now);
+    failures.failed(now, source);
+    if blocked {
         return Some(
             (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -226,24 +259,22 @@ fn refusal(
                 .into_response(),
         );
     }
-    // RFC 7235: the scheme is case-insensitive.
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        return None;
-    }
-    if all.len() >= MAX_FAILING_SOURCES && !all.contains_key(&source) {
-        all.retain(|_, f| f.blocked(now));
-        if all.len() >= MAX_FAILING_SOURCES {
-            all.clear();
-        }
-    }
-    all.entry(source).or_default().failed(now, source);
     Some(unauthorised())
+}
+
+/// Whether the request's Host names a loopback address or `localhost` (a tokenless API
+/// listens on loopback only; another name is a page rebinding its own name to us).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 clients may send none; they are no browser.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Every route but `/health` and `/ready` (which load balancers probe, and which reveal
@@ -309,12 +340,13 @@ async fn health() -> Response {
     "ok\n".into_response()
 }
 
-/// Open without the token, as `/health`.
+/// Open without the token, as `/health`; answered without asking the engine (an open route
+/// must cost the SIP path nothing).
 async fn ready(State(state): State<AdminState>) -> Response {
-    match engine_status(&state).await {
-        Some(s) if !s.draining => "ready\n".into_response(),
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response(),
-        None => unavailable(),
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ready\n".into_response()
     }
 }
 

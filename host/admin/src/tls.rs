@@ -47,18 +47,53 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<rustls::Serve
     Ok(Arc::new(config))
 }
 
-/// A TCP listener whose connections are TLS sessions.
+/// Handshakes in progress at once; past it, new connections wait their turn.
+const MAX_HANDSHAKES: usize = 64;
+
+/// A TCP listener whose connections are TLS sessions. Handshakes run in tasks of their own
+/// (at most [`MAX_HANDSHAKES`] at once, each bounded in time): a client that connects and sends
+/// nothing holds up no one else.
 pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
 }
 
 impl TlsListener {
     pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(config),
-        }
+        let local = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = tokio::sync::mpsc::channel(MAX_HANDSHAKES);
+        let acceptor = TlsAcceptor::from(config);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (tcp, peer) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a little rather than spin.
+                        debug!("admin API accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => debug!(%peer, "admin API TLS handshake failed: {e}"),
+                        Err(_) => debug!(%peer, "admin API TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { ready, local }
     }
 }
 
@@ -67,25 +102,14 @@ impl Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (tcp, peer) = match self.tcp.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors, say: wait a little rather than spin.
-                    debug!("admin API accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(HANDSHAKE, self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => return (tls, peer),
-                Ok(Err(e)) => debug!(%peer, "admin API TLS handshake failed: {e}"),
-                Err(_) => debug!(%peer, "admin API TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(x) => x,
+            // The acceptor task ended: nothing will come again.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.local)
     }
 }

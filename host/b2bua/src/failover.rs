@@ -183,9 +183,28 @@ pub fn answer_invite_challenge<H: Hooks>(
     let Some(sent) = core.tx.client_request(uac).cloned() else {
         return false;
     };
-    let Some(invite) = with_credentials(core, &trunk, call, LegId::Callee, (&sent, resp)) else {
+    let Some(mut invite) = with_credentials(core, &trunk, call, LegId::Callee, (&sent, resp))
+    else {
         return false;
     };
+    // The credentials make it larger: it may have to move to TCP, or be refused.
+    let peer = core
+        .cfg
+        .trunks
+        .iter()
+        .find(|t| t.name == trunk)
+        .and_then(|t| t.primary());
+    if let Some(peer) = peer {
+        let limits = (&peer, core.cfg.max_udp_bytes);
+        let dialog = &mut call.legs.callee;
+        if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, dialog, &mut invite) {
+            warn!(
+                call = call.key,
+                len, "INVITE with credentials too large for UDP"
+            );
+            return false;
+        }
+    }
     let flow = call.legs.callee.flow;
     let uac = core.tx.send_request(now, invite, flow);
     core.clients

@@ -96,6 +96,7 @@ pub fn refuses<H: Hooks>(core: &mut Core<H>, now: Instant, flow: Flow) -> bool {
             );
             core.metrics.guard_banned(reason.as_str());
             core.metrics.guard_dropped();
+            core.metrics.guard_bans_in_force(core.guard.bans_in_force());
             true
         }
     }
@@ -117,10 +118,12 @@ pub fn auth_failed<H: Hooks>(core: &mut Core<H>, now: Instant, ip: IpAddr) {
 
 /// The guard's sweep: bans that ran out are logged once, with what they dropped.
 pub fn sweep<H: Hooks>(core: &mut Core<H>, now: Instant) {
-    core.guard.handle_timeout(now, |ip, reason, dropped| {
+    let swept = core.guard.handle_timeout(now, |ip, reason, dropped| {
         tracing::info!(source = %ip, reason = reason.as_str(), dropped, "ban ended");
     });
-    core.metrics.guard_bans_in_force(core.guard.bans(now).len());
+    if swept {
+        core.metrics.guard_bans_in_force(core.guard.bans_in_force());
+    }
 }
 
 /// The bans in force.
@@ -134,7 +137,7 @@ pub fn lift<H: Hooks>(core: &mut Core<H>, ip: Option<IpAddr>, now: Instant) -> u
     if n > 0 {
         tracing::info!(source = ?ip, lifted = n, "bans lifted by the operator");
     }
-    core.metrics.guard_bans_in_force(core.guard.bans(now).len());
+    core.metrics.guard_bans_in_force(core.guard.bans_in_force());
     n
 }
 

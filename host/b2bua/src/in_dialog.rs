@@ -259,7 +259,8 @@ fn ack_implied<H: Hooks>(core: &mut Core<H>, call: &mut Call, leg: LegId) {
     let Some(relay) = call.relay.as_mut() else {
         return;
     };
-    if relay.from != leg || !relay.ack_arrived() {
+    // Only an INVITE Sluice has answered expects an ACK (a re-INVITE still pending does not).
+    if relay.from != leg || !relay.has_answered() || !relay.ack_arrived() {
         return;
     }
     let to = leg.other();

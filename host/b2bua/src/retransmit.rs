@@ -58,6 +58,11 @@ impl InviteRelay {
         }
     }
 
+    /// Whether Sluice has sent its 2xx on `from` (and the ACK may come).
+    pub fn has_answered(&self) -> bool {
+        self.our_2xx.is_some() || self.acked
+    }
+
     /// Sluice sent its 2xx on `from`: retransmit it (over UDP) until the ACK.
     pub fn answered(
         &mut self,

@@ -127,6 +127,8 @@ pub struct Guard {
     sources: HashMap<IpAddr, Source>,
     next_sweep: Option<Instant>,
     stats: GuardStats,
+    /// Bans started and not yet ended by a sweep or lifted (some may have run out since).
+    in_force: usize,
 }
 
 impl Guard {
@@ -136,6 +138,7 @@ impl Guard {
             sources: HashMap::new(),
             next_sweep: None,
             stats: GuardStats::default(),
+            in_force: 0,
         }
     }
 
@@ -222,12 +225,21 @@ impl Guard {
         bans
     }
 
+    /// Bans in force, as of the last sweep (cheap: for a gauge).
+    pub fn bans_in_force(&self) -> usize {
+        self.in_force
+    }
+
     /// Lift the ban on `ip` (its /64 for IPv6), or every ban; how many were lifted.
     pub fn lift(&mut self, ip: Option<IpAddr>, now: Instant) -> usize {
         let mut lifted = 0usize;
+        let mut ended = 0usize;
         let mut clear = |s: &mut Source| {
             if s.banned_at(now).is_some() {
                 lifted = lifted.saturating_add(1);
+            }
+            if s.banned.is_some() {
+                ended = ended.saturating_add(1);
             }
             *s = Source::new(now);
         };
@@ -239,6 +251,7 @@ impl Guard {
             }
             None => self.sources.values_mut().for_each(clear),
         }
+        self.in_force = self.in_force.saturating_sub(ended);
         lifted
     }
 
@@ -248,18 +261,24 @@ impl Guard {
     }
 
     /// Forget the sources that went quiet; `ended` hears of each ban that ran out (its source,
-    /// reason and dropped packets), for one log line per ban.
-    pub fn handle_timeout(&mut self, now: Instant, mut ended: impl FnMut(IpAddr, Reason, u64)) {
+    /// reason and dropped packets), for one log line per ban. Whether a sweep was due (and ran).
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        mut ended: impl FnMut(IpAddr, Reason, u64),
+    ) -> bool {
         if self.next_sweep.is_none_or(|at| now < at) {
-            return;
+            return false;
         }
         let limits = self.limits;
+        let in_force = &mut self.in_force;
         self.sources.retain(|ip, s| {
             if let Some((until, reason)) = s.banned {
                 if now < until {
                     return true;
                 }
                 ended(*ip, reason, s.dropped);
+                *in_force = in_force.saturating_sub(1);
                 s.banned = None;
                 s.dropped = 0;
             }
@@ -270,6 +289,7 @@ impl Guard {
         self.next_sweep = (!self.sources.is_empty())
             .then(|| now.checked_add(limits.window))
             .flatten();
+        true
     }
 
     /// The entry for `ip`, made when there is room.
@@ -288,6 +308,9 @@ impl Guard {
     fn ban(&mut self, ip: IpAddr, now: Instant, reason: Reason) {
         let until = now.checked_add(self.limits.ban).unwrap_or(now);
         if let Some(s) = self.sources.get_mut(&key(ip)) {
+            if s.banned.is_none() {
+                self.in_force = self.in_force.saturating_add(1);
+            }
             s.banned = Some((until, reason));
             s.dropped = 1;
         }
@@ -351,7 +374,9 @@ mod tests {
         // The ban ends; the sweep says so once.
         let later = t0 + Duration::from_secs(61);
         let mut ended = Vec::new();
-        g.handle_timeout(later, |ip, r, d| ended.push((ip, r, d)));
+        assert_eq!(g.bans_in_force(), 1);
+        assert!(g.handle_timeout(later, |ip, r, d| ended.push((ip, r, d))));
+        assert_eq!(g.bans_in_force(), 0);
         assert_eq!(ended, vec![(a, Reason::Flood, 101)]);
         assert_eq!(g.admit(a, later), Admit::Pass);
         assert!(g.bans(later).is_empty());
@@ -419,6 +444,7 @@ mod tests {
         assert_eq!(g.lift(Some(a), t0), 0);
         assert_eq!(g.lift(None, t0), 1);
         assert!(g.bans(t0).is_empty());
+        assert_eq!(g.bans_in_force(), 0);
     }
 
     #[test]
@@ -432,7 +458,11 @@ mod tests {
         assert_eq!(g.stats().untracked, 6);
         let at = g.poll_timeout().expect("a sweep is due");
         assert_eq!(at, t0 + Duration::from_secs(2));
-        g.handle_timeout(at, |_, _, _| panic!("no ban ended"));
+        assert!(
+            !g.handle_timeout(at - Duration::from_millis(1), |_, _, _| {}),
+            "not due yet"
+        );
+        assert!(g.handle_timeout(at, |_, _, _| panic!("no ban ended")));
         assert!(g.sources.is_empty());
         assert_eq!(g.poll_timeout(), None);
         // Room again.

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 pub const BURST: u32 = 50;
 /// ... and per second after that.
 pub const PER_SECOND: u32 = 10;
+/// The steady rate in the bucket's unit: nanoseconds per thousandth of a line.
+const NANOS_PER_MILLITOKEN: u64 = 1_000_000 / PER_SECOND as u64;
+
 /// Dropped lines are reported at most this often.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -65,13 +68,22 @@ impl LogBudget {
             };
         };
         let full = u64::from(BURST).saturating_mul(1000);
-        if let Some(last) = b.last {
-            let ms =
-                u64::try_from(now.saturating_duration_since(last).as_millis()).unwrap_or(u64::MAX);
-            let refill = ms.saturating_mul(u64::from(PER_SECOND));
-            b.millitokens = b.millitokens.saturating_add(refill).min(full);
+        match b.last {
+            Some(last) => {
+                // Credit whole thousandths of a line only, and move `last` on by the time they
+                // stand for: lines closer together than that still add up.
+                let nanos = u64::try_from(now.saturating_duration_since(last).as_nanos())
+                    .unwrap_or(u64::MAX);
+                let credit = nanos.checked_div(NANOS_PER_MILLITOKEN).unwrap_or(0);
+                let per_milli = NANOS_PER_MILLITOKEN;
+                if credit > 0 {
+                    b.millitokens = b.millitokens.saturating_add(credit).min(full);
+                    let spent = Duration::from_nanos(credit.saturating_mul(per_milli));
+                    b.last = Some(last.checked_add(spent).unwrap_or(now));
+                }
+            }
+            None => b.last = Some(now),
         }
-        b.last = Some(now);
         let allowed = b.millitokens >= 1000;
         if allowed {
             b.millitokens = b.millitokens.saturating_sub(1000);
@@ -124,6 +136,20 @@ mod tests {
         // Every dropped line is in a report.
         let dropped = u64::from(3000 + 2000 - allowed - steady);
         assert_eq!(reports.iter().sum::<u64>(), dropped, "{reports:?}");
+    }
+
+    #[test]
+    fn lines_closer_than_a_millisecond_still_refill() {
+        let budget = LogBudget::with_counter(metrics::Counter::noop());
+        let t0 = Instant::now();
+        for _ in 0..BURST {
+            assert!(budget.take(t0).allowed);
+        }
+        // A line every 100 µs for 10 s: the steady rate (10 a second) gets through.
+        let allowed = (1..=100_000u64)
+            .filter(|i| budget.take(t0 + Duration::from_micros(100 * i)).allowed)
+            .count();
+        assert!((99..=101).contains(&allowed), "{allowed}");
     }
 
     #[test]

@@ -179,7 +179,15 @@ fn clip(s: &str, max: usize) -> &str {
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) {
-        if !self.may_log() {
+        // Lines the log filter would drop anyway spend nothing of the budget.
+        let enabled = match level {
+            host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            host::Level::Info => tracing::enabled!(tracing::Level::INFO),
+            host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !enabled || !self.may_log() {
             return;
         }
         let m = clip(&message, MAX_LOG);

@@ -81,10 +81,14 @@ pub fn run(
         let Output::Transmit { flow: to, data } = out else {
             continue;
         };
-        if to.remote == from {
-            answers.push(String::from_utf8_lossy(&data).into_owned());
+        // Sluice's answers to the sender are responses; what it sends on is a request (the
+        // sender's Via may name another port than its address, so the flow cannot tell).
+        let text = String::from_utf8_lossy(&data).into_owned();
+        let is_request = parse_message(&data).is_ok_and(|m| m.is_request());
+        if !is_request {
+            answers.push(text);
         } else if relayed.is_none() {
-            relayed = Some((to, String::from_utf8_lossy(&data).into_owned()));
+            relayed = Some((to, text));
         }
     }
     println!(
@@ -100,6 +104,15 @@ pub fn run(
         }
     }
     for c in engine.calls_snapshot(now) {
+        if c.trunk != trunk {
+            // Inbound calls are told apart by the address they come from: another trunk at
+            // the same address was matched first.
+            return Err(format!(
+                "a message from {from} is taken as trunk `{}`'s, not `{trunk}`'s (they share \
+                 the address): give the trunks distinct addresses or `associated` blocks",
+                c.trunk
+            ));
+        }
         println!(
             "attestation: {}",
             c.attestation.map_or("no opinion", |a| a.as_str())

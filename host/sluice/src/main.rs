@@ -336,12 +336,14 @@ async fn run(
     reload::install(&mut engine, prepared.plugins);
     engine.number_calls_from(call_id_base());
     info!(plugins = engine.hooks().status().len(), "plugins loaded");
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shell = Shell::bind(
         engine,
         ShellOptions {
             listeners,
             max_message: cfg.sip.max_message_bytes,
             media_workers: Some(media_workers(cfg.media.workers)),
+            draining: draining.clone(),
             tcp: sluice_transport::TcpLimits {
                 max_connections: cfg.sip.max_connections,
                 max_per_source: cfg.sip.max_connections_per_source,
@@ -386,6 +388,7 @@ async fn run(
             metrics: metrics.clone(),
             load_error,
             auth_failures: Default::default(),
+            draining: draining.clone(),
         };
         let tls = admin_tls(&cfg, path.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -421,7 +424,7 @@ async fn run(
         None
     };
     spawn_signal_handlers(commands.clone(), reloader, settings);
-    systemd::spawn_monitor(commands.clone());
+    systemd::spawn_monitor(commands.clone(), draining.clone());
     info!("sluice running");
     systemd::ready();
     shell.run(command_rx, change_rx).await?;

@@ -4,6 +4,8 @@
 
 use sd_notify::NotifyState;
 use sluice_transport::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
@@ -38,8 +40,9 @@ pub fn stopping() {
 
 /// Under systemd: ping the watchdog (with `WatchdogSec=`) at half its period, but only while
 /// the engine task answers a status request in time, so that a stuck engine is restarted; and
-/// say "stopping" once a drain started, whether by signal or through the admin API.
-pub fn spawn_monitor(commands: mpsc::Sender<Command>) {
+/// once a drain started (by signal or through the admin API) say "stopping" and keep extending
+/// systemd's stop timeout while the drain runs, so that a long drain is not killed.
+pub fn spawn_monitor(commands: mpsc::Sender<Command>, draining: Arc<AtomicBool>) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -49,25 +52,36 @@ pub fn spawn_monitor(commands: mpsc::Sender<Command>) {
     }
     let every = watchdog
         .map_or(Duration::from_secs(1), |p| p.checked_div(2).unwrap_or(p))
-        .max(Duration::from_millis(10));
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let ping_every = watchdog.map(|p| p.checked_div(2).unwrap_or(p));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut said_stopping = false;
+        let mut last_ping: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
+            if draining.load(Ordering::Relaxed) {
+                if !said_stopping {
+                    said_stopping = true;
+                    stopping();
+                }
+                // Ten seconds more each second: the drain itself bounds how long.
+                send(&[NotifyState::ExtendTimeoutUsec(10_000_000)]);
+            }
+            let Some(ping_every) = ping_every else {
+                continue;
+            };
+            let now = tokio::time::Instant::now();
+            if last_ping.is_some_and(|l| now.saturating_duration_since(l) < ping_every) {
+                continue;
+            }
             let (tx, rx) = oneshot::channel();
             if commands.send(Command::Status(tx)).await.is_err() {
                 return;
             }
-            let Ok(Ok(status)) = tokio::time::timeout(every, rx).await else {
-                continue;
-            };
-            if watchdog.is_some() {
+            if let Ok(Ok(_)) = tokio::time::timeout(ping_every, rx).await {
                 send(&[NotifyState::Watchdog]);
-            }
-            if status.draining && !said_stopping {
-                said_stopping = true;
-                stopping();
+                last_ping = Some(now);
             }
         }
     });

@@ -67,6 +67,8 @@ pub struct ShellOptions {
     pub media_workers: Option<usize>,
     /// Accepted TCP connections: how many, from one address, and how soon the first message.
     pub tcp: TcpLimits,
+    /// Set once a drain starts, for readers that must not wait on the engine (`/ready`).
+    pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Limits on the TCP connections Sluice accepts.
@@ -95,6 +97,7 @@ pub struct Shell<H: Hooks> {
     tcp: Vec<(SocketAddr, TcpListener)>,
     tcp_limits: TcpLimits,
     media: Option<(MediaRelay, UnboundedReceiver<MediaEvent>)>,
+    draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<H: Hooks> Shell<H> {
@@ -125,6 +128,7 @@ impl<H: Hooks> Shell<H> {
             tcp,
             tcp_limits: opts.tcp,
             media,
+            draining: opts.draining,
         })
     }
 
@@ -141,6 +145,7 @@ impl<H: Hooks> Shell<H> {
             tcp,
             tcp_limits,
             media,
+            draining,
         } = self;
         let (relay, mut media_events) = match media {
             Some((r, rx)) => (Some(r), Some(rx)),
@@ -227,6 +232,9 @@ impl<H: Hooks> Shell<H> {
                 }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
+                    if matches!(cmd, Command::Drain { .. }) {
+                        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     on_command(&mut engine, &mut drain, cmd);
                 }
                 change = changes.recv() => {
