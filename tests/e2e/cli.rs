@@ -96,3 +96,42 @@ fn check_loads_the_plugins_and_names_the_one_that_fails() {
         "{out}"
     );
 }
+
+/// `tcp_for_large_requests` with no TCP listener beside the UDP one would silently do nothing:
+/// `sluice check` refuses it and says what to add.
+#[test]
+fn check_refuses_tcp_for_large_requests_without_a_tcp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    let base = sluice_e2e::Lab::config_text(201, sluice_e2e::Transport::Udp);
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(sluice_e2e::sluice_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let with_option = base.replace(
+        "name = \"loop\"",
+        "name = \"loop\"\ntcp_for_large_requests = true",
+    );
+    assert!(
+        check(&with_option).0,
+        "a tcp listener beside the udp one: accepted"
+    );
+    let udp_only = with_option.replace(
+        "    { transport = \"tcp\", address = \"127.0.201.1:5080\" },\n",
+        "",
+    );
+    assert_ne!(udp_only, with_option);
+    let (ok, err) = check(&udp_only);
+    assert!(
+        !ok && err.contains("tcp_for_large_requests") && err.contains("127.0.201.1:5080"),
+        "{err}"
+    );
+}

@@ -159,16 +159,33 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         .position(|t| t.name.get_ref() == cfg.routing.outbound_trunk.get_ref())
         .ok_or_else(|| anyhow!("unknown outbound trunk"))?;
     let check_path = |side: Side, p: &PeerConfig| -> anyhow::Result<()> {
-        if listener_for(&listeners, side, p.transport, p.addr).is_some() {
-            Ok(())
-        } else {
-            Err(anyhow!(
+        let Some(l) = listener_for(&listeners, side, p.transport, p.addr) else {
+            return Err(anyhow!(
                 "no {side:?} listener with transport {} for `{}` at {}",
                 p.transport,
                 p.name,
                 p.addr
-            ))
+            ));
+        };
+        // A large INVITE moves to TCP from the very address of the UDP listener.
+        let tcp_beside = |a| {
+            listeners
+                .iter()
+                .any(|t| t.transport == sluice_transaction::Transport::Tcp && t.addr == a)
+        };
+        if p.large_over_tcp
+            && l.transport == sluice_transaction::Transport::Udp
+            && !tcp_beside(l.addr)
+        {
+            return Err(anyhow!(
+                "`{}` has tcp_for_large_requests, but no tcp listener shares the udp listener's \
+                 address {}: add {{ transport = \"tcp\", address = \"{}\" }}",
+                p.name,
+                l.addr,
+                l.addr
+            ));
         }
+        Ok(())
     };
     check_path(Side::Internal, &pbx)?;
     for t in &trunks {

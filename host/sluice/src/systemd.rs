@@ -21,8 +21,14 @@ pub fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("taking calls")]);
 }
 
+/// Once a drain started, a reload's end must not say READY again.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
 /// A reload starts (`done` false) or ended.
 pub fn reloading(done: bool) {
+    if done && STOPPING.load(Ordering::Relaxed) {
+        return;
+    }
     if done {
         send(&[NotifyState::Ready, NotifyState::Status("taking calls")]);
     } else if let Ok(now) = NotifyState::monotonic_usec_now() {
@@ -32,6 +38,7 @@ pub fn reloading(done: bool) {
 
 /// A drain started: no new calls.
 pub fn stopping() {
+    STOPPING.store(true, Ordering::Relaxed);
     send(&[
         NotifyState::Stopping,
         NotifyState::Status("draining: new calls are refused"),
