@@ -100,6 +100,7 @@ pub fn failure<H: Hooks>(
 /// to a cancelled INVITE is confirmed and hung up; a retransmitted 2xx gets Sluice's ACK again.
 pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut msg: Message) {
     call.legs.callee.learn_from_answer(200, &msg);
+    crate::guard::note_peers(core, call);
     let cseq = msg.cseq().map_or(call.legs.callee.local_cseq, |(n, _)| n);
     match &mut call.state {
         CallState::Proceeding(_) => {}

@@ -94,6 +94,8 @@ pub struct Call {
     pub final_status: Option<u16>,
     /// When the trunk's maximum call duration ends the call (see [`crate::duration`]).
     pub ends_at: Option<Instant>,
+    /// The addresses this call counts in `Core::dialog_peers`.
+    pub peers: Vec<std::net::IpAddr>,
 }
 
 impl Call {

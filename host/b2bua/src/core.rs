@@ -97,6 +97,10 @@ pub struct Core<H: Hooks> {
     pub trunks: Trunks,
     /// The flood guard: requests per source, bans.
     pub guard: sluice_guard::Guard,
+    /// The addresses the calls in progress send to and hear from (their dialogs' next hops),
+    /// by the number of calls: never counted by the flood guard (a provider's cluster node
+    /// that only appears in a call's Contact).
+    pub dialog_peers: HashMap<std::net::IpAddr, u32>,
     /// Log lines about strangers' calls and malformed input, at most one a second each.
     pub stranger_log: crate::guard::Throttle,
     pub ingress_log: crate::guard::Throttle,

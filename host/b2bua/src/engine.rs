@@ -80,6 +80,7 @@ impl<H: Hooks> Engine<H> {
                 media_ops: Vec::new(),
                 trunks,
                 guard: sluice_guard::Guard::new(cfg_guard),
+                dialog_peers: HashMap::new(),
                 stranger_log: Default::default(),
                 ingress_log: Default::default(),
                 origin: None,
@@ -622,6 +623,7 @@ impl<H: Hooks> Engine<H> {
         let Some(mut call) = self.calls.remove(key) else {
             return;
         };
+        guard::forget_peers(&mut self.core, &mut call);
         self.core
             .close_media(call.key, &call.trunk, call.media.take());
         self.core.trunks.call_ended(&call.trunk);

@@ -4,12 +4,12 @@
 //! stranger's OPTIONS learns nothing that fingerprints Sluice.
 
 use crate::call::Direction;
-use crate::config::{EngineConfig, Side};
+use crate::calls::Call;
+use crate::config::Side;
 use crate::core::Core;
 use crate::headers::add_agent;
 use crate::hooks::Hooks;
 use crate::route;
-use crate::trunks::Trunks;
 use bytes::Bytes;
 use ipnet::IpNet;
 use sluice_guard::{Admit, Ban, Limits};
@@ -64,9 +64,39 @@ impl Default for GuardConfig {
 }
 
 /// Whether `ip` is a known peer: the PBX (or its cluster), a trunk (by address, ignoring the
-/// port, or a gateway's registration), or an exempt block.
-pub fn is_known(cfg: &EngineConfig, trunks: &Trunks, ip: IpAddr, now: Instant) -> bool {
-    cfg.is_pbx(ip) || cfg.guard.exempt.iter().any(|n| n.contains(&ip)) || trunks.knows(cfg, ip, now)
+/// port, or a gateway's registration), an exempt block, or the next hop of a call in progress.
+pub fn is_known<H: Hooks>(core: &Core<H>, ip: IpAddr, now: Instant) -> bool {
+    let cfg = &core.cfg;
+    cfg.is_pbx(ip)
+        || cfg.guard.exempt.iter().any(|n| n.contains(&ip))
+        || core.trunks.knows(cfg, ip, now)
+        || core.dialog_peers.contains_key(&ip)
+}
+
+/// Record where `call`'s dialogs send now (after its set-up, an answer, a target refresh).
+pub fn note_peers<H: Hooks>(core: &mut Core<H>, call: &mut Call) {
+    let now: Vec<IpAddr> = call.legs.iter().map(|d| d.next_hop().remote.ip()).collect();
+    if now == call.peers {
+        return;
+    }
+    forget_peers(core, call);
+    for ip in &now {
+        let n = core.dialog_peers.entry(*ip).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+    call.peers = now;
+}
+
+/// The call ended: its addresses count no more.
+pub fn forget_peers<H: Hooks>(core: &mut Core<H>, call: &mut Call) {
+    for ip in call.peers.drain(..) {
+        if let Some(n) = core.dialog_peers.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                core.dialog_peers.remove(&ip);
+            }
+        }
+    }
 }
 
 /// Count a packet from `flow`'s source; whether to drop it unread. The packet that bans a
@@ -76,7 +106,7 @@ pub fn refuses<H: Hooks>(core: &mut Core<H>, now: Instant, flow: Flow) -> bool {
         return false;
     }
     let ip = flow.remote.ip();
-    if is_known(&core.cfg, &core.trunks, ip, now) {
+    if is_known(core, ip, now) {
         return false;
     }
     match core.guard.admit(ip, now) {
@@ -105,7 +135,7 @@ pub fn refuses<H: Hooks>(core: &mut Core<H>, now: Instant, flow: Flow) -> bool {
 /// A failed authentication from `ip` (a gateway's REGISTER, a REGISTER for a domain no trunk
 /// has) counts toward its ban.
 pub fn auth_failed<H: Hooks>(core: &mut Core<H>, now: Instant, ip: IpAddr) {
-    if core.cfg.guard.limits.is_none() || is_known(&core.cfg, &core.trunks, ip, now) {
+    if core.cfg.guard.limits.is_none() || is_known(core, ip, now) {
         return;
     }
     if core.guard.auth_failed(ip, now) {
@@ -143,7 +173,7 @@ pub fn lift<H: Hooks>(core: &mut Core<H>, ip: Option<IpAddr>, now: Instant) -> u
 
 /// Whether OPTIONS from `ip` gets the headers that fingerprint Sluice.
 pub fn shows_agent<H: Hooks>(core: &Core<H>, ip: IpAddr, now: Instant) -> bool {
-    core.cfg.guard.fingerprint_strangers || is_known(&core.cfg, &core.trunks, ip, now)
+    core.cfg.guard.fingerprint_strangers || is_known(core, ip, now)
 }
 
 /// A new call from an address that may not call (on the PBX side, not the PBX; on the

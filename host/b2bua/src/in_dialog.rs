@@ -55,6 +55,7 @@ pub fn request<H: Hooks>(
                 return core.reply(now, tx, &msg, 491, reason_phrase(491));
             }
             call.legs.get_mut(leg).refresh_target(&msg);
+            crate::guard::note_peers(core, call);
             relay_request(core, call, now, (leg, tx), msg);
         }
         Method::Update | Method::Info | Method::Options => {
@@ -177,6 +178,7 @@ pub fn response<H: Hooks>(
         Some(data) => {
             if msg.to_tag().is_some() {
                 call.legs.get_mut(from.other()).refresh_target(&msg);
+                crate::guard::note_peers(core, call);
             }
             if let Some(r) = call.relay.as_mut() {
                 r.answered(

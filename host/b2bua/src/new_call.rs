@@ -34,7 +34,8 @@ pub fn start<H: Hooks>(
     let Some(prepared) = prepare(core, key, now, (tx, msg, flow), admitted) else {
         return;
     };
-    let call = launch(core, now, tx, prepared);
+    let mut call = launch(core, now, tx, prepared);
+    crate::guard::note_peers(core, &mut call);
     calls.insert(call, tx);
 }
 
@@ -308,6 +309,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         media,
         final_status: None,
         ends_at: None,
+        peers: Vec::new(),
     }
 }
 

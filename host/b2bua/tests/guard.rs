@@ -194,3 +194,42 @@ fn a_strangers_options_learns_no_fingerprint() {
     let o = lab.feed(stranger, &options(STRANGER, 1));
     assert!(only(&o, STRANGER)[0].header(&HeaderName::Allow).is_some());
 }
+
+/// A provider's cluster node that only appears in a call's Contact (it will send the call's
+/// BYE and refreshes) is never counted while the call is up; once the call is over it is a
+/// stranger like any other.
+#[test]
+fn the_next_hop_of_a_call_in_progress_is_never_banned() {
+    const NODE: &str = "127.0.0.25:5060";
+    let mut lab = guarded(|_| {});
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let ok = trunk_response(&b_invite, 200, "OK", SDP).replace(
+        "<sip:callee@127.0.0.20:5060>",
+        &format!("<sip:callee@{NODE}>"),
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let node = Flow {
+        remote: addr(NODE),
+        ..lab.from_trunk()
+    };
+    for n in 0..30 {
+        assert_eq!(
+            only(&lab.feed(node, &options(NODE, n)), NODE).len(),
+            1,
+            "request {n}"
+        );
+    }
+    assert!(lab.engine.bans(lab.now).is_empty());
+    // The PBX hangs up; the BYE goes to the node, which answers; the call is over.
+    let o = lab.from_pbx_text(&pbx_in_dialog("BYE", 2, &a_ok, "z9hG4bKbye", ""));
+    let bye = only(&o, NODE)[0].clone();
+    lab.feed(node, &trunk_response(&bye, 200, "OK", ""));
+    assert_eq!(lab.engine.active_calls(), 0);
+    let answered: usize = (100..130)
+        .map(|n| only(&lab.feed(node, &options(NODE, n)), NODE).len())
+        .sum();
+    assert_eq!(answered, 10, "counted again once the call is over");
+}
