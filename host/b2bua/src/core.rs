@@ -144,9 +144,16 @@ impl<H: Hooks> Core<H> {
         reason: &str,
     ) {
         let mut resp = response_to(req, status, reason, Some(&self.ids.tag()));
-        add_agent(&mut resp, &self.cfg.user_agent);
-        if status == 405 || status == 200 && req.method() == Some(&Method::Options) {
-            resp.headers.push(sluice_sip::HeaderName::Allow, ALLOW);
+        // A stranger learns nothing that fingerprints Sluice (Server, Allow).
+        let known = self
+            .tx
+            .server_flow(tx)
+            .is_none_or(|f| crate::guard::shows_agent(self, f.remote.ip(), now));
+        if known {
+            add_agent(&mut resp, &self.cfg.user_agent);
+            if status == 405 || status == 200 && req.method() == Some(&Method::Options) {
+                resp.headers.push(sluice_sip::HeaderName::Allow, ALLOW);
+            }
         }
         self.respond(now, tx, &resp);
     }

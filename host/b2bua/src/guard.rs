@@ -218,7 +218,9 @@ pub fn stranger_call<H: Hooks>(
     }
     if core.cfg.refuse_strangers {
         let mut resp = response_to(msg, 403, "Forbidden", Some(&core.ids.tag()));
-        add_agent(&mut resp, &core.cfg.user_agent);
+        if core.cfg.guard.fingerprint_strangers {
+            add_agent(&mut resp, &core.cfg.user_agent);
+        }
         core.emit(reply_flow(msg, flow), Bytes::from(resp.to_bytes()));
     }
     true

@@ -28,7 +28,9 @@ pub fn refuse<H: Hooks>(
     let answered = match answerable {
         Some(m) => {
             let mut resp = response_to(m, status, reason, None);
-            add_agent(&mut resp, &core.cfg.user_agent);
+            if crate::guard::shows_agent(core, flow.remote.ip(), now) {
+                add_agent(&mut resp, &core.cfg.user_agent);
+            }
             core.emit(reply_flow(m, flow), Bytes::from(resp.to_bytes()));
             true
         }

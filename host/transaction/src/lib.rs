@@ -524,6 +524,11 @@ impl TransactionLayer {
         self.client.get(&id).map(|t| &t.request)
     }
 
+    /// Where a server transaction's responses go (whom it answers).
+    pub fn server_flow(&self, id: ServerTxId) -> Option<Flow> {
+        self.server.get(&id).map(|t| t.reply)
+    }
+
     /// The flow a client transaction uses.
     pub fn client_flow(&self, id: ClientTxId) -> Option<Flow> {
         self.client.get(&id).map(|t| t.flow)
