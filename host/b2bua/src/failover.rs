@@ -22,7 +22,7 @@ use crate::retransmit::CallTimers;
 use crate::{route, setup};
 use sluice_auth::Challenge;
 use sluice_sip::{edit, HeaderName, Message, Method};
-use sluice_transaction::{Flow, ServerTxId};
+use sluice_transaction::{ClientTxId, Flow, ServerTxId};
 use sluice_trunk::auth::worth_answering;
 use sluice_trunk::Authenticator;
 use std::collections::VecDeque;
@@ -183,33 +183,18 @@ pub fn answer_invite_challenge<H: Hooks>(
     let Some(sent) = core.tx.client_request(uac).cloned() else {
         return false;
     };
-    let Some(mut invite) = with_credentials(core, &trunk, call, LegId::Callee, (&sent, resp))
-    else {
+    let Some(invite) = with_credentials(core, &trunk, call, LegId::Callee, (&sent, resp)) else {
         return false;
     };
     // The credentials make it larger: it may have to move to TCP, or be refused.
-    let peer = core
+    let over_tcp = core
         .cfg
         .trunks
         .iter()
-        .find(|t| t.name == trunk)
-        .and_then(|t| t.primary());
-    if let Some(peer) = peer {
-        let limits = (&peer, core.cfg.max_udp_bytes);
-        let dialog = &mut call.legs.callee;
-        if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, dialog, &mut invite) {
-            warn!(
-                call = call.key,
-                len, "INVITE with credentials too large for UDP"
-            );
-            return false;
-        }
-    }
-    let flow = call.legs.callee.flow;
-    let uac = core.tx.send_request(now, invite, flow);
-    core.clients
-        .insert(uac, ClientRole::Invite { call: call.key });
-    core.flush_transmits();
+        .any(|t| t.name == trunk && t.large_over_tcp);
+    let Some(uac) = send_invite(core, call, now, invite, over_tcp) else {
+        return false;
+    };
     if let CallState::Proceeding(p) = &mut call.state {
         p.uac = uac;
         p.attempts.challenge = Some(challenge);
@@ -292,28 +277,38 @@ pub fn next_destination<H: Hooks>(
     let ids = &mut core.ids;
     let dialog = &mut call.legs.callee;
     let old_tag = fresh_dialog(dialog, ids, (&peer, listener, public), &sent);
-    let mut invite = invite_again(dialog, ids, &sent);
-    let limits = (&peer, core.cfg.max_udp_bytes);
-    if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, dialog, &mut invite) {
-        warn!(
-            call = call.key,
-            len, "INVITE too large for UDP to the next destination"
-        );
-        return None;
-    }
-    let flow = dialog.flow;
+    let invite = invite_again(dialog, ids, &sent);
     let new_tag = dialog.local_tag.clone();
-    info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failing over to the next destination");
+    let uac = send_invite(core, call, now, invite, peer.large_over_tcp)?;
+    info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failed over to the next destination");
     core.metrics.failover(&call.trunk);
-    let uac = core.tx.send_request(now, invite, flow);
-    core.clients
-        .insert(uac, ClientRole::Invite { call: call.key });
-    core.flush_transmits();
     if let CallState::Proceeding(p) = &mut call.state {
         p.uac = uac;
         p.attempts.arm(call.key, now, &mut core.timers);
     }
     Some((old_tag, new_tag))
+}
+
+/// Send a new attempt of the call's INVITE on its callee leg, after the UDP size check (which
+/// may move it to TCP, or refuse it: `None`).
+fn send_invite<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    mut invite: Message,
+    over_tcp: bool,
+) -> Option<ClientTxId> {
+    let limits = (over_tcp, core.cfg.max_udp_bytes);
+    let dialog = &mut call.legs.callee;
+    if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, dialog, &mut invite) {
+        warn!(call = call.key, len, "INVITE too large for UDP: not sent");
+        return None;
+    }
+    let uac = core.tx.send_request(now, invite, dialog.flow);
+    core.clients
+        .insert(uac, ClientRole::Invite { call: call.key });
+    core.flush_transmits();
+    Some(uac)
 }
 
 /// Reset the callee's dialog for `peer` (new tag, Call-ID, CSeq; Contact and Via on

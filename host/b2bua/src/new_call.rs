@@ -236,7 +236,7 @@ fn clear<H: Hooks>(
         }
         setup::follow_plugins(&mut new_call.callee, &new_call.invite);
     }
-    let limits = (&route.peer, core.cfg.max_udp_bytes);
+    let limits = (route.peer.large_over_tcp, core.cfg.max_udp_bytes);
     let (callee, invite) = (&mut new_call.callee, &mut new_call.invite);
     if let Err(len) = setup::fit_for_udp(&core.cfg.listeners, limits, callee, invite) {
         warn!(

@@ -35,6 +35,13 @@ pub fn listener_for(
         .copied()
 }
 
+/// Whether a TCP listener shares `addr` (a UDP listener's), for a request too large for UDP.
+pub fn tcp_beside(listeners: &[ListenerAddr], addr: SocketAddr) -> bool {
+    listeners
+        .iter()
+        .any(|l| l.transport == Transport::Tcp && l.addr == addr)
+}
+
 /// Where a new call goes.
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -177,11 +177,11 @@ pub fn retarget(call: &mut NewCall, host: &str) {
 pub const UDP_COMFORTABLE: usize = 1300;
 
 /// No giant datagrams: an INVITE about to leave over UDP on `dialog` that is larger than
-/// [`UDP_COMFORTABLE`] moves to TCP when `peer` takes it and this side listens on TCP at the
-/// same address; one still over `max_udp` is refused (`Err`).
+/// [`UDP_COMFORTABLE`] moves to TCP when the peer takes it (`over_tcp`) and this side listens
+/// on TCP at the same address; one still over `max_udp` is refused (`Err`, its length).
 pub fn fit_for_udp(
     listeners: &[ListenerAddr],
-    (peer, max_udp): (&PeerConfig, usize),
+    (over_tcp, max_udp): (bool, usize),
     dialog: &mut Dialog,
     invite: &mut Message,
 ) -> Result<(), usize> {
@@ -190,12 +190,7 @@ pub fn fit_for_udp(
     }
     let len = invite.encoded_len();
     let local = dialog.flow.local;
-    if len > UDP_COMFORTABLE
-        && peer.large_over_tcp
-        && listeners
-            .iter()
-            .any(|l| l.transport == Transport::Tcp && l.addr == local)
-    {
+    if len > UDP_COMFORTABLE && over_tcp && crate::route::tcp_beside(listeners, local) {
         switch_to_tcp(dialog, invite);
         return Ok(());
     }

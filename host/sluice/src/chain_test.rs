@@ -30,6 +30,66 @@ pub fn run(
     message: &[u8],
     way: Way,
 ) -> Result<ExitCode, String> {
+    let (mut engine, flow, trunk) = engine_for(config, trunk, way)?;
+    let now = Instant::now();
+    engine.handle_timeout(now);
+    while engine.poll_output().is_some() {} // the trunks' own REGISTER and OPTIONS
+    engine.handle_datagram(now, flow, message);
+    let (relayed, answers) = outputs(&mut engine);
+    println!(
+        "chain: trunk {trunk}, {}",
+        match way {
+            Way::Outbound => "outbound (from the PBX, toward the trunk)",
+            Way::Inbound => "inbound (from the trunk, toward the PBX)",
+        }
+    );
+    for p in engine.hooks().status() {
+        if p.trunks.contains(&trunk) {
+            println!("plugin: {} {} ({})", p.name, p.version, p.origin);
+        }
+    }
+    for c in engine.calls_snapshot(now) {
+        if c.trunk != trunk {
+            // Inbound calls are told apart by the address they come from: another trunk at
+            // the same address was matched first.
+            return Err(format!(
+                "a message from {} is taken as trunk `{}`'s, not `{trunk}`'s (they share \
+                 the address): give the trunks distinct addresses or `associated` blocks",
+                flow.remote, c.trunk
+            ));
+        }
+        println!(
+            "attestation: {}",
+            c.attestation.map_or("no opinion", |a| a.as_str())
+        );
+    }
+    for status in &answers {
+        println!("answered: {status}");
+    }
+    match relayed {
+        Some((to, msg)) => {
+            println!(
+                "--- message as it would leave Sluice, to {} over {} ---",
+                to.remote, to.transport
+            );
+            print!("{msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            println!("--- nothing would leave Sluice toward the far side ---");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The engine `sluice run` builds from `config`, its calls from the PBX routed to `trunk` (the
+/// outbound route's by default) and nothing counted by the flood guard; the flow the captured
+/// message arrives on; the trunk's name.
+fn engine_for(
+    config: &Path,
+    trunk: Option<&str>,
+    way: Way,
+) -> Result<(Engine<PluginHost>, Flow, String), String> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
     let name = config.display().to_string();
@@ -44,7 +104,6 @@ pub fn run(
         .iter()
         .position(|t| &*t.name == trunk)
         .ok_or_else(|| format!("no trunk `{trunk}` in {name}"))?;
-    // The message comes from the PBX (or the trunk) itself; nothing is counted against it.
     engine_cfg.outbound_trunk = index;
     engine_cfg.guard.limits = None;
     let (side, from, transport) = match way {
@@ -71,72 +130,32 @@ pub fn run(
         remote: from,
         conn: transport.is_reliable().then_some(1),
     };
-    let now = Instant::now();
-    engine.handle_timeout(now);
-    while engine.poll_output().is_some() {} // the trunks' own REGISTER and OPTIONS
-    engine.handle_datagram(now, flow, message);
+    Ok((engine, flow, trunk.to_string()))
+}
+
+/// What the engine sends: the first request (what leaves toward the far side) and the status
+/// lines of its answers to the sender. The sender's Via may name another port than its
+/// address, so a message's flow cannot tell the two apart; requests and responses can.
+fn outputs(engine: &mut Engine<PluginHost>) -> (Option<(Flow, String)>, Vec<String>) {
     let mut relayed = None;
     let mut answers = Vec::new();
     while let Some(out) = engine.poll_output() {
         let Output::Transmit { flow: to, data } = out else {
             continue;
         };
-        // Sluice's answers to the sender are responses; what it sends on is a request (the
-        // sender's Via may name another port than its address, so the flow cannot tell).
-        let text = String::from_utf8_lossy(&data).into_owned();
-        let is_request = parse_message(&data).is_ok_and(|m| m.is_request());
-        if !is_request {
-            answers.push(text);
-        } else if relayed.is_none() {
-            relayed = Some((to, text));
+        match parse_message(&data) {
+            Ok(m) if m.is_request() => {
+                if relayed.is_none() {
+                    relayed = Some((to, String::from_utf8_lossy(&data).into_owned()));
+                }
+            }
+            Ok(m) => answers.push(format!(
+                "{} {}",
+                m.status().unwrap_or(0),
+                m.reason().unwrap_or("")
+            )),
+            Err(_) => answers.push("?".into()),
         }
     }
-    println!(
-        "chain: trunk {trunk}, {}",
-        match way {
-            Way::Outbound => "outbound (from the PBX, toward the trunk)",
-            Way::Inbound => "inbound (from the trunk, toward the PBX)",
-        }
-    );
-    for p in engine.hooks().status() {
-        if p.trunks.iter().any(|t| t == trunk) {
-            println!("plugin: {} {} ({})", p.name, p.version, p.origin);
-        }
-    }
-    for c in engine.calls_snapshot(now) {
-        if c.trunk != trunk {
-            // Inbound calls are told apart by the address they come from: another trunk at
-            // the same address was matched first.
-            return Err(format!(
-                "a message from {from} is taken as trunk `{}`'s, not `{trunk}`'s (they share \
-                 the address): give the trunks distinct addresses or `associated` blocks",
-                c.trunk
-            ));
-        }
-        println!(
-            "attestation: {}",
-            c.attestation.map_or("no opinion", |a| a.as_str())
-        );
-    }
-    for a in &answers {
-        let status = parse_message(a.as_bytes()).ok().and_then(|m| {
-            m.status()
-                .map(|s| format!("{s} {}", m.reason().unwrap_or("")))
-        });
-        println!("answered: {}", status.unwrap_or_else(|| "?".into()));
-    }
-    match relayed {
-        Some((to, msg)) => {
-            println!(
-                "--- message as it would leave Sluice, to {} over {} ---",
-                to.remote, to.transport
-            );
-            print!("{msg}");
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            println!("--- nothing would leave Sluice toward the far side ---");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    (relayed, answers)
 }

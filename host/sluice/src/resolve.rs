@@ -158,39 +158,10 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         .iter()
         .position(|t| t.name.get_ref() == cfg.routing.outbound_trunk.get_ref())
         .ok_or_else(|| anyhow!("unknown outbound trunk"))?;
-    let check_path = |side: Side, p: &PeerConfig| -> anyhow::Result<()> {
-        let Some(l) = listener_for(&listeners, side, p.transport, p.addr) else {
-            return Err(anyhow!(
-                "no {side:?} listener with transport {} for `{}` at {}",
-                p.transport,
-                p.name,
-                p.addr
-            ));
-        };
-        // A large INVITE moves to TCP from the very address of the UDP listener.
-        let tcp_beside = |a| {
-            listeners
-                .iter()
-                .any(|t| t.transport == sluice_transaction::Transport::Tcp && t.addr == a)
-        };
-        if p.large_over_tcp
-            && l.transport == sluice_transaction::Transport::Udp
-            && !tcp_beside(l.addr)
-        {
-            return Err(anyhow!(
-                "`{}` has tcp_for_large_requests, but no tcp listener shares the udp listener's \
-                 address {}: add {{ transport = \"tcp\", address = \"{}\" }}",
-                p.name,
-                l.addr,
-                l.addr
-            ));
-        }
-        Ok(())
-    };
-    check_path(Side::Internal, &pbx)?;
+    check_path(&listeners, Side::Internal, &pbx)?;
     for t in &trunks {
         for d in &t.destinations {
-            check_path(Side::External, &t.peer(d))?;
+            check_path(&listeners, Side::External, &t.peer(d))?;
         }
     }
     let pbx_sources = cfg.pbx.associated.iter().map(|c| c.get_ref().0).collect();
@@ -215,6 +186,31 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         log_calls: cfg.sip.log_calls,
     };
     Ok(Resolved { engine, dns_ttl })
+}
+
+/// A peer must be reachable from a listener of its side, transport and family; with
+/// `tcp_for_large_requests`, a TCP listener must share the UDP listener's address.
+fn check_path(listeners: &[ListenerAddr], side: Side, p: &PeerConfig) -> anyhow::Result<()> {
+    let Some(l) = listener_for(listeners, side, p.transport, p.addr) else {
+        return Err(anyhow!(
+            "no {side:?} listener with transport {} for `{}` at {}",
+            p.transport,
+            p.name,
+            p.addr
+        ));
+    };
+    // A large INVITE moves to TCP from the very address of the UDP listener.
+    let udp = l.transport == sluice_transaction::Transport::Udp;
+    if p.large_over_tcp && udp && !sluice_b2bua::route::tcp_beside(listeners, l.addr) {
+        return Err(anyhow!(
+            "`{}` has tcp_for_large_requests, but no tcp listener shares the udp listener's \
+             address {}: add {{ transport = \"tcp\", address = \"{}\" }}",
+            p.name,
+            l.addr,
+            l.addr
+        ));
+    }
+    Ok(())
 }
 
 /// `[guard]` as the engine takes it.
