@@ -61,6 +61,10 @@ pub fn registration_contact(cfg: &EngineConfig, t: &TrunkConfig) -> Option<Strin
 /// Start agents a new configuration added, and send every request that is due.
 pub fn run<H: Hooks>(core: &mut Core<H>, now: Instant) {
     core.origin.get_or_insert(now);
+    if core.handed_over {
+        // The successor registers and probes the trunks now.
+        return;
+    }
     // Only after a (re)configuration: the copy of the configuration is not for every tick.
     if core.trunks.has_pending() {
         let cfg = core.cfg.clone();

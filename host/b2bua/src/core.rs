@@ -33,6 +33,11 @@ pub enum Output {
     },
     /// For the media relay; it comes before the message whose SDP names the ports.
     Media(MediaOp),
+    /// A datagram of the predecessor's calls (after an upgrade), to pass to it as received.
+    Forward {
+        flow: Flow,
+        data: Bytes,
+    },
 }
 
 /// Why a client transaction was started.
@@ -109,6 +114,10 @@ pub struct Core<H: Hooks> {
     /// Dialogs that changed their local tag while their call was borrowed (failover): the
     /// engine updates its index after the handler.
     pub retags: Vec<(CallKey, String, String)>,
+    /// The process this one took over from, while it finishes its calls.
+    pub predecessor: Option<crate::handover::Predecessor>,
+    /// This process handed its sockets to a successor: its trunk agents are stopped.
+    pub handed_over: bool,
 }
 
 impl<H: Hooks> Core<H> {

@@ -22,6 +22,7 @@ use crate::call::{CallKey, LegId};
 use crate::calls::{Call, CallInfo, CallState, Calls};
 use crate::config::EngineConfig;
 use crate::core::{ClientRole, Core, Output};
+use crate::handover::{self, for_predecessor, Handover};
 use crate::headers::{self, add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{Hooks, NoHooks};
 use crate::ids::Ids;
@@ -85,6 +86,8 @@ impl<H: Hooks> Engine<H> {
                 ingress_log: Default::default(),
                 origin: None,
                 retags: Vec::new(),
+                predecessor: None,
+                handed_over: false,
             },
             calls: Calls::default(),
         }
@@ -191,9 +194,29 @@ impl<H: Hooks> Engine<H> {
 
     /// Unregister from every provider (a drain or a shutdown starts).
     pub fn unregister_trunks(&mut self, now: Instant) {
+        if self.core.handed_over {
+            // The successor registered the same contacts.
+            return;
+        }
         self.core.trunks.unregister_all(now);
         agents::run(&mut self.core, now);
         self.dispatch(now);
+    }
+
+    /// Hand the sockets to a successor (see [`crate::handover`]): what it needs to know; the
+    /// trunk agents stop here, without unregistering.
+    pub fn hand_over(&mut self, now: Instant) -> Handover {
+        self.core.handed_over = true;
+        handover::state(&self.core, &self.calls, now)
+    }
+
+    /// Take over from the process that handed over `h`; [`Engine::predecessor_gone`] ends it.
+    pub fn adopt(&mut self, h: Handover, now: Instant) {
+        handover::adopt(&mut self.core, h, now);
+    }
+
+    pub fn predecessor_gone(&mut self) {
+        handover::predecessor_gone(&mut self.core);
     }
 
     /// Calls in progress per trunk name.
@@ -313,6 +336,10 @@ impl<H: Hooks> Engine<H> {
         stats.messages_in = stats.messages_in.saturating_add(1);
         self.core.metrics.message(Way::Received, data);
         match parse_message(data) {
+            Ok(msg) if flow.transport == Transport::Udp && for_predecessor(&self.core, &msg) => {
+                let data = bytes::Bytes::copy_from_slice(data);
+                self.core.outputs.push_back(Output::Forward { flow, data });
+            }
             Ok(msg) => self.handle_message(now, flow, msg),
             Err(e) => {
                 let why = (e.status, e.reason);

@@ -8,12 +8,40 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 #[derive(Debug)]
 pub struct Ids {
     rng: fastrand::Rng,
+    /// The first hex digits of every Call-ID this process makes: after an upgrade, the
+    /// successor forwards the messages of this process's calls by it.
+    token: String,
 }
+
+/// Hex digits of the Call-ID token (the other 24 are random).
+const TOKEN_DIGITS: usize = 8;
+/// Random hex digits after it.
+const CALL_ID_RANDOM_DIGITS: usize = 24;
 
 impl Ids {
     pub fn new(seed: u64) -> Ids {
-        Ids {
+        let mut ids = Ids {
             rng: fastrand::Rng::with_seed(seed),
+            token: String::new(),
+        };
+        let mut token = String::with_capacity(TOKEN_DIGITS);
+        ids.hex_into(&mut token, TOKEN_DIGITS);
+        ids.token = token;
+        ids
+    }
+
+    /// The prefix of this process's Call-IDs.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Draw another token if this one is `other`'s (a predecessor's), so that the two
+    /// processes' Call-IDs never share a prefix.
+    pub fn avoid_token(&mut self, other: &str) {
+        while self.token == other {
+            let mut token = String::with_capacity(TOKEN_DIGITS);
+            self.hex_into(&mut token, TOKEN_DIGITS);
+            self.token = token;
         }
     }
 
@@ -42,10 +70,12 @@ impl Ids {
         s
     }
 
-    /// A Call-ID: 128 random bits, no host (nothing of Sluice's topology).
+    /// A Call-ID: the process's token and 96 random bits, no host (nothing of Sluice's
+    /// topology).
     pub fn call_id(&mut self) -> String {
         let mut s = String::with_capacity(32);
-        self.hex_into(&mut s, 32);
+        s.push_str(&self.token);
+        self.hex_into(&mut s, CALL_ID_RANDOM_DIGITS);
         s
     }
 
@@ -75,7 +105,14 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_ne!(a, b);
         assert!(ids.branch().starts_with("z9hG4bK"));
-        assert_eq!(ids.call_id().len(), 32);
+        let (c, d) = (ids.call_id(), ids.call_id());
+        assert_eq!(c.len(), 32);
+        assert_ne!(c, d);
+        assert!(c.starts_with(ids.token()) && d.starts_with(ids.token()));
+        let token = ids.token().to_string();
+        ids.avoid_token(&token);
+        assert_ne!(ids.token(), token);
+        assert!(ids.call_id().starts_with(ids.token()));
         assert!((1..10_000).contains(&ids.first_cseq()));
     }
 }

@@ -48,6 +48,7 @@ pub mod duration;
 pub mod engine;
 pub mod failover;
 pub mod guard;
+pub mod handover;
 pub mod headers;
 pub mod hooks;
 pub mod ids;
@@ -76,6 +77,7 @@ pub use config::{
 pub use core::Output;
 pub use engine::Engine;
 pub use guard::GuardConfig;
+pub use handover::{HandedBinding, Handover};
 pub use headers::{ALLOW, SUPPORTED};
 pub use hooks::{
     run_new_call, Attestation, Generation, HookContext, HookVerdict, Hooks, NewCallOutcome,

@@ -48,6 +48,29 @@ impl MediaSides {
         }
     }
 
+    /// RTP ports in use per side: `(internal, external)`.
+    pub fn ports_in_use(&self) -> (Vec<u16>, Vec<u16>) {
+        (self.internal.pool.in_use(), self.external.pool.in_use())
+    }
+
+    /// Take ports another process holds out of the pools; what was taken, per side.
+    pub fn set_aside(&mut self, internal: &[u16], external: &[u16]) -> [Vec<u16>; 2] {
+        [
+            self.internal.pool.set_aside(internal),
+            self.external.pool.set_aside(external),
+        ]
+    }
+
+    /// Give back what [`MediaSides::set_aside`] took.
+    pub fn give_back(&mut self, [internal, external]: [Vec<u16>; 2]) {
+        for p in internal {
+            self.internal.pool.give_back(p);
+        }
+        for p in external {
+            self.external.pool.give_back(p);
+        }
+    }
+
     /// Free port pairs per side: `(internal, external)`.
     pub fn available(&self) -> (usize, usize) {
         (

@@ -181,6 +181,8 @@ pub struct Lab<H: Hooks = NoHooks> {
     pub now: Instant,
     /// What the engine asked of the media relay, in order, since the test last took them.
     pub media: Vec<MediaOp>,
+    /// Datagrams the engine passed to its predecessor (an upgrade), since the test took them.
+    pub forwarded: Vec<(Flow, bytes::Bytes)>,
 }
 
 impl Lab<NoHooks> {
@@ -202,6 +204,7 @@ impl<H: Hooks> Lab<H> {
             engine: Engine::with_hooks(cfg, 7, hooks),
             now: Instant::now(),
             media: Vec::new(),
+            forwarded: Vec::new(),
         }
     }
 
@@ -241,6 +244,7 @@ impl<H: Hooks> Lab<H> {
                     sent.push((flow, parse_message(&data).expect("Sluice's output parses")));
                 }
                 Output::Media(op) => self.media.push(op),
+                Output::Forward { flow, data } => self.forwarded.push((flow, data)),
             }
         }
         sent

@@ -138,3 +138,71 @@ fn a_trunks_maximum_call_duration_ends_a_hung_call_on_both_legs() {
         "{o:?}"
     );
 }
+
+/// The ports of the media streams an engine opened since the test last looked.
+fn opened_ports(lab: &mut Lab) -> Vec<u16> {
+    lab.media
+        .drain(..)
+        .filter_map(|op| match op {
+            sluice_media::MediaOp::Open { a, b, .. } => Some([a.port, b.port]),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn after_an_upgrade_the_old_calls_messages_reach_the_old_engine_and_new_calls_stay() {
+    let mut old = Lab::with_hooks(lab_config_with_media(Transport::Udp), NoHooks);
+    let up = old.established_call();
+    let old_ports = opened_ports(&mut old);
+    assert_eq!(old_ports.len(), 2);
+    let h = old.engine.hand_over(old.now);
+    assert!(h.call_ids.iter().any(|c| c == "pbx-call-1@127.0.0.10"));
+    let b_call_id = up.b_invite.call_id().unwrap();
+    assert!(b_call_id.starts_with(&h.call_id_token), "{b_call_id} {h:?}");
+    let mut aside = h.internal_ports.clone();
+    aside.extend(&h.external_ports);
+    assert_eq!(aside, old_ports, "the ports the old call holds");
+
+    let mut new = Lab::with_hooks(lab_config_with_media(Transport::Udp), NoHooks);
+    new.engine.adopt(h.clone(), new.now);
+    // The PBX hangs up the old call: the new engine passes the BYE on untouched.
+    let bye = pbx_in_dialog("BYE", 2, &up.a_ok, "z9hG4bKbye1", "");
+    assert!(new.from_pbx_text(&bye).is_empty(), "not answered here");
+    let (flow, data) = new.forwarded.pop().expect("forwarded");
+    assert_eq!(data.as_ref(), bye.as_bytes());
+    old.engine.handle_datagram(old.now, flow, &data);
+    let o = old.out();
+    let b_bye = only(&o, TRUNK)[0].clone();
+    assert_eq!(b_bye.method(), Some(&Method::Bye));
+    // The trunk's answer to the old engine's BYE arrives at the new one: its Call-ID is the
+    // old engine's.
+    let ok = trunk_response(&b_bye, 200, "OK", "");
+    assert!(new.from_trunk_text(&ok).is_empty());
+    let (flow, data) = new.forwarded.pop().expect("forwarded");
+    old.engine.handle_datagram(old.now, flow, &data);
+    let o = old.out();
+    assert_eq!(statuses(&only(&o, PBX)), [200], "the PBX's BYE answered");
+    assert_eq!(
+        old.engine.active_calls(),
+        0,
+        "the old call ended in the old engine"
+    );
+
+    // A new call is the new engine's own, on other ports and another Call-ID token.
+    let o = new.from_pbx_text(&pbx_invite().replace("pbx-call-1@", "pbx-call-2@"));
+    assert!(new.forwarded.is_empty());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    assert!(!b_invite.call_id().unwrap().starts_with(&h.call_id_token));
+    let ports = opened_ports(&mut new);
+    assert_eq!(ports.len(), 2);
+    assert!(ports.iter().all(|p| !old_ports.contains(p)), "{ports:?}");
+    // Once the old process is gone, its ports come back and nothing more is forwarded.
+    new.engine.predecessor_gone();
+    assert!(
+        !new.from_pbx_text(&bye).is_empty(),
+        "481 from the new engine"
+    );
+    assert!(new.forwarded.is_empty());
+}

@@ -550,3 +550,70 @@ fn a_destination_given_up_that_answers_late_is_hung_up() {
     let o = lab.feed(from(SECOND), &trunk_response(&second, 200, "OK", SDP));
     assert_eq!(statuses(&only(&o, PBX)), [200]);
 }
+
+#[test]
+fn after_handing_over_an_engine_neither_refreshes_nor_unregisters_and_its_gateways_move() {
+    let gw = "127.0.0.30:5062";
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.trunks[0].kind = TrunkKind::Register;
+    cfg.trunks[0].credentials = credentials();
+    cfg.trunks[0].domain = "voip.example".into();
+    let mut gateway = cfg.trunks[0].clone();
+    gateway.name = "gw".into();
+    gateway.kind = TrunkKind::AcceptRegister;
+    gateway.host = "gw.example".into();
+    gateway.domain = "gw.example".into();
+    gateway.destinations.clear();
+    cfg.trunks.push(gateway);
+    let mut old = Lab::with_hooks(cfg.clone(), NoHooks);
+    old.engine.handle_timeout(old.now);
+    let o = old.out();
+    let reg = only(&o, TRUNK)[0].clone();
+    let mut ok = response_to(&reg, 200, "OK", Some("trunktag"));
+    ok.headers.push(
+        HeaderName::Contact,
+        "<sip:acct1@127.0.0.1:5080>;expires=120",
+    );
+    old.from_trunk_text(&String::from_utf8_lossy(&ok.to_bytes()));
+    // The gateway registers (challenged once).
+    let register = |auth: Option<String>, cseq: u32| {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER sip:gw.example SIP/2.0\r\nVia: SIP/2.0/UDP {gw};branch=z9hG4bKr{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:acct1@gw.example>;tag=g1\r\nTo: <sip:acct1@gw.example>\r\n\
+             Call-ID: reg1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:acct1@10.1.1.1:5060>\r\n\
+             Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let o = old.feed(from(gw), &register(None, 1));
+    let ch = only(&o, gw)[0].clone();
+    let c = Challenge::parse(ch.header(&HeaderName::WwwAuthenticate).unwrap()).unwrap();
+    let auth = credentials()
+        .unwrap()
+        .authorize(&c, "REGISTER", "sip:gw.example", 1, "cn")
+        .to_header();
+    let o = old.feed(from(gw), &register(Some(auth), 2));
+    assert_eq!(statuses(&only(&o, gw)), [200]);
+
+    let h = old.engine.hand_over(old.now);
+    assert_eq!(h.bindings.len(), 1, "{h:?}");
+    assert_eq!(h.bindings[0].trunk, "gw");
+    // The successor registers now: the old engine sends nothing of its own, not even when
+    // asked to unregister (the successor registered the same contact).
+    let o = old.run_for(Duration::from_secs(300), Duration::from_secs(1));
+    assert!(o.is_empty(), "no refresh: {o:?}");
+    old.engine.unregister_trunks(old.now);
+    assert!(old.out().is_empty(), "no unregistration");
+
+    let mut new = Lab::with_hooks(cfg, NoHooks);
+    new.engine.adopt(h, new.now);
+    let gw_status = new
+        .engine
+        .trunk_status(new.now)
+        .into_iter()
+        .find(|t| t.name == "gw")
+        .unwrap();
+    assert_eq!(gw_status.bindings, 1, "the gateway's registration moved");
+}

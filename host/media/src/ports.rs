@@ -8,6 +8,8 @@ use std::collections::VecDeque;
 pub struct PortPool {
     free: VecDeque<u16>,
     pairs: usize,
+    /// The first RTP port and the range's last port.
+    range: (u16, u16),
 }
 
 impl PortPool {
@@ -18,7 +20,32 @@ impl PortPool {
         PortPool {
             pairs: free.len(),
             free,
+            range: (start, last),
         }
+    }
+
+    /// The RTP ports handed out and not given back (an upgrade's successor must not use them).
+    pub fn in_use(&self) -> Vec<u16> {
+        let free: std::collections::HashSet<u16> = self.free.iter().copied().collect();
+        (self.range.0..self.range.1)
+            .step_by(2)
+            .filter(|p| !free.contains(p))
+            .collect()
+    }
+
+    /// Take `ports` out of the free list (another process uses them); returns the ones that
+    /// were free here, to [`PortPool::give_back`] when that process is gone.
+    pub fn set_aside(&mut self, ports: &[u16]) -> Vec<u16> {
+        let wanted: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        let mut taken = Vec::new();
+        self.free.retain(|p| {
+            let keep = !wanted.contains(p);
+            if !keep {
+                taken.push(*p);
+            }
+            keep
+        });
+        taken
     }
 
     /// A pair's RTP port; `None` when the range is exhausted.
@@ -61,5 +88,24 @@ mod tests {
         p.give_back(b);
         assert_eq!(p.available(), 1);
         assert_eq!(PortPool::new(30000, 30000).capacity(), 0);
+    }
+
+    #[test]
+    fn ports_in_use_can_be_set_aside_by_another_pool() {
+        let mut old = PortPool::new(20000, 20009);
+        let a = old.take().unwrap();
+        let b = old.take().unwrap();
+        old.give_back(a);
+        assert_eq!(old.in_use(), vec![b]);
+        let mut new = PortPool::new(20000, 20009);
+        let aside = new.set_aside(&old.in_use());
+        assert_eq!(aside, vec![b]);
+        let handed: Vec<u16> = std::iter::from_fn(|| new.take()).collect();
+        assert!(!handed.contains(&b), "{handed:?}");
+        assert_eq!(handed.len(), 4);
+        for p in aside {
+            new.give_back(p);
+        }
+        assert_eq!(new.take(), Some(b));
     }
 }

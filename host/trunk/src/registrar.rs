@@ -85,6 +85,13 @@ impl Registrar {
         self.bindings(now).last()
     }
 
+    /// A binding another process took (an upgrade's predecessor): kept as if registered here.
+    pub fn adopt(&mut self, binding: Binding) {
+        self.bindings
+            .retain(|b| b.contact != binding.contact || b.source != binding.source);
+        self.bindings.push(binding);
+    }
+
     /// Drop expired bindings; when the next one expires.
     pub fn expire(&mut self, now: Instant) -> Option<Instant> {
         self.bindings.retain(|b| b.expires_at > now);
