@@ -769,3 +769,160 @@ fn admin_api_over_tls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("admin.crt"), "{err}");
 }
+
+/// Ends a process the test started indirectly (an upgrade's new process), whatever happens.
+struct EndOnDrop(u32);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// A seamless upgrade under load: SIGUSR2 starts the program again; the new process takes the
+/// listening sockets and new calls, the old one finishes the calls it had (their BYEs reach it
+/// through the new one) and exits. Calls before, during and after: none fails.
+#[test]
+fn an_upgrade_under_load_fails_no_call() {
+    use std::os::unix::net::UnixDatagram;
+    // systemd's notification socket: the new process must say it is the main process now.
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let heard = || {
+        let mut all = String::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = sock.recv(&mut buf) {
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            all.push('\n');
+        }
+        all
+    };
+    let a = LabAddrs::v4(42);
+    let text = Lab::config_for(&a, Transport::Udp);
+    let notify = notify.to_string_lossy().into_owned();
+    let mut lab = Lab::start_with_env(a, Transport::Udp, &text, &[("NOTIFY_SOCKET", &notify)]);
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "240"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "240", "-r", "20", "-d", "4000"],
+    );
+    wait_until("calls up before the upgrade", LIMIT, || {
+        let (_, body) = http("GET", &lab.admin(), "/calls", None, "");
+        body.matches("\"established\"").count() >= 40
+    });
+    let old = lab.sluice_pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-USR2", &old.to_string()])
+        .status()
+        .unwrap();
+    let mut new = None;
+    wait_until("the new process answering", LIMIT, || {
+        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+        new = json_number(&body, "pid")
+            .map(|p| p.to_string().parse::<u32>().unwrap_or(0))
+            .filter(|&p| p != old && p != 0);
+        new.is_some()
+    });
+    let new = new.unwrap();
+    let _end = EndOnDrop(new);
+    let mut notes = String::new();
+    wait_until("the new process's MAINPID and READY", LIMIT, || {
+        notes.push_str(&heard());
+        notes.contains(&format!("MAINPID={new}\nREADY=1"))
+    });
+    let log = lab.log();
+    let handed = log
+        .lines()
+        .find(|l| l.contains("handed over: the new process reads the sockets"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let calls_then: usize = handed
+        .split("calls=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{handed}"));
+    assert!(
+        calls_then >= 40,
+        "the old process had calls to finish: {handed}"
+    );
+    // Every call completes: the ones the old process finishes and the new process's.
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (240, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 240);
+    // The old process exits by itself once its calls are over, successfully.
+    let status = lab
+        .wait_exit(Duration::from_secs(30))
+        .expect("the old process exits once its calls are over");
+    assert!(status.success(), "{status:?}\n{}", lab.log());
+    assert!(lab.log().contains("handed over and no call left: exiting"));
+    notes.push_str(&heard());
+    assert!(
+        !notes.contains("STOPPING"),
+        "the old process's exit is no stop: {notes}"
+    );
+    wait_until("the new process hears the old one is gone", LIMIT, || {
+        lab.log().contains("the old process finished its calls")
+    });
+    // The new process took calls during the run, and takes more after it.
+    let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+    let taken = json_number(&body, "calls_attempted").unwrap_or(0.0);
+    assert!((1.0..240.0).contains(&taken), "{body}");
+    let uas = lab.sipp("uas2", "uas.xml", Peer::Trunk, None, &["-m", "5"]);
+    let uac = lab.sipp(
+        "uac2",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "10"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (5, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 5);
+    // A drain of the new process ends it as usual.
+    std::process::Command::new("kill")
+        .args(["-TERM", &new.to_string()])
+        .status()
+        .unwrap();
+    wait_until("the new process exits", LIMIT, || !pid_alive(new));
+}
+
+/// An upgrade whose new process cannot start (its configuration is broken now) leaves the old
+/// process serving: it says why, and calls go on.
+#[test]
+fn a_failed_upgrade_leaves_the_running_process_serving() {
+    let lab = Lab::start(43, Transport::Udp);
+    std::fs::write(&lab.config_path, "[sip\nbroken").unwrap();
+    let pid = lab.sluice_pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-USR2", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until("the upgrade's failure", LIMIT, || {
+        lab.log()
+            .contains("upgrade failed, this process goes on serving")
+    });
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "3"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 3);
+    let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+    assert_eq!(json_number(&body, "pid"), Some(f64::from(pid)), "{body}");
+}

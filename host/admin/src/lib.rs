@@ -51,6 +51,8 @@ pub struct AdminSettings {
     pub token: Option<String>,
     /// How long a drain lets calls go on when the request names no deadline.
     pub drain_deadline: Duration,
+    /// After an upgrade, how long the old process lets its calls go on.
+    pub upgrade_deadline: Duration,
 }
 
 /// Shared between the admin API, the signal handlers and the reloader.
@@ -353,6 +355,8 @@ async fn ready(State(state): State<AdminState>) -> Response {
 #[derive(Serialize)]
 struct StatusBody {
     version: &'static str,
+    /// The process answering (it changes with an upgrade).
+    pid: u32,
     config_hash: String,
     draining: bool,
     active_calls: u64,
@@ -375,6 +379,7 @@ async fn status(State(state): State<AdminState>) -> Response {
         .unwrap_or_default();
     Json(StatusBody {
         version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
         config_hash: hash,
         draining: s.draining,
         active_calls: s.stats.active_calls,

@@ -215,6 +215,16 @@ impl<H: Hooks> Engine<H> {
         handover::adopt(&mut self.core, h, now);
     }
 
+    /// An upgrade's old process still finishes its calls (a further upgrade must wait).
+    pub fn has_predecessor(&self) -> bool {
+        self.core.predecessor.is_some()
+    }
+
+    /// The successor is gone before this process finished: its trunk agents run again.
+    pub fn take_back(&mut self) {
+        self.core.handed_over = false;
+    }
+
     pub fn predecessor_gone(&mut self) {
         handover::predecessor_gone(&mut self.core);
     }

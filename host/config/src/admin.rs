@@ -19,6 +19,10 @@ pub struct Admin {
     /// Seconds a drain lets calls go on before ending them (default 30).
     #[serde(default = "default_drain")]
     pub drain_seconds: u64,
+    /// After an upgrade (SIGUSR2), how long the old process lets its calls go on before
+    /// ending them (default 14400: four hours).
+    #[serde(default = "default_upgrade")]
+    pub upgrade_seconds: u64,
     /// Serve the API over TLS with this certificate chain and key (PEM files, relative to the
     /// configuration file); both or neither.
     pub tls_certificate: Option<Spanned<String>>,
@@ -27,6 +31,10 @@ pub struct Admin {
 
 fn default_drain() -> u64 {
     30
+}
+
+fn default_upgrade() -> u64 {
+    14_400
 }
 
 impl Admin {
@@ -71,6 +79,12 @@ impl Admin {
         in_range(
             "admin.drain_seconds",
             self.drain_seconds,
+            0,
+            MAX_DRAIN_SECONDS,
+        )?;
+        in_range(
+            "admin.upgrade_seconds",
+            self.upgrade_seconds,
             0,
             MAX_DRAIN_SECONDS,
         )

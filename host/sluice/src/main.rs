@@ -19,6 +19,7 @@ mod plugin_test;
 mod reload;
 mod resolve;
 mod systemd;
+mod upgrade;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,7 @@ use sluice_admin::{AdminState, LogSetter, SharedSettings};
 use sluice_b2bua::Hooks;
 use sluice_config::Config;
 use sluice_plugins::PluginHost;
+use sluice_transport::handover::{Inherited, Listening, SocketKind};
 use sluice_transport::{Change, Command, Shell, ShellOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -337,7 +339,13 @@ async fn run(
     engine.number_calls_from(call_id_base());
     info!(plugins = engine.hooks().status().len(), "plugins loaded");
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let shell = Shell::bind(
+    // Started by an upgrade: the old process's sockets (its listeners stay open throughout).
+    let mut takeover = upgrade::connect().await?;
+    let mut inherited: Inherited = takeover
+        .as_mut()
+        .map(|t| std::mem::take(&mut t.inherited))
+        .unwrap_or_default();
+    let mut shell = Shell::bind(
         engine,
         ShellOptions {
             listeners,
@@ -350,9 +358,12 @@ async fn run(
                 first_message: std::time::Duration::from_secs(cfg.sip.tcp_first_message_seconds),
             },
         },
+        &mut inherited,
     )
     .await
     .context("binding listeners")?;
+    let mut handed = shell.listening()?;
+    let mut servers = Vec::new();
     let (commands, command_rx) = mpsc::channel::<Command>(64);
     let (changes, change_rx) = mpsc::channel::<Change<PluginHost>>(4);
     let config_hash = Arc::new(Mutex::new(prepared.hash));
@@ -391,12 +402,13 @@ async fn run(
             draining: draining.clone(),
         };
         let tls = admin_tls(&cfg, path.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = http_listener(&mut inherited, SocketKind::Admin, addr)
             .await
             .with_context(|| format!("binding the admin API on {addr}"))?;
+        handed.push(Listening::of(SocketKind::Admin, addr, &listener)?);
         info!(%addr, tls = tls.is_some(), "admin API listening");
         let router = sluice_admin::router(state);
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let served = match tls {
                 Some(config) => sluice_admin::serve_tls(listener, config, router).await,
                 None => sluice_admin::serve(listener, router).await,
@@ -405,28 +417,48 @@ async fn run(
                 error!("admin API stopped: {e}");
             }
         });
+        servers.push(server.abort_handle());
     }
     if let Some(addr) = cfg.metrics_addr() {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = http_listener(&mut inherited, SocketKind::Metrics, addr)
             .await
             .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+        handed.push(Listening::of(SocketKind::Metrics, addr, &listener)?);
         info!(%addr, "metrics endpoint listening");
         let router = sluice_admin::metrics_router(metrics.clone());
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             if let Err(e) = sluice_admin::serve(listener, router).await {
                 error!("metrics endpoint stopped: {e}");
             }
         });
+        servers.push(server.abort_handle());
+    }
+    if !inherited.is_empty() {
+        info!(
+            sockets = inherited.len(),
+            "the old process's listeners this configuration no longer has close with it"
+        );
     }
     let _watcher = if cfg.plugins.watch {
         reload::watch(reloader.clone())
     } else {
         None
     };
+    upgrade::on_signal(handed, servers, commands.clone(), settings.clone());
     spawn_signal_handlers(commands.clone(), reloader, settings);
     systemd::spawn_monitor(commands.clone(), draining.clone());
-    info!("sluice running");
-    systemd::ready();
+    match takeover {
+        Some(t) => {
+            let (h, link) = t.ready().await?;
+            shell.adopt(h, link);
+            info!("sluice running (took over from the old process)");
+            systemd::ready_as_main();
+        }
+        None => {
+            info!("sluice running");
+            systemd::ready();
+        }
+    }
     shell.run(command_rx, change_rx).await?;
     // Drained (a drain that found no call ends before the monitor polls).
     systemd::stopping();
@@ -493,6 +525,22 @@ async fn wait_for_stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// An HTTP listener: the old process's (an upgrade), or bound now.
+async fn http_listener(
+    inherited: &mut Inherited,
+    kind: SocketKind,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpListener> {
+    match inherited.take(kind, addr) {
+        Some(fd) => {
+            let l = std::net::TcpListener::from(fd);
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        }
+        None => tokio::net::TcpListener::bind(addr).await,
     }
 }
 

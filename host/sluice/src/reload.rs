@@ -28,6 +28,7 @@ pub fn admin_settings(cfg: &Config, cli_drain: Option<u64>) -> AdminSettings {
         drain_deadline: Duration::from_secs(
             cli_drain.or(admin.map(|a| a.drain_seconds)).unwrap_or(30),
         ),
+        upgrade_deadline: Duration::from_secs(admin.map_or(14_400, |a| a.upgrade_seconds)),
     }
 }
 

@@ -36,8 +36,29 @@ pub fn reloading(done: bool) {
     }
 }
 
+/// This process took over from an older one (an upgrade): it is the service's main process
+/// now (the unit needs `NotifyAccess=all` to hear it).
+pub fn ready_as_main() {
+    send(&[
+        NotifyState::MainPid(std::process::id()),
+        NotifyState::Ready,
+        NotifyState::Status("taking calls (took over from the previous process)"),
+    ]);
+}
+
+/// This process handed its sockets to a new one: it never says READY or STOPPING again.
+pub fn handed_over() {
+    STOPPING.store(true, Ordering::Relaxed);
+    HANDED_OVER.store(true, Ordering::Relaxed);
+}
+
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
 /// A drain started: no new calls.
 pub fn stopping() {
+    if HANDED_OVER.load(Ordering::Relaxed) {
+        return;
+    }
     STOPPING.store(true, Ordering::Relaxed);
     send(&[
         NotifyState::Stopping,

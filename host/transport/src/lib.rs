@@ -8,6 +8,8 @@
 //! - `stream`: TCP connections (accepted and opened), framing, keep-alive pongs;
 //! - `connections`: which connection carries what, and connection reuse;
 //! - `drain`: the drain's deadline and hang-up;
+//! - [`handover`]: an upgrade: the sockets passed to a new process, the old one's datagrams
+//!   passed back;
 //! - [`rtp`]: the media relay's worker threads (RTP/RTCP sockets, batched reads, no engine);
 //! - `current_input`: the datagram being handled, for the report of a panic.
 
@@ -26,6 +28,7 @@
 mod connections;
 mod current_input;
 mod drain;
+pub mod handover;
 pub mod rtp;
 pub mod shell;
 mod stream;

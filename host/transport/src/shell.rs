@@ -5,6 +5,9 @@
 use crate::connections::{Connections, Writer};
 use crate::current_input;
 use crate::drain::{Drain, DrainStep};
+use crate::handover::{
+    next_forwarded, predecessor_gone, Inherited, Listening, Predecessor, SocketKind, Successor,
+};
 use crate::later;
 use crate::rtp::MediaRelay;
 use crate::stream::{self, Incoming};
@@ -36,6 +39,14 @@ pub enum Command {
     Bans(oneshot::Sender<Vec<sluice_b2bua::Ban>>),
     /// Lift the ban on an address (every ban with `None`); answers how many were lifted.
     LiftBans(Option<std::net::IpAddr>, oneshot::Sender<usize>),
+    /// An upgrade: the successor at the other end of `link` has the sockets and is ready.
+    /// Stop reading them, answer what the successor must know, then serve what it forwards
+    /// until the calls in progress are over (or `deadline` passes: they are ended).
+    HandOver {
+        link: std::os::unix::net::UnixStream,
+        deadline: Duration,
+        reply: oneshot::Sender<sluice_b2bua::Handover>,
+    },
 }
 
 /// A change applied to the engine on its own task, between two messages (a new configuration,
@@ -58,6 +69,8 @@ pub struct Status {
     pub config: EngineConfig,
     pub plugins: Vec<PluginStatus>,
     pub trunks: Vec<TrunkStatus>,
+    /// An upgrade's old process still finishes its calls.
+    pub predecessor: bool,
 }
 
 pub struct ShellOptions {
@@ -98,19 +111,38 @@ pub struct Shell<H: Hooks> {
     tcp_limits: TcpLimits,
     media: Option<(MediaRelay, UnboundedReceiver<MediaEvent>)>,
     draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The process this one took over from (an upgrade), while it finishes its calls.
+    predecessor: Option<Predecessor>,
 }
 
 impl<H: Hooks> Shell<H> {
-    /// Bind every listener; fails (with the address) when one cannot be bound.
-    pub async fn bind(engine: Engine<H>, opts: ShellOptions) -> io::Result<Shell<H>> {
+    /// Bind every listener, or take it from `inherited` (an upgrade's predecessor had it);
+    /// fails (with the address) when one cannot be bound.
+    pub async fn bind(
+        engine: Engine<H>,
+        opts: ShellOptions,
+        inherited: &mut Inherited,
+    ) -> io::Result<Shell<H>> {
         let mut udp = UdpSockets::new(opts.max_message);
         let mut tcp = Vec::new();
         for l in &opts.listeners {
-            match l.transport {
-                Transport::Udp => udp.bind(l.addr)?,
-                Transport::Tcp => tcp.push((l.addr, stream::listen(l.addr)?)),
+            let kind = match l.transport {
+                Transport::Udp => SocketKind::SipUdp,
+                Transport::Tcp => SocketKind::SipTcp,
+            };
+            let taken = inherited.take(kind, l.addr);
+            let from = if taken.is_some() {
+                "predecessor"
+            } else {
+                "bound"
+            };
+            match (l.transport, taken) {
+                (Transport::Udp, Some(fd)) => udp.adopt(l.addr, fd)?,
+                (Transport::Udp, None) => udp.bind(l.addr)?,
+                (Transport::Tcp, Some(fd)) => tcp.push((l.addr, stream::adopt(fd)?)),
+                (Transport::Tcp, None) => tcp.push((l.addr, stream::listen(l.addr)?)),
             }
-            info!(transport = %l.transport, address = %l.addr, side = ?l.side, "listening");
+            info!(transport = %l.transport, address = %l.addr, side = ?l.side, from, "listening");
         }
         let media = match opts.media_workers {
             Some(n) => {
@@ -129,7 +161,33 @@ impl<H: Hooks> Shell<H> {
             tcp_limits: opts.tcp,
             media,
             draining: opts.draining,
+            predecessor: None,
         })
+    }
+
+    /// Duplicates of the listening sockets, to hand to a successor.
+    pub fn listening(&self) -> io::Result<Vec<Listening>> {
+        let mut out = self.udp.listening()?;
+        for (addr, l) in &self.tcp {
+            out.push(Listening::of(SocketKind::SipTcp, *addr, l)?);
+        }
+        Ok(out)
+    }
+
+    /// Take over the calls of the process that handed over `h` (it listens on `link`).
+    pub fn adopt(&mut self, h: sluice_b2bua::Handover, link: std::os::unix::net::UnixStream) {
+        info!(
+            calls = h.call_ids.len() / 2,
+            "taking over: the old process finishes its calls, this one takes new calls"
+        );
+        self.engine.adopt(h, std::time::Instant::now());
+        match Predecessor::start(link) {
+            Ok(p) => self.predecessor = Some(p),
+            Err(e) => {
+                tracing::warn!("the old process cannot be reached: {e}");
+                self.engine.predecessor_gone();
+            }
+        }
     }
 
     /// Run until a drain completes or the command senders are gone.
@@ -146,6 +204,7 @@ impl<H: Hooks> Shell<H> {
             tcp_limits,
             media,
             draining,
+            mut predecessor,
         } = self;
         let (relay, mut media_events) = match media {
             Some((r, rx)) => (Some(r), Some(rx)),
@@ -155,19 +214,37 @@ impl<H: Hooks> Shell<H> {
         let (tx, mut rx) = mpsc::channel::<Incoming>(16 * 1024);
         let mut conns = Connections::default();
         let admission = std::sync::Arc::new(stream::Admission::new(tcp_limits));
-        for (addr, listener) in tcp {
-            tokio::spawn(stream::accept_loop(
-                addr,
-                listener,
-                tx.clone(),
-                (conns.ids(), admission.clone()),
-                max_message,
-            ));
-        }
+        let accepting = |listeners: Vec<(SocketAddr, TcpListener)>, conns: &Connections| {
+            listeners
+                .into_iter()
+                .map(|(addr, listener)| {
+                    tokio::spawn(stream::accept_loop(
+                        addr,
+                        listener,
+                        tx.clone(),
+                        (conns.ids(), admission.clone()),
+                        max_message,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        };
+        let tcp_fds = tcp
+            .iter()
+            .map(|(a, l)| Listening::of(SocketKind::SipTcp, *a, l))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut accept_tasks = accepting(tcp, &conns);
+        let mut successor: Option<Successor> = None;
         let mut drain = Drain::default();
         // The trunks' agents (registration, keep-alive) start with the first input.
         engine.handle_timeout(std::time::Instant::now());
-        flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
+        flush(
+            &mut engine,
+            (&udp, relay, predecessor.as_ref()),
+            &mut conns,
+            &tx,
+            max_message,
+        )
+        .await;
         loop {
             let now = tokio::time::Instant::now();
             let wake = engine
@@ -179,7 +256,7 @@ impl<H: Hooks> Shell<H> {
                 .unwrap_or(later(now, Duration::from_secs(3600)));
             tokio::select! {
                 biased;
-                i = udp.readable() => {
+                i = udp.readable(), if successor.is_none() => {
                     udp.read_batch(i, |flow, data| {
                         let _handling = current_input::handling(flow, data);
                         #[cfg(debug_assertions)]
@@ -195,7 +272,7 @@ impl<H: Hooks> Shell<H> {
                         let Some(m) = next.take() else { break };
                         if matches!(m, Incoming::Closed { .. }) {
                             // Write what is queued for the connection (a 400, say) first.
-                            flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
+                            flush(&mut engine, (&udp, relay, predecessor.as_ref()), &mut conns, &tx, max_message).await;
                         }
                         on_incoming(&mut engine, &mut conns, m);
                         next = rx.try_recv().ok();
@@ -222,7 +299,7 @@ impl<H: Hooks> Shell<H> {
                         }
                         DrainStep::Stop => {
                             info!("drain finished");
-                            flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
+                            flush(&mut engine, (&udp, relay, predecessor.as_ref()), &mut conns, &tx, max_message).await;
                             return Ok(());
                         }
                     }
@@ -230,12 +307,56 @@ impl<H: Hooks> Shell<H> {
                 Some(ev) = next_media_event(&mut media_events) => {
                     engine.handle_media_event(std::time::Instant::now(), ev);
                 }
+                f = next_forwarded(&mut successor) => match f {
+                    Some((flow, data)) => {
+                        let _handling = current_input::handling(flow, &data);
+                        engine.handle_datagram(std::time::Instant::now(), flow, &data);
+                    }
+                    None => {
+                        // The new process is gone before this one finished: read the
+                        // sockets again rather than leave them unread.
+                        tracing::error!("the new process is gone: this process serves again");
+                        successor = None;
+                        drain = Drain::default();
+                        engine.take_back();
+                        let listeners = tcp_fds
+                            .iter()
+                            .map(|l| Ok((l.addr, stream::adopt(l.fd.try_clone()?)?)))
+                            .collect::<io::Result<Vec<_>>>()?;
+                        accept_tasks = accepting(listeners, &conns);
+                    }
+                },
+                _ = predecessor_gone(&mut predecessor) => {
+                    info!("the old process finished its calls: every message is this process's");
+                    predecessor = None;
+                    engine.predecessor_gone();
+                }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
-                    if matches!(cmd, Command::Drain { .. }) {
-                        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                    match cmd {
+                        Command::HandOver { link, deadline, reply } => {
+                            for t in accept_tasks.drain(..) {
+                                t.abort();
+                            }
+                            let now = std::time::Instant::now();
+                            let h = engine.hand_over(now);
+                            info!(
+                                calls = engine.active_calls(),
+                                ?deadline,
+                                "handed over: the new process reads the sockets; this one \
+                                 finishes its calls"
+                            );
+                            successor = Successor::start(link).ok();
+                            drain.start(tokio::time::Instant::now(), deadline);
+                            let _ = reply.send(h);
+                        }
+                        cmd => {
+                            if matches!(cmd, Command::Drain { .. }) {
+                                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            on_command(&mut engine, &mut drain, cmd);
+                        }
                     }
-                    on_command(&mut engine, &mut drain, cmd);
                 }
                 change = changes.recv() => {
                     let Some(Change(change, reply)) = change else { break };
@@ -245,9 +366,21 @@ impl<H: Hooks> Shell<H> {
                 }
             }
             engine.sync_metrics();
-            flush(&mut engine, (&udp, relay), &mut conns, &tx, max_message).await;
+            flush(
+                &mut engine,
+                (&udp, relay, predecessor.as_ref()),
+                &mut conns,
+                &tx,
+                max_message,
+            )
+            .await;
+
             if drain.is_on() && engine.active_calls() == 0 {
-                info!("drained: no calls left");
+                if successor.is_some() {
+                    info!("handed over and no call left: exiting");
+                } else {
+                    info!("drained: no calls left");
+                }
                 return Ok(());
             }
         }
@@ -275,6 +408,7 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
         Command::LiftBans(ip, reply) => {
             let _ = reply.send(engine.lift_bans(ip, std::time::Instant::now()));
         }
+        Command::HandOver { .. } => {}
         Command::Status(reply) => {
             let now = std::time::Instant::now();
             let _ = reply.send(Status {
@@ -285,6 +419,7 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
                 config: engine.config().clone(),
                 plugins: engine.hooks().status(),
                 trunks: engine.trunk_status(now),
+                predecessor: engine.has_predecessor(),
             });
         }
     }
@@ -319,7 +454,7 @@ fn on_incoming<H: Hooks>(engine: &mut Engine<H>, conns: &mut Connections, msg: I
 /// Write everything the engine has to send.
 async fn flush<H: Hooks>(
     engine: &mut Engine<H>,
-    (udp, media): (&UdpSockets, Option<&MediaRelay>),
+    (udp, media, predecessor): (&UdpSockets, Option<&MediaRelay>, Option<&Predecessor>),
     conns: &mut Connections,
     tx: &mpsc::Sender<Incoming>,
     max_message: usize,
@@ -330,6 +465,12 @@ async fn flush<H: Hooks>(
             Output::Media(op) => {
                 if let Some(failed) = media.and_then(|relay| relay.apply(op)) {
                     engine.handle_media_event(std::time::Instant::now(), failed);
+                }
+                continue;
+            }
+            Output::Forward { flow, data } => {
+                if let Some(p) = predecessor {
+                    p.forward(flow, &data);
                 }
                 continue;
             }

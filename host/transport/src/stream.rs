@@ -64,6 +64,13 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.listen(1024)
 }
 
+/// A listener a predecessor bound (an upgrade).
+pub(crate) fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<TcpListener> {
+    let l = std::net::TcpListener::from(fd);
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
 /// Who may hold accepted connections: a total and a per-address limit, shared by every
 /// listener; a connection holds its place ([`Admitted`]) until it ends.
 pub(crate) struct Admission {

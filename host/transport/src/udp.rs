@@ -37,6 +37,23 @@ impl UdpSockets {
         Ok(())
     }
 
+    /// A socket a predecessor bound (an upgrade).
+    pub fn adopt(&mut self, addr: SocketAddr, fd: std::os::fd::OwnedFd) -> io::Result<()> {
+        let sock = std::net::UdpSocket::from(fd);
+        sock.set_nonblocking(true)?;
+        self.socks.push((addr, UdpSocket::from_std(sock)?));
+        Ok(())
+    }
+
+    /// Duplicates of the sockets, for a successor.
+    pub fn listening(&self) -> io::Result<Vec<crate::handover::Listening>> {
+        use crate::handover::{Listening, SocketKind};
+        self.socks
+            .iter()
+            .map(|(a, s)| Listening::of(SocketKind::SipUdp, *a, s))
+            .collect()
+    }
+
     /// The index of a socket with datagrams to read.
     pub async fn readable(&self) -> usize {
         poll_fn(|cx| {
