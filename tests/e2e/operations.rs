@@ -926,3 +926,29 @@ fn a_failed_upgrade_leaves_the_running_process_serving() {
     let (_, body) = http("GET", &lab.admin(), "/status", None, "");
     assert_eq!(json_number(&body, "pid"), Some(f64::from(pid)), "{body}");
 }
+
+/// A trunk a reload removes leaves the scrape (no `sluice_trunk_up` or call series of a trunk
+/// that no longer exists), and the scrape stays valid for Prometheus.
+#[test]
+fn a_trunk_removed_by_a_reload_leaves_the_scrape() {
+    let a = LabAddrs::v4(44);
+    let base = Lab::config_for(&a, Transport::Udp);
+    let with_spare = format!(
+        "{base}\n[[trunk]]\nname = \"spare\"\nhost = \"127.0.44.30\"\nport = 5060\n\
+         transport = \"udp\"\n"
+    );
+    let lab = Lab::start_with_text(a, Transport::Udp, &with_spare);
+    let scrape = || http("GET", &lab.admin(), "/metrics", None, "").1;
+    let before = scrape();
+    assert!(
+        before.contains("sluice_trunk_up{trunk=\"spare\"}"),
+        "{before}"
+    );
+    assert!(before.contains("sluice_calls_attempted_total{trunk=\"spare\""));
+    std::fs::write(&lab.config_path, &base).unwrap();
+    assert_eq!(http("POST", &lab.admin(), "/reload", None, "").0, 200);
+    let after = scrape();
+    assert!(!after.contains("trunk=\"spare\""), "{after}");
+    assert!(after.contains("sluice_trunk_up{trunk=\"loop\"}"), "{after}");
+    promtool_accepts(&after);
+}

@@ -184,7 +184,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
 fn prometheus_text(h: &PrometheusHandle) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        h.render(),
+        sluice_b2bua::metrics::without_retired(h.render()),
     )
         .into_response()
 }

@@ -150,11 +150,8 @@ impl<H: Hooks> Engine<H> {
                     .into(),
             );
         }
-        for t in &cfg.trunks {
-            if !self.core.cfg.trunks.iter().any(|o| o.name == t.name) {
-                self.core.metrics.add_trunk(&t.name);
-            }
-        }
+        let names: Vec<&str> = cfg.trunks.iter().map(|t| &*t.name).collect();
+        self.core.metrics.set_trunks(&names);
         self.core.tx.set_timers(cfg.timers);
         self.core.trunks.reconfigure(&cfg);
         if let Some(limits) = cfg.guard.limits {

@@ -7,8 +7,8 @@ use crate::config::Side;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use sluice_media::EndSnapshot;
 use sluice_transaction::TxStats;
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Answer-seizure ratio is computed over this many most recent call attempts per trunk.
@@ -109,6 +109,8 @@ struct CallMetrics {
     pdd: Histogram,
     duration: Histogram,
     window: VecDeque<bool>,
+    /// Calls in progress (what `active` shows).
+    live: usize,
 }
 
 impl CallMetrics {
@@ -155,6 +157,7 @@ impl CallMetrics {
             pdd: histogram!(POST_DIAL_DELAY, &labels),
             duration: histogram!(CALL_DURATION, &labels),
             window: VecDeque::with_capacity(ASR_WINDOW),
+            live: 0,
         }
     }
 }
@@ -214,8 +217,40 @@ impl MessageCounters {
     }
 }
 
+/// Trunks whose series the scrape leaves out: removed by a reload, their calls over. The
+/// exporter cannot forget a series; [`without_retired`] filters them from its text.
+static RETIRED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// The exporter's text without the series of trunks a reload removed (once their calls ended).
+pub fn without_retired(text: String) -> String {
+    let needles: Vec<String> = match RETIRED.lock() {
+        Ok(r) if !r.is_empty() => r.iter().map(|t| format!("trunk=\"{t}\"")).collect(),
+        _ => return text,
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with('#') || !needles.iter().any(|n| line.contains(n.as_str())) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn set_retired(trunk: &str, retired: bool) {
+    if let Ok(mut r) = RETIRED.lock() {
+        if retired {
+            r.insert(trunk.to_string());
+        } else {
+            r.remove(trunk);
+        }
+    }
+}
+
 pub struct EngineMetrics {
     calls: HashMap<Arc<str>, TrunkMetrics>,
+    /// The configuration's trunks; a trunk that leaves it is retired once its calls ended.
+    configured: HashSet<Arc<str>>,
     messages: MessageCounters,
     last_tx: TxStats,
     /// Packets from banned sources: a flood's worth of them, so the handle is kept.
@@ -226,6 +261,7 @@ impl EngineMetrics {
     pub fn new(trunks: &[String]) -> EngineMetrics {
         let mut m = EngineMetrics {
             calls: HashMap::new(),
+            configured: trunks.iter().map(|t| Arc::from(t.as_str())).collect(),
             messages: MessageCounters::new(),
             last_tx: TxStats::default(),
             guard_dropped: counter!(GUARD_DROPPED),
@@ -250,8 +286,39 @@ impl EngineMetrics {
         m
     }
 
+    /// A reload's trunks: new ones are exported at zero; the series of removed ones leave the
+    /// scrape once their last call ended.
+    pub fn set_trunks(&mut self, trunks: &[&str]) {
+        self.configured = trunks.iter().map(|&t| Arc::from(t)).collect();
+        for t in trunks {
+            if !self.calls.contains_key(*t) {
+                self.add_trunk(t);
+            }
+        }
+        let gone: Vec<Arc<str>> = self.calls.keys().cloned().collect();
+        for t in gone {
+            self.retire_if_gone(&t);
+        }
+    }
+
+    /// Stop exporting a trunk the configuration no longer has, once no call of it is left.
+    fn retire_if_gone(&mut self, trunk: &str) {
+        if self.configured.contains(trunk) || trunk == "unknown" {
+            return;
+        }
+        let live = self
+            .calls
+            .get(trunk)
+            .map_or(0, |t| t.outbound.live.saturating_add(t.inbound.live));
+        if live == 0 {
+            self.calls.remove(trunk);
+            set_retired(trunk, true);
+        }
+    }
+
     /// Register a trunk's series so that they are exported (at zero) before its first call.
     pub fn add_trunk(&mut self, trunk: &str) {
+        set_retired(trunk, false);
         gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
         counter!("sluice_calls_cut_total", "trunk" => trunk.to_string(), "reason" => "max-duration")
             .increment(0);
@@ -284,16 +351,19 @@ impl EngineMetrics {
     pub fn call_started(&mut self, trunk: &str, d: Direction) {
         if let Some(m) = self.for_call(trunk, d) {
             m.active.increment(1.0);
+            m.live = m.live.saturating_add(1);
         }
     }
 
     pub fn call_ended(&mut self, trunk: &str, d: Direction, duration: Option<Duration>) {
         if let Some(m) = self.for_call(trunk, d) {
             m.active.decrement(1.0);
+            m.live = m.live.saturating_sub(1);
             if let Some(dur) = duration {
                 m.duration.record(dur.as_secs_f64());
             }
         }
+        self.retire_if_gone(trunk);
     }
 
     pub fn post_dial_delay(&mut self, trunk: &str, d: Direction, delay: Duration) {
@@ -494,4 +564,26 @@ fn push_outcome(m: &mut CallMetrics, answered: bool) {
     m.window.push_back(answered);
     let ok = m.window.iter().filter(|&&a| a).count();
     m.asr.set(ok as f64 / m.window.len() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_trunk_leaves_the_scrape_once_its_calls_ended() {
+        let mut m = EngineMetrics::new(&["keep-a".into(), "gone-a".into()]);
+        m.call_started("gone-a", Direction::Outbound);
+        m.set_trunks(&["keep-a"]);
+        let text = "# HELP sluice_trunk_up x\nsluice_trunk_up{trunk=\"gone-a\"} 1\n\
+                    sluice_trunk_up{trunk=\"keep-a\"} 1\n";
+        assert_eq!(without_retired(text.into()), text, "its call goes on");
+        m.call_ended("gone-a", Direction::Outbound, None);
+        assert_eq!(
+            without_retired(text.into()),
+            "# HELP sluice_trunk_up x\nsluice_trunk_up{trunk=\"keep-a\"} 1\n"
+        );
+        m.set_trunks(&["keep-a", "gone-a"]);
+        assert_eq!(without_retired(text.into()), text, "configured again");
+    }
 }
