@@ -170,33 +170,36 @@ fn metrics_match_a_known_run() {
     let mut inf = out.to_vec();
     inf.push(("le", "+Inf"));
     assert_eq!(get("sluice_post_dial_delay_seconds_bucket", &inf), 10.0);
-    // Messages, both sides: 15 INVITEs in from the PBX and out to the trunk, 10 BYEs each way,
-    // ACKs for 10 answers and 5 refusals each way, 486 relayed 5 times.
-    let req = |dir: &str, method: &str| {
+    // Messages, both sides, by peer: 15 INVITEs in from the PBX and out to the trunk, 10 BYEs
+    // each way, ACKs for 10 answers and 5 refusals each way, 486 relayed 5 times.
+    let req = |dir: &str, method: &str, peer: &str| {
         get(
             "sluice_sip_requests_total",
-            &[("direction", dir), ("method", method)],
+            &[("direction", dir), ("method", method), ("trunk", peer)],
         )
     };
-    let resp = |dir: &str, status: &str| {
+    let resp = |dir: &str, status: &str, peer: &str| {
         get(
             "sluice_sip_responses_total",
-            &[("direction", dir), ("status", status)],
+            &[("direction", dir), ("status", status), ("trunk", peer)],
         )
     };
-    assert_eq!(req("received", "INVITE"), 15.0);
-    assert_eq!(req("sent", "INVITE"), 15.0);
-    assert_eq!(req("received", "BYE"), 10.0);
-    assert_eq!(req("sent", "BYE"), 10.0);
-    assert_eq!(req("received", "ACK"), 15.0);
-    assert_eq!(req("sent", "ACK"), 15.0);
-    assert_eq!(resp("received", "486"), 5.0);
-    assert_eq!(resp("sent", "486"), 5.0);
-    assert_eq!(resp("received", "180"), 10.0);
-    assert_eq!(resp("sent", "180"), 10.0);
-    // 200s: 10 to INVITE and 10 to BYE, each way, plus the readiness probes' OPTIONS (sent).
-    assert_eq!(resp("received", "200"), 20.0);
-    assert!(resp("sent", "200") >= 20.0);
+    for (method, n) in [("INVITE", 15.0), ("BYE", 10.0), ("ACK", 15.0)] {
+        assert_eq!(req("received", method, "pbx"), n, "{method}");
+        assert_eq!(req("sent", method, "loop"), n, "{method}");
+        assert_eq!(req("received", method, "loop"), 0.0, "{method}");
+        assert_eq!(req("sent", method, "pbx"), 0.0, "{method}");
+    }
+    assert_eq!(resp("received", "486", "loop"), 5.0);
+    assert_eq!(resp("sent", "486", "pbx"), 5.0);
+    assert_eq!(resp("received", "180", "loop"), 10.0);
+    assert_eq!(resp("sent", "180", "pbx"), 10.0);
+    // 200s: 10 to INVITE and 10 to BYE, each way; the readiness probes' OPTIONS came from an
+    // address that is neither the PBX nor a trunk.
+    assert_eq!(resp("received", "200", "loop"), 20.0);
+    assert_eq!(resp("sent", "200", "pbx"), 20.0);
+    assert!(resp("sent", "200", "unknown") >= 2.0);
+    assert!(req("received", "OPTIONS", "unknown") >= 2.0);
     assert_eq!(get("sluice_trunk_up", &[("trunk", "loop")]), 1.0);
     // One line per call when it ends, with both legs' Call-IDs (the PBX's as SIPp wrote it).
     let log = lab.log();

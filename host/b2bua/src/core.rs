@@ -123,8 +123,42 @@ pub struct Core<H: Hooks> {
 impl<H: Hooks> Core<H> {
     pub fn emit(&mut self, flow: Flow, data: Bytes) {
         self.stats.messages_out = self.stats.messages_out.saturating_add(1);
-        self.metrics.message(Way::Sent, &data);
+        let peer = self.message_peer(flow.remote);
+        self.metrics.message(Way::Sent, peer, &data);
         self.outputs.push_back(Output::Transmit { flow, data });
+    }
+
+    /// Whose messages `addr` sends and receives, for the message counters: a trunk (by its
+    /// addresses or a gateway's registration), the PBX, or anyone else.
+    pub fn message_peer(&mut self, addr: std::net::SocketAddr) -> usize {
+        if let Some(slot) = self.metrics.known_peer(addr) {
+            return slot;
+        }
+        let trunk = self
+            .cfg
+            .trunks
+            .iter()
+            .find(|t| t.sends_from(addr))
+            .map(|t| t.name.clone())
+            .or_else(|| {
+                self.trunks
+                    .agents()
+                    .find(|a| {
+                        a.registrar
+                            .as_ref()
+                            .is_some_and(|r| r.registered_from(addr))
+                    })
+                    .map(|a| a.config.name.clone())
+            });
+        let name: &str = match &trunk {
+            Some(t) => t,
+            None if self.cfg.is_pbx(addr.ip()) => crate::metrics::PBX_PEER,
+            // Strangers are not remembered: a scan must not fill the memory.
+            None => return crate::metrics::UNKNOWN_SLOT,
+        };
+        let slot = self.metrics.peer_slot(name);
+        self.metrics.remember_peer(addr, slot);
+        slot
     }
 
     pub fn emit_message(&mut self, flow: Flow, msg: &Message) {

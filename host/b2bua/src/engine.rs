@@ -152,6 +152,7 @@ impl<H: Hooks> Engine<H> {
         }
         let names: Vec<&str> = cfg.trunks.iter().map(|t| &*t.name).collect();
         self.core.metrics.set_trunks(&names);
+        self.core.metrics.forget_peers();
         self.core.tx.set_timers(cfg.timers);
         self.core.trunks.reconfigure(&cfg);
         if let Some(limits) = cfg.guard.limits {
@@ -341,7 +342,8 @@ impl<H: Hooks> Engine<H> {
         }
         let stats = &mut self.core.stats;
         stats.messages_in = stats.messages_in.saturating_add(1);
-        self.core.metrics.message(Way::Received, data);
+        let peer = self.core.message_peer(flow.remote);
+        self.core.metrics.message(Way::Received, peer, data);
         match parse_message(data) {
             Ok(msg) if flow.transport == Transport::Udp && for_predecessor(&self.core, &msg) => {
                 let data = bytes::Bytes::copy_from_slice(data);

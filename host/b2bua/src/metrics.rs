@@ -188,9 +188,11 @@ const METHODS: [&str; 15] = [
 /// Statuses 100 to 699.
 const STATUSES: usize = 600;
 
-/// The message counters' handles, so that counting a message looks nothing up: requests by
-/// way and method (registered at start), responses by way and status (on first use).
+/// One peer's message counters' handles, so that counting a message looks nothing up:
+/// requests by way and method (registered at start), responses by way and status (on first
+/// use). The peer is a trunk, the PBX (`pbx`) or anyone else (`unknown`).
 struct MessageCounters {
+    trunk: Arc<str>,
     /// Per way (received, sent): per method of [`METHODS`].
     requests: [Vec<Counter>; 2],
     /// Per way: per status from 100.
@@ -198,11 +200,14 @@ struct MessageCounters {
 }
 
 impl MessageCounters {
-    fn new() -> MessageCounters {
+    fn new(trunk: &str) -> MessageCounters {
         let requests = |way: &'static str| {
             METHODS
                 .iter()
-                .map(|&m| counter!(SIP_REQUESTS, "direction" => way, "method" => m))
+                .map(|&m| {
+                    counter!(SIP_REQUESTS, "direction" => way, "method" => m,
+                        "trunk" => trunk.to_string())
+                })
                 .collect()
         };
         let responses = || {
@@ -211,11 +216,20 @@ impl MessageCounters {
             v
         };
         MessageCounters {
+            trunk: Arc::from(trunk),
             requests: [requests("received"), requests("sent")],
             responses: [responses(), responses()],
         }
     }
 }
+
+/// The label of messages to and from the PBX, and of those of anyone else.
+pub const PBX_PEER: &str = "pbx";
+pub const UNKNOWN_PEER: &str = "unknown";
+/// The slot of [`UNKNOWN_PEER`]'s counters (made first, after the PBX's).
+pub const UNKNOWN_SLOT: usize = 1;
+/// Addresses whose peer is remembered; past this, the memory starts afresh.
+const PEER_CACHE: usize = 4096;
 
 /// Trunks whose series the scrape leaves out: removed by a reload, their calls over. The
 /// exporter cannot forget a series; [`without_retired`] filters them from its text.
@@ -251,7 +265,10 @@ pub struct EngineMetrics {
     calls: HashMap<Arc<str>, TrunkMetrics>,
     /// The configuration's trunks; a trunk that leaves it is retired once its calls ended.
     configured: HashSet<Arc<str>>,
-    messages: MessageCounters,
+    /// Per peer slot ([`EngineMetrics::peer_slot`]).
+    messages: Vec<MessageCounters>,
+    /// The slot of each address seen from or to the PBX or a trunk.
+    peers: HashMap<std::net::SocketAddr, usize>,
     last_tx: TxStats,
     /// Packets from banned sources: a flood's worth of them, so the handle is kept.
     guard_dropped: Counter,
@@ -262,7 +279,11 @@ impl EngineMetrics {
         let mut m = EngineMetrics {
             calls: HashMap::new(),
             configured: trunks.iter().map(|t| Arc::from(t.as_str())).collect(),
-            messages: MessageCounters::new(),
+            messages: vec![
+                MessageCounters::new(PBX_PEER),
+                MessageCounters::new(UNKNOWN_PEER),
+            ],
+            peers: HashMap::new(),
             last_tx: TxStats::default(),
             guard_dropped: counter!(GUARD_DROPPED),
         };
@@ -316,9 +337,37 @@ impl EngineMetrics {
         }
     }
 
+    /// The slot of a peer's message counters (`name`: a trunk's, [`PBX_PEER`] or
+    /// [`UNKNOWN_PEER`]).
+    pub fn peer_slot(&mut self, name: &str) -> usize {
+        if let Some(i) = self.messages.iter().position(|m| &*m.trunk == name) {
+            return i;
+        }
+        self.messages.push(MessageCounters::new(name));
+        self.messages.len().saturating_sub(1)
+    }
+
+    /// The slot remembered for `addr`.
+    pub fn known_peer(&self, addr: std::net::SocketAddr) -> Option<usize> {
+        self.peers.get(&addr).copied()
+    }
+
+    pub fn remember_peer(&mut self, addr: std::net::SocketAddr, slot: usize) {
+        if self.peers.len() >= PEER_CACHE {
+            self.peers.clear();
+        }
+        self.peers.insert(addr, slot);
+    }
+
+    /// Addresses may belong to other peers now (a reload).
+    pub fn forget_peers(&mut self) {
+        self.peers.clear();
+    }
+
     /// Register a trunk's series so that they are exported (at zero) before its first call.
     pub fn add_trunk(&mut self, trunk: &str) {
         set_retired(trunk, false);
+        self.peer_slot(trunk);
         gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
         counter!("sluice_calls_cut_total", "trunk" => trunk.to_string(), "reason" => "max-duration")
             .increment(0);
@@ -396,13 +445,16 @@ impl EngineMetrics {
         }
     }
 
-    /// A message received or sent, classified from its first bytes.
-    pub fn message(&mut self, way: Way, data: &[u8]) {
+    /// A message received from or sent to the peer of `slot`, classified from its first bytes.
+    pub fn message(&mut self, way: Way, slot: usize, data: &[u8]) {
         let (w, direction) = match way {
             Way::Received => (0, "received"),
             Way::Sent => (1, "sent"),
         };
-        let (requests, responses) = (&self.messages.requests, &mut self.messages.responses);
+        let Some(peer) = self.messages.get_mut(slot) else {
+            return;
+        };
+        let (requests, responses, trunk) = (&peer.requests, &mut peer.responses, &peer.trunk);
         if let Some(code) = data.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
             if let [b'1'..=b'6', b'0'..=b'9', b'0'..=b'9'] = code {
                 // Three ASCII digits: the label set is bounded to 100..=699.
@@ -414,7 +466,8 @@ impl EngineMetrics {
                 if let Some(slot) = slot {
                     let counter = slot.get_or_insert_with(|| {
                         let status = std::str::from_utf8(code).unwrap_or("000").to_string();
-                        counter!(SIP_RESPONSES, "direction" => direction, "status" => status)
+                        counter!(SIP_RESPONSES, "direction" => direction, "status" => status,
+                            "trunk" => trunk.to_string())
                     });
                     counter.increment(1);
                 }

@@ -325,6 +325,20 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_peer_labels_are_no_trunk_names() {
+        for name in ["pbx", "unknown"] {
+            let text = DEFAULT_CONFIG
+                .replace("name = \"loop\"", &format!("name = \"{name}\""))
+                .replace(
+                    "outbound_trunk = \"loop\"",
+                    &format!("outbound_trunk = \"{name}\""),
+                );
+            let e = Config::parse(&text, "lab.toml").unwrap_err();
+            assert!(e.message.contains("reserved"), "{e}");
+        }
+    }
+
+    #[test]
     fn unknown_trunk_in_route_is_named() {
         let text = DEFAULT_CONFIG.replace("outbound_trunk = \"loop\"", "outbound_trunk = \"nope\"");
         let e = Config::parse(&text, "lab.toml").unwrap_err();

@@ -228,6 +228,16 @@ fn default_brand() -> Spanned<String> {
 impl Trunk {
     fn check(&self) -> Checked {
         check_name(&self.name, "trunk name")?;
+        if matches!(self.name.get_ref().as_str(), "pbx" | "unknown") {
+            return Err(Problem::at(
+                self.name.span(),
+                format!(
+                    "trunk name `{}` is reserved (metrics label the PBX's and strangers' \
+                     messages with it)",
+                    self.name.get_ref()
+                ),
+            ));
+        }
         if self.host.get_ref().trim().is_empty() {
             return Err(Problem::at(self.host.span(), "trunk host is empty"));
         }

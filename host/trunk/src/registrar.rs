@@ -80,6 +80,11 @@ impl Registrar {
         self.bindings.iter().filter(move |b| b.expires_at > now)
     }
 
+    /// Whether a binding (live or expired, not yet dropped) was registered from `addr`.
+    pub fn registered_from(&self, addr: SocketAddr) -> bool {
+        self.bindings.iter().any(|b| b.source == addr)
+    }
+
     /// The binding calls go to: the most recently refreshed live one.
     pub fn target(&self, now: Instant) -> Option<&Binding> {
         self.bindings(now).last()
