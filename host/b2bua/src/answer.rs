@@ -28,6 +28,10 @@ pub fn provisional<H: Hooks>(
     mut msg: Message,
 ) {
     call.legs.callee.learn_from_answer(status, &msg);
+    if !crate::prack::from_callee(core, call, now, &msg) {
+        // A reliable provisional again: acknowledged and relayed already.
+        return;
+    }
     record_progress(core, call, now);
     send_cancel_if_possible(core, call, now);
     let CallState::Proceeding(p) = &call.state else {
@@ -48,7 +52,7 @@ pub fn provisional<H: Hooks>(
         media::drop_sdp(&mut resp);
     }
     let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
-    core.respond(now, uas, &resp);
+    crate::prack::send_provisional(core, call, now, uas, resp);
 }
 
 /// A final failure (300-699): relayed to the caller (mapped where it makes no sense across
@@ -86,6 +90,7 @@ pub fn failure<H: Hooks>(
                 media::drop_sdp(&mut resp);
             }
             let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
+            crate::prack::settled(call);
             core.record_failure(call, mapped);
             debug!(call = call.key, status, "call failed");
             core.respond(now, p.uas, &resp);
@@ -123,6 +128,7 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
         return;
     };
     call.answered_at = Some(now);
+    crate::prack::settled(call);
     let invite_cseq = p.invite.cseq().map_or(0, |(n, _)| n);
     let reply_to = reply_flow(&p.invite, call.legs.caller.flow);
     let mut resp = relay::response(
@@ -197,6 +203,7 @@ pub fn no_answer<H: Hooks>(
             let tag = &call.legs.caller.local_tag;
             let mut resp = response_to(&p.invite, status, reason_phrase(status), Some(tag));
             add_agent(&mut resp, &core.cfg.user_agent);
+            crate::prack::settled(call);
             core.record_failure(call, status);
             core.respond(now, p.uas, &resp);
         }
@@ -231,6 +238,7 @@ pub fn abandon<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, stat
     let tag = &call.legs.caller.local_tag;
     let mut resp = response_to(&p.invite, status, reason_phrase(status), Some(tag));
     add_agent(&mut resp, &core.cfg.user_agent);
+    crate::prack::settled(call);
     core.record_failure(call, status);
     core.respond(now, p.uas, &resp);
     send_cancel_if_possible(core, call, now);

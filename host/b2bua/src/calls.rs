@@ -96,6 +96,8 @@ pub struct Call {
     pub ends_at: Option<Instant>,
     /// The addresses this call counts in `Core::dialog_peers`.
     pub peers: Vec<std::net::IpAddr>,
+    /// Reliable provisional responses on both legs (RFC 3262).
+    pub prack: crate::prack::Reliability,
 }
 
 impl Call {

@@ -52,8 +52,8 @@ pub enum ClientRole {
         server: ServerTxId,
         request: Box<Message>,
     },
-    /// A request Sluice sends on its own (a CANCEL, a BYE that ends a call): its answer only
-    /// settles it.
+    /// A request Sluice sends on its own (a CANCEL, a BYE that ends a call, a PRACK): its
+    /// answer only settles it.
     Teardown { call: CallKey },
     /// A trunk agent's request: REGISTER or an OPTIONS probe.
     Agent {

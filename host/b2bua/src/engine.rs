@@ -329,6 +329,7 @@ impl<H: Hooks> Engine<H> {
                 failover::on_timer(core, call, now);
                 in_dialog::timer(core, call, now, at);
                 duration::on_timer(core, call, now);
+                crate::prack::on_timer(core, call, now);
             });
             self.dispatch(now);
         }

@@ -5,9 +5,13 @@ use sluice_sip::{HeaderName, Message, NameAddr, Uri};
 use std::net::SocketAddr;
 
 /// Methods Sluice handles, as advertised in Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
-/// Extensions Sluice supports (session timers pass through end to end).
-pub const SUPPORTED: &[&str] = &["timer"];
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK";
+/// Extensions Sluice supports: reliable provisionals (ended on each leg, see
+/// [`crate::prack`]) and session timers.
+pub const SUPPORTED: &[&str] = &["100rel", "timer"];
+/// The option tags copied from one leg's Supported/Require to the other's (session timers pass
+/// through end to end; 100rel is each leg's own).
+const RELAYED_OPTIONS: &[&str] = &["timer"];
 
 /// Write Sluice's agent name: `User-Agent` on a request, `Server` on a response; nothing when
 /// the configured name is empty.
@@ -71,7 +75,7 @@ pub fn copy_passthrough(from: &Message, to: &mut Message) {
             to.headers.push(h.name.clone(), h.value.clone());
         } else if matches!(h.name, HeaderName::Supported | HeaderName::Require) {
             let kept: Vec<&str> = sluice_sip::fields::split_list(&h.value)
-                .filter(|t| SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+                .filter(|t| RELAYED_OPTIONS.iter().any(|s| s.eq_ignore_ascii_case(t)))
                 .collect();
             if !kept.is_empty() {
                 to.headers.push(h.name.clone(), kept.join(", "));

@@ -58,6 +58,11 @@ pub fn request<H: Hooks>(
             crate::guard::note_peers(core, call);
             relay_request(core, call, now, (leg, tx), msg);
         }
+        // Reliable provisionals are each leg's own: Sluice answers the caller's PRACK.
+        Method::Prack if leg == LegId::Caller => {
+            crate::prack::from_caller(core, call, now, tx, &msg);
+        }
+        Method::Prack => core.reply(now, tx, &msg, 481, reason_phrase(481)),
         Method::Update | Method::Info | Method::Options => {
             if method == Method::Update {
                 call.legs.get_mut(leg).refresh_target(&msg);

@@ -271,6 +271,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         invite,
     } = new_call;
     core.hooks.pin(generation);
+    let prack = crate::prack::Reliability::for_caller(&caller_invite, core.ids.first_cseq());
     debug!(call = key, ?direction, trunk = %route.trunk, "new call");
     let uac = core.tx.send_request(now, invite, callee.flow);
     core.clients.insert(uac, ClientRole::Invite { call: key });
@@ -310,6 +311,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         final_status: None,
         ends_at: None,
         peers: Vec::new(),
+        prack,
     }
 }
 

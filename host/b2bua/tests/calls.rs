@@ -384,3 +384,22 @@ fn a_header_over_the_limit_is_refused_and_never_relayed() {
     let o = lab.from_trunk_text(&trunk_response(&to_trunk, 200, "OK", ""));
     assert!(statuses(&only(&o, PBX)).contains(&200), "{o:?}");
 }
+
+/// A callee that rings for a minute (longer than 64*T1) is waited for: the caller hears no
+/// 408, and the answer still connects the call.
+#[test]
+fn a_call_ringing_past_64_t1_is_answered_normally() {
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    lab.from_trunk_text(&trunk_response(&b_invite, 180, "Ringing", ""));
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_millis(500));
+    assert!(
+        only(&o, PBX)
+            .iter()
+            .all(|m| m.status().is_none_or(|s| s < 300)),
+        "{o:?}"
+    );
+    let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", SDP));
+    assert_eq!(statuses(&only(&o, PBX)), [200]);
+}

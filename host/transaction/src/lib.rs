@@ -36,6 +36,10 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// How long an INVITE that got a provisional waits for the next answer (RFC 3261 §16.6's
+/// Timer C, "greater than 3 minutes"): a callee that rings is not given up at 64*T1.
+pub const TIMER_C: Duration = Duration::from_secs(181);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerTxId(pub u64);
 
@@ -591,6 +595,9 @@ impl TransactionLayer {
                     tx.state = CState::Proceeding;
                     tx.deadlines.retransmit = None;
                     self.events.push_back(TxEvent::Response { tx: id, msg });
+                    // Timer B ends with the Calling state (RFC 3261 §17.1.1.2): a callee that
+                    // rings is waited for; each provisional restarts Timer C instead (§16.6).
+                    self.arm(r, TimerKind::Timeout, after(now, TIMER_C.max(timeout)));
                 }
                 (CState::Calling | CState::Proceeding, 200..=299) => {
                     tx.state = CState::Accepted;

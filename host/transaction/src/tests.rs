@@ -78,6 +78,36 @@ fn invite_client_retransmits_with_timer_a_and_times_out_with_b() {
 }
 
 #[test]
+fn a_ringing_invite_is_waited_for_past_timer_b_until_timer_c() {
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let req = request("INVITE", "z9hG4bKring");
+    let id = l.send_request(t0, req.clone(), flow(Transport::Udp));
+    drain(&mut l);
+    let ringing = t0 + Duration::from_secs(1);
+    l.on_response(ringing, response_for(&req, 180), flow(Transport::Udp));
+    drain(&mut l);
+    // Past 64*T1 (32 s): still waiting.
+    let ev = run_until(&mut l, t0, Duration::from_secs(60));
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, Out::Event(TxEvent::ClientTimeout { .. }))),
+        "{ev:?}"
+    );
+    assert_eq!(l.client_count(), 1);
+    // A later provisional restarts Timer C; it fires 181 s after the last one.
+    let again = t0 + Duration::from_secs(100);
+    l.on_response(again, response_for(&req, 183), flow(Transport::Udp));
+    drain(&mut l);
+    let ev = run_until(&mut l, t0, Duration::from_secs(280));
+    assert!(ev.is_empty(), "{ev:?}");
+    let ev = run_until(&mut l, t0, Duration::from_secs(282));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Out::Event(TxEvent::ClientTimeout { tx, .. }) if *tx == id)));
+}
+
+#[test]
 fn no_retransmission_over_tcp() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let t0 = Instant::now();
