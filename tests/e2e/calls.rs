@@ -327,3 +327,56 @@ fn a_hung_call_is_ended_at_the_trunks_maximum_duration() {
         Some(2.0)
     );
 }
+
+/// A trunk that requires 100rel for its 183 with SDP (SIPp checks that Sluice's INVITE offers
+/// 100rel and that Sluice's PRACK acknowledges RSeq 1), toward a PBX without 100rel: the PBX
+/// gets a plain 183 with the early media SDP, and every call completes.
+#[test]
+fn a_trunks_reliable_183_reaches_a_pbx_without_100rel() {
+    let lab = Lab::start(45, Transport::Udp);
+    let uas = lab.sipp("uas", "uas_100rel.xml", Peer::Trunk, None, &["-m", "5"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "5", "-r", "5", "-d", "100", "-s", "15552001111"],
+    );
+    let log = uac.messages_path().to_path_buf();
+    assert_all_ok("PBX caller", &uac.wait(LIMIT), 5, &lab);
+    assert_all_ok(
+        "trunk requiring 100rel",
+        &uas.wait(Duration::from_secs(10)),
+        5,
+        &lab,
+    );
+    let got = sluice_e2e::parse_message_log(&std::fs::read_to_string(log).unwrap(), "received");
+    let early: Vec<&String> = got
+        .iter()
+        .filter(|m| m.starts_with("SIP/2.0 183"))
+        .collect();
+    assert_eq!(early.len(), 5, "one 183 per call");
+    for m in early {
+        let lower = m.to_ascii_lowercase();
+        assert!(!lower.contains("rseq:") && !lower.contains("100rel"), "{m}");
+        assert!(m.contains("m=audio"), "early media SDP: {m}");
+    }
+}
+
+/// The same trunk toward a PBX that supports 100rel: the PBX gets the 183 reliably (SIPp
+/// checks Require: 100rel and RSeq) and PRACKs it; both PRACKs are answered on their own leg.
+#[test]
+fn a_trunks_reliable_183_reaches_a_pbx_with_100rel_reliably() {
+    let lab = Lab::start(46, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        Dir::Outbound,
+        "uac_100rel.xml",
+        "uas_100rel.xml",
+        5,
+        5,
+        100,
+    );
+    assert_all_ok("PBX caller with 100rel", &uac, 5, &lab);
+    assert_all_ok("trunk requiring 100rel", &uas, 5, &lab);
+}
