@@ -955,3 +955,41 @@ fn a_trunk_removed_by_a_reload_leaves_the_scrape() {
     assert!(after.contains("sluice_trunk_up{trunk=\"loop\"}"), "{after}");
     promtool_accepts(&after);
 }
+
+/// An upgrade with no call in progress (the usual off-peak case): the old process still hands
+/// over before it exits, and the new one serves.
+#[test]
+fn an_upgrade_with_no_call_hands_over_before_the_old_process_exits() {
+    let mut lab = Lab::start(47, Transport::Udp);
+    let old = lab.sluice_pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-USR2", &old.to_string()])
+        .status()
+        .unwrap();
+    let status = lab
+        .wait_exit(LIMIT)
+        .expect("the old process exits once handed over");
+    assert!(status.success(), "{status:?}\n{}", lab.log());
+    let mut new = None;
+    wait_until("the new process answering", LIMIT, || {
+        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+        new = json_number(&body, "pid")
+            .map(|p| p.to_string().parse::<u32>().unwrap_or(0))
+            .filter(|&p| p != old && p != 0);
+        new.is_some()
+    });
+    let new = new.unwrap();
+    let _end = EndOnDrop(new);
+    assert!(pid_alive(new), "{}", lab.log());
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "3"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10"],
+    );
+    let r = uac.wait(LIMIT);
+    assert_eq!((r.successful, r.failed), (3, 0), "{r:?}\n{}", lab.log());
+    assert_eq!(uas.wait(Duration::from_secs(10)).successful, 3);
+}

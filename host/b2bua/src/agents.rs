@@ -295,6 +295,8 @@ pub fn on_register<H: Hooks>(
             r
         }
         RegistrarReply::Ok { contacts } => {
+            // The gateway's address is the trunk's now (or no longer): count it so.
+            core.metrics.forget_peers();
             let mut r = response_to(msg, 200, "OK", Some(&tag));
             for c in contacts {
                 r.headers.push(HeaderName::Contact, c.clone());

@@ -436,9 +436,10 @@ async fn run(
     if !inherited.is_empty() {
         info!(
             sockets = inherited.len(),
-            "the old process's listeners this configuration no longer has close with it"
+            "closing the old process's listeners this configuration no longer has"
         );
     }
+    drop(inherited);
     let _watcher = if cfg.plugins.watch {
         reload::watch(reloader.clone())
     } else {
@@ -449,10 +450,12 @@ async fn run(
     systemd::spawn_monitor(commands.clone(), draining.clone());
     match takeover {
         Some(t) => {
-            let (h, link) = t.ready().await?;
+            let (h, mut link) = t.ready().await?;
+            systemd::ready_as_main();
+            sluice_transport::handover::send_took_over(&mut link)
+                .context("telling the old process")?;
             shell.adopt(h, link);
             info!("sluice running (took over from the old process)");
-            systemd::ready_as_main();
         }
         None => {
             info!("sluice running");

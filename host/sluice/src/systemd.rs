@@ -11,6 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 fn send(states: &[NotifyState]) {
+    // After an upgrade the new process speaks for the service: no watchdog, reload or stop
+    // from this one.
+    if HANDED_OVER.load(Ordering::Relaxed) {
+        return;
+    }
     if let Err(e) = sd_notify::notify(states) {
         debug!("sd_notify: {e}");
     }
@@ -46,7 +51,7 @@ pub fn ready_as_main() {
     ]);
 }
 
-/// This process handed its sockets to a new one: it never says READY or STOPPING again.
+/// This process handed its sockets to a new one: it tells systemd nothing more.
 pub fn handed_over() {
     STOPPING.store(true, Ordering::Relaxed);
     HANDED_OVER.store(true, Ordering::Relaxed);
@@ -56,9 +61,6 @@ static HANDED_OVER: AtomicBool = AtomicBool::new(false);
 
 /// A drain started: no new calls.
 pub fn stopping() {
-    if HANDED_OVER.load(Ordering::Relaxed) {
-        return;
-    }
     STOPPING.store(true, Ordering::Relaxed);
     send(&[
         NotifyState::Stopping,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// How long the new process may take to load its plugins, connect and get ready.
 const START_LIMIT: Duration = Duration::from_secs(300);
@@ -88,7 +88,6 @@ pub fn on_signal(
             match upgrade(&program, &sockets, &commands, deadline).await {
                 Ok(pid) => {
                     info!(pid, "upgrade: the new process took over");
-                    crate::systemd::handed_over();
                     // The admin API and the metrics are the new process's now.
                     for s in &servers {
                         s.abort();
@@ -125,29 +124,41 @@ async fn upgrade(
     )?)?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    let mut child = tokio::process::Command::new(program)
-        .args(std::env::args_os().skip(1))
-        .env(UPGRADE_ENV, &name)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
+    // Killed if the upgrade fails from here on; kept (and reaped) once it took over.
+    let mut child = Unless(Some(
+        tokio::process::Command::new(program)
+            .args(std::env::args_os().skip(1))
+            .env(UPGRADE_ENV, &name)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?,
+    ));
     let pid = child
-        .id()
+        .get()
+        .and_then(tokio::process::Child::id)
         .ok_or_else(|| anyhow!("the new process is gone"))?;
     info!(pid, "upgrade: new process started");
-    let stream = tokio::select! {
-        a = listener.accept() => a?.0,
-        st = child.wait() => bail!("the new process exited before taking over ({})", st?),
-        _ = tokio::time::sleep(START_LIMIT) => {
-            let _ = child.start_kill();
-            bail!("the new process did not connect within {START_LIMIT:?}");
+    let until = tokio::time::Instant::from_std(sluice_transaction::after(
+        std::time::Instant::now(),
+        START_LIMIT,
+    ));
+    let stream = loop {
+        let stream = tokio::select! {
+            a = listener.accept() => a?.0,
+            st = child.wait() => bail!("the new process exited before taking over ({st})"),
+            _ = tokio::time::sleep_until(until) => {
+                bail!("the new process did not connect within {START_LIMIT:?}");
+            }
+        };
+        // Anyone on the host may connect to the name: only the child gets the sockets.
+        match stream.peer_cred()?.pid() {
+            Some(p) if i32::try_from(pid).ok() == Some(p) => break stream,
+            other => {
+                warn!(peer = ?other, "upgrade: a process other than the new one connected; ignored")
+            }
         }
     };
-    // Anyone on the host could connect to the name: only the child gets the sockets.
-    let peer = stream.peer_cred()?.pid();
-    if peer != i32::try_from(pid).ok() {
-        bail!("a process other than the new one ({peer:?}) connected");
-    }
+    drop(listener);
     let mut link = stream.into_std()?;
     link.set_nonblocking(false)?;
     link.set_read_timeout(Some(START_LIMIT))?;
@@ -161,16 +172,67 @@ async fn upgrade(
         anyhow::Ok(link)
     })
     .await??;
+    // This process stops reading now; until the new one says it took over, it must neither
+    // exit nor read.
     let (reply, answer) = oneshot::channel();
     commands
-        .send(Command::HandOver {
-            link: link.try_clone()?,
-            deadline,
-            reply,
-        })
+        .send(Command::HandOver { deadline, reply })
         .await
         .map_err(|_| anyhow!("the engine is gone"))?;
     let h = answer.await?;
-    tokio::task::spawn_blocking(move || handover::send_state(&mut link, &h)).await??;
+    let told = tokio::task::spawn_blocking(move || {
+        handover::send_state(&mut link, &h)?;
+        handover::wait_took_over(&mut link).context("waiting for the new process to take over")?;
+        link.set_read_timeout(None)?;
+        anyhow::Ok(link)
+    })
+    .await?;
+    let link = match told {
+        Ok(link) => link,
+        Err(e) => {
+            let _ = commands.send(Command::TakeBack).await;
+            return Err(e);
+        }
+    };
+    // From here on systemd hears only the new process (before this one may exit).
+    crate::systemd::handed_over();
+    commands
+        .send(Command::HandedOver { link })
+        .await
+        .map_err(|_| anyhow!("the engine is gone"))?;
+    // The child is the service now: reaped when it exits, never killed from here.
+    if let Some(mut child) = child.0.take() {
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+    }
     Ok(pid)
+}
+
+/// The new process, killed when dropped unless it took over (taken out).
+struct Unless(Option<tokio::process::Child>);
+
+impl Unless {
+    fn get(&self) -> Option<&tokio::process::Child> {
+        self.0.as_ref()
+    }
+
+    /// Its exit, as text.
+    async fn wait(&mut self) -> String {
+        match self.0.as_mut() {
+            Some(c) => c
+                .wait()
+                .await
+                .map_or_else(|e| e.to_string(), |st| st.to_string()),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Unless {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
 }

@@ -38,6 +38,18 @@ impl Drain {
         true
     }
 
+    /// A drain asked for while one runs (a stop during an upgrade's tail, say): the earlier
+    /// deadline wins. The deadline now in force, if the drain has not hung up yet.
+    pub fn shorten(&mut self, now: Instant, deadline: Duration) -> Option<Instant> {
+        match self {
+            Drain::Running { until } => {
+                *until = (*until).min(later(now, deadline));
+                Some(*until)
+            }
+            Drain::Off | Drain::HungUp { .. } => None,
+        }
+    }
+
     pub fn is_on(&self) -> bool {
         !matches!(self, Drain::Off)
     }
@@ -84,6 +96,17 @@ mod tests {
         assert_eq!(d.fire(t1, grace), DrainStep::HangUp);
         assert_eq!(d.wake(), Some(t1 + grace + AFTER_HANG_UP));
         assert_eq!(d.fire(t1 + grace + AFTER_HANG_UP, grace), DrainStep::Stop);
+        // A shorter second deadline wins; a longer one does not move it.
+        let mut d = Drain::default();
+        d.start(t0, Duration::from_secs(14_400));
+        assert_eq!(
+            d.shorten(t0, Duration::from_secs(30)),
+            Some(t0 + Duration::from_secs(30))
+        );
+        assert_eq!(
+            d.shorten(t0, Duration::from_secs(60)),
+            Some(t0 + Duration::from_secs(30))
+        );
         // An absurd deadline saturates instead of panicking.
         let mut d = Drain::default();
         d.start(t0, Duration::MAX);

@@ -32,6 +32,7 @@ const SOCKETS: u8 = 1;
 const READY: u8 = 2;
 const STATE: u8 = 3;
 const FORWARD: u8 = 4;
+const TOOK_OVER: u8 = 5;
 
 /// What a handed-over socket is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +224,15 @@ pub fn receive_state(s: &mut UnixStream) -> io::Result<Handover> {
     serde_json::from_slice(&body).map_err(|e| bad(&e.to_string()))
 }
 
+/// The new process: it runs, and is the service's main process now; the old one may finish.
+pub fn send_took_over(s: &mut UnixStream) -> io::Result<()> {
+    write_frame(s, TOOK_OVER, &[])
+}
+
+pub fn wait_took_over(s: &mut UnixStream) -> io::Result<()> {
+    read_frame(s, TOOK_OVER).map(drop)
+}
+
 /// A forwarded datagram's frame: its local and remote addresses, a newline, the datagram.
 pub(crate) fn forward_frame(flow: Flow, data: &[u8]) -> io::Result<Vec<u8>> {
     let addrs = format!("{} {}\n", flow.local, flow.remote);
@@ -370,11 +380,39 @@ impl Successor {
     }
 }
 
-/// The next datagram the successor forwarded; `None` once it is gone; never without one.
-pub(crate) async fn next_forwarded(s: &mut Option<Successor>) -> Option<(Flow, Vec<u8>)> {
-    match s {
-        Some(s) => s.forwarded.recv().await,
-        None => std::future::pending().await,
+/// The old process's part in an upgrade, as its shell sees it.
+#[derive(Default)]
+pub(crate) enum Handing {
+    /// No upgrade: the process reads its sockets.
+    #[default]
+    No,
+    /// It stopped reading; the successor is being told its calls (the process must not exit
+    /// before it knows, even with no call left).
+    Pending,
+    /// The successor took over and forwards this process's datagrams.
+    Done(Successor),
+}
+
+impl Handing {
+    pub fn reading(&self) -> bool {
+        matches!(self, Handing::No)
+    }
+
+    pub fn may_exit(&self) -> bool {
+        !matches!(self, Handing::Pending)
+    }
+
+    pub fn handed(&self) -> bool {
+        matches!(self, Handing::Done(_))
+    }
+}
+
+/// The next datagram the successor forwarded; `None` once it is gone; never before it took
+/// over.
+pub(crate) async fn next_forwarded(h: &mut Handing) -> Option<(Flow, Vec<u8>)> {
+    match h {
+        Handing::Done(s) => s.forwarded.recv().await,
+        _ => std::future::pending().await,
     }
 }
 
@@ -397,6 +435,7 @@ mod tests {
                 ..Handover::default()
             };
             send_state(&mut old, &h).unwrap();
+            wait_took_over(&mut old).unwrap();
         });
         let mut got = receive(&mut new).unwrap();
         assert_eq!(got.len(), 1);
@@ -407,6 +446,7 @@ mod tests {
         send_ready(&mut new).unwrap();
         let h = receive_state(&mut new).unwrap();
         assert_eq!(h.call_ids, ["x@y"]);
+        send_took_over(&mut new).unwrap();
         sender.join().unwrap();
         // A datagram sent to the address is read from the handed-over socket.
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

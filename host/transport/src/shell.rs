@@ -6,7 +6,8 @@ use crate::connections::{Connections, Writer};
 use crate::current_input;
 use crate::drain::{Drain, DrainStep};
 use crate::handover::{
-    next_forwarded, predecessor_gone, Inherited, Listening, Predecessor, SocketKind, Successor,
+    next_forwarded, predecessor_gone, Handing, Inherited, Listening, Predecessor, SocketKind,
+    Successor,
 };
 use crate::later;
 use crate::rtp::MediaRelay;
@@ -39,14 +40,19 @@ pub enum Command {
     Bans(oneshot::Sender<Vec<sluice_b2bua::Ban>>),
     /// Lift the ban on an address (every ban with `None`); answers how many were lifted.
     LiftBans(Option<std::net::IpAddr>, oneshot::Sender<usize>),
-    /// An upgrade: the successor at the other end of `link` has the sockets and is ready.
-    /// Stop reading them, answer what the successor must know, then serve what it forwards
-    /// until the calls in progress are over (or `deadline` passes: they are ended).
+    /// An upgrade: the successor has the sockets and is ready. Stop reading them and answer
+    /// what the successor must know; the calls in progress may go on for `deadline`.
     HandOver {
-        link: std::os::unix::net::UnixStream,
         deadline: Duration,
         reply: oneshot::Sender<sluice_b2bua::Handover>,
     },
+    /// The successor got that and took over: serve what it forwards over `link` until the
+    /// calls are over.
+    HandedOver {
+        link: std::os::unix::net::UnixStream,
+    },
+    /// The hand-over failed after this process stopped reading: read the sockets again.
+    TakeBack,
 }
 
 /// A change applied to the engine on its own task, between two messages (a new configuration,
@@ -214,26 +220,30 @@ impl<H: Hooks> Shell<H> {
         let (tx, mut rx) = mpsc::channel::<Incoming>(16 * 1024);
         let mut conns = Connections::default();
         let admission = std::sync::Arc::new(stream::Admission::new(tcp_limits));
-        let accepting = |listeners: Vec<(SocketAddr, TcpListener)>, conns: &Connections| {
-            listeners
-                .into_iter()
-                .map(|(addr, listener)| {
-                    tokio::spawn(stream::accept_loop(
-                        addr,
-                        listener,
-                        tx.clone(),
-                        (conns.ids(), admission.clone()),
-                        max_message,
-                    ))
-                })
-                .collect::<Vec<_>>()
-        };
+        // The listeners' descriptors stay, so that accepting can stop (an upgrade) and start
+        // again (a failed one).
         let tcp_fds = tcp
             .iter()
             .map(|(a, l)| Listening::of(SocketKind::SipTcp, *a, l))
             .collect::<io::Result<Vec<_>>>()?;
-        let mut accept_tasks = accepting(tcp, &conns);
-        let mut successor: Option<Successor> = None;
+        drop(tcp);
+        let accepting = |conns: &Connections| -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
+            tcp_fds
+                .iter()
+                .map(|l| {
+                    let listener = stream::adopt(l.fd.try_clone()?)?;
+                    Ok(tokio::spawn(stream::accept_loop(
+                        l.addr,
+                        listener,
+                        tx.clone(),
+                        (conns.ids(), admission.clone()),
+                        max_message,
+                    )))
+                })
+                .collect()
+        };
+        let mut accept_tasks = accepting(&conns)?;
+        let mut handing = Handing::No;
         let mut drain = Drain::default();
         // The trunks' agents (registration, keep-alive) start with the first input.
         engine.handle_timeout(std::time::Instant::now());
@@ -256,7 +266,7 @@ impl<H: Hooks> Shell<H> {
                 .unwrap_or(later(now, Duration::from_secs(3600)));
             tokio::select! {
                 biased;
-                i = udp.readable(), if successor.is_none() => {
+                i = udp.readable(), if handing.reading() => {
                     udp.read_batch(i, |flow, data| {
                         let _handling = current_input::handling(flow, data);
                         #[cfg(debug_assertions)]
@@ -307,23 +317,26 @@ impl<H: Hooks> Shell<H> {
                 Some(ev) = next_media_event(&mut media_events) => {
                     engine.handle_media_event(std::time::Instant::now(), ev);
                 }
-                f = next_forwarded(&mut successor) => match f {
+                f = next_forwarded(&mut handing) => match f {
                     Some((flow, data)) => {
                         let _handling = current_input::handling(flow, &data);
                         engine.handle_datagram(std::time::Instant::now(), flow, &data);
                     }
                     None => {
-                        // The new process is gone before this one finished: read the
-                        // sockets again rather than leave them unread.
-                        tracing::error!("the new process is gone: this process serves again");
-                        successor = None;
-                        drain = Drain::default();
-                        engine.take_back();
-                        let listeners = tcp_fds
-                            .iter()
-                            .map(|l| Ok((l.addr, stream::adopt(l.fd.try_clone()?)?)))
-                            .collect::<io::Result<Vec<_>>>()?;
-                        accept_tasks = accepting(listeners, &conns);
+                        // The new process exited (stopped, or crashed): nobody else reads
+                        // the sockets. Read them again to finish this process's calls;
+                        // new calls are refused as in a drain.
+                        tracing::error!(
+                            calls = engine.active_calls(),
+                            "the new process is gone: this process reads its sockets again \
+                             to finish its calls, refusing new ones"
+                        );
+                        handing = Handing::No;
+                        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(until) = drain.wake() {
+                            engine.drain_until(until.into_std());
+                        }
+                        accept_tasks = accepting(&conns)?;
                     }
                 },
                 _ = predecessor_gone(&mut predecessor) => {
@@ -334,21 +347,40 @@ impl<H: Hooks> Shell<H> {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
                     match cmd {
-                        Command::HandOver { link, deadline, reply } => {
+                        Command::HandOver { deadline, reply } => {
                             for t in accept_tasks.drain(..) {
                                 t.abort();
                             }
-                            let now = std::time::Instant::now();
-                            let h = engine.hand_over(now);
-                            info!(
-                                calls = engine.active_calls(),
-                                ?deadline,
-                                "handed over: the new process reads the sockets; this one \
-                                 finishes its calls"
-                            );
-                            successor = Successor::start(link).ok();
+                            let h = engine.hand_over(std::time::Instant::now());
+                            handing = Handing::Pending;
                             drain.start(tokio::time::Instant::now(), deadline);
                             let _ = reply.send(h);
+                        }
+                        Command::HandedOver { link } => match Successor::start(link) {
+                            Ok(s) => {
+                                info!(
+                                    calls = engine.active_calls(),
+                                    "handed over: the new process reads the sockets; this one \
+                                     finishes its calls"
+                                );
+                                handing = Handing::Done(s);
+                            }
+                            Err(e) => {
+                                tracing::error!("the link to the new process failed: {e}");
+                                handing = Handing::No;
+                                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                                if let Some(until) = drain.wake() {
+                                    engine.drain_until(until.into_std());
+                                }
+                                accept_tasks = accepting(&conns)?;
+                            }
+                        },
+                        Command::TakeBack => {
+                            tracing::error!("the upgrade failed: this process reads its sockets again");
+                            handing = Handing::No;
+                            drain = Drain::default();
+                            engine.take_back();
+                            accept_tasks = accepting(&conns)?;
                         }
                         cmd => {
                             if matches!(cmd, Command::Drain { .. }) {
@@ -375,8 +407,8 @@ impl<H: Hooks> Shell<H> {
             )
             .await;
 
-            if drain.is_on() && engine.active_calls() == 0 {
-                if successor.is_some() {
+            if drain.is_on() && engine.active_calls() == 0 && handing.may_exit() {
+                if handing.handed() {
                     info!("handed over and no call left: exiting");
                 } else {
                     info!("drained: no calls left");
@@ -400,6 +432,10 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
                 let now = std::time::Instant::now();
                 engine.drain_until(sluice_transaction::after(now, deadline));
                 engine.unregister_trunks(std::time::Instant::now());
+            } else if let Some(until) = drain.shorten(tokio::time::Instant::now(), deadline) {
+                // A stop during a drain (or an upgrade's tail): the sooner deadline holds.
+                info!(calls = engine.active_calls(), ?deadline, "draining");
+                engine.drain_until(until.into_std());
             }
         }
         Command::Bans(reply) => {
@@ -408,7 +444,7 @@ fn on_command<H: Hooks>(engine: &mut Engine<H>, drain: &mut Drain, cmd: Command)
         Command::LiftBans(ip, reply) => {
             let _ = reply.send(engine.lift_bans(ip, std::time::Instant::now()));
         }
-        Command::HandOver { .. } => {}
+        Command::HandOver { .. } | Command::HandedOver { .. } | Command::TakeBack => {}
         Command::Status(reply) => {
             let now = std::time::Instant::now();
             let _ = reply.send(Status {
