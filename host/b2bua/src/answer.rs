@@ -149,6 +149,7 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
         // The answer came earlier (a reliable provisional): silence counts from now on.
         core.arm_media(call);
     }
+    crate::session_timer::answered(core, call, now, &msg, &mut resp);
     let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
     let data = Bytes::from(resp.to_bytes());
     core.stats.calls_answered = core.stats.calls_answered.saturating_add(1);

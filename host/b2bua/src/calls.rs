@@ -98,6 +98,8 @@ pub struct Call {
     pub peers: Vec<std::net::IpAddr>,
     /// Reliable provisional responses on both legs (RFC 3262).
     pub prack: crate::prack::Reliability,
+    /// The session timer (RFC 4028): refreshes, and the end of a call whose refreshes stop.
+    pub session_timers: crate::session_timer::SessionTimers,
 }
 
 impl Call {

@@ -268,6 +268,8 @@ pub struct EngineConfig {
     pub guard: crate::guard::GuardConfig,
     /// One info line per call when it ends.
     pub log_calls: bool,
+    /// Session intervals (RFC 4028).
+    pub session: crate::session_timer::SessionConfig,
 }
 
 impl EngineConfig {

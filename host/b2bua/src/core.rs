@@ -55,6 +55,8 @@ pub enum ClientRole {
     /// A request Sluice sends on its own (a CANCEL, a BYE that ends a call, a PRACK): its
     /// answer only settles it.
     Teardown { call: CallKey },
+    /// Sluice's own session refresh (an UPDATE toward the callee).
+    Refresh { call: CallKey },
     /// A trunk agent's request: REGISTER or an OPTIONS probe.
     Agent {
         trunk: Arc<str>,
@@ -75,7 +77,8 @@ impl ClientRole {
         match self {
             ClientRole::Invite { call }
             | ClientRole::Relay { call, .. }
-            | ClientRole::Teardown { call } => Some(*call),
+            | ClientRole::Teardown { call }
+            | ClientRole::Refresh { call } => Some(*call),
             ClientRole::Agent { .. } => None,
         }
     }

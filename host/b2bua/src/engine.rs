@@ -22,7 +22,7 @@ use crate::call::{CallKey, LegId};
 use crate::calls::{Call, CallInfo, CallState, Calls};
 use crate::config::EngineConfig;
 use crate::core::{ClientRole, Core, Output};
-use crate::handover::{self, for_predecessor, Handover};
+use crate::handover::for_predecessor;
 use crate::headers::{self, add_agent, ALLOW, SUPPORTED};
 use crate::hooks::{Hooks, NoHooks};
 use crate::ids::Ids;
@@ -32,7 +32,9 @@ use crate::refuse;
 use crate::retransmit::CallTimers;
 use crate::stats::EngineStats;
 use crate::trunks::{TrunkStatus, Trunks};
-use crate::{agents, answer, duration, failover, guard, in_dialog, malformed, new_call};
+use crate::{
+    agents, answer, duration, failover, guard, in_dialog, malformed, new_call, session_timer,
+};
 
 use sluice_media::{call_of, MediaEvent};
 use sluice_sip::{parse_message, reason_phrase, validate, HeaderName, Message, Method};
@@ -47,8 +49,10 @@ use tracing::{debug, warn};
 
 /// The B2BUA, generic over its plugin chains (`NoHooks` runs none).
 pub struct Engine<H: Hooks = NoHooks> {
-    core: Core<H>,
-    calls: Calls,
+    // Crate-visible so that a concern's own module may add its part of the API (see
+    // `handover.rs`).
+    pub(crate) core: Core<H>,
+    pub(crate) calls: Calls,
 }
 
 impl Engine<NoHooks> {
@@ -201,32 +205,6 @@ impl<H: Hooks> Engine<H> {
         self.dispatch(now);
     }
 
-    /// Hand the sockets to a successor (see [`crate::handover`]): what it needs to know; the
-    /// trunk agents stop here, without unregistering.
-    pub fn hand_over(&mut self, now: Instant) -> Handover {
-        self.core.handed_over = true;
-        handover::state(&self.core, &self.calls, now)
-    }
-
-    /// Take over from the process that handed over `h`; [`Engine::predecessor_gone`] ends it.
-    pub fn adopt(&mut self, h: Handover, now: Instant) {
-        handover::adopt(&mut self.core, h, now);
-    }
-
-    /// An upgrade's old process still finishes its calls (a further upgrade must wait).
-    pub fn has_predecessor(&self) -> bool {
-        self.core.predecessor.is_some()
-    }
-
-    /// The successor is gone before this process finished: its trunk agents run again.
-    pub fn take_back(&mut self) {
-        self.core.handed_over = false;
-    }
-
-    pub fn predecessor_gone(&mut self) {
-        handover::predecessor_gone(&mut self.core);
-    }
-
     /// Calls in progress per trunk name.
     pub fn calls_per_trunk(&self) -> HashMap<String, usize> {
         let mut m: HashMap<String, usize> = HashMap::new();
@@ -330,6 +308,7 @@ impl<H: Hooks> Engine<H> {
                 in_dialog::timer(core, call, now, at);
                 duration::on_timer(core, call, now);
                 crate::prack::on_timer(core, call, now);
+                session_timer::on_timer(core, call, now);
             });
             self.dispatch(now);
         }
@@ -549,6 +528,12 @@ impl<H: Hooks> Engine<H> {
                 }
             }
             ClientRole::Teardown { .. } if status >= 200 => self.finish_client(now, key, tx),
+            ClientRole::Refresh { .. } if status >= 200 => {
+                self.with_call(now, Some(key), |core, call| {
+                    session_timer::own_refresh_answered(core, call, now, status, &msg)
+                });
+                self.finish_client(now, key, tx);
+            }
             _ => {}
         }
     }
@@ -602,6 +587,10 @@ impl<H: Hooks> Engine<H> {
                     self.finish_client(now, key, tx);
                 }
             }
+            ClientRole::Refresh { .. } => self.with_call(now, Some(key), |core, call| {
+                let timeout = Message::response(status, reason_phrase(status));
+                session_timer::own_refresh_answered(core, call, now, status, &timeout)
+            }),
             ClientRole::Teardown { .. } | ClientRole::Agent { .. } => {}
         }
     }

@@ -48,6 +48,34 @@ pub struct Predecessor {
     set_aside: [Vec<u16>; 2],
 }
 
+impl<H: Hooks> crate::Engine<H> {
+    /// Hand the sockets to a successor (see [`crate::handover`]): what it needs to know; the
+    /// trunk agents stop here, without unregistering.
+    pub fn hand_over(&mut self, now: Instant) -> Handover {
+        self.core.handed_over = true;
+        state(&self.core, &self.calls, now)
+    }
+
+    /// Take over from the process that handed over `h`; [`Engine::predecessor_gone`] ends it.
+    pub fn adopt(&mut self, h: Handover, now: Instant) {
+        adopt(&mut self.core, h, now);
+    }
+
+    /// An upgrade's old process still finishes its calls (a further upgrade must wait).
+    pub fn has_predecessor(&self) -> bool {
+        self.core.predecessor.is_some()
+    }
+
+    /// The successor is gone before this process finished: its trunk agents run again.
+    pub fn take_back(&mut self) {
+        self.core.handed_over = false;
+    }
+
+    pub fn predecessor_gone(&mut self) {
+        predecessor_gone(&mut self.core);
+    }
+}
+
 /// What the old process hands over, at `now`.
 pub fn state<H: Hooks>(core: &Core<H>, calls: &Calls, now: Instant) -> Handover {
     let call_ids = calls

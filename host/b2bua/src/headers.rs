@@ -84,6 +84,20 @@ pub fn copy_passthrough(from: &Message, to: &mut Message) {
     }
 }
 
+/// Add an option tag to a request's Supported header (one header, whatever was copied, the
+/// tag once).
+pub fn offer_option(req: &mut Message, tag: &str) {
+    let mut tags: Vec<String> = req
+        .headers
+        .values(&HeaderName::Supported)
+        .map(str::to_string)
+        .collect();
+    if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+        tags.push(tag.to_string());
+    }
+    req.headers.set(HeaderName::Supported, tags.join(", "));
+}
+
 /// Identity headers carry the caller's number, which the far side needs, and a host, which it
 /// must not see: keep display name, user and parameters; replace the host with ours.
 pub fn rewrite_identity(from: &Message, to: &mut Message, local_host: &str) {

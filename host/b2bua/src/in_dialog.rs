@@ -49,6 +49,15 @@ pub fn request<H: Hooks>(
                 relay_request(core, call, now, (leg, tx), msg);
             }
         },
+        Method::Invite | Method::Update
+            if crate::session_timer::too_small(&msg, core.cfg.session.min).is_some() =>
+        {
+            let min = core.cfg.session.min.to_string();
+            let mut r =
+                sluice_transaction::response_to(&msg, 422, "Session Interval Too Small", None);
+            r.headers.push(sluice_sip::HeaderName::MinSe, min);
+            core.respond(now, tx, &r);
+        }
         Method::Invite => {
             let busy = call.relay.as_ref().is_some_and(|r| !r.acked);
             if busy || !matches!(call.state, CallState::Established) {
@@ -176,6 +185,10 @@ pub fn response<H: Hooks>(
     }
     let _ = core.run_hooks(call, from, &mut resp, &mut msg);
     let reinvite_answered = method == Method::Invite && (200..300).contains(&status);
+    if matches!(method, Method::Invite | Method::Update) && (200..300).contains(&status) {
+        // A session refresh crossed.
+        crate::session_timer::refreshed(core, call, now, &msg);
+    }
     let data = reinvite_answered.then(|| Bytes::from(resp.to_bytes()));
     core.respond(now, server, &resp);
     match data {

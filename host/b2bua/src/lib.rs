@@ -62,6 +62,7 @@ pub mod refuse;
 pub mod relay;
 pub mod retransmit;
 pub mod route;
+pub mod session_timer;
 pub mod setup;
 pub mod stats;
 pub mod trunks;

@@ -369,8 +369,10 @@ impl EngineMetrics {
         set_retired(trunk, false);
         self.peer_slot(trunk);
         gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
-        counter!("sluice_calls_cut_total", "trunk" => trunk.to_string(), "reason" => "max-duration")
-            .increment(0);
+        for reason in ["max-duration", "session-expired", "refresh-failed"] {
+            counter!("sluice_calls_cut_total", "trunk" => trunk.to_string(), "reason" => reason)
+                .increment(0);
+        }
         self.calls
             .entry(Arc::from(trunk))
             .or_insert_with(|| TrunkMetrics {

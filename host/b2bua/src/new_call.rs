@@ -98,6 +98,7 @@ fn admit<H: Hooks>(
         draining: core.draining.then(|| retry_after(core.drain_until, now)),
         active_calls,
         max_calls: core.cfg.max_calls,
+        min_session_expires: core.cfg.session.min,
     };
     let admitted = refuse::admit(msg, load).and_then(|()| {
         let route = route.map_err(|no| refusal(no, flow, &label))?;
@@ -171,6 +172,7 @@ fn prepare<H: Hooks>(
     if let Some(host) = &route.uri_host {
         setup::retarget(&mut new_call, host);
     }
+    crate::session_timer::offer(&mut new_call.invite, core.cfg.session);
     let peers = [flow.remote.ip(), route.peer.addr.ip()];
     let mut media = Anchor::new(key, direction, peers, &route.media);
     let generation = core.hooks.current();
@@ -272,6 +274,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
     } = new_call;
     core.hooks.pin(generation);
     let prack = crate::prack::Reliability::for_caller(&caller_invite, core.ids.first_cseq());
+    let session_timers = crate::session_timer::SessionTimers::for_caller(&caller_invite);
     debug!(call = key, ?direction, trunk = %route.trunk, "new call");
     let uac = core.tx.send_request(now, invite, callee.flow);
     core.clients.insert(uac, ClientRole::Invite { call: key });
@@ -312,6 +315,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         ends_at: None,
         peers: Vec::new(),
         prack,
+        session_timers,
     }
 }
 

@@ -30,7 +30,11 @@ impl Refusal {
         }
     }
 
-    fn with_header(mut self, name: HeaderName, value: impl Into<Cow<'static, str>>) -> Refusal {
+    pub(crate) fn with_header(
+        mut self,
+        name: HeaderName,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Refusal {
         self.header = Some((name, value.into()));
         self
     }
@@ -43,12 +47,17 @@ pub struct Load {
     pub draining: Option<u64>,
     pub active_calls: usize,
     pub max_calls: usize,
+    /// The shortest session interval accepted (RFC 4028: 422 below it).
+    pub min_session_expires: u32,
 }
 
 /// The checks of a new INVITE, in order: hop count, body and Accept, drain, call limit.
 pub fn admit(msg: &Message, load: Load) -> Result<(), Refusal> {
     if msg.max_forwards() == Some(0) {
         return Err(Refusal::new(483));
+    }
+    if let Some(r) = crate::session_timer::too_small(msg, load.min_session_expires) {
+        return Err(r);
     }
     if let Some(status) = check_media(msg) {
         return Err(Refusal::new(status).with_header(HeaderName::Accept, "application/sdp"));
@@ -135,6 +144,7 @@ mod tests {
         draining: None,
         active_calls: 0,
         max_calls: 1,
+        min_session_expires: 90,
     };
 
     #[test]
@@ -160,6 +170,11 @@ mod tests {
         assert_eq!(
             admit(&invite("Accept: text/html, application/sdp\r\n", ""), FREE),
             Ok(())
+        );
+        let r = admit(&invite("Session-Expires: 30\r\n", ""), FREE).unwrap_err();
+        assert_eq!(
+            (r.status, r.header),
+            (422, Some((HeaderName::MinSe, "90".into())))
         );
         let draining = Load {
             draining: Some(12),

@@ -56,7 +56,7 @@ pub fn new_call(
         .headers
         .push(HeaderName::Contact, callee.contact.clone());
     copy_passthrough(msg, &mut invite);
-    offer_option(&mut invite, crate::prack::TAG);
+    crate::headers::offer_option(&mut invite, crate::prack::TAG);
     rewrite_identity(msg, &mut invite, &local_uri_host(shown));
     add_agent(&mut invite, agent);
     invite.body = msg.body.clone();
@@ -65,15 +65,6 @@ pub fn new_call(
         callee,
         invite,
     }
-}
-
-/// Add an option tag to a request's Supported header (one header, whatever was copied).
-fn offer_option(req: &mut Message, tag: &str) {
-    let joined = match req.header(&HeaderName::Supported) {
-        Some(v) => format!("{v}, {tag}"),
-        None => tag.to_string(),
-    };
-    req.headers.set(HeaderName::Supported, joined);
 }
 
 /// The caller's dialog: its Call-ID and tag, our new To tag, its Contact as the target and its

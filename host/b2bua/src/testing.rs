@@ -70,6 +70,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         max_header_bytes: 4096,
         guard: crate::guard::GuardConfig::default(),
         log_calls: true,
+        session: Default::default(),
         media: None,
     }
 }

@@ -178,6 +178,7 @@ fn sluice_says_what_it_supports() {
     );
     let invite = only(&o, TRUNK)[0].clone();
     assert_eq!(invite.header(&HeaderName::Require), Some("timer"));
-    assert_eq!(invite.header(&HeaderName::Supported), Some("100rel"));
+    assert_eq!(invite.header(&HeaderName::Supported), Some("100rel, timer"));
+    assert_eq!(invite.header(&HeaderName::SessionExpires), Some("1800"));
     assert!(sluice_b2bua::ALLOW.contains("PRACK"));
 }

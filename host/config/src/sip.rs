@@ -51,6 +51,21 @@ pub struct SipSettings {
     /// One info line per call when it ends (both Call-IDs, status, durations).
     #[serde(default = "yes")]
     pub log_calls: bool,
+    /// The session interval asked of a callee when the caller asked for none (RFC 4028).
+    #[serde(default = "default_session_expires")]
+    pub session_expires: u32,
+    /// Requests asking for a shorter session get 422 with this as Min-SE (RFC 4028 says at
+    /// least 90; less is for labs).
+    #[serde(default = "default_min_session_expires")]
+    pub min_session_expires: u32,
+}
+
+fn default_session_expires() -> u32 {
+    1800
+}
+
+fn default_min_session_expires() -> u32 {
+    90
 }
 
 fn yes() -> bool {
@@ -118,6 +133,8 @@ impl Default for SipSettings {
             max_udp_bytes: default_max_udp(),
             max_header_bytes: default_max_header(),
             log_calls: true,
+            session_expires: default_session_expires(),
+            min_session_expires: default_min_session_expires(),
         }
     }
 }
@@ -128,6 +145,18 @@ impl SipSettings {
         in_range("sip.max_connections", self.max_connections, 1, 1_000_000)?;
         in_range("sip.max_udp_bytes", self.max_udp_bytes, 1300, 65_507)?;
         in_range("sip.max_header_bytes", self.max_header_bytes, 256, 65_535)?;
+        in_range(
+            "sip.min_session_expires",
+            self.min_session_expires,
+            10,
+            86_400,
+        )?;
+        in_range(
+            "sip.session_expires",
+            self.session_expires,
+            self.min_session_expires,
+            86_400,
+        )?;
         in_range(
             "sip.max_connections_per_source",
             self.max_connections_per_source,

@@ -184,6 +184,10 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         media: Some(media_config(cfg)),
         guard: guard_config(&cfg.guard),
         log_calls: cfg.sip.log_calls,
+        session: sluice_b2bua::session_timer::SessionConfig {
+            expires: cfg.sip.session_expires,
+            min: cfg.sip.min_session_expires,
+        },
     };
     Ok(Resolved { engine, dns_ttl })
 }

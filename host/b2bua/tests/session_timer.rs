@@ -1,0 +1,142 @@
+//! Session timers (RFC 4028) through the engine with a fake clock: refreshes crossing Sluice
+//! keep a call up, a call whose refreshes stop is ended on both legs, Sluice refreshes the
+//! callee's leg itself for a caller without timers, and too short an interval gets 422.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_b2bua::testing::*;
+use sluice_sip::{HeaderName, Message, Method};
+use std::time::Duration;
+
+fn with_headers(text: &str, headers: &str) -> String {
+    text.replacen(
+        "\r\nContent-Length",
+        &format!("\r\n{headers}Content-Length"),
+        1,
+    )
+}
+
+fn byes(o: &[(sluice_transaction::Flow, Message)], to: &str) -> usize {
+    only(o, to)
+        .iter()
+        .filter(|m| m.method() == Some(&Method::Bye))
+        .count()
+}
+
+#[test]
+fn refreshes_crossing_sluice_keep_the_call_and_their_absence_ends_it_on_both_legs() {
+    let mut lab = Lab::new();
+    let invite = pbx_invite().replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 300;refresher=uac\r\n",
+        1,
+    );
+    let o = lab.from_pbx_text(&invite);
+    let b_invite = only(&o, TRUNK)[0].clone();
+    assert_eq!(
+        b_invite.header(&HeaderName::SessionExpires),
+        Some("300;refresher=uac")
+    );
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        "Session-Expires: 300;refresher=uac\r\nRequire: timer\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    assert_eq!(
+        a_ok.header(&HeaderName::SessionExpires),
+        Some("300;refresher=uac"),
+        "the caller refreshes"
+    );
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    // The caller refreshes at half the interval: relayed, answered, relayed back.
+    let o = lab.run_for(Duration::from_secs(150), Duration::from_secs(1));
+    assert!(o.is_empty(), "{o:?}");
+    let refresh = with_headers(
+        &pbx_in_dialog("INVITE", 2, &a_ok, "z9hG4bKrefresh1", SDP),
+        "Session-Expires: 300;refresher=uac\r\n",
+    );
+    let o = lab.from_pbx_text(&refresh);
+    let b_refresh = only(&o, TRUNK)[0].clone();
+    assert_eq!(b_refresh.method(), Some(&Method::Invite));
+    let ok = with_headers(
+        &trunk_response(&b_refresh, 200, "OK", SDP),
+        "Session-Expires: 300;refresher=uac\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok2 = only(&o, PBX)[0].clone();
+    assert_eq!(a_ok2.status(), Some(200));
+    lab.from_pbx_text(&pbx_in_dialog("ACK", 2, &a_ok, "z9hG4bKrefack", ""));
+    // Then nothing: 300 s after the refresh, less min(32, 100) = 268 s, both legs get BYE.
+    let o = lab.run_for(Duration::from_secs(267), Duration::from_secs(1));
+    assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "not before: {o:?}");
+    let o = lab.run_for(Duration::from_secs(2), Duration::from_secs(1));
+    assert!(byes(&o, PBX) >= 1 && byes(&o, TRUNK) >= 1, "{o:?}");
+}
+
+#[test]
+fn sluice_refreshes_the_callee_for_a_caller_without_timers() {
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let supported = b_invite.header(&HeaderName::Supported).unwrap_or("");
+    assert!(supported.contains("timer"), "{b_invite}");
+    assert_eq!(b_invite.header(&HeaderName::SessionExpires), Some("1800"));
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        "Session-Expires: 120;refresher=uac\r\nRequire: timer\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    assert!(a_ok.header(&HeaderName::SessionExpires).is_none(), "{a_ok}");
+    assert!(a_ok.header(&HeaderName::Require).is_none(), "{a_ok}");
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    // At half the interval Sluice sends the refresh itself: an UPDATE to the trunk only.
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    assert!(only(&o, PBX).is_empty(), "{o:?}");
+    let update = only(&o, TRUNK)[0].clone();
+    assert_eq!(update.method(), Some(&Method::Update));
+    assert_eq!(
+        update.header(&HeaderName::SessionExpires),
+        Some("120;refresher=uac")
+    );
+    assert!(update.body.is_empty());
+    lab.from_trunk_text(&with_headers(
+        &trunk_response(&update, 200, "OK", ""),
+        "Session-Expires: 120;refresher=uac\r\n",
+    ));
+    // Refreshed: no end at 88 s; the next refresh 60 s after the first.
+    let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
+    assert!(o.is_empty(), "{o:?}");
+    let o = lab.run_for(Duration::from_secs(2), Duration::from_secs(1));
+    let update2 = only(&o, TRUNK)[0].clone();
+    assert_eq!(update2.method(), Some(&Method::Update));
+    // The trunk has lost the dialog: the call ends on both legs.
+    let o = lab.from_trunk_text(&trunk_response(&update2, 481, "Call Does Not Exist", ""));
+    assert!(byes(&o, PBX) == 1 && byes(&o, TRUNK) == 1, "{o:?}");
+}
+
+#[test]
+fn too_short_a_session_is_refused_with_422_and_min_se() {
+    let mut lab = Lab::new();
+    let invite = pbx_invite().replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 30\r\n",
+        1,
+    );
+    let o = lab.from_pbx_text(&invite);
+    assert!(only(&o, TRUNK).is_empty());
+    let r = only(&o, PBX)
+        .into_iter()
+        .find(|m| m.status() == Some(422))
+        .expect("422");
+    assert_eq!(r.header(&HeaderName::MinSe), Some("90"));
+    // Inside a call too.
+    let mut lab = Lab::new();
+    let up = lab.established_call();
+    let o = lab.from_pbx_text(&with_headers(
+        &pbx_in_dialog("UPDATE", 2, &up.a_ok, "z9hG4bKupd", ""),
+        "Session-Expires: 45\r\n",
+    ));
+    assert_eq!(statuses(&only(&o, PBX)), [422]);
+    assert!(only(&o, TRUNK).is_empty());
+}
