@@ -380,3 +380,69 @@ fn a_trunks_reliable_183_reaches_a_pbx_with_100rel_reliably() {
     assert_all_ok("PBX caller with 100rel", &uac, 5, &lab);
     assert_all_ok("trunk requiring 100rel", &uas, 5, &lab);
 }
+
+/// The lab's configuration with a short minimum session interval (RFC 4028 asks for 90 s;
+/// the lab uses 20 s to stay quick).
+fn timer_lab(block: u8) -> Lab {
+    let a = LabAddrs::v4(block);
+    let text = Lab::config_for(&a, Transport::Udp).replacen(
+        "[sip]\n",
+        "[sip]\nmin_session_expires = 10\n",
+        1,
+    );
+    Lab::start_with_text(a, Transport::Udp, &text)
+}
+
+/// Session refreshes crossing Sluice, then a caller that stops refreshing: Sluice ends the call
+/// on both legs (SIPp's PBX and trunk each expect its BYE) before the session expires.
+#[test]
+fn a_call_whose_session_refreshes_stop_is_ended_on_both_legs() {
+    let lab = timer_lab(48);
+    let started = std::time::Instant::now();
+    let (uac, uas) = run_calls(
+        &lab,
+        Dir::Outbound,
+        "uac_timer.xml",
+        "uas_timer.xml",
+        1,
+        1,
+        0,
+    );
+    assert_all_ok("PBX refreshing once", &uac, 1, &lab);
+    assert_all_ok("trunk with timers", &uas, 1, &lab);
+    // 8 s to the refresh, then 20 s less min(32, 20/3): the end comes ~21.5 s in.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(27), "{took:?}");
+    assert!(
+        lab.log().contains("no session refresh: ending the call"),
+        "{}",
+        tail(&lab.log())
+    );
+    let (_, body) = sluice_e2e::http("GET", &lab.admin(), "/metrics", None, "");
+    let m = sluice_e2e::parse_prometheus(&body);
+    let cut = sluice_e2e::metric(
+        &m,
+        "sluice_calls_cut_total",
+        &[("trunk", "loop"), ("reason", "session-expired")],
+    );
+    assert_eq!(cut, Some(1.0), "{body}");
+}
+
+/// A trunk that wants its caller's side to refresh, and a PBX without timers: Sluice refreshes
+/// the trunk's leg itself with UPDATE (SIPp's trunk expects it), and the call goes on until the
+/// PBX hangs up.
+#[test]
+fn sluice_refreshes_a_trunk_for_a_pbx_without_timers() {
+    let lab = timer_lab(49);
+    let (uac, uas) = run_calls(
+        &lab,
+        Dir::Outbound,
+        "uac.xml",
+        "uas_timer_update.xml",
+        1,
+        1,
+        13_000,
+    );
+    assert_all_ok("PBX without timers", &uac, 1, &lab);
+    assert_all_ok("trunk refreshed by Sluice", &uas, 1, &lab);
+}
