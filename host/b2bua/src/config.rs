@@ -270,6 +270,8 @@ pub struct EngineConfig {
     pub log_calls: bool,
     /// Session intervals (RFC 4028).
     pub session: crate::session_timer::SessionConfig,
+    /// NOTIFY and MESSAGE outside any dialog get 200 (dropped) rather than 403.
+    pub accept_unsolicited: bool,
 }
 
 impl EngineConfig {

@@ -465,6 +465,11 @@ impl<H: Hooks> Engine<H> {
             Method::Bye | Method::Update | Method::Info | Method::Prack => {
                 core.reply(now, tx, &msg, 481, reason_phrase(481));
             }
+            Method::Notify
+            | Method::Message
+            | Method::Subscribe
+            | Method::Publish
+            | Method::Refer => crate::unsolicited::answer(core, now, tx, &msg),
             Method::Other(_) => core.reply(now, tx, &msg, 501, reason_phrase(501)),
             _ => core.reply(now, tx, &msg, 405, reason_phrase(405)),
         }

@@ -5,7 +5,8 @@ use sluice_sip::{HeaderName, Message, NameAddr, Uri};
 use std::net::SocketAddr;
 
 /// Methods Sluice handles, as advertised in Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, MESSAGE, SUBSCRIBE";
 /// Extensions Sluice supports: reliable provisionals (ended on each leg, see
 /// [`crate::prack`]) and session timers.
 pub const SUPPORTED: &[&str] = &["100rel", "timer"];
@@ -37,7 +38,6 @@ fn is_passthrough(name: &HeaderName) -> bool {
             | HeaderName::ContentDisposition
             | HeaderName::ContentEncoding
             | HeaderName::ContentLanguage
-            | HeaderName::Allow
             | HeaderName::Accept
             | HeaderName::AcceptEncoding
             | HeaderName::AcceptLanguage
@@ -48,6 +48,7 @@ fn is_passthrough(name: &HeaderName) -> bool {
             | HeaderName::MinSe
             | HeaderName::Event
             | HeaderName::AllowEvents
+            | HeaderName::SubscriptionState
             | HeaderName::Date
             | HeaderName::MimeVersion
             | HeaderName::Privacy
@@ -68,12 +69,22 @@ pub fn within(msg: &Message, max: usize) -> Result<(), sluice_sip::Rejection> {
     Ok(())
 }
 
-/// Copy the passthrough headers, and Supported/Require reduced to what Sluice relays.
+/// What Sluice does on a leg, on a message that sets up or refreshes a dialog (an INVITE or
+/// UPDATE, and their 2xx): its own methods and extensions, not the far side's.
+pub fn advertise(msg: &mut Message) {
+    msg.headers.set(HeaderName::Allow, ALLOW);
+    for tag in SUPPORTED {
+        offer_option(msg, tag);
+    }
+}
+
+/// Copy the passthrough headers, and Require reduced to what Sluice relays (Allow and
+/// Supported are Sluice's own, see [`advertise`]).
 pub fn copy_passthrough(from: &Message, to: &mut Message) {
     for h in &from.headers {
         if is_passthrough(&h.name) {
             to.headers.push(h.name.clone(), h.value.clone());
-        } else if matches!(h.name, HeaderName::Supported | HeaderName::Require) {
+        } else if h.name == HeaderName::Require {
             let kept: Vec<&str> = sluice_sip::fields::split_list(&h.value)
                 .filter(|t| RELAYED_OPTIONS.iter().any(|s| s.eq_ignore_ascii_case(t)))
                 .collect();
@@ -108,6 +119,7 @@ pub fn rewrite_identity(from: &Message, to: &mut Message, local_host: &str) {
                 | HeaderName::PPreferredIdentity
                 | HeaderName::RemotePartyId
                 | HeaderName::Diversion
+                | HeaderName::HistoryInfo
         ) {
             continue;
         }

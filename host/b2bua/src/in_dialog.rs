@@ -72,7 +72,12 @@ pub fn request<H: Hooks>(
             crate::prack::from_caller(core, call, now, tx, &msg);
         }
         Method::Prack => core.reply(now, tx, &msg, 481, reason_phrase(481)),
-        Method::Update | Method::Info | Method::Options => {
+        Method::Update
+        | Method::Info
+        | Method::Options
+        | Method::Notify
+        | Method::Message
+        | Method::Subscribe => {
             if method == Method::Update {
                 call.legs.get_mut(leg).refresh_target(&msg);
             }

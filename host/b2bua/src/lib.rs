@@ -66,6 +66,7 @@ pub mod session_timer;
 pub mod setup;
 pub mod stats;
 pub mod trunks;
+pub mod unsolicited;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

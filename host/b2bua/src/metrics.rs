@@ -301,6 +301,12 @@ impl EngineMetrics {
             counter!(GUARD_BANS, "reason" => reason).increment(0);
         }
         gauge!(GUARD_BANNED).set(0.0);
+        for method in crate::unsolicited::METHODS {
+            for answer in ["refused", "accepted"] {
+                counter!("sluice_sip_unsolicited_total", "method" => method, "answer" => answer)
+                    .increment(0);
+            }
+        }
         for t in trunks {
             m.add_trunk(t);
         }

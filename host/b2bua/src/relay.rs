@@ -2,7 +2,7 @@
 //! only the headers that may cross (see [`crate::headers`]).
 
 use crate::dialog::Dialog;
-use crate::headers::{add_agent, copy_passthrough, local_uri_host, rewrite_identity};
+use crate::headers::{add_agent, advertise, copy_passthrough, local_uri_host, rewrite_identity};
 use crate::ids::Ids;
 use sluice_sip::{reason_phrase, HeaderName, Message, Method};
 use sluice_transaction::response_to;
@@ -32,6 +32,9 @@ pub fn response(
     }
     let local_host = local_uri_host(dialog.flow.local);
     copy_passthrough(from, &mut resp);
+    if matches!(method, Some(Method::Invite | Method::Update)) && (200..300).contains(&status) {
+        advertise(&mut resp);
+    }
     rewrite_identity(from, &mut resp, &local_host);
     if status == 405 {
         if let Some(a) = from.header(&HeaderName::Allow) {
@@ -55,6 +58,9 @@ pub fn request(to: &mut Dialog, msg: &Message, ids: &mut Ids, agent: &str) -> Me
     }
     let local_host = local_uri_host(to.flow.local);
     copy_passthrough(msg, &mut req);
+    if matches!(method, Method::Invite | Method::Update) {
+        advertise(&mut req);
+    }
     rewrite_identity(msg, &mut req, &local_host);
     add_agent(&mut req, agent);
     req.body = msg.body.clone();

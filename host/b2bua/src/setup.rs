@@ -56,7 +56,7 @@ pub fn new_call(
         .headers
         .push(HeaderName::Contact, callee.contact.clone());
     copy_passthrough(msg, &mut invite);
-    crate::headers::offer_option(&mut invite, crate::prack::TAG);
+    crate::headers::advertise(&mut invite);
     rewrite_identity(msg, &mut invite, &local_uri_host(shown));
     add_agent(&mut invite, agent);
     invite.body = msg.body.clone();

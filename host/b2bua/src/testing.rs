@@ -71,6 +71,7 @@ pub fn lab_config(transport: Transport) -> EngineConfig {
         guard: crate::guard::GuardConfig::default(),
         log_calls: true,
         session: Default::default(),
+        accept_unsolicited: false,
         media: None,
     }
 }

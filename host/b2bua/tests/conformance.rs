@@ -79,7 +79,8 @@ fn rfc4475_outcomes() {
         ("longreq", &[Forwarded]),
         ("semiuri", &[answered(&[200])]),
         ("transports", &[answered(&[200])]),
-        ("mpart01", &[answered(&[405])]),
+        // A MESSAGE outside any dialog: parsed, then refused by policy (`sip.unsolicited`).
+        ("mpart01", &[answered(&[403])]),
         ("inv2543", &[Forwarded]),
         ("unreason", &[Silent]),
         ("noreason", &[Silent]),

@@ -58,6 +58,17 @@ pub struct SipSettings {
     /// least 90; less is for labs).
     #[serde(default = "default_min_session_expires")]
     pub min_session_expires: u32,
+    /// NOTIFY and MESSAGE outside any dialog: `refuse` (403) or `accept` (200, dropped).
+    #[serde(default)]
+    pub unsolicited: Unsolicited,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unsolicited {
+    #[default]
+    Refuse,
+    Accept,
 }
 
 fn default_session_expires() -> u32 {
@@ -135,6 +146,7 @@ impl Default for SipSettings {
             log_calls: true,
             session_expires: default_session_expires(),
             min_session_expires: default_min_session_expires(),
+            unsolicited: Unsolicited::default(),
         }
     }
 }

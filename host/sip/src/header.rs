@@ -97,6 +97,8 @@ header_names! {
     InReplyTo => "In-Reply-To";
     ReplyTo => "Reply-To";
     HistoryInfo => "History-Info";
+    SubscriptionState => "Subscription-State";
+    Replaces => "Replaces";
 }
 
 /// Names compare case-insensitively (RFC 3261 §7.3.1), extension names too.

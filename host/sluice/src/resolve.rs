@@ -184,6 +184,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         media: Some(media_config(cfg)),
         guard: guard_config(&cfg.guard),
         log_calls: cfg.sip.log_calls,
+        accept_unsolicited: cfg.sip.unsolicited == sluice_config::sip::Unsolicited::Accept,
         session: sluice_b2bua::session_timer::SessionConfig {
             expires: cfg.sip.session_expires,
             min: cfg.sip.min_session_expires,
