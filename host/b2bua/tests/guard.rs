@@ -189,13 +189,13 @@ fn a_strangers_options_learns_no_fingerprint() {
     for h in &fingerprint {
         assert!(ok.header(h).is_some(), "{h:?} missing for the PBX: {ok}");
     }
-    // Nor from the other answers a scanner collects: 405 to a SUBSCRIBE, 403 to an INVITE.
+    // Nor from the other answers a scanner collects: 489 to a SUBSCRIBE, 403 to an INVITE.
     let subscribe = options(STRANGER, 3)
         .replace("OPTIONS sip:", "SUBSCRIBE sip:")
         .replace("CSeq: 1 OPTIONS", "CSeq: 1 SUBSCRIBE");
     let o = lab.feed(stranger, &subscribe);
     let refused = only(&o, STRANGER)[0];
-    assert_eq!(refused.status(), Some(405));
+    assert_eq!(refused.status(), Some(489));
     let invite = pbx_invite().replace("127.0.0.10:5060;branch", "127.0.0.99:5060;branch");
     let o = lab.feed(stranger, &invite);
     let forbidden = only(&o, STRANGER)[0];
