@@ -652,7 +652,8 @@ fn brand_and_rule_sets_together_end_to_end() {
     );
     assert_eq!(header(invite, "X-Account"), Some("1234"));
     assert_eq!(header(invite, "Subject"), None);
-    // Exactly the headers the B2BUA writes, less Subject, plus X-Account.
+    // Exactly the headers the B2BUA writes (its own Allow and Supported, the session interval
+    // it asks for), less Subject, plus X-Account.
     let head = invite.split("\n\n").next().unwrap();
     let names: Vec<&str> = head
         .lines()
@@ -670,7 +671,10 @@ fn brand_and_rule_sets_together_end_to_end() {
             "CSeq",
             "Contact",
             "Content-Type",
+            "Allow",
+            "Supported",
             "User-Agent",
+            "Session-Expires",
             "X-Account",
             "Content-Length"
         ],
