@@ -446,3 +446,66 @@ fn sluice_refreshes_a_trunk_for_a_pbx_without_timers() {
     assert_all_ok("PBX without timers", &uac, 1, &lab);
     assert_all_ok("trunk refreshed by Sluice", &uas, 1, &lab);
 }
+
+/// A carrier transfers its call (REFER, as Twilio's `<Refer>` does): the PBX gets the REFER
+/// with a target on Sluice's PBX-side address and no carrier address anywhere, answers 202 and
+/// reports progress with NOTIFY sipfrag 100 then 200, which reach the carrier with no PBX
+/// address; then the carrier hangs up.
+#[test]
+fn a_carriers_refer_is_relayed_with_no_address_of_either_side() {
+    let lab = Lab::start(50, Transport::Udp);
+    let pbx = lab.sipp("uas", "uas_refer.xml", Peer::Pbx, None, &["-m", "1"]);
+    let carrier = lab.sipp(
+        "uac",
+        "uac_refer.xml",
+        Peer::Trunk,
+        Some(&lab.external()),
+        &["-m", "1", "-s", "15552001111"],
+    );
+    let (pbx_log, carrier_log) = (
+        pbx.messages_path().to_path_buf(),
+        carrier.messages_path().to_path_buf(),
+    );
+    assert_all_ok("carrier transferring", &carrier.wait(LIMIT), 1, &lab);
+    assert_all_ok(
+        "PBX transferred",
+        &pbx.wait(Duration::from_secs(10)),
+        1,
+        &lab,
+    );
+    let read = |p: &std::path::Path| {
+        sluice_e2e::parse_message_log(&std::fs::read_to_string(p).unwrap(), "received")
+    };
+    let pbx_got = read(&pbx_log);
+    let refer = pbx_got
+        .iter()
+        .find(|m| m.starts_with("REFER "))
+        .expect("the PBX got the REFER");
+    let refer_to = refer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("refer-to:"))
+        .unwrap();
+    assert!(
+        refer_to.contains(&format!("sip:15559870000@{}", lab.sluice_ip())),
+        "{refer_to}"
+    );
+    for m in &pbx_got {
+        assert!(
+            !m.contains(&lab.trunk_ip()),
+            "carrier address at the PBX: {m}"
+        );
+    }
+    let carrier_got = read(&carrier_log);
+    let notifies: Vec<&String> = carrier_got
+        .iter()
+        .filter(|m| m.starts_with("NOTIFY "))
+        .collect();
+    assert_eq!(notifies.len(), 2);
+    assert!(notifies[0].contains("SIP/2.0 100 Trying") && notifies[1].contains("SIP/2.0 200 OK"));
+    for m in &carrier_got {
+        assert!(
+            !m.contains(&lab.pbx_ip()),
+            "PBX address at the carrier: {m}"
+        );
+    }
+}

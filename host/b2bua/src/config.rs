@@ -170,6 +170,18 @@ pub struct TrunkConfig {
     pub media: PeerMedia,
     /// See [`PeerConfig::large_over_tcp`].
     pub large_over_tcp: bool,
+    /// What a REFER inside this trunk's calls gets (see [`crate::transfer`]).
+    pub transfer: Transfer,
+}
+
+/// What Sluice does with a REFER inside a trunk's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transfer {
+    /// Relayed to the other leg with topology hiding.
+    #[default]
+    Relay,
+    /// Refused with 403.
+    Refuse,
 }
 
 impl TrunkConfig {
@@ -238,6 +250,7 @@ impl TrunkConfig {
             via_public: false,
             media: PeerMedia::Anchor,
             large_over_tcp: false,
+            transfer: Transfer::Relay,
         }
     }
 }

@@ -437,6 +437,13 @@ impl<H: Hooks> Engine<H> {
             let Some((key, leg)) = found else {
                 return core.reply(now, tx, &msg, 481, reason_phrase(481));
             };
+            if method == Method::Refer {
+                // Its Replaces may name another call's dialog: looked up among all calls.
+                let replacing = crate::transfer::lookup(&self.calls, &msg);
+                return self.with_call(now, Some(key), |core, call| {
+                    crate::transfer::refer(core, call, now, (leg, tx, flow), msg, &replacing)
+                });
+            }
             return self.with_call(now, Some(key), |core, call| {
                 in_dialog::request(core, call, now, (leg, tx, flow), msg)
             });

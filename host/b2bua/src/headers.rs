@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 /// Methods Sluice handles, as advertised in Allow.
 pub const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, MESSAGE, SUBSCRIBE";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, MESSAGE, SUBSCRIBE, REFER";
 /// Extensions Sluice supports: reliable provisionals (ended on each leg, see
 /// [`crate::prack`]) and session timers.
 pub const SUPPORTED: &[&str] = &["100rel", "timer"];
@@ -120,6 +120,7 @@ pub fn rewrite_identity(from: &Message, to: &mut Message, local_host: &str) {
                 | HeaderName::RemotePartyId
                 | HeaderName::Diversion
                 | HeaderName::HistoryInfo
+                | HeaderName::ReferredBy
         ) {
             continue;
         }

@@ -27,13 +27,9 @@ pub fn request<H: Hooks>(
     msg: Message,
 ) {
     let method = msg.method().cloned().unwrap_or(Method::Options);
-    let dialog = call.legs.get_mut(leg);
-    let cseq = msg.cseq().map_or(0, |(n, _)| n);
-    if dialog.remote_cseq.is_some_and(|prev| cseq <= prev) {
-        return core.reply(now, tx, &msg, 500, "CSeq Out of Order");
+    if !accept(core, call, now, (leg, tx, flow), &msg) {
+        return;
     }
-    dialog.remote_cseq = Some(cseq);
-    dialog.follow_source(flow);
     match method {
         Method::Bye => match call.state {
             // Crossing BYEs: answer ours locally.
@@ -88,8 +84,27 @@ pub fn request<H: Hooks>(
     }
 }
 
+/// An in-dialog request's CSeq must grow (500 otherwise); the dialog follows its source.
+pub(crate) fn accept<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    (leg, tx, flow): (LegId, ServerTxId, Flow),
+    msg: &Message,
+) -> bool {
+    let dialog = call.legs.get_mut(leg);
+    let cseq = msg.cseq().map_or(0, |(n, _)| n);
+    if dialog.remote_cseq.is_some_and(|prev| cseq <= prev) {
+        core.reply(now, tx, msg, 500, "CSeq Out of Order");
+        return false;
+    }
+    dialog.remote_cseq = Some(cseq);
+    dialog.follow_source(flow);
+    true
+}
+
 /// Relay a request of leg `from` to the other leg, unless a plugin refuses it.
-fn relay_request<H: Hooks>(
+pub(crate) fn relay_request<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
     now: Instant,

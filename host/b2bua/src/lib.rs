@@ -65,6 +65,7 @@ pub mod route;
 pub mod session_timer;
 pub mod setup;
 pub mod stats;
+pub mod transfer;
 pub mod trunks;
 pub mod unsolicited;
 

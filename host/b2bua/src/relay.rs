@@ -61,6 +61,12 @@ pub fn request(to: &mut Dialog, msg: &Message, ids: &mut Ids, agent: &str) -> Me
     if matches!(method, Method::Invite | Method::Update) {
         advertise(&mut req);
     }
+    if method == Method::Refer {
+        // Rewritten for this leg already (see `crate::transfer`).
+        if let Some(to) = msg.header(&HeaderName::ReferTo) {
+            req.headers.push(HeaderName::ReferTo, to.to_string());
+        }
+    }
     rewrite_identity(msg, &mut req, &local_host);
     add_agent(&mut req, agent);
     req.body = msg.body.clone();

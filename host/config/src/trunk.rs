@@ -159,6 +159,19 @@ pub struct Trunk {
     /// 1,300 bytes goes over TCP instead (RFC 3261 §18.1.1).
     #[serde(default)]
     pub tcp_for_large_requests: bool,
+    /// A REFER inside this trunk's calls: `relay` it to the other leg (topology hidden) or
+    /// `refuse` it (403).
+    #[serde(default)]
+    pub transfer: TransferPolicy,
+}
+
+/// What a REFER inside a trunk's calls gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferPolicy {
+    #[default]
+    Relay,
+    Refuse,
 }
 
 /// A destination as configured: port and transport absent when DNS (RFC 3263) is to say.

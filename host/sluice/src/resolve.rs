@@ -317,6 +317,10 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         via_public: t.via_public_address,
         media: trunk_media(t),
         large_over_tcp: t.tcp_for_large_requests,
+        transfer: match t.transfer {
+            sluice_config::trunk::TransferPolicy::Relay => sluice_b2bua::config::Transfer::Relay,
+            sluice_config::trunk::TransferPolicy::Refuse => sluice_b2bua::config::Transfer::Refuse,
+        },
     })
 }
 
