@@ -509,3 +509,22 @@ fn a_carriers_refer_is_relayed_with_no_address_of_either_side() {
         );
     }
 }
+
+/// A PBX with delayed offer and 100rel (CUCM's default) toward a trunk that answers with a
+/// reliable 183 carrying the offer: the PBX's PRACK carries the answer end to end (SIPp's
+/// trunk checks its RAck and SDP), and every call completes.
+#[test]
+fn a_delayed_offer_is_answered_in_the_prack_end_to_end() {
+    let lab = Lab::start(51, Transport::Udp);
+    let (uac, uas) = run_calls(
+        &lab,
+        Dir::Outbound,
+        "uac_late_100rel.xml",
+        "uas_late_100rel.xml",
+        3,
+        3,
+        100,
+    );
+    assert_all_ok("PBX with a delayed offer", &uac, 3, &lab);
+    assert_all_ok("trunk offering in its 183", &uas, 3, &lab);
+}

@@ -28,10 +28,12 @@ pub fn provisional<H: Hooks>(
     mut msg: Message,
 ) {
     call.legs.callee.learn_from_answer(status, &msg);
-    if !crate::prack::from_callee(core, call, now, &msg) {
-        // A reliable provisional again: acknowledged and relayed already.
-        return;
-    }
+    let callee_rseq = match crate::prack::from_callee(core, call, now, &msg) {
+        // A reliable provisional again: relayed already.
+        crate::prack::FromCallee::Again => return,
+        crate::prack::FromCallee::Relay => None,
+        crate::prack::FromCallee::RelayEndToEnd(rseq) => Some(rseq),
+    };
     record_progress(core, call, now);
     send_cancel_if_possible(core, call, now);
     let CallState::Proceeding(p) = &call.state else {
@@ -52,7 +54,7 @@ pub fn provisional<H: Hooks>(
         media::drop_sdp(&mut resp);
     }
     let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
-    crate::prack::send_provisional(core, call, now, uas, resp);
+    crate::prack::send_provisional(core, call, now, (uas, callee_rseq), resp);
 }
 
 /// A final failure (300-699): relayed to the caller (mapped where it makes no sense across

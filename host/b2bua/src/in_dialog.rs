@@ -122,6 +122,17 @@ pub(crate) fn relay_request<H: Hooks>(
     if offers && core.anchor_sdp(call, from, Role::Offer, &mut req).is_err() {
         return core.reply(now, tx, &msg, 488, reason_phrase(488));
     }
+    if msg.method() == Some(&Method::Prack) && !msg.body.is_empty() {
+        // The answer to the offer in a reliable provisional (a delayed-offer INVITE), or a new
+        // offer after an answer there.
+        let role = match &call.state {
+            CallState::Proceeding(p) if p.invite.body.is_empty() => Role::Answer,
+            _ => Role::Offer,
+        };
+        if core.anchor_sdp(call, from, role, &mut req).is_err() {
+            return core.reply(now, tx, &msg, 488, reason_phrase(488));
+        }
+    }
     if let HookVerdict::Reject { status, reason } = core.run_hooks(call, to, &mut req, &mut msg) {
         debug!(call = call.key, status, method = ?msg.method(), "refused by a plugin");
         return core.reply(now, tx, &msg, status, &reason);
@@ -198,7 +209,7 @@ pub fn response<H: Hooks>(
     let mut resp = relay::response(dialog, request, mapped, &msg, &core.cfg.user_agent);
     let reply_to = reply_flow(request, dialog.flow);
     let role = media::response_role(request);
-    let answers = matches!(method, Method::Invite | Method::Update) && status < 300;
+    let answers = matches!(method, Method::Invite | Method::Update | Method::Prack) && status < 300;
     let anchored = answers && core.anchor_sdp(call, from.other(), role, &mut resp).is_ok();
     if !anchored && call.media.is_some() {
         media::drop_sdp(&mut resp);

@@ -1,12 +1,18 @@
-//! Reliable provisional responses (RFC 3262), ended on each leg. Sluice offers `100rel` on
-//! every INVITE it sends and acknowledges (PRACK) each reliable provisional of the callee at
-//! once; toward a caller that supports or requires `100rel`, it sends its own provisionals
-//! reliably (RSeq from a random start, retransmitted from T1 doubling until the PRACK, for
-//! 64*T1 at most) and answers the caller's PRACK. RSeq and RAck are each leg's own, so any mix
-//! works: both legs reliable, only one, or neither. A provisional that comes while the last
-//! reliable one is unacknowledged waits for its PRACK (RFC 3262 §3); a final response ends the
-//! wait.
+//! Reliable provisional responses (RFC 3262). Sluice offers `100rel` on every INVITE it sends.
+//! Toward a caller that supports or requires `100rel`, it sends its provisionals reliably (its
+//! own RSeq from a random start, retransmitted from T1 doubling until the PRACK, for 64*T1 at
+//! most; one waiting behind another that is unacknowledged, RFC 3262 §3).
+//!
+//! - Both legs reliable: the callee's reliable provisional reaches the caller reliably, and the
+//!   caller's PRACK is relayed to the callee (RAck mapped to the callee's RSeq, its SDP
+//!   anchored: the answer to an offer in the provisional, as a delayed-offer INVITE brings),
+//!   with its answer relayed back: end to end.
+//! - Only the callee reliable: Sluice PRACKs it at once and relays the provisional plainly.
+//! - Only the caller: Sluice's own reliable provisionals, its PRACK answered by Sluice.
+//!
+//! RSeq and RAck are each leg's own. A final response ends every wait.
 
+use crate::call::LegId;
 use crate::calls::{Call, CallState};
 use crate::core::{ClientRole, Core};
 use crate::hooks::Hooks;
@@ -30,8 +36,9 @@ pub struct Reliability {
     next_rseq: u32,
     /// Sluice's reliable provisional waiting for the caller's PRACK.
     unacked: Option<Unacked>,
-    /// Provisionals to send once it is acknowledged.
-    queued: VecDeque<Message>,
+    /// Provisionals to send once it is acknowledged (with the callee's RSeq when the caller's
+    /// PRACK is to be relayed).
+    queued: VecDeque<(Message, Option<u32>)>,
     /// The RSeq of the callee's last reliable provisional, acknowledged by Sluice.
     callee_rseq: Option<u32>,
 }
@@ -39,6 +46,8 @@ pub struct Reliability {
 #[derive(Debug)]
 struct Unacked {
     rseq: u32,
+    /// The callee's RSeq of the provisional this one relays: its PRACK is the caller's.
+    callee_rseq: Option<u32>,
     resp: Message,
     interval: Duration,
     next: Instant,
@@ -74,7 +83,7 @@ pub fn send_provisional<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
     now: Instant,
-    uas: ServerTxId,
+    (uas, callee_rseq): (ServerTxId, Option<u32>),
     mut resp: Message,
 ) {
     let rel = &mut call.prack;
@@ -85,7 +94,7 @@ pub fn send_provisional<H: Hooks>(
         if rel.queued.len() >= MAX_QUEUED {
             rel.queued.pop_front();
         }
-        rel.queued.push_back(resp);
+        rel.queued.push_back((resp, callee_rseq));
         return;
     }
     let rseq = rel.next_rseq;
@@ -96,6 +105,7 @@ pub fn send_provisional<H: Hooks>(
     let next = sluice_transaction::after(now, t1);
     rel.unacked = Some(Unacked {
         rseq,
+        callee_rseq,
         resp: resp.clone(),
         interval: t1,
         next,
@@ -157,7 +167,7 @@ pub fn from_caller<H: Hooks>(
         return core.reply(now, tx, msg, status, sluice_sip::reason_phrase(status));
     };
     let invite_cseq = p.invite.cseq().map_or(0, |(n, _)| n);
-    let uas = p.uas;
+    let (uas, uac) = (p.uas, p.uac);
     let matches = match (&call.prack.unacked, rack) {
         (Some(u), Some((rseq, cseq))) => u.rseq == rseq && cseq == invite_cseq,
         _ => false,
@@ -169,21 +179,48 @@ pub fn from_caller<H: Hooks>(
         );
         return core.reply(now, tx, msg, 481, sluice_sip::reason_phrase(481));
     }
-    call.prack.unacked = None;
-    core.reply(now, tx, msg, 200, "OK");
-    if let Some(next) = call.prack.queued.pop_front() {
-        send_provisional(core, call, now, uas, next);
+    let relayed = call.prack.unacked.take().and_then(|u| u.callee_rseq);
+    match relayed {
+        // End to end: the callee gets the caller's PRACK (and its SDP), the caller its answer.
+        Some(callee_rseq) => {
+            let callee_cseq = core
+                .tx
+                .client_request(uac)
+                .and_then(Message::cseq)
+                .map_or(0, |(n, _)| n);
+            let mut prack = msg.clone();
+            prack.headers.set(
+                HeaderName::RAck,
+                format!("{callee_rseq} {callee_cseq} INVITE"),
+            );
+            crate::in_dialog::relay_request(core, call, now, (LegId::Caller, tx), prack);
+        }
+        None => core.reply(now, tx, msg, 200, "OK"),
+    }
+    if let Some((next, rseq)) = call.prack.queued.pop_front() {
+        send_provisional(core, call, now, (uas, rseq), next);
     }
 }
 
-/// A provisional of the callee: PRACKed by Sluice when it is reliable. `false` when it is a
-/// retransmission of one already acknowledged (not relayed again).
+/// What to do with a provisional of the callee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromCallee {
+    /// Relay it (unreliable, or PRACKed by Sluice already).
+    Relay,
+    /// Relay it; the caller's PRACK goes to the callee for this RSeq (both legs reliable).
+    RelayEndToEnd(u32),
+    /// A retransmission of one already relayed: nothing.
+    Again,
+}
+
+/// A provisional of the callee: reliable, it is PRACKed by Sluice, or left for the caller's
+/// PRACK when the caller does 100rel too.
 pub fn from_callee<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
     now: Instant,
     msg: &Message,
-) -> bool {
+) -> FromCallee {
     let reliable = msg
         .headers
         .values(&HeaderName::Require)
@@ -192,14 +229,17 @@ pub fn from_callee<H: Hooks>(
         .header(&HeaderName::RSeq)
         .and_then(|v| v.trim().parse::<u32>().ok());
     let (true, Some(rseq)) = (reliable, rseq) else {
-        return true;
+        return FromCallee::Relay;
     };
     if call.prack.callee_rseq.is_some_and(|last| rseq <= last) {
-        return false;
+        return FromCallee::Again;
     }
     call.prack.callee_rseq = Some(rseq);
+    if call.prack.caller {
+        return FromCallee::RelayEndToEnd(rseq);
+    }
     let Some((cseq, _)) = msg.cseq() else {
-        return true;
+        return FromCallee::Relay;
     };
     let dialog = &mut call.legs.callee;
     let prack_cseq = dialog.next_cseq();
@@ -210,7 +250,7 @@ pub fn from_callee<H: Hooks>(
     let hop = dialog.next_hop();
     call.pending = call.pending.saturating_add(1);
     core.send(now, prack, hop, ClientRole::Teardown { call: call.key });
-    true
+    FromCallee::Relay
 }
 
 /// `RAck: rseq cseq method` → (rseq, cseq) of an INVITE.

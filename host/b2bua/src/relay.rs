@@ -61,6 +61,12 @@ pub fn request(to: &mut Dialog, msg: &Message, ids: &mut Ids, agent: &str) -> Me
     if matches!(method, Method::Invite | Method::Update) {
         advertise(&mut req);
     }
+    if method == Method::Prack {
+        // Mapped to this leg's RSeq already (see `crate::prack`).
+        if let Some(rack) = msg.header(&HeaderName::RAck) {
+            req.headers.push(HeaderName::RAck, rack.to_string());
+        }
+    }
     if method == Method::Refer {
         // Rewritten for this leg already (see `crate::transfer`).
         if let Some(to) = msg.header(&HeaderName::ReferTo) {

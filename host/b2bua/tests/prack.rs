@@ -182,3 +182,68 @@ fn sluice_says_what_it_supports() {
     assert_eq!(invite.header(&HeaderName::SessionExpires), Some("1800"));
     assert!(sluice_b2bua::ALLOW.contains("PRACK"));
 }
+
+/// Both legs reliable, with a delayed offer (an INVITE without SDP, as CUCM sends): the
+/// trunk's reliable 183 carries the offer to the PBX reliably, and the PBX's PRACK carries the
+/// answer to the trunk (RAck mapped to the trunk's RSeq, SDP anchored), its 200 relayed back.
+#[test]
+fn with_100rel_on_both_legs_the_prack_and_its_answer_cross_end_to_end() {
+    let mut lab = Lab::with_hooks(
+        lab_config_with_media(sluice_transaction::Transport::Udp),
+        sluice_b2bua::NoHooks,
+    );
+    let invite = pbx_invite_with_100rel();
+    let head = invite.split("\r\n\r\n").next().unwrap();
+    let delayed = format!(
+        "{}\r\n\r\n",
+        head.replace(
+            &format!("Content-Length: {}", SDP.len()),
+            "Content-Length: 0"
+        )
+    )
+    .replace("Content-Type: application/sdp\r\n", "");
+    let o = lab.from_pbx_text(&delayed);
+    let b_invite = only(&o, TRUNK)[0].clone();
+    assert!(b_invite.body.is_empty(), "a delayed offer stays delayed");
+    let (cseq, _) = b_invite.cseq().unwrap();
+    let offer = SDP.replace("127.0.0.10", "127.0.0.20");
+    let o = lab.from_trunk_text(&provisional(&b_invite, 183, Some(7), &offer));
+    assert!(only(&o, TRUNK).is_empty(), "the PRACK is the PBX's to send");
+    let r183 = only(&o, PBX)[0].clone();
+    assert_eq!(r183.header(&HeaderName::Require), Some("100rel"));
+    let body = String::from_utf8_lossy(&r183.body).into_owned();
+    assert!(
+        body.contains("m=audio") && !body.contains("127.0.0.20"),
+        "anchored offer: {body}"
+    );
+    let rseq = r183.header(&HeaderName::RSeq).unwrap().to_string();
+    let answer = SDP;
+    let prack = pbx_prack(&r183, &rseq, 2).replacen(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        ),
+        1,
+    );
+    let o = lab.from_pbx_text(&prack);
+    assert!(
+        only(&o, PBX).is_empty(),
+        "answered by the trunk, not by Sluice"
+    );
+    let b_prack = only(&o, TRUNK)[0].clone();
+    assert_eq!(b_prack.method(), Some(&Method::Prack));
+    assert_eq!(
+        b_prack.header(&HeaderName::RAck),
+        Some(format!("7 {cseq} INVITE").as_str())
+    );
+    let body = String::from_utf8_lossy(&b_prack.body).into_owned();
+    assert!(
+        body.contains("m=audio") && !body.contains("127.0.0.10"),
+        "{body}"
+    );
+    let o = lab.from_trunk_text(&trunk_response(&b_prack, 200, "OK", ""));
+    assert_eq!(statuses(&only(&o, PBX)), [200]);
+    let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", ""));
+    assert_eq!(statuses(&only(&o, PBX)), [200]);
+}
