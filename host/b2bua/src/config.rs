@@ -36,6 +36,9 @@ pub struct PeerConfig {
     /// The peer takes TCP where it takes UDP: a new call's INVITE too large for UDP (RFC 3261
     /// §18.1.1) goes over TCP instead.
     pub large_over_tcp: bool,
+    /// A new call's `Diversion` and `History-Info` (a forwarded call's history, which carriers
+    /// check for caller-ID policy) reach this peer, rehosted; `false` removes them.
+    pub forward_history: bool,
 }
 
 /// What Sluice does with the media of calls to and from a peer.
@@ -172,6 +175,8 @@ pub struct TrunkConfig {
     pub large_over_tcp: bool,
     /// What a REFER inside this trunk's calls gets (see [`crate::transfer`]).
     pub transfer: Transfer,
+    /// See [`PeerConfig::forward_history`].
+    pub forward_history: bool,
 }
 
 /// What Sluice does with a REFER inside a trunk's calls.
@@ -194,6 +199,7 @@ impl TrunkConfig {
             addr: self.outbound_proxy.unwrap_or(d.addr),
             media: self.media.clone(),
             large_over_tcp: self.large_over_tcp,
+            forward_history: self.forward_history,
         }
     }
 
@@ -251,6 +257,7 @@ impl TrunkConfig {
             media: PeerMedia::Anchor,
             large_over_tcp: false,
             transfer: Transfer::Relay,
+            forward_history: true,
         }
     }
 }

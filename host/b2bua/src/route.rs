@@ -146,6 +146,7 @@ fn outbound(
                 addr: b.source,
                 media: t.media.clone(),
                 large_over_tcp: false,
+                forward_history: true,
             }])
         }
         None => ordered(t, ids)

@@ -58,6 +58,10 @@ pub fn new_call(
     copy_passthrough(msg, &mut invite);
     crate::headers::advertise(&mut invite);
     rewrite_identity(msg, &mut invite, &local_uri_host(shown));
+    if !peer.forward_history {
+        invite.headers.remove(&HeaderName::Diversion);
+        invite.headers.remove(&HeaderName::HistoryInfo);
+    }
     add_agent(&mut invite, agent);
     invite.body = msg.body.clone();
     NewCall {

@@ -36,6 +36,7 @@ fn peer(name: &str, host: &str, transport: Transport, at: &str) -> PeerConfig {
         addr: addr(at),
         media: PeerMedia::Anchor,
         large_over_tcp: false,
+        forward_history: true,
     }
 }
 

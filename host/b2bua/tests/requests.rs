@@ -123,3 +123,24 @@ fn history_info_crosses_with_the_pbxs_host_replaced() {
         "{hi}"
     );
 }
+
+#[test]
+fn a_trunk_may_be_spared_the_calls_history() {
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.trunks[0].forward_history = false;
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    let o = lab.from_pbx_text(&pbx_invite().replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nHistory-Info: <sip:2002@pbx.internal>;index=1\r\nDiversion: <sip:2002@pbx.internal>;reason=unconditional\r\n",
+        1,
+    ));
+    let b_invite = only(&o, TRUNK)[0].clone();
+    assert!(
+        b_invite.header(&HeaderName::HistoryInfo).is_none(),
+        "{b_invite}"
+    );
+    assert!(
+        b_invite.header(&HeaderName::Diversion).is_none(),
+        "{b_invite}"
+    );
+}

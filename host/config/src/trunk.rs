@@ -163,6 +163,14 @@ pub struct Trunk {
     /// `refuse` it (403).
     #[serde(default)]
     pub transfer: TransferPolicy,
+    /// A forwarded call's `Diversion` and `History-Info` reach this trunk (rehosted); `false`
+    /// removes them.
+    #[serde(default = "yes")]
+    pub forward_history: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a REFER inside a trunk's calls gets.

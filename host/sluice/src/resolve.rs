@@ -139,6 +139,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
                 addr: resolve(host, port)?,
                 media: PeerMedia::Anchor,
                 large_over_tcp: false,
+                forward_history: true,
             })
         };
     let mut pbx = peer(
@@ -317,6 +318,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         via_public: t.via_public_address,
         media: trunk_media(t),
         large_over_tcp: t.tcp_for_large_requests,
+        forward_history: t.forward_history,
         transfer: match t.transfer {
             sluice_config::trunk::TransferPolicy::Relay => sluice_b2bua::config::Transfer::Relay,
             sluice_config::trunk::TransferPolicy::Refuse => sluice_b2bua::config::Transfer::Refuse,
