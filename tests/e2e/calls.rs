@@ -528,3 +528,112 @@ fn a_delayed_offer_is_answered_in_the_prack_end_to_end() {
     assert_all_ok("PBX with a delayed offer", &uac, 3, &lab);
     assert_all_ok("trunk offering in its 183", &uas, 3, &lab);
 }
+
+/// The value of `param` (`tag`, say) in header `name` of a message's text.
+fn header_param(msg: &str, name: &str, param: &str) -> Option<String> {
+    let line = msg.lines().find(|l| {
+        l.to_ascii_lowercase()
+            .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+    })?;
+    let at = line.find(&format!(";{param}="))? + param.len() + 2;
+    Some(line[at..].split([';', '>', ' ']).next()?.to_string())
+}
+
+fn header_value(msg: &str, name: &str) -> Option<String> {
+    msg.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('@', "%40")
+        .replace(';', "%3B")
+        .replace('=', "%3D")
+}
+
+/// A PBX's attended transfer across Sluice: two calls to the trunk; on the first, a REFER
+/// whose Replaces names the second call's PBX-side dialog. The trunk (SIPp) gets the REFER with
+/// Replaces naming the second call's trunk-side dialog (the Call-ID and tags it knows), with no
+/// PBX address or Call-ID, and its NOTIFYs reach the PBX.
+#[test]
+fn an_attended_refer_reaches_the_trunk_with_replaces_mapped_to_its_own_dialog() {
+    let lab = Lab::start(52, Transport::Udp);
+    let uas = lab.sipp(
+        "uas",
+        "uas_refer_or_bye.xml",
+        Peer::Trunk,
+        None,
+        &["-m", "2"],
+    );
+    let held = lab.sipp_on(
+        "held",
+        "uac.xml",
+        (lab.pbx_ip(), 5072),
+        Some(&lab.internal()),
+        &["-m", "1", "-d", "6000", "-s", "15552001111"],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let answered = loop {
+        let got = sluice_e2e::parse_message_log(
+            &std::fs::read_to_string(held.messages_path()).unwrap_or_default(),
+            "received",
+        );
+        if let Some(ok) = got.into_iter().find(|m| m.starts_with("SIP/2.0 200")) {
+            break ok;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held call was not answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let call_id = header_value(&answered, "Call-ID").unwrap();
+    let sluice_tag = header_param(&answered, "To", "tag").unwrap();
+    let pbx_tag = header_param(&answered, "From", "tag").unwrap();
+    let replaces = escape(&format!("{call_id};to-tag={sluice_tag};from-tag={pbx_tag}"));
+    let uac = lab.sipp(
+        "uac",
+        "uac_refer_replaces.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &[
+            "-m",
+            "1",
+            "-s",
+            "15552001111",
+            "-set",
+            "replaces",
+            &replaces,
+        ],
+    );
+    let trunk_log = uas.messages_path().to_path_buf();
+    assert_all_ok("PBX transferring", &uac.wait(LIMIT), 1, &lab);
+    assert_all_ok("PBX's held call", &held.wait(LIMIT), 1, &lab);
+    assert_all_ok("trunk", &uas.wait(Duration::from_secs(10)), 2, &lab);
+    let got =
+        sluice_e2e::parse_message_log(&std::fs::read_to_string(trunk_log).unwrap(), "received");
+    let invites: Vec<&String> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
+    let held_at_trunk = invites[0];
+    let trunk_call_id = header_value(held_at_trunk, "Call-ID").unwrap();
+    let sluice_tag_at_trunk = header_param(held_at_trunk, "From", "tag").unwrap();
+    let refer = got
+        .iter()
+        .find(|m| m.starts_with("REFER "))
+        .expect("the trunk got the REFER");
+    let refer_to = header_value(refer, "Refer-To").unwrap();
+    let mapped = escape(&format!("{trunk_call_id};to-tag="));
+    assert!(
+        refer_to.contains(&format!("Replaces={mapped}")),
+        "{refer_to}"
+    );
+    assert!(
+        refer_to.contains(&escape(&format!("from-tag={sluice_tag_at_trunk}"))),
+        "{refer_to}"
+    );
+    assert!(!refer_to.contains(&escape(&call_id)), "{refer_to}");
+    assert!(!refer.contains(&lab.pbx_ip()), "{refer}");
+}
