@@ -637,3 +637,49 @@ fn an_attended_refer_reaches_the_trunk_with_replaces_mapped_to_its_own_dialog() 
     assert!(!refer_to.contains(&escape(&call_id)), "{refer_to}");
     assert!(!refer.contains(&lab.pbx_ip()), "{refer}");
 }
+
+/// A trunk with `transfer = "handle"` toward a PBX that takes no REFER: Sluice answers the
+/// carrier's REFER itself (SIPp's carrier expects 202, NOTIFY 100 then 200), calls the target
+/// on the PBX (SIPp's PBX answers a second call, with no carrier address in it), hangs up the
+/// old PBX leg, and the carrier's BYE reaches the new one.
+#[test]
+fn a_carriers_refer_handled_by_sluice_moves_the_call_to_the_target() {
+    let a = LabAddrs::v4(53);
+    let text = Lab::config_for(&a, Transport::Udp).replacen(
+        "name = \"loop\"\n",
+        "name = \"loop\"\ntransfer = \"handle\"\n",
+        1,
+    );
+    assert!(text.contains("transfer = \"handle\""));
+    let lab = Lab::start_with_text(a, Transport::Udp, &text);
+    let pbx = lab.sipp("uas", "uas.xml", Peer::Pbx, None, &["-m", "2"]);
+    let carrier = lab.sipp(
+        "uac",
+        "uac_refer.xml",
+        Peer::Trunk,
+        Some(&lab.external()),
+        &["-m", "1", "-s", "15552001111"],
+    );
+    let pbx_log = pbx.messages_path().to_path_buf();
+    assert_all_ok("carrier transferring", &carrier.wait(LIMIT), 1, &lab);
+    assert_all_ok(
+        "PBX: the first leg and the new one",
+        &pbx.wait(Duration::from_secs(10)),
+        2,
+        &lab,
+    );
+    let got = sluice_e2e::parse_message_log(&std::fs::read_to_string(pbx_log).unwrap(), "received");
+    let invites: Vec<&String> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
+    assert_eq!(invites.len(), 2);
+    assert!(
+        invites[1].starts_with("INVITE sip:15559870000@"),
+        "{}",
+        invites[1]
+    );
+    for m in &got {
+        assert!(
+            !m.contains(&lab.trunk_ip()),
+            "carrier address at the PBX: {m}"
+        );
+    }
+}

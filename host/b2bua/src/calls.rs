@@ -100,6 +100,10 @@ pub struct Call {
     pub prack: crate::prack::Reliability,
     /// The session timer (RFC 4028): refreshes, and the end of a call whose refreshes stop.
     pub session_timers: crate::session_timer::SessionTimers,
+    /// The SDP Sluice last sent on each leg (a transfer Sluice handles offers it again).
+    pub sent_sdp: crate::call::Legs<Option<bytes::Bytes>>,
+    /// A transfer Sluice is carrying out.
+    pub transfer: Option<Box<crate::transfer::Handling>>,
 }
 
 impl Call {

@@ -187,6 +187,9 @@ pub enum Transfer {
     Relay,
     /// Refused with 403.
     Refuse,
+    /// A REFER from the trunk's side is carried out by Sluice: the PBX's leg is replaced by a
+    /// new call to the target (see [`crate::transfer`]).
+    Handle,
 }
 
 impl TrunkConfig {

@@ -57,6 +57,8 @@ pub enum ClientRole {
     Teardown { call: CallKey },
     /// Sluice's own session refresh (an UPDATE toward the callee).
     Refresh { call: CallKey },
+    /// The INVITE of a transfer Sluice carries out (toward the PBX).
+    Transfer { call: CallKey },
     /// A trunk agent's request: REGISTER or an OPTIONS probe.
     Agent {
         trunk: Arc<str>,
@@ -78,7 +80,8 @@ impl ClientRole {
             ClientRole::Invite { call }
             | ClientRole::Relay { call, .. }
             | ClientRole::Teardown { call }
-            | ClientRole::Refresh { call } => Some(*call),
+            | ClientRole::Refresh { call }
+            | ClientRole::Transfer { call } => Some(*call),
             ClientRole::Agent { .. } => None,
         }
     }
@@ -214,7 +217,11 @@ impl<H: Hooks> Core<H> {
         out: &mut Message,
     ) -> Result<(), Unanchorable> {
         let answered = matches!(call.state, CallState::Established);
-        self.rewrite_sdp(call.key, &mut call.media, answered, (from, role), out)
+        self.rewrite_sdp(call.key, &mut call.media, answered, (from, role), out)?;
+        if !out.body.is_empty() {
+            *call.sent_sdp.get_mut(from.other()) = Some(out.body.clone());
+        }
+        Ok(())
     }
 
     /// [`Core::anchor_sdp`] for a call that is not in the table yet (its INVITE).

@@ -540,6 +540,14 @@ impl<H: Hooks> Engine<H> {
                 }
             }
             ClientRole::Teardown { .. } if status >= 200 => self.finish_client(now, key, tx),
+            ClientRole::Transfer { .. } if status != 100 => {
+                self.with_call(now, Some(key), |core, call| {
+                    crate::transfer::new_leg_answered(core, call, now, status, &msg)
+                });
+                if status >= 200 {
+                    self.finish_client(now, key, tx);
+                }
+            }
             ClientRole::Refresh { .. } if status >= 200 => {
                 self.with_call(now, Some(key), |core, call| {
                     session_timer::own_refresh_answered(core, call, now, status, &msg)
@@ -602,6 +610,10 @@ impl<H: Hooks> Engine<H> {
             ClientRole::Refresh { .. } => self.with_call(now, Some(key), |core, call| {
                 let timeout = Message::response(status, reason_phrase(status));
                 session_timer::own_refresh_answered(core, call, now, status, &timeout)
+            }),
+            ClientRole::Transfer { .. } => self.with_call(now, Some(key), |core, call| {
+                let failed = Message::response(status, reason_phrase(status));
+                crate::transfer::new_leg_answered(core, call, now, status, &failed)
             }),
             ClientRole::Teardown { .. } | ClientRole::Agent { .. } => {}
         }

@@ -276,6 +276,10 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
     let prack = crate::prack::Reliability::for_caller(&caller_invite, core.ids.first_cseq());
     let session_timers = crate::session_timer::SessionTimers::for_caller(&caller_invite);
     debug!(call = key, ?direction, trunk = %route.trunk, "new call");
+    let sent_sdp = Legs {
+        caller: None,
+        callee: (!invite.body.is_empty()).then(|| invite.body.clone()),
+    };
     let uac = core.tx.send_request(now, invite, callee.flow);
     core.clients.insert(uac, ClientRole::Invite { call: key });
     core.metrics.call_started(&label, direction);
@@ -316,6 +320,8 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         peers: Vec::new(),
         prack,
         session_timers,
+        sent_sdp,
+        transfer: None,
     }
 }
 

@@ -107,7 +107,7 @@ fn caller_dialog(msg: &Message, flow: Flow, inbound: ListenerAddr, ids: &mut Ids
 
 /// The callee's dialog: the caller's display name and number on our host, the called number on
 /// the peer's host, a fresh Call-ID, tag and CSeq.
-fn callee_dialog(
+pub(crate) fn callee_dialog(
     msg: &Message,
     peer: &PeerConfig,
     (outbound, shown): (ListenerAddr, std::net::SocketAddr),

@@ -13,6 +13,13 @@
 //!
 //! `Referred-By` crosses rehosted like the identity headers; the NOTIFYs (`message/sipfrag`)
 //! come back as any in-dialog request. Trunks with `transfer = "refuse"` get 403.
+//!
+//! With `transfer = "handle"`, a REFER from the trunk's side is carried out by Sluice, for a
+//! PBX that does not take REFER: 202, a NOTIFY `100 Trying`, and a new INVITE toward the PBX
+//! for the target's user, from the trunk party, offering the SDP Sluice last sent the PBX (the
+//! same media ports: the trunk's side of the media does not move). When it is answered Sluice
+//! ACKs it, points the media at the new leg, hangs up the PBX's old leg and reports `200 OK`;
+//! when it fails, the old leg stays and the NOTIFY says why.
 
 use crate::call::LegId;
 use crate::calls::{Call, CallState, Calls};
@@ -22,10 +29,20 @@ use crate::dialog::Dialog;
 use crate::headers::local_uri_host;
 use crate::hooks::Hooks;
 use crate::in_dialog;
+use sluice_media::Role;
 use sluice_sip::{reason_phrase, HeaderName, Message, NameAddr, Uri};
 use sluice_transaction::{Flow, ServerTxId};
 use std::time::Instant;
 use tracing::debug;
+
+/// A transfer Sluice carries out: the new leg toward the PBX, until it is answered.
+#[derive(Debug)]
+pub struct Handling {
+    /// The leg the REFER came on (the trunk's); the other one is replaced.
+    referrer: LegId,
+    new_leg: Dialog,
+    invite_cseq: u32,
+}
 
 /// A REFER inside a call, from `leg` (`replacing`: what the engine found for its `Replaces`).
 pub fn refer<H: Hooks>(
@@ -48,6 +65,15 @@ pub fn refer<H: Hooks>(
     if refused || !matches!(call.state, CallState::Established) {
         // RFC 3515: a REFER the recipient will not act on is refused; 403 names the policy.
         return core.reply(now, tx, &msg, 403, reason_phrase(403));
+    }
+    let handled = core
+        .cfg
+        .trunks
+        .iter()
+        .find(|t| t.name == call.trunk)
+        .is_some_and(|t| t.transfer == Transfer::Handle);
+    if handled && leg.side(call.direction) == crate::config::Side::External {
+        return handle(core, call, now, (leg, tx), &msg);
     }
     let rewritten = refer_to(&msg, call.legs.get(leg.other()), replacing);
     match rewritten {
@@ -85,6 +111,187 @@ pub enum Replacing {
     Mapped(Mapped),
     /// Malformed, or a dialog Sluice does not carry.
     Unknown,
+}
+
+/// Carry out a REFER from the trunk's leg `leg`: see the module's documentation.
+fn handle<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    (leg, tx): (LegId, ServerTxId),
+    refer: &Message,
+) {
+    if call.transfer.is_some() {
+        return core.reply(now, tx, refer, 491, reason_phrase(491));
+    }
+    let user = refer
+        .header(&HeaderName::ReferTo)
+        .and_then(NameAddr::parse)
+        .and_then(|na| sluice_sip::edit::uri_number(na.uri).map(str::to_string));
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return core.reply(now, tx, refer, 400, "Bad Refer-To");
+    };
+    let pbx_leg = leg.other();
+    let Some(offer) = call.sent_sdp.get(pbx_leg).clone() else {
+        return core.reply(now, tx, refer, 488, reason_phrase(488));
+    };
+    core.reply(now, tx, refer, 202, "Accepted");
+    notify(core, call, now, leg, "SIP/2.0 100 Trying", false);
+    // The new leg: as a call from the trunk party to the target would be set up.
+    let old = call.legs.get(pbx_leg);
+    let mut as_if = Message::request(sluice_sip::Method::Invite, format!("sip:{user}@invalid"));
+    as_if
+        .headers
+        .push(HeaderName::From, call.legs.get(leg).remote_party.clone());
+    let listener = crate::config::ListenerAddr {
+        side: crate::config::Side::Internal,
+        transport: old.flow.transport,
+        addr: old.flow.local,
+    };
+    let pbx = core.cfg.pbx.clone();
+    let mut new_leg =
+        crate::setup::callee_dialog(&as_if, &pbx, (listener, old.flow.local), &mut core.ids);
+    new_leg.flow = old.flow;
+    new_leg.flow.conn = None;
+    let invite_cseq = new_leg.local_cseq;
+    let mut invite = new_leg.request(sluice_sip::Method::Invite, invite_cseq, 70, &mut core.ids);
+    invite
+        .headers
+        .push(HeaderName::Contact, new_leg.contact.clone());
+    crate::headers::advertise(&mut invite);
+    crate::headers::rewrite_identity(refer, &mut invite, &local_uri_host(old.flow.local));
+    crate::headers::add_agent(&mut invite, &core.cfg.user_agent);
+    invite
+        .headers
+        .push(HeaderName::ContentType, "application/sdp");
+    invite.body = offer;
+    let hop = new_leg.next_hop();
+    debug!(call = call.key, "carrying out a transfer toward the PBX");
+    call.transfer = Some(Box::new(Handling {
+        referrer: leg,
+        new_leg,
+        invite_cseq,
+    }));
+    call.pending = call.pending.saturating_add(1);
+    core.send(
+        now,
+        invite,
+        hop,
+        crate::core::ClientRole::Transfer { call: call.key },
+    );
+}
+
+/// The new leg of a transfer Sluice carries out answered (`status`, 408 when nothing came).
+pub fn new_leg_answered<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    status: u16,
+    msg: &Message,
+) {
+    if status < 200 {
+        if let Some(h) = call.transfer.as_mut() {
+            h.new_leg.learn_from_answer(status, msg);
+        }
+        return;
+    }
+    let Some(mut h) = call.transfer.take() else {
+        return;
+    };
+    let referrer = h.referrer;
+    let reason = msg
+        .reason()
+        .unwrap_or_else(|| reason_phrase(status))
+        .to_string();
+    if status >= 300 || !matches!(call.state, CallState::Established) {
+        debug!(
+            call = call.key,
+            status, "the transfer's new leg failed; the call stays"
+        );
+        return notify(
+            core,
+            call,
+            now,
+            referrer,
+            &format!("SIP/2.0 {status} {reason}"),
+            true,
+        );
+    }
+    h.new_leg.learn_from_answer(status, msg);
+    let ack = crate::relay::ack(&h.new_leg, h.invite_cseq, None, &mut core.ids);
+    core.emit_message(h.new_leg.next_hop(), &ack);
+    let pbx_leg = referrer.other();
+    // The media now goes to the new leg's address (its answer to Sluice's offer).
+    let mut answer = msg.clone();
+    if core
+        .anchor_sdp(call, pbx_leg, Role::Answer, &mut answer)
+        .is_err()
+    {
+        tracing::warn!(
+            call = call.key,
+            "the transfer's new leg answered unreadable SDP"
+        );
+    }
+    // The old leg ends; the new one takes its place in the call.
+    bye_old_leg(core, call, now, pbx_leg);
+    let old = std::mem::replace(call.legs.get_mut(pbx_leg), h.new_leg);
+    core.retags.push((
+        call.key,
+        old.local_tag,
+        call.legs.get(pbx_leg).local_tag.clone(),
+    ));
+    crate::guard::note_peers(core, call);
+    notify(core, call, now, referrer, "SIP/2.0 200 OK", true);
+}
+
+/// A BYE on a leg the call keeps going without (its state stays).
+fn bye_old_leg<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, leg: LegId) {
+    let dialog = call.legs.get_mut(leg);
+    let cseq = dialog.next_cseq();
+    let mut bye = dialog.request(sluice_sip::Method::Bye, cseq, 70, &mut core.ids);
+    crate::headers::add_agent(&mut bye, &core.cfg.user_agent);
+    let hop = dialog.next_hop();
+    call.pending = call.pending.saturating_add(1);
+    core.send(
+        now,
+        bye,
+        hop,
+        crate::core::ClientRole::Teardown { call: call.key },
+    );
+}
+
+/// A NOTIFY of the REFER's progress on `leg` (RFC 3515 §2.4.5): `sipfrag` is the status line.
+fn notify<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    leg: LegId,
+    sipfrag: &str,
+    last: bool,
+) {
+    let dialog = call.legs.get_mut(leg);
+    let cseq = dialog.next_cseq();
+    let mut n = dialog.request(sluice_sip::Method::Notify, cseq, 70, &mut core.ids);
+    n.headers.push(HeaderName::Contact, dialog.contact.clone());
+    n.headers.push(HeaderName::Event, "refer");
+    let state = if last {
+        "terminated;reason=noresource"
+    } else {
+        "active;expires=60"
+    };
+    n.headers.push(HeaderName::SubscriptionState, state);
+    crate::headers::add_agent(&mut n, &core.cfg.user_agent);
+    n.headers
+        .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+    n.body = bytes::Bytes::from(format!("{sipfrag}\r\n"));
+    let hop = dialog.next_hop();
+    call.pending = call.pending.saturating_add(1);
+    core.send(
+        now,
+        n,
+        hop,
+        crate::core::ClientRole::Teardown { call: call.key },
+    );
 }
 
 /// `Replaces` of a REFER's `Refer-To`, decoded: (Call-ID, to-tag, from-tag).

@@ -126,3 +126,80 @@ fn a_refer_that_cannot_cross_is_refused() {
     assert_eq!(statuses(&only(&o, TRUNK)), [403]);
     assert!(only(&o, PBX).is_empty());
 }
+
+/// A trunk with `transfer = "handle"`: its REFER is carried out by Sluice. The PBX gets a new
+/// call for the target (the trunk party calling, no trunk address), and once it answers, its
+/// old leg ends, the trunk hears NOTIFY 100 then 200, and the call goes on with the new leg.
+#[test]
+fn a_carriers_refer_handled_by_sluice_moves_the_call_to_a_new_pbx_leg() {
+    let mut cfg = lab_config_with_media(Transport::Udp);
+    cfg.trunks[0].transfer = sluice_b2bua::config::Transfer::Handle;
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    let up = lab.established_call();
+    let refer = with_headers(
+        &trunk_in_dialog("REFER", 2, &up.b_invite, "z9hG4bKrefer", ""),
+        "Refer-To: <sip:15559870000@127.0.0.20;user=phone>\r\n",
+    );
+    let o = lab.from_trunk_text(&refer);
+    let to_trunk = only(&o, TRUNK);
+    assert_eq!(statuses(&to_trunk), [202]);
+    let trying = to_trunk
+        .iter()
+        .find(|m| m.method() == Some(&Method::Notify))
+        .expect("NOTIFY 100");
+    assert_eq!(trying.header(&HeaderName::Event), Some("refer"));
+    assert!(String::from_utf8_lossy(&trying.body).starts_with("SIP/2.0 100"));
+    let invite = only(&o, PBX)[0].clone();
+    assert_eq!(invite.method(), Some(&Method::Invite));
+    assert!(
+        invite
+            .request_uri()
+            .unwrap()
+            .starts_with("sip:15559870000@"),
+        "{invite}"
+    );
+    assert_ne!(invite.call_id(), Some("pbx-call-1@127.0.0.10"));
+    assert!(!invite.body.is_empty(), "Sluice's offer: {invite}");
+    let text = invite.to_string();
+    assert!(!text.contains("127.0.0.20"), "no trunk address: {text}");
+    // The PBX answers the new call.
+    let mut ok = sluice_transaction::response_to(&invite, 200, "OK", Some("pbx2tag"));
+    ok.headers
+        .push(HeaderName::Contact, "<sip:2002@127.0.0.10:5060>");
+    ok.headers.push(HeaderName::ContentType, "application/sdp");
+    ok.body = bytes::Bytes::from(SDP.replace("4000", "4100"));
+    lab.media.clear();
+    let o = lab.from_pbx_text(&String::from_utf8_lossy(&ok.to_bytes()));
+    let moved = lab.media.iter().any(|op| {
+        matches!(op, sluice_media::MediaOp::Update { remotes, .. }
+            if remotes.iter().flatten().any(|r| r.rtp.to_string() == "127.0.0.10:4100"))
+    });
+    assert!(moved, "the media goes to the new leg: {:?}", lab.media);
+    let to_pbx = only(&o, PBX);
+    let ack = to_pbx
+        .iter()
+        .find(|m| m.method() == Some(&Method::Ack))
+        .expect("ACK of the new leg");
+    assert_eq!(ack.call_id(), invite.call_id());
+    let bye = to_pbx
+        .iter()
+        .find(|m| m.method() == Some(&Method::Bye))
+        .expect("BYE of the old leg");
+    assert_eq!(bye.call_id(), Some("pbx-call-1@127.0.0.10"));
+    let done = only(&o, TRUNK)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Notify))
+        .expect("NOTIFY 200");
+    assert!(String::from_utf8_lossy(&done.body).starts_with("SIP/2.0 200"));
+    assert_eq!(
+        done.header(&HeaderName::SubscriptionState),
+        Some("terminated;reason=noresource")
+    );
+    lab.from_pbx_text(&pbx_response(bye, 200, ""));
+    // The trunk hangs up: the BYE reaches the new leg.
+    let o = lab.from_trunk_text(&trunk_in_dialog("BYE", 3, &up.b_invite, "z9hG4bKbye", ""));
+    let bye = only(&o, PBX)[0].clone();
+    assert_eq!(bye.method(), Some(&Method::Bye));
+    assert_eq!(bye.call_id(), invite.call_id());
+    assert_eq!(bye.to_tag(), Some("pbx2tag"));
+}

@@ -180,6 +180,7 @@ pub enum TransferPolicy {
     #[default]
     Relay,
     Refuse,
+    Handle,
 }
 
 /// A destination as configured: port and transport absent when DNS (RFC 3263) is to say.

@@ -322,6 +322,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         transfer: match t.transfer {
             sluice_config::trunk::TransferPolicy::Relay => sluice_b2bua::config::Transfer::Relay,
             sluice_config::trunk::TransferPolicy::Refuse => sluice_b2bua::config::Transfer::Refuse,
+            sluice_config::trunk::TransferPolicy::Handle => sluice_b2bua::config::Transfer::Handle,
         },
     })
 }
