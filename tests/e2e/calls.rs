@@ -555,25 +555,35 @@ fn escape(s: &str) -> String {
         .replace('=', "%3D")
 }
 
-/// A PBX's attended transfer across Sluice: two calls to the trunk; on the first, a REFER
-/// whose Replaces names the second call's PBX-side dialog. The trunk (SIPp) gets the REFER with
-/// Replaces naming the second call's trunk-side dialog (the Call-ID and tags it knows), with no
-/// PBX address or Call-ID, and its NOTIFYs reach the PBX.
-#[test]
-fn an_attended_refer_reaches_the_trunk_with_replaces_mapped_to_its_own_dialog() {
-    let lab = Lab::start(52, Transport::Udp);
-    let uas = lab.sipp(
-        "uas",
-        "uas_refer_or_bye.xml",
-        Peer::Trunk,
-        None,
-        &["-m", "2"],
-    );
+/// An attended transfer across Sluice: two calls from one side (`dir`) to the other; on the
+/// first, a REFER whose Replaces names the second call's dialog on the referrer's side. The
+/// other side (SIPp) gets the REFER with Replaces naming its own dialog of the second call (the
+/// Call-ID and tags it knows), with no address or Call-ID of the referrer's side, and its
+/// NOTIFYs reach the referrer.
+fn attended_refer(block: u8, dir: Dir) {
+    let lab = Lab::start(block, Transport::Udp);
+    let (referrer, other, target, referrer_ip, other_ip) = match dir {
+        Dir::Outbound => (
+            Peer::Pbx,
+            Peer::Trunk,
+            lab.internal(),
+            lab.pbx_ip(),
+            lab.trunk_ip(),
+        ),
+        Dir::Inbound => (
+            Peer::Trunk,
+            Peer::Pbx,
+            lab.external(),
+            lab.trunk_ip(),
+            lab.pbx_ip(),
+        ),
+    };
+    let uas = lab.sipp("uas", "uas_refer_or_bye.xml", other, None, &["-m", "2"]);
     let held = lab.sipp_on(
         "held",
         "uac.xml",
-        (lab.pbx_ip(), 5072),
-        Some(&lab.internal()),
+        (referrer_ip.clone(), 5072),
+        Some(&target),
         &["-m", "1", "-d", "6000", "-s", "15552001111"],
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -593,13 +603,13 @@ fn an_attended_refer_reaches_the_trunk_with_replaces_mapped_to_its_own_dialog() 
     };
     let call_id = header_value(&answered, "Call-ID").unwrap();
     let sluice_tag = header_param(&answered, "To", "tag").unwrap();
-    let pbx_tag = header_param(&answered, "From", "tag").unwrap();
-    let replaces = escape(&format!("{call_id};to-tag={sluice_tag};from-tag={pbx_tag}"));
+    let own_tag = header_param(&answered, "From", "tag").unwrap();
+    let replaces = escape(&format!("{call_id};to-tag={sluice_tag};from-tag={own_tag}"));
     let uac = lab.sipp(
         "uac",
         "uac_refer_replaces.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
+        referrer,
+        Some(&target),
         &[
             "-m",
             "1",
@@ -610,32 +620,51 @@ fn an_attended_refer_reaches_the_trunk_with_replaces_mapped_to_its_own_dialog() 
             &replaces,
         ],
     );
-    let trunk_log = uas.messages_path().to_path_buf();
-    assert_all_ok("PBX transferring", &uac.wait(LIMIT), 1, &lab);
-    assert_all_ok("PBX's held call", &held.wait(LIMIT), 1, &lab);
-    assert_all_ok("trunk", &uas.wait(Duration::from_secs(10)), 2, &lab);
+    let other_log = uas.messages_path().to_path_buf();
+    assert_all_ok("referrer", &uac.wait(LIMIT), 1, &lab);
+    assert_all_ok("referrer's held call", &held.wait(LIMIT), 1, &lab);
+    assert_all_ok(
+        "the other side",
+        &uas.wait(Duration::from_secs(10)),
+        2,
+        &lab,
+    );
     let got =
-        sluice_e2e::parse_message_log(&std::fs::read_to_string(trunk_log).unwrap(), "received");
+        sluice_e2e::parse_message_log(&std::fs::read_to_string(other_log).unwrap(), "received");
     let invites: Vec<&String> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
-    let held_at_trunk = invites[0];
-    let trunk_call_id = header_value(held_at_trunk, "Call-ID").unwrap();
-    let sluice_tag_at_trunk = header_param(held_at_trunk, "From", "tag").unwrap();
+    let held_there = invites[0];
+    let their_call_id = header_value(held_there, "Call-ID").unwrap();
+    let sluice_tag_there = header_param(held_there, "From", "tag").unwrap();
     let refer = got
         .iter()
         .find(|m| m.starts_with("REFER "))
-        .expect("the trunk got the REFER");
+        .expect("the other side got the REFER");
     let refer_to = header_value(refer, "Refer-To").unwrap();
-    let mapped = escape(&format!("{trunk_call_id};to-tag="));
+    let mapped = escape(&format!("{their_call_id};to-tag="));
     assert!(
         refer_to.contains(&format!("Replaces={mapped}")),
         "{refer_to}"
     );
     assert!(
-        refer_to.contains(&escape(&format!("from-tag={sluice_tag_at_trunk}"))),
+        refer_to.contains(&escape(&format!("from-tag={sluice_tag_there}"))),
         "{refer_to}"
     );
+    assert!(
+        refer_to.contains(&other_ip),
+        "the target is the other side's own party: {refer_to}"
+    );
     assert!(!refer_to.contains(&escape(&call_id)), "{refer_to}");
-    assert!(!refer.contains(&lab.pbx_ip()), "{refer}");
+    assert!(!refer.contains(&referrer_ip), "{refer}");
+}
+
+#[test]
+fn a_pbxs_attended_refer_reaches_the_trunk_with_replaces_mapped_to_its_own_dialog() {
+    attended_refer(52, Dir::Outbound);
+}
+
+#[test]
+fn a_carriers_attended_refer_reaches_the_pbx_with_replaces_mapped_to_its_own_dialog() {
+    attended_refer(54, Dir::Inbound);
 }
 
 /// A trunk with `transfer = "handle"` toward a PBX that takes no REFER: Sluice answers the
