@@ -214,12 +214,12 @@ pub fn response<H: Hooks>(
     if !anchored && call.media.is_some() {
         media::drop_sdp(&mut resp);
     }
-    let _ = core.run_hooks(call, from, &mut resp, &mut msg);
-    let reinvite_answered = method == Method::Invite && (200..300).contains(&status);
     if matches!(method, Method::Invite | Method::Update) && (200..300).contains(&status) {
         // A session refresh crossed.
-        crate::session_timer::refreshed(core, call, now, &msg);
+        crate::session_timer::refreshed(core, call, now, &msg, Some((from, &mut resp)));
     }
+    let _ = core.run_hooks(call, from, &mut resp, &mut msg);
+    let reinvite_answered = method == Method::Invite && (200..300).contains(&status);
     let data = reinvite_answered.then(|| Bytes::from(resp.to_bytes()));
     core.respond(now, server, &resp);
     match data {

@@ -5,7 +5,10 @@
 //! both legs (RFC 4028 §10: `min(32 s, interval/3)` before it expires) and counts it. When the
 //! callee wants the caller's side to refresh but the caller does not do timers, Sluice is the
 //! refresher on the callee's leg (UPDATE at half the interval) and the caller's 2xx carries
-//! nothing of timers. A request asking for less than `sip.min_session_expires` gets 422.
+//! nothing of timers. When the caller does timers and the callee does not, Sluice gives the
+//! caller its interval itself (RFC 4028 §9: the UAS may), so that the caller's refreshes keep
+//! coming and their absence ends the call. A request asking for less than
+//! `sip.min_session_expires` gets 422.
 
 use crate::call::LegId;
 use crate::calls::{Call, CallState};
@@ -79,6 +82,8 @@ pub fn too_small(msg: &Message, min: u32) -> Option<Refusal> {
 pub struct SessionTimers {
     /// The caller said it does timers (Supported or Require: timer).
     pub caller_supports: bool,
+    /// The interval the caller asked for, if it did.
+    asked: Option<u32>,
     watch: Option<Watch>,
 }
 
@@ -90,12 +95,15 @@ struct Watch {
     /// Sluice refreshes the callee's leg itself: when next (`None` while a refresh is out).
     refresh_at: Option<Instant>,
     sluice_refreshes: bool,
+    /// The callee does no timers: Sluice gives the caller the interval in its 2xx answers.
+    for_caller: bool,
 }
 
 impl SessionTimers {
     pub fn for_caller(invite: &Message) -> SessionTimers {
         SessionTimers {
             caller_supports: crate::prack::names(invite, TAG),
+            asked: parse(invite).map(|(s, _)| s),
             watch: None,
         }
     }
@@ -125,6 +133,23 @@ pub fn answered<H: Hooks>(
         strip(to_caller);
     }
     let Some((secs, refresher)) = parse(answer).filter(|(s, _)| *s > 0) else {
+        if timers.caller_supports {
+            // The callee does no timers; the caller does: Sluice is the caller's UAS with one.
+            let secs = timers
+                .asked
+                .unwrap_or(core.cfg.session.expires)
+                .max(core.cfg.session.min);
+            give_interval(to_caller, secs);
+            let interval = Duration::from_secs(u64::from(secs));
+            timers.watch = Some(Watch {
+                interval,
+                ends_at: sluice_transaction::after(now, interval),
+                refresh_at: None,
+                sluice_refreshes: false,
+                for_caller: true,
+            });
+            arm(core, call);
+        }
         return;
     };
     // The callee's leg's UAC is Sluice; a caller that does not do timers cannot refresh.
@@ -136,6 +161,7 @@ pub fn answered<H: Hooks>(
         refresh_at: sluice_refreshes
             .then(|| sluice_transaction::after(now, interval.checked_div(2).unwrap_or_default())),
         sluice_refreshes,
+        for_caller: false,
     });
     debug!(call = call.key, secs, sluice_refreshes, "session timer");
     arm(core, call);
@@ -143,12 +169,27 @@ pub fn answered<H: Hooks>(
 
 /// A refresh (re-INVITE or UPDATE) was answered 2xx: the session goes on for another interval
 /// (the answer's, when it names one).
-pub fn refreshed<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, answer: &Message) {
+/// `relayed`: the 2xx as it goes back to the leg that refreshed, when it is relayed.
+pub fn refreshed<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    answer: &Message,
+    relayed: Option<(LegId, &mut Message)>,
+) {
     let Some(w) = call.session_timers.watch.as_mut() else {
         return;
     };
-    if let Some((secs, _)) = parse(answer).filter(|(s, _)| *s > 0) {
-        w.interval = Duration::from_secs(u64::from(secs));
+    match parse(answer).filter(|(s, _)| *s > 0) {
+        Some((secs, _)) => w.interval = Duration::from_secs(u64::from(secs)),
+        None => {
+            if let (true, Some((LegId::Caller, resp))) = (w.for_caller, relayed) {
+                give_interval(
+                    resp,
+                    u32::try_from(w.interval.as_secs()).unwrap_or(u32::MAX),
+                );
+            }
+        }
     }
     w.ends_at = sluice_transaction::after(now, w.interval);
     if w.sluice_refreshes {
@@ -171,7 +212,7 @@ pub fn own_refresh_answered<H: Hooks>(
     answer: &Message,
 ) {
     match status {
-        200..=299 => refreshed(core, call, now, answer),
+        200..=299 => refreshed(core, call, now, answer, None),
         408 | 481 => end(core, call, now, "refresh-failed"),
         _ => {
             warn!(
@@ -244,6 +285,21 @@ fn end<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, reason: &'st
         .increment(1);
     core.send_bye(call, now, LegId::Caller);
     core.send_bye(call, now, LegId::Callee);
+}
+
+/// A 2xx that gives the caller `secs` as its session interval, the caller refreshing.
+fn give_interval(resp: &mut Message, secs: u32) {
+    resp.headers
+        .set(HeaderName::SessionExpires, format!("{secs};refresher=uac"));
+    let mut required: Vec<String> = resp
+        .headers
+        .values(&HeaderName::Require)
+        .map(str::to_string)
+        .collect();
+    if !required.iter().any(|t| t.eq_ignore_ascii_case(TAG)) {
+        required.push(TAG.to_string());
+    }
+    resp.headers.set(HeaderName::Require, required.join(", "));
 }
 
 /// Remove what says "session timer" from a message for a party that does not do timers.

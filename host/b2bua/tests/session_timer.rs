@@ -140,3 +140,44 @@ fn too_short_a_session_is_refused_with_422_and_min_se() {
     assert_eq!(statuses(&only(&o, PBX)), [422]);
     assert!(only(&o, TRUNK).is_empty());
 }
+
+#[test]
+fn a_caller_with_timers_gets_its_interval_from_sluice_when_the_callee_has_none() {
+    let mut lab = Lab::new();
+    let invite = pbx_invite().replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 300\r\n",
+        1,
+    );
+    let o = lab.from_pbx_text(&invite);
+    let b_invite = only(&o, TRUNK)[0].clone();
+    // The trunk does no timers: its 200 says nothing of them.
+    let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", SDP));
+    let a_ok = only(&o, PBX)[0].clone();
+    assert_eq!(
+        a_ok.header(&HeaderName::SessionExpires),
+        Some("300;refresher=uac"),
+        "{a_ok}"
+    );
+    assert!(a_ok
+        .header(&HeaderName::Require)
+        .unwrap_or("")
+        .contains("timer"));
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    // The caller refreshes with UPDATE; the trunk's 200 again has no interval, the caller's has.
+    let o = lab.run_for(Duration::from_secs(150), Duration::from_secs(1));
+    assert!(o.is_empty(), "{o:?}");
+    let o = lab.from_pbx_text(&pbx_in_dialog("UPDATE", 2, &a_ok, "z9hG4bKupd1", ""));
+    let b_update = only(&o, TRUNK)[0].clone();
+    let o = lab.from_trunk_text(&trunk_response(&b_update, 200, "OK", ""));
+    let a_ok2 = only(&o, PBX)[0].clone();
+    assert_eq!(
+        a_ok2.header(&HeaderName::SessionExpires),
+        Some("300;refresher=uac")
+    );
+    // No further refresh: the call ends on both legs before the caller's interval is over.
+    let o = lab.run_for(Duration::from_secs(267), Duration::from_secs(1));
+    assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
+    let o = lab.run_for(Duration::from_secs(2), Duration::from_secs(1));
+    assert!(byes(&o, PBX) >= 1 && byes(&o, TRUNK) >= 1, "{o:?}");
+}
