@@ -150,6 +150,15 @@ pub fn success<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, mut 
     if resp.body.is_empty() {
         // The answer came earlier (a reliable provisional): silence counts from now on.
         core.arm_media(call);
+        if !call.prack.toward_caller() && !p.invite.body.is_empty() {
+            // ...which the caller only got in an unreliable provisional (it does no 100rel):
+            // the 2xx carries it (RFC 3261 §13.2.1: the answer in a reliable message).
+            if let Some(early) = call.sent_sdp.caller.clone() {
+                resp.headers
+                    .set(sluice_sip::HeaderName::ContentType, "application/sdp");
+                resp.body = early;
+            }
+        }
     }
     crate::session_timer::answered(core, call, now, &msg, &mut resp);
     let _ = core.run_hooks(call, LegId::Caller, &mut resp, &mut msg);
@@ -193,9 +202,19 @@ pub fn no_answer<H: Hooks>(
     status: u16,
     sent: &Message,
 ) {
-    if let Some((old, new)) = failover::next_destination(core, call, now, status, Some(sent)) {
-        core.retags.push((call.key, old, new));
-        return;
+    // A callee that rang and then said nothing for Timer C is not tried elsewhere: it is
+    // cancelled (RFC 3261 §16.8), and the caller told 408.
+    let rang = matches!(&call.state, CallState::Proceeding(p) if p.progressed);
+    if !rang {
+        if let Some((old, new)) = failover::next_destination(core, call, now, status, Some(sent)) {
+            core.retags.push((call.key, old, new));
+            return;
+        }
+    } else {
+        let cancel = relay::cancel(sent);
+        let hop = call.legs.callee.next_hop();
+        call.pending = call.pending.saturating_add(1);
+        core.send(now, cancel, hop, ClientRole::Teardown { call: call.key });
     }
     warn!(
         call = call.key,
@@ -265,6 +284,7 @@ fn send_cancel_if_possible<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: I
     };
     let cancel_msg = relay::cancel(invite);
     *cancel = Cancel::Sent;
+    core.tx.cancel_sent(now, *uac);
     call.pending = call.pending.saturating_add(1);
     core.send(
         now,

@@ -439,7 +439,12 @@ impl<H: Hooks> Engine<H> {
             };
             if method == Method::Refer {
                 // Its Replaces may name another call's dialog: looked up among all calls.
-                let replacing = crate::transfer::lookup(&self.calls, &msg);
+                let trunk = self
+                    .calls
+                    .get(key)
+                    .map(|c| c.trunk.clone())
+                    .unwrap_or_default();
+                let replacing = crate::transfer::lookup(&self.calls, &msg, &trunk);
                 return self.with_call(now, Some(key), |core, call| {
                     crate::transfer::refer(core, call, now, (leg, tx, flow), msg, &replacing)
                 });
@@ -544,7 +549,8 @@ impl<H: Hooks> Engine<H> {
                 self.with_call(now, Some(key), |core, call| {
                     crate::transfer::new_leg_answered(core, call, now, status, &msg)
                 });
-                if status >= 200 {
+                // A 2xx keeps the role: its retransmissions get the ACK again.
+                if status >= 300 {
                     self.finish_client(now, key, tx);
                 }
             }

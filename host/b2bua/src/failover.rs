@@ -279,6 +279,8 @@ pub fn next_destination<H: Hooks>(
     let old_tag = fresh_dialog(dialog, ids, (&peer, listener, public), &sent);
     let invite = invite_again(dialog, ids, &sent);
     let new_tag = dialog.local_tag.clone();
+    // The next destination's reliable provisionals are its own (its RSeq starts anew).
+    call.prack.new_attempt();
     let uac = send_invite(core, call, now, invite, peer.large_over_tcp)?;
     info!(call = call.key, trunk = %call.trunk, status, to = %peer.addr, "failed over to the next destination");
     core.metrics.failover(&call.trunk);

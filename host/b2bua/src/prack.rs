@@ -75,6 +75,18 @@ impl Reliability {
     pub fn toward_caller(&self) -> bool {
         self.caller
     }
+
+    /// The INVITE goes to another destination (failover): its RSeq numbering is its own, and
+    /// a PRACK for what the last one sent is answered by Sluice, not sent to the new one.
+    pub fn new_attempt(&mut self) {
+        self.callee_rseq = None;
+        if let Some(u) = self.unacked.as_mut() {
+            u.callee_rseq = None;
+        }
+        for (_, rseq) in &mut self.queued {
+            *rseq = None;
+        }
+    }
 }
 
 /// A provisional for the caller (on its INVITE's server transaction `uas`): sent reliably when

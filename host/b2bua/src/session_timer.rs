@@ -139,7 +139,7 @@ pub fn answered<H: Hooks>(
                 .asked
                 .unwrap_or(core.cfg.session.expires)
                 .max(core.cfg.session.min);
-            give_interval(to_caller, secs);
+            give_interval(to_caller, secs, Refresher::Uac);
             let interval = Duration::from_secs(u64::from(secs));
             timers.watch = Some(Watch {
                 interval,
@@ -183,11 +183,19 @@ pub fn refreshed<H: Hooks>(
     match parse(answer).filter(|(s, _)| *s > 0) {
         Some((secs, _)) => w.interval = Duration::from_secs(u64::from(secs)),
         None => {
-            if let (true, Some((LegId::Caller, resp))) = (w.for_caller, relayed) {
-                give_interval(
-                    resp,
-                    u32::try_from(w.interval.as_secs()).unwrap_or(u32::MAX),
-                );
+            let secs = u32::try_from(w.interval.as_secs()).unwrap_or(u32::MAX);
+            let caller_supports = call.session_timers.caller_supports;
+            match relayed {
+                // Sluice is the caller's UAS with a timer the callee does not know.
+                Some((LegId::Caller, resp)) if w.for_caller => {
+                    give_interval(resp, secs, Refresher::Uac);
+                }
+                // The callee's refresh, answered by a caller without timers: the callee must
+                // hear its interval again, or its timer stops (RFC 4028 §7.4).
+                Some((LegId::Callee, resp)) if !caller_supports => {
+                    give_interval(resp, secs, Refresher::Uas);
+                }
+                _ => {}
             }
         }
     }
@@ -199,6 +207,12 @@ pub fn refreshed<H: Hooks>(
         ));
     }
     arm(core, call);
+}
+
+/// A leg of the call was replaced (a transfer Sluice carried out): the watch was the old
+/// leg's.
+pub fn leg_replaced(call: &mut Call) {
+    call.session_timers.watch = None;
 }
 
 /// The answer to Sluice's own refresh: 2xx goes on; 481 or 408 (the callee lost the dialog)
@@ -287,10 +301,16 @@ fn end<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, reason: &'st
     core.send_bye(call, now, LegId::Callee);
 }
 
-/// A 2xx that gives the caller `secs` as its session interval, the caller refreshing.
-fn give_interval(resp: &mut Message, secs: u32) {
-    resp.headers
-        .set(HeaderName::SessionExpires, format!("{secs};refresher=uac"));
+/// A 2xx that gives its recipient `secs` as the session interval, `refresher` refreshing.
+fn give_interval(resp: &mut Message, secs: u32, refresher: Refresher) {
+    let who = match refresher {
+        Refresher::Uac => "uac",
+        Refresher::Uas => "uas",
+    };
+    resp.headers.set(
+        HeaderName::SessionExpires,
+        format!("{secs};refresher={who}"),
+    );
     let mut required: Vec<String> = resp
         .headers
         .values(&HeaderName::Require)

@@ -40,8 +40,11 @@ use tracing::debug;
 pub struct Handling {
     /// The leg the REFER came on (the trunk's); the other one is replaced.
     referrer: LegId,
-    new_leg: Dialog,
+    /// The new leg until it answers (then it is the call's).
+    new_leg: Option<Dialog>,
     invite_cseq: u32,
+    /// Sluice's ACK of its 2xx, for the retransmissions of that 2xx.
+    ack: Option<(Flow, bytes::Bytes)>,
 }
 
 /// A REFER inside a call, from `leg` (`replacing`: what the engine found for its `Replaces`).
@@ -121,7 +124,12 @@ fn handle<H: Hooks>(
     (leg, tx): (LegId, ServerTxId),
     refer: &Message,
 ) {
-    if call.transfer.is_some() {
+    // One at a time, and not while the PBX's leg has a transaction of its own in flight (a
+    // re-INVITE not yet ACKed, a BYE, a refresh): its answer would meet the new leg.
+    let busy = call.transfer.as_ref().is_some_and(|h| h.new_leg.is_some())
+        || call.relay.as_ref().is_some_and(|r| !r.acked)
+        || call.pending > 0;
+    if busy {
         return core.reply(now, tx, refer, 491, reason_phrase(491));
     }
     let user = refer
@@ -159,6 +167,10 @@ fn handle<H: Hooks>(
         .headers
         .push(HeaderName::Contact, new_leg.contact.clone());
     crate::headers::advertise(&mut invite);
+    // This leg's provisionals are not acknowledged (no PRACK on it): no 100rel offered.
+    invite
+        .headers
+        .set(HeaderName::Supported, crate::session_timer::TAG);
     crate::headers::rewrite_identity(refer, &mut invite, &local_uri_host(old.flow.local));
     crate::headers::add_agent(&mut invite, &core.cfg.user_agent);
     invite
@@ -169,8 +181,9 @@ fn handle<H: Hooks>(
     debug!(call = call.key, "carrying out a transfer toward the PBX");
     call.transfer = Some(Box::new(Handling {
         referrer: leg,
-        new_leg,
+        new_leg: Some(new_leg),
         invite_cseq,
+        ack: None,
     }));
     call.pending = call.pending.saturating_add(1);
     core.send(
@@ -189,37 +202,59 @@ pub fn new_leg_answered<H: Hooks>(
     status: u16,
     msg: &Message,
 ) {
-    if status < 200 {
-        if let Some(h) = call.transfer.as_mut() {
-            h.new_leg.learn_from_answer(status, msg);
-        }
-        return;
-    }
-    let Some(mut h) = call.transfer.take() else {
+    let Some(h) = call.transfer.as_mut() else {
         return;
     };
+    let Some(new_leg) = h.new_leg.as_mut() else {
+        // Done already: a retransmitted 2xx gets its ACK again.
+        if (200..300).contains(&status) {
+            if let Some((hop, ack)) = h.ack.clone() {
+                core.emit(hop, ack);
+            }
+        }
+        return;
+    };
+    if status < 200 {
+        new_leg.learn_from_answer(status, msg);
+        return;
+    }
     let referrer = h.referrer;
+    let invite_cseq = h.invite_cseq;
     let reason = msg
         .reason()
         .unwrap_or_else(|| reason_phrase(status))
         .to_string();
-    if status >= 300 || !matches!(call.state, CallState::Established) {
+    if status >= 300 {
+        call.transfer = None;
         debug!(
             call = call.key,
             status, "the transfer's new leg failed; the call stays"
         );
-        return notify(
-            core,
-            call,
+        let sipfrag = format!("SIP/2.0 {status} {reason}");
+        return notify(core, call, now, referrer, &sipfrag, true);
+    }
+    new_leg.learn_from_answer(status, msg);
+    let ack = crate::relay::ack(new_leg, invite_cseq, None, &mut core.ids);
+    let ack = (new_leg.next_hop(), bytes::Bytes::from(ack.to_bytes()));
+    core.emit(ack.0, ack.1.clone());
+    h.ack = Some(ack);
+    let Some(new_leg) = h.new_leg.take() else {
+        return;
+    };
+    if !matches!(call.state, CallState::Established) {
+        // The call ended meanwhile: the new leg is hung up at once.
+        let mut gone = new_leg;
+        let cseq = gone.next_cseq();
+        let bye = gone.request(sluice_sip::Method::Bye, cseq, 70, &mut core.ids);
+        call.pending = call.pending.saturating_add(1);
+        let hop = gone.next_hop();
+        return core.send(
             now,
-            referrer,
-            &format!("SIP/2.0 {status} {reason}"),
-            true,
+            bye,
+            hop,
+            crate::core::ClientRole::Teardown { call: call.key },
         );
     }
-    h.new_leg.learn_from_answer(status, msg);
-    let ack = crate::relay::ack(&h.new_leg, h.invite_cseq, None, &mut core.ids);
-    core.emit_message(h.new_leg.next_hop(), &ack);
     let pbx_leg = referrer.other();
     // The media now goes to the new leg's address (its answer to Sluice's offer).
     let mut answer = msg.clone();
@@ -232,14 +267,16 @@ pub fn new_leg_answered<H: Hooks>(
             "the transfer's new leg answered unreadable SDP"
         );
     }
-    // The old leg ends; the new one takes its place in the call.
+    // The old leg ends; the new one takes its place in the call. Its session timer, if any,
+    // was the old leg's.
     bye_old_leg(core, call, now, pbx_leg);
-    let old = std::mem::replace(call.legs.get_mut(pbx_leg), h.new_leg);
+    let old = std::mem::replace(call.legs.get_mut(pbx_leg), new_leg);
     core.retags.push((
         call.key,
         old.local_tag,
         call.legs.get(pbx_leg).local_tag.clone(),
     ));
+    crate::session_timer::leg_replaced(call);
     crate::guard::note_peers(core, call);
     notify(core, call, now, referrer, "SIP/2.0 200 OK", true);
 }
@@ -330,7 +367,7 @@ fn replaces_of(refer: &Message) -> Option<Option<(String, String, String)>> {
 
 /// Find the dialog a REFER's `Replaces` names among the calls: its to-tag is Sluice's tag in
 /// that dialog, its from-tag the referrer's.
-pub fn lookup(calls: &Calls, refer: &Message) -> Replacing {
+pub fn lookup(calls: &Calls, refer: &Message, trunk: &str) -> Replacing {
     let Some(found) = replaces_of(refer) else {
         return Replacing::None;
     };
@@ -343,6 +380,10 @@ pub fn lookup(calls: &Calls, refer: &Message) -> Replacing {
     let Some(call) = calls.get(key) else {
         return Replacing::Unknown;
     };
+    // Another trunk's call would give this trunk the other one's address.
+    if &*call.trunk != trunk {
+        return Replacing::Unknown;
+    }
     let named = call.legs.get(leg);
     if named.call_id != call_id || named.remote_tag.as_deref() != Some(from_tag.as_str()) {
         return Replacing::Unknown;

@@ -403,3 +403,26 @@ fn a_call_ringing_past_64_t1_is_answered_normally() {
     let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", SDP));
     assert_eq!(statuses(&only(&o, PBX)), [200]);
 }
+
+/// A callee that rang and then fell silent for Timer C is cancelled, not tried elsewhere, and
+/// the caller gets 408.
+#[test]
+fn a_callee_ringing_past_timer_c_is_cancelled_and_the_caller_told_408() {
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    lab.from_trunk_text(&trunk_response(&b_invite, 180, "Ringing", ""));
+    let o = lab.run_for(Duration::from_secs(180), Duration::from_secs(1));
+    assert!(statuses(&only(&o, PBX)).iter().all(|&s| s < 300), "{o:?}");
+    let o = lab.run_for(Duration::from_secs(3), Duration::from_secs(1));
+    assert!(statuses(&only(&o, PBX)).contains(&408), "{o:?}");
+    let to_trunk = only(&o, TRUNK);
+    assert!(
+        to_trunk.iter().any(|m| m.method() == Some(&Method::Cancel)),
+        "{to_trunk:?}"
+    );
+    assert!(
+        to_trunk.iter().all(|m| m.method() != Some(&Method::Invite)),
+        "no failover after ringing"
+    );
+}

@@ -181,3 +181,36 @@ fn a_caller_with_timers_gets_its_interval_from_sluice_when_the_callee_has_none()
     let o = lab.run_for(Duration::from_secs(2), Duration::from_secs(1));
     assert!(byes(&o, PBX) >= 1 && byes(&o, TRUNK) >= 1, "{o:?}");
 }
+
+#[test]
+fn a_callee_refreshing_for_a_caller_without_timers_keeps_hearing_its_interval() {
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        "Session-Expires: 120;refresher=uas\r\nRequire: timer\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    assert!(a_ok.header(&HeaderName::SessionExpires).is_none());
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    // The trunk refreshes; the PBX (no timers) answers plainly; the trunk hears 120 s again.
+    let update = trunk_in_dialog("UPDATE", 2, &b_invite, "z9hG4bKtrunkupd", "");
+    let o = lab.from_trunk_text(&with_headers(
+        &update,
+        "Session-Expires: 120;refresher=uas\r\n",
+    ));
+    let a_update = only(&o, PBX)[0].clone();
+    let o = lab.from_pbx_text(&pbx_response(&a_update, 200, ""));
+    let ok = only(&o, TRUNK)[0].clone();
+    assert_eq!(
+        ok.header(&HeaderName::SessionExpires),
+        Some("120;refresher=uas"),
+        "{ok}"
+    );
+    assert!(ok
+        .header(&HeaderName::Require)
+        .unwrap_or("")
+        .contains("timer"));
+}

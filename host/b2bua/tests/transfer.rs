@@ -196,6 +196,15 @@ fn a_carriers_refer_handled_by_sluice_moves_the_call_to_a_new_pbx_leg() {
         Some("terminated;reason=noresource")
     );
     lab.from_pbx_text(&pbx_response(bye, 200, ""));
+    // The PBX did not get the ACK and sends its 200 again: ACKed again.
+    let o = lab.from_pbx_text(&String::from_utf8_lossy(&ok.to_bytes()));
+    let again = only(&o, PBX);
+    assert!(
+        again
+            .iter()
+            .any(|m| m.method() == Some(&Method::Ack) && m.call_id() == invite.call_id()),
+        "{again:?}"
+    );
     // The trunk hangs up: the BYE reaches the new leg.
     let o = lab.from_trunk_text(&trunk_in_dialog("BYE", 3, &up.b_invite, "z9hG4bKbye", ""));
     let bye = only(&o, PBX)[0].clone();

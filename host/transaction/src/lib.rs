@@ -567,6 +567,15 @@ impl TransactionLayer {
         failed.len()
     }
 
+    /// A CANCEL of INVITE `id` was sent: its final response is waited for 64*T1 more at most
+    /// (RFC 3261 §9.1), whatever Timer C said.
+    pub fn cancel_sent(&mut self, now: Instant, id: ClientTxId) {
+        let d = self.timers.timeout();
+        if self.client.get(&id).is_some_and(|t| t.invite) {
+            self.arm(TxRef::Client(id), TimerKind::Timeout, after(now, d));
+        }
+    }
+
     /// A response arrived (already validated).
     pub fn on_response(&mut self, now: Instant, msg: Message, flow: Flow) {
         let (Some(status), Some((_, method))) = (msg.status(), msg.cseq()) else {
@@ -596,8 +605,11 @@ impl TransactionLayer {
                     tx.deadlines.retransmit = None;
                     self.events.push_back(TxEvent::Response { tx: id, msg });
                     // Timer B ends with the Calling state (RFC 3261 §17.1.1.2): a callee that
-                    // rings is waited for; each provisional restarts Timer C instead (§16.6).
-                    self.arm(r, TimerKind::Timeout, after(now, TIMER_C.max(timeout)));
+                    // rings is waited for; each provisional but 100 restarts Timer C instead
+                    // (§16.7).
+                    if status > 100 {
+                        self.arm(r, TimerKind::Timeout, after(now, TIMER_C.max(timeout)));
+                    }
                 }
                 (CState::Calling | CState::Proceeding, 200..=299) => {
                     tx.state = CState::Accepted;
