@@ -22,6 +22,15 @@ pub fn response(
     };
     let mut resp = response_to(req, status, reason, Some(&dialog.local_tag));
     let method = req.method();
+    let dialog_usage = matches!(
+        method,
+        Some(Method::Subscribe | Method::Notify | Method::Refer)
+    ) && (200..300).contains(&status);
+    if dialog_usage {
+        // RFC 6665 and RFC 3515: these 2xx carry a Contact (Sluice's, on this leg).
+        resp.headers
+            .push(HeaderName::Contact, dialog.contact.clone());
+    }
     if matches!(method, Some(Method::Invite | Method::Update)) && (101..300).contains(&status) {
         // A dialog-creating or target-refreshing answer: our Contact, the caller's route set.
         resp.headers
@@ -53,7 +62,10 @@ pub fn request(to: &mut Dialog, msg: &Message, ids: &mut Ids, agent: &str) -> Me
     let cseq = to.next_cseq();
     let max_forwards = msg.max_forwards().unwrap_or(70).saturating_sub(1);
     let mut req = to.request(method.clone(), cseq, max_forwards, ids);
-    if matches!(method, Method::Invite | Method::Update) {
+    if matches!(
+        method,
+        Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+    ) {
         req.headers.push(HeaderName::Contact, to.contact.clone());
     }
     let local_host = local_uri_host(to.flow.local);

@@ -31,6 +31,12 @@ fn a_notify_inside_a_call_crosses_with_its_event_state_and_body_and_no_topology(
         Some("active;expires=60")
     );
     assert_eq!(relayed.body.as_ref(), body.as_bytes());
+    assert!(
+        relayed
+            .header(&HeaderName::Contact)
+            .is_some_and(|c| c.contains("127.0.0.1")),
+        "Sluice's Contact: {relayed}"
+    );
     assert_eq!(relayed.call_id(), up.b_invite.call_id());
     let text = relayed.to_string();
     assert!(!text.contains("127.0.0.10"), "no PBX address: {text}");
