@@ -97,6 +97,10 @@ struct Watch {
     sluice_refreshes: bool,
     /// The callee does no timers: Sluice gives the caller the interval in its 2xx answers.
     for_caller: bool,
+    /// The callee's Allow named UPDATE: Sluice refreshes with it, else with a re-INVITE.
+    update_allowed: bool,
+    /// Sluice's re-INVITE refresh in flight (its CSeq), to ACK its 2xx.
+    reinvite_cseq: Option<u32>,
 }
 
 impl SessionTimers {
@@ -147,6 +151,8 @@ pub fn answered<H: Hooks>(
                 refresh_at: None,
                 sluice_refreshes: false,
                 for_caller: true,
+                update_allowed: false,
+                reinvite_cseq: None,
             });
             arm(core, call);
         }
@@ -162,6 +168,11 @@ pub fn answered<H: Hooks>(
             .then(|| sluice_transaction::after(now, interval.checked_div(2).unwrap_or_default())),
         sluice_refreshes,
         for_caller: false,
+        update_allowed: answer
+            .headers
+            .values(&HeaderName::Allow)
+            .any(|m| m.eq_ignore_ascii_case("UPDATE")),
+        reinvite_cseq: None,
     });
     debug!(call = call.key, secs, sluice_refreshes, "session timer");
     arm(core, call);
@@ -225,6 +236,20 @@ pub fn own_refresh_answered<H: Hooks>(
     status: u16,
     answer: &Message,
 ) {
+    if let Some(cseq) = call
+        .session_timers
+        .watch
+        .as_mut()
+        .and_then(|w| w.reinvite_cseq.take_if(|_| status >= 200))
+    {
+        if (200..300).contains(&status) {
+            // Sluice's own re-INVITE: Sluice ACKs its 2xx.
+            let dialog = call.legs.get_mut(LegId::Callee);
+            dialog.learn_from_answer(status, answer);
+            let ack = crate::relay::ack(dialog, cseq, None, &mut core.ids);
+            core.emit_message(dialog.next_hop(), &ack);
+        }
+    }
     match status {
         200..=299 => refreshed(core, call, now, answer, None),
         408 | 481 => end(core, call, now, "refresh-failed"),
@@ -249,6 +274,12 @@ pub fn on_timer<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) {
         return;
     };
     if now >= end_at(w) {
+        // A refresh still in flight (a re-INVITE, an UPDATE, Sluice's own) gets until the
+        // session really expires (RFC 4028 §10 counts refresh requests, not their answers).
+        if call.pending > 0 && now < w.ends_at {
+            core.timers.push(w.ends_at, call.key);
+            return;
+        }
         warn!(call = call.key, trunk = %call.trunk, "no session refresh: ending the call");
         return end(core, call, now, "session-expired");
     }
@@ -275,21 +306,45 @@ fn arm<H: Hooks>(core: &mut Core<H>, call: &Call) {
 }
 
 /// Sluice's refresh on the callee's leg: an UPDATE without a body (RFC 4028 §9).
+/// Sluice's refresh on the callee's leg: an UPDATE without a body when the callee allows
+/// UPDATE, else a re-INVITE offering the SDP Sluice last sent it (RFC 4028 §9).
 fn send_refresh<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, secs: u64) {
+    let update_allowed = call
+        .session_timers
+        .watch
+        .as_ref()
+        .is_some_and(|w| w.update_allowed);
+    let offer = call.sent_sdp.callee.clone();
     let dialog = call.legs.get_mut(LegId::Callee);
     let cseq = dialog.next_cseq();
-    let mut update = dialog.request(Method::Update, cseq, 70, &mut core.ids);
-    update
+    let method = if update_allowed || offer.is_none() {
+        Method::Update
+    } else {
+        Method::Invite
+    };
+    let mut refresh = dialog.request(method.clone(), cseq, 70, &mut core.ids);
+    refresh
         .headers
         .push(HeaderName::Contact, dialog.contact.clone());
-    update.headers.push(HeaderName::Supported, TAG);
-    update
+    refresh.headers.push(HeaderName::Supported, TAG);
+    refresh
         .headers
         .push(HeaderName::SessionExpires, format!("{secs};refresher=uac"));
-    let hop = dialog.next_hop();
+    if method == Method::Invite {
+        if let Some(sdp) = offer {
+            refresh
+                .headers
+                .push(HeaderName::ContentType, "application/sdp");
+            refresh.body = sdp;
+        }
+        if let Some(w) = call.session_timers.watch.as_mut() {
+            w.reinvite_cseq = Some(cseq);
+        }
+    }
+    let hop = call.legs.get(LegId::Callee).next_hop();
     call.pending = call.pending.saturating_add(1);
-    debug!(call = call.key, "session refresh sent");
-    core.send(now, update, hop, ClientRole::Refresh { call: call.key });
+    debug!(call = call.key, method = %method.as_str(), "session refresh sent");
+    core.send(now, refresh, hop, ClientRole::Refresh { call: call.key });
 }
 
 /// End the call on both legs, counted by `reason`.

@@ -83,7 +83,7 @@ fn sluice_refreshes_the_callee_for_a_caller_without_timers() {
     assert_eq!(b_invite.header(&HeaderName::SessionExpires), Some("1800"));
     let ok = with_headers(
         &trunk_response(&b_invite, 200, "OK", SDP),
-        "Session-Expires: 120;refresher=uac\r\nRequire: timer\r\n",
+        "Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\nSession-Expires: 120;refresher=uac\r\nRequire: timer\r\n",
     );
     let o = lab.from_trunk_text(&ok);
     let a_ok = only(&o, PBX)[0].clone();
@@ -213,4 +213,38 @@ fn a_callee_refreshing_for_a_caller_without_timers_keeps_hearing_its_interval() 
         .header(&HeaderName::Require)
         .unwrap_or("")
         .contains("timer"));
+}
+
+#[test]
+fn sluice_refreshes_with_a_reinvite_a_callee_that_does_not_allow_update() {
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        "Allow: INVITE, ACK, BYE, CANCEL\r\nSession-Expires: 120;refresher=uac\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    let reinvite = only(&o, TRUNK)[0].clone();
+    assert_eq!(reinvite.method(), Some(&Method::Invite));
+    assert_eq!(reinvite.call_id(), b_invite.call_id());
+    assert!(
+        !reinvite.body.is_empty(),
+        "the SDP Sluice last sent: {reinvite}"
+    );
+    assert!(only(&o, PBX).is_empty(), "the PBX hears nothing of it");
+    let o = lab.from_trunk_text(&with_headers(
+        &trunk_response(&reinvite, 200, "OK", SDP),
+        "Session-Expires: 120;refresher=uac\r\n",
+    ));
+    let ack = only(&o, TRUNK)[0].clone();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(ack.cseq().unwrap().0, reinvite.cseq().unwrap().0);
+    assert!(only(&o, PBX).is_empty());
+    // Refreshed: the call lives past the first interval.
+    let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
+    assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
 }
