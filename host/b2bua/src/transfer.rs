@@ -59,23 +59,18 @@ pub fn refer<H: Hooks>(
     if !in_dialog::accept(core, call, now, (leg, tx, flow), &msg) {
         return;
     }
-    let refused = core
+    let policy = core
         .cfg
         .trunks
         .iter()
         .find(|t| t.name == call.trunk)
-        .is_some_and(|t| t.transfer == Transfer::Refuse);
-    if refused || !matches!(call.state, CallState::Established) {
+        .map(|t| t.transfer)
+        .unwrap_or_default();
+    if policy == Transfer::Refuse || !matches!(call.state, CallState::Established) {
         // RFC 3515: a REFER the recipient will not act on is refused; 403 names the policy.
         return core.reply(now, tx, &msg, 403, reason_phrase(403));
     }
-    let handled = core
-        .cfg
-        .trunks
-        .iter()
-        .find(|t| t.name == call.trunk)
-        .is_some_and(|t| t.transfer == Transfer::Handle);
-    if handled && leg.side(call.direction) == crate::config::Side::External {
+    if policy == Transfer::Handle && leg.side(call.direction) == crate::config::Side::External {
         return handle(core, call, now, (leg, tx), &msg);
     }
     let rewritten = refer_to(&msg, call.legs.get(leg.other()), replacing);
