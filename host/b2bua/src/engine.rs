@@ -438,16 +438,7 @@ impl<H: Hooks> Engine<H> {
                 return core.reply(now, tx, &msg, 481, reason_phrase(481));
             };
             if method == Method::Refer {
-                // Its Replaces may name another call's dialog: looked up among all calls.
-                let trunk = self
-                    .calls
-                    .get(key)
-                    .map(|c| c.trunk.clone())
-                    .unwrap_or_default();
-                let replacing = crate::transfer::lookup(&self.calls, &msg, &trunk);
-                return self.with_call(now, Some(key), |core, call| {
-                    crate::transfer::refer(core, call, now, (leg, tx, flow), msg, &replacing)
-                });
+                return self.on_refer(now, (key, leg, tx, flow), msg);
             }
             return self.with_call(now, Some(key), |core, call| {
                 in_dialog::request(core, call, now, (leg, tx, flow), msg)
@@ -544,23 +535,11 @@ impl<H: Hooks> Engine<H> {
                     self.finish_client(now, key, tx);
                 }
             }
-            ClientRole::Teardown { .. } if status >= 200 => self.finish_client(now, key, tx),
-            ClientRole::Transfer { .. } if status != 100 => {
-                self.with_call(now, Some(key), |core, call| {
-                    crate::transfer::new_leg_answered(core, call, now, status, &msg)
-                });
-                // A 2xx keeps the role: its retransmissions get the ACK again.
-                if status >= 300 {
-                    self.finish_client(now, key, tx);
+            role => {
+                if let Some(own) = crate::own_requests::Own::of(role) {
+                    self.on_own_response(now, (key, tx, own), msg);
                 }
             }
-            ClientRole::Refresh { .. } if status >= 200 => {
-                self.with_call(now, Some(key), |core, call| {
-                    session_timer::own_refresh_answered(core, call, now, status, &msg)
-                });
-                self.finish_client(now, key, tx);
-            }
-            _ => {}
         }
     }
 
@@ -613,15 +592,12 @@ impl<H: Hooks> Engine<H> {
                     self.finish_client(now, key, tx);
                 }
             }
-            ClientRole::Refresh { .. } => self.with_call(now, Some(key), |core, call| {
-                let timeout = Message::response(status, reason_phrase(status));
-                session_timer::own_refresh_answered(core, call, now, status, &timeout)
-            }),
-            ClientRole::Transfer { .. } => self.with_call(now, Some(key), |core, call| {
-                let failed = Message::response(status, reason_phrase(status));
-                crate::transfer::new_leg_answered(core, call, now, status, &failed)
-            }),
-            ClientRole::Teardown { .. } | ClientRole::Agent { .. } => {}
+            ClientRole::Agent { .. } => {}
+            role => {
+                if let Some(own) = crate::own_requests::Own::of(role) {
+                    self.on_own_failure(now, key, own, status);
+                }
+            }
         }
     }
 
@@ -645,7 +621,7 @@ impl<H: Hooks> Engine<H> {
     }
 
     /// A relayed request or one of Sluice's own got its final answer.
-    fn finish_client(&mut self, now: Instant, key: CallKey, tx: ClientTxId) {
+    pub(crate) fn finish_client(&mut self, now: Instant, key: CallKey, tx: ClientTxId) {
         self.core.clients.remove(&tx);
         self.with_call(now, Some(key), |_, call| {
             call.pending = call.pending.saturating_sub(1);
@@ -654,7 +630,7 @@ impl<H: Hooks> Engine<H> {
 
     /// Run `f` on call `key` (when it exists) with the engine's core, then remove the call if
     /// that left nothing of it.
-    fn with_call(
+    pub(crate) fn with_call(
         &mut self,
         now: Instant,
         key: Option<CallKey>,

@@ -153,6 +153,28 @@ fn with_credentials<H: Hooks>(
     Some(again)
 }
 
+/// One of Sluice's own requests on leg `to` (a BYE, a refresh, a NOTIFY), challenged by the
+/// trunk: the request with credentials, when the challenge is worth answering.
+pub fn own_request_with_credentials<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    to: LegId,
+    (sent, resp): (&Message, &Message),
+) -> Option<Message> {
+    if !faces_trunk(call, to) {
+        return None;
+    }
+    let already = sent.header(&HeaderName::Authorization).is_some()
+        || sent.header(&HeaderName::ProxyAuthorization).is_some();
+    let trunk = call.trunk.clone();
+    let previous = already
+        .then(|| core.trunks.get(&trunk))
+        .flatten()
+        .and_then(|a| a.auth.last_challenge().cloned());
+    answerable(core, &trunk, resp, previous.as_ref())?;
+    with_credentials(core, &trunk, call, to, (sent, resp))
+}
+
 /// The callee's challenge to the call's INVITE: answered once per nonce.
 pub fn answer_invite_challenge<H: Hooks>(
     core: &mut Core<H>,

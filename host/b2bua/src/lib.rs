@@ -57,6 +57,7 @@ pub mod malformed;
 pub mod media;
 pub mod metrics;
 pub mod new_call;
+mod own_requests;
 pub mod prack;
 pub mod refuse;
 pub mod relay;

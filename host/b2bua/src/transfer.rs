@@ -35,6 +35,27 @@ use sluice_transaction::{Flow, ServerTxId};
 use std::time::Instant;
 use tracing::debug;
 
+impl<H: Hooks> crate::Engine<H> {
+    /// A REFER inside call `key`, from `leg`: its Replaces may name another call's dialog,
+    /// looked up among all calls first.
+    pub(crate) fn on_refer(
+        &mut self,
+        now: Instant,
+        (key, leg, tx, flow): (crate::call::CallKey, LegId, ServerTxId, Flow),
+        msg: Message,
+    ) {
+        let trunk = self
+            .calls
+            .get(key)
+            .map(|c| c.trunk.clone())
+            .unwrap_or_default();
+        let replacing = lookup(&self.calls, &msg, &trunk);
+        self.with_call(now, Some(key), |core, call| {
+            refer(core, call, now, (leg, tx, flow), msg, &replacing)
+        });
+    }
+}
+
 /// A transfer Sluice carries out: the new leg toward the PBX, until it is answered.
 #[derive(Debug)]
 pub struct Handling {

@@ -248,3 +248,50 @@ fn sluice_refreshes_with_a_reinvite_a_callee_that_does_not_allow_update() {
     let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
     assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
 }
+
+#[test]
+fn sluices_own_refresh_challenged_by_the_trunk_goes_again_with_credentials() {
+    let mut cfg = lab_config(sluice_transaction::Transport::Udp);
+    cfg.trunks[0].credentials = Some(sluice_auth::Credentials {
+        username: "acct1".into(),
+        password: "s3cret".into(),
+    });
+    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        "Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\nSession-Expires: 120;refresher=uac\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    let update = only(&o, TRUNK)[0].clone();
+    assert_eq!(update.method(), Some(&Method::Update));
+    let challenge = with_headers(
+        &trunk_response(&update, 407, "Proxy Authentication Required", ""),
+        "Proxy-Authenticate: Digest realm=\"voip.example\", nonce=\"n0nce1\", algorithm=MD5\r\n",
+    );
+    let o = lab.from_trunk_text(&challenge);
+    let again = only(&o, TRUNK)
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Update))
+        .expect("the UPDATE again")
+        .clone();
+    let auth = again
+        .header(&HeaderName::ProxyAuthorization)
+        .expect("credentials");
+    assert!(
+        auth.contains("username=\"acct1\"") && auth.contains("nonce=\"n0nce1\""),
+        "{auth}"
+    );
+    assert!(again.cseq().unwrap().0 > update.cseq().unwrap().0);
+    lab.from_trunk_text(&with_headers(
+        &trunk_response(&again, 200, "OK", ""),
+        "Session-Expires: 120;refresher=uac\r\n",
+    ));
+    // Refreshed: no end before the next interval.
+    let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
+    assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
+}
