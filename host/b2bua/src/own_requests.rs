@@ -68,8 +68,11 @@ impl<H: Hooks> crate::Engine<H> {
             Own::Refresh => session_timer::own_refresh_answered(core, call, now, status, &msg),
             Own::Transfer => transfer::new_leg_answered(core, call, now, status, &msg),
         });
-        // A transfer's 2xx keeps its role: its retransmissions get the ACK again.
-        if !(own == Own::Transfer && status < 300) {
+        // The 2xx of Sluice's own INVITEs (a transfer's, a refresh) keep their role: their
+        // retransmissions get the ACK again.
+        let invite = msg.cseq().is_some_and(|(_, m)| m == Method::Invite);
+        let keeps = status < 300 && (own == Own::Transfer || (own == Own::Refresh && invite));
+        if !keeps {
             self.finish_client(now, key, tx);
         }
     }

@@ -16,6 +16,7 @@ use crate::core::{ClientRole, Core};
 use crate::hooks::Hooks;
 use crate::refuse::Refusal;
 use sluice_sip::{HeaderName, Message, Method};
+use sluice_transaction::Flow;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
@@ -101,6 +102,8 @@ struct Watch {
     update_allowed: bool,
     /// Sluice's re-INVITE refresh in flight (its CSeq), to ACK its 2xx.
     reinvite_cseq: Option<u32>,
+    /// Sluice's ACK of its last re-INVITE refresh's 2xx (its CSeq), for the retransmissions.
+    last_ack: Option<(u32, Flow, bytes::Bytes)>,
 }
 
 impl SessionTimers {
@@ -153,6 +156,7 @@ pub fn answered<H: Hooks>(
                 for_caller: true,
                 update_allowed: false,
                 reinvite_cseq: None,
+                last_ack: None,
             });
             arm(core, call);
         }
@@ -173,6 +177,7 @@ pub fn answered<H: Hooks>(
             .values(&HeaderName::Allow)
             .any(|m| m.eq_ignore_ascii_case("UPDATE")),
         reinvite_cseq: None,
+        last_ack: None,
     });
     debug!(call = call.key, secs, sluice_refreshes, "session timer");
     arm(core, call);
@@ -236,6 +241,15 @@ pub fn own_refresh_answered<H: Hooks>(
     status: u16,
     answer: &Message,
 ) {
+    let answered_cseq = answer.cseq().map(|(n, _)| n);
+    if let Some(w) = call.session_timers.watch.as_ref() {
+        // A retransmitted 2xx of Sluice's re-INVITE refresh: its ACK again, nothing else.
+        if let Some((cseq, hop, ack)) = &w.last_ack {
+            if (200..300).contains(&status) && Some(*cseq) == answered_cseq {
+                return core.emit(*hop, ack.clone());
+            }
+        }
+    }
     if let Some(cseq) = call
         .session_timers
         .watch
@@ -247,7 +261,11 @@ pub fn own_refresh_answered<H: Hooks>(
             let dialog = call.legs.get_mut(LegId::Callee);
             dialog.learn_from_answer(status, answer);
             let ack = crate::relay::ack(dialog, cseq, None, &mut core.ids);
-            core.emit_message(dialog.next_hop(), &ack);
+            let (hop, ack) = (dialog.next_hop(), bytes::Bytes::from(ack.to_bytes()));
+            core.emit(hop, ack.clone());
+            if let Some(w) = call.session_timers.watch.as_mut() {
+                w.last_ack = Some((cseq, hop, ack));
+            }
         }
     }
     match status {

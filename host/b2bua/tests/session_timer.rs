@@ -244,6 +244,15 @@ fn sluice_refreshes_with_a_reinvite_a_callee_that_does_not_allow_update() {
     assert_eq!(ack.method(), Some(&Method::Ack));
     assert_eq!(ack.cseq().unwrap().0, reinvite.cseq().unwrap().0);
     assert!(only(&o, PBX).is_empty());
+    // The trunk missed the ACK and sends its 200 again: ACKed again, nothing else.
+    let o = lab.from_trunk_text(&with_headers(
+        &trunk_response(&reinvite, 200, "OK", SDP),
+        "Session-Expires: 120;refresher=uac\r\n",
+    ));
+    let again = only(&o, TRUNK);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].method(), Some(&Method::Ack));
+    assert!(only(&o, PBX).is_empty());
     // Refreshed: the call lives past the first interval.
     let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
     assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
