@@ -784,6 +784,19 @@ impl Drop for EndOnDrop {
     }
 }
 
+/// The pid of the process answering the admin API once it is not `old` (an upgrade's).
+fn new_process(lab: &Lab, old: u32) -> u32 {
+    let mut new = None;
+    wait_until("the new process answering", LIMIT, || {
+        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
+        new = json_number(&body, "pid")
+            .map(|p| p.to_string().parse::<u32>().unwrap_or(0))
+            .filter(|&p| p != old && p != 0);
+        new.is_some()
+    });
+    new.unwrap_or_default()
+}
+
 fn pid_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
@@ -829,15 +842,7 @@ fn an_upgrade_under_load_fails_no_call() {
         .args(["-USR2", &old.to_string()])
         .status()
         .unwrap();
-    let mut new = None;
-    wait_until("the new process answering", LIMIT, || {
-        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
-        new = json_number(&body, "pid")
-            .map(|p| p.to_string().parse::<u32>().unwrap_or(0))
-            .filter(|&p| p != old && p != 0);
-        new.is_some()
-    });
-    let new = new.unwrap();
+    let new = new_process(&lab, old);
     let _end = EndOnDrop(new);
     let mut notes = String::new();
     wait_until("the new process's MAINPID and READY", LIMIT, || {
@@ -970,15 +975,7 @@ fn an_upgrade_with_no_call_hands_over_before_the_old_process_exits() {
         .wait_exit(LIMIT)
         .expect("the old process exits once handed over");
     assert!(status.success(), "{status:?}\n{}", lab.log());
-    let mut new = None;
-    wait_until("the new process answering", LIMIT, || {
-        let (_, body) = http("GET", &lab.admin(), "/status", None, "");
-        new = json_number(&body, "pid")
-            .map(|p| p.to_string().parse::<u32>().unwrap_or(0))
-            .filter(|&p| p != old && p != 0);
-        new.is_some()
-    });
-    let new = new.unwrap();
+    let new = new_process(&lab, old);
     let _end = EndOnDrop(new);
     assert!(pid_alive(new), "{}", lab.log());
     let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "3"]);

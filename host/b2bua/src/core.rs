@@ -335,13 +335,18 @@ impl<H: Hooks> Core<H> {
         if !matches!(call.state, CallState::Ending(_)) {
             call.state = Ending::settled();
         }
-        let dialog = call.legs.get_mut(leg);
+        call.pending = call.pending.saturating_add(1);
+        self.bye(now, call.key, call.legs.get_mut(leg));
+    }
+
+    /// A BYE on `dialog` of call `key`, the call's state untouched (the caller counts it in
+    /// the call's pending transactions).
+    pub fn bye(&mut self, now: Instant, key: CallKey, dialog: &mut crate::dialog::Dialog) {
         let cseq = dialog.next_cseq();
         let mut bye = dialog.request(Method::Bye, cseq, 70, &mut self.ids);
         add_agent(&mut bye, &self.cfg.user_agent);
         let hop = dialog.next_hop();
-        call.pending = call.pending.saturating_add(1);
-        self.send(now, bye, hop, ClientRole::Teardown { call: call.key });
+        self.send(now, bye, hop, ClientRole::Teardown { call: key });
     }
 
     /// Count a call attempt that failed with `status` on the caller's leg.

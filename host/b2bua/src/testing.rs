@@ -319,6 +319,15 @@ pub fn only<'a>(msgs: &'a [(Flow, Message)], to: &str) -> Vec<&'a Message> {
         .collect()
 }
 
+/// `text` (a message) with `headers` (each ending in CRLF) before its Content-Length.
+pub fn with_headers(text: &str, headers: &str) -> String {
+    text.replacen(
+        "\r\nContent-Length",
+        &format!("\r\n{headers}Content-Length"),
+        1,
+    )
+}
+
 /// The statuses of the responses among `msgs`.
 pub fn statuses(msgs: &[&Message]) -> Vec<u16> {
     msgs.iter().filter_map(|m| m.status()).collect()

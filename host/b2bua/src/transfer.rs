@@ -260,16 +260,8 @@ pub fn new_leg_answered<H: Hooks>(
     if !matches!(call.state, CallState::Established) {
         // The call ended meanwhile: the new leg is hung up at once.
         let mut gone = new_leg;
-        let cseq = gone.next_cseq();
-        let bye = gone.request(sluice_sip::Method::Bye, cseq, 70, &mut core.ids);
         call.pending = call.pending.saturating_add(1);
-        let hop = gone.next_hop();
-        return core.send(
-            now,
-            bye,
-            hop,
-            crate::core::ClientRole::Teardown { call: call.key },
-        );
+        return core.bye(now, call.key, &mut gone);
     }
     let pbx_leg = referrer.other();
     // The media now goes to the new leg's address (its answer to Sluice's offer).
@@ -283,9 +275,10 @@ pub fn new_leg_answered<H: Hooks>(
             "the transfer's new leg answered unreadable SDP"
         );
     }
-    // The old leg ends; the new one takes its place in the call. Its session timer, if any,
-    // was the old leg's.
-    bye_old_leg(core, call, now, pbx_leg);
+    // The old leg ends (the call's state stays); the new one takes its place in the call. Its
+    // session timer, if any, was the old leg's.
+    call.pending = call.pending.saturating_add(1);
+    core.bye(now, call.key, call.legs.get_mut(pbx_leg));
     let old = std::mem::replace(call.legs.get_mut(pbx_leg), new_leg);
     core.retags.push((
         call.key,
@@ -295,22 +288,6 @@ pub fn new_leg_answered<H: Hooks>(
     crate::session_timer::leg_replaced(call);
     crate::guard::note_peers(core, call);
     notify(core, call, now, referrer, "SIP/2.0 200 OK", true);
-}
-
-/// A BYE on a leg the call keeps going without (its state stays).
-fn bye_old_leg<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant, leg: LegId) {
-    let dialog = call.legs.get_mut(leg);
-    let cseq = dialog.next_cseq();
-    let mut bye = dialog.request(sluice_sip::Method::Bye, cseq, 70, &mut core.ids);
-    crate::headers::add_agent(&mut bye, &core.cfg.user_agent);
-    let hop = dialog.next_hop();
-    call.pending = call.pending.saturating_add(1);
-    core.send(
-        now,
-        bye,
-        hop,
-        crate::core::ClientRole::Teardown { call: call.key },
-    );
 }
 
 /// A NOTIFY of the REFER's progress on `leg` (RFC 3515 §2.4.5): `sipfrag` is the status line.
@@ -423,13 +400,8 @@ pub fn refer_to(refer: &Message, to: &Dialog, replacing: &Replacing) -> Result<S
     match replacing {
         Replacing::Unknown => Err(403),
         Replacing::Mapped(m) => {
-            let target = Uri::parse(&m.target)
-                .map(|u| {
-                    m.target
-                        .get(..m.target.len().saturating_sub(u.headers.len()))
-                })
-                .unwrap_or(Some(m.target.as_str()))
-                .unwrap_or(m.target.as_str());
+            // The target's own URI headers do not cross.
+            let target = m.target.split('?').next().unwrap_or_default();
             let replaces = format!("{};to-tag={};from-tag={}", m.call_id, m.to_tag, m.from_tag);
             Ok(format!("<{target}?Replaces={}>", percent_encode(&replaces)))
         }

@@ -11,11 +11,7 @@ use std::time::Duration;
 fn provisional(invite: &Message, status: u16, rseq: Option<u32>, sdp: &str) -> String {
     let text = trunk_response(invite, status, "Session Progress", sdp);
     match rseq {
-        Some(n) => text.replacen(
-            "\r\nContent-Length",
-            &format!("\r\nRequire: 100rel\r\nRSeq: {n}\r\nContent-Length"),
-            1,
-        ),
+        Some(n) => with_headers(&text, &format!("Require: 100rel\r\nRSeq: {n}\r\n")),
         None => text,
     }
 }

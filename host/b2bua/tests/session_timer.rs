@@ -7,14 +7,6 @@ use sluice_b2bua::testing::*;
 use sluice_sip::{HeaderName, Message, Method};
 use std::time::Duration;
 
-fn with_headers(text: &str, headers: &str) -> String {
-    text.replacen(
-        "\r\nContent-Length",
-        &format!("\r\n{headers}Content-Length"),
-        1,
-    )
-}
-
 fn byes(o: &[(sluice_transaction::Flow, Message)], to: &str) -> usize {
     only(o, to)
         .iter()

@@ -9,14 +9,6 @@ use sluice_b2bua::NoHooks;
 use sluice_sip::{HeaderName, Method};
 use sluice_transaction::Transport;
 
-fn with_headers(text: &str, headers: &str) -> String {
-    text.replacen(
-        "\r\nContent-Length",
-        &format!("\r\n{headers}Content-Length"),
-        1,
-    )
-}
-
 #[test]
 fn a_carriers_blind_refer_reaches_the_pbx_pointing_at_sluice() {
     let mut lab = Lab::new();
