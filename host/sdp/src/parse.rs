@@ -67,6 +67,11 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
         if kind.len() != 1 {
             return Err(at(i, "not a `<type>=<value>` line"));
         }
+        // RFC 4566 §5: no CR or NUL inside a line (a stray CR would end it differently on
+        // the way back out).
+        if value.contains(['\r', '\0']) {
+            return Err(at(i, "control character inside a line"));
+        }
         match (kind, media.last_mut()) {
             ("o", None) => origin = Some(parse_origin(i, value)?),
             ("c", None) => connection = Some(parse_connection(i, value)?),

@@ -280,6 +280,16 @@ fn malformed_bodies_are_refused_with_the_line() {
             "not a `<type>=<value>` line",
         ),
         (b"v=0\r\no=- 1 1 IN IP4 \xff\r\n", "not UTF-8"),
+        // Found by the fuzzer: `a=rtcp` ending in two CRs parsed as an unknown attribute and
+        // came back out as a malformed `a=rtcp`.
+        (
+            b"v=0\no=- ~ 1 IN IP4 1.2.3.4\nc=IN IP4 1.2.3.4\nm=audio 4 RTP/AVP 0\na=rtcp\r\r",
+            "control character inside a line",
+        ),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\0\r\n",
+            "control character inside a line",
+        ),
     ];
     for (body, reason) in cases {
         let e = parse(body).expect_err(&String::from_utf8_lossy(body));
