@@ -109,6 +109,20 @@ pub fn offer_option(req: &mut Message, tag: &str) {
     req.headers.set(HeaderName::Supported, tags.join(", "));
 }
 
+/// Take an option tag out of a request's Supported header.
+pub fn withdraw_option(req: &mut Message, tag: &str) {
+    let tags: Vec<String> = req
+        .headers
+        .values(&HeaderName::Supported)
+        .filter(|t| !t.eq_ignore_ascii_case(tag))
+        .map(str::to_string)
+        .collect();
+    req.headers.remove(&HeaderName::Supported);
+    if !tags.is_empty() {
+        req.headers.push(HeaderName::Supported, tags.join(", "));
+    }
+}
+
 /// Identity headers carry the caller's number, which the far side needs, and a host, which it
 /// must not see: keep display name, user and parameters; replace the host with ours.
 pub fn rewrite_identity(from: &Message, to: &mut Message, local_host: &str) {

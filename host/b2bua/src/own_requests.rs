@@ -89,8 +89,8 @@ impl<H: Hooks> crate::Engine<H> {
 }
 
 /// Send `sent` again with the trunk's credentials for the challenge `resp`, when it went to
-/// the trunk, can be answered, and is not a CANCEL or a re-INVITE (whose ACK would name the
-/// old CSeq). `true` when it went.
+/// the trunk and can be answered. A CANCEL is not (it follows its INVITE); a re-INVITE only when
+/// it is Sluice's own refresh, whose ACK then names the new CSeq. `true` when it went.
 fn challenged<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
@@ -98,10 +98,10 @@ fn challenged<H: Hooks>(
     (sent, resp): (&Message, &Message),
     own: Own,
 ) -> bool {
-    if matches!(
-        sent.method(),
-        Some(Method::Cancel | Method::Invite | Method::Ack) | None
-    ) {
+    let refresh_invite = own == Own::Refresh && sent.method() == Some(&Method::Invite);
+    if matches!(sent.method(), Some(Method::Cancel | Method::Ack) | None)
+        || (sent.method() == Some(&Method::Invite) && !refresh_invite)
+    {
         return false;
     }
     let leg = [LegId::Caller, LegId::Callee]
@@ -113,6 +113,9 @@ fn challenged<H: Hooks>(
     let Some(again) = failover::own_request_with_credentials(core, call, leg, (sent, resp)) else {
         return false;
     };
+    if refresh_invite {
+        session_timer::reinvite_sent_again(call, &again);
+    }
     let hop = call.legs.get(leg).next_hop();
     call.pending = call.pending.saturating_add(1);
     core.send(now, again, hop, own.role(call.key));

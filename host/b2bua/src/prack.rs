@@ -1,4 +1,6 @@
-//! Reliable provisional responses (RFC 3262). Sluice offers `100rel` on every INVITE it sends.
+//! Reliable provisional responses (RFC 3262). Sluice offers `100rel` on every INVITE it sends,
+//! but for a delayed offer (no SDP) from a caller without `100rel`: the callee's offer would
+//! come in a reliable provisional, to be answered in a PRACK the caller cannot send.
 //! Toward a caller that supports or requires `100rel`, it sends its provisionals reliably (its
 //! own RSeq from a random start, retransmitted from T1 doubling until the PRACK, for 64*T1 at
 //! most; one waiting behind another that is unacknowledged, RFC 3262 §3).

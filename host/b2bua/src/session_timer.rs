@@ -231,6 +231,14 @@ pub fn leg_replaced(call: &mut Call) {
     call.session_timers.watch = None;
 }
 
+/// Sluice's re-INVITE refresh went again with credentials (`again`, a new CSeq): its 2xx is
+/// ACKed with that CSeq.
+pub fn reinvite_sent_again(call: &mut Call, again: &Message) {
+    if let (Some(w), Some((cseq, _))) = (call.session_timers.watch.as_mut(), again.cseq()) {
+        w.reinvite_cseq = Some(cseq);
+    }
+}
+
 /// The answer to Sluice's own refresh: 2xx goes on; 481 or 408 (the callee lost the dialog)
 /// ends the call; another failure stops Sluice's refreshes (the watch still ends the call
 /// if nothing else refreshes it).

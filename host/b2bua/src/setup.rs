@@ -57,6 +57,12 @@ pub fn new_call(
         .push(HeaderName::Contact, callee.contact.clone());
     copy_passthrough(msg, &mut invite);
     crate::headers::advertise(&mut invite);
+    // Without an offer in the INVITE, the callee's first reliable provisional carries one,
+    // answered in the PRACK (RFC 3262 §5): a caller that takes no PRACK has no answer to give
+    // there, so the callee is not offered 100rel.
+    if msg.body.is_empty() && !crate::prack::names(msg, crate::prack::TAG) {
+        crate::headers::withdraw_option(&mut invite, crate::prack::TAG);
+    }
     rewrite_identity(msg, &mut invite, &local_uri_host(shown));
     if !peer.forward_history {
         invite.headers.remove(&HeaderName::Diversion);

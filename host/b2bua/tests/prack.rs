@@ -249,3 +249,32 @@ fn with_100rel_on_both_legs_the_prack_and_its_answer_cross_end_to_end() {
     let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", ""));
     assert_eq!(statuses(&only(&o, PBX)), [200]);
 }
+
+/// A delayed offer from a PBX without 100rel: the trunk's offer would come in a reliable 18x,
+/// answered in a PRACK the PBX cannot send, so the trunk is not offered 100rel; with an offer,
+/// it is.
+#[test]
+fn a_delayed_offer_from_a_pbx_without_100rel_is_not_offered_100rel() {
+    let mut lab = Lab::new();
+    let invite = pbx_invite();
+    let head = invite.split("\r\n\r\n").next().unwrap();
+    let delayed = format!(
+        "{}\r\n\r\n",
+        head.replace(
+            &format!("Content-Length: {}", SDP.len()),
+            "Content-Length: 0"
+        )
+    )
+    .replace("Content-Type: application/sdp\r\n", "");
+    let o = lab.from_pbx_text(&delayed);
+    let b_invite = only(&o, TRUNK)[0].clone();
+    assert!(b_invite.body.is_empty());
+    assert_eq!(b_invite.header(&HeaderName::Supported), Some("timer"));
+    let mut lab = Lab::new();
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    assert_eq!(
+        b_invite.header(&HeaderName::Supported),
+        Some("100rel, timer")
+    );
+}

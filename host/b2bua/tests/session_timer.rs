@@ -296,3 +296,61 @@ fn sluices_own_refresh_challenged_by_the_trunk_goes_again_with_credentials() {
     let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
     assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
 }
+
+#[test]
+fn sluices_own_reinvite_refresh_challenged_by_the_trunk_goes_again_and_is_acked_with_its_cseq() {
+    let mut cfg = lab_config(sluice_transaction::Transport::Udp);
+    cfg.trunks[0].credentials = Some(sluice_auth::Credentials {
+        username: "acct1".into(),
+        password: "s3cret".into(),
+    });
+    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        "Allow: INVITE, ACK, BYE, CANCEL\r\nSession-Expires: 120;refresher=uac\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    let reinvite = only(&o, TRUNK)[0].clone();
+    assert_eq!(reinvite.method(), Some(&Method::Invite));
+    let challenge = with_headers(
+        &trunk_response(&reinvite, 401, "Unauthorized", ""),
+        "WWW-Authenticate: Digest realm=\"voip.example\", nonce=\"n0nce2\", algorithm=MD5\r\n",
+    );
+    let o = lab.from_trunk_text(&challenge);
+    let sent = only(&o, TRUNK);
+    assert!(
+        sent.iter().any(|m| m.method() == Some(&Method::Ack)
+            && m.cseq().map(|c| c.0) == reinvite.cseq().map(|c| c.0)),
+        "the 401 is ACKed by its transaction: {sent:?}"
+    );
+    let again = sent
+        .iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("the re-INVITE again");
+    let auth = again
+        .header(&HeaderName::Authorization)
+        .expect("credentials");
+    assert!(auth.contains("nonce=\"n0nce2\""), "{auth}");
+    assert!(!again.body.is_empty(), "the same offer");
+    let new_cseq = again.cseq().unwrap().0;
+    assert!(new_cseq > reinvite.cseq().unwrap().0);
+    let o = lab.from_trunk_text(&with_headers(
+        &trunk_response(again, 200, "OK", SDP),
+        "Session-Expires: 120;refresher=uac\r\n",
+    ));
+    let ack = only(&o, TRUNK)[0].clone();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(
+        ack.cseq().unwrap().0,
+        new_cseq,
+        "the ACK names the new CSeq"
+    );
+    assert!(only(&o, PBX).is_empty());
+    let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
+    assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
+}
