@@ -95,19 +95,25 @@ pub fn route_new_call(
                     return Err(NoRoute::Unusable("at its call limit"));
                 }
             }
-            Ok(Route {
-                direction: Direction::Inbound,
-                trunk: t.name.clone(),
-                peer: cfg.pbx.clone(),
-                out_side: Side::Internal,
-                media: t.media.clone(),
-                rest: VecDeque::new(),
-                failover_on: Vec::new(),
-                failover_budget: None,
-                attempt_timeout: None,
-                uri_host: None,
-            })
+            Ok(to_pbx(cfg, t))
         }
+    }
+}
+
+/// Where a call from trunk `t` goes: the PBX. A call placed by Sluice as if it came from the
+/// trunk (a transfer Sluice carries out) goes the same way.
+pub fn to_pbx(cfg: &EngineConfig, t: &TrunkConfig) -> Route {
+    Route {
+        direction: Direction::Inbound,
+        trunk: t.name.clone(),
+        peer: cfg.pbx.clone(),
+        out_side: Side::Internal,
+        media: t.media.clone(),
+        rest: VecDeque::new(),
+        failover_on: Vec::new(),
+        failover_budget: None,
+        attempt_timeout: None,
+        uri_host: None,
     }
 }
 

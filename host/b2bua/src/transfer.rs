@@ -15,19 +15,26 @@
 //! come back as any in-dialog request. Trunks with `transfer = "refuse"` get 403.
 //!
 //! With `transfer = "handle"`, a REFER from the trunk's side is carried out by Sluice, for a
-//! PBX that does not take REFER: 202, a NOTIFY `100 Trying`, and a new INVITE toward the PBX
-//! for the target's user, from the trunk party, offering the SDP Sluice last sent the PBX (the
-//! same media ports: the trunk's side of the media does not move). When it is answered Sluice
-//! ACKs it, points the media at the new leg, hangs up the PBX's old leg and reports `200 OK`;
-//! when it fails, the old leg stays and the NOTIFY says why.
+//! PBX that does not take REFER: a new INVITE for the target's user, from the trunk party, is
+//! routed and passed through the plugins as a call from that trunk would be (a plugin refusing
+//! it answers the REFER), and offers the SDP Sluice last sent the PBX (the same media ports:
+//! the trunk's side of the media does not move). Then 202, a NOTIFY `100 Trying`, and the
+//! INVITE. When it is answered Sluice ACKs it, points the media at the new leg, hangs up the
+//! PBX's old leg and reports `200 OK`; when it fails, the old leg stays and the NOTIFY says why.
+//!
+//! The trunk party stays in the call: the carrier asked for its call to go elsewhere. A
+//! transferor that hangs up once told `200 OK` (RFC 5589's transferor) ends the call, with the
+//! new leg; bridging the PBX's old leg to the new one instead would put both media legs on the
+//! internal side, which the relay does not do. A `Replaces` in the target is not acted on.
 
+use crate::call::Direction;
 use crate::call::LegId;
 use crate::calls::{Call, CallState, Calls};
 use crate::config::Transfer;
 use crate::core::Core;
 use crate::dialog::Dialog;
 use crate::headers::local_uri_host;
-use crate::hooks::Hooks;
+use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome};
 use crate::in_dialog;
 use sluice_media::Role;
 use sluice_sip::{reason_phrase, HeaderName, Message, NameAddr, Uri};
@@ -159,40 +166,41 @@ fn handle<H: Hooks>(
     let Some(offer) = call.sent_sdp.get(pbx_leg).clone() else {
         return core.reply(now, tx, refer, 488, reason_phrase(488));
     };
-    core.reply(now, tx, refer, 202, "Accepted");
-    notify(core, call, now, leg, "SIP/2.0 100 Trying", false);
-    // The new leg: as a call from the trunk party to the target would be set up.
-    let old = call.legs.get(pbx_leg);
-    let mut as_if = Message::request(sluice_sip::Method::Invite, format!("sip:{user}@invalid"));
-    as_if
-        .headers
-        .push(HeaderName::From, call.legs.get(leg).remote_party.clone());
-    let listener = crate::config::ListenerAddr {
-        side: crate::config::Side::Internal,
-        transport: old.flow.transport,
-        addr: old.flow.local,
+    let Some((mut new_leg, mut invite)) = new_leg(core, call, leg, &user, refer) else {
+        return core.reply(now, tx, refer, 503, reason_phrase(503));
     };
-    let pbx = core.cfg.pbx.clone();
-    let mut new_leg =
-        crate::setup::callee_dialog(&as_if, &pbx, (listener, old.flow.local), &mut core.ids);
-    new_leg.flow = old.flow;
-    new_leg.flow.conn = None;
-    let invite_cseq = new_leg.local_cseq;
-    let mut invite = new_leg.request(sluice_sip::Method::Invite, invite_cseq, 70, &mut core.ids);
-    invite
-        .headers
-        .push(HeaderName::Contact, new_leg.contact.clone());
-    crate::headers::advertise(&mut invite);
-    // This leg's provisionals are not acknowledged (no PRACK on it): no 100rel offered.
-    invite
-        .headers
-        .set(HeaderName::Supported, crate::session_timer::TAG);
-    crate::headers::rewrite_identity(refer, &mut invite, &local_uri_host(old.flow.local));
-    crate::headers::add_agent(&mut invite, &core.cfg.user_agent);
     invite
         .headers
         .push(HeaderName::ContentType, "application/sdp");
     invite.body = offer;
+    // The plugins see the new call as they would see one from the trunk.
+    if core.hooks.active(call.generation, &call.trunk) {
+        let from = call.legs.get(leg).flow;
+        let ctx = HookContext {
+            call: call.key,
+            direction: Direction::Inbound,
+            leg: crate::config::Side::Internal,
+            trunk: &call.trunk,
+            source: from.remote,
+            transport: from.transport,
+        };
+        let mut original = refer.clone();
+        let outcome = run_new_call(
+            &mut core.hooks,
+            call.generation,
+            &ctx,
+            &mut invite,
+            &mut original,
+        );
+        if let NewCallOutcome::Refuse { status, reason } = outcome {
+            debug!(call = call.key, status, "transfer refused by a plugin");
+            return core.reply(now, tx, refer, status, &reason);
+        }
+        crate::setup::follow_plugins(&mut new_leg, &invite);
+    }
+    core.reply(now, tx, refer, 202, "Accepted");
+    notify(core, call, now, leg, "SIP/2.0 100 Trying", false);
+    let invite_cseq = new_leg.local_cseq;
     let hop = new_leg.next_hop();
     debug!(call = call.key, "carrying out a transfer toward the PBX");
     call.transfer = Some(Box::new(Handling {
@@ -208,6 +216,41 @@ fn handle<H: Hooks>(
         hop,
         crate::core::ClientRole::Transfer { call: call.key },
     );
+}
+
+/// The new leg of a transfer Sluice carries out, and its INVITE (without SDP), routed as a
+/// call from the call's trunk to `user` would be; `None` without a route or listener.
+fn new_leg<H: Hooks>(
+    core: &mut Core<H>,
+    call: &Call,
+    leg: LegId,
+    user: &str,
+    refer: &Message,
+) -> Option<(Dialog, Message)> {
+    let trunk = core.cfg.trunks.iter().find(|t| t.name == call.trunk)?;
+    let route = crate::route::to_pbx(&core.cfg, trunk);
+    let (peer, side) = (&route.peer, route.out_side);
+    let listener =
+        crate::route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
+    let mut as_if = Message::request(sluice_sip::Method::Invite, format!("sip:{user}@invalid"));
+    as_if
+        .headers
+        .push(HeaderName::From, call.legs.get(leg).remote_party.clone());
+    let new_leg =
+        crate::setup::callee_dialog(&as_if, peer, (listener, listener.addr), &mut core.ids);
+    let invite_cseq = new_leg.local_cseq;
+    let mut invite = new_leg.request(sluice_sip::Method::Invite, invite_cseq, 70, &mut core.ids);
+    invite
+        .headers
+        .push(HeaderName::Contact, new_leg.contact.clone());
+    crate::headers::advertise(&mut invite);
+    // This leg's provisionals are not acknowledged (no PRACK on it): no 100rel offered.
+    invite
+        .headers
+        .set(HeaderName::Supported, crate::session_timer::TAG);
+    crate::headers::rewrite_identity(refer, &mut invite, &local_uri_host(listener.addr));
+    crate::headers::add_agent(&mut invite, &core.cfg.user_agent);
+    Some((new_leg, invite))
 }
 
 /// The new leg of a transfer Sluice carries out answered (`status`, 408 when nothing came).

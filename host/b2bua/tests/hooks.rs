@@ -141,3 +141,45 @@ fn a_plugin_refusing_an_in_dialog_request_answers_it_and_the_call_goes_on() {
     assert_eq!(only(&o, TRUNK)[0].method(), Some(&Method::Update));
     assert_eq!(lab.engine.active_calls(), 1);
 }
+
+/// A REFER carried out by Sluice (`transfer = "handle"`) places its new call through the
+/// plugins as a call from the trunk: numbers, then the message chain; a plugin refusing the
+/// new INVITE answers the REFER, and the call stays as it was.
+#[test]
+fn a_transfer_handled_by_sluice_runs_the_new_calls_hooks() {
+    for refuse in [None, Some(Method::Invite)] {
+        let mut cfg = lab_config(Transport::Udp);
+        cfg.trunks[0].transfer = sluice_b2bua::config::Transfer::Handle;
+        let mut lab = Lab::with_hooks(cfg, TestHooks::default());
+        let up = lab.established_call();
+        lab.engine.hooks_mut().seen.clear();
+        lab.engine.hooks_mut().refuse = refuse.clone();
+        let refer = with_headers(
+            &trunk_in_dialog("REFER", 2, &up.b_invite, "z9hG4bKrefer", ""),
+            "Refer-To: <sip:5559870000@127.0.0.20;user=phone>\r\n",
+        );
+        let o = lab.from_trunk_text(&refer);
+        assert_eq!(
+            lab.engine.hooks().seen,
+            ["Internal INVITE"],
+            "the new call's INVITE, toward the PBX"
+        );
+        if refuse.is_some() {
+            assert_eq!(statuses(&only(&o, TRUNK)), [403]);
+            assert!(only(&o, PBX).is_empty(), "no new leg");
+            assert_eq!(lab.engine.active_calls(), 1, "the call goes on");
+            continue;
+        }
+        assert_eq!(statuses(&only(&o, TRUNK)), [202]);
+        let invite = only(&o, PBX)[0].clone();
+        assert_eq!(invite.method(), Some(&Method::Invite));
+        assert!(
+            invite
+                .request_uri()
+                .unwrap()
+                .starts_with("sip:+15559870000@"),
+            "the number hook ran: {invite}"
+        );
+        assert_eq!(invite.header(&HeaderName::parse("X-Hooked")), Some("yes"));
+    }
+}
