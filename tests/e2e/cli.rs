@@ -135,3 +135,58 @@ fn check_refuses_tcp_for_large_requests_without_a_tcp_listener() {
         "{err}"
     );
 }
+
+/// STIR/SHAKEN keys are checked by `sluice check`: a key matching its certificate (relative
+/// paths, beside the configuration) is accepted; a key that does not match, a file that is no
+/// key, a missing key and a trunk that signs without one are refused with what is wrong.
+#[test]
+fn check_names_what_is_wrong_with_a_stir_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stir/tests/data");
+    for f in [
+        "signer-sec1.pem",
+        "signer-cert.pem",
+        "other-sec1.pem",
+        "rsa.pem",
+    ] {
+        std::fs::copy(data.join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("s.toml");
+    let base = sluice_e2e::Lab::config_text(201, sluice_e2e::Transport::Udp)
+        .replace("name = \"loop\"", "name = \"loop\"\nstir = { sign = true }");
+    let check = |stir: &str| {
+        std::fs::write(&path, format!("{base}\n[stir]\n{stir}\n")).unwrap();
+        let out = Command::new(sluice_e2e::sluice_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let x5u = "x5u = \"https://certs.example.net/shaken.pem\"\n";
+    let (ok, err) = check(&format!(
+        "key = \"signer-sec1.pem\"\ncertificate = \"signer-cert.pem\"\n{x5u}"
+    ));
+    assert!(ok, "{err}");
+    let (ok, err) = check(&format!(
+        "key = \"other-sec1.pem\"\ncertificate = \"signer-cert.pem\"\n{x5u}"
+    ));
+    assert!(
+        !ok && err.contains("does not match the certificate"),
+        "{err}"
+    );
+    let (ok, err) = check(&format!("key = \"rsa.pem\"\n{x5u}"));
+    assert!(!ok && err.contains("not a P-256 private key"), "{err}");
+    let (ok, err) = check(&format!("key = \"missing.pem\"\n{x5u}"));
+    assert!(
+        !ok && err.contains("missing.pem") && err.contains("cannot read"),
+        "{err}"
+    );
+    let (ok, err) = check(x5u);
+    assert!(!ok && err.contains("has no key"), "{err}");
+    let (ok, err) = check("key = \"signer-sec1.pem\"\nx5u = \"ftp://x\"\n");
+    assert!(!ok && err.contains("not an http(s) URL"), "{err}");
+}

@@ -882,3 +882,70 @@ fn the_chain_dry_run_prints_what_a_live_call_sends() {
     let norm = |m: &str| blank_per_call(m.replace("\r\n", "\n").trim_end());
     assert_eq!(norm(&dry), norm(&live), "dry run:\n{dry}\nlive:\n{live}");
 }
+
+/// STIR/SHAKEN end to end: calls to a trunk that signs arrive with an Identity header that
+/// Debian's secsipidx accepts with the signer's certificate, carrying the attestation the
+/// generic brand chose (A: the calling number is one of its `full_attestation_numbers`; the
+/// trunk's default would be C) and the call's numbers; the signatures are counted.
+#[test]
+fn calls_to_a_signing_trunk_carry_an_identity_that_secsipidx_verifies() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stir/tests/data");
+    let cert = data.join("signer-cert.pem");
+    let extra = format!(
+        "[stir]\nkey = \"{}\"\nx5u = \"https://certs.example.net/shaken.pem\"\n\
+         certificate = \"{}\"\n\n[plugin.generic.settings]\nattestation = \"B\"\n\
+         full_attestation_numbers = [\"1555223\"]\n",
+        data.join("signer-sec1.pem").display(),
+        cert.display()
+    );
+    let lab = start(80, "stir = { sign = true }", &extra);
+    let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "3"]);
+    let uac = lab.sipp(
+        "uac",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "3", "-r", "10", "-s", "15552001111"],
+    );
+    let log = uas.messages_path().to_path_buf();
+    assert_ok("PBX caller", &uac.wait(LIMIT), 3, &lab);
+    assert_ok("signing trunk", &uas.wait(Duration::from_secs(10)), 3, &lab);
+    let invites: Vec<String> = received(&log)
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect();
+    assert_eq!(invites.len(), 3);
+    for invite in &invites {
+        let identity = header(invite, "Identity").expect("an Identity header");
+        let out = Command::new("secsipidx")
+            .args(["-c", "-expire", "60", "-identity", identity, "-fpubkey"])
+            .arg(&cert)
+            .output()
+            .expect("secsipidx (Debian package secsipidx) runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok",
+            "secsipidx: {out:?}\n{identity}"
+        );
+        let id = sluice_stir::parse_identity(identity).unwrap();
+        assert_eq!(
+            id.info.as_deref(),
+            Some("https://certs.example.net/shaken.pem")
+        );
+        let p = sluice_stir::Passport::decode(&id.jws).unwrap();
+        assert_eq!(p.claims.attest, "A", "the brand's choice");
+        assert_eq!(p.claims.orig.tn.as_deref(), Some("15552230000"));
+        assert_eq!(p.claims.dest.tn, ["15552001111"]);
+        assert!(!invite.contains("PRIVATE KEY"));
+    }
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    let m = parse_prometheus(&text);
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_stir_signed_total",
+            &[("trunk", "loop"), ("attestation", "A")]
+        ),
+        Some(3.0)
+    );
+}

@@ -177,6 +177,8 @@ pub struct TrunkConfig {
     pub transfer: Transfer,
     /// See [`PeerConfig::forward_history`].
     pub forward_history: bool,
+    /// STIR/SHAKEN signing of the calls sent to this trunk.
+    pub identity: Option<crate::identity::Signing>,
 }
 
 /// What Sluice does with a REFER inside a trunk's calls.
@@ -261,6 +263,7 @@ impl TrunkConfig {
             large_over_tcp: false,
             transfer: Transfer::Relay,
             forward_history: true,
+            identity: None,
         }
     }
 }

@@ -124,6 +124,8 @@ pub struct Core<H: Hooks> {
     pub predecessor: Option<crate::handover::Predecessor>,
     /// This process handed its sockets to a successor: its trunk agents are stopped.
     pub handed_over: bool,
+    /// UNIX time at an instant, for PASSporTs' `iat`.
+    pub wall: Option<crate::identity::WallClock>,
 }
 
 impl<H: Hooks> Core<H> {

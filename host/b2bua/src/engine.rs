@@ -92,6 +92,7 @@ impl<H: Hooks> Engine<H> {
                 retags: Vec::new(),
                 predecessor: None,
                 handed_over: false,
+                wall: None,
             },
             calls: Calls::default(),
         }

@@ -51,6 +51,7 @@ pub mod guard;
 pub mod handover;
 pub mod headers;
 pub mod hooks;
+pub mod identity;
 pub mod ids;
 pub mod in_dialog;
 pub mod malformed;

@@ -178,6 +178,7 @@ fn prepare<H: Hooks>(
     let generation = core.hooks.current();
     let cleared = clear(
         core,
+        now,
         (key, direction, route, flow),
         generation,
         &mut media,
@@ -206,6 +207,7 @@ fn prepare<H: Hooks>(
 /// size checked for UDP. The attestation the plugins chose, or why the call is refused.
 fn clear<H: Hooks>(
     core: &mut Core<H>,
+    now: Instant,
     (key, direction, route, flow): (u64, Direction, &Route, Flow),
     generation: u64,
     media: &mut Option<Anchor>,
@@ -237,6 +239,10 @@ fn clear<H: Hooks>(
             NewCallOutcome::Continue { attestation: a } => attestation = a,
         }
         setup::follow_plugins(&mut new_call.callee, &new_call.invite);
+    }
+    if direction == Direction::Outbound {
+        let invite = &mut new_call.invite;
+        attestation = crate::identity::sign(core, now, &route.trunk, invite, attestation);
     }
     let limits = (route.peer.large_over_tcp, core.cfg.max_udp_bytes);
     let (callee, invite) = (&mut new_call.callee, &mut new_call.invite);

@@ -27,6 +27,7 @@ pub mod media;
 pub mod plugins;
 pub mod sides;
 pub mod sip;
+pub mod stir;
 pub mod trunk;
 pub mod validate;
 
@@ -82,6 +83,9 @@ pub struct Config {
     /// Named plugins: a module with its settings and policy (`[plugin.NAME]`).
     #[serde(default, rename = "plugin")]
     pub plugin: BTreeMap<String, PluginEntry>,
+    /// STIR/SHAKEN: the key and certificate calls are signed with.
+    #[serde(default)]
+    pub stir: stir::StirSettings,
 }
 
 /// A configuration error with its place in the file.
@@ -213,6 +217,10 @@ impl Config {
         self.external.check("external")?;
         self.pbx.check()?;
         trunk::check_trunks(&self.trunks)?;
+        self.stir.check()?;
+        for t in &self.trunks {
+            t.stir.check(&self.stir, t.name.get_ref())?;
+        }
         self.routing.check(&self.trunks)?;
         let anchored = self.trunks.iter().any(|t| t.media == MediaMode::Anchor);
         self.media.check(

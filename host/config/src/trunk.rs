@@ -167,6 +167,9 @@ pub struct Trunk {
     /// removes them.
     #[serde(default = "yes")]
     pub forward_history: bool,
+    /// STIR/SHAKEN signing of the calls sent to this trunk (see [`crate::stir`]).
+    #[serde(default)]
+    pub stir: crate::stir::TrunkStir,
 }
 
 fn yes() -> bool {

@@ -18,6 +18,7 @@ mod metrics_help;
 mod plugin_test;
 mod reload;
 mod resolve;
+mod stir;
 mod systemd;
 mod upgrade;
 

@@ -81,7 +81,11 @@ fn prepare_config(
     path: Option<&Path>,
     name: &str,
 ) -> Result<Prepared, ReloadError> {
-    let resolved = resolve::resolve_config(&config).map_err(|e| ReloadError::Resolve {
+    let mut resolved = resolve::resolve_config(&config).map_err(|e| ReloadError::Resolve {
+        file: name.to_string(),
+        reason: format!("{e:#}"),
+    })?;
+    crate::stir::load(&config, path, &mut resolved.engine).map_err(|e| ReloadError::Resolve {
         file: name.to_string(),
         reason: format!("{e:#}"),
     })?;
@@ -435,6 +439,7 @@ pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     // Compared with the directories events name, resolved the same way.
     let watched_plugins = plugin_dir.as_ref().map(|d| resolved(d));
+    let watched_config_dir = resolved(&config_dir);
     let handler = move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, notify::EventKind::Access(_)) {
@@ -446,7 +451,10 @@ pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
                 .as_ref()
                 .is_some_and(|d| p.parent().map(resolved).as_deref() == Some(d.as_path()))
                 && p.extension().is_some_and(|e| e == "wasm");
-            is_config || is_plugin
+            // Keys and certificates beside the configuration (STIR/SHAKEN).
+            let is_pem = p.parent().map(resolved).as_deref() == Some(watched_config_dir.as_path())
+                && p.extension().is_some_and(|e| e == "pem");
+            is_config || is_plugin || is_pem
         });
         if relevant {
             let _ = tx.send(());

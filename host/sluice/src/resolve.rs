@@ -319,6 +319,8 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         media: trunk_media(t),
         large_over_tcp: t.tcp_for_large_requests,
         forward_history: t.forward_history,
+        // Read from its file with the configuration's path (`stir::load`).
+        identity: None,
         transfer: match t.transfer {
             sluice_config::trunk::TransferPolicy::Relay => sluice_b2bua::config::Transfer::Relay,
             sluice_config::trunk::TransferPolicy::Refuse => sluice_b2bua::config::Transfer::Refuse,

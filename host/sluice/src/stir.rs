@@ -1,0 +1,107 @@
+//! The STIR/SHAKEN keys of the trunks that sign, read from their files (relative to the
+//! configuration file) when a configuration is prepared: at start, `sluice check` and every
+//! reload, so a replaced key is taken on the next reload. A key that cannot be read, is not a
+//! P-256 key, or does not match its certificate's local copy, and a certificate outside its
+//! validity, refuse the configuration.
+
+use anyhow::{anyhow, bail, Context};
+use sluice_b2bua::identity::Signing;
+use sluice_b2bua::{Attestation, EngineConfig};
+use sluice_config::stir::AttestationName;
+use sluice_config::Config;
+use sluice_stir::{Certificate, Signer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A file named in the configuration: relative to the configuration file's directory.
+fn file(config_path: Option<&Path>, name: &str) -> PathBuf {
+    let p = PathBuf::from(name);
+    if p.is_absolute() {
+        return p;
+    }
+    config_path
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(p)
+}
+
+/// Load the signing key of every trunk that signs into `engine`'s trunks.
+pub fn load(
+    cfg: &Config,
+    config_path: Option<&Path>,
+    engine: &mut EngineConfig,
+) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for t in &cfg.trunks {
+        let name = t.name.get_ref();
+        let Some(s) = t
+            .stir
+            .signing(&cfg.stir, name)
+            .map_err(|p| anyhow!("{}", p.message))?
+        else {
+            continue;
+        };
+        let key_path = file(config_path, &s.key);
+        let pem = std::fs::read_to_string(&key_path).with_context(|| {
+            format!(
+                "trunk `{name}`: STIR key {}: cannot read",
+                key_path.display()
+            )
+        })?;
+        let signer = Signer::from_pem(&pem, &s.x5u)
+            .with_context(|| format!("trunk `{name}`: STIR key {}", key_path.display()))?;
+        if let Some(c) = &s.certificate {
+            let cert_path = file(config_path, c);
+            let bytes = std::fs::read(&cert_path).with_context(|| {
+                format!(
+                    "trunk `{name}`: STIR certificate {}: cannot read",
+                    cert_path.display()
+                )
+            })?;
+            let chain = Certificate::chain_from_pem(&bytes).with_context(|| {
+                format!("trunk `{name}`: STIR certificate {}", cert_path.display())
+            })?;
+            let Some(cert) = chain.first() else {
+                bail!(
+                    "trunk `{name}`: STIR certificate {}: empty",
+                    cert_path.display()
+                );
+            };
+            if !cert.matches(&signer) {
+                bail!(
+                    "trunk `{name}`: STIR key {} does not match the certificate {}",
+                    key_path.display(),
+                    cert_path.display()
+                );
+            }
+            if !cert.valid_at(now) {
+                bail!(
+                    "trunk `{name}`: STIR certificate {} is not valid now (valid from {} to {}, UNIX seconds)",
+                    cert_path.display(),
+                    cert.not_before,
+                    cert.not_after
+                );
+            }
+        }
+        let attestation = match s.attestation {
+            AttestationName::A => Attestation::A,
+            AttestationName::B => Attestation::B,
+            AttestationName::C => Attestation::C,
+            AttestationName::None => Attestation::None,
+        };
+        if let Some(tc) = engine
+            .trunks
+            .iter_mut()
+            .find(|tc| &*tc.name == name.as_str())
+        {
+            tc.identity = Some(Signing {
+                signer: Arc::new(signer),
+                attestation,
+            });
+        }
+    }
+    Ok(())
+}
