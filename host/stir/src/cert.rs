@@ -87,6 +87,17 @@ impl Certificate {
         self.not_before <= unix && unix <= self.not_after
     }
 
+    /// This certificate's signature verifies with `issuer`'s public key.
+    pub fn signed_by(&self, issuer: &Certificate) -> bool {
+        let (Ok((_, me)), Ok((_, them))) = (
+            X509Certificate::from_der(&self.der),
+            X509Certificate::from_der(&issuer.der),
+        ) else {
+            return false;
+        };
+        me.verify_signature(Some(them.public_key())).is_ok()
+    }
+
     /// The certificate's key is the signer's.
     pub fn matches(&self, signer: &crate::Signer) -> bool {
         !self.public_key.is_empty() && self.public_key == signer.public_key()
