@@ -179,6 +179,8 @@ pub struct TrunkConfig {
     pub forward_history: bool,
     /// STIR/SHAKEN signing of the calls sent to this trunk.
     pub identity: Option<crate::identity::Signing>,
+    /// STIR/SHAKEN verification of the calls from this trunk.
+    pub verification: Option<crate::verify::Verification>,
 }
 
 /// What Sluice does with a REFER inside a trunk's calls.
@@ -264,6 +266,7 @@ impl TrunkConfig {
             transfer: Transfer::Relay,
             forward_history: true,
             identity: None,
+            verification: None,
         }
     }
 }

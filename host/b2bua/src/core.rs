@@ -38,6 +38,12 @@ pub enum Output {
         flow: Flow,
         data: Bytes,
     },
+    /// Fetch the certificates at `url` for call `id` (STIR/SHAKEN) and give them to
+    /// [`crate::Engine::handle_certificate`].
+    FetchCertificate {
+        id: u64,
+        url: String,
+    },
 }
 
 /// Why a client transaction was started.
@@ -126,6 +132,8 @@ pub struct Core<H: Hooks> {
     pub handed_over: bool,
     /// UNIX time at an instant, for PASSporTs' `iat`.
     pub wall: Option<crate::identity::WallClock>,
+    /// New calls waiting for their STIR/SHAKEN certificate.
+    pub verifying: crate::verify::Verifying,
 }
 
 impl<H: Hooks> Core<H> {

@@ -23,7 +23,7 @@ use crate::calls::{Call, CallInfo, CallState, Calls};
 use crate::config::EngineConfig;
 use crate::core::{ClientRole, Core, Output};
 use crate::handover::for_predecessor;
-use crate::headers::{self, add_agent, ALLOW, SUPPORTED};
+use crate::headers;
 use crate::hooks::{Hooks, NoHooks};
 use crate::ids::Ids;
 use crate::media::MediaSides;
@@ -93,6 +93,7 @@ impl<H: Hooks> Engine<H> {
                 predecessor: None,
                 handed_over: false,
                 wall: None,
+                verifying: Default::default(),
             },
             calls: Calls::default(),
         }
@@ -304,6 +305,9 @@ impl<H: Hooks> Engine<H> {
         agents::run(&mut self.core, now);
         self.dispatch(now);
         while let Some((at, key)) = self.core.timers.pop_due(now) {
+            if self.verify_timed_out(now, key) {
+                continue;
+            }
             self.with_call(now, Some(key), |core, call| {
                 failover::on_timer(core, call, now);
                 in_dialog::timer(core, call, now, at);
@@ -389,7 +393,7 @@ impl<H: Hooks> Engine<H> {
     }
 
     /// React to the transaction layer's events until it has none; its transmits go out first.
-    fn dispatch(&mut self, now: Instant) {
+    pub(crate) fn dispatch(&mut self, now: Instant) {
         loop {
             self.core.flush_transmits();
             let Some(ev) = self.core.tx.poll_event() else {
@@ -424,8 +428,10 @@ impl<H: Hooks> Engine<H> {
                 return core.reply(now, tx, &msg, 481, reason_phrase(481));
             };
             core.reply(now, tx, &msg, 200, "OK");
-            let key = self.calls.by_server_invite(invite);
-            return self.with_call(now, key, |core, call| answer::cancel(core, call, now));
+            let Some(key) = self.calls.by_server_invite(invite) else {
+                return crate::verify::cancelled(core, now, invite);
+            };
+            return self.with_call(now, Some(key), |core, call| answer::cancel(core, call, now));
         }
         if let Some(tag) = msg.to_tag() {
             let found = self.calls.by_tag(tag).filter(|&(key, leg)| {
@@ -451,19 +457,7 @@ impl<H: Hooks> Engine<H> {
             return core.respond(now, tx, &resp);
         }
         match method {
-            Method::Options => {
-                // Answered locally, also with Max-Forwards 0.
-                // A stranger learns nothing that fingerprints Sluice.
-                let mut resp = response_to(&msg, 200, "OK", Some(&core.ids.tag()));
-                if guard::shows_agent(core, flow.remote.ip(), now) {
-                    resp.headers.push(HeaderName::Allow, ALLOW);
-                    resp.headers.push(HeaderName::Accept, "application/sdp");
-                    resp.headers
-                        .push(HeaderName::Supported, SUPPORTED.join(", "));
-                    add_agent(&mut resp, &core.cfg.user_agent);
-                }
-                core.respond(now, tx, &resp);
-            }
+            Method::Options => guard::answer_options(core, now, (tx, flow), &msg),
             Method::Invite => self.on_initial_invite(now, tx, msg, flow),
             Method::Register => agents::on_register(core, now, tx, &msg, flow),
             Method::Bye | Method::Update | Method::Info | Method::Prack => {

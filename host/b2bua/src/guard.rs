@@ -225,3 +225,24 @@ pub fn stranger_call<H: Hooks>(
     }
     true
 }
+
+/// An OPTIONS outside any dialog, answered locally (also with Max-Forwards 0): a stranger
+/// learns nothing that fingerprints Sluice.
+pub fn answer_options<H: Hooks>(
+    core: &mut Core<H>,
+    now: Instant,
+    (tx, flow): (sluice_transaction::ServerTxId, sluice_transaction::Flow),
+    msg: &sluice_sip::Message,
+) {
+    use crate::headers::{add_agent, ALLOW, SUPPORTED};
+    use sluice_sip::HeaderName;
+    let mut resp = sluice_transaction::response_to(msg, 200, "OK", Some(&core.ids.tag()));
+    if shows_agent(core, flow.remote.ip(), now) {
+        resp.headers.push(HeaderName::Allow, ALLOW);
+        resp.headers.push(HeaderName::Accept, "application/sdp");
+        resp.headers
+            .push(HeaderName::Supported, SUPPORTED.join(", "));
+        add_agent(&mut resp, &core.cfg.user_agent);
+    }
+    core.respond(now, tx, &resp);
+}

@@ -44,7 +44,7 @@ impl WallClock {
         WallClock { at, unix }
     }
 
-    fn system(at: Instant) -> WallClock {
+    pub(crate) fn system(at: Instant) -> WallClock {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

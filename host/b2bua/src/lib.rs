@@ -70,6 +70,7 @@ pub mod stats;
 pub mod transfer;
 pub mod trunks;
 pub mod unsolicited;
+pub mod verify;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -13,8 +13,10 @@ use crate::media::Anchor;
 use crate::refuse::{self, Load, Refusal};
 use crate::route::{self, NoRoute, Route};
 use crate::setup::{self, NewCall};
+use crate::verify::Begun;
 use sluice_media::Role;
 use sluice_sip::Message;
+use sluice_stir::verify::Outcome;
 use sluice_transaction::{response_to, Flow, ServerTxId};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +33,41 @@ pub fn start<H: Hooks>(
         return;
     };
     let key = calls.new_key();
-    let Some(prepared) = prepare(core, key, now, (tx, msg, flow), admitted) else {
+    match crate::verify::begin(core, now, key, (tx, msg, flow), admitted) {
+        Begun::Ready(input, admitted, outcome) => {
+            proceed(core, calls, now, key, (input, admitted), outcome);
+        }
+        Begun::Parked => {}
+    }
+}
+
+/// Go on with an admitted call `key`, once its STIR/SHAKEN `outcome` is known (`None`: not
+/// verified): refused for it, or built, sent and entered in the table.
+pub(crate) fn proceed<H: Hooks>(
+    core: &mut Core<H>,
+    calls: &mut Calls,
+    now: Instant,
+    key: u64,
+    ((tx, msg, flow), admitted): ((ServerTxId, Message, Flow), Admitted),
+    outcome: Option<Outcome>,
+) {
+    let mut verstat = None;
+    if let Some(outcome) = &outcome {
+        let trunk = &admitted.route.trunk;
+        let verification = core
+            .cfg
+            .trunks
+            .iter()
+            .find(|t| &t.name == trunk)
+            .and_then(|t| t.verification.as_ref());
+        match crate::verify::settle(trunk, verification, outcome) {
+            Ok(v) => verstat = Some(v),
+            Err((status, reason)) => {
+                return refuse(core, now, (tx, &msg), &admitted, status, reason)
+            }
+        }
+    }
+    let Some(prepared) = prepare(core, key, now, (tx, msg, flow), admitted, verstat) else {
         return;
     };
     let mut call = launch(core, now, tx, prepared);
@@ -39,14 +75,33 @@ pub fn start<H: Hooks>(
     calls.insert(call, tx);
 }
 
+/// Refuse an admitted call with `status`.
+pub(crate) fn refuse<H: Hooks>(
+    core: &mut Core<H>,
+    now: Instant,
+    (tx, msg): (ServerTxId, &Message),
+    admitted: &Admitted,
+    status: u16,
+    reason: &'static str,
+) {
+    let r = Refusal::with_reason(status, reason);
+    refuse_new_call(
+        core,
+        now,
+        (tx, msg),
+        (&admitted.label, admitted.direction),
+        r,
+    );
+}
+
 /// A new call that passed admission.
-struct Admitted {
+pub(crate) struct Admitted {
     /// The side it arrived on.
     side: Side,
-    direction: Direction,
+    pub(crate) direction: Direction,
     /// The trunk its metrics count against.
     label: Arc<str>,
-    route: Route,
+    pub(crate) route: Route,
     /// The listener it leaves from.
     outbound: ListenerAddr,
 }
@@ -145,6 +200,7 @@ fn prepare<H: Hooks>(
     now: Instant,
     (tx, mut msg, flow): (ServerTxId, Message, Flow),
     admitted: Admitted,
+    verstat: Option<&'static str>,
 ) -> Option<Prepared> {
     let Admitted {
         side,
@@ -173,6 +229,9 @@ fn prepare<H: Hooks>(
         setup::retarget(&mut new_call, host);
     }
     crate::session_timer::offer(&mut new_call.invite, core.cfg.session);
+    if let Some(v) = verstat {
+        crate::verify::mark(&mut new_call.invite, v);
+    }
     let peers = [flow.remote.ip(), route.peer.addr.ip()];
     let mut media = Anchor::new(key, direction, peers, &route.media);
     let generation = core.hooks.current();

@@ -186,6 +186,8 @@ pub struct Lab<H: Hooks = NoHooks> {
     pub media: Vec<MediaOp>,
     /// Datagrams the engine passed to its predecessor (an upgrade), since the test took them.
     pub forwarded: Vec<(Flow, bytes::Bytes)>,
+    /// Certificates the engine asked for (call, URL), since the test took them.
+    pub fetches: Vec<(u64, String)>,
 }
 
 impl Lab<NoHooks> {
@@ -208,6 +210,7 @@ impl<H: Hooks> Lab<H> {
             now: Instant::now(),
             media: Vec::new(),
             forwarded: Vec::new(),
+            fetches: Vec::new(),
         }
     }
 
@@ -248,6 +251,7 @@ impl<H: Hooks> Lab<H> {
                 }
                 Output::Media(op) => self.media.push(op),
                 Output::Forward { flow, data } => self.forwarded.push((flow, data)),
+                Output::FetchCertificate { id, url } => self.fetches.push((id, url)),
             }
         }
         sent

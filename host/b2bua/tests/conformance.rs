@@ -35,7 +35,7 @@ fn run(bytes: &[u8]) -> (Outcome, Vec<(Flow, Vec<u8>)>) {
     let outputs: Vec<(Flow, Vec<u8>)> = std::iter::from_fn(|| e.poll_output())
         .filter_map(|o| match o {
             Output::Transmit { flow, data } => Some((flow, data.to_vec())),
-            Output::Media(_) | Output::Forward { .. } => None,
+            Output::Media(_) | Output::Forward { .. } | Output::FetchCertificate { .. } => None,
         })
         .collect();
     let mut statuses = Vec::new();

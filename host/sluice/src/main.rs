@@ -12,6 +12,7 @@
     )
 )]
 
+mod certs;
 mod chain_test;
 mod dns;
 mod metrics_help;
@@ -353,6 +354,7 @@ async fn run(
             max_message: cfg.sip.max_message_bytes,
             media_workers: Some(media_workers(cfg.media.workers)),
             draining: draining.clone(),
+            certificates: Some(certificate_source(&cfg, path.as_deref())?),
             tcp: sluice_transport::TcpLimits {
                 max_connections: cfg.sip.max_connections,
                 max_per_source: cfg.sip.max_connections_per_source,
@@ -582,4 +584,28 @@ fn media_workers(configured: usize) -> usize {
         return configured;
     }
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Where STIR/SHAKEN verification fetches certificates from: HTTPS with `[stir]`'s timeout,
+/// cache size and extra roots (read at start).
+fn certificate_source(
+    cfg: &sluice_config::Config,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Arc<dyn sluice_transport::CertificateSource>> {
+    let roots = match &cfg.stir.x5u_ca {
+        Some(f) => {
+            let file = stir::file(path, f.get_ref());
+            Some(
+                std::fs::read(&file)
+                    .with_context(|| format!("[stir] x5u_ca {}", file.display()))?,
+            )
+        }
+        None => None,
+    };
+    let https = certs::HttpsCertificates::new(
+        std::time::Duration::from_millis(cfg.stir.fetch_timeout_ms),
+        cfg.stir.cache_entries,
+        roots.as_deref(),
+    )?;
+    Ok(Arc::new(certs::Source(Arc::new(https))))
 }

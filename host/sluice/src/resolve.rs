@@ -321,6 +321,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         forward_history: t.forward_history,
         // Read from its file with the configuration's path (`stir::load`).
         identity: None,
+        verification: None,
         transfer: match t.transfer {
             sluice_config::trunk::TransferPolicy::Relay => sluice_b2bua::config::Transfer::Relay,
             sluice_config::trunk::TransferPolicy::Refuse => sluice_b2bua::config::Transfer::Refuse,

@@ -6,15 +6,17 @@
 
 use anyhow::{anyhow, bail, Context};
 use sluice_b2bua::identity::Signing;
+use sluice_b2bua::verify::Verification;
 use sluice_b2bua::{Attestation, EngineConfig};
-use sluice_config::stir::AttestationName;
+use sluice_config::stir::{AttestationName, OnFailure};
 use sluice_config::Config;
+use sluice_stir::verify::Policy;
 use sluice_stir::{Certificate, Signer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A file named in the configuration: relative to the configuration file's directory.
-fn file(config_path: Option<&Path>, name: &str) -> PathBuf {
+pub fn file(config_path: Option<&Path>, name: &str) -> PathBuf {
     let p = PathBuf::from(name);
     if p.is_absolute() {
         return p;
@@ -35,8 +37,37 @@ pub fn load(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let anchors = match &cfg.stir.trust_anchors {
+        Some(f) => {
+            let path = file(config_path, f.get_ref());
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("[stir] trust_anchors {}: cannot read", path.display()))?;
+            Certificate::chain_from_pem(&pem)
+                .with_context(|| format!("[stir] trust_anchors {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
     for t in &cfg.trunks {
         let name = t.name.get_ref();
+        if t.stir.verify {
+            let verification = Verification {
+                policy: Policy {
+                    anchors: anchors.clone(),
+                    max_age: cfg.stir.max_age_seconds,
+                    allowed_hosts: cfg.stir.x5u_hosts.clone(),
+                    allow_http: cfg.stir.x5u_allow_http,
+                },
+                reject: t.stir.on_failure == OnFailure::Reject,
+                fetch_timeout: std::time::Duration::from_millis(cfg.stir.fetch_timeout_ms),
+            };
+            if let Some(tc) = engine
+                .trunks
+                .iter_mut()
+                .find(|tc| &*tc.name == name.as_str())
+            {
+                tc.verification = Some(verification);
+            }
+        }
         let Some(s) = t
             .stir
             .signing(&cfg.stir, name)

@@ -35,7 +35,9 @@ mod stream;
 mod udp;
 
 pub use current_input::{describe_current_input, redact};
-pub use shell::{Change, Command, EngineChange, Shell, ShellOptions, Status, TcpLimits};
+pub use shell::{
+    CertificateSource, Change, Command, EngineChange, Shell, ShellOptions, Status, TcpLimits,
+};
 
 /// `now + d` on tokio's clock, saturated instead of panicking (see [`sluice_transaction::after`]).
 pub(crate) fn later(now: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {

@@ -23,6 +23,7 @@ use sluice_transaction::{Flow, Transport};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -88,6 +89,8 @@ pub struct ShellOptions {
     pub tcp: TcpLimits,
     /// Set once a drain starts, for readers that must not wait on the engine (`/ready`).
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Certificates for STIR/SHAKEN verification.
+    pub certificates: Option<Arc<dyn CertificateSource>>,
 }
 
 /// Limits on the TCP connections Sluice accepts.
@@ -119,6 +122,7 @@ pub struct Shell<H: Hooks> {
     draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The process this one took over from (an upgrade), while it finishes its calls.
     predecessor: Option<Predecessor>,
+    certificates: Option<Arc<dyn CertificateSource>>,
 }
 
 impl<H: Hooks> Shell<H> {
@@ -168,6 +172,7 @@ impl<H: Hooks> Shell<H> {
             media,
             draining: opts.draining,
             predecessor: None,
+            certificates: opts.certificates,
         })
     }
 
@@ -211,6 +216,7 @@ impl<H: Hooks> Shell<H> {
             media,
             draining,
             mut predecessor,
+            certificates,
         } = self;
         let (relay, mut media_events) = match media {
             Some((r, rx)) => (Some(r), Some(rx)),
@@ -249,7 +255,7 @@ impl<H: Hooks> Shell<H> {
         engine.handle_timeout(std::time::Instant::now());
         flush(
             &mut engine,
-            (&udp, relay, predecessor.as_ref()),
+            (&udp, relay, predecessor.as_ref(), certificates.as_ref()),
             &mut conns,
             &tx,
             max_message,
@@ -282,7 +288,7 @@ impl<H: Hooks> Shell<H> {
                         let Some(m) = next.take() else { break };
                         if matches!(m, Incoming::Closed { .. }) {
                             // Write what is queued for the connection (a 400, say) first.
-                            flush(&mut engine, (&udp, relay, predecessor.as_ref()), &mut conns, &tx, max_message).await;
+                            flush(&mut engine, (&udp, relay, predecessor.as_ref(), certificates.as_ref()), &mut conns, &tx, max_message).await;
                         }
                         on_incoming(&mut engine, &mut conns, m);
                         next = rx.try_recv().ok();
@@ -309,7 +315,7 @@ impl<H: Hooks> Shell<H> {
                         }
                         DrainStep::Stop => {
                             info!("drain finished");
-                            flush(&mut engine, (&udp, relay, predecessor.as_ref()), &mut conns, &tx, max_message).await;
+                            flush(&mut engine, (&udp, relay, predecessor.as_ref(), certificates.as_ref()), &mut conns, &tx, max_message).await;
                             return Ok(());
                         }
                     }
@@ -400,7 +406,7 @@ impl<H: Hooks> Shell<H> {
             engine.sync_metrics();
             flush(
                 &mut engine,
-                (&udp, relay, predecessor.as_ref()),
+                (&udp, relay, predecessor.as_ref(), certificates.as_ref()),
                 &mut conns,
                 &tx,
                 max_message,
@@ -484,13 +490,55 @@ fn on_incoming<H: Hooks>(engine: &mut Engine<H>, conns: &mut Connections, msg: I
             conns.remove(id);
             engine.handle_transport_error(std::time::Instant::now(), Transport::Tcp, remote);
         }
+        Incoming::Certificate { id, result } => {
+            if let Err(e) = &result {
+                tracing::info!(call = id, "certificate fetch failed: {e}");
+            }
+            let fetched = result.as_deref().map_err(|_| ());
+            engine.handle_certificate(std::time::Instant::now(), id, fetched);
+        }
     }
 }
+
+/// Where the certificates of STIR/SHAKEN verification come from (HTTPS, with a cache): the
+/// binary provides it; the engine never waits on it, the call does.
+pub trait CertificateSource: Send + Sync {
+    fn fetch(
+        &self,
+        url: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
+}
+
+/// Start fetching `url` for call `id`; the result comes back as an [`Incoming::Certificate`].
+fn fetch_certificate(
+    source: Option<&Arc<dyn CertificateSource>>,
+    tx: &mpsc::Sender<Incoming>,
+    id: u64,
+    url: String,
+) {
+    let tx = tx.clone();
+    let fetch = source.map(|s| s.fetch(url));
+    tokio::spawn(async move {
+        let result = match fetch {
+            Some(f) => f.await,
+            None => Err("no certificate source".into()),
+        };
+        let _ = tx.send(Incoming::Certificate { id, result }).await;
+    });
+}
+
+/// Where the engine's outputs go besides the SIP sockets' connections.
+type Outlets<'a> = (
+    &'a UdpSockets,
+    Option<&'a MediaRelay>,
+    Option<&'a Predecessor>,
+    Option<&'a Arc<dyn CertificateSource>>,
+);
 
 /// Write everything the engine has to send.
 async fn flush<H: Hooks>(
     engine: &mut Engine<H>,
-    (udp, media, predecessor): (&UdpSockets, Option<&MediaRelay>, Option<&Predecessor>),
+    (udp, media, predecessor, certificates): Outlets<'_>,
     conns: &mut Connections,
     tx: &mpsc::Sender<Incoming>,
     max_message: usize,
@@ -508,6 +556,10 @@ async fn flush<H: Hooks>(
                 if let Some(p) = predecessor {
                     p.forward(flow, &data);
                 }
+                continue;
+            }
+            Output::FetchCertificate { id, url } => {
+                fetch_certificate(certificates, tx, id, url);
                 continue;
             }
         };

@@ -50,6 +50,11 @@ pub(crate) enum Incoming {
         id: ConnId,
         remote: SocketAddr,
     },
+    /// Certificates fetched for a call's STIR/SHAKEN verification (or why not).
+    Certificate {
+        id: u64,
+        result: Result<Bytes, String>,
+    },
 }
 
 pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -1,0 +1,306 @@
+//! STIR/SHAKEN verification of calls from trunks that verify (RFC 8224 §6.2, ATIS-1000074).
+//! A new call's Identity is read before anything is sent: when the certificate at its `x5u`
+//! is needed, the engine asks the shell for it ([`crate::Output::FetchCertificate`]) and the
+//! call waits, parked, until [`crate::Engine::handle_certificate`] brings it or the fetch's
+//! time is up; other calls go on meanwhile. The INVITE's retransmissions are absorbed by its
+//! transaction, and a CANCEL ends the wait with 487.
+//!
+//! The result reaches the PBX as `verstat` in the user part of P-Asserted-Identity (else
+//! From), replacing any `verstat` the trunk wrote; plugins see it there. With
+//! `on_failure = "reject"` a failed verification refuses the call with RFC 8224's status
+//! instead. Calls without Identity get `No-TN-Validation`.
+
+use crate::call::CallKey;
+use crate::core::{Core, Output};
+use crate::hooks::Hooks;
+use crate::new_call::{self, Admitted};
+use sluice_sip::{HeaderName, Message, NameAddr};
+use sluice_stir::verify::{finish, start, Outcome, Policy, Started};
+use sluice_stir::{tn, Expect, Identity};
+use sluice_transaction::{Flow, ServerTxId};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// How a trunk's inbound calls are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub policy: Policy,
+    /// Refuse failed calls (RFC 8224's status) rather than pass them marked.
+    pub reject: bool,
+    /// How long a call waits for its certificate.
+    pub fetch_timeout: Duration,
+}
+
+/// A call waiting for its certificate.
+pub(crate) struct Parked {
+    input: (ServerTxId, Message, Flow),
+    admitted: Admitted,
+    identity: Box<Identity>,
+    verification: Verification,
+}
+
+/// The calls waiting for certificates, by the key their call will have.
+#[derive(Default)]
+pub struct Verifying {
+    parked: HashMap<CallKey, Parked>,
+}
+
+impl Verifying {
+    pub fn len(&self) -> usize {
+        self.parked.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parked.is_empty()
+    }
+}
+
+/// What the first look at a new call's Identity decided.
+// Returned once per new call and taken apart at once: boxing the call's input would cost an
+// allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Begun {
+    /// Go on now, with this outcome (`None`: the trunk does not verify).
+    Ready((ServerTxId, Message, Flow), Admitted, Option<Outcome>),
+    /// Parked until its certificate comes.
+    Parked,
+}
+
+/// A new call from a trunk (call `key`, admitted): verified at once, or parked.
+pub(crate) fn begin<H: Hooks>(
+    core: &mut Core<H>,
+    now: Instant,
+    key: CallKey,
+    input: (ServerTxId, Message, Flow),
+    admitted: Admitted,
+) -> Begun {
+    let verification = core
+        .cfg
+        .trunks
+        .iter()
+        .find(|t| t.name == admitted.route.trunk)
+        .and_then(|t| t.verification.clone())
+        .filter(|_| admitted.direction == crate::call::Direction::Inbound);
+    let Some(verification) = verification else {
+        return Begun::Ready(input, admitted, None);
+    };
+    let values = input.1.headers.values(&HeaderName::Identity);
+    match start(&verification.policy, values) {
+        Started::Done(outcome) => Begun::Ready(input, admitted, Some(outcome)),
+        Started::Fetch { url, identity } => {
+            debug!(call = key, %url, "verifying: certificate wanted");
+            core.timers.push(
+                sluice_transaction::after(now, verification.fetch_timeout),
+                key,
+            );
+            core.outputs
+                .push_back(Output::FetchCertificate { id: key, url });
+            core.verifying.parked.insert(
+                key,
+                Parked {
+                    input,
+                    admitted,
+                    identity,
+                    verification,
+                },
+            );
+            Begun::Parked
+        }
+    }
+}
+
+/// The calling and called numbers of a call's INVITE, canonical: P-Asserted-Identity (else
+/// From), and To (else the Request-URI).
+fn numbers(msg: &Message) -> (String, String) {
+    let of = |name: &HeaderName| {
+        let v = msg.header(name)?;
+        tn::of_uri(NameAddr::parse(v)?.uri)
+    };
+    let orig = of(&HeaderName::PAssertedIdentity)
+        .or_else(|| of(&HeaderName::From))
+        .unwrap_or_default();
+    let dest = of(&HeaderName::To)
+        .or_else(|| msg.request_uri().and_then(tn::of_uri))
+        .unwrap_or_default();
+    (orig, dest)
+}
+
+/// The unix time at `now`, by the engine's clock.
+fn unix<H: Hooks>(core: &mut Core<H>, now: Instant) -> u64 {
+    core.wall
+        .get_or_insert_with(|| crate::identity::WallClock::system(now))
+        .unix(now)
+}
+
+impl<H: Hooks> crate::Engine<H> {
+    /// The certificates the shell fetched for call `id` (PEM), or why not.
+    pub fn handle_certificate(&mut self, now: Instant, id: u64, fetched: Result<&[u8], ()>) {
+        let Some(p) = self.core.verifying.parked.remove(&id) else {
+            return; // Timed out or cancelled meanwhile.
+        };
+        let (orig, dest) = numbers(&p.input.1);
+        let expect = Expect {
+            now: unix(&mut self.core, now),
+            max_age: p.verification.policy.max_age,
+            orig: &orig,
+            dest: &dest,
+        };
+        let outcome = finish(&p.verification.policy, &p.identity, fetched, expect);
+        new_call::proceed(
+            &mut self.core,
+            &mut self.calls,
+            now,
+            id,
+            (p.input, p.admitted),
+            Some(outcome),
+        );
+        self.dispatch(now);
+    }
+
+    /// A call timer of `key` fired: a parked call whose certificate did not come in time.
+    pub(crate) fn verify_timed_out(&mut self, now: Instant, key: CallKey) -> bool {
+        if !self.core.verifying.parked.contains_key(&key) {
+            return false;
+        }
+        info!(call = key, "certificate fetch timed out");
+        self.handle_certificate(now, key, Err(()));
+        true
+    }
+}
+
+/// A CANCEL for INVITE `invite` that has no call: if it is parked, it ends with 487.
+pub fn cancelled<H: Hooks>(core: &mut Core<H>, now: Instant, invite: ServerTxId) {
+    let key = core
+        .verifying
+        .parked
+        .iter()
+        .find(|(_, p)| p.input.0 == invite)
+        .map(|(k, _)| *k);
+    if let Some(p) = key.and_then(|k| core.verifying.parked.remove(&k)) {
+        let (tx, msg, _) = &p.input;
+        new_call::refuse(
+            core,
+            now,
+            (*tx, msg),
+            &p.admitted,
+            487,
+            "Request Terminated",
+        );
+    }
+}
+
+/// The outcome counted, and what it means for the call: `Err` with the status that refuses
+/// it, or the `verstat` its INVITE toward the PBX carries.
+pub fn settle(
+    trunk: &str,
+    verification: Option<&Verification>,
+    outcome: &Outcome,
+) -> Result<&'static str, (u16, &'static str)> {
+    metrics::counter!(
+        "sluice_stir_verified_total",
+        "trunk" => trunk.to_string(),
+        "result" => outcome.label()
+    )
+    .increment(1);
+    match outcome {
+        Outcome::Failed(f) => {
+            info!(trunk, reason = f.label(), "STIR/SHAKEN verification failed");
+            if verification.is_some_and(|v| v.reject) {
+                return Err(f.status());
+            }
+        }
+        Outcome::Passed { attest } => debug!(trunk, attest, "STIR/SHAKEN verified"),
+        Outcome::NoIdentity => {}
+    }
+    Ok(outcome.verstat())
+}
+
+/// Write `verstat` into the user part of P-Asserted-Identity (else From) of `invite`,
+/// replacing any there.
+pub fn mark(invite: &mut Message, verstat: &str) {
+    let name = if invite.header(&HeaderName::PAssertedIdentity).is_some() {
+        HeaderName::PAssertedIdentity
+    } else {
+        HeaderName::From
+    };
+    let Some(value) = invite.header(&name).map(str::to_string) else {
+        return;
+    };
+    if let Some(marked) = with_verstat(&value, verstat) {
+        invite.headers.set(name, marked);
+    }
+}
+
+/// A name-addr with `;verstat=` in its URI's user part (SIP) or parameters (tel).
+fn with_verstat(value: &str, verstat: &str) -> Option<String> {
+    let na = NameAddr::parse(value)?;
+    let uri = na.uri;
+    let start = value.find(uri)?;
+    let end = start.checked_add(uri.len())?;
+    let (scheme, rest) = uri.split_once(':')?;
+    let param = format!(";verstat={verstat}");
+    let strip = |s: &str| -> String {
+        s.split(';')
+            .filter(|p| !p.to_ascii_lowercase().starts_with("verstat="))
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    let new_uri = if scheme.eq_ignore_ascii_case("tel") {
+        let (number, params) = rest.split_once(';').unwrap_or((rest, ""));
+        let kept = strip(params);
+        let kept = if kept.is_empty() {
+            String::new()
+        } else {
+            format!(";{kept}")
+        };
+        format!("{scheme}:{number}{kept}{param}")
+    } else {
+        let (user, host) = rest.split_once('@')?;
+        format!("{scheme}:{}{param}@{host}", strip(user))
+    };
+    let new_uri = if na.bracketed {
+        new_uri
+    } else {
+        format!("<{new_uri}>")
+    };
+    Some(format!(
+        "{}{new_uri}{}",
+        value.get(..start)?,
+        value.get(end..)?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_verstat;
+
+    #[test]
+    fn verstat_goes_into_the_user_part_replacing_any() {
+        assert_eq!(
+            with_verstat(
+                "\"A\" <sip:+15551234567@h;user=phone>;tag=x",
+                "TN-Validation-Passed"
+            )
+            .as_deref(),
+            Some("\"A\" <sip:+15551234567;verstat=TN-Validation-Passed@h;user=phone>;tag=x")
+        );
+        assert_eq!(
+            with_verstat(
+                "<sip:+1555;verstat=TN-Validation-Passed@h>",
+                "TN-Validation-Failed"
+            )
+            .as_deref(),
+            Some("<sip:+1555;verstat=TN-Validation-Failed@h>")
+        );
+        assert_eq!(
+            with_verstat("<tel:+1555;verstat=x;npdi>", "No-TN-Validation").as_deref(),
+            Some("<tel:+1555;npdi;verstat=No-TN-Validation>")
+        );
+        assert_eq!(with_verstat("<sip:h>", "x"), None, "no user part");
+        assert_eq!(
+            with_verstat("sip:+1555@h;tag=1", "No-TN-Validation").as_deref(),
+            Some("<sip:+1555;verstat=No-TN-Validation@h>;tag=1")
+        );
+    }
+}
