@@ -20,6 +20,8 @@ const FAMILIES: &[(&str, char, &str)] = &[
     ("sluice_sip_unsolicited_total", 'c', "Requests outside any dialog that start no call (NOTIFY, MESSAGE, SUBSCRIBE, PUBLISH, REFER), by method and answer (refused, accepted)."),
     ("sluice_stir_signed_total", 'c', "Outbound calls signed with a STIR/SHAKEN Identity header, by trunk and attestation (A, B, C)."),
     ("sluice_stir_unsigned_total", 'c', "Outbound calls to a signing trunk that left unsigned, by trunk and reason (attestation-none, no-number)."),
+    ("sluice_stir_verified_total", 'c', "Calls from verifying trunks by STIR/SHAKEN verification result (passed, no-identity, or the failure: malformed, unsupported, bad-signature, stale, future, orig-mismatch, dest-mismatch, certificate-url, fetch-failed, certificate-unreadable, untrusted, certificate-expired, no-tnauthlist)."),
+    ("sluice_stir_certificate_fetches_total", 'c', "STIR/SHAKEN certificate lookups by result: fetched (over HTTPS), cached, failed."),
     ("sluice_sip_parse_errors_total", 'c', "Messages refused as they arrived, by what they were answered: malformed (400), uri-scheme (416), version (505), too-large (513), other."),
     ("sluice_sip_retransmissions_total", 'c', "Retransmissions Sluice sent, of requests and of responses."),
     ("sluice_sip_transaction_timeouts_total", 'c', "Transactions that timed out, client and server."),
