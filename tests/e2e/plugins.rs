@@ -949,3 +949,167 @@ fn calls_to_a_signing_trunk_carry_an_identity_that_secsipidx_verifies() {
         Some(3.0)
     );
 }
+
+/// `openssl s_server -WWW` serving the files of a directory over HTTPS on 127.0.0.1 (the test
+/// CA's server certificate), killed when dropped.
+struct HttpsFiles {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpsFiles {
+    fn serve(files: &[(&str, &std::path::Path)]) -> HttpsFiles {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stir/tests/data");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, from) in files {
+            std::fs::copy(from, dir.path().join(name)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(data.join("server.pem"))
+            .arg("-key")
+            .arg(data.join("server-key.pem"))
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl runs");
+        // Listening once a connection is accepted (bounded: 10 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        HttpsFiles {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for HttpsFiles {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// STIR/SHAKEN verification end to end: a carrier's calls signed by Debian's secsipidx, whose
+/// certificate chain Sluice fetches over HTTPS from `openssl s_server` (once, then from its
+/// cache), reach the PBX with `verstat=TN-Validation-Passed`; a call whose certificate URL
+/// answers nothing reaches it with `TN-Validation-Failed`; the results are counted.
+#[test]
+fn calls_signed_by_secsipidx_reach_the_pbx_verified_over_https() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stir/tests/data");
+    let https = HttpsFiles::serve(&[("shaken.pem", &data.join("shaken-chain.pem"))]);
+    let extra = format!(
+        "[stir]\ntrust_anchors = \"{ca}\"\nx5u_ca = \"{ca}\"\nx5u_hosts = [\"127.0.0.1\"]\n\
+         fetch_timeout_ms = 2000\n",
+        ca = data.join("ca.pem").display()
+    );
+    let lab = start(81, "stir = { verify = true }", &extra);
+    let sign = |x5u: &str| {
+        let out = Command::new("secsipidx")
+            .args([
+                "-S",
+                "-x5u",
+                x5u,
+                "-o",
+                "15552230000",
+                "-d",
+                "15552001111",
+                "-a",
+                "A",
+            ])
+            .arg("-fprvkey")
+            .arg(data.join("signer-pkcs8.pem"))
+            .output()
+            .expect("secsipidx runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let good = sign(&format!("https://127.0.0.1:{}/shaken.pem", https.port));
+    let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "4"]);
+    // One call fetches the certificate; the next two find it in the cache.
+    for (name, calls) in [("carrier1", "1"), ("carrier2", "2")] {
+        let carrier = lab.sipp(
+            name,
+            "uac_identity.xml",
+            Peer::Trunk,
+            Some(&lab.external()),
+            &["-m", calls, "-s", "15552001111", "-set", "identity", &good],
+        );
+        let calls: u64 = calls.parse().unwrap();
+        assert_ok("carrier (signed)", &carrier.wait(LIMIT), calls, &lab);
+    }
+    // A certificate URL where nothing answers.
+    let dead = sign("https://127.0.0.1:1/shaken.pem");
+    let carrier = lab.sipp(
+        "carrier3",
+        "uac_identity.xml",
+        Peer::Trunk,
+        Some(&lab.external()),
+        &["-m", "1", "-s", "15552001111", "-set", "identity", &dead],
+    );
+    assert_ok("carrier (dead x5u)", &carrier.wait(LIMIT), 1, &lab);
+    let log = pbx.messages_path().to_path_buf();
+    assert_ok("PBX", &pbx.wait(Duration::from_secs(10)), 4, &lab);
+    let invites: Vec<String> = received(&log)
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect();
+    assert_eq!(invites.len(), 4);
+    for (i, invite) in invites.iter().enumerate() {
+        let from = header(invite, "From").unwrap();
+        let want = if i < 3 {
+            "TN-Validation-Passed"
+        } else {
+            "TN-Validation-Failed"
+        };
+        assert!(
+            from.contains(&format!("15552230000;verstat={want}@")),
+            "call {i}: {from}"
+        );
+        assert!(header(invite, "Identity").is_none());
+    }
+    let (_, text) = http("GET", &lab.admin(), "/metrics", None, "");
+    let m = parse_prometheus(&text);
+    let count = |name: &str, labels: &[(&str, &str)]| metric(&m, name, labels).unwrap_or(0.0);
+    assert_eq!(
+        count(
+            "sluice_stir_verified_total",
+            &[("trunk", "loop"), ("result", "passed")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        count(
+            "sluice_stir_verified_total",
+            &[("trunk", "loop"), ("result", "fetch-failed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "sluice_stir_certificate_fetches_total",
+            &[("result", "fetched")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "sluice_stir_certificate_fetches_total",
+            &[("result", "cached")]
+        ),
+        2.0
+    );
+}
