@@ -190,3 +190,85 @@ fn check_names_what_is_wrong_with_a_stir_key() {
     let (ok, err) = check("key = \"signer-sec1.pem\"\nx5u = \"ftp://x\"\n");
     assert!(!ok && err.contains("not an http(s) URL"), "{err}");
 }
+
+/// `sluice stir sign` then `sluice stir verify` on a captured INVITE: every step printed, the
+/// verification passes; the same INVITE with another called number fails at `dest`.
+#[test]
+fn stir_sign_and_verify_print_every_step() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stir/tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("invite.txt");
+    std::fs::write(
+        &capture,
+        "INVITE sip:+15559870000@sip.example.net SIP/2.0\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKcap1\nMax-Forwards: 70\n\
+         From: \"Alice\" <sip:+1-555-201-1111@pbx.example.com>;tag=1\n\
+         To: <sip:+15559870000@sip.example.net>\nCall-ID: cap1@192.0.2.1\nCSeq: 1 INVITE\n\
+         Contact: <sip:alice@192.0.2.1>\nContent-Length: 0\n\n",
+    )
+    .unwrap();
+    let out = Command::new(sluice_e2e::sluice_bin())
+        .args([
+            "stir",
+            "sign",
+            "--attest",
+            "A",
+            "--x5u",
+            "https://certs.example.net/s.pem",
+        ])
+        .arg("--message")
+        .arg(&capture)
+        .arg("--key")
+        .arg(data.join("signer-sec1.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Some(\"15552011111\")"),
+        "canonical calling number: {text}"
+    );
+    assert!(text.contains("\"attest\": \"A\""), "{text}");
+    assert!(!text.contains("PRIVATE KEY"));
+    let signed = &text[text.find("INVITE sip:").unwrap()..];
+    assert!(signed.contains("Identity: "));
+    let verify = |invite: &str| {
+        let file = dir.path().join("signed.txt");
+        std::fs::write(&file, invite).unwrap();
+        let out = Command::new(sluice_e2e::sluice_bin())
+            .args(["stir", "verify"])
+            .arg("--message")
+            .arg(&file)
+            .arg("--trust-anchors")
+            .arg(data.join("ca.pem"))
+            .arg("--certificate")
+            .arg(data.join("shaken-chain.pem"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = verify(signed);
+    assert!(ok, "{text}");
+    for step in [
+        "certificate [0]: subject CN=SHAKEN 709J",
+        "check: chain to a trust anchor, validity, TNAuthList: ok",
+        "check: signature (ES256, the certificate's key): ok",
+        "check: iat fresh: ok",
+        "verstat=TN-Validation-Passed",
+    ] {
+        assert!(text.contains(step), "{step}: {text}");
+    }
+    let (ok, text) = verify(&signed.replace("To: <sip:+15559870000@", "To: <sip:+15550000000@"));
+    assert!(!ok);
+    assert!(
+        text.contains("check: dest names the called number: FAILED"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verstat=TN-Validation-Failed (dest-mismatch)"),
+        "{text}"
+    );
+}

@@ -73,6 +73,15 @@ fn number_of(msg: &Message, name: &HeaderName) -> Option<String> {
     tn::of_uri(NameAddr::parse(v)?.uri)
 }
 
+/// The calling and called numbers of an INVITE as PASSporTs name them, canonical: from
+/// P-Asserted-Identity (else From), and from To (else the Request-URI).
+pub fn call_numbers(msg: &Message) -> (Option<String>, Option<String>) {
+    let orig = number_of(msg, &HeaderName::PAssertedIdentity)
+        .or_else(|| number_of(msg, &HeaderName::From));
+    let dest = number_of(msg, &HeaderName::To).or_else(|| msg.request_uri().and_then(tn::of_uri));
+    (orig, dest)
+}
+
 /// Sign `invite`, about to leave for trunk `trunk` on an outbound call, when the trunk signs;
 /// `chosen` is the plugins' attestation. The attestation the call ends with.
 pub fn sign<H: Hooks>(
@@ -101,11 +110,7 @@ pub fn sign<H: Hooks>(
             return Some(attestation);
         }
     };
-    let orig = number_of(invite, &HeaderName::PAssertedIdentity)
-        .or_else(|| number_of(invite, &HeaderName::From));
-    let dest =
-        number_of(invite, &HeaderName::To).or_else(|| invite.request_uri().and_then(tn::of_uri));
-    let (Some(orig), Some(dest)) = (orig, dest) else {
+    let (Some(orig), Some(dest)) = call_numbers(invite) else {
         debug!(
             trunk,
             "not signed: no telephone number in the calling or called party"

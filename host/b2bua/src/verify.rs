@@ -16,7 +16,7 @@ use crate::hooks::Hooks;
 use crate::new_call::{self, Admitted};
 use sluice_sip::{HeaderName, Message, NameAddr};
 use sluice_stir::verify::{finish, start, Outcome, Policy, Started};
-use sluice_stir::{tn, Expect, Identity};
+use sluice_stir::{Expect, Identity};
 use sluice_transaction::{Flow, ServerTxId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -110,20 +110,10 @@ pub(crate) fn begin<H: Hooks>(
     }
 }
 
-/// The calling and called numbers of a call's INVITE, canonical: P-Asserted-Identity (else
-/// From), and To (else the Request-URI).
+/// The calling and called numbers of a call's INVITE (empty when it has none).
 fn numbers(msg: &Message) -> (String, String) {
-    let of = |name: &HeaderName| {
-        let v = msg.header(name)?;
-        tn::of_uri(NameAddr::parse(v)?.uri)
-    };
-    let orig = of(&HeaderName::PAssertedIdentity)
-        .or_else(|| of(&HeaderName::From))
-        .unwrap_or_default();
-    let dest = of(&HeaderName::To)
-        .or_else(|| msg.request_uri().and_then(tn::of_uri))
-        .unwrap_or_default();
-    (orig, dest)
+    let (orig, dest) = crate::identity::call_numbers(msg);
+    (orig.unwrap_or_default(), dest.unwrap_or_default())
 }
 
 /// The unix time at `now`, by the engine's clock.

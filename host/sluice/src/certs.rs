@@ -105,7 +105,7 @@ impl HttpsCertificates {
         self.cache.lock().ok()?.get(url, Instant::now())
     }
 
-    async fn get(&self, url: String) -> Result<Bytes, String> {
+    pub async fn get(&self, url: String) -> Result<Bytes, String> {
         if let Some(b) = self.cached(&url) {
             count("cached");
             return Ok(b);

@@ -20,6 +20,7 @@ mod plugin_test;
 mod reload;
 mod resolve;
 mod stir;
+mod stir_cli;
 mod systemd;
 mod upgrade;
 
@@ -79,6 +80,11 @@ enum Cmd {
         #[command(subcommand)]
         command: PluginCmd,
     },
+    /// STIR/SHAKEN tools: sign or verify a captured INVITE, every step printed.
+    Stir {
+        #[command(subcommand)]
+        command: stir_cli::StirCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +107,7 @@ fn main() -> ExitCode {
         Cmd::Plugin {
             command: PluginCmd::Test(args),
         } => plugin_test::run(args),
+        Cmd::Stir { command } => stir_cli::run(command),
         Cmd::Run {
             config,
             log,

@@ -92,16 +92,21 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn run_inner(args: Args) -> Result<ExitCode, String> {
-    let text = std::fs::read_to_string(&args.message)
-        .map_err(|e| format!("{}: cannot read: {e}", args.message.display()))?;
-    // Captures are often saved with LF line ends.
+/// A captured SIP message from a file: LF line ends made CRLF (captures are often saved so),
+/// its Content-Length fitted to its body.
+pub fn read_capture(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let text = if text.contains("\r\n") {
         text
     } else {
         text.replace('\n', "\r\n")
     };
-    let text = fit_content_length(text);
+    Ok(fit_content_length(text))
+}
+
+fn run_inner(args: Args) -> Result<ExitCode, String> {
+    let text = read_capture(&args.message)?;
     if let Some(config) = &args.config {
         let way = match args.direction {
             Dir::Outbound => crate::chain_test::Way::Outbound,

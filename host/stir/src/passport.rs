@@ -399,6 +399,67 @@ fn check_inner(
         return Err(IdentityError::Unsupported("alg other than ES256"));
     }
     let passport = Passport::decode(&identity.jws)?;
+    for (_, step) in steps(identity, &passport, key, expect) {
+        step?;
+    }
+    Ok(passport)
+}
+
+/// Each check of a decoded PASSporT, named, in the order they apply: the signature with the
+/// certificate's key, `iat` not in the future and not too old, `orig` and `dest`.
+pub fn steps(
+    identity: &Identity,
+    passport: &Passport,
+    key: &[u8],
+    expect: Expect<'_>,
+) -> [(&'static str, Result<(), IdentityError>); 5] {
+    let iat = passport.claims.iat;
+    let orig = passport
+        .claims
+        .orig
+        .tn
+        .as_deref()
+        .and_then(crate::tn::canonical);
+    let dest_ok = passport
+        .claims
+        .dest
+        .tn
+        .iter()
+        .filter_map(|t| crate::tn::canonical(t))
+        .any(|t| t == expect.dest);
+    let ok_or = |ok: bool, e: IdentityError| if ok { Ok(()) } else { Err(e) };
+    [
+        (
+            "signature (ES256, the certificate's key)",
+            signature(identity, key),
+        ),
+        (
+            "iat not in the future",
+            ok_or(iat <= expect.now, IdentityError::Future),
+        ),
+        (
+            "iat fresh",
+            ok_or(
+                expect.now.saturating_sub(iat) <= expect.max_age,
+                IdentityError::Stale,
+            ),
+        ),
+        (
+            "orig is the calling number",
+            ok_or(
+                orig.as_deref() == Some(expect.orig),
+                IdentityError::OrigMismatch,
+            ),
+        ),
+        (
+            "dest names the called number",
+            ok_or(dest_ok, IdentityError::DestMismatch),
+        ),
+    ]
+}
+
+/// The JWS signature verifies with `key` (a P-256 point).
+fn signature(identity: &Identity, key: &[u8]) -> Result<(), IdentityError> {
     let (input, sig) = identity
         .jws
         .rsplit_once('.')
@@ -410,32 +471,5 @@ fn check_inner(
         .ok_or(IdentityError::BadSignature)?;
     let key = VerifyingKey::from_sec1_bytes(key).map_err(|_| IdentityError::BadSignature)?;
     key.verify(input.as_bytes(), &sig)
-        .map_err(|_| IdentityError::BadSignature)?;
-    let iat = passport.claims.iat;
-    if iat > expect.now {
-        return Err(IdentityError::Future);
-    }
-    if expect.now.saturating_sub(iat) > expect.max_age {
-        return Err(IdentityError::Stale);
-    }
-    let orig = passport
-        .claims
-        .orig
-        .tn
-        .as_deref()
-        .and_then(crate::tn::canonical);
-    if orig.as_deref() != Some(expect.orig) {
-        return Err(IdentityError::OrigMismatch);
-    }
-    let dest_ok = passport
-        .claims
-        .dest
-        .tn
-        .iter()
-        .filter_map(|t| crate::tn::canonical(t))
-        .any(|t| t == expect.dest);
-    if !dest_ok {
-        return Err(IdentityError::DestMismatch);
-    }
-    Ok(passport)
+        .map_err(|_| IdentityError::BadSignature)
 }

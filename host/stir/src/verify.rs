@@ -222,7 +222,7 @@ pub fn finish(
 
 /// The chain leads from its first certificate to an anchor (each signed by the next, or the
 /// last by an anchor), every certificate valid at `now`, the first with a TNAuthList.
-fn trusted(policy: &Policy, chain: &[Certificate], now: i64) -> Result<(), Failure> {
+pub fn trusted(policy: &Policy, chain: &[Certificate], now: i64) -> Result<(), Failure> {
     let Some(first) = chain.first() else {
         return Err(Failure::CertificateUnreadable);
     };
