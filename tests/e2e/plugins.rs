@@ -890,12 +890,16 @@ fn the_chain_dry_run_prints_what_a_live_call_sends() {
 #[test]
 fn calls_to_a_signing_trunk_carry_an_identity_that_secsipidx_verifies() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stir/tests/data");
-    let cert = data.join("signer-cert.pem");
+    // The key and certificate where an operator keeps them, to be rotated below.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = (keys.path().join("key.pem"), keys.path().join("cert.pem"));
+    std::fs::copy(data.join("signer-sec1.pem"), &key).unwrap();
+    std::fs::copy(data.join("signer-cert.pem"), &cert).unwrap();
     let extra = format!(
         "[stir]\nkey = \"{}\"\nx5u = \"https://certs.example.net/shaken.pem\"\n\
          certificate = \"{}\"\n\n[plugin.generic.settings]\nattestation = \"B\"\n\
          full_attestation_numbers = [\"1555223\"]\n",
-        data.join("signer-sec1.pem").display(),
+        key.display(),
         cert.display()
     );
     let lab = start(80, "stir = { sign = true }", &extra);
@@ -947,6 +951,43 @@ fn calls_to_a_signing_trunk_carry_an_identity_that_secsipidx_verifies() {
             &[("trunk", "loop"), ("attestation", "A")]
         ),
         Some(3.0)
+    );
+    // Key rotation without a restart: a new key alone is refused (it does not match the
+    // certificate) and the running one stays; with its certificate it is taken.
+    std::fs::copy(data.join("other-sec1.pem"), &key).unwrap();
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("does not match the certificate"), "{body}");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rotated",
+            "-key",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 200, "{body}");
+    let invites = outbound_call(&lab, "15552001111");
+    let identity = header(&invites[0], "Identity").expect("signed with the new key");
+    let checked = Command::new("secsipidx")
+        .args(["-c", "-expire", "60", "-identity", identity, "-fpubkey"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&checked.stdout).trim(),
+        "ok",
+        "{checked:?}"
     );
 }
 

@@ -189,3 +189,50 @@ fn a_cancel_while_waiting_ends_the_call_with_487() {
     );
     assert_eq!(lab.engine.active_calls(), 0);
 }
+
+/// Every failure refused with RFC 8224's status (on_failure = "reject"): a future iat, a wrong
+/// key, claims changed after signing, a signer's certificate without TNAuthList.
+#[test]
+fn each_failure_gets_its_status() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let other = {
+        let pem = String::from_utf8(data("other-sec1.pem")).unwrap();
+        Signer::from_pem(&pem, X5U).unwrap().identity(&Claims::new(
+            Attest::A,
+            "15552011111",
+            "2001",
+            NOW,
+        ))
+    };
+    let tampered = {
+        let good = identity("15552011111", "2001", NOW);
+        let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+        let claims = String::from_utf8(b64.decode(&parts[1]).unwrap()).unwrap();
+        parts[1] = b64.encode(claims.replace("\"A\"", "\"B\""));
+        parts.join(".")
+    };
+    let cases: [(String, &str, u16); 4] = [
+        (
+            identity("15552011111", "2001", NOW + 10),
+            "shaken-chain.pem",
+            403,
+        ),
+        (other, "shaken-chain.pem", 438),
+        (tampered, "shaken-chain.pem", 438),
+        (identity("15552011111", "2001", NOW), "notn-chain.pem", 437),
+    ];
+    let mut lab = lab_reject();
+    for (i, (value, chain, status)) in cases.iter().enumerate() {
+        lab.from_trunk_text(&inbound(
+            &format!("z9hG4bKn{i}"),
+            &format!("n{i}"),
+            Some(value),
+        ));
+        let (id, _) = lab.fetches.remove(0);
+        lab.engine.handle_certificate(lab.now, id, Ok(&data(chain)));
+        let o = lab.out();
+        assert_eq!(statuses(&only(&o, TRUNK)), [*status], "case {i}");
+        assert!(invite_to_pbx(&o).is_none());
+    }
+}
