@@ -15,7 +15,8 @@
 # DURATION (20; 0 skips the maximum-rate phase), RATES ("500 1000 ... 8000 10000"),
 # LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000),
 # SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
-# sets on the trunk, bench/sluice-bench-plugins.toml).
+# sets on the trunk, bench/sluice-bench-plugins.toml; sluice-stir signs every call with
+# STIR/SHAKEN, bench/sluice-bench-stir.toml).
 # Traffic stays on 127.0.100.0/24. SIPp does not abort a call on an unexpected message
 # (`-abortunexp` off, as ../shared/bench's anchor does): Kamailio's worker processes may relay a
 # 180 after the 200 of the same call, which a stateful system never does; such a call still
@@ -84,6 +85,10 @@ start_system() {
         ;;
     sluice-plugins)
         "$SLUICE" run --config bench/sluice-bench-plugins.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        SYS_PID=$!
+        ;;
+    sluice-stir)
+        "$SLUICE" run --config bench/sluice-bench-stir.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     kamailio)
@@ -259,6 +264,10 @@ done
 if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[kamailio]:-}" ]; then
     awk -v s="${CPU_MED[sluice]}" -v k="${CPU_MED[kamailio]}" \
         'BEGIN { printf "CPU per call, sluice/kamailio: %.2f\n", s / k }'
+fi
+if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-stir]:-}" ]; then
+    awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-stir]}" \
+        'BEGIN { printf "CPU per call, sluice-stir/sluice: %.2f (STIR/SHAKEN signing: %+.1f us per call)\n", p / s, p - s }'
 fi
 if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-plugins]:-}" ]; then
     awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-plugins]}" \

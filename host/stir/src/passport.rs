@@ -8,8 +8,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use ring::signature::{EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use ring::signature::{KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -125,7 +125,8 @@ impl std::error::Error for SignerError {}
 
 /// The signing key and the certificate URL it goes with. Its key never leaves it.
 pub struct Signer {
-    key: SigningKey,
+    key: EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
     x5u: String,
 }
 
@@ -154,6 +155,7 @@ impl Signer {
     /// at `x5u`.
     pub fn from_pem(pem: &str, x5u: &str) -> Result<Signer, SignerError> {
         use p256::pkcs8::DecodePrivateKey;
+        use p256::pkcs8::EncodePrivateKey;
         let secret = if let Some(b) = block(pem, "PRIVATE KEY") {
             p256::SecretKey::from_pkcs8_pem(b).map_err(|_| SignerError::NotAP256Key)?
         } else if let Some(b) = block(pem, "EC PRIVATE KEY") {
@@ -161,8 +163,15 @@ impl Signer {
         } else {
             return Err(SignerError::NotAP256Key);
         };
+        let der = secret
+            .to_pkcs8_der()
+            .map_err(|_| SignerError::NotAP256Key)?;
+        let rng = ring::rand::SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes(), &rng)
+            .map_err(|_| SignerError::NotAP256Key)?;
         Ok(Signer {
-            key: SigningKey::from(secret),
+            key,
+            rng,
             x5u: x5u.to_string(),
         })
     }
@@ -173,11 +182,7 @@ impl Signer {
 
     /// The public key (SEC1, uncompressed), to compare with a certificate's.
     pub fn public_key(&self) -> Vec<u8> {
-        self.key
-            .verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec()
+        self.key.public_key().as_ref().to_vec()
     }
 
     /// The protected header for this signer's certificate.
@@ -204,9 +209,13 @@ impl Signer {
         B64.encode_string(header, &mut jws);
         jws.push('.');
         B64.encode_string(payload, &mut jws);
-        let signature: Signature = self.key.sign(jws.as_bytes());
+        // ring signs with a random nonce; it fails only if the system's RNG does, and then
+        // the PASSporT carries no signature and fails every verification.
+        let signature = self.key.sign(&self.rng, jws.as_bytes());
         jws.push('.');
-        B64.encode_string(signature.to_bytes(), &mut jws);
+        if let Ok(sig) = signature {
+            B64.encode_string(sig.as_ref(), &mut jws);
+        }
         jws
     }
 
@@ -464,12 +473,8 @@ fn signature(identity: &Identity, key: &[u8]) -> Result<(), IdentityError> {
         .jws
         .rsplit_once('.')
         .ok_or(IdentityError::Malformed("not a JWS"))?;
-    let sig = B64
-        .decode(sig)
-        .ok()
-        .and_then(|b| Signature::from_slice(&b).ok())
-        .ok_or(IdentityError::BadSignature)?;
-    let key = VerifyingKey::from_sec1_bytes(key).map_err(|_| IdentityError::BadSignature)?;
-    key.verify(input.as_bytes(), &sig)
+    let sig = B64.decode(sig).map_err(|_| IdentityError::BadSignature)?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+        .verify(input.as_bytes(), &sig)
         .map_err(|_| IdentityError::BadSignature)
 }

@@ -1,5 +1,6 @@
 //! PASSporT signing and checking. What Sluice signs is verified by an independent JOSE
-//! implementation (`jsonwebtoken`, on `ring`), and Sluice's checks fail where they must.
+//! implementation (`jsonwebtoken`) and its signature by RustCrypto's `p256` (Sluice signs with
+//! `ring`), and Sluice's checks fail where they must.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -54,6 +55,14 @@ fn an_independent_jose_implementation_verifies_what_sluice_signs() {
     assert_eq!(data.claims["origid"].as_str().unwrap().len(), 36, "a UUID");
     assert_eq!(data.header.x5u.as_deref(), Some(X5U));
     assert_eq!(data.header.typ.as_deref(), Some("passport"));
+    // And the signature alone by RustCrypto's p256 (Sluice signs with ring).
+    {
+        use p256::ecdsa::signature::Verifier as _;
+        let (input, sig) = jws.rsplit_once('.').unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&B64.decode(sig).unwrap()).unwrap();
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
+        key.verify(input.as_bytes(), &sig).expect("p256 verifies");
+    }
     // Tampered claims do not verify there either.
     let mut parts: Vec<String> = jws.split('.').map(str::to_string).collect();
     let forged = serde_json::to_vec(&Claims {
