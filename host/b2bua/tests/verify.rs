@@ -236,3 +236,21 @@ fn each_failure_gets_its_status() {
         assert!(invite_to_pbx(&o).is_none());
     }
 }
+
+/// The compact header name (`y:`) and several Identity headers (a broken one first) are read.
+#[test]
+fn compact_and_several_identity_headers_are_read() {
+    let mut lab = lab(false);
+    let signed = identity("15552011111", "2001", NOW);
+    let text = inbound("z9hG4bKc1", "c1", None).replace(
+        "Content-Type: application/sdp",
+        &format!("y: not-a-passport\r\ny: {signed}\r\nContent-Type: application/sdp"),
+    );
+    lab.from_trunk_text(&text);
+    assert_eq!(lab.fetches.len(), 1, "the good header's certificate is fetched");
+    let (id, _) = lab.fetches.remove(0);
+    lab.engine
+        .handle_certificate(lab.now, id, Ok(&data("shaken-chain.pem")));
+    let invite = invite_to_pbx(&lab.out()).unwrap();
+    assert!(from_of(&invite).contains(";verstat=TN-Validation-Passed@"));
+}
