@@ -247,7 +247,11 @@ fn compact_and_several_identity_headers_are_read() {
         &format!("y: not-a-passport\r\ny: {signed}\r\nContent-Type: application/sdp"),
     );
     lab.from_trunk_text(&text);
-    assert_eq!(lab.fetches.len(), 1, "the good header's certificate is fetched");
+    assert_eq!(
+        lab.fetches.len(),
+        1,
+        "the good header's certificate is fetched"
+    );
     let (id, _) = lab.fetches.remove(0);
     lab.engine
         .handle_certificate(lab.now, id, Ok(&data("shaken-chain.pem")));
