@@ -116,7 +116,8 @@ impl<H: Hooks> Engine<H> {
     }
 
     pub fn active_calls(&self) -> usize {
-        self.calls.len()
+        // Calls waiting for their STIR/SHAKEN certificate count too (a drain waits for them).
+        self.calls.len().saturating_add(self.core.verifying.len())
     }
 
     /// Refuse new calls with 503 from now on; calls in progress continue.

@@ -29,7 +29,8 @@ pub fn start<H: Hooks>(
     now: Instant,
     (tx, msg, flow): (ServerTxId, Message, Flow),
 ) {
-    let Some(admitted) = admit(core, calls.len(), now, (tx, &msg, flow)) else {
+    let active = calls.len().saturating_add(core.verifying.len());
+    let Some(admitted) = admit(core, active, now, (tx, &msg, flow)) else {
         return;
     };
     let key = calls.new_key();

@@ -15,12 +15,15 @@ use crate::core::{Core, Output};
 use crate::hooks::Hooks;
 use crate::new_call::{self, Admitted};
 use sluice_sip::{HeaderName, Message, NameAddr};
-use sluice_stir::verify::{finish, start, Outcome, Policy, Started};
+use sluice_stir::verify::{finish, start, Failure, Outcome, Policy, Started};
 use sluice_stir::{Expect, Identity};
 use sluice_transaction::{Flow, ServerTxId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
+
+/// Calls waiting for certificates at once, at most; beyond, a call's fetch counts as failed.
+const MAX_PARKED: usize = 10_000;
 
 /// How a trunk's inbound calls are verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +91,10 @@ pub(crate) fn begin<H: Hooks>(
     let values = input.1.headers.values(&HeaderName::Identity);
     match start(&verification.policy, values) {
         Started::Done(outcome) => Begun::Ready(input, admitted, Some(outcome)),
+        Started::Fetch { .. } if core.verifying.len() >= MAX_PARKED => {
+            // A flood of signed calls whose certificates are slow to come: no more waiting.
+            Begun::Ready(input, admitted, Some(Outcome::Failed(Failure::Fetch)))
+        }
         Started::Fetch { url, identity } => {
             debug!(call = key, %url, "verifying: certificate wanted");
             core.timers.push(
