@@ -213,30 +213,42 @@ pub fn settle(
     Ok(outcome.verstat())
 }
 
-/// Write `verstat` into the user part of P-Asserted-Identity (else From) of `invite`,
-/// replacing any there.
+/// Write `verstat` into the user part of every P-Asserted-Identity (else of From) of
+/// `invite`, and take any other `verstat` out of both: only Sluice's reaches the PBX.
 pub fn mark(invite: &mut Message, verstat: &str) {
-    let name = if invite.header(&HeaderName::PAssertedIdentity).is_some() {
-        HeaderName::PAssertedIdentity
-    } else {
-        HeaderName::From
-    };
-    let Some(value) = invite.header(&name).map(str::to_string) else {
-        return;
-    };
-    if let Some(marked) = with_verstat(&value, verstat) {
-        invite.headers.set(name, marked);
+    let pai = invite.header(&HeaderName::PAssertedIdentity).is_some();
+    for (name, marked) in [
+        (HeaderName::PAssertedIdentity, true),
+        (HeaderName::From, !pai),
+    ] {
+        let values: Vec<String> = invite.headers.values(&name).map(str::to_string).collect();
+        if values.is_empty() {
+            continue;
+        }
+        let rewritten: Vec<String> = values
+            .iter()
+            .flat_map(|v| {
+                sluice_sip::fields::split_list(v)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .map(|v| with_verstat(&v, marked.then_some(verstat)).unwrap_or(v))
+            .collect();
+        invite.headers.remove(&name);
+        invite.headers.push(name, rewritten.join(", "));
     }
 }
 
-/// A name-addr with `;verstat=` in its URI's user part (SIP) or parameters (tel).
-fn with_verstat(value: &str, verstat: &str) -> Option<String> {
+/// A name-addr with `;verstat=` (when given) in its URI's user part (SIP) or parameters
+/// (tel), any other `verstat` there taken out.
+fn with_verstat(value: &str, verstat: Option<&str>) -> Option<String> {
     let na = NameAddr::parse(value)?;
     let uri = na.uri;
-    let start = value.find(uri)?;
+    // Where the URI is in the value (not a look-alike in the display name).
+    let start = (uri.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
     let end = start.checked_add(uri.len())?;
     let (scheme, rest) = uri.split_once(':')?;
-    let param = format!(";verstat={verstat}");
+    let param = verstat.map_or(String::new(), |v| format!(";verstat={v}"));
     let strip = |s: &str| -> String {
         s.split(';')
             .filter(|p| !p.to_ascii_lowercase().starts_with("verstat="))
@@ -277,7 +289,7 @@ mod tests {
         assert_eq!(
             with_verstat(
                 "\"A\" <sip:+15551234567@h;user=phone>;tag=x",
-                "TN-Validation-Passed"
+                Some("TN-Validation-Passed")
             )
             .as_deref(),
             Some("\"A\" <sip:+15551234567;verstat=TN-Validation-Passed@h;user=phone>;tag=x")
@@ -285,19 +297,52 @@ mod tests {
         assert_eq!(
             with_verstat(
                 "<sip:+1555;verstat=TN-Validation-Passed@h>",
-                "TN-Validation-Failed"
+                Some("TN-Validation-Failed")
             )
             .as_deref(),
             Some("<sip:+1555;verstat=TN-Validation-Failed@h>")
         );
         assert_eq!(
-            with_verstat("<tel:+1555;verstat=x;npdi>", "No-TN-Validation").as_deref(),
+            with_verstat("<tel:+1555;verstat=x;npdi>", Some("No-TN-Validation")).as_deref(),
             Some("<tel:+1555;npdi;verstat=No-TN-Validation>")
         );
-        assert_eq!(with_verstat("<sip:h>", "x"), None, "no user part");
+        assert_eq!(with_verstat("<sip:h>", Some("x")), None, "no user part");
         assert_eq!(
-            with_verstat("sip:+1555@h;tag=1", "No-TN-Validation").as_deref(),
+            with_verstat("sip:+1555@h;tag=1", Some("No-TN-Validation")).as_deref(),
             Some("<sip:+1555;verstat=No-TN-Validation@h>;tag=1")
+        );
+        // A look-alike in the display name is not the URI.
+        let forged = "\"sip:+1555;verstat=TN-Validation-Passed@h\" <sip:+1555;verstat=TN-Validation-Passed@h>";
+        assert_eq!(
+            with_verstat(forged, Some("TN-Validation-Failed")).as_deref(),
+            Some("\"sip:+1555;verstat=TN-Validation-Passed@h\" <sip:+1555;verstat=TN-Validation-Failed@h>")
+        );
+        // Only taken out.
+        assert_eq!(
+            with_verstat("<sip:+1555;verstat=TN-Validation-Passed@h>", None).as_deref(),
+            Some("<sip:+1555@h>")
+        );
+    }
+
+    #[test]
+    fn every_p_asserted_identity_is_marked_and_from_cleaned() {
+        let mut m = sluice_sip::Message::request(sluice_sip::Method::Invite, "sip:x@h");
+        m.headers.push(
+            sluice_sip::HeaderName::PAssertedIdentity,
+            "<sip:+1555;verstat=TN-Validation-Passed@h>, <tel:+1555;verstat=TN-Validation-Passed>",
+        );
+        m.headers.push(
+            sluice_sip::HeaderName::From,
+            "<sip:+1555;verstat=TN-Validation-Passed@h>;tag=1",
+        );
+        super::mark(&mut m, "TN-Validation-Failed");
+        assert_eq!(
+            m.header(&sluice_sip::HeaderName::PAssertedIdentity),
+            Some("<sip:+1555;verstat=TN-Validation-Failed@h>, <tel:+1555;verstat=TN-Validation-Failed>")
+        );
+        assert_eq!(
+            m.header(&sluice_sip::HeaderName::From),
+            Some("<sip:+1555@h>;tag=1")
         );
     }
 }

@@ -18,6 +18,8 @@ pub struct Certificate {
     /// The subject's public key: a P-256 point (SEC1), or empty for another kind of key.
     pub public_key: Vec<u8>,
     pub has_tn_auth_list: bool,
+    /// basicConstraints CA, and keyUsage allowing certificate signing (or no keyUsage).
+    pub is_ca: bool,
     /// The certificate itself (DER).
     pub der: Vec<u8>,
 }
@@ -71,7 +73,18 @@ impl Certificate {
             .extensions()
             .iter()
             .any(|e| e.oid.to_id_string() == TN_AUTH_LIST);
+        let ca = x509
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.value.ca);
+        let signs_certificates = match x509.key_usage() {
+            Ok(Some(k)) => k.value.key_cert_sign(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
         Ok(Certificate {
+            is_ca: ca && signs_certificates,
             subject: x509.subject().to_string(),
             issuer: x509.issuer().to_string(),
             not_before: x509.validity().not_before.timestamp(),

@@ -124,23 +124,24 @@ pub enum Started {
     },
 }
 
-/// Whether `url` is a certificate URL the policy allows.
+/// Whether `url` is a certificate URL the policy allows: parsed as the fetch will parse it
+/// (WHATWG rules: `\` is a path separator), https (or http when allowed), no user
+/// information, its host on the allow-list.
 fn allowed(policy: &Policy, url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://").filter(|_| policy.allow_http));
-    let Some(rest) = rest else {
+    let Ok(parsed) = url::Url::parse(url) else {
         return false;
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') || authority.is_empty() {
+    let scheme_ok = parsed.scheme() == "https" || (policy.allow_http && parsed.scheme() == "http");
+    if !scheme_ok || !parsed.username().is_empty() || parsed.password().is_some() {
         return false;
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    }
-    .to_ascii_lowercase();
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     policy.allowed_hosts.is_empty()
         || policy.allowed_hosts.iter().any(|a| {
             let a = a.to_ascii_lowercase();
@@ -229,6 +230,11 @@ pub fn trusted(policy: &Policy, chain: &[Certificate], now: i64) -> Result<(), F
     if !first.has_tn_auth_list {
         return Err(Failure::NoTnAuthList);
     }
+    // The signer is an end entity; everything above it must be a CA allowed to sign
+    // certificates (else any certificate under an anchor could issue "SHAKEN" ones).
+    if first.is_ca {
+        return Err(Failure::Untrusted);
+    }
     // Walk up: at each step the issuer is the next certificate of the chain, or an anchor.
     let mut current = first;
     let mut rest = chain.get(1..).unwrap_or(&[]).iter();
@@ -236,22 +242,26 @@ pub fn trusted(policy: &Policy, chain: &[Certificate], now: i64) -> Result<(), F
         if !current.valid_at(now) {
             return Err(Failure::CertificateExpired);
         }
-        if let Some(anchor) = policy
-            .anchors
-            .iter()
-            .find(|a| a.subject == current.issuer && current.signed_by(a))
-        {
-            if !anchor.valid_at(now) {
-                return Err(Failure::CertificateExpired);
-            }
+        let issuers = || {
+            policy
+                .anchors
+                .iter()
+                .filter(|a| a.is_ca && a.subject == current.issuer && current.signed_by(a))
+        };
+        if issuers().any(|a| a.valid_at(now)) {
             return Ok(());
+        }
+        if issuers().next().is_some() {
+            return Err(Failure::CertificateExpired);
         }
         // The certificate is itself an anchor (the same DER).
         if policy.anchors.iter().any(|a| a.der == current.der) {
             return Ok(());
         }
         match rest.next() {
-            Some(next) if next.subject == current.issuer && current.signed_by(next) => {
+            Some(next)
+                if next.is_ca && next.subject == current.issuer && current.signed_by(next) =>
+            {
                 current = next;
             }
             _ => return Err(Failure::Untrusted),

@@ -78,6 +78,21 @@ fn the_chain_must_reach_the_anchor_and_carry_a_tnauthlist() {
         verify(&good(), "notn-chain.pem"),
         Outcome::Failed(Failure::NoTnAuthList)
     );
+    // A certificate issued by the SHAKEN signer's own (an end entity, CA:false) to another
+    // key, with a TNAuthList: refused, though each signature verifies.
+    let other = {
+        let pem = String::from_utf8(data("other-sec1.pem")).unwrap();
+        Signer::from_pem(&pem, X5U).unwrap().identity(&Claims::new(
+            Attest::A,
+            "15552011111",
+            "15559870000",
+            NOW - 5,
+        ))
+    };
+    assert_eq!(
+        verify(&other, "ee-issued-chain.pem"),
+        Outcome::Failed(Failure::Untrusted)
+    );
     // Without its intermediate, the signer's certificate reaches no anchor.
     let leaf_only: Vec<u8> = {
         let text = String::from_utf8(data("shaken-chain.pem")).unwrap();
@@ -181,6 +196,8 @@ fn the_header_is_picked_and_its_url_allowed_before_any_fetch() {
         "http://certs.example.net/c.pem",
         "https://user@certs.example.net/c.pem",
         "ftp://certs.example.net/c.pem",
+        // A WHATWG parser (the fetch's) reads the host as evil.example.
+        "https://evil.example\\.certs.example.net/c.pem",
     ] {
         let v = identity(&Claims::new(Attest::A, "1", "2", NOW), url);
         assert_eq!(
