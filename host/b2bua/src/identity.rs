@@ -59,9 +59,16 @@ impl WallClock {
     }
 }
 
+/// UNIX seconds at `now`: the clock a test fixed, else the system's, read now.
+pub(crate) fn unix<H: Hooks>(core: &crate::core::Core<H>, now: Instant) -> u64 {
+    core.wall
+        .unwrap_or_else(|| WallClock::system(now))
+        .unix(now)
+}
+
 impl<H: Hooks> crate::Engine<H> {
-    /// Set the wall-clock time (UNIX seconds) at `now`; by default the system's is read the
-    /// first time a call is signed.
+    /// Fix the wall-clock time (UNIX seconds) at `now` (tests); by default the system's clock
+    /// is read for every PASSporT, so that a clock stepped later (NTP) is followed.
     pub fn set_wall_clock(&mut self, now: Instant, unix: u64) {
         self.core.wall = Some(WallClock::new(now, unix));
     }
@@ -118,8 +125,7 @@ pub fn sign<H: Hooks>(
         count_unsigned(trunk, "no-number");
         return Some(attestation);
     };
-    let wall = *core.wall.get_or_insert_with(|| WallClock::system(now));
-    let claims = Claims::new(attest, &orig, &dest, wall.unix(now));
+    let claims = Claims::new(attest, &orig, &dest, unix(core, now));
     invite.headers.remove(&HeaderName::Identity);
     invite
         .headers

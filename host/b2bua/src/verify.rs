@@ -123,11 +123,9 @@ fn numbers(msg: &Message) -> (String, String) {
     (orig.unwrap_or_default(), dest.unwrap_or_default())
 }
 
-/// The unix time at `now`, by the engine's clock.
+/// The unix time at `now`.
 fn unix<H: Hooks>(core: &mut Core<H>, now: Instant) -> u64 {
-    core.wall
-        .get_or_insert_with(|| crate::identity::WallClock::system(now))
-        .unix(now)
+    crate::identity::unix(core, now)
 }
 
 impl<H: Hooks> crate::Engine<H> {

@@ -414,6 +414,9 @@ fn check_inner(
     Ok(passport)
 }
 
+/// How far ahead of this clock a signer's may be: an `iat` later than that is refused.
+pub const FUTURE_SKEW: u64 = 5;
+
 /// Each check of a decoded PASSporT, named, in the order they apply: the signature with the
 /// certificate's key, `iat` not in the future and not too old, `orig` and `dest`.
 pub fn steps(
@@ -444,7 +447,10 @@ pub fn steps(
         ),
         (
             "iat not in the future",
-            ok_or(iat <= expect.now, IdentityError::Future),
+            ok_or(
+                iat <= expect.now.saturating_add(FUTURE_SKEW),
+                IdentityError::Future,
+            ),
         ),
         (
             "iat fresh",
