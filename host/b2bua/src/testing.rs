@@ -357,6 +357,29 @@ Content-Length: {}\r\n\r\n{SDP}",
     )
 }
 
+/// The trunk's INVITE for the PBX's 2001 (the PBX's INVITE as if the trunk sent it).
+pub fn trunk_invite() -> String {
+    pbx_invite()
+        .replace("127.0.0.10:5060;branch", "127.0.0.20:5060;branch")
+        .replace(
+            "INVITE sip:15552001111@127.0.0.1 ",
+            "INVITE sip:2001@127.0.0.1:5080 ",
+        )
+}
+
+/// `invite` without its SDP: a delayed offer.
+pub fn without_offer(invite: &str) -> String {
+    let head = invite.split("\r\n\r\n").next().unwrap_or(invite);
+    format!(
+        "{}\r\n\r\n",
+        head.replace(
+            &format!("Content-Length: {}", SDP.len()),
+            "Content-Length: 0"
+        )
+    )
+    .replace("Content-Type: application/sdp\r\n", "")
+}
+
 /// The trunk's response to a request Sluice sent it.
 pub fn trunk_response(req: &Message, status: u16, reason: &str, body: &str) -> String {
     let mut r = response_to(req, status, reason, Some("trunktag"));

@@ -173,13 +173,7 @@ fn only_the_pbx_may_call_out() {
 #[test]
 fn inbound_call_from_the_trunk_reaches_the_pbx() {
     let mut lab = Lab::new();
-    let invite = pbx_invite()
-        .replace("127.0.0.10:5060;branch", "127.0.0.20:5060;branch")
-        .replace(
-            "INVITE sip:15552001111@127.0.0.1 ",
-            "INVITE sip:2001@127.0.0.1:5080 ",
-        );
-    let o = lab.from_trunk_text(&invite);
+    let o = lab.from_trunk_text(&trunk_invite());
     let a = only(&o, PBX);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].request_uri(), Some("sip:2001@127.0.0.10"));

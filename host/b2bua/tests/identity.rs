@@ -90,13 +90,7 @@ fn lab_b() -> Lab<sluice_b2bua::NoHooks> {
 #[test]
 fn calls_from_the_trunk_are_not_signed() {
     let mut lab = lab_b();
-    let invite = pbx_invite()
-        .replace("127.0.0.10:5060;branch", "127.0.0.20:5060;branch")
-        .replace(
-            "INVITE sip:15552001111@127.0.0.1 ",
-            "INVITE sip:2001@127.0.0.1:5080 ",
-        );
-    let o = lab.from_trunk_text(&invite);
+    let o = lab.from_trunk_text(&trunk_invite());
     let to_pbx = only(&o, PBX);
     assert!(!to_pbx.is_empty());
     assert!(to_pbx[0].header(&HeaderName::Identity).is_none());

@@ -194,16 +194,7 @@ fn with_100rel_on_both_legs_the_prack_and_its_answer_cross_end_to_end() {
         lab_config_with_media(sluice_transaction::Transport::Udp),
         sluice_b2bua::NoHooks,
     );
-    let invite = pbx_invite_with_100rel();
-    let head = invite.split("\r\n\r\n").next().unwrap();
-    let delayed = format!(
-        "{}\r\n\r\n",
-        head.replace(
-            &format!("Content-Length: {}", SDP.len()),
-            "Content-Length: 0"
-        )
-    )
-    .replace("Content-Type: application/sdp\r\n", "");
+    let delayed = without_offer(&pbx_invite_with_100rel());
     let o = lab.from_pbx_text(&delayed);
     let b_invite = only(&o, TRUNK)[0].clone();
     assert!(b_invite.body.is_empty(), "a delayed offer stays delayed");
@@ -256,16 +247,7 @@ fn with_100rel_on_both_legs_the_prack_and_its_answer_cross_end_to_end() {
 #[test]
 fn a_delayed_offer_from_a_pbx_without_100rel_is_not_offered_100rel() {
     let mut lab = Lab::new();
-    let invite = pbx_invite();
-    let head = invite.split("\r\n\r\n").next().unwrap();
-    let delayed = format!(
-        "{}\r\n\r\n",
-        head.replace(
-            &format!("Content-Length: {}", SDP.len()),
-            "Content-Length: 0"
-        )
-    )
-    .replace("Content-Type: application/sdp\r\n", "");
+    let delayed = without_offer(&pbx_invite());
     let o = lab.from_pbx_text(&delayed);
     let b_invite = only(&o, TRUNK)[0].clone();
     assert!(b_invite.body.is_empty());

@@ -252,22 +252,7 @@ fn sluice_refreshes_with_a_reinvite_a_callee_that_does_not_allow_update() {
 
 #[test]
 fn sluices_own_refresh_challenged_by_the_trunk_goes_again_with_credentials() {
-    let mut cfg = lab_config(sluice_transaction::Transport::Udp);
-    cfg.trunks[0].credentials = Some(sluice_auth::Credentials {
-        username: "acct1".into(),
-        password: "s3cret".into(),
-    });
-    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
-    let o = lab.from_pbx_text(&pbx_invite());
-    let b_invite = only(&o, TRUNK)[0].clone();
-    let ok = with_headers(
-        &trunk_response(&b_invite, 200, "OK", SDP),
-        "Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\nSession-Expires: 120;refresher=uac\r\n",
-    );
-    let o = lab.from_trunk_text(&ok);
-    let a_ok = only(&o, PBX)[0].clone();
-    lab.from_pbx_text(&ack_from_pbx(&a_ok));
-    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    let (mut lab, o) = trunk_with_credentials_refresh_due("INVITE, ACK, BYE, CANCEL, UPDATE");
     let update = only(&o, TRUNK)[0].clone();
     assert_eq!(update.method(), Some(&Method::Update));
     let challenge = with_headers(
@@ -299,22 +284,7 @@ fn sluices_own_refresh_challenged_by_the_trunk_goes_again_with_credentials() {
 
 #[test]
 fn sluices_own_reinvite_refresh_challenged_by_the_trunk_goes_again_and_is_acked_with_its_cseq() {
-    let mut cfg = lab_config(sluice_transaction::Transport::Udp);
-    cfg.trunks[0].credentials = Some(sluice_auth::Credentials {
-        username: "acct1".into(),
-        password: "s3cret".into(),
-    });
-    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
-    let o = lab.from_pbx_text(&pbx_invite());
-    let b_invite = only(&o, TRUNK)[0].clone();
-    let ok = with_headers(
-        &trunk_response(&b_invite, 200, "OK", SDP),
-        "Allow: INVITE, ACK, BYE, CANCEL\r\nSession-Expires: 120;refresher=uac\r\n",
-    );
-    let o = lab.from_trunk_text(&ok);
-    let a_ok = only(&o, PBX)[0].clone();
-    lab.from_pbx_text(&ack_from_pbx(&a_ok));
-    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    let (mut lab, o) = trunk_with_credentials_refresh_due("INVITE, ACK, BYE, CANCEL");
     let reinvite = only(&o, TRUNK)[0].clone();
     assert_eq!(reinvite.method(), Some(&Method::Invite));
     let challenge = with_headers(
@@ -353,4 +323,31 @@ fn sluices_own_reinvite_refresh_challenged_by_the_trunk_goes_again_and_is_acked_
     assert!(only(&o, PBX).is_empty());
     let o = lab.run_for(Duration::from_secs(59), Duration::from_secs(1));
     assert_eq!(byes(&o, PBX) + byes(&o, TRUNK), 0, "{o:?}");
+}
+
+/// A call to a trunk with credentials whose 2xx (with `allow`) asks the caller's side to
+/// refresh every 120 s, run until Sluice's refresh is due; what was sent meanwhile.
+fn trunk_with_credentials_refresh_due(
+    allow: &str,
+) -> (
+    Lab<sluice_b2bua::NoHooks>,
+    Vec<(sluice_transaction::Flow, Message)>,
+) {
+    let mut cfg = lab_config(sluice_transaction::Transport::Udp);
+    cfg.trunks[0].credentials = Some(sluice_auth::Credentials {
+        username: "acct1".into(),
+        password: "s3cret".into(),
+    });
+    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", SDP),
+        &format!("Allow: {allow}\r\nSession-Expires: 120;refresher=uac\r\n"),
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    (lab, o)
 }
