@@ -424,7 +424,7 @@ async fn trunks(State(state): State<AdminState>) -> Response {
     let outbound = s
         .config
         .trunks
-        .get(s.config.outbound_trunk)
+        .get(s.config.outbound_trunk.unwrap_or(usize::MAX))
         .map(|t| t.name.to_string());
     let body: Vec<TrunkBody> = s
         .trunks

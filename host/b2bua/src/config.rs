@@ -3,6 +3,7 @@
 use ipnet::IpNet;
 use sluice_auth::Credentials;
 use sluice_media::{Latching, Timeouts};
+use sluice_routing::{Format, Numbering, RoutingTable};
 use sluice_transaction::{TimerConfig, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -181,6 +182,44 @@ pub struct TrunkConfig {
     pub identity: Option<crate::identity::Signing>,
     /// STIR/SHAKEN verification of the calls from this trunk.
     pub verification: Option<crate::verify::Verification>,
+    /// With tenants: how the trunk's numbers are read and written.
+    pub numbers: TrunkNumbers,
+}
+
+/// With tenants: how a trunk's numbers are read (its country, where its called DID is) and
+/// written toward it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkNumbers {
+    pub numbering: Numbering,
+    pub format: Format,
+    /// Where the called DID of its calls is read, in order.
+    pub called_from: Arc<[CalledFrom]>,
+}
+
+impl Default for TrunkNumbers {
+    fn default() -> Self {
+        TrunkNumbers {
+            numbering: Numbering::default(),
+            format: Format::E164,
+            called_from: Arc::from([CalledFrom::RequestUri, CalledFrom::To]),
+        }
+    }
+}
+
+/// Where a trunk's call carries the called DID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalledFrom {
+    RequestUri,
+    To,
+    /// A header whose (first) value is a name-addr or URI naming the number.
+    Header(sluice_sip::HeaderName),
+}
+
+/// Tenants: the routing table and each tenant's PBX (in the table's order).
+#[derive(Debug, Clone)]
+pub struct TenantRouting {
+    pub table: RoutingTable,
+    pub pbx: Vec<PeerConfig>,
 }
 
 /// What Sluice does with a REFER inside a trunk's calls.
@@ -267,6 +306,7 @@ impl TrunkConfig {
             forward_history: true,
             identity: None,
             verification: None,
+            numbers: TrunkNumbers::default(),
         }
     }
 }
@@ -280,8 +320,11 @@ pub struct EngineConfig {
     /// address always may. Any other source is refused: no toll fraud through Sluice.
     pub pbx_sources: Vec<IpNet>,
     pub trunks: Vec<TrunkConfig>,
-    /// Index into `trunks` that calls from the PBX go to.
-    pub outbound_trunk: usize,
+    /// Index into `trunks` that calls from the PBX go to, without tenants.
+    pub outbound_trunk: Option<usize>,
+    /// Tenants, their DID pools and routes; `None`: one implicit tenant (every PBX call to
+    /// `outbound_trunk`, every trunk call to `pbx`).
+    pub tenants: Option<Arc<TenantRouting>>,
     pub max_calls: usize,
     pub user_agent: String,
     /// Answer a new call from a stranger with a stateless 403 (`true`) or drop it.
@@ -306,7 +349,12 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Whether `ip` may place calls on the PBX side.
     pub fn is_pbx(&self, ip: std::net::IpAddr) -> bool {
-        ip == self.pbx.addr.ip() || self.pbx_sources.iter().any(|n| n.contains(&ip))
+        ip == self.pbx.addr.ip()
+            || self.pbx_sources.iter().any(|n| n.contains(&ip))
+            || self
+                .tenants
+                .as_ref()
+                .is_some_and(|t| t.table.is_tenant_source(ip))
     }
 
     /// The public address a trunk is shown (and whether in Via too), when it has one.

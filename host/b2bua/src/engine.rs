@@ -147,7 +147,7 @@ impl<H: Hooks> Engine<H> {
         if cfg.listeners != self.core.cfg.listeners {
             return Err("listener changes need a restart; the running configuration stays".into());
         }
-        if cfg.trunks.get(cfg.outbound_trunk).is_none() {
+        if cfg.tenants.is_none() && cfg.outbound_trunk.and_then(|i| cfg.trunks.get(i)).is_none() {
             return Err("the outbound trunk does not exist".into());
         }
         let sides = |c: &EngineConfig| c.media.map(|m| (m.internal, m.external));

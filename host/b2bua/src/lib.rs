@@ -67,6 +67,7 @@ pub mod route;
 pub mod session_timer;
 pub mod setup;
 pub mod stats;
+pub mod tenants;
 pub mod transfer;
 pub mod trunks;
 pub mod unsolicited;

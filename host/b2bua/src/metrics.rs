@@ -17,6 +17,7 @@ const ASR_WINDOW: usize = 100;
 pub const CALLS_ATTEMPTED: &str = "sluice_calls_attempted_total";
 pub const CALLS_ANSWERED: &str = "sluice_calls_answered_total";
 pub const CALLS_FAILED: &str = "sluice_calls_failed_total";
+pub const UNROUTED: &str = "sluice_calls_unrouted_total";
 pub const CALLS_FAILED_BY_STATUS: &str = "sluice_calls_failed_by_status_total";
 pub const CALLS_ACTIVE: &str = "sluice_calls_active";
 pub const ANSWER_SEIZURE_RATIO: &str = "sluice_answer_seizure_ratio";
@@ -375,6 +376,7 @@ impl EngineMetrics {
         set_retired(trunk, false);
         self.peer_slot(trunk);
         gauge!(TRUNK_UP, "trunk" => trunk.to_string()).set(1.0);
+        counter!(UNROUTED, "trunk" => trunk.to_string(), "reason" => "unknown-did").increment(0);
         for reason in ["max-duration", "session-expired", "refresh-failed"] {
             counter!("sluice_calls_cut_total", "trunk" => trunk.to_string(), "reason" => reason)
                 .increment(0);
@@ -537,6 +539,11 @@ impl EngineMetrics {
     /// gateway's REGISTER to Sluice).
     pub fn auth_failed(&mut self, trunk: &str, kind: &'static str) {
         counter!(TRUNK_AUTH_FAILURES, "trunk" => trunk.to_string(), "kind" => kind).increment(1);
+    }
+
+    /// A call refused by tenant routing (`reason`: see `NoRoute::counted_as`).
+    pub fn unrouted(&mut self, trunk: &str, reason: &'static str) {
+        counter!(UNROUTED, "trunk" => trunk.to_string(), "reason" => reason).increment(1);
     }
 
     /// A call moved to the trunk's next destination.

@@ -136,7 +136,7 @@ fn admit<H: Hooks>(
     let route = route::route_new_call(
         &core.cfg,
         &core.trunks,
-        (side, flow.remote),
+        (side, flow.remote, msg),
         now,
         &mut core.ids,
     );
@@ -144,11 +144,21 @@ fn admit<H: Hooks>(
         (Ok(r), _) => r.trunk.clone(),
         (Err(_), Side::Internal) => core
             .cfg
-            .trunks
-            .get(core.cfg.outbound_trunk)
+            .outbound_trunk
+            .and_then(|i| core.cfg.trunks.get(i))
             .map_or_else(|| Arc::from("unknown"), |t| t.name.clone()),
+        (Err(NoRoute::UnknownDid), Side::External) => {
+            // The trunk it came from: the unknown DID is counted against it.
+            let trunk = core.trunks.by_source(&core.cfg, flow.remote, now);
+            trunk
+                .and_then(|i| core.cfg.trunks.get(i))
+                .map_or_else(|| Arc::from("unknown"), |t| t.name.clone())
+        }
         (Err(_), Side::External) => Arc::from("unknown"),
     };
+    if let Some(reason) = route.as_ref().err().and_then(|no| no.counted_as()) {
+        core.metrics.unrouted(&label, reason);
+    }
     core.metrics.call_attempted(&label, direction);
     let load = Load {
         draining: core.draining.then(|| retry_after(core.drain_until, now)),
@@ -186,6 +196,16 @@ fn refusal(no: NoRoute, flow: Flow, trunk: &str) -> Refusal {
             Refusal::with_reason(403, "Forbidden")
         }
         NoRoute::Unusable("not registered") => Refusal::with_reason(480, "Temporarily Unavailable"),
+        NoRoute::UnknownDid => {
+            debug!(trunk, "called number in no tenant's DID pool");
+            Refusal::with_reason(404, "Not Found")
+        }
+        NoRoute::NoDialledRoute => Refusal::with_reason(404, "No Route"),
+        NoRoute::NoTenant => {
+            warn!(from = %flow.remote, "PBX call that belongs to no tenant");
+            Refusal::with_reason(403, "Forbidden")
+        }
+        NoRoute::CallerId => Refusal::with_reason(403, "Caller ID Not Allowed"),
         NoRoute::Unusable(why) => {
             warn!(trunk, why, "call refused: the trunk cannot take it");
             Refusal::with_reason(503, "Service Unavailable")
@@ -228,6 +248,10 @@ fn prepare<H: Hooks>(
     );
     if let Some(host) = &route.uri_host {
         setup::retarget(&mut new_call, host);
+    }
+    if let Some(numbers) = &route.numbers {
+        crate::tenants::write_numbers(&mut new_call.invite, numbers);
+        setup::follow_plugins(&mut new_call.callee, &new_call.invite);
     }
     crate::session_timer::offer(&mut new_call.invite, core.cfg.session);
     if let Some(v) = verstat {

@@ -1,9 +1,12 @@
 //! Where a new call goes, and which of Sluice's listeners serves a peer.
 //!
-//! A call from the PBX goes to the configured outbound trunk, to its destinations in order of
-//! priority and weight (or to its gateway's registration); a call from a trunk (matched by its
-//! addresses, or by where its gateway registered from) goes to the PBX. A trunk that is down,
-//! at its call limit, or without a registered gateway takes no call.
+//! Without tenants, a call from the PBX goes to the configured outbound trunk, to its
+//! destinations in order of priority and weight (or to its gateway's registration); a call
+//! from a trunk (matched by its addresses, or by where its gateway registered from) goes to
+//! the PBX. With tenants ([`crate::tenants`]), a trunk's call goes to the PBX of the tenant
+//! owning the called DID, and a PBX call takes its tenant's first matching route to the first
+//! trunk of it that can take the call. A trunk that is down, at its call limit, or without a
+//! registered gateway takes no call.
 
 use crate::call::Direction;
 use crate::config::{
@@ -11,6 +14,7 @@ use crate::config::{
 };
 use crate::ids::Ids;
 use crate::trunks::Trunks;
+use sluice_sip::Message;
 use sluice_transaction::Transport;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -63,6 +67,18 @@ pub struct Route {
     /// The host:port the Request-URI names, when it is not the peer's host (a gateway's
     /// registered Contact).
     pub uri_host: Option<String>,
+    /// With tenants: the tenant, and the numbers written on the INVITE toward the callee.
+    pub tenant: Option<Arc<str>>,
+    pub numbers: Option<Numbers>,
+}
+
+/// The numbers a routed call carries toward its callee, as that side writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbers {
+    /// Request-URI and To.
+    pub called: String,
+    /// From and the identity headers; `None`: as the caller wrote them.
+    pub calling: Option<String>,
 }
 
 /// Why a call has no route.
@@ -73,18 +89,47 @@ pub enum NoRoute {
     UnknownSource,
     /// The trunk is down or at its limit (503), or its gateway is not registered (480).
     Unusable(&'static str),
+    /// With tenants: the called number is in no tenant's pool on the trunk (404).
+    UnknownDid,
+    /// With tenants: a PBX call that belongs to no tenant (403).
+    NoTenant,
+    /// With tenants: no route of the tenant matches the dialled number (404).
+    NoDialledRoute,
+    /// With tenants: the caller ID is not the tenant's and the tenant refuses such calls (403).
+    CallerId,
 }
 
-/// The route of a call that arrived on `side` from `source`.
+impl NoRoute {
+    /// The `reason` label of `sluice_calls_unrouted_total` (tenant routing's refusals).
+    pub fn counted_as(self) -> Option<&'static str> {
+        match self {
+            NoRoute::UnknownDid => Some("unknown-did"),
+            NoRoute::NoTenant => Some("no-tenant"),
+            NoRoute::NoDialledRoute => Some("no-route"),
+            NoRoute::CallerId => Some("caller-id"),
+            NoRoute::UnknownSource | NoRoute::Unusable(_) => None,
+        }
+    }
+}
+
+/// The route of a call (its INVITE `msg`) that arrived on `side` from `source`.
 pub fn route_new_call(
     cfg: &EngineConfig,
     trunks: &Trunks,
-    (side, source): (Side, SocketAddr),
+    (side, source, msg): (Side, SocketAddr, &Message),
     now: Instant,
     ids: &mut Ids,
 ) -> Result<Route, NoRoute> {
     match side {
-        Side::Internal => outbound(cfg, trunks, now, ids),
+        Side::Internal => match &cfg.tenants {
+            Some(t) => crate::tenants::outbound(cfg, t, trunks, (source, msg), now, ids),
+            None => {
+                let t = cfg
+                    .outbound_trunk
+                    .ok_or(NoRoute::Unusable("no outbound trunk"))?;
+                to_trunk(cfg, trunks, t, now, ids)
+            }
+        },
         Side::External => {
             let i = trunks
                 .by_source(cfg, source, now)
@@ -95,18 +140,27 @@ pub fn route_new_call(
                     return Err(NoRoute::Unusable("at its call limit"));
                 }
             }
-            Ok(to_pbx(cfg, t))
+            from_trunk(cfg, t, msg)
         }
     }
 }
 
-/// Where a call from trunk `t` goes: the PBX. A call placed by Sluice as if it came from the
-/// trunk (a transfer Sluice carries out) goes the same way.
-pub fn to_pbx(cfg: &EngineConfig, t: &TrunkConfig) -> Route {
+/// Where a call (its INVITE `msg`) from trunk `t` goes: the PBX, or with tenants the PBX of
+/// the tenant owning the called DID. A call placed by Sluice as if it came from the trunk (a
+/// transfer Sluice carries out) goes the same way.
+pub fn from_trunk(cfg: &EngineConfig, t: &TrunkConfig, msg: &Message) -> Result<Route, NoRoute> {
+    match &cfg.tenants {
+        Some(tenants) => crate::tenants::inbound(tenants, t, msg),
+        None => Ok(to_pbx(cfg, t)),
+    }
+}
+
+/// A call from trunk `t` to `pbx`.
+pub(crate) fn to_peer(t: &TrunkConfig, pbx: PeerConfig) -> Route {
     Route {
         direction: Direction::Inbound,
         trunk: t.name.clone(),
-        peer: cfg.pbx.clone(),
+        peer: pbx,
         out_side: Side::Internal,
         media: t.media.clone(),
         rest: VecDeque::new(),
@@ -114,20 +168,28 @@ pub fn to_pbx(cfg: &EngineConfig, t: &TrunkConfig) -> Route {
         failover_budget: None,
         attempt_timeout: None,
         uri_host: None,
+        tenant: None,
+        numbers: None,
     }
 }
 
-/// A call from the PBX: to the outbound trunk's destinations that are up (or the gateway
-/// registered to it).
-fn outbound(
+/// A call from trunk `t` to the (only) PBX.
+fn to_pbx(cfg: &EngineConfig, t: &TrunkConfig) -> Route {
+    to_peer(t, cfg.pbx.clone())
+}
+
+/// A call from the PBX to trunk `trunk` (index): to its destinations that are up (or the
+/// gateway registered to it).
+pub(crate) fn to_trunk(
     cfg: &EngineConfig,
     trunks: &Trunks,
+    trunk: usize,
     now: Instant,
     ids: &mut Ids,
 ) -> Result<Route, NoRoute> {
     let t = cfg
         .trunks
-        .get(cfg.outbound_trunk)
+        .get(trunk)
         .ok_or(NoRoute::Unusable("no outbound trunk"))?;
     let agent = trunks.get(&t.name);
     if let Some(a) = agent {
@@ -174,6 +236,8 @@ fn outbound(
         failover_budget: Some(t.failover_budget),
         attempt_timeout: Some(t.attempt_timeout),
         uri_host,
+        tenant: None,
+        numbers: None,
     })
 }
 

@@ -228,18 +228,25 @@ fn new_leg<H: Hooks>(
     refer: &Message,
 ) -> Option<(Dialog, Message)> {
     let trunk = core.cfg.trunks.iter().find(|t| t.name == call.trunk)?;
-    let route = crate::route::to_pbx(&core.cfg, trunk);
-    let (peer, side) = (&route.peer, route.out_side);
-    let listener =
-        crate::route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
     let mut as_if = Message::request(sluice_sip::Method::Invite, format!("sip:{user}@invalid"));
     as_if
         .headers
         .push(HeaderName::From, call.legs.get(leg).remote_party.clone());
-    let new_leg =
+    as_if
+        .headers
+        .push(HeaderName::To, format!("<sip:{user}@invalid>"));
+    let route = crate::route::from_trunk(&core.cfg, trunk, &as_if).ok()?;
+    let (peer, side) = (&route.peer, route.out_side);
+    let listener =
+        crate::route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
+    let mut new_leg =
         crate::setup::callee_dialog(&as_if, peer, (listener, listener.addr), &mut core.ids);
     let invite_cseq = new_leg.local_cseq;
     let mut invite = new_leg.request(sluice_sip::Method::Invite, invite_cseq, 70, &mut core.ids);
+    if let Some(numbers) = &route.numbers {
+        crate::tenants::write_numbers(&mut invite, numbers);
+        crate::setup::follow_plugins(&mut new_leg, &invite);
+    }
     invite
         .headers
         .push(HeaderName::Contact, new_leg.contact.clone());

@@ -3,7 +3,7 @@
 //! names are checked, numbers bounded), so that nothing downstream parses them again.
 //!
 //! One module per section, each with its check: [`sip`] (`[sip]`), [`sides`] (`[internal]`,
-//! `[external]`, `[pbx]`), [`trunk`] (`[[trunk]]`, `[routing]`), [`admin`] (`[admin]`,
+//! `[external]`, `[pbx]`), [`trunk`] (`[[trunk]]`, `[routing]`), [`tenant`] (`[[tenant]]`), [`admin`] (`[admin]`,
 //! `[metrics]`), [`media`] (`[media]`), [`guard`] (`[guard]`), [`plugins`] (`[plugins]`, `[plugin.NAME]`); [`validate`]
 //! holds what they share.
 
@@ -28,6 +28,7 @@ pub mod plugins;
 pub mod sides;
 pub mod sip;
 pub mod stir;
+pub mod tenant;
 pub mod trunk;
 pub mod validate;
 
@@ -64,6 +65,9 @@ pub struct Config {
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
     pub routing: Routing,
+    /// The PBX's tenants: their DIDs on each trunk and their outbound routes.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<tenant::Tenant>,
     /// The admin HTTP API; absent means no admin API.
     pub admin: Option<Admin>,
     /// A separate address for Prometheus to scrape `/metrics` without a token.
@@ -221,7 +225,8 @@ impl Config {
         for t in &self.trunks {
             t.stir.check(&self.stir, t.name.get_ref())?;
         }
-        self.routing.check(&self.trunks)?;
+        self.routing.check(&self.trunks, !self.tenants.is_empty())?;
+        tenant::check_tenants(&self.tenants, &self.trunks)?;
         let anchored = self.trunks.iter().any(|t| t.media == MediaMode::Anchor);
         self.media.check(
             (&self.internal, &self.external),
@@ -318,7 +323,7 @@ mod tests {
     #[test]
     fn bundled_default_is_valid() {
         let c = Config::bundled().unwrap();
-        assert_eq!(c.routing.outbound_trunk.get_ref(), "loop");
+        assert_eq!(c.routing.outbound_trunk.unwrap().get_ref(), "loop");
         assert_eq!(c.pbx.host.get_ref(), "127.0.0.10");
     }
 

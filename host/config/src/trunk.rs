@@ -170,6 +170,19 @@ pub struct Trunk {
     /// STIR/SHAKEN signing of the calls sent to this trunk (see [`crate::stir`]).
     #[serde(default)]
     pub stir: crate::stir::TrunkStir,
+    /// With tenants: how numbers are written toward the trunk (`e164`, `digits`,
+    /// `national`); its brand plugin may still rewrite them.
+    pub number_format: Option<crate::tenant::NumberFormat>,
+    /// With tenants: where the called DID of the trunk's calls is read, in order: the
+    /// `request-uri`, `to`, or a header naming a number (`P-Called-Party-ID`, `Diversion`).
+    #[serde(default = "default_called_from")]
+    pub called_number_from: Vec<Spanned<String>>,
+}
+
+fn default_called_from() -> Vec<Spanned<String>> {
+    ["request-uri", "to"]
+        .map(|s| Spanned::new(0..0, s.to_string()))
+        .to_vec()
 }
 
 fn yes() -> bool {
@@ -253,6 +266,18 @@ fn default_brand() -> Spanned<String> {
 impl Trunk {
     fn check(&self) -> Checked {
         check_name(&self.name, "trunk name")?;
+        for f in &self.called_number_from {
+            let v = f.get_ref();
+            let token = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !token {
+                return Err(Problem::at(
+                    f.span(),
+                    format!("called_number_from: `{v}` is not request-uri, to or a header name"),
+                ));
+            }
+        }
         if matches!(self.name.get_ref().as_str(), "pbx" | "unknown") {
             return Err(Problem::at(
                 self.name.span(),
@@ -466,19 +491,65 @@ pub fn check_trunks(trunks: &[Trunk]) -> Checked {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
-    /// Calls from the PBX go to this trunk. Calls from a trunk go to the PBX.
-    pub outbound_trunk: Spanned<String>,
+    /// Without tenants, calls from the PBX go to this trunk (calls from a trunk go to the
+    /// PBX). With tenants, their routes say.
+    pub outbound_trunk: Option<Spanned<String>>,
+    /// The country numbers are read in (ISO 3166 code) where a tenant names none, and the
+    /// trunks' numbers.
+    #[serde(default = "default_country")]
+    pub country: Spanned<String>,
+    /// Numbers routed as dialled, whatever the caller ID.
+    #[serde(default = "default_emergency")]
+    pub emergency_numbers: Vec<String>,
+}
+
+fn default_country() -> Spanned<String> {
+    Spanned::new(0..0, "US".to_string())
+}
+
+fn default_emergency() -> Vec<String> {
+    ["911", "933", "112", "999", "000", "110", "119"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Routing {
-    pub fn check(&self, trunks: &[Trunk]) -> Checked {
-        let target = self.outbound_trunk.get_ref();
-        if trunks.iter().any(|t| t.name.get_ref() == target) {
+    pub fn check(&self, trunks: &[Trunk], tenants: bool) -> Checked {
+        if sluice_routing::Numbering::new(self.country.get_ref()).is_none() {
+            return Err(Problem::at(
+                self.country.span(),
+                format!(
+                    "routing.country `{}` is no ISO 3166 country code",
+                    self.country.get_ref()
+                ),
+            ));
+        }
+        if let Some(e) = self
+            .emergency_numbers
+            .iter()
+            .find(|e| e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Problem::new(format!(
+                "routing.emergency_numbers: `{e}` must be digits"
+            )));
+        }
+        let Some(target) = &self.outbound_trunk else {
+            if tenants {
+                return Ok(());
+            }
+            return Err(Problem::new(
+                "routing.outbound_trunk is needed: without tenants, it is where the PBX's calls go",
+            ));
+        };
+        if trunks.iter().any(|t| t.name.get_ref() == target.get_ref()) {
             Ok(())
         } else {
             Err(Problem::at(
-                self.outbound_trunk.span(),
-                format!("routing.outbound_trunk names `{target}`, but no trunk has that name"),
+                target.span(),
+                format!(
+                    "routing.outbound_trunk names `{}`, but no trunk has that name",
+                    target.get_ref()
+                ),
             ))
         }
     }

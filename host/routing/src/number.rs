@@ -15,6 +15,13 @@ pub struct Numbering {
     country: Id,
 }
 
+/// North America's, where nothing else is configured.
+impl Default for Numbering {
+    fn default() -> Self {
+        Numbering { country: Id::US }
+    }
+}
+
 /// A called or calling number, normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Number {

@@ -10,6 +10,7 @@ const FAMILIES: &[(&str, char, &str)] = &[
     ("sluice_calls_answered_total", 'c', "Calls answered (2xx), by trunk and direction."),
     ("sluice_calls_failed_total", 'c', "Calls that ended without an answer, by trunk, direction and status class."),
     ("sluice_calls_failed_by_status_total", 'c', "Calls that failed with a status that matters to operators (404, 408, 480, 486, 487, 503; other), by trunk and direction."),
+    ("sluice_calls_unrouted_total", 'c', "Calls tenant routing refused, by trunk (where the call came from or was headed; unknown) and reason: unknown-did (404), no-tenant (403), no-route (404), caller-id (403)."),
     ("sluice_calls_cut_total", 'c', "Answered calls Sluice ended itself, by trunk and reason (max-duration, session-expired, refresh-failed)."),
     ("sluice_calls_active", 'g', "Calls in progress, by trunk and direction."),
     ("sluice_answer_seizure_ratio", 'g', "Answered share of the last 100 attempts (NaN before the first); compute ASR over time from the counters."),

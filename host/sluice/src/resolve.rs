@@ -3,13 +3,16 @@
 use crate::dns;
 use anyhow::{anyhow, Context};
 use sluice_auth::Credentials;
+use sluice_b2bua::config::{CalledFrom, TenantRouting, TrunkNumbers};
 use sluice_b2bua::route::listener_for;
 use sluice_b2bua::{
     Destination, EngineConfig, GuardConfig, GuardLimits, ListenerAddr, MediaConfig,
     MediaSideConfig, PeerConfig, PeerMedia, Side, TrunkConfig, TrunkKind,
 };
+use sluice_config::tenant::ForeignCallerIdPolicy;
 use sluice_config::{Config, LatchingName, MediaMode, ResolvedSide, TransportName, Trunk};
 use sluice_media::{Latching, Timeouts};
+use sluice_routing::Format;
 use sluice_transaction::{TimerConfig, Transport};
 use sluice_trunk::locate::{self, Located, Proto, Target};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -154,12 +157,20 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
     for (t, located) in cfg.trunks.iter().zip(located) {
         trunks.push(trunk_config(cfg, t, located)?);
     }
-    let outbound_trunk = cfg
-        .trunks
-        .iter()
-        .position(|t| t.name.get_ref() == cfg.routing.outbound_trunk.get_ref())
-        .ok_or_else(|| anyhow!("unknown outbound trunk"))?;
+    let outbound_trunk = match &cfg.routing.outbound_trunk {
+        Some(name) => Some(
+            cfg.trunks
+                .iter()
+                .position(|t| t.name.get_ref() == name.get_ref())
+                .ok_or_else(|| anyhow!("unknown outbound trunk"))?,
+        ),
+        None => None,
+    };
     check_path(&listeners, Side::Internal, &pbx)?;
+    let tenants = tenant_routing(cfg, &pbx, peer)?;
+    for p in tenants.iter().flat_map(|t| &t.pbx) {
+        check_path(&listeners, Side::Internal, p)?;
+    }
     for t in &trunks {
         for d in &t.destinations {
             check_path(&listeners, Side::External, &t.peer(d))?;
@@ -177,6 +188,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         pbx_sources,
         trunks,
         outbound_trunk,
+        tenants: tenants.map(Arc::new),
         max_calls: cfg.sip.max_calls,
         user_agent: cfg.sip.user_agent.clone(),
         refuse_strangers: cfg.sip.strangers == sluice_config::StrangerPolicy::Refuse,
@@ -192,6 +204,108 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
         },
     };
     Ok(Resolved { engine, dns_ttl })
+}
+
+/// How a trunk's numbers are read and written (used with tenants).
+fn trunk_numbers(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkNumbers> {
+    let country = cfg.routing.country.get_ref();
+    let numbering = sluice_routing::Numbering::new(country)
+        .ok_or_else(|| anyhow!("unknown country `{country}`"))?;
+    let called_from = t
+        .called_number_from
+        .iter()
+        .map(|f| match f.get_ref().to_ascii_lowercase().as_str() {
+            "request-uri" => CalledFrom::RequestUri,
+            "to" => CalledFrom::To,
+            _ => CalledFrom::Header(sluice_sip::HeaderName::parse(f.get_ref())),
+        })
+        .collect();
+    Ok(TrunkNumbers {
+        numbering,
+        format: t.number_format.map_or(Format::E164, |f| f.0),
+        called_from,
+    })
+}
+
+/// The tenants' routing table and PBXs (`None` without tenants). Each tenant's PBX address and
+/// `associated` blocks are where its calls come from.
+fn tenant_routing(
+    cfg: &Config,
+    default_pbx: &PeerConfig,
+    peer: impl Fn(&str, &str, u16, TransportName) -> anyhow::Result<PeerConfig>,
+) -> anyhow::Result<Option<TenantRouting>> {
+    use sluice_routing::{ForeignCallerId, Numbering, OutRoute, RoutingTable, Tenant};
+    if cfg.tenants.is_empty() {
+        return Ok(None);
+    }
+    let mut specs = Vec::with_capacity(cfg.tenants.len());
+    let mut pbxs = Vec::with_capacity(cfg.tenants.len());
+    for t in &cfg.tenants {
+        let name = t.name.get_ref();
+        let pbx = match &t.pbx {
+            Some(p) => {
+                let mut pc = peer(name, p.host.get_ref(), p.port, p.transport)?;
+                pc.large_over_tcp = p.tcp_for_large_requests;
+                pc
+            }
+            None => default_pbx.clone(),
+        };
+        let associated = t
+            .pbx
+            .as_ref()
+            .map_or(&cfg.pbx.associated, |p| &p.associated);
+        let sources = std::iter::once(ipnet::IpNet::from(pbx.addr.ip()))
+            .chain(associated.iter().map(|c| c.get_ref().0))
+            .collect();
+        let country = t.country(cfg.routing.country.get_ref());
+        let numbering = Numbering::new(country)
+            .ok_or_else(|| anyhow!("tenant `{name}`: unknown country `{country}`"))?;
+        let default_caller_id = t
+            .default_caller_id
+            .as_ref()
+            .and_then(|d| numbering.normalise(&format!("+{}", d.get_ref())));
+        let foreign_caller_id = match t.foreign_caller_id.as_ref().map(|p| *p.get_ref()) {
+            Some(ForeignCallerIdPolicy::Refuse) => ForeignCallerId::Refuse,
+            Some(ForeignCallerIdPolicy::Default) => ForeignCallerId::UseDefault,
+            None if default_caller_id.is_some() => ForeignCallerId::UseDefault,
+            None => ForeignCallerId::Refuse,
+        };
+        specs.push(Tenant {
+            name: Arc::from(name.as_str()),
+            domains: t
+                .domains
+                .iter()
+                .map(|d| d.get_ref().to_ascii_lowercase())
+                .collect(),
+            sources,
+            numbering,
+            pbx_format: t.pbx_number_format.map_or(Format::E164, |f| f.0),
+            pools: t
+                .pools()
+                .into_iter()
+                .map(|(trunk, pool)| (Arc::from(trunk), pool))
+                .collect(),
+            default_caller_id,
+            foreign_caller_id,
+            routes: t
+                .routes
+                .iter()
+                .map(|r| OutRoute {
+                    matcher: r.matcher(),
+                    strip: r.strip,
+                    prepend: r.prepend.clone(),
+                    trunks: r
+                        .trunks
+                        .iter()
+                        .map(|n| Arc::from(n.get_ref().as_str()))
+                        .collect(),
+                })
+                .collect(),
+        });
+        pbxs.push(pbx);
+    }
+    let table = RoutingTable::new(specs, cfg.routing.emergency_numbers.clone())?;
+    Ok(Some(TenantRouting { table, pbx: pbxs }))
 }
 
 /// A peer must be reachable from a listener of its side, transport and family; with
@@ -322,6 +436,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         // Read from its file with the configuration's path (`stir::load`).
         identity: None,
         verification: None,
+        numbers: trunk_numbers(cfg, t)?,
         transfer: match t.transfer {
             sluice_config::trunk::TransferPolicy::Relay => sluice_b2bua::config::Transfer::Relay,
             sluice_config::trunk::TransferPolicy::Refuse => sluice_b2bua::config::Transfer::Refuse,

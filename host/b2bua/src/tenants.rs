@@ -1,0 +1,156 @@
+//! Routing with tenants: the glue between a new call's INVITE and the routing table of
+//! `sluice-routing`.
+//!
+//! - A trunk's call: the called DID is read where the trunk carries it (Request-URI, To, or a
+//!   header), normalised in the trunk's country, and looked up in the pools on that trunk;
+//!   the call goes to the owning tenant's PBX with its numbers written as that PBX expects.
+//!   A DID in no pool gets 404.
+//! - A PBX call: attributed to a tenant (source address, then From or Request-URI domain), its
+//!   dialled number normalised in the tenant's country (an emergency number as dialled), matched
+//!   against the tenant's ordered routes, and sent to the first trunk of the route that can
+//!   take it and on which its caller ID is allowed (or replaced by the tenant's default).
+//!
+//! The numbers chosen here are written on the INVITE before the plugins run
+//! ([`write_numbers`]): a brand plugin's number hook still has the last word on the wire.
+
+use crate::config::{CalledFrom, EngineConfig, TenantRouting, TrunkConfig};
+use crate::ids::Ids;
+use crate::route::{self, NoRoute, Numbers, Route};
+use crate::trunks::Trunks;
+use sluice_routing::{CallerId, Number};
+use sluice_sip::{edit, HeaderName, Message, NameAddr, Uri};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Where a call from trunk `t` goes: the PBX of the tenant owning its called DID.
+pub fn inbound(tr: &TenantRouting, t: &TrunkConfig, msg: &Message) -> Result<Route, NoRoute> {
+    let numbering = &t.numbers.numbering;
+    let called = t
+        .numbers
+        .called_from
+        .iter()
+        .find_map(|from| called_number(msg, from))
+        .and_then(|raw| numbering.normalise(raw))
+        .ok_or(NoRoute::UnknownDid)?;
+    let tenant = tr
+        .table
+        .inbound(&t.name, &called)
+        .ok_or(NoRoute::UnknownDid)?;
+    let (Some(spec), Some(pbx)) = (tr.table.tenants().get(tenant), tr.pbx.get(tenant)) else {
+        return Err(NoRoute::UnknownDid);
+    };
+    let format = spec.pbx_format;
+    let calling = calling_number(msg)
+        .and_then(|raw| numbering.normalise(raw))
+        .map(|n| n.written(format));
+    let mut r = route::to_peer(t, pbx.clone());
+    r.tenant = Some(spec.name.clone());
+    r.numbers = Some(Numbers {
+        called: called.written(format),
+        calling,
+    });
+    Ok(r)
+}
+
+/// Where a PBX call goes: its tenant's first matching route, to the first trunk of it that
+/// can take the call with the caller ID it may present there.
+pub fn outbound(
+    cfg: &EngineConfig,
+    tr: &TenantRouting,
+    trunks: &Trunks,
+    (source, msg): (SocketAddr, &Message),
+    now: Instant,
+    ids: &mut Ids,
+) -> Result<Route, NoRoute> {
+    let table = &tr.table;
+    let from_host = msg
+        .header(&HeaderName::From)
+        .and_then(NameAddr::parse)
+        .and_then(|na| Uri::parse(na.uri))
+        .map(|u| u.host);
+    let ruri_host = msg.request_uri().and_then(Uri::parse).map(|u| u.host);
+    let domains: Vec<&str> = from_host.into_iter().chain(ruri_host).collect();
+    let tenant = table
+        .attribute(source.ip(), &domains)
+        .ok_or(NoRoute::NoTenant)?;
+    let spec = table.tenants().get(tenant).ok_or(NoRoute::NoTenant)?;
+    let dialled = msg
+        .request_uri()
+        .and_then(edit::uri_number)
+        .map(user_number)
+        .and_then(|raw| table.dialled(tenant, raw))
+        .ok_or(NoRoute::NoDialledRoute)?;
+    let out = table
+        .outbound(tenant, &dialled)
+        .ok_or(NoRoute::NoDialledRoute)?;
+    let calling = calling_number(msg).and_then(|raw| spec.numbering.normalise(raw));
+    let mut refusal = NoRoute::Unusable("no trunk of the route can take the call");
+    for name in out.trunks {
+        let Some(i) = cfg.trunks.iter().position(|t| t.name == *name) else {
+            continue;
+        };
+        let caller_id = table.caller_id(tenant, name, calling.as_ref(), out.emergency);
+        let presented: Option<&Number> = match &caller_id {
+            CallerId::Refuse => {
+                refusal = NoRoute::CallerId;
+                continue;
+            }
+            CallerId::Keep => calling.as_ref(),
+            CallerId::Replace(n) => Some(n),
+        };
+        let mut r = match route::to_trunk(cfg, trunks, i, now, ids) {
+            Ok(r) => r,
+            Err(e) => {
+                if refusal != NoRoute::CallerId {
+                    refusal = e;
+                }
+                continue;
+            }
+        };
+        let format = cfg
+            .trunks
+            .get(i)
+            .map(|t| t.numbers.format)
+            .unwrap_or_default();
+        r.tenant = Some(spec.name.clone());
+        r.numbers = Some(Numbers {
+            called: out.called.written(format),
+            calling: presented.map(|n| n.written(format)),
+        });
+        return Ok(r);
+    }
+    Err(refusal)
+}
+
+/// The number part of a URI's user (user parameters such as `;phone-context` cut).
+fn user_number(user: &str) -> &str {
+    user.split(';').next().unwrap_or(user)
+}
+
+/// The called number where `from` says the trunk carries it.
+fn called_number<'m>(msg: &'m Message, from: &CalledFrom) -> Option<&'m str> {
+    let uri = match from {
+        CalledFrom::RequestUri => msg.request_uri()?,
+        CalledFrom::To => NameAddr::parse(msg.header(&HeaderName::To)?)?.uri,
+        CalledFrom::Header(name) => {
+            let v = msg.header(name)?;
+            NameAddr::parse(v).map_or(v.trim(), |na| na.uri)
+        }
+    };
+    edit::uri_number(uri).map(user_number)
+}
+
+/// The calling number: the user of From.
+fn calling_number(msg: &Message) -> Option<&str> {
+    let from = NameAddr::parse(msg.header(&HeaderName::From)?)?;
+    edit::uri_number(from.uri).map(user_number)
+}
+
+/// Write a routed call's numbers on its INVITE toward the callee: the called number in the
+/// Request-URI and To, the calling number in From and the identity headers.
+pub fn write_numbers(invite: &mut Message, numbers: &Numbers) {
+    edit::normalize_numbers(invite, |kind, _| match kind {
+        edit::NumberKind::Called => Some(numbers.called.clone()),
+        edit::NumberKind::Calling => numbers.calling.clone(),
+    });
+}

@@ -1,0 +1,261 @@
+//! Tenants through the engine with a fake clock: a trunk's call goes to the PBX of the tenant
+//! owning the called DID (whatever form the provider writes it in), an unknown DID gets 404;
+//! a PBX call takes its tenant's route to the first trunk that can take it, with its caller ID
+//! checked against the tenant's pool on that trunk; emergency numbers pass the check.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::string_slice
+)]
+
+use sluice_b2bua::config::{PeerConfig, TenantRouting};
+use sluice_b2bua::testing::*;
+use sluice_b2bua::{EngineConfig, NoHooks, TrunkConfig};
+use sluice_routing::{
+    DidPool, ForeignCallerId, Format, Matcher, Numbering, OutRoute, RoutingTable, Tenant,
+};
+use sluice_sip::{HeaderName, Message};
+use sluice_transaction::{Flow, Transport};
+use std::sync::Arc;
+
+const BACKUP: &str = "127.0.0.21:5060";
+const GLOBEX_PBX: &str = "127.0.0.11:5060";
+
+fn tenant(name: &str, pools: &[(&str, &str)], routes: Vec<OutRoute>) -> Tenant {
+    Tenant {
+        name: name.into(),
+        domains: vec![format!("{name}.example")],
+        sources: Vec::new(),
+        numbering: Numbering::new("US").unwrap(),
+        pbx_format: Format::E164,
+        pools: pools
+            .iter()
+            .map(|(t, p)| (Arc::from(*t), DidPool::parse(p).unwrap()))
+            .collect(),
+        default_caller_id: None,
+        foreign_caller_id: ForeignCallerId::Refuse,
+        routes,
+    }
+}
+
+fn route(m: Matcher, trunks: &[&str]) -> OutRoute {
+    OutRoute {
+        matcher: m,
+        strip: 0,
+        prepend: String::new(),
+        trunks: trunks.iter().map(|t| Arc::from(*t)).collect(),
+    }
+}
+
+/// Trunks `carrier` (the lab's trunk) and `backup`; tenants `acme` (the lab's PBX, numbers in
+/// E.164, a default caller ID) and `globex` (its own PBX, national numbers, foreign caller IDs
+/// refused).
+fn config(change: impl FnOnce(&mut EngineConfig)) -> EngineConfig {
+    let mut cfg = lab_config(Transport::Udp);
+    cfg.trunks[0].name = "carrier".into();
+    cfg.trunks.push(TrunkConfig::simple(
+        "backup",
+        "backup.example",
+        Transport::Udp,
+        addr(BACKUP),
+    ));
+    cfg.outbound_trunk = None;
+    let mut acme = tenant(
+        "acme",
+        &[
+            ("carrier", "13322496213-13322496215"),
+            ("backup", "16468097069"),
+        ],
+        vec![route(Matcher::Prefix("1".into()), &["carrier", "backup"])],
+    );
+    acme.sources = vec![addr(PBX).ip().into()];
+    acme.default_caller_id = Numbering::new("US").unwrap().normalise("+13322496213");
+    acme.foreign_caller_id = ForeignCallerId::UseDefault;
+    let mut globex = tenant(
+        "globex",
+        &[("carrier", "16468097069-16468097079")],
+        vec![
+            route(Matcher::Pattern("1NXXNXXXXXX".into()), &["carrier"]),
+            route(Matcher::Prefix("911".into()), &["carrier"]),
+        ],
+    );
+    globex.sources = vec![addr(GLOBEX_PBX).ip().into()];
+    globex.pbx_format = Format::National;
+    let table = RoutingTable::new(vec![acme, globex], vec!["911".into()]).unwrap();
+    let globex_pbx = PeerConfig {
+        name: "globex".into(),
+        addr: addr(GLOBEX_PBX),
+        ..cfg.pbx.clone()
+    };
+    let pbx = vec![cfg.pbx.clone(), globex_pbx];
+    cfg.tenants = Some(Arc::new(TenantRouting { table, pbx }));
+    change(&mut cfg);
+    cfg
+}
+
+fn lab() -> Lab<NoHooks> {
+    let mut lab = Lab::with_hooks(config(|_| {}), NoHooks);
+    lab.engine.handle_timeout(lab.now);
+    lab
+}
+
+/// The trunk's INVITE to `did` (as the provider writes it), Call-ID `id`.
+fn inbound(did: &str, id: &str) -> String {
+    trunk_invite()
+        .replace("INVITE sip:2001@", &format!("INVITE sip:{did}@"))
+        .replace("To: <sip:15552001111@", &format!("To: <sip:{did}@"))
+        .replace("pbx-call-1@", &format!("{id}@"))
+        .replace("branch=z9hG4bKpbx1", &format!("branch=z9hG4bK{id}"))
+}
+
+/// The PBX's INVITE to `dialled`, Call-ID `id`, caller ID `from`.
+fn outbound(dialled: &str, from: &str, id: &str) -> String {
+    pbx_invite()
+        .replace("sip:15552001111@", &format!("sip:{dialled}@"))
+        .replace("sip:2001@127.0.0.10>", &format!("sip:{from}@127.0.0.10>"))
+        .replace("sip:+15552230000@", &format!("sip:{from}@"))
+        .replace("pbx-call-1@", &format!("{id}@"))
+        .replace("branch=z9hG4bKpbx1", &format!("branch=z9hG4bK{id}"))
+}
+
+fn invites_to<'a>(sent: &'a [(Flow, Message)], to: &str) -> Vec<&'a Message> {
+    only(sent, to)
+        .into_iter()
+        .filter(|m| m.method().is_some_and(|m| m.as_str() == "INVITE"))
+        .collect()
+}
+
+fn user_of(value: &str) -> String {
+    let start = value.find("sip:").map_or(0, |i| i + 4);
+    value[start..].split('@').next().unwrap().to_string()
+}
+
+#[test]
+fn a_dids_call_reaches_its_tenants_pbx_in_every_form_the_provider_writes() {
+    let mut lab = lab();
+    for (i, did) in ["+13322496214", "13322496214", "3322496214"]
+        .iter()
+        .enumerate()
+    {
+        let sent = lab.from_trunk_text(&inbound(did, &format!("in-{i}")));
+        let invites = invites_to(&sent, PBX);
+        assert_eq!(invites.len(), 1, "{did}: {sent:?}");
+        let ruri = invites[0].request_uri().unwrap();
+        assert_eq!(user_of(ruri), "+13322496214", "{did}");
+        assert_eq!(
+            user_of(invites[0].header(&HeaderName::To).unwrap()),
+            "+13322496214"
+        );
+    }
+    // globex's DID goes to globex's PBX, written nationally.
+    let sent = lab.from_trunk_text(&inbound("+16468097070", "in-g"));
+    assert!(invites_to(&sent, PBX).is_empty());
+    let invites = invites_to(&sent, GLOBEX_PBX);
+    assert_eq!(invites.len(), 1, "{sent:?}");
+    assert_eq!(user_of(invites[0].request_uri().unwrap()), "6468097070");
+}
+
+#[test]
+fn a_did_in_no_pool_gets_404_and_reaches_no_pbx() {
+    let mut lab = lab();
+    let sent = lab.from_trunk_text(&inbound("+13322496299", "in-x"));
+    assert!(invites_to(&sent, PBX).is_empty() && invites_to(&sent, GLOBEX_PBX).is_empty());
+    assert_eq!(statuses(&only(&sent, TRUNK)), vec![100, 404]);
+}
+
+#[test]
+fn a_called_did_read_from_the_header_the_trunk_names() {
+    let mut lab = Lab::with_hooks(
+        config(|c| {
+            c.trunks[0].numbers.called_from =
+                Arc::from([sluice_b2bua::config::CalledFrom::Header(HeaderName::parse(
+                    "P-Called-Party-ID",
+                ))]);
+        }),
+        NoHooks,
+    );
+    lab.engine.handle_timeout(lab.now);
+    let text = with_headers(
+        &inbound("trunkgroup7", "in-h"),
+        "P-Called-Party-ID: <sip:+16468097071@carrier.example>\r\n",
+    );
+    let sent = lab.from_trunk_text(&text);
+    assert_eq!(invites_to(&sent, GLOBEX_PBX).len(), 1, "{sent:?}");
+}
+
+#[test]
+fn a_pbx_call_takes_its_route_with_a_foreign_caller_id_replaced_by_the_default() {
+    let mut lab = lab();
+    let sent = lab.from_pbx_text(&outbound("2125550100", "2001", "out-1"));
+    let invites = invites_to(&sent, TRUNK);
+    assert_eq!(invites.len(), 1, "{sent:?}");
+    let invite = invites[0];
+    assert_eq!(user_of(invite.request_uri().unwrap()), "+12125550100");
+    assert_eq!(
+        user_of(invite.header(&HeaderName::From).unwrap()),
+        "+13322496213"
+    );
+    let pai = invite.header(&HeaderName::PAssertedIdentity).unwrap();
+    assert_eq!(user_of(pai), "+13322496213");
+    // Its own DID on that trunk is kept.
+    let sent = lab.from_pbx_text(&outbound("2125550100", "3322496215", "out-2"));
+    let invite = invites_to(&sent, TRUNK)[0];
+    assert_eq!(
+        user_of(invite.header(&HeaderName::From).unwrap()),
+        "+13322496215"
+    );
+}
+
+#[test]
+fn a_full_first_trunk_sends_the_call_to_the_routes_next() {
+    let mut lab = Lab::with_hooks(config(|c| c.trunks[0].max_calls = 1), NoHooks);
+    lab.engine.handle_timeout(lab.now);
+    let first = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-a"));
+    assert_eq!(invites_to(&first, TRUNK).len(), 1);
+    let second = lab.from_pbx_text(&outbound("2125550101", "3322496214", "out-b"));
+    assert!(invites_to(&second, TRUNK).is_empty());
+    let invites = invites_to(&second, BACKUP);
+    assert_eq!(invites.len(), 1, "{second:?}");
+    // 3322496214 is acme's on carrier, not on backup: the default is presented there.
+    assert_eq!(
+        user_of(invites[0].header(&HeaderName::From).unwrap()),
+        "+13322496213"
+    );
+}
+
+#[test]
+fn a_foreign_caller_id_is_refused_where_the_tenant_says_so_but_not_for_emergencies() {
+    let mut lab = lab();
+    let globex = Flow {
+        transport: Transport::Udp,
+        local: addr(INTERNAL),
+        remote: addr(GLOBEX_PBX),
+        conn: None,
+    };
+    let text = outbound("2125550100", "3322496214", "out-g1")
+        .replace("127.0.0.10:5060;branch", "127.0.0.11:5060;branch");
+    let sent = lab.feed(globex, &text);
+    assert!(invites_to(&sent, TRUNK).is_empty());
+    assert_eq!(statuses(&only(&sent, GLOBEX_PBX)), vec![100, 403]);
+    // Its own number passes.
+    let text = outbound("2125550100", "6468097075", "out-g2")
+        .replace("127.0.0.10:5060;branch", "127.0.0.11:5060;branch");
+    let sent = lab.feed(globex, &text);
+    assert_eq!(invites_to(&sent, TRUNK).len(), 1, "{sent:?}");
+    // 911 with the foreign caller ID is routed, as dialled.
+    let text = outbound("911", "3322496214", "out-g3")
+        .replace("127.0.0.10:5060;branch", "127.0.0.11:5060;branch");
+    let sent = lab.feed(globex, &text);
+    let invites = invites_to(&sent, TRUNK);
+    assert_eq!(invites.len(), 1, "{sent:?}");
+    assert_eq!(user_of(invites[0].request_uri().unwrap()), "911");
+}
+
+#[test]
+fn a_dialled_number_no_route_matches_gets_404() {
+    let mut lab = lab();
+    // acme's only route is prefix 1: a UK number is not routed.
+    let sent = lab.from_pbx_text(&outbound("011442079460000", "3322496214", "out-uk"));
+    assert!(invites_to(&sent, TRUNK).is_empty() && invites_to(&sent, BACKUP).is_empty());
+    assert_eq!(statuses(&only(&sent, PBX)), vec![100, 404]);
+}
