@@ -8,7 +8,7 @@ use sluice_sip::{HeaderName, Message, Method, NameAddr, Uri};
 use sluice_transaction::{Flow, Transport};
 use std::net::SocketAddr;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Dialog {
     /// Where the dialog's peer is, and the listener Sluice uses for it.
     pub flow: Flow,

@@ -45,13 +45,20 @@ pub struct Attempts {
     pub attempt_timeout: Option<Duration>,
     /// When the current destination is given up, if it stays silent.
     pub attempt_deadline: Option<Instant>,
+    /// With tenants: the route's further trunks, tried once every destination of this one
+    /// failed.
+    pub next_trunks: Option<Box<crate::next_trunk::NextTrunks>>,
 }
 
 impl Attempts {
-    /// Arm the silence timer of a new try (only when there is a next destination).
+    /// Arm the silence timer of a new try (only when there is a next destination or trunk).
     pub fn arm(&mut self, key: u64, now: Instant, timers: &mut CallTimers) {
         self.attempt_deadline = None;
-        if self.rest.is_empty() {
+        let more_trunks = self
+            .next_trunks
+            .as_ref()
+            .is_some_and(|n| !n.trunks.is_empty());
+        if self.rest.is_empty() && !more_trunks {
             return;
         }
         if let Some(t) = self.attempt_timeout {
@@ -285,7 +292,9 @@ pub fn next_destination<H: Hooks>(
     if !a.moves_on(status) || a.deadline.is_some_and(|d| now >= d) {
         return None;
     }
-    let peer = a.rest.pop_front()?;
+    let Some(peer) = a.rest.pop_front() else {
+        return crate::next_trunk::next_trunk(core, call, now, status);
+    };
     a.challenge = None;
     let uac = p.uac;
     // The INVITE as sent: from the failed transaction's event, or the live transaction.
@@ -315,7 +324,7 @@ pub fn next_destination<H: Hooks>(
 
 /// Send a new attempt of the call's INVITE on its callee leg, after the UDP size check (which
 /// may move it to TCP, or refuse it: `None`).
-fn send_invite<H: Hooks>(
+pub(crate) fn send_invite<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
     now: Instant,
@@ -337,7 +346,7 @@ fn send_invite<H: Hooks>(
 
 /// Reset the callee's dialog for `peer` (new tag, Call-ID, CSeq; Contact and Via on
 /// `listener`, shown as the trunk's public address when it has one); the old local tag.
-fn fresh_dialog(
+pub(crate) fn fresh_dialog(
     dialog: &mut Dialog,
     ids: &mut crate::ids::Ids,
     (peer, listener, public): (
@@ -383,7 +392,7 @@ fn fresh_dialog(
 }
 
 /// The INVITE `sent` again in `dialog`: its own headers and body, the dialog's identity.
-fn invite_again(dialog: &Dialog, ids: &mut crate::ids::Ids, sent: &Message) -> Message {
+pub(crate) fn invite_again(dialog: &Dialog, ids: &mut crate::ids::Ids, sent: &Message) -> Message {
     let mut invite = dialog.request(Method::Invite, dialog.local_cseq, 70, ids);
     for h in sent.headers.iter() {
         let managed = matches!(

@@ -58,6 +58,7 @@ pub mod malformed;
 pub mod media;
 pub mod metrics;
 pub mod new_call;
+pub mod next_trunk;
 mod own_requests;
 pub mod prack;
 pub mod refuse;

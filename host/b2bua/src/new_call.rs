@@ -116,6 +116,8 @@ struct Prepared {
     media: Option<Anchor>,
     generation: u64,
     attestation: Option<crate::hooks::Attestation>,
+    /// The INVITE before the plugins ran, when the route has further trunks.
+    pristine: Option<Message>,
 }
 
 /// Count a new call's attempt against its trunk (or `unknown`) and direction, and decide
@@ -268,7 +270,7 @@ fn prepare<H: Hooks>(
         &mut media,
         (&mut new_call, &mut msg),
     );
-    let attestation = match cleared {
+    let (attestation, pristine) = match cleared {
         Ok(a) => a,
         Err(r) => {
             core.close_media(key, &route.trunk, media);
@@ -284,11 +286,13 @@ fn prepare<H: Hooks>(
         media,
         generation,
         attestation,
+        pristine,
     })
 }
 
 /// A new call's INVITE made ready to leave: its SDP anchored, the plugins run over it, its
-/// size checked for UDP. The attestation the plugins chose, or why the call is refused.
+/// size checked for UDP. The attestation the plugins chose and, when the route has further
+/// trunks, the INVITE as it was before the plugins ran; or why the call is refused.
 fn clear<H: Hooks>(
     core: &mut Core<H>,
     now: Instant,
@@ -296,7 +300,7 @@ fn clear<H: Hooks>(
     generation: u64,
     media: &mut Option<Anchor>,
     (new_call, msg): (&mut NewCall, &mut Message),
-) -> Result<Option<crate::hooks::Attestation>, Refusal> {
+) -> Result<(Option<crate::hooks::Attestation>, Option<Message>), Refusal> {
     let offer = (LegId::Caller, Role::Offer);
     if core
         .rewrite_sdp(key, media, false, offer, &mut new_call.invite)
@@ -304,6 +308,7 @@ fn clear<H: Hooks>(
     {
         return Err(Refusal::with_reason(488, "Not Acceptable Here"));
     }
+    let pristine = route.next.is_some().then(|| new_call.invite.clone());
     let mut attestation = None;
     if core.hooks.active(generation, &route.trunk) {
         let ctx = HookContext {
@@ -337,7 +342,7 @@ fn clear<H: Hooks>(
         );
         return Err(Refusal::with_reason(513, "Message Too Large"));
     }
-    Ok(attestation)
+    Ok((attestation, pristine))
 }
 
 /// Send the INVITE toward the callee and make the call.
@@ -350,6 +355,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         media,
         generation,
         attestation,
+        pristine,
     } = p;
     let Admitted {
         direction,
@@ -382,6 +388,10 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         challenge: None,
         attempt_timeout: route.attempt_timeout,
         attempt_deadline: None,
+        next_trunks: route.next.map(|mut n| {
+            n.pristine = pristine;
+            Box::new(n)
+        }),
     });
     attempts.arm(key, now, &mut core.timers);
     let to = (direction == Direction::Outbound).then_some(callee.flow.remote);

@@ -70,6 +70,8 @@ pub struct Route {
     /// With tenants: the tenant, and the numbers written on the INVITE toward the callee.
     pub tenant: Option<Arc<str>>,
     pub numbers: Option<Numbers>,
+    /// With tenants: the route's further trunks (failover once this one's destinations fail).
+    pub next: Option<crate::next_trunk::NextTrunks>,
 }
 
 /// The numbers a routed call carries toward its callee, as that side writes them.
@@ -170,6 +172,7 @@ pub(crate) fn to_peer(t: &TrunkConfig, pbx: PeerConfig) -> Route {
         uri_host: None,
         tenant: None,
         numbers: None,
+        next: None,
     }
 }
 
@@ -238,6 +241,7 @@ pub(crate) fn to_trunk(
         uri_host,
         tenant: None,
         numbers: None,
+        next: None,
     })
 }
 

@@ -15,11 +15,14 @@
 
 use crate::config::{CalledFrom, EngineConfig, TenantRouting, TrunkConfig};
 use crate::ids::Ids;
+use crate::next_trunk::NextTrunks;
 use crate::route::{self, NoRoute, Numbers, Route};
 use crate::trunks::Trunks;
 use sluice_routing::{CallerId, Number};
 use sluice_sip::{edit, HeaderName, Message, NameAddr, Uri};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where a call from trunk `t` goes: the PBX of the tenant owning its called DID.
@@ -85,7 +88,7 @@ pub fn outbound(
         .ok_or(NoRoute::NoDialledRoute)?;
     let calling = calling_number(msg).and_then(|raw| spec.numbering.normalise(raw));
     let mut refusal = NoRoute::Unusable("no trunk of the route can take the call");
-    for name in out.trunks {
+    for (k, name) in out.trunks.iter().enumerate() {
         let Some(i) = cfg.trunks.iter().position(|t| t.name == *name) else {
             continue;
         };
@@ -116,6 +119,20 @@ pub fn outbound(
         r.numbers = Some(Numbers {
             called: out.called.written(format),
             calling: presented.map(|n| n.written(format)),
+        });
+        let rest: VecDeque<Arc<str>> = out
+            .trunks
+            .iter()
+            .skip(k.saturating_add(1))
+            .cloned()
+            .collect();
+        r.next = (!rest.is_empty()).then(|| NextTrunks {
+            trunks: rest,
+            tenant,
+            called: out.called.clone(),
+            calling: calling.clone(),
+            emergency: out.emergency,
+            pristine: None,
         });
         return Ok(r);
     }

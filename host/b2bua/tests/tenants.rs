@@ -259,3 +259,64 @@ fn a_dialled_number_no_route_matches_gets_404() {
     assert!(invites_to(&sent, TRUNK).is_empty() && invites_to(&sent, BACKUP).is_empty());
     assert_eq!(statuses(&only(&sent, PBX)), vec![100, 404]);
 }
+
+#[test]
+fn a_call_refused_by_the_first_trunk_goes_to_the_routes_next_rebuilt_for_it() {
+    let mut lab = lab();
+    let sent = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-f"));
+    let first = invites_to(&sent, TRUNK)[0].clone();
+    assert_eq!(
+        user_of(first.header(&HeaderName::From).unwrap()),
+        "+13322496214"
+    );
+    let sent = lab.from_trunk_text(&trunk_response(&first, 503, "Service Unavailable", ""));
+    // The PBX hears nothing of the 503; backup gets the call, with a new dialog and the
+    // caller ID allowed there (acme's default: 3322496214 is acme's on carrier only).
+    assert!(
+        statuses(&only(&sent, PBX)).iter().all(|s| *s < 300),
+        "{sent:?}"
+    );
+    let invites = invites_to(&sent, BACKUP);
+    assert_eq!(invites.len(), 1, "{sent:?}");
+    let second = invites[0].clone();
+    assert_ne!(second.call_id(), first.call_id());
+    assert_eq!(user_of(second.request_uri().unwrap()), "+12125550100");
+    assert!(
+        second.request_uri().unwrap().contains("@backup.example"),
+        "{second:?}"
+    );
+    assert_eq!(
+        user_of(second.header(&HeaderName::From).unwrap()),
+        "+13322496213"
+    );
+    assert_eq!(second.body, first.body, "the same anchored offer");
+    // Its answer reaches the PBX.
+    let backup = Flow {
+        transport: Transport::Udp,
+        local: addr(EXTERNAL),
+        remote: addr(BACKUP),
+        conn: None,
+    };
+    let sent = lab.feed(backup, &trunk_response(&second, 200, "OK", SDP));
+    assert_eq!(statuses(&only(&sent, PBX)), vec![200], "{sent:?}");
+}
+
+#[test]
+fn a_call_refused_by_the_last_trunk_of_its_route_gets_the_refusal() {
+    let mut lab = lab();
+    let sent = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-l"));
+    let first = invites_to(&sent, TRUNK)[0].clone();
+    let sent = lab.from_trunk_text(&trunk_response(&first, 503, "Service Unavailable", ""));
+    let second = invites_to(&sent, BACKUP)[0].clone();
+    let backup = Flow {
+        transport: Transport::Udp,
+        local: addr(EXTERNAL),
+        remote: addr(BACKUP),
+        conn: None,
+    };
+    let sent = lab.feed(
+        backup,
+        &trunk_response(&second, 503, "Service Unavailable", ""),
+    );
+    assert_eq!(statuses(&only(&sent, PBX)), vec![503], "{sent:?}");
+}
