@@ -272,3 +272,64 @@ fn stir_sign_and_verify_print_every_step() {
         "{text}"
     );
 }
+
+/// `sluice route` explains tenant routing without sending anything: inbound (the tenant and
+/// the DID as its PBX gets it, or 404) and outbound (route, trunks, caller ID per trunk).
+#[test]
+fn route_explains_a_calls_routing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.toml");
+    let base = sluice_e2e::Lab::config_text(202, sluice_e2e::Transport::Udp)
+        .replace("outbound_trunk = \"loop\"", "");
+    let text = format!(
+        "{base}\n[[trunk]]\nname = \"backup\"\nhost = \"127.0.202.21\"\nnumber_format = \"digits\"\n\n\
+         [[tenant]]\nname = \"acme\"\ndefault_caller_id = \"13322496213\"\n\
+         [[tenant.trunk]]\nname = \"loop\"\ndids = \"13322496213-13322496215\"\n\
+         [[tenant.trunk]]\nname = \"backup\"\ndids = \"16468097069\"\n\
+         [[tenant.route]]\nprefix = \"1\"\ntrunks = [\"loop\", \"backup\"]\n\n\
+         [[tenant]]\nname = \"globex\"\npbx = {{ host = \"127.0.202.11\" }}\npbx_number_format = \"national\"\n\
+         [[tenant.trunk]]\nname = \"loop\"\ndids = \"16468097069-16468097079\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let route = |args: &[&str]| {
+        let out = Command::new(sluice_e2e::sluice_bin())
+            .args(["route", "--config"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = route(&["--from", "3322496214", "--to", "(212) 555-0100"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("tenant     acme"), "{text}");
+    assert!(text.contains("route      1 (prefix 1)"), "{text}");
+    assert!(
+        text.contains("1. loop: called +12125550100, calling +13322496214"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2. backup: called 12125550100, calling 13322496213 (the tenant's default)"),
+        "{text}"
+    );
+    let (code, text) = route(&[
+        "--trunk",
+        "loop",
+        "--from",
+        "12125550100",
+        "--to",
+        "+16468097070",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("tenant     globex"), "{text}");
+    assert!(text.contains("127.0.202.11:5060"), "{text}");
+    assert!(text.contains("called 6468097070"), "{text}");
+    let (code, text) = route(&["--trunk", "loop", "--from", "1", "--to", "13322496299"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("404 Not Found"), "{text}");
+    let (code, text) = route(&["--tenant", "globex", "--from", "1", "--to", "2125550100"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("404 No Route"), "{text}");
+}

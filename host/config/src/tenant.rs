@@ -337,7 +337,8 @@ trunks = ["loop"]
 "#;
 
     fn with(extra: &str) -> Result<Config, String> {
-        Config::parse(&format!("{DEFAULT_CONFIG}\n{extra}"), "t.toml").map_err(|e| e.to_string())
+        let base = DEFAULT_CONFIG.replace("outbound_trunk = \"loop\"", "");
+        Config::parse(&format!("{base}\n{extra}"), "t.toml").map_err(|e| e.to_string())
     }
 
     #[test]
@@ -398,5 +399,12 @@ trunks = ["loop"]
         assert!(err.contains("routing.outbound_trunk is needed"), "{err}");
         let text = format!("{without}\n{TWO_TENANTS}");
         assert!(Config::parse(&text, "t.toml").is_ok());
+        let err = Config::parse(&format!("{DEFAULT_CONFIG}\n{TWO_TENANTS}"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("routing.outbound_trunk is not used with tenants"),
+            "{err}"
+        );
     }
 }

@@ -533,6 +533,13 @@ impl Routing {
                 "routing.emergency_numbers: `{e}` must be digits"
             )));
         }
+        if let (Some(t), true) = (&self.outbound_trunk, tenants) {
+            return Err(Problem::at(
+                t.span(),
+                "routing.outbound_trunk is not used with tenants (their routes say where PBX \
+                 calls go): remove it",
+            ));
+        }
         let Some(target) = &self.outbound_trunk else {
             if tenants {
                 return Ok(());

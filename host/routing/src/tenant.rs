@@ -71,6 +71,16 @@ impl Matcher {
     }
 }
 
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Matcher::Prefix(p) if p.is_empty() => write!(f, "every number"),
+            Matcher::Prefix(p) => write!(f, "prefix {p}"),
+            Matcher::Pattern(p) => write!(f, "pattern {p}"),
+        }
+    }
+}
+
 /// One of a tenant's outbound routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRoute {

@@ -19,6 +19,7 @@ mod metrics_help;
 mod plugin_test;
 mod reload;
 mod resolve;
+mod route_cli;
 mod stir;
 mod stir_cli;
 mod systemd;
@@ -80,6 +81,9 @@ enum Cmd {
         #[command(subcommand)]
         command: PluginCmd,
     },
+    /// What tenant routing would do with a call, without sending anything: the tenant, the
+    /// numbers normalised, the route and its trunks (or the refusal). Exit 0 when routed.
+    Route(route_cli::Args),
     /// STIR/SHAKEN tools: sign or verify a captured INVITE, every step printed.
     Stir {
         #[command(subcommand)]
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             command: PluginCmd::Test(args),
         } => plugin_test::run(args),
         Cmd::Stir { command } => stir_cli::run(command),
+        Cmd::Route(args) => route_cli::run(args),
         Cmd::Run {
             config,
             log,
