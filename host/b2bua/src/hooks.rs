@@ -176,6 +176,31 @@ impl Hooks for NoHooks {
     }
 }
 
+/// The number hook over a new call's called and calling numbers; the status to refuse the call
+/// with when a fail-closed plugin failed.
+pub fn run_number_hooks<H: Hooks + ?Sized>(
+    hooks: &mut H,
+    generation: Generation,
+    ctx: &HookContext<'_>,
+    invite: &mut Message,
+) -> Result<(), u16> {
+    let mut refused = None;
+    edit::normalize_numbers(invite, |kind, n| {
+        match hooks.number(generation, ctx, kind, n) {
+            NumberVerdict::Keep => None,
+            NumberVerdict::Replace(n) => Some(n),
+            NumberVerdict::Refuse { status } => {
+                refused.get_or_insert(status);
+                None
+            }
+        }
+    });
+    match refused.filter(|&s| edit::check_rejectable(invite, s).is_ok()) {
+        Some(status) => Err(status),
+        None => Ok(()),
+    }
+}
+
 /// What the plugins made of a new call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewCallOutcome {
@@ -195,22 +220,33 @@ pub fn run_new_call<H: Hooks + ?Sized>(
     invite: &mut Message,
     original: &mut Message,
 ) -> NewCallOutcome {
-    let mut refused = None;
-    edit::normalize_numbers(invite, |kind, n| {
-        match hooks.number(generation, ctx, kind, n) {
-            NumberVerdict::Keep => None,
-            NumberVerdict::Replace(n) => Some(n),
-            NumberVerdict::Refuse { status } => {
-                refused.get_or_insert(status);
-                None
-            }
+    run_new_call_with(hooks, generation, ctx, (invite, original), NumberHooks::Run)
+}
+
+/// Whether a new call's sequence runs the number hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberHooks {
+    Run,
+    /// They ran already, before routing (a trunk's call with tenants: the numbers the hook
+    /// made are those looked up, and the PBX gets them in its own format).
+    RanBeforeRouting,
+}
+
+/// [`run_new_call`], with the number hooks run or not.
+pub fn run_new_call_with<H: Hooks + ?Sized>(
+    hooks: &mut H,
+    generation: Generation,
+    ctx: &HookContext<'_>,
+    (invite, original): (&mut Message, &mut Message),
+    numbers: NumberHooks,
+) -> NewCallOutcome {
+    if numbers == NumberHooks::Run {
+        if let Err(status) = run_number_hooks(hooks, generation, ctx, invite) {
+            return NewCallOutcome::Refuse {
+                status,
+                reason: "Plugin Failure".into(),
+            };
         }
-    });
-    if let Some(status) = refused.filter(|&s| edit::check_rejectable(invite, s).is_ok()) {
-        return NewCallOutcome::Refuse {
-            status,
-            reason: "Plugin Failure".into(),
-        };
     }
     if let HookVerdict::Reject { status, reason } = hooks.message(generation, ctx, invite, original)
     {

@@ -8,7 +8,7 @@ use crate::config::{ListenerAddr, Side};
 use crate::core::{ClientRole, Core};
 use crate::failover::Attempts;
 use crate::headers::add_agent;
-use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome};
+use crate::hooks::{run_new_call_with, HookContext, Hooks, NewCallOutcome, NumberHooks};
 use crate::media::Anchor;
 use crate::refuse::{self, Load, Refusal};
 use crate::route::{self, NoRoute, Route};
@@ -30,10 +30,10 @@ pub fn start<H: Hooks>(
     (tx, msg, flow): (ServerTxId, Message, Flow),
 ) {
     let active = calls.len().saturating_add(core.verifying.len());
-    let Some(admitted) = admit(core, active, now, (tx, &msg, flow)) else {
+    let key = calls.new_key();
+    let Some(admitted) = admit(core, (key, active), now, (tx, &msg, flow)) else {
         return;
     };
-    let key = calls.new_key();
     match crate::verify::begin(core, now, key, (tx, msg, flow), admitted) {
         Begun::Ready(input, admitted, outcome) => {
             proceed(core, calls, now, key, (input, admitted), outcome);
@@ -124,7 +124,7 @@ struct Prepared {
 /// whether it is admitted and where it goes; a refused call is answered here.
 fn admit<H: Hooks>(
     core: &mut Core<H>,
-    active_calls: usize,
+    (key, active_calls): (u64, usize),
     now: Instant,
     (tx, msg, flow): (ServerTxId, &Message, Flow),
 ) -> Option<Admitted> {
@@ -135,10 +135,19 @@ fn admit<H: Hooks>(
         Side::External => Direction::Inbound,
     };
     core.origin.get_or_insert(now);
+    let hooked = match crate::tenants::provider_numbers(core, key, now, (side, flow, msg)) {
+        Ok(h) => h,
+        Err(status) => {
+            let label = Arc::from("unknown");
+            let r = Refusal::with_reason(status, "Plugin Failure");
+            refuse_new_call(core, now, (tx, msg), (&label, direction), r);
+            return None;
+        }
+    };
     let route = route::route_new_call(
         &core.cfg,
         &core.trunks,
-        (side, flow.remote, msg),
+        (side, flow.remote, hooked.as_ref().unwrap_or(msg)),
         now,
         &mut core.ids,
     );
@@ -320,7 +329,12 @@ fn clear<H: Hooks>(
             transport: flow.transport,
         };
         let invite = &mut new_call.invite;
-        match run_new_call(&mut core.hooks, generation, &ctx, invite, msg) {
+        let numbers = if route.tenant.is_some() && direction == Direction::Inbound {
+            NumberHooks::RanBeforeRouting
+        } else {
+            NumberHooks::Run
+        };
+        match run_new_call_with(&mut core.hooks, generation, &ctx, (invite, msg), numbers) {
             NewCallOutcome::Refuse { status, reason } => {
                 debug!(call = key, status, "refused by a plugin");
                 return Err(Refusal::with_reason(status, reason));

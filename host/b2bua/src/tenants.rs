@@ -13,13 +13,17 @@
 //! The numbers chosen here are written on the INVITE before the plugins run
 //! ([`write_numbers`]): a brand plugin's number hook still has the last word on the wire.
 
-use crate::config::{CalledFrom, EngineConfig, TenantRouting, TrunkConfig};
+use crate::call::Direction;
+use crate::config::{CalledFrom, EngineConfig, Side, TenantRouting, TrunkConfig};
+use crate::core::Core;
+use crate::hooks::{run_number_hooks, HookContext, Hooks};
 use crate::ids::Ids;
 use crate::next_trunk::NextTrunks;
 use crate::route::{self, NoRoute, Numbers, Route};
 use crate::trunks::Trunks;
 use sluice_routing::{CallerId, Number};
 use sluice_sip::{edit, HeaderName, Message, NameAddr, Uri};
+use sluice_transaction::Flow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,6 +141,41 @@ pub fn outbound(
         return Ok(r);
     }
     Err(refusal)
+}
+
+/// With tenants, a trunk's call: its INVITE with the numbers the trunk's number hook made of
+/// them (the brand knows how its provider writes numbers), which routing then reads; `None`
+/// when nothing is to run. `Err`: a fail-closed plugin failed (the status to refuse with).
+pub(crate) fn provider_numbers<H: Hooks>(
+    core: &mut Core<H>,
+    key: u64,
+    now: Instant,
+    (side, flow, msg): (Side, Flow, &Message),
+) -> Result<Option<Message>, u16> {
+    if side != Side::External || core.cfg.tenants.is_none() {
+        return Ok(None);
+    }
+    let Some(t) = core.trunks.by_source(&core.cfg, flow.remote, now) else {
+        return Ok(None);
+    };
+    let Some(trunk) = core.cfg.trunks.get(t).map(|t| t.name.clone()) else {
+        return Ok(None);
+    };
+    let generation = core.hooks.current();
+    if !core.hooks.active(generation, &trunk) {
+        return Ok(None);
+    }
+    let ctx = HookContext {
+        call: key,
+        direction: Direction::Inbound,
+        leg: Side::Internal,
+        trunk: &trunk,
+        source: flow.remote,
+        transport: flow.transport,
+    };
+    let mut copy = msg.clone();
+    run_number_hooks(&mut core.hooks, generation, &ctx, &mut copy)?;
+    Ok(Some(copy))
 }
 
 /// The number part of a URI's user (user parameters such as `;phone-context` cut).

@@ -320,3 +320,60 @@ fn a_call_refused_by_the_last_trunk_of_its_route_gets_the_refusal() {
     );
     assert_eq!(statuses(&only(&sent, PBX)), vec![503], "{sent:?}");
 }
+
+/// A brand whose number hook knows its provider's short form `pg-NN` of globex's numbers, and
+/// writes every number it sees as E.164.
+struct ShortForms;
+
+impl sluice_b2bua::Hooks for ShortForms {
+    fn current(&self) -> u64 {
+        1
+    }
+    fn pin(&mut self, _: u64) {}
+    fn release(&mut self, _: u64) {}
+    fn active(&self, _: u64, _: &str) -> bool {
+        true
+    }
+    fn number(
+        &mut self,
+        _: u64,
+        _: &sluice_b2bua::HookContext<'_>,
+        _: sluice_b2bua::hooks::NumberKind,
+        n: &str,
+    ) -> sluice_b2bua::hooks::NumberVerdict {
+        use sluice_b2bua::hooks::NumberVerdict;
+        match n.strip_prefix("pg-") {
+            Some(tail) => NumberVerdict::Replace(format!("+164680970{tail}")),
+            None if !n.starts_with('+') => NumberVerdict::Replace(format!("+{n}")),
+            None => NumberVerdict::Keep,
+        }
+    }
+    fn message(
+        &mut self,
+        _: u64,
+        _: &sluice_b2bua::HookContext<'_>,
+        _: &mut Message,
+        _: &mut Message,
+    ) -> sluice_b2bua::HookVerdict {
+        sluice_b2bua::HookVerdict::Continue
+    }
+    fn attestation(
+        &mut self,
+        _: u64,
+        _: &sluice_b2bua::HookContext<'_>,
+        _: &mut Message,
+    ) -> Option<sluice_b2bua::Attestation> {
+        None
+    }
+}
+
+#[test]
+fn the_brands_number_hook_runs_before_the_did_lookup_and_the_pbx_gets_its_own_format() {
+    let mut lab = Lab::with_hooks(config(|_| {}), ShortForms);
+    lab.engine.handle_timeout(lab.now);
+    let sent = lab.from_trunk_text(&inbound("pg-72", "in-b"));
+    let invites = invites_to(&sent, GLOBEX_PBX);
+    assert_eq!(invites.len(), 1, "{sent:?}");
+    // globex takes national numbers: the hook's E.164 is not written over it afterwards.
+    assert_eq!(user_of(invites[0].request_uri().unwrap()), "6468097072");
+}
