@@ -16,7 +16,8 @@
 # LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000),
 # SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
 # sets on the trunk, bench/sluice-bench-plugins.toml; sluice-stir signs every call with
-# STIR/SHAKEN, bench/sluice-bench-stir.toml).
+# STIR/SHAKEN, bench/sluice-bench-stir.toml; sluice-tenants routes every call through tenant
+# routing: numbers normalised, route, caller-ID check, bench/sluice-bench-tenants.toml).
 # Traffic stays on 127.0.100.0/24. SIPp does not abort a call on an unexpected message
 # (`-abortunexp` off, as ../shared/bench's anchor does): Kamailio's worker processes may relay a
 # 180 after the 200 of the same call, which a stateful system never does; such a call still
@@ -89,6 +90,10 @@ start_system() {
         ;;
     sluice-stir)
         "$SLUICE" run --config bench/sluice-bench-stir.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        SYS_PID=$!
+        ;;
+    sluice-tenants)
+        "$SLUICE" run --config bench/sluice-bench-tenants.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     kamailio)
@@ -268,6 +273,10 @@ fi
 if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-stir]:-}" ]; then
     awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-stir]}" \
         'BEGIN { printf "CPU per call, sluice-stir/sluice: %.2f (STIR/SHAKEN signing: %+.1f us per call)\n", p / s, p - s }'
+fi
+if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-tenants]:-}" ]; then
+    awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-tenants]}" \
+        'BEGIN { printf "CPU per call, sluice-tenants/sluice: %.2f (tenant routing: %+.1f us per call)\n", p / s, p - s }'
 fi
 if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-plugins]:-}" ]; then
     awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-plugins]}" \

@@ -95,6 +95,13 @@ impl DidPool {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
+
+    /// Bytes the pool holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.spans
+            .capacity()
+            .saturating_mul(std::mem::size_of::<Span>())
+    }
 }
 
 /// Two owners of one number on the same trunk: the first (smallest) such number.
@@ -158,6 +165,13 @@ impl DidIndex {
 
     pub fn entries(&self) -> usize {
         self.spans.len()
+    }
+
+    /// Bytes the index holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.spans
+            .capacity()
+            .saturating_mul(std::mem::size_of::<(Span, u32)>())
     }
 }
 
