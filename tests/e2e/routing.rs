@@ -3,7 +3,11 @@
 //! reach that tenant's PBX with the DID written as it expects, a DID in no pool gets 404; PBX
 //! calls take their tenant's route by prefix, fail over to the route's next trunk, and present
 //! a caller ID of the tenant's pool on the trunk used (or are refused, as configured).
-#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::string_slice
+)]
 
 use sluice_e2e::{http, metric, parse_prometheus, sipp_available, Lab, LabAddrs, Peer, Transport};
 use std::time::Duration;
@@ -150,6 +154,55 @@ fn a_providers_calls_reach_the_pbx_of_the_tenant_owning_the_did() {
         Some(1.0),
         "{body}"
     );
+    // A reload moves 13322496215 from acme to globex: its next call goes to globex's PBX.
+    let text = std::fs::read_to_string(&lab.config_path).unwrap();
+    let moved = text
+        .replace(
+            "dids = \"13322496213-13322496215\"",
+            "dids = \"13322496213-13322496214\"",
+        )
+        .replace(
+            "dids = \"16468097069-16468097079\"",
+            "dids = \"16468097069-16468097079; 13322496215\"",
+        );
+    std::fs::write(&lab.config_path, &moved).unwrap();
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 200, "{body}");
+    let trunk = (format!("127.0.{BLOCK}.20"), 5060);
+    one_call(
+        &lab,
+        "moved",
+        "uac.xml",
+        trunk.clone(),
+        &lab.external(),
+        &["-s", "3322496215"],
+    );
+    let to_globex = invites(&globex);
+    assert_eq!(to_globex.len(), 2, "{to_globex:?}");
+    assert!(
+        to_globex[1].0.starts_with("INVITE sip:3322496215@"),
+        "{to_globex:?}"
+    );
+
+    // Removing a trunk that acme's pool and route still name is refused whole, named; the
+    // running configuration stays.
+    let start = moved.find("[[trunk]]\nname = \"backup\"").unwrap();
+    let end = start + moved[start..].find("\n\n").unwrap();
+    let removed = format!("{}{}", &moved[..start], &moved[end..]);
+    std::fs::write(&lab.config_path, &removed).unwrap();
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 422, "{body}");
+    let named = "tenant `acme` is assigned trunk `backup`, which is not configured";
+    assert!(body.contains(named), "{body}");
+    one_call(
+        &lab,
+        "kept",
+        "uac.xml",
+        trunk,
+        &lab.external(),
+        &["-s", "+13322496213"],
+    );
+    assert_eq!(invites(&acme).len(), 4, "the running tenants still route");
 }
 
 #[test]

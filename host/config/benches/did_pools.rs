@@ -79,12 +79,23 @@ fn main() {
         }
         started.elapsed().as_secs_f64() * 1e6 / n as f64
     };
-    let valid = per_number(&["+13322496213", "3322496213", "13322496213", "011442079460000"]);
+    let valid = per_number(&[
+        "+13322496213",
+        "3322496213",
+        "13322496213",
+        "011442079460000",
+    ]);
     let invalid = per_number(&["15552001111", "2001", "+15552230000"]);
 
     println!("DID pools: {RANGES} ranges, {numbers} numbers, 2 tenants on one trunk");
-    println!("  configuration load (TOML + checks): {:.0} ms", load.as_secs_f64() * 1e3);
-    println!("  routing index build:                {:.0} ms", build.as_secs_f64() * 1e3);
+    println!(
+        "  configuration load (TOML + checks): {:.0} ms",
+        load.as_secs_f64() * 1e3
+    );
+    println!(
+        "  routing index build:                {:.0} ms",
+        build.as_secs_f64() * 1e3
+    );
     println!("  entries held (pools + index):       {entries}");
     println!(
         "  memory of pools + index:            {:.1} MiB ({} bytes per entry)",

@@ -367,6 +367,7 @@ trunks = ["loop"]
             ("pbx_number_format = \"national\"", "pbx_number_format = \"local\"", "`local` is no number format"),
             ("default_caller_id = \"13322496213\"", "default_caller_id = \"+13322496213\"", "must be E.164 digits"),
             ("name = \"acme\"", "name = \"acme\"\ncountry = \"XX\"", "`XX` is no ISO 3166 country code"),
+            ("host = \"127.0.0.21\"", "host = \"127.0.0.21\"\ncountry = \"ZZ\"", "trunk `backup`: `ZZ` is no ISO 3166 country code"),
         ];
         for (from, to, expected) in cases {
             assert!(TWO_TENANTS.contains(from), "{from}");

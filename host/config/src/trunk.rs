@@ -170,6 +170,9 @@ pub struct Trunk {
     /// STIR/SHAKEN signing of the calls sent to this trunk (see [`crate::stir`]).
     #[serde(default)]
     pub stir: crate::stir::TrunkStir,
+    /// With tenants: the country the trunk's numbers are read in (ISO 3166 code; default
+    /// `routing.country`): its national forms and international prefix.
+    pub country: Option<Spanned<String>>,
     /// With tenants: how numbers are written toward the trunk (`e164`, `digits`,
     /// `national`); its brand plugin may still rewrite them.
     pub number_format: Option<crate::tenant::NumberFormat>,
@@ -266,6 +269,18 @@ fn default_brand() -> Spanned<String> {
 impl Trunk {
     fn check(&self) -> Checked {
         check_name(&self.name, "trunk name")?;
+        if let Some(c) = &self.country {
+            if sluice_routing::Numbering::new(c.get_ref()).is_none() {
+                return Err(Problem::at(
+                    c.span(),
+                    format!(
+                        "trunk `{}`: `{}` is no ISO 3166 country code",
+                        self.name.get_ref(),
+                        c.get_ref()
+                    ),
+                ));
+            }
+        }
         for f in &self.called_number_from {
             let v = f.get_ref();
             let token = !v.is_empty()

@@ -208,7 +208,10 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
 
 /// How a trunk's numbers are read and written (used with tenants).
 fn trunk_numbers(cfg: &Config, t: &Trunk) -> anyhow::Result<TrunkNumbers> {
-    let country = cfg.routing.country.get_ref();
+    let country = t
+        .country
+        .as_ref()
+        .map_or(cfg.routing.country.get_ref(), |c| c.get_ref());
     let numbering = sluice_routing::Numbering::new(country)
         .ok_or_else(|| anyhow!("unknown country `{country}`"))?;
     let called_from = t
