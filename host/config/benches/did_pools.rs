@@ -5,7 +5,11 @@
 //! normalising a number (libphonenumber) that every call pays twice.
 //!
 //! `cargo bench -p sluice-config --bench did_pools`
-#![allow(clippy::arithmetic_side_effects, clippy::cast_precision_loss)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::cast_precision_loss,
+    clippy::indexing_slicing
+)]
 
 use sluice_config::{Config, DEFAULT_CONFIG};
 use sluice_routing::{DidIndex, Numbering};
