@@ -274,4 +274,19 @@ fn pbx_calls_take_their_tenants_route_fail_over_and_present_an_allowed_caller_id
         // 3322496214 is acme's on loop only: its default is presented on backup.
         assert!(from.contains("sip:+13322496213@"), "{from}");
     }
+    // globex's 403 was for its caller ID (not for a call no tenant claims).
+    let (_, body) = http("GET", &lab.admin(), "/metrics", None, "");
+    let samples = parse_prometheus(&body);
+    let caller_id = [("trunk", "unknown"), ("reason", "caller-id")];
+    assert_eq!(
+        metric(&samples, "sluice_calls_unrouted_total", &caller_id),
+        Some(1.0),
+        "{body}"
+    );
+    let no_tenant = [("trunk", "unknown"), ("reason", "no-tenant")];
+    assert_eq!(
+        metric(&samples, "sluice_calls_unrouted_total", &no_tenant),
+        None,
+        "{body}"
+    );
 }

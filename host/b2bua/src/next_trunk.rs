@@ -7,13 +7,14 @@
 
 use crate::call::{Direction, LegId};
 use crate::calls::{Call, CallState};
+use crate::config::TenantRouting;
 use crate::core::Core;
 use crate::dialog::Dialog;
 use crate::failover::{fresh_dialog, invite_again, send_invite};
 use crate::hooks::{run_new_call, Attestation, HookContext, Hooks, NewCallOutcome};
 use crate::route::{self, Numbers, Route};
 use sluice_routing::{CallerId, Number};
-use sluice_sip::Message;
+use sluice_sip::{HeaderName, Message};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +24,8 @@ use tracing::info;
 #[derive(Debug, Clone)]
 pub struct NextTrunks {
     pub trunks: VecDeque<Arc<str>>,
-    /// The tenant (position in the routing table).
+    /// The routing table the call started with, and its tenant there (position).
+    pub routing: Arc<TenantRouting>,
     pub tenant: usize,
     /// The dialled number after the route's rewrite, and the caller's number.
     pub called: Number,
@@ -45,49 +47,52 @@ pub fn next_trunk<H: Hooks>(
         return None;
     };
     let original = p.invite.clone();
-    let next = p.attempts.next_trunks.as_mut()?;
-    let tenants = core.cfg.tenants.clone()?;
+    // Taken out while the call is rebuilt, put back for the trunks after this one.
+    let mut next = p.attempts.next_trunks.take()?;
     let pristine = next.pristine.clone()?;
-    let (route, numbers) = loop {
-        let name = next.trunks.pop_front()?;
-        let Some(i) = core.cfg.trunks.iter().position(|t| t.name == name) else {
+    let moved = loop {
+        let Some(name) = next.trunks.pop_front() else {
+            break None;
+        };
+        let Some((route, numbers)) = candidate(core, &next, &name, now) else {
             continue;
         };
-        let caller_id =
-            tenants
-                .table
-                .caller_id(next.tenant, &name, next.calling.as_ref(), next.emergency);
-        let presented = match &caller_id {
-            CallerId::Refuse => continue,
-            CallerId::Keep => next.calling.as_ref(),
-            CallerId::Replace(n) => Some(n),
-        };
-        let Ok(route) = route::to_trunk(&core.cfg, &core.trunks, i, now, &mut core.ids) else {
-            continue;
-        };
-        let format = core.cfg.trunks.get(i).map(|t| t.numbers.format);
-        let format = format.unwrap_or_default();
-        let numbers = Numbers {
-            called: next.called.written(format),
-            calling: presented.map(|n| n.written(format)),
-        };
-        break (route, numbers);
+        let built = rebuild(
+            core,
+            call,
+            now,
+            &route,
+            (&pristine, &numbers, original.clone()),
+        );
+        if let Some(built) = built {
+            break Some((route, built));
+        }
     };
-    let (dialog, invite, attestation) =
-        rebuild(core, call, now, &route, (&pristine, &numbers, original))?;
+    if let CallState::Proceeding(p) = &mut call.state {
+        p.attempts.next_trunks = Some(next);
+    }
+    let (route, (dialog, invite, attestation)) = moved?;
     let old_dialog = std::mem::replace(&mut call.legs.callee, dialog);
     let (old_tag, new_tag) = (old_dialog.local_tag, call.legs.callee.local_tag.clone());
     let old = std::mem::replace(&mut call.trunk, route.trunk.clone());
     call.attestation = attestation;
     call.prack.new_attempt();
+    // The first trunk's attempt failed; the call is the next trunk's from here on.
     core.trunks.call_ended(&old);
+    core.metrics.call_failed(&old, call.direction, status);
     core.metrics.call_ended(&old, call.direction, None);
+    core.metrics.failover(&old);
+    core.metrics.call_attempted(&route.trunk, call.direction);
     core.metrics.call_started(&route.trunk, call.direction);
     core.trunks
         .call_started(&route.trunk, Some(route.peer.addr));
-    let uac = send_invite(core, call, now, invite, route.peer.large_over_tcp)?;
+    crate::guard::note_peers(core, call);
+    let Some(uac) = send_invite(core, call, now, invite, route.peer.large_over_tcp) else {
+        // Not sent (too large for UDP): the call fails, its index follows the new dialog.
+        core.retags.push((call.key, old_tag, new_tag));
+        return None;
+    };
     info!(call = call.key, from = %old, to = %route.trunk, status, "failed over to the route's next trunk");
-    core.metrics.failover(&old);
     if let CallState::Proceeding(p) = &mut call.state {
         p.uac = uac;
         p.attempts.challenge = None;
@@ -96,8 +101,33 @@ pub fn next_trunk<H: Hooks>(
         p.attempts.attempt_timeout = route.attempt_timeout;
         p.attempts.arm(call.key, now, &mut core.timers);
     }
-    crate::guard::note_peers(core, call);
     Some((old_tag, new_tag))
+}
+
+/// Trunk `name` as the call's next try: its route (up, below its limit) and the numbers
+/// written for it, when the caller ID is allowed there. Decided with the routing table the
+/// call started with (a reload meanwhile does not change its tenant).
+fn candidate<H: Hooks>(
+    core: &mut Core<H>,
+    next: &NextTrunks,
+    name: &str,
+    now: Instant,
+) -> Option<(Route, Numbers)> {
+    let i = core.cfg.trunks.iter().position(|t| &*t.name == name)?;
+    let table = &next.routing.table;
+    let tenant = table.tenants().get(next.tenant)?;
+    let verdict = table.caller_id(next.tenant, name, next.calling.as_ref(), next.emergency);
+    if verdict == CallerId::Refuse {
+        return None;
+    }
+    let route = route::to_trunk(&core.cfg, &core.trunks, i, now, &mut core.ids).ok()?;
+    let format = core.cfg.trunks.get(i).map(|t| t.numbers.format);
+    let format = format.unwrap_or_default();
+    let numbers = Numbers {
+        called: next.called.written(format),
+        calling: crate::tenants::presented(&verdict, tenant.numbering, format),
+    };
+    Some((route, numbers))
 }
 
 /// The call's new callee dialog toward `route`'s trunk and its INVITE: the pristine INVITE's
@@ -122,7 +152,14 @@ fn rebuild<H: Hooks>(
         (peer, listener, public),
         pristine,
     );
+    // The caller's party as the first trunk's INVITE had it before its plugins ran.
+    if let Some(from) = pristine.header(&HeaderName::From) {
+        dialog.local_party = with_tag(from, &dialog.local_tag);
+    }
     let mut invite = invite_again(&dialog, &mut core.ids, pristine);
+    if let Some(host) = &route.uri_host {
+        crate::setup::retarget_dialog(&mut dialog, &mut invite, host);
+    }
     crate::tenants::write_numbers(&mut invite, numbers);
     crate::setup::follow_plugins(&mut dialog, &invite);
     let mut attestation = None;
@@ -152,4 +189,37 @@ fn rebuild<H: Hooks>(
         attestation = crate::identity::sign(core, now, &route.trunk, &mut invite, attestation);
     }
     Some((dialog, invite, attestation))
+}
+
+/// A From value with its `tag` parameter set to `tag`.
+fn with_tag(value: &str, tag: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    // The tag parameter follows the name-addr's closing `>` (or the bare URI).
+    let after = lower.rfind('>').map_or(0, |i| i);
+    let Some(at) = lower.get(after..).and_then(|t| t.find(";tag=")) else {
+        return format!("{value};tag={tag}");
+    };
+    let start = after.saturating_add(at);
+    let rest = value.get(start.saturating_add(5)..).unwrap_or("");
+    let end = rest.find(';').unwrap_or(rest.len());
+    format!(
+        "{}{tag}{}",
+        value.get(..start.saturating_add(5)).unwrap_or(value),
+        rest.get(end..).unwrap_or("")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_tag;
+
+    #[test]
+    fn the_tag_of_a_from_is_replaced_and_nothing_else() {
+        assert_eq!(
+            with_tag("\"A;tag=x\" <sip:1@h;tag=u>;tag=old;x=1", "new"),
+            "\"A;tag=x\" <sip:1@h;tag=u>;tag=new;x=1"
+        );
+        assert_eq!(with_tag("<sip:1@h>", "new"), "<sip:1@h>;tag=new");
+        assert_eq!(with_tag("sip:1@h;TAG=old", "new"), "sip:1@h;TAG=new");
+    }
 }

@@ -79,8 +79,17 @@ pub struct Route {
 pub struct Numbers {
     /// Request-URI and To.
     pub called: String,
-    /// From and the identity headers; `None`: as the caller wrote them.
-    pub calling: Option<String>,
+    /// From and the identity headers.
+    pub calling: Calling,
+}
+
+/// How a routed call's calling numbers are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Calling {
+    /// Each one (From, P-Asserted-Identity…) read in this plan and written in this format.
+    Each(sluice_routing::Numbering, sluice_routing::Format),
+    /// Every one replaced by this (a tenant's default caller ID).
+    All(String),
 }
 
 /// Why a call has no route.

@@ -167,18 +167,22 @@ pub(crate) fn callee_dialog(
 /// Send the call to `host` (a gateway's registered Contact) rather than the peer's host: the
 /// Request-URI and the dialog's target name it, the called number kept.
 pub fn retarget(call: &mut NewCall, host: &str) {
-    let number = call
-        .invite
+    retarget_dialog(&mut call.callee, &mut call.invite, host);
+}
+
+/// [`retarget`] for a callee `dialog` and its `invite`.
+pub fn retarget_dialog(dialog: &mut Dialog, invite: &mut Message, host: &str) {
+    let number = invite
         .request_uri()
         .and_then(edit::uri_number)
         .unwrap_or("")
         .to_string();
     let uri = format!(
         "sip:{number}@{host}{}",
-        transport_param(call.callee.flow.transport)
+        transport_param(dialog.flow.transport)
     );
-    call.callee.remote_target = uri.clone();
-    if let sluice_sip::StartLine::Request { uri: u, .. } = &mut call.invite.start {
+    dialog.remote_target = uri.clone();
+    if let sluice_sip::StartLine::Request { uri: u, .. } = &mut invite.start {
         *u = uri;
     }
 }

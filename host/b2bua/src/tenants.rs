@@ -19,9 +19,9 @@ use crate::core::Core;
 use crate::hooks::{run_number_hooks, HookContext, Hooks};
 use crate::ids::Ids;
 use crate::next_trunk::NextTrunks;
-use crate::route::{self, NoRoute, Numbers, Route};
+use crate::route::{self, Calling, NoRoute, Numbers, Route};
 use crate::trunks::Trunks;
-use sluice_routing::{CallerId, Number};
+use sluice_routing::{CallerId, Format, Numbering};
 use sluice_sip::{edit, HeaderName, Message, NameAddr, Uri};
 use sluice_transaction::Flow;
 use std::collections::VecDeque;
@@ -36,8 +36,7 @@ pub fn inbound(tr: &TenantRouting, t: &TrunkConfig, msg: &Message) -> Result<Rou
         .numbers
         .called_from
         .iter()
-        .find_map(|from| called_number(msg, from))
-        .and_then(|raw| numbering.normalise(raw))
+        .find_map(|from| called_number(msg, from).and_then(|raw| numbering.normalise(raw)))
         .ok_or(NoRoute::UnknownDid)?;
     let tenant = tr
         .table
@@ -47,14 +46,11 @@ pub fn inbound(tr: &TenantRouting, t: &TrunkConfig, msg: &Message) -> Result<Rou
         return Err(NoRoute::UnknownDid);
     };
     let format = spec.pbx_format;
-    let calling = calling_number(msg)
-        .and_then(|raw| numbering.normalise(raw))
-        .map(|n| n.written(format));
     let mut r = route::to_peer(t, pbx.clone());
     r.tenant = Some(spec.name.clone());
     r.numbers = Some(Numbers {
         called: called.written(format),
-        calling,
+        calling: Calling::Each(*numbering, format),
     });
     Ok(r)
 }
@@ -63,7 +59,7 @@ pub fn inbound(tr: &TenantRouting, t: &TrunkConfig, msg: &Message) -> Result<Rou
 /// can take the call with the caller ID it may present there.
 pub fn outbound(
     cfg: &EngineConfig,
-    tr: &TenantRouting,
+    tr: &Arc<TenantRouting>,
     trunks: &Trunks,
     (source, msg): (SocketAddr, &Message),
     now: Instant,
@@ -97,14 +93,10 @@ pub fn outbound(
             continue;
         };
         let caller_id = table.caller_id(tenant, name, calling.as_ref(), out.emergency);
-        let presented: Option<&Number> = match &caller_id {
-            CallerId::Refuse => {
-                refusal = NoRoute::CallerId;
-                continue;
-            }
-            CallerId::Keep => calling.as_ref(),
-            CallerId::Replace(n) => Some(n),
-        };
+        if caller_id == CallerId::Refuse {
+            refusal = NoRoute::CallerId;
+            continue;
+        }
         let mut r = match route::to_trunk(cfg, trunks, i, now, ids) {
             Ok(r) => r,
             Err(e) => {
@@ -122,7 +114,7 @@ pub fn outbound(
         r.tenant = Some(spec.name.clone());
         r.numbers = Some(Numbers {
             called: out.called.written(format),
-            calling: presented.map(|n| n.written(format)),
+            calling: presented(&caller_id, spec.numbering, format),
         });
         let rest: VecDeque<Arc<str>> = out
             .trunks
@@ -132,6 +124,7 @@ pub fn outbound(
             .collect();
         r.next = (!rest.is_empty()).then(|| NextTrunks {
             trunks: rest,
+            routing: Arc::clone(tr),
             tenant,
             called: out.called.clone(),
             calling: calling.clone(),
@@ -178,6 +171,14 @@ pub(crate) fn provider_numbers<H: Hooks>(
     Ok(Some(copy))
 }
 
+/// The calling numbers a call presents on a trunk, given its caller-ID verdict there.
+pub(crate) fn presented(verdict: &CallerId, numbering: Numbering, format: Format) -> Calling {
+    match verdict {
+        CallerId::Replace(n) => Calling::All(n.written(format)),
+        CallerId::Keep | CallerId::Refuse => Calling::Each(numbering, format),
+    }
+}
+
 /// The number part of a URI's user (user parameters such as `;phone-context` cut).
 fn user_number(user: &str) -> &str {
     user.split(';').next().unwrap_or(user)
@@ -205,8 +206,11 @@ fn calling_number(msg: &Message) -> Option<&str> {
 /// Write a routed call's numbers on its INVITE toward the callee: the called number in the
 /// Request-URI and To, the calling number in From and the identity headers.
 pub fn write_numbers(invite: &mut Message, numbers: &Numbers) {
-    edit::normalize_numbers(invite, |kind, _| match kind {
-        edit::NumberKind::Called => Some(numbers.called.clone()),
-        edit::NumberKind::Calling => numbers.calling.clone(),
+    edit::normalize_numbers(invite, |kind, n| match (kind, &numbers.calling) {
+        (edit::NumberKind::Called, _) => Some(numbers.called.clone()),
+        (edit::NumberKind::Calling, Calling::All(n)) => Some(n.clone()),
+        (edit::NumberKind::Calling, Calling::Each(plan, format)) => {
+            plan.normalise(user_number(n)).map(|n| n.written(*format))
+        }
     });
 }

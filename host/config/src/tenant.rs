@@ -279,6 +279,20 @@ pub fn check_tenants(tenants: &[Tenant], trunks: &[Trunk]) -> Checked {
             }
         }
     }
+    // Tenants behind the one `[pbx]` are told apart by the domains their calls carry.
+    let shared: Vec<&Tenant> = tenants.iter().filter(|t| t.pbx.is_none()).collect();
+    if shared.len() > 1 {
+        if let Some(t) = shared.iter().find(|t| t.domains.is_empty()) {
+            return Err(Problem::at(
+                t.name.span(),
+                format!(
+                    "tenant `{}` shares [pbx] with other tenants: give it `domains`, which tell \
+                     its calls apart (or its own `pbx`)",
+                    t.name.get_ref()
+                ),
+            ));
+        }
+    }
     for trunk in trunks {
         let name = trunk.name.get_ref();
         let pools: Vec<(&str, DidPool)> = tenants
@@ -368,6 +382,7 @@ trunks = ["loop"]
             ("default_caller_id = \"13322496213\"", "default_caller_id = \"+13322496213\"", "must be E.164 digits"),
             ("name = \"acme\"", "name = \"acme\"\ncountry = \"XX\"", "`XX` is no ISO 3166 country code"),
             ("host = \"127.0.0.21\"", "host = \"127.0.0.21\"\ncountry = \"ZZ\"", "trunk `backup`: `ZZ` is no ISO 3166 country code"),
+            ("domains = [\"globex.example\"]\npbx = { host = \"127.0.0.11\", port = 5060 }\n", "", "tenant `globex` shares [pbx] with other tenants"),
         ];
         for (from, to, expected) in cases {
             assert!(TWO_TENANTS.contains(from), "{from}");

@@ -27,6 +27,9 @@ impl Default for Numbering {
 pub struct Number {
     /// E.164 digits without `+` when valid; otherwise the digits as dialled.
     digits: String,
+    /// An invalid number dialled with `+` (a range newer than the metadata): written back
+    /// with it.
+    plus: bool,
     /// The national format's digits (with the national prefix the country dials, `0` in most
     /// of Europe, none in North America); `None` when not valid.
     national: Option<String>,
@@ -88,6 +91,7 @@ impl Numbering {
         let Some(n) = parsed else {
             return Some(Number {
                 digits: dialled.trim_start_matches('+').to_string(),
+                plus: dialled.starts_with('+'),
                 national: None,
             });
         };
@@ -101,6 +105,7 @@ impl Numbering {
             .collect();
         Some(Number {
             digits: e164.trim_start_matches('+').to_string(),
+            plus: true,
             national: Some(national),
         })
     }
@@ -134,6 +139,7 @@ impl Number {
         let d = dialled(digits)?;
         Some(Number {
             digits: d.trim_start_matches('+').to_string(),
+            plus: d.starts_with('+'),
             national: None,
         })
     }
@@ -150,12 +156,14 @@ impl Number {
     }
 
     /// The number written in `format`. A number that is not valid E.164 is written as dialled
-    /// whatever the format.
+    /// whatever the format (with its `+` if it had one).
     pub fn written(&self, format: Format) -> String {
         match (&self.national, format) {
             (Some(_), Format::E164) => format!("+{}", self.digits),
             (Some(n), Format::National) => n.clone(),
-            _ => self.digits.clone(),
+            (Some(_), Format::Digits) => self.digits.clone(),
+            (None, _) if self.plus => format!("+{}", self.digits),
+            (None, _) => self.digits.clone(),
         }
     }
 }
@@ -216,7 +224,8 @@ mod tests {
             let n = us().normalise(raw).unwrap();
             assert_eq!(n.digits(), digits);
             assert!(!n.is_e164());
-            assert_eq!(n.written(Format::E164), digits, "written as dialled");
+            assert_eq!(n.written(Format::E164), raw, "written as dialled");
+            assert_eq!(n.written(Format::National), raw, "written as dialled");
         }
         // A number in an unassigned North American area code is not valid.
         assert!(!us().normalise("+11112223333").unwrap().is_e164());

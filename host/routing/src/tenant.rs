@@ -210,26 +210,39 @@ impl RoutingTable {
         self.emergency.iter().any(|e| e == digits)
     }
 
-    /// The tenant of a call from the PBX side: by source address, then by the domains of its
-    /// From and Request-URI (in that order); the only tenant when there is one.
+    /// The tenant of a call from the PBX side: the one tenant whose PBX the source address is;
+    /// among several (a PBX shared by tenants), or none, the one the domains of its From and
+    /// Request-URI name (in that order); the only candidate when there is one.
     pub fn attribute(&self, source: IpAddr, domains: &[&str]) -> Option<usize> {
-        if let Some(i) = self
-            .tenants
-            .iter()
-            .position(|t| t.sources.iter().any(|n| n.contains(&source)))
-        {
-            return Some(i);
+        let by_source: Vec<usize> = (0..self.tenants.len())
+            .filter(|&i| {
+                self.tenants
+                    .get(i)
+                    .is_some_and(|t| t.sources.iter().any(|n| n.contains(&source)))
+            })
+            .collect();
+        if let [only] = by_source[..] {
+            return Some(only);
         }
+        let candidates: Vec<usize> = if by_source.is_empty() {
+            (0..self.tenants.len()).collect()
+        } else {
+            by_source
+        };
         for d in domains {
-            if let Some(i) = self
-                .tenants
-                .iter()
-                .position(|t| t.domains.iter().any(|td| td.eq_ignore_ascii_case(d)))
-            {
-                return Some(i);
+            let named = candidates.iter().copied().find(|&i| {
+                self.tenants
+                    .get(i)
+                    .is_some_and(|t| t.domains.iter().any(|td| td.eq_ignore_ascii_case(d)))
+            });
+            if named.is_some() {
+                return named;
             }
         }
-        (self.tenants.len() == 1).then_some(0)
+        match candidates[..] {
+            [only] => Some(only),
+            _ => None,
+        }
     }
 
     /// Whether any tenant's PBX calls from `ip`.
@@ -410,6 +423,12 @@ mod tests {
         );
         assert_eq!(t.attribute(outside, &["x.example"]), None);
         assert!(t.is_tenant_source(inside) && !t.is_tenant_source(outside));
+        // One PBX shared by both tenants: its address decides nothing, the domain does.
+        let mut shared = table();
+        shared.tenants[1].sources = shared.tenants[0].sources.clone();
+        assert_eq!(shared.attribute(inside, &["globex.example"]), Some(1));
+        assert_eq!(shared.attribute(inside, &["acme.example"]), Some(0));
+        assert_eq!(shared.attribute(inside, &["x.example"]), None, "ambiguous");
     }
 
     #[test]
