@@ -152,9 +152,17 @@ fn rebuild<H: Hooks>(
         (peer, listener, public),
         pristine,
     );
-    // The caller's party as the first trunk's INVITE had it before its plugins ran.
+    // The caller's party as the first trunk's INVITE had it before its plugins ran; the
+    // callee's named at the new trunk, not the first.
     if let Some(from) = pristine.header(&HeaderName::From) {
         dialog.local_party = with_tag(from, &dialog.local_tag);
+    }
+    let called = pristine
+        .request_uri()
+        .and_then(sluice_sip::edit::uri_number);
+    if let Some(user) = called {
+        let host = crate::headers::peer_uri_host(&peer.host, peer.addr);
+        dialog.remote_party = format!("<sip:{user}@{host}>");
     }
     let mut invite = invite_again(&dialog, &mut core.ids, pristine);
     if let Some(host) = &route.uri_host {

@@ -17,6 +17,7 @@ use sluice_routing::{
 use sluice_sip::{HeaderName, Message};
 use sluice_transaction::{Flow, Transport};
 use std::sync::Arc;
+use std::time::Duration;
 
 const BACKUP: &str = "127.0.0.21:5060";
 const GLOBEX_PBX: &str = "127.0.0.11:5060";
@@ -441,4 +442,35 @@ fn tenants_sharing_a_pbx_are_told_apart_by_domain() {
     );
     let sent = lab.from_pbx_text(&text);
     assert_eq!(statuses(&only(&sent, PBX)), vec![100, 403]);
+}
+
+#[test]
+fn a_silent_first_trunk_is_left_for_the_next_and_its_late_answer_hung_up() {
+    let mut lab = lab();
+    let sent = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-s"));
+    let first = invites_to(&sent, TRUNK)[0].clone();
+    // Nothing from the first trunk (not even 100 Trying) for its destination timeout: the
+    // route's next trunk gets the call.
+    let sent = lab.run_for(Duration::from_secs(5), Duration::from_millis(250));
+    let mut calls: Vec<&str> = invites_to(&sent, BACKUP)
+        .iter()
+        .filter_map(|m| m.call_id())
+        .collect();
+    calls.dedup();
+    assert_eq!(calls.len(), 1, "one call (retransmitted): {sent:?}");
+    let second = invites_to(&sent, BACKUP)[0];
+    let to = second.header(&HeaderName::To).unwrap();
+    assert!(
+        to.contains("@backup.example"),
+        "no trace of the first trunk: {to}"
+    );
+    assert!(only(&sent, PBX).is_empty(), "{sent:?}");
+    // The first trunk answers after all: it gets an ACK and a BYE, the PBX hears nothing.
+    let sent = lab.from_trunk_text(&trunk_response(&first, 200, "OK", SDP));
+    let to_first: Vec<String> = only(&sent, TRUNK)
+        .iter()
+        .filter_map(|m| m.method().map(|m| m.as_str().to_string()))
+        .collect();
+    assert_eq!(to_first, vec!["ACK", "BYE"], "{sent:?}");
+    assert!(only(&sent, PBX).is_empty(), "{sent:?}");
 }
