@@ -34,7 +34,7 @@ use crate::config::Transfer;
 use crate::core::Core;
 use crate::dialog::Dialog;
 use crate::headers::local_uri_host;
-use crate::hooks::{run_new_call, HookContext, Hooks, NewCallOutcome};
+use crate::hooks::{run_new_call_with, HookContext, Hooks, NewCallOutcome, NumberHooks};
 use crate::in_dialog;
 use sluice_media::Role;
 use sluice_sip::{reason_phrase, HeaderName, Message, NameAddr, Uri};
@@ -166,8 +166,9 @@ fn handle<H: Hooks>(
     let Some(offer) = call.sent_sdp.get(pbx_leg).clone() else {
         return core.reply(now, tx, refer, 488, reason_phrase(488));
     };
-    let Some((mut new_leg, mut invite)) = new_leg(core, call, leg, &user, refer) else {
-        return core.reply(now, tx, refer, 503, reason_phrase(503));
+    let (mut new_leg, mut invite) = match new_leg(core, call, leg, &user, refer) {
+        Ok(built) => built,
+        Err(status) => return core.reply(now, tx, refer, status, reason_phrase(status)),
     };
     invite
         .headers
@@ -185,12 +186,19 @@ fn handle<H: Hooks>(
             transport: from.transport,
         };
         let mut original = refer.clone();
-        let outcome = run_new_call(
+        // With tenants the target was routed as Sluice reads it and is written in its PBX's
+        // format: the number hook does not rewrite it.
+        let numbers = if core.cfg.tenants.is_some() {
+            NumberHooks::RanBeforeRouting
+        } else {
+            NumberHooks::Run
+        };
+        let outcome = run_new_call_with(
             &mut core.hooks,
             call.generation,
             &ctx,
-            &mut invite,
-            &mut original,
+            (&mut invite, &mut original),
+            numbers,
         );
         if let NewCallOutcome::Refuse { status, reason } = outcome {
             debug!(call = call.key, status, "transfer refused by a plugin");
@@ -219,15 +227,21 @@ fn handle<H: Hooks>(
 }
 
 /// The new leg of a transfer Sluice carries out, and its INVITE (without SDP), routed as a
-/// call from the call's trunk to `user` would be; `None` without a route or listener.
+/// call from the call's trunk to `user` would be; the status to refuse the REFER with
+/// without a route (404 for a DID no tenant owns) or listener (503).
 fn new_leg<H: Hooks>(
     core: &mut Core<H>,
     call: &Call,
     leg: LegId,
     user: &str,
     refer: &Message,
-) -> Option<(Dialog, Message)> {
-    let trunk = core.cfg.trunks.iter().find(|t| t.name == call.trunk)?;
+) -> Result<(Dialog, Message), u16> {
+    let trunk = core
+        .cfg
+        .trunks
+        .iter()
+        .find(|t| t.name == call.trunk)
+        .ok_or(503u16)?;
     let mut as_if = Message::request(sluice_sip::Method::Invite, format!("sip:{user}@invalid"));
     as_if
         .headers
@@ -235,10 +249,13 @@ fn new_leg<H: Hooks>(
     as_if
         .headers
         .push(HeaderName::To, format!("<sip:{user}@invalid>"));
-    let route = crate::route::from_trunk(&core.cfg, trunk, &as_if).ok()?;
+    let route = crate::route::from_trunk(&core.cfg, trunk, &as_if).map_err(|no| match no {
+        crate::route::NoRoute::UnknownDid => 404u16,
+        _ => 503,
+    })?;
     let (peer, side) = (&route.peer, route.out_side);
-    let listener =
-        crate::route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)?;
+    let listener = crate::route::listener_for(&core.cfg.listeners, side, peer.transport, peer.addr)
+        .ok_or(503u16)?;
     let mut new_leg =
         crate::setup::callee_dialog(&as_if, peer, (listener, listener.addr), &mut core.ids);
     let invite_cseq = new_leg.local_cseq;
@@ -257,7 +274,7 @@ fn new_leg<H: Hooks>(
         .set(HeaderName::Supported, crate::session_timer::TAG);
     crate::headers::rewrite_identity(refer, &mut invite, &local_uri_host(listener.addr));
     crate::headers::add_agent(&mut invite, &core.cfg.user_agent);
-    Some((new_leg, invite))
+    Ok((new_leg, invite))
 }
 
 /// The new leg of a transfer Sluice carries out answered (`status`, 408 when nothing came).

@@ -85,6 +85,7 @@ fn config(change: impl FnOnce(&mut EngineConfig)) -> EngineConfig {
     let table = RoutingTable::new(vec![acme, globex], vec!["911".into()]).unwrap();
     let globex_pbx = PeerConfig {
         name: "globex".into(),
+        host: "127.0.0.11".into(),
         addr: addr(GLOBEX_PBX),
         ..cfg.pbx.clone()
     };
@@ -473,4 +474,35 @@ fn a_silent_first_trunk_is_left_for_the_next_and_its_late_answer_hung_up() {
         .collect();
     assert_eq!(to_first, vec!["ACK", "BYE"], "{sent:?}");
     assert!(only(&sent, PBX).is_empty(), "{sent:?}");
+}
+
+#[test]
+fn a_transfer_sluice_carries_out_goes_to_the_pbx_owning_its_target_or_gets_404() {
+    let mut lab = Lab::with_hooks(
+        config(|c| c.trunks[0].transfer = sluice_b2bua::config::Transfer::Handle),
+        NoHooks,
+    );
+    lab.engine.handle_timeout(lab.now);
+    let up = lab.established_call();
+    let refer = |cseq: u32, target: &str| {
+        with_headers(
+            &trunk_in_dialog(
+                "REFER",
+                cseq,
+                &up.b_invite,
+                &format!("z9hG4bKrefer{cseq}"),
+                "",
+            ),
+            &format!("Refer-To: <sip:{target}@127.0.0.20;user=phone>\r\n"),
+        )
+    };
+    // A number no tenant owns on the trunk.
+    let o = lab.from_trunk_text(&refer(2, "13322496299"));
+    assert_eq!(statuses(&only(&o, TRUNK)), [404], "{o:?}");
+    // globex's DID: globex's PBX gets the new call, written nationally.
+    let o = lab.from_trunk_text(&refer(3, "+16468097072"));
+    assert_eq!(statuses(&only(&o, TRUNK)), [202], "{o:?}");
+    let invites = invites_to(&o, GLOBEX_PBX);
+    assert_eq!(invites.len(), 1, "{o:?}");
+    assert_eq!(user_of(invites[0].request_uri().unwrap()), "6468097072");
 }
