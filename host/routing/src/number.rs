@@ -4,10 +4,26 @@
 //! crate: national and international prefixes per country, lengths and ranges per country).
 //! A number libphonenumber does not call valid (a short code, an extension, an emergency
 //! number, garbage) keeps its digits as dialled: it is still looked up and routed, as itself.
+//!
+//! libphonenumber costs 5-7 µs a number (its regular expressions, and a regex cache that
+//! hashes each pattern's text on every use). The numbers a call carries repeat: the caller IDs
+//! of a tenant's calls and the DIDs called on a trunk come from the pools. So results are kept
+//! in a bounded cache (a pure function's results: the answer is the same with or without it),
+//! emptied when it fills.
 
 use phonenumber::country::Id;
 use phonenumber::Mode;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
+
+/// Numbers kept normalised, per country and text; emptied when it reaches this.
+const CACHE_ENTRIES: usize = 16_384;
+
+/// Per country, per text: looked up without allocating.
+type Cache = HashMap<Id, HashMap<Box<str>, Option<Number>>>;
+
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
 /// The numbering plan numbers are read in: a country (ISO 3166 code such as `US`, `GB`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +100,32 @@ impl Numbering {
     /// `raw` (the user part of a URI, or a number as configured) normalised. `None`: not a
     /// number at all (letters, empty, too long).
     pub fn normalise(&self, raw: &str) -> Option<Number> {
+        if raw.len() > MAX_INPUT {
+            return None;
+        }
+        {
+            let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+            let hit = cache
+                .as_ref()
+                .and_then(|c| c.get(&self.country))
+                .and_then(|c| c.get(raw));
+            if let Some(hit) = hit {
+                return hit.clone();
+            }
+        }
+        let n = self.normalise_uncached(raw);
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        let countries = cache.get_or_insert_with(HashMap::new);
+        let c = countries.entry(self.country).or_default();
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(Box::from(raw), n.clone());
+        n
+    }
+
+    /// [`Numbering::normalise`] without the cache: libphonenumber every time.
+    pub fn normalise_uncached(&self, raw: &str) -> Option<Number> {
         let dialled = dialled(raw)?;
         let parsed = phonenumber::parse(Some(self.country), &dialled)
             .ok()
@@ -229,6 +271,27 @@ mod tests {
         }
         // A number in an unassigned North American area code is not valid.
         assert!(!us().normalise("+11112223333").unwrap().is_e164());
+    }
+
+    #[test]
+    fn the_cache_answers_as_libphonenumber_does() {
+        let gb = Numbering::new("GB").unwrap();
+        for raw in [
+            "+13322496213",
+            "3322496213",
+            "911",
+            "02079460000",
+            "x1",
+            "+999",
+        ] {
+            for plan in [us(), gb] {
+                let first = plan.normalise(raw);
+                assert_eq!(first, plan.normalise_uncached(raw), "{raw}");
+                assert_eq!(plan.normalise(raw), first, "{raw}, from the cache");
+            }
+        }
+        // The same text in two countries is two numbers.
+        assert_ne!(us().normalise("02079460000"), gb.normalise("02079460000"));
     }
 
     #[test]
