@@ -29,6 +29,7 @@ pub mod sides;
 pub mod sip;
 pub mod stir;
 pub mod tenant;
+pub mod tls;
 pub mod trunk;
 pub mod validate;
 
@@ -90,6 +91,9 @@ pub struct Config {
     /// STIR/SHAKEN: the key and certificate calls are signed with.
     #[serde(default)]
     pub stir: stir::StirSettings,
+    /// SIP over TLS: the listeners' certificate, the trunks' certificate authorities.
+    #[serde(default)]
+    pub tls: tls::TlsSettings,
 }
 
 /// A configuration error with its place in the file.
@@ -222,6 +226,13 @@ impl Config {
         self.pbx.check()?;
         trunk::check_trunks(&self.trunks)?;
         self.stir.check()?;
+        let tls_listeners = self
+            .internal
+            .listen
+            .iter()
+            .chain(&self.external.listen)
+            .any(|l| l.transport == TransportName::Tls);
+        self.tls.check(tls_listeners)?;
         for t in &self.trunks {
             t.stir.check(&self.stir, t.name.get_ref())?;
         }

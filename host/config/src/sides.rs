@@ -11,6 +11,8 @@ use toml::Spanned;
 pub enum TransportName {
     Udp,
     Tcp,
+    /// TCP with TLS on it (`sips:`; default port 5061).
+    Tls,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -170,6 +170,9 @@ pub struct Trunk {
     /// STIR/SHAKEN signing of the calls sent to this trunk (see [`crate::stir`]).
     #[serde(default)]
     pub stir: crate::stir::TrunkStir,
+    /// TLS destinations: the name the provider's certificate must carry (and SNI); default
+    /// the trunk's host.
+    pub tls_server_name: Option<String>,
     /// With tenants: the country the trunk's numbers are read in (ISO 3166 code; default
     /// `routing.country`): its national forms and international prefix.
     pub country: Option<Spanned<String>>,

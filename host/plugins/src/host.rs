@@ -247,6 +247,7 @@ fn fill_ctx(c: &mut wit::CallContext, ctx: &HookContext<'_>, brand: &str) {
     c.transport = match ctx.transport {
         Transport::Udp => wit::Transport::Udp,
         Transport::Tcp => wit::Transport::Tcp,
+        Transport::Tls => wit::Transport::Tls,
     };
 }
 

@@ -20,6 +20,7 @@ mod plugin_test;
 mod reload;
 mod resolve;
 mod route_cli;
+mod sip_tls;
 mod stir;
 mod stir_cli;
 mod systemd;
@@ -205,6 +206,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     match reload::prepare(&runtime, &text, Some(path), &name) {
         Ok(p) => {
+            if let Err(e) = sip_tls::context(&cfg, Some(path), &p.engine) {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{name}: ok ({} trunks, {} plugins)",
                 p.config.trunks.len(),
@@ -343,6 +348,16 @@ async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?
     };
     let listeners = prepared.engine.listeners.clone();
+    let tls = sip_tls::context(&cfg, path.as_deref(), &prepared.engine)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if tls.is_some() {
+        for way in ["accepted", "opened"] {
+            for reason in sluice_transport::tls::REASONS {
+                metrics::counter!(sluice_transport::tls::HANDSHAKE_FAILURES, "way" => way, "reason" => reason)
+                    .increment(0);
+            }
+        }
+    }
     let dns = reload::DnsState::new(prepared.config.clone(), prepared.dns_ttl, &prepared.engine);
     let mut engine = sluice_b2bua::Engine::with_hooks(
         prepared.engine,
@@ -367,6 +382,7 @@ async fn run(
             media_workers: Some(media_workers(cfg.media.workers)),
             draining: draining.clone(),
             certificates: Some(certificate_source(&cfg, path.as_deref())?),
+            tls,
             tcp: sluice_transport::TcpLimits {
                 max_connections: cfg.sip.max_connections,
                 max_per_source: cfg.sip.max_connections_per_source,

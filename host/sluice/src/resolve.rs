@@ -23,6 +23,7 @@ fn transport(t: TransportName) -> Transport {
     match t {
         TransportName::Udp => Transport::Udp,
         TransportName::Tcp => Transport::Tcp,
+        TransportName::Tls => Transport::Tls,
     }
 }
 
@@ -50,14 +51,15 @@ fn proto(t: TransportName) -> Proto {
     match t {
         TransportName::Udp => Proto::Udp,
         TransportName::Tcp => Proto::Tcp,
+        TransportName::Tls => Proto::Tls,
     }
 }
 
 fn from_proto(p: Proto) -> Transport {
     match p {
         Proto::Udp => Transport::Udp,
-        // TLS is not served yet: `supported` never offers it.
-        Proto::Tcp | Proto::Tls => Transport::Tcp,
+        Proto::Tcp => Transport::Tcp,
+        Proto::Tls => Transport::Tls,
     }
 }
 
@@ -66,7 +68,7 @@ fn locate_destinations(
     cfg: &Config,
     listeners: &[ListenerAddr],
 ) -> anyhow::Result<(Vec<Vec<Located>>, Option<Duration>)> {
-    let supported: Vec<Proto> = [Proto::Udp, Proto::Tcp]
+    let supported: Vec<Proto> = [Proto::Udp, Proto::Tcp, Proto::Tls]
         .into_iter()
         .filter(|p| {
             listeners

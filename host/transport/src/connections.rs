@@ -58,6 +58,8 @@ pub(crate) struct Connections {
     by_remote: HashMap<SocketAddr, ConnId>,
     /// Shared with the acceptor tasks, which number the connections they accept.
     next_id: Arc<AtomicU64>,
+    /// How connections to TLS destinations are opened; `None`: no TLS configured.
+    pub tls: Option<crate::tls::TlsContext>,
 }
 
 impl Connections {

@@ -40,6 +40,7 @@ const TOOK_OVER: u8 = 5;
 pub enum SocketKind {
     SipUdp,
     SipTcp,
+    SipTls,
     Admin,
     Metrics,
 }

@@ -32,6 +32,7 @@ pub mod handover;
 pub mod rtp;
 pub mod shell;
 mod stream;
+pub mod tls;
 mod udp;
 
 pub use current_input::{describe_current_input, redact};

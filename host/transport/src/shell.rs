@@ -91,6 +91,8 @@ pub struct ShellOptions {
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Certificates for STIR/SHAKEN verification.
     pub certificates: Option<Arc<dyn CertificateSource>>,
+    /// SIP over TLS: the listeners' certificate, the verification of TLS destinations.
+    pub tls: Option<crate::tls::TlsContext>,
 }
 
 /// Limits on the TCP connections Sluice accepts.
@@ -116,13 +118,15 @@ pub struct Shell<H: Hooks> {
     engine: Engine<H>,
     max_message: usize,
     udp: UdpSockets,
-    tcp: Vec<(SocketAddr, TcpListener)>,
+    /// Stream listeners: address, socket, and whether TLS runs on it.
+    tcp: Vec<(SocketAddr, TcpListener, bool)>,
     tcp_limits: TcpLimits,
     media: Option<(MediaRelay, UnboundedReceiver<MediaEvent>)>,
     draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The process this one took over from (an upgrade), while it finishes its calls.
     predecessor: Option<Predecessor>,
     certificates: Option<Arc<dyn CertificateSource>>,
+    tls: Option<crate::tls::TlsContext>,
 }
 
 impl<H: Hooks> Shell<H> {
@@ -139,7 +143,15 @@ impl<H: Hooks> Shell<H> {
             let kind = match l.transport {
                 Transport::Udp => SocketKind::SipUdp,
                 Transport::Tcp => SocketKind::SipTcp,
+                Transport::Tls => SocketKind::SipTls,
             };
+            if l.transport == Transport::Tls && opts.tls.as_ref().is_none_or(|t| t.server.is_none())
+            {
+                return Err(io::Error::other(format!(
+                    "the TLS listener {} has no certificate ([tls] certificate and key)",
+                    l.addr
+                )));
+            }
             let taken = inherited.take(kind, l.addr);
             let from = if taken.is_some() {
                 "predecessor"
@@ -149,8 +161,10 @@ impl<H: Hooks> Shell<H> {
             match (l.transport, taken) {
                 (Transport::Udp, Some(fd)) => udp.adopt(l.addr, fd)?,
                 (Transport::Udp, None) => udp.bind(l.addr)?,
-                (Transport::Tcp, Some(fd)) => tcp.push((l.addr, stream::adopt(fd)?)),
-                (Transport::Tcp, None) => tcp.push((l.addr, stream::listen(l.addr)?)),
+                (Transport::Tcp, Some(fd)) => tcp.push((l.addr, stream::adopt(fd)?, false)),
+                (Transport::Tcp, None) => tcp.push((l.addr, stream::listen(l.addr)?, false)),
+                (Transport::Tls, Some(fd)) => tcp.push((l.addr, stream::adopt(fd)?, true)),
+                (Transport::Tls, None) => tcp.push((l.addr, stream::listen(l.addr)?, true)),
             }
             info!(transport = %l.transport, address = %l.addr, side = ?l.side, from, "listening");
         }
@@ -173,14 +187,15 @@ impl<H: Hooks> Shell<H> {
             draining: opts.draining,
             predecessor: None,
             certificates: opts.certificates,
+            tls: opts.tls,
         })
     }
 
     /// Duplicates of the listening sockets, to hand to a successor.
     pub fn listening(&self) -> io::Result<Vec<Listening>> {
         let mut out = self.udp.listening()?;
-        for (addr, l) in &self.tcp {
-            out.push(Listening::of(SocketKind::SipTcp, *addr, l)?);
+        for (addr, l, tls) in &self.tcp {
+            out.push(Listening::of(stream_kind(*tls), *addr, l)?);
         }
         Ok(out)
     }
@@ -217,6 +232,7 @@ impl<H: Hooks> Shell<H> {
             draining,
             mut predecessor,
             certificates,
+            tls,
         } = self;
         let (relay, mut media_events) = match media {
             Some((r, rx)) => (Some(r), Some(rx)),
@@ -225,12 +241,14 @@ impl<H: Hooks> Shell<H> {
         let relay = relay.as_ref();
         let (tx, mut rx) = mpsc::channel::<Incoming>(16 * 1024);
         let mut conns = Connections::default();
+        let acceptor = tls.as_ref().and_then(crate::tls::TlsContext::acceptor);
+        conns.tls = tls;
         let admission = std::sync::Arc::new(stream::Admission::new(tcp_limits));
         // The listeners' descriptors stay, so that accepting can stop (an upgrade) and start
         // again (a failed one).
         let tcp_fds = tcp
             .iter()
-            .map(|(a, l)| Listening::of(SocketKind::SipTcp, *a, l))
+            .map(|(a, l, tls)| Listening::of(stream_kind(*tls), *a, l))
             .collect::<io::Result<Vec<_>>>()?;
         drop(tcp);
         let accepting = |conns: &Connections| -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -238,8 +256,11 @@ impl<H: Hooks> Shell<H> {
                 .iter()
                 .map(|l| {
                     let listener = stream::adopt(l.fd.try_clone()?)?;
+                    let tls = (l.kind == SocketKind::SipTls)
+                        .then(|| acceptor.clone())
+                        .flatten();
                     Ok(tokio::spawn(stream::accept_loop(
-                        l.addr,
+                        (l.addr, tls),
                         listener,
                         tx.clone(),
                         (conns.ids(), admission.clone()),
@@ -486,9 +507,9 @@ fn on_incoming<H: Hooks>(engine: &mut Engine<H>, conns: &mut Connections, msg: I
         }
         Incoming::Connected { id, remote, writer } => conns.add(id, remote, writer),
         Incoming::Closed { id } => conns.remove(id),
-        Incoming::Failed { id, remote } => {
+        Incoming::Failed { id, flow } => {
             conns.remove(id);
-            engine.handle_transport_error(std::time::Instant::now(), Transport::Tcp, remote);
+            engine.handle_transport_error(std::time::Instant::now(), flow.transport, flow.remote);
         }
         Incoming::Certificate { id, result } => {
             if let Err(e) = &result {
@@ -565,12 +586,21 @@ async fn flush<H: Hooks>(
         };
         match flow.transport {
             Transport::Udp => udp.send(flow, &data).await,
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 if let Err(data) = conns.send(flow, data) {
                     open(conns, flow, data, tx, max_message);
                 }
             }
         }
+    }
+}
+
+/// What a stream listener is, for an upgrade's hand-over.
+fn stream_kind(tls: bool) -> SocketKind {
+    if tls {
+        SocketKind::SipTls
+    } else {
+        SocketKind::SipTcp
     }
 }
 
@@ -602,6 +632,6 @@ fn open(
         flow,
         (writer, queue, stop),
         tx.clone(),
-        max_message,
+        (max_message, conns.tls.clone()),
     ));
 }

@@ -48,7 +48,8 @@ pub(crate) enum Incoming {
     /// The connection could not be opened, or a write on it failed: requests sent there fail.
     Failed {
         id: ConnId,
-        remote: SocketAddr,
+        /// The connection's flow (its transport and peer).
+        flow: Flow,
     },
     /// Certificates fetched for a call's STIR/SHAKEN verification (or why not).
     Certificate {
@@ -131,7 +132,7 @@ impl Drop for Admitted {
 }
 
 pub(crate) async fn accept_loop(
-    local: SocketAddr,
+    (local, tls): (SocketAddr, Option<tokio_rustls::TlsAcceptor>),
     listener: TcpListener,
     tx: mpsc::Sender<Incoming>,
     (ids, admission): (Arc<AtomicU64>, Arc<Admission>),
@@ -167,23 +168,42 @@ pub(crate) async fn accept_loop(
             return;
         }
         let flow = Flow {
-            transport: Transport::Tcp,
+            transport: if tls.is_some() {
+                Transport::Tls
+            } else {
+                Transport::Tcp
+            },
             local,
             remote,
             conn: Some(id),
         };
         let first = admission.limits.first_message;
         let tx = tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _place = place;
-            serve(
-                flow,
-                stream,
-                (writer, queue, stop),
-                tx,
-                (max_message, first),
-            )
-            .await;
+            let queues = (writer, queue, stop);
+            let Some(acceptor) = tls else {
+                serve(flow, stream, queues, tx, (max_message, first)).await;
+                return;
+            };
+            // The handshake runs here, beside the other connections, within its time.
+            let shaken =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "handshake timed out",
+                        ))
+                    });
+            match shaken {
+                Ok(s) => serve(flow, s, queues, tx, (max_message, first)).await,
+                Err(e) => {
+                    crate::tls::failed(remote, "accepted", &e);
+                    let _ = tx.send(Incoming::Closed { id }).await;
+                }
+            }
         });
     }
 }
@@ -194,7 +214,7 @@ pub(crate) async fn connect(
     flow: Flow,
     queues: (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
-    max_message: usize,
+    (max_message, tls): (usize, Option<crate::tls::TlsContext>),
 ) {
     let Some(id) = flow.conn else {
         return;
@@ -211,6 +231,39 @@ pub(crate) async fn connect(
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
     }
     .await;
+    let opened = match opened {
+        Ok(stream) if flow.transport == Transport::Tls => {
+            let _ = stream.set_nodelay(true);
+            let Some(ctx) = tls else {
+                warn!(remote = %flow.remote, "no TLS configured: a TLS destination cannot be reached");
+                let _ = tx.send(Incoming::Failed { id, flow }).await;
+                return;
+            };
+            let (connector, name) = ctx.connector(flow.remote);
+            let shaken = tokio::time::timeout(
+                crate::tls::HANDSHAKE_TIMEOUT,
+                connector.connect(name, stream),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "handshake timed out",
+                ))
+            });
+            match shaken {
+                Ok(s) => {
+                    serve(flow, s, queues, tx, (max_message, IDLE)).await;
+                    return;
+                }
+                Err(e) => {
+                    crate::tls::failed(flow.remote, "opened", &e);
+                    Err(e)
+                }
+            }
+        }
+        other => other,
+    };
     match opened {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
@@ -218,12 +271,7 @@ pub(crate) async fn connect(
         }
         Err(e) => {
             warn!(remote = %flow.remote, "tcp connect failed: {e}");
-            let _ = tx
-                .send(Incoming::Failed {
-                    id,
-                    remote: flow.remote,
-                })
-                .await;
+            let _ = tx.send(Incoming::Failed { id, flow }).await;
         }
     }
 }
@@ -247,12 +295,7 @@ async fn serve<S>(
         while let Some(data) = queue.recv().await {
             if let Err(e) = wr.write_all(&data).await {
                 debug!(remote = %flow.remote, "tcp write failed: {e}");
-                let _ = failed
-                    .send(Incoming::Failed {
-                        id,
-                        remote: flow.remote,
-                    })
-                    .await;
+                let _ = failed.send(Incoming::Failed { id, flow }).await;
                 break;
             }
         }

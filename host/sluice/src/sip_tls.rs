@@ -1,0 +1,126 @@
+//! SIP over TLS, from the configuration: the certificate presented on `tls` listeners
+//! (`[tls]` certificate and key: readable, parseable, the key the certificate's, not expired),
+//! the roots TLS trunks are verified against (the system's and `[tls] ca`), and the name each
+//! TLS destination must prove (its trunk's `tls_server_name`, else its host).
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use sluice_b2bua::EngineConfig;
+use sluice_config::Config;
+use sluice_transaction::Transport;
+use sluice_transport::tls::TlsContext;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn relative(base: Option<&Path>, file: &str) -> PathBuf {
+    base.and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .join(file)
+}
+
+/// The TLS context, when a listener or a trunk destination uses TLS; the error names the file
+/// and what is wrong with it.
+pub fn context(
+    cfg: &Config,
+    path: Option<&Path>,
+    engine: &EngineConfig,
+) -> Result<Option<TlsContext>, String> {
+    let listens = engine
+        .listeners
+        .iter()
+        .any(|l| l.transport == Transport::Tls);
+    let dials = engine
+        .trunks
+        .iter()
+        .any(|t| t.destinations.iter().any(|d| d.transport == Transport::Tls));
+    if !listens && !dials {
+        return Ok(None);
+    }
+    let server = match (&cfg.tls.certificate, &cfg.tls.key) {
+        (Some(c), Some(k)) => {
+            let (c, k) = (relative(path, c.get_ref()), relative(path, k.get_ref()));
+            not_expired(&c)?;
+            Some(sluice_admin::tls::server_config(&c, &k)?)
+        }
+        _ => None,
+    };
+    let ca = cfg.tls.ca.as_ref().map(|c| relative(path, c.get_ref()));
+    let client = client_config(ca.as_deref())?;
+    let mut names = HashMap::new();
+    for (t, spec) in engine.trunks.iter().zip(&cfg.trunks) {
+        let host = spec.tls_server_name.as_deref().unwrap_or(&t.host);
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        let Ok(name) = ServerName::try_from(host.to_string()) else {
+            return Err(format!(
+                "trunk `{}`: `{host}` is not a name a certificate can carry",
+                t.name
+            ));
+        };
+        for d in t
+            .destinations
+            .iter()
+            .filter(|d| d.transport == Transport::Tls)
+        {
+            names.insert(t.outbound_proxy.unwrap_or(d.addr), name.clone());
+        }
+    }
+    Ok(Some(TlsContext {
+        server,
+        client,
+        names,
+    }))
+}
+
+/// The client side: the system's roots and `ca`'s certificates.
+fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for c in native.certs {
+        let _ = roots.add(c);
+    }
+    if let Some(ca) = ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("{}: cannot read certificates: {e}", ca.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: not PEM certificates: {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in it", ca.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The leaf certificate of `file` is within its validity.
+fn not_expired(file: &Path) -> Result<(), String> {
+    let leaf = CertificateDer::pem_file_iter(file)
+        .map_err(|e| format!("{}: cannot read a certificate: {e}", file.display()))?
+        .next()
+        .ok_or_else(|| format!("{}: no certificate in it", file.display()))?
+        .map_err(|e| format!("{}: not a PEM certificate: {e}", file.display()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf)
+        .map_err(|e| format!("{}: not an X.509 certificate: {e}", file.display()))?;
+    let validity = cert.validity();
+    if !validity.is_valid() {
+        return Err(format!(
+            "{}: the certificate is valid from {} to {}: not now",
+            file.display(),
+            validity.not_before,
+            validity.not_after
+        ));
+    }
+    Ok(())
+}

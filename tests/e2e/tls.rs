@@ -1,0 +1,305 @@
+//! SIP over TLS end to end, against OpenSSL (`openssl s_server` as a TLS trunk, `openssl
+//! s_client` as a TLS peer calling in), with certificates made by `openssl` for the test: a
+//! call to a TLS trunk arrives over TLS after Sluice verified the trunk's certificate for its
+//! name; a trunk presenting a certificate for another name, or from an unknown CA, is refused
+//! (the PBX gets its answer at once, the failure is counted by reason); a request over TLS to
+//! Sluice's TLS listener is answered on that connection.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use sluice_e2e::{http, metric, parse_prometheus, sipp_available, Lab, LabAddrs, Peer, Transport};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (package openssl) is required");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.pem`) and certificates signed by it for each (file stem, DNS name), and one
+/// from another CA (`stranger`).
+fn certificates(dir: &Path, names: &[(&str, &str)]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "otherca"] {
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let subj = format!("/CN=Sluice test {ca}");
+        args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+        openssl(dir, &args);
+    }
+    let all =
+        names
+            .iter()
+            .map(|(f, n)| (*f, *n, "ca"))
+            .chain([("stranger", "trunk.test", "otherca")]);
+    for (file, name, ca) in all {
+        let (key, csr, ext, pem) = (
+            format!("{file}.key"),
+            format!("{file}.csr"),
+            format!("{file}.ext"),
+            format!("{file}.pem"),
+        );
+        let mut args = vec!["req"];
+        args.extend(ec);
+        let subj = format!("/CN={name}");
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &args);
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+            ),
+        )
+        .unwrap();
+        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// The lab with a TLS listener on the external side and its trunk reached over TLS at .20:5061,
+/// verified as `trunk.test`.
+fn start(block: u8, certs: &Path) -> Lab {
+    let a = LabAddrs::v4(block);
+    let c = |f: &str| certs.join(f).display().to_string();
+    let text = Lab::config_for(&a, Transport::Udp)
+        .replace(
+            &format!("{{ transport = \"tcp\", address = \"127.0.{block}.1:5080\" }},"),
+            &format!(
+                "{{ transport = \"tcp\", address = \"127.0.{block}.1:5080\" }},\n    \
+                 {{ transport = \"tls\", address = \"127.0.{block}.1:5061\" }},"
+            ),
+        )
+        .replace(
+            &format!("host = \"127.0.{block}.20\"\nport = 5060\ntransport = \"udp\""),
+            &format!(
+                "host = \"127.0.{block}.20\"\nport = 5061\ntransport = \"tls\"\n\
+                 tls_server_name = \"trunk.test\"\nmedia = \"signalling-only\""
+            ),
+        );
+    let text = format!(
+        "{text}\n[tls]\ncertificate = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+        c("sluice.pem"),
+        c("sluice.key"),
+        c("ca.pem")
+    );
+    assert!(
+        text.contains("transport = \"tls\"\ntls_server_name"),
+        "{text}"
+    );
+    Lab::start_with_text(a, Transport::Udp, &text)
+}
+
+/// `openssl s_server` on `at` presenting `cert`, printing what it receives to `out`.
+fn s_server(certs: &Path, at: &str, cert: &str, out: &Path) -> Child {
+    Command::new("openssl")
+        .args(["s_server", "-accept", at, "-naccept", "1", "-cert"])
+        .arg(certs.join(format!("{cert}.pem")))
+        .arg("-key")
+        .arg(certs.join(format!("{cert}.key")))
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server")
+}
+
+/// Wait (bounded) until `file` holds `text`.
+fn wait_for(file: &Path, text: &str, limit: Duration) -> String {
+    let until = Instant::now() + limit;
+    loop {
+        let got = String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into_owned();
+        if got.contains(text) || Instant::now() > until {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn calls_reach_a_tls_trunk_verified_for_its_name_and_a_wrong_certificate_is_refused() {
+    assert!(sipp_available(), "sipp (package sip-tester) is required");
+    const BLOCK: u8 = 84;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[
+            ("sluice", "sluice.test"),
+            ("trunk", "trunk.test"),
+            ("wrong", "elsewhere.test"),
+        ],
+    );
+    let lab = start(BLOCK, certs.path());
+    let trunk = format!("127.0.{BLOCK}.20:5061");
+
+    // The right certificate: the INVITE arrives over TLS, as TLS.
+    let out = lab.dir.path().join("s_server.out");
+    let mut server = s_server(certs.path(), &trunk, "trunk", &out);
+    let mut uac = lab.sipp(
+        "call",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1", "-timeout", "10"],
+    );
+    let got = wait_for(&out, "INVITE sip:", Duration::from_secs(10));
+    assert!(
+        got.contains("INVITE sip:service@127.0.84.20:5061;transport=tls SIP/2.0"),
+        "{got}\n{}",
+        lab.log()
+    );
+    assert!(got.contains("Via: SIP/2.0/TLS 127.0.84.1:5061;"), "{got}");
+    let _ = server.kill();
+    let _ = server.wait();
+    uac.kill();
+
+    // A certificate for another name, then one from an unknown CA: the handshake is refused,
+    // the PBX gets 503 at once (no Timer B), and each failure is counted by its reason.
+    for (cert, reason) in [("wrong", "wrong-name"), ("stranger", "unknown-issuer")] {
+        let out = lab.dir.path().join(format!("s_server-{cert}.txt"));
+        let mut server = s_server(certs.path(), &trunk, cert, &out);
+        let started = Instant::now();
+        let uac = lab.sipp(
+            cert,
+            "uac_503.xml",
+            Peer::Pbx,
+            Some(&lab.internal()),
+            &["-m", "1"],
+        );
+        let r = uac.wait(Duration::from_secs(15));
+        assert_eq!(
+            (r.successful, r.failed),
+            (1, 0),
+            "{cert}: {r:?}\n{}",
+            lab.log()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+        let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).into_owned();
+        assert!(
+            !got.contains("INVITE"),
+            "nothing sent to a peer that failed: {got}"
+        );
+        let (_, body) = http("GET", &lab.admin(), "/metrics", None, "");
+        let samples = parse_prometheus(&body);
+        let labels = [("way", "opened"), ("reason", reason)];
+        assert_eq!(
+            metric(&samples, "sluice_tls_handshake_failures_total", &labels),
+            Some(1.0),
+            "{cert}: {body}"
+        );
+    }
+}
+
+#[test]
+fn a_request_over_tls_to_sluices_listener_is_answered_on_its_connection() {
+    const BLOCK: u8 = 85;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[("sluice", "sluice.test"), ("trunk", "trunk.test")],
+    );
+    let lab = start(BLOCK, certs.path());
+    let at = format!("127.0.{BLOCK}.1:5061");
+    // OpenSSL verifies Sluice's certificate for its name against the test CA.
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &at,
+            "-servername",
+            "sluice.test",
+            "-verify_return_error",
+            "-quiet",
+            "-CAfile",
+        ])
+        .arg(certs.path().join("ca.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    let options = format!(
+        "OPTIONS sip:127.0.{BLOCK}.1:5061;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKtls1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@127.0.0.1>;tag=1\r\n\
+         To: <sip:127.0.{BLOCK}.1>\r\n\
+         Call-ID: tls-options-1\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(options.as_bytes())
+        .unwrap();
+    // Read until the answer's head is in (bounded by the read itself: s_client ends when
+    // Sluice closes, or is killed below).
+    let mut stdout = client.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    let got = reader.join().unwrap();
+    assert!(got.starts_with("SIP/2.0 200"), "{got:?}\n{}", lab.log());
+    assert!(got.contains("Call-ID: tls-options-1"), "{got}");
+}
