@@ -303,3 +303,140 @@ fn a_request_over_tls_to_sluices_listener_is_answered_on_its_connection() {
     assert!(got.starts_with("SIP/2.0 200"), "{got:?}\n{}", lab.log());
     assert!(got.contains("Call-ID: tls-options-1"), "{got}");
 }
+
+/// The subject of the certificate Sluice presents, as `openssl s_client` saw it.
+fn probe(at: &str, ca: &Path) -> String {
+    let client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            at,
+            "-servername",
+            "sluice.test",
+            "-CAfile",
+        ])
+        .arg(ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let out = client.wait_with_output().expect("s_client output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_reload_gives_new_handshakes_the_new_certificate() {
+    const BLOCK: u8 = 86;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[
+            ("sluice", "sluice.test"),
+            ("renewed", "sluice-renewed.test"),
+            ("trunk", "trunk.test"),
+        ],
+    );
+    let lab = start(BLOCK, certs.path());
+    let at = format!("127.0.{BLOCK}.1:5061");
+    let ca = certs.path().join("ca.pem");
+    let before = probe(&at, &ca);
+    assert!(before.contains("sluice.test"), "{before}");
+    // The files are replaced, then a reload: handshakes from then on get the new certificate.
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            certs.path().join(format!("renewed.{ext}")),
+            certs.path().join(format!("sluice.{ext}")),
+        )
+        .unwrap();
+    }
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 200, "{body}");
+    let after = probe(&at, &ca);
+    assert!(
+        after.contains("sluice-renewed.test"),
+        "{after}\n{}",
+        lab.log()
+    );
+    // A key that is not the certificate's is refused, and the running one stays.
+    std::fs::copy(
+        certs.path().join("trunk.key"),
+        certs.path().join("sluice.key"),
+    )
+    .unwrap();
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("is the key the certificate's?"), "{body}");
+    let kept = probe(&at, &ca);
+    assert!(kept.contains("sluice-renewed.test"), "{kept}");
+}
+
+#[test]
+fn check_names_what_is_wrong_with_the_tls_files() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[("sluice", "sluice.test"), ("trunk", "trunk.test")],
+    );
+    let dir = certs.path();
+    // An expired certificate (valid until yesterday).
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "sluice.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-out",
+            "expired.pem",
+            "-days",
+            "-1",
+        ],
+    );
+    let a = LabAddrs::v4(87);
+    let base = Lab::config_for(&a, Transport::Udp).replace(
+        "{ transport = \"tcp\", address = \"127.0.87.1:5080\" },",
+        "{ transport = \"tcp\", address = \"127.0.87.1:5080\" },\n    { transport = \"tls\", address = \"127.0.87.1:5061\" },",
+    );
+    let check = |cert: &str, key: &str| {
+        let text = format!("{base}\n[tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n");
+        let path = dir.join("check.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(sluice_e2e::sluice_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = check("sluice.pem", "sluice.key");
+    assert!(ok, "{err}");
+    let (ok, err) = check("missing.pem", "sluice.key");
+    assert!(
+        !ok && err.contains("missing.pem: cannot read a certificate"),
+        "{err}"
+    );
+    let (ok, err) = check("sluice.pem", "trunk.key");
+    assert!(
+        !ok && err.contains("is the key the certificate's?"),
+        "{err}"
+    );
+    let (ok, err) = check("expired.pem", "sluice.key");
+    assert!(
+        !ok && err.contains("expired.pem: the certificate is valid from"),
+        "{err}"
+    );
+    let (ok, err) = check("sluice.pem", "");
+    assert!(!ok, "{err}");
+}

@@ -206,10 +206,6 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     match reload::prepare(&runtime, &text, Some(path), &name) {
         Ok(p) => {
-            if let Err(e) = sip_tls::context(&cfg, Some(path), &p.engine) {
-                eprintln!("{name}: {e}");
-                return ExitCode::FAILURE;
-            }
             println!(
                 "{name}: ok ({} trunks, {} plugins)",
                 p.config.trunks.len(),
@@ -348,8 +344,8 @@ async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?
     };
     let listeners = prepared.engine.listeners.clone();
-    let tls = sip_tls::context(&cfg, path.as_deref(), &prepared.engine)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let tls = prepared.tls.clone();
+    let live_tls = tls.clone();
     if tls.is_some() {
         for way in ["accepted", "opened"] {
             for reason in sluice_transport::tls::REASONS {
@@ -411,6 +407,7 @@ async fn run(
         runtime,
         busy: tokio::sync::Mutex::new(()),
         dns: Mutex::new(dns),
+        tls: live_tls,
     });
     tokio::spawn(reloader.clone().refresh_dns());
     let reload: sluice_admin::Reloader = {

@@ -60,6 +60,8 @@ pub struct Prepared {
     pub hash: String,
     /// When the DNS answers in `engine` should be looked up again.
     pub dns_ttl: Option<Duration>,
+    /// SIP over TLS, when a listener or a trunk uses it.
+    pub tls: Option<sluice_transport::tls::TlsContext>,
 }
 
 /// Validate, resolve and load a configuration's text (blocking: file reads, DNS, compiling).
@@ -89,6 +91,14 @@ fn prepare_config(
         file: name.to_string(),
         reason: format!("{e:#}"),
     })?;
+    let tls = crate::sip_tls::context(&config, path, &resolved.engine).map_err(|message| {
+        ReloadError::Config(sluice_config::ConfigError {
+            file: name.to_string(),
+            line: None,
+            column: None,
+            message,
+        })
+    })?;
     let plugins = sluice_plugins::prepare(runtime, &config, &module_source(&config, path))
         .map_err(|reason| ReloadError::Plugin {
             file: name.to_string(),
@@ -100,6 +110,7 @@ fn prepare_config(
         plugins,
         hash: crate::hash(text),
         dns_ttl: resolved.dns_ttl,
+        tls,
     })
 }
 
@@ -120,6 +131,8 @@ pub struct Reloader {
     pub busy: tokio::sync::Mutex<()>,
     /// The configuration in force and what its DNS answers gave, for the refresh.
     pub dns: Mutex<DnsState>,
+    /// The TLS in force: a reload gives it its new certificate and peers.
+    pub tls: Option<sluice_transport::tls::TlsContext>,
 }
 
 /// What the DNS refresh needs: the configuration in force, when to look again, and the trunk
@@ -307,7 +320,14 @@ impl Reloader {
             plugins,
             hash,
             dns_ttl,
+            tls,
         } = prepared;
+        if self.tls.is_none() && tls.is_some() {
+            return Err(ReloadError::NeedsRestart {
+                file: path_name(self.path.as_deref()),
+                keys: vec!["the first TLS listener or TLS trunk"],
+            });
+        }
         let settings = admin_settings(&config, self.cli_drain);
         let dns = DnsState::new(config, dns_ttl, &engine);
         let (tx, rx) = oneshot::channel();
@@ -326,6 +346,9 @@ impl Reloader {
             .await
             .map_err(|_| ReloadError::Engine("the engine is not running".into()))?
             .map_err(ReloadError::Engine)?;
+        if let (Some(live), Some(new)) = (&self.tls, &tls) {
+            live.update(new);
+        }
         if let Ok(mut h) = self.config_hash.lock() {
             *h = hash.clone();
         }
@@ -452,8 +475,9 @@ pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
                 .is_some_and(|d| p.parent().map(resolved).as_deref() == Some(d.as_path()))
                 && p.extension().is_some_and(|e| e == "wasm");
             // Keys and certificates beside the configuration (STIR/SHAKEN).
+            // Certificates and keys beside the configuration (STIR/SHAKEN, TLS).
             let is_pem = p.parent().map(resolved).as_deref() == Some(watched_config_dir.as_path())
-                && p.extension().is_some_and(|e| e == "pem");
+                && p.extension().is_some_and(|e| e == "pem" || e == "key");
             is_config || is_plugin || is_pem
         });
         if relevant {
@@ -491,4 +515,8 @@ pub fn watch(reloader: Arc<Reloader>) -> Option<notify::RecommendedWatcher> {
         }
     });
     Some(watcher)
+}
+
+fn path_name(path: Option<&Path>) -> String {
+    path.map_or_else(String::new, |p| p.display().to_string())
 }

@@ -4,11 +4,12 @@
 //! TLS destination must prove (its trunk's `tls_server_name`, else its host).
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::sign::CertifiedKey;
 use sluice_b2bua::EngineConfig;
 use sluice_config::Config;
 use sluice_transaction::Transport;
-use sluice_transport::tls::TlsContext;
+use sluice_transport::tls::{CertSlot, Peers, TlsContext};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,8 +41,7 @@ pub fn context(
     let server = match (&cfg.tls.certificate, &cfg.tls.key) {
         (Some(c), Some(k)) => {
             let (c, k) = (relative(path, c.get_ref()), relative(path, k.get_ref()));
-            not_expired(&c)?;
-            Some(sluice_admin::tls::server_config(&c, &k)?)
+            Some(server(&c, &k)?)
         }
         _ => None,
     };
@@ -67,12 +67,43 @@ pub fn context(
             names.insert(t.outbound_proxy.unwrap_or(d.addr), name.clone());
         }
     }
-    Ok(Some(TlsContext {
-        server,
-        client,
-        names,
-    }))
+    Ok(Some(TlsContext::new(server, Peers { client, names })))
 }
+
+/// The listeners' configuration, presenting the chain in `certificate` with `key` through a
+/// slot a reload replaces; the leaf's expiry exported.
+fn server(
+    certificate: &Path,
+    key: &Path,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<CertSlot>), String> {
+    let not_after = not_expired(certificate)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+        .map_err(|e| format!("{}: cannot read a certificate: {e}", certificate.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate: {e}", certificate.display()))?;
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{}: cannot read a private key: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = CertifiedKey::from_der(chain, private, &provider).map_err(|e| {
+        format!(
+            "{} with {}: {e} (is the key the certificate's?)",
+            certificate.display(),
+            key.display()
+        )
+    })?;
+    let slot = CertSlot::new(Arc::new(certified));
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(slot.clone());
+    metrics::gauge!(EXPIRY, "certificate" => "listeners").set(not_after as f64);
+    Ok((Arc::new(config), slot))
+}
+
+/// When each configured certificate stops being valid (UNIX seconds): an alert fires weeks
+/// before.
+pub const EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
 
 /// The client side: the system's roots and `ca`'s certificates.
 fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -104,8 +135,8 @@ fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String>
     Ok(Arc::new(config))
 }
 
-/// The leaf certificate of `file` is within its validity.
-fn not_expired(file: &Path) -> Result<(), String> {
+/// The leaf certificate of `file` is within its validity: when it ends (UNIX seconds).
+fn not_expired(file: &Path) -> Result<i64, String> {
     let leaf = CertificateDer::pem_file_iter(file)
         .map_err(|e| format!("{}: cannot read a certificate: {e}", file.display()))?
         .next()
@@ -122,5 +153,5 @@ fn not_expired(file: &Path) -> Result<(), String> {
             validity.not_after
         ));
     }
-    Ok(())
+    Ok(validity.not_after.timestamp())
 }

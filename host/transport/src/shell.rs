@@ -145,8 +145,7 @@ impl<H: Hooks> Shell<H> {
                 Transport::Tcp => SocketKind::SipTcp,
                 Transport::Tls => SocketKind::SipTls,
             };
-            if l.transport == Transport::Tls && opts.tls.as_ref().is_none_or(|t| t.server.is_none())
-            {
+            if l.transport == Transport::Tls && !opts.tls.as_ref().is_some_and(|t| t.serves()) {
                 return Err(io::Error::other(format!(
                     "the TLS listener {} has no certificate ([tls] certificate and key)",
                     l.addr

@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -20,30 +22,100 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const HANDSHAKE_FAILURES: &str = "sluice_tls_handshake_failures_total";
 
-/// What Sluice's TLS needs: the certificate it presents on its TLS listeners, how it verifies
-/// the peers it connects to, and the name each of those is verified as.
-#[derive(Clone, Debug)]
-pub struct TlsContext {
-    pub server: Option<Arc<ServerConfig>>,
+/// The certificate presented on the TLS listeners, replaced while running (a reload, or its
+/// files changed): handshakes from then on present the new one, connections already up keep
+/// theirs.
+#[derive(Debug)]
+pub struct CertSlot(RwLock<Arc<CertifiedKey>>);
+
+impl CertSlot {
+    pub fn new(key: Arc<CertifiedKey>) -> Arc<CertSlot> {
+        Arc::new(CertSlot(RwLock::new(key)))
+    }
+
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = key;
+    }
+
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// How connections to TLS peers are verified: the client configuration and the name each
+/// destination must prove (SNI and the certificate's names; a destination not listed is
+/// verified by its IP address).
+#[derive(Debug, Clone)]
+pub struct Peers {
     pub client: Arc<ClientConfig>,
-    /// The host name each TLS destination must prove (SNI and the certificate's names); a
-    /// destination not listed is verified by its IP address.
     pub names: HashMap<SocketAddr, ServerName<'static>>,
 }
 
+/// What Sluice's TLS needs: the certificate it presents on its TLS listeners, and how it
+/// verifies the peers it connects to. Clones share the same state: [`TlsContext::update`] on
+/// one (a reload) is what every connection made from then on uses.
+#[derive(Clone, Debug)]
+pub struct TlsContext {
+    server: Option<(Arc<ServerConfig>, Arc<CertSlot>)>,
+    peers: Arc<RwLock<Peers>>,
+}
+
 impl TlsContext {
+    /// `server`: the listeners' configuration, whose certificate resolver is `slot`.
+    pub fn new(server: Option<(Arc<ServerConfig>, Arc<CertSlot>)>, peers: Peers) -> TlsContext {
+        TlsContext {
+            server,
+            peers: Arc::new(RwLock::new(peers)),
+        }
+    }
+
+    pub fn serves(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Take `new`'s certificate and peers (its listeners' configuration stays: listeners do not
+    /// change without a restart).
+    pub fn update(&self, new: &TlsContext) {
+        if let (Some((_, slot)), Some((_, fresh))) = (&self.server, &new.server) {
+            slot.replace(fresh.current());
+        }
+        let peers = new
+            .peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        *self.peers.write().unwrap_or_else(PoisonError::into_inner) = peers;
+    }
+
+    /// The certificate the listeners present now.
+    pub fn certificate(&self) -> Option<Arc<CertifiedKey>> {
+        self.server.as_ref().map(|(_, slot)| slot.current())
+    }
+
     pub(crate) fn acceptor(&self) -> Option<TlsAcceptor> {
-        self.server.clone().map(TlsAcceptor::from)
+        self.server
+            .as_ref()
+            .map(|(config, _)| TlsAcceptor::from(config.clone()))
     }
 
     /// The connector and the name to verify `remote` as.
     pub(crate) fn connector(&self, remote: SocketAddr) -> (TlsConnector, ServerName<'static>) {
-        let name = self
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        let name = peers
             .names
             .get(&remote)
             .cloned()
             .unwrap_or_else(|| ServerName::IpAddress(remote.ip().into()));
-        (TlsConnector::from(self.client.clone()), name)
+        (TlsConnector::from(peers.client.clone()), name)
     }
 }
 
