@@ -95,6 +95,11 @@ fn certificates(dir: &Path, names: &[(&str, &str)]) {
 /// The lab with a TLS listener on the external side and its trunk reached over TLS at .20:5061,
 /// verified as `trunk.test`.
 fn start(block: u8, certs: &Path) -> Lab {
+    start_with(block, certs, "")
+}
+
+/// [`start`] with more keys in the trunk's table.
+fn start_with(block: u8, certs: &Path, trunk_keys: &str) -> Lab {
     let a = LabAddrs::v4(block);
     let c = |f: &str| certs.join(f).display().to_string();
     let text = Lab::config_for(&a, Transport::Udp)
@@ -109,7 +114,7 @@ fn start(block: u8, certs: &Path) -> Lab {
             &format!("host = \"127.0.{block}.20\"\nport = 5060\ntransport = \"udp\""),
             &format!(
                 "host = \"127.0.{block}.20\"\nport = 5061\ntransport = \"tls\"\n\
-                 tls_server_name = \"trunk.test\"\nmedia = \"signalling-only\""
+                 tls_server_name = \"trunk.test\"\nmedia = \"signalling-only\"\n{trunk_keys}"
             ),
         );
     let text = format!(
@@ -127,8 +132,14 @@ fn start(block: u8, certs: &Path) -> Lab {
 
 /// `openssl s_server` on `at` presenting `cert`, printing what it receives to `out`.
 fn s_server(certs: &Path, at: &str, cert: &str, out: &Path) -> Child {
+    s_server_with(certs, at, cert, out, &[])
+}
+
+fn s_server_with(certs: &Path, at: &str, cert: &str, out: &Path, extra: &[&str]) -> Child {
     Command::new("openssl")
-        .args(["s_server", "-accept", at, "-naccept", "1", "-cert"])
+        .args(["s_server", "-accept", at, "-naccept", "1"])
+        .args(extra)
+        .arg("-cert")
         .arg(certs.join(format!("{cert}.pem")))
         .arg("-key")
         .arg(certs.join(format!("{cert}.key")))
@@ -439,4 +450,46 @@ fn check_names_what_is_wrong_with_the_tls_files() {
     );
     let (ok, err) = check("sluice.pem", "");
     assert!(!ok, "{err}");
+}
+
+#[test]
+fn a_trunk_that_requires_a_client_certificate_gets_the_one_configured_for_it() {
+    assert!(sipp_available(), "sipp (package sip-tester) is required");
+    const BLOCK: u8 = 88;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[("sluice", "sluice.test"), ("trunk", "trunk.test")],
+    );
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    let keys = format!(
+        "tls_certificate = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"",
+        c("sluice.pem"),
+        c("sluice.key"),
+        c("ca.pem")
+    );
+    let lab = start_with(BLOCK, certs.path(), &keys);
+    let trunk = format!("127.0.{BLOCK}.20:5061");
+    let out = lab.dir.path().join("s_server-mutual.txt");
+    // The provider requires a client certificate from its CA, and checks it.
+    let ca = c("ca.pem");
+    let mut server = s_server_with(
+        certs.path(),
+        &trunk,
+        "trunk",
+        &out,
+        &["-Verify", "1", "-verify_return_error", "-CAfile", &ca],
+    );
+    let mut uac = lab.sipp(
+        "mutual",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1", "-timeout", "10"],
+    );
+    let got = wait_for(&out, "INVITE sip:", Duration::from_secs(10));
+    let _ = server.kill();
+    let _ = server.wait();
+    uac.kill();
+    assert!(got.contains("INVITE sip:service@"), "{got}\n{}", lab.log());
 }

@@ -173,6 +173,13 @@ pub struct Trunk {
     /// TLS destinations: the name the provider's certificate must carry (and SNI); default
     /// the trunk's host.
     pub tls_server_name: Option<String>,
+    /// TLS destinations: the client certificate chain and key Sluice presents to this provider
+    /// (mutual TLS; PEM, relative to the configuration file); both or neither.
+    pub tls_certificate: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    /// TLS destinations: the only certificate authorities trusted for this provider (PEM);
+    /// default the system's roots and `[tls] ca`.
+    pub tls_ca: Option<Spanned<String>>,
     /// With tenants: the country the trunk's numbers are read in (ISO 3166 code; default
     /// `routing.country`): its national forms and international prefix.
     pub country: Option<Spanned<String>>,
@@ -272,6 +279,15 @@ fn default_brand() -> Spanned<String> {
 impl Trunk {
     fn check(&self) -> Checked {
         check_name(&self.name, "trunk name")?;
+        if self.tls_certificate.is_some() != self.tls_key.is_some() {
+            return Err(Problem::at(
+                self.name.span(),
+                format!(
+                    "trunk `{}`: tls_certificate and tls_key go together",
+                    self.name.get_ref()
+                ),
+            ));
+        }
         if let Some(c) = &self.country {
             if sluice_routing::Numbering::new(c.get_ref()).is_none() {
                 return Err(Problem::at(

@@ -46,25 +46,48 @@ pub fn context(
         _ => None,
     };
     let ca = cfg.tls.ca.as_ref().map(|c| relative(path, c.get_ref()));
-    let client = client_config(ca.as_deref())?;
+    let client = client_config(ca.as_deref(), true, None)?;
     let mut names = HashMap::new();
     for (t, spec) in engine.trunks.iter().zip(&cfg.trunks) {
-        let host = spec.tls_server_name.as_deref().unwrap_or(&t.host);
-        if host.parse::<std::net::IpAddr>().is_ok() {
-            continue;
-        }
-        let Ok(name) = ServerName::try_from(host.to_string()) else {
-            return Err(format!(
-                "trunk `{}`: `{host}` is not a name a certificate can carry",
-                t.name
-            ));
-        };
-        for d in t
+        let tls: Vec<_> = t
             .destinations
             .iter()
             .filter(|d| d.transport == Transport::Tls)
-        {
-            names.insert(t.outbound_proxy.unwrap_or(d.addr), name.clone());
+            .collect();
+        if tls.is_empty() {
+            continue;
+        }
+        let host = spec.tls_server_name.as_deref().unwrap_or(&t.host);
+        let name = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_string()).map_err(|_| {
+                format!(
+                    "trunk `{}`: `{host}` is not a name a certificate can carry",
+                    t.name
+                )
+            })?,
+        };
+        let own = match (&spec.tls_ca, &spec.tls_certificate, &spec.tls_key) {
+            (None, None, _) => None,
+            (ca, cert, key) => {
+                let ca = ca.as_ref().map(|c| relative(path, c.get_ref()));
+                let identity = match (cert, key) {
+                    (Some(c), Some(k)) => {
+                        Some((relative(path, c.get_ref()), relative(path, k.get_ref())))
+                    }
+                    _ => None,
+                };
+                let own_ca = ca.is_some();
+                let ca = ca.or_else(|| cfg.tls.ca.as_ref().map(|c| relative(path, c.get_ref())));
+                let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+                Some(client_config(ca.as_deref(), !own_ca, identity)?)
+            }
+        };
+        for d in tls {
+            names.insert(
+                t.outbound_proxy.unwrap_or(d.addr),
+                (name.clone(), own.clone()),
+            );
         }
     }
     Ok(Some(TlsContext::new(server, Peers { client, names })))
@@ -105,12 +128,18 @@ fn server(
 /// before.
 pub const EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
 
-/// The client side: the system's roots and `ca`'s certificates.
-fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// A client configuration: trusting `ca`'s certificates (and the system's roots when
+/// `system`), presenting `identity` (certificate chain and key files) when given.
+fn client_config(
+    ca: Option<&Path>,
+    system: bool,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for c in native.certs {
-        let _ = roots.add(c);
+    if system {
+        for c in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(c);
+        }
     }
     if let Some(ca) = ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
@@ -127,11 +156,29 @@ fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String>
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            not_expired(cert)?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("{}: cannot read a certificate: {e}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{}: not a PEM certificate: {e}", cert.display()))?;
+            let private = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("{}: cannot read a private key: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, private).map_err(|e| {
+                format!(
+                    "{} with {}: {e} (is the key the certificate's?)",
+                    cert.display(),
+                    key.display()
+                )
+            })?
+        }
+    };
     Ok(Arc::new(config))
 }
 

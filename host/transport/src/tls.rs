@@ -51,13 +51,14 @@ impl ResolvesServerCert for CertSlot {
     }
 }
 
-/// How connections to TLS peers are verified: the client configuration and the name each
-/// destination must prove (SNI and the certificate's names; a destination not listed is
-/// verified by its IP address).
+/// How connections to TLS peers are verified: the default client configuration, and per
+/// destination the name it must prove (SNI and the certificate's names) and its trunk's own
+/// configuration when it has one (a client certificate, its own CAs). A destination not
+/// listed is verified by its IP address with the default.
 #[derive(Debug, Clone)]
 pub struct Peers {
     pub client: Arc<ClientConfig>,
-    pub names: HashMap<SocketAddr, ServerName<'static>>,
+    pub names: HashMap<SocketAddr, (ServerName<'static>, Option<Arc<ClientConfig>>)>,
 }
 
 /// What Sluice's TLS needs: the certificate it presents on its TLS listeners, and how it
@@ -110,12 +111,13 @@ impl TlsContext {
     /// The connector and the name to verify `remote` as.
     pub(crate) fn connector(&self, remote: SocketAddr) -> (TlsConnector, ServerName<'static>) {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
-        let name = peers
+        let (name, own) = peers
             .names
             .get(&remote)
             .cloned()
-            .unwrap_or_else(|| ServerName::IpAddress(remote.ip().into()));
-        (TlsConnector::from(peers.client.clone()), name)
+            .unwrap_or_else(|| (ServerName::IpAddress(remote.ip().into()), None));
+        let config = own.unwrap_or_else(|| peers.client.clone());
+        (TlsConnector::from(config), name)
     }
 }
 
