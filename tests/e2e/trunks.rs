@@ -714,3 +714,92 @@ fn a_host_name_is_located_by_naptr_and_srv_and_followed_when_its_records_change(
     calls_complete_at(&lab, "moved", &moved, 1);
     assert!(lab.log().contains("trunk addresses from DNS applied"));
 }
+
+/// RFC 5626 §4.4.1 keep-alive on a connection Sluice opened to a TCP trunk: after
+/// `tcp_keepalive_seconds` of silence it sends a CRLF ping; a pong keeps the connection; a ping
+/// left unanswered closes it within 10 s, as a transport error: the PBX gets its answer then,
+/// not after Timer B. The provider here is the test's own socket, which answers pings or not.
+#[test]
+fn an_idle_connection_to_a_tcp_trunk_is_pinged_and_closed_when_the_peer_is_gone() {
+    use std::io::Read;
+    need_sipp();
+    const BLOCK: u8 = 89;
+    let provider = std::net::TcpListener::bind(format!("127.0.{BLOCK}.20:5060")).unwrap();
+    let text = config(BLOCK, "")
+        .replace(
+            &format!("host = \"127.0.{BLOCK}.20\"\nport = 5060\ntransport = \"udp\""),
+            &format!("host = \"127.0.{BLOCK}.20\"\nport = 5060\ntransport = \"tcp\""),
+        )
+        .replace("[sip]\n", "[sip]\ntcp_keepalive_seconds = 1\n");
+    assert!(text.contains("tcp_keepalive_seconds = 1"), "{text}");
+    let lab = Lab::start_with_text(LabAddrs::v4(BLOCK), Transport::Udp, &text);
+    let uac = lab.sipp(
+        "pbx",
+        "uac_503.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let (mut conn, _) = provider.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    // The INVITE, whole: its head, then Content-Length bytes.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let invite_end = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the INVITE");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(head) = text.find("\r\n\r\n") {
+            let len: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= head + 4 + len {
+                break head + 4 + len;
+            }
+        }
+    };
+    assert!(got.starts_with(b"INVITE "));
+    let mut after: Vec<u8> = got.split_off(invite_end);
+    // A ping after a second of silence; answered, another one a second later.
+    let mut ping = |conn: &mut std::net::TcpStream| -> Duration {
+        let started = Instant::now();
+        while after.len() < 4 {
+            let mut b = [0u8; 64];
+            let n = conn.read(&mut b).unwrap_or(0);
+            assert!(n > 0, "closed while waiting for a ping");
+            after.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(&after[..4], b"\r\n\r\n", "a CRLF ping");
+        after.drain(..4);
+        started.elapsed()
+    };
+    ping(&mut conn);
+    std::io::Write::write_all(&mut conn, b"\r\n").unwrap();
+    let waited = ping(&mut conn);
+    assert!(
+        waited >= Duration::from_millis(500),
+        "pinged again only after a silence: {waited:?}"
+    );
+    // Now the provider is gone (it reads but never answers): Sluice closes the connection and
+    // the call fails at once.
+    let started = Instant::now();
+    let mut b = [0u8; 64];
+    let closed = loop {
+        match conn.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "Sluice closed the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(13),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = uac.wait(Duration::from_secs(10));
+    assert_eq!((r.successful, r.failed), (1, 0), "{r:?}\n{}", lab.log());
+}

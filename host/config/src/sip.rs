@@ -40,6 +40,11 @@ pub struct SipSettings {
     /// closed (later, 300 s of silence close it).
     #[serde(default = "default_first_message")]
     pub tcp_first_message_seconds: u64,
+    /// Connections Sluice opened (TCP, TLS) that carried nothing for this long get a CRLF
+    /// keep-alive ping (RFC 5626 §4.4.1); one not answered within 10 s is closed and its
+    /// transactions fail over. 0: no pings.
+    #[serde(default = "default_keepalive")]
+    pub tcp_keepalive_seconds: u64,
     /// The largest INVITE sent over UDP; a larger new call is refused with 513 (no giant
     /// datagrams toward a peer).
     #[serde(default = "default_max_udp")]
@@ -101,6 +106,10 @@ fn default_first_message() -> u64 {
     10
 }
 
+fn default_keepalive() -> u64 {
+    90
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrangerPolicy {
@@ -141,6 +150,7 @@ impl Default for SipSettings {
             max_connections: default_max_connections(),
             max_connections_per_source: default_max_connections_per_source(),
             tcp_first_message_seconds: default_first_message(),
+            tcp_keepalive_seconds: default_keepalive(),
             max_udp_bytes: default_max_udp(),
             max_header_bytes: default_max_header(),
             log_calls: true,
@@ -180,6 +190,12 @@ impl SipSettings {
             self.tcp_first_message_seconds,
             1,
             300,
+        )?;
+        in_range(
+            "sip.tcp_keepalive_seconds",
+            self.tcp_keepalive_seconds,
+            0,
+            3600,
         )?;
         in_range("sip.t2_ms", self.t2_ms, self.t1_ms, 60_000)?;
         in_range("sip.t4_ms", self.t4_ms, 1, 60_000)?;

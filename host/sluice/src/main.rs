@@ -383,6 +383,8 @@ async fn run(
                 max_connections: cfg.sip.max_connections,
                 max_per_source: cfg.sip.max_connections_per_source,
                 first_message: std::time::Duration::from_secs(cfg.sip.tcp_first_message_seconds),
+                keepalive: (cfg.sip.tcp_keepalive_seconds > 0)
+                    .then(|| std::time::Duration::from_secs(cfg.sip.tcp_keepalive_seconds)),
             },
         },
         &mut inherited,

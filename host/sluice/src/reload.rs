@@ -178,7 +178,7 @@ pub struct Fixed {
     media_internal: (std::net::IpAddr, std::net::IpAddr, u16, u16),
     media_external: (std::net::IpAddr, std::net::IpAddr, u16, u16),
     media_workers: usize,
-    tcp_limits: (usize, usize, u64),
+    tcp_limits: (usize, usize, u64, u64),
 }
 
 impl Fixed {
@@ -201,6 +201,7 @@ impl Fixed {
                 cfg.sip.max_connections,
                 cfg.sip.max_connections_per_source,
                 cfg.sip.tcp_first_message_seconds,
+                cfg.sip.tcp_keepalive_seconds,
             ),
             internal: listeners(&cfg.internal),
             external: listeners(&cfg.external),
@@ -252,7 +253,8 @@ impl Fixed {
         check(self.media_workers != new.media_workers, "media.workers");
         check(
             self.tcp_limits != new.tcp_limits,
-            "sip.max_connections, max_connections_per_source, tcp_first_message_seconds",
+            "sip.max_connections, max_connections_per_source, tcp_first_message_seconds, \
+             tcp_keepalive_seconds",
         );
         keys
     }

@@ -60,6 +60,8 @@ pub(crate) struct Connections {
     next_id: Arc<AtomicU64>,
     /// How connections to TLS destinations are opened; `None`: no TLS configured.
     pub tls: Option<crate::tls::TlsContext>,
+    /// Idle time after which a connection Sluice opened is pinged (CRLF); `None`: never.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl Connections {

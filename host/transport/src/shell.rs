@@ -101,6 +101,8 @@ pub struct TcpLimits {
     pub max_connections: usize,
     pub max_per_source: usize,
     pub first_message: std::time::Duration,
+    /// Connections Sluice opened are pinged after this long idle; `None`: never.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl Default for TcpLimits {
@@ -109,6 +111,7 @@ impl Default for TcpLimits {
             max_connections: 4096,
             max_per_source: 64,
             first_message: std::time::Duration::from_secs(10),
+            keepalive: Some(std::time::Duration::from_secs(90)),
         }
     }
 }
@@ -242,6 +245,7 @@ impl<H: Hooks> Shell<H> {
         let mut conns = Connections::default();
         let acceptor = tls.as_ref().and_then(crate::tls::TlsContext::acceptor);
         conns.tls = tls;
+        conns.keepalive = tcp_limits.keepalive;
         let admission = std::sync::Arc::new(stream::Admission::new(tcp_limits));
         // The listeners' descriptors stay, so that accepting can stop (an upgrade) and start
         // again (a failed one).
@@ -631,6 +635,6 @@ fn open(
         flow,
         (writer, queue, stop),
         tx.clone(),
-        (max_message, conns.tls.clone()),
+        (max_message, conns.tls.clone(), conns.keepalive),
     ));
 }

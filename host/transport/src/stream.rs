@@ -22,6 +22,10 @@ use tracing::{debug, warn};
 const IDLE: Duration = Duration::from_secs(300);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a keep-alive ping may go unanswered before the connection is taken for dead.
+const PONG_WAIT: Duration = Duration::from_secs(10);
+/// RFC 5626 §4.4.1's ping.
+const PING: &[u8] = b"\r\n\r\n";
 
 /// What the connection tasks tell the engine task.
 pub(crate) enum Incoming {
@@ -214,7 +218,7 @@ pub(crate) async fn connect(
     flow: Flow,
     queues: (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
-    (max_message, tls): (usize, Option<crate::tls::TlsContext>),
+    (max_message, tls, keepalive): (usize, Option<crate::tls::TlsContext>, Option<Duration>),
 ) {
     let Some(id) = flow.conn else {
         return;
@@ -253,7 +257,7 @@ pub(crate) async fn connect(
             });
             match shaken {
                 Ok(s) => {
-                    serve(flow, s, queues, tx, (max_message, IDLE)).await;
+                    serve_pinged(flow, s, queues, tx, (max_message, keepalive)).await;
                     return;
                 }
                 Err(e) => {
@@ -267,7 +271,7 @@ pub(crate) async fn connect(
     match opened {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            serve(flow, stream, queues, tx, (max_message, IDLE)).await;
+            serve_pinged(flow, stream, queues, tx, (max_message, keepalive)).await;
         }
         Err(e) => {
             warn!(remote = %flow.remote, "tcp connect failed: {e}");
@@ -276,13 +280,41 @@ pub(crate) async fn connect(
     }
 }
 
+/// A connection Sluice opened: served as any, and pinged after `keepalive` of silence.
+async fn serve_pinged<S>(
+    flow: Flow,
+    stream: S,
+    queues: (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
+    tx: mpsc::Sender<Incoming>,
+    (max_message, keepalive): (usize, Option<Duration>),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    serve_with(flow, stream, queues, tx, (max_message, IDLE, keepalive)).await;
+}
+
 /// Read and frame a connection until it ends; a writer task empties its queue meanwhile.
 async fn serve<S>(
     flow: Flow,
     stream: S,
-    (pong, mut queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
+    queues: (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
     (max_message, first_message): (usize, Duration),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    serve_with(flow, stream, queues, tx, (max_message, first_message, None)).await;
+}
+
+/// [`serve`]; with `keepalive`, a silence that long gets a CRLF ping (RFC 5626 §4.4.1), and a
+/// ping unanswered within [`PONG_WAIT`] ends the connection as failed (its transactions fail
+/// over at once).
+async fn serve_with<S>(
+    flow: Flow,
+    stream: S,
+    (pong, mut queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
+    tx: mpsc::Sender<Incoming>,
+    (max_message, first_message, keepalive): (usize, Duration, Option<Duration>),
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -306,9 +338,15 @@ async fn serve<S>(
     let mut stopped = false;
     // Until its first complete message, a connection gets `first_message` to send it.
     let mut idle = first_message;
+    let mut pinged = false;
     'read: loop {
+        let wait = match keepalive {
+            Some(_) if pinged => PONG_WAIT,
+            Some(k) => k.min(idle),
+            None => idle,
+        };
         let read = tokio::select! {
-            r = tokio::time::timeout(idle, rd.read(&mut buf)) => r,
+            r = tokio::time::timeout(wait, rd.read(&mut buf)) => r,
             () = stop.notified() => {
                 // Its write queue overflowed: the peer reads nothing.
                 stopped = true;
@@ -316,9 +354,22 @@ async fn serve<S>(
             }
         };
         let n = match read {
+            Err(_) if keepalive.is_some() && !pinged => {
+                pinged = pong.send(Bytes::from_static(PING)).is_ok();
+                if pinged {
+                    continue;
+                }
+                break;
+            }
+            Err(_) if pinged => {
+                warn!(remote = %flow.remote, "keep-alive ping unanswered: connection closed");
+                let _ = tx.send(Incoming::Failed { id, flow }).await;
+                break;
+            }
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => n,
         };
+        pinged = false;
         framer.push(buf.get(..n).unwrap_or_default());
         while let Some(frame) = framer.next_frame() {
             match frame {
