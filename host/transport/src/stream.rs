@@ -306,9 +306,9 @@ async fn serve<S>(
     serve_with(flow, stream, queues, tx, (max_message, first_message, None)).await;
 }
 
-/// [`serve`]; with `keepalive`, a silence that long gets a CRLF ping (RFC 5626 §4.4.1), and a
-/// ping unanswered within [`PONG_WAIT`] ends the connection as failed (its transactions fail
-/// over at once).
+/// [`serve`]; with `keepalive`, a silence that long gets a CRLF ping (RFC 5626 §4.4.1); once
+/// the peer has answered a ping, one unanswered within [`PONG_WAIT`] ends the connection as
+/// failed (its transactions fail over at once). A peer that never answers pings is pinged on.
 async fn serve_with<S>(
     flow: Flow,
     stream: S,
@@ -339,6 +339,9 @@ async fn serve_with<S>(
     // Until its first complete message, a connection gets `first_message` to send it.
     let mut idle = first_message;
     let mut pinged = false;
+    // A peer that never answered a ping may not do pongs (RFC 5626 is optional): it is pinged
+    // (NAT bindings stay), but its silence proves nothing.
+    let mut answers_pings = false;
     'read: loop {
         let wait = match keepalive {
             Some(_) if pinged => PONG_WAIT,
@@ -361,6 +364,10 @@ async fn serve_with<S>(
                 }
                 break;
             }
+            Err(_) if pinged && !answers_pings => {
+                pinged = false;
+                continue;
+            }
             Err(_) if pinged => {
                 warn!(remote = %flow.remote, "keep-alive ping unanswered: connection closed");
                 let _ = tx.send(Incoming::Failed { id, flow }).await;
@@ -369,6 +376,7 @@ async fn serve_with<S>(
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => n,
         };
+        answers_pings |= pinged;
         pinged = false;
         framer.push(buf.get(..n).unwrap_or_default());
         while let Some(frame) = framer.next_frame() {
