@@ -136,7 +136,7 @@ fn s_server(certs: &Path, at: &str, cert: &str, out: &Path) -> Child {
 }
 
 fn s_server_with(certs: &Path, at: &str, cert: &str, out: &Path, extra: &[&str]) -> Child {
-    Command::new("openssl")
+    let child = Command::new("openssl")
         .args(["s_server", "-accept", at, "-naccept", "1"])
         .args(extra)
         .arg("-cert")
@@ -147,7 +147,11 @@ fn s_server_with(certs: &Path, at: &str, cert: &str, out: &Path, extra: &[&str])
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::null())
         .spawn()
-        .expect("openssl s_server")
+        .expect("openssl s_server");
+    // Listening before anyone connects (it takes one connection only).
+    let ready = wait_for(out, "ACCEPT", Duration::from_secs(10));
+    assert!(ready.contains("ACCEPT"), "s_server did not start: {ready}");
+    child
 }
 
 /// Wait (bounded) until `file` holds `text`.

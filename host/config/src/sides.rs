@@ -88,6 +88,12 @@ impl Peer {
         if self.host.get_ref().trim().is_empty() {
             return Err(Problem::at(self.host.span(), "pbx host is empty"));
         }
+        if self.transport == TransportName::Tls {
+            return Err(Problem::at(
+                self.host.span(),
+                "the PBX is reached over udp or tcp (TLS is for trunks and listeners)",
+            ));
+        }
         in_range("pbx.port", self.port, 1, u16::MAX)
     }
 }

@@ -52,10 +52,14 @@ impl Writer {
     }
 }
 
+/// A connection's transport (TCP or TLS) and peer.
+pub(crate) type Peer = (sluice_transaction::Transport, SocketAddr);
+
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
-    conns: HashMap<ConnId, (SocketAddr, Writer)>,
-    by_remote: HashMap<SocketAddr, ConnId>,
+    conns: HashMap<ConnId, (Peer, Writer)>,
+    /// Reused by transport and peer: a TLS request never goes on a plain TCP connection.
+    by_remote: HashMap<Peer, ConnId>,
     /// Shared with the acceptor tasks, which number the connections they accept.
     next_id: Arc<AtomicU64>,
     /// How connections to TLS destinations are opened; `None`: no TLS configured.
@@ -73,7 +77,7 @@ impl Connections {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn add(&mut self, id: ConnId, remote: SocketAddr, writer: Writer) {
+    pub fn add(&mut self, id: ConnId, remote: Peer, writer: Writer) {
         self.conns.insert(id, (remote, writer));
         self.by_remote.insert(remote, id);
     }
@@ -92,7 +96,7 @@ impl Connections {
         let id = flow
             .conn
             .filter(|id| self.conns.contains_key(id))
-            .or_else(|| self.by_remote.get(&flow.remote).copied());
+            .or_else(|| self.by_remote.get(&(flow.transport, flow.remote)).copied());
         let Some(id) = id else {
             return Err(data);
         };
@@ -134,7 +138,7 @@ mod tests {
         assert!(c.send(flow, Bytes::from_static(b"x")).is_err());
         let (w, mut r, _stop) = Writer::pair();
         let id = c.new_id();
-        c.add(id, remote, w);
+        c.add(id, (Transport::Tcp, remote), w);
         assert!(c.send(flow, Bytes::from_static(b"a")).is_ok());
         assert!(c
             .send(
@@ -170,7 +174,7 @@ mod tests {
         };
         let (w, _r, stop) = Writer::pair();
         let id = c.new_id();
-        c.add(id, remote, w);
+        c.add(id, (Transport::Tcp, remote), w);
         for _ in 0..WRITE_QUEUE {
             assert!(c.send(flow, Bytes::from_static(b"x")).is_ok());
         }

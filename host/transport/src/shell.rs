@@ -626,7 +626,7 @@ fn open(
     let id = conns.new_id();
     let (writer, queue, stop) = Writer::pair();
     let _ = writer.send(data);
-    conns.add(id, flow.remote, writer.clone());
+    conns.add(id, (flow.transport, flow.remote), writer.clone());
     let flow = Flow {
         conn: Some(id),
         ..flow

@@ -42,7 +42,7 @@ pub(crate) enum Incoming {
     },
     Connected {
         id: ConnId,
-        remote: SocketAddr,
+        remote: (Transport, SocketAddr),
         writer: Writer,
     },
     /// The connection ended (the peer closed it, it went idle, its framing broke).
@@ -163,9 +163,14 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let (writer, queue, stop) = Writer::pair();
+        let transport = if tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
         let connected = Incoming::Connected {
             id,
-            remote,
+            remote: (transport, remote),
             writer: writer.clone(),
         };
         if tx.send(connected).await.is_err() {
@@ -376,9 +381,17 @@ async fn serve_with<S>(
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => n,
         };
-        answers_pings |= pinged;
+        let mut read = buf.get(..n).unwrap_or_default();
+        if pinged {
+            // Only a CRLF pong proves the peer answers pings (a message arriving meanwhile
+            // proves it alive, not that); the pong is not framed (two would read as a ping).
+            if let Some(rest) = read.strip_prefix(b"\r\n") {
+                answers_pings = true;
+                read = rest;
+            }
+        }
         pinged = false;
-        framer.push(buf.get(..n).unwrap_or_default());
+        framer.push(read);
         while let Some(frame) = framer.next_frame() {
             match frame {
                 Ok(Frame::Message(data)) => {

@@ -111,9 +111,17 @@ impl TlsContext {
     /// The connector and the name to verify `remote` as.
     pub(crate) fn connector(&self, remote: SocketAddr) -> (TlsConnector, ServerName<'static>) {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        // A destination DNS moved (same provider, new port or address) is found by its IP.
         let (name, own) = peers
             .names
             .get(&remote)
+            .or_else(|| {
+                peers
+                    .names
+                    .iter()
+                    .find(|(a, _)| a.ip() == remote.ip())
+                    .map(|(_, v)| v)
+            })
             .cloned()
             .unwrap_or_else(|| (ServerName::IpAddress(remote.ip().into()), None));
         let config = own.unwrap_or_else(|| peers.client.clone());
