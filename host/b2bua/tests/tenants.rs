@@ -11,9 +11,7 @@
 use sluice_b2bua::config::{PeerConfig, TenantRouting};
 use sluice_b2bua::testing::*;
 use sluice_b2bua::{EngineConfig, NoHooks, TrunkConfig};
-use sluice_routing::{
-    DidPool, ForeignCallerId, Format, Matcher, Numbering, OutRoute, RoutingTable, Tenant,
-};
+use sluice_routing::{ForeignCallerId, Format, Matcher, Numbering, OutRoute, RoutingTable, Tenant};
 use sluice_sip::{HeaderName, Message};
 use sluice_transaction::{Flow, Transport};
 use std::sync::Arc;
@@ -23,29 +21,11 @@ const BACKUP: &str = "127.0.0.21:5060";
 const GLOBEX_PBX: &str = "127.0.0.11:5060";
 
 fn tenant(name: &str, pools: &[(&str, &str)], routes: Vec<OutRoute>) -> Tenant {
-    Tenant {
-        name: name.into(),
-        domains: vec![format!("{name}.example")],
-        sources: Vec::new(),
-        numbering: Numbering::new("US").unwrap(),
-        pbx_format: Format::E164,
-        pools: pools
-            .iter()
-            .map(|(t, p)| (Arc::from(*t), DidPool::parse(p).unwrap()))
-            .collect(),
-        default_caller_id: None,
-        foreign_caller_id: ForeignCallerId::Refuse,
-        routes,
-    }
+    Tenant::simple(name, pools, routes).unwrap()
 }
 
 fn route(m: Matcher, trunks: &[&str]) -> OutRoute {
-    OutRoute {
-        matcher: m,
-        strip: 0,
-        prepend: String::new(),
-        trunks: trunks.iter().map(|t| Arc::from(*t)).collect(),
-    }
+    OutRoute::to(m, trunks)
 }
 
 /// Trunks `carrier` (the lab's trunk) and `backup`; tenants `acme` (the lab's PBX, numbers in

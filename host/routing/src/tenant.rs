@@ -111,7 +111,40 @@ pub struct Tenant {
     pub routes: Vec<OutRoute>,
 }
 
+impl OutRoute {
+    /// A route of `matcher` to `trunks`, without rewrite.
+    pub fn to(matcher: Matcher, trunks: &[&str]) -> OutRoute {
+        OutRoute {
+            matcher,
+            strip: 0,
+            prepend: String::new(),
+            trunks: trunks.iter().map(|t| Arc::from(*t)).collect(),
+        }
+    }
+}
+
 impl Tenant {
+    /// A tenant with nothing but its pools and routes, for tests and labs: domain
+    /// `NAME.example`, North American numbering, E.164 toward its PBX, foreign caller IDs
+    /// refused. `None` when a pool does not parse.
+    pub fn simple(name: &str, pools: &[(&str, &str)], routes: Vec<OutRoute>) -> Option<Tenant> {
+        let pools = pools
+            .iter()
+            .map(|(t, p)| Some((Arc::from(*t), DidPool::parse(p).ok()?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Tenant {
+            name: name.into(),
+            domains: vec![format!("{name}.example")],
+            sources: Vec::new(),
+            numbering: Numbering::default(),
+            pbx_format: Format::E164,
+            pools,
+            default_caller_id: None,
+            foreign_caller_id: ForeignCallerId::Refuse,
+            routes,
+        })
+    }
+
     /// Its pool on `trunk`, when the trunk is assigned to it.
     pub fn pool(&self, trunk: &str) -> Option<&DidPool> {
         self.pools
@@ -319,30 +352,11 @@ mod tests {
     use super::*;
 
     fn tenant(name: &str, pools: &[(&str, &str)], routes: Vec<OutRoute>) -> Tenant {
-        let us = Numbering::new("US").unwrap();
-        Tenant {
-            name: name.into(),
-            domains: vec![format!("{name}.example")],
-            sources: Vec::new(),
-            numbering: us,
-            pbx_format: Format::E164,
-            pools: pools
-                .iter()
-                .map(|(t, p)| (Arc::from(*t), DidPool::parse(p).unwrap()))
-                .collect(),
-            default_caller_id: None,
-            foreign_caller_id: ForeignCallerId::Refuse,
-            routes,
-        }
+        Tenant::simple(name, pools, routes).unwrap()
     }
 
     fn route(m: Matcher, trunks: &[&str]) -> OutRoute {
-        OutRoute {
-            matcher: m,
-            strip: 0,
-            prepend: String::new(),
-            trunks: trunks.iter().map(|t| Arc::from(*t)).collect(),
-        }
+        OutRoute::to(m, trunks)
     }
 
     fn table() -> RoutingTable {

@@ -197,15 +197,7 @@ pub(crate) async fn accept_loop(
                 return;
             };
             // The handshake runs here, beside the other connections, within its time.
-            let shaken =
-                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "handshake timed out",
-                        ))
-                    });
+            let shaken = crate::tls::within_deadline(acceptor.accept(stream)).await;
             match shaken {
                 Ok(s) => serve(flow, s, queues, tx, (max_message, first)).await,
                 Err(e) => {
@@ -249,17 +241,7 @@ pub(crate) async fn connect(
                 return;
             };
             let (connector, name) = ctx.connector(flow.remote);
-            let shaken = tokio::time::timeout(
-                crate::tls::HANDSHAKE_TIMEOUT,
-                connector.connect(name, stream),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "handshake timed out",
-                ))
-            });
+            let shaken = crate::tls::within_deadline(connector.connect(name, stream)).await;
             match shaken {
                 Ok(s) => {
                     serve_pinged(flow, s, queues, tx, (max_message, keepalive)).await;
@@ -281,6 +263,79 @@ pub(crate) async fn connect(
         Err(e) => {
             warn!(remote = %flow.remote, "tcp connect failed: {e}");
             let _ = tx.send(Incoming::Failed { id, flow }).await;
+        }
+    }
+}
+
+/// RFC 5626 §4.4.1 keep-alive of a connection Sluice opened, sans-IO: the read loop asks how
+/// long to wait, and tells it of each silence and each read.
+#[derive(Debug)]
+struct KeepAlive {
+    /// Ping after this much silence; `None`: never (a silence closes the connection).
+    every: Option<Duration>,
+    /// A ping is out, not answered yet.
+    pinged: bool,
+    /// The peer answered a ping once. One that never did may not do pongs (they are optional):
+    /// it is pinged (NAT bindings stay), but its silence proves nothing.
+    answers_pings: bool,
+}
+
+/// What a silence (the wait ran out) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Silence {
+    /// Send a ping and wait for its pong.
+    Ping,
+    /// Go on waiting.
+    Wait,
+    /// A peer that answers pings did not: the connection is dead.
+    Dead,
+    /// No keep-alive: an idle connection is closed.
+    Close,
+}
+
+impl KeepAlive {
+    fn new(every: Option<Duration>) -> KeepAlive {
+        KeepAlive {
+            every,
+            pinged: false,
+            answers_pings: false,
+        }
+    }
+
+    /// How long to wait for bytes; `idle` when nothing is pinged.
+    fn wait(&self, idle: Duration) -> Duration {
+        match self.every {
+            Some(_) if self.pinged => PONG_WAIT,
+            Some(k) => k.min(idle),
+            None => idle,
+        }
+    }
+
+    fn on_silence(&mut self) -> Silence {
+        match (self.every, self.pinged) {
+            (None, _) => Silence::Close,
+            (Some(_), false) => {
+                self.pinged = true;
+                Silence::Ping
+            }
+            (Some(_), true) if !self.answers_pings => {
+                self.pinged = false;
+                Silence::Wait
+            }
+            (Some(_), true) => Silence::Dead,
+        }
+    }
+
+    /// Bytes read: what to frame. Only a CRLF pong proves the peer answers pings (a message
+    /// meanwhile proves it alive, not that); the pong is not framed (two would read as a ping).
+    fn on_read<'a>(&mut self, read: &'a [u8]) -> &'a [u8] {
+        let pinged = std::mem::replace(&mut self.pinged, false);
+        match read.strip_prefix(b"\r\n") {
+            Some(rest) if pinged => {
+                self.answers_pings = true;
+                rest
+            }
+            _ => read,
         }
     }
 }
@@ -311,9 +366,9 @@ async fn serve<S>(
     serve_with(flow, stream, queues, tx, (max_message, first_message, None)).await;
 }
 
-/// [`serve`]; with `keepalive`, a silence that long gets a CRLF ping (RFC 5626 §4.4.1); once
-/// the peer has answered a ping, one unanswered within [`PONG_WAIT`] ends the connection as
-/// failed (its transactions fail over at once). A peer that never answers pings is pinged on.
+/// [`serve`]; with `keepalive`, pinged as [`KeepAlive`] says: a peer that answered a ping once
+/// and then leaves one unanswered within [`PONG_WAIT`] ends the connection as failed (its
+/// transactions fail over at once).
 async fn serve_with<S>(
     flow: Flow,
     stream: S,
@@ -343,16 +398,9 @@ async fn serve_with<S>(
     let mut stopped = false;
     // Until its first complete message, a connection gets `first_message` to send it.
     let mut idle = first_message;
-    let mut pinged = false;
-    // A peer that never answered a ping may not do pongs (RFC 5626 is optional): it is pinged
-    // (NAT bindings stay), but its silence proves nothing.
-    let mut answers_pings = false;
+    let mut alive = KeepAlive::new(keepalive);
     'read: loop {
-        let wait = match keepalive {
-            Some(_) if pinged => PONG_WAIT,
-            Some(k) => k.min(idle),
-            None => idle,
-        };
+        let wait = alive.wait(idle);
         let read = tokio::select! {
             r = tokio::time::timeout(wait, rd.read(&mut buf)) => r,
             () = stop.notified() => {
@@ -362,36 +410,20 @@ async fn serve_with<S>(
             }
         };
         let n = match read {
-            Err(_) if keepalive.is_some() && !pinged => {
-                pinged = pong.send(Bytes::from_static(PING)).is_ok();
-                if pinged {
-                    continue;
+            Err(_) => match alive.on_silence() {
+                Silence::Ping if pong.send(Bytes::from_static(PING)).is_ok() => continue,
+                Silence::Wait => continue,
+                Silence::Dead => {
+                    warn!(remote = %flow.remote, "keep-alive ping unanswered: connection closed");
+                    let _ = tx.send(Incoming::Failed { id, flow }).await;
+                    break;
                 }
-                break;
-            }
-            Err(_) if pinged && !answers_pings => {
-                pinged = false;
-                continue;
-            }
-            Err(_) if pinged => {
-                warn!(remote = %flow.remote, "keep-alive ping unanswered: connection closed");
-                let _ = tx.send(Incoming::Failed { id, flow }).await;
-                break;
-            }
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Silence::Ping | Silence::Close => break,
+            },
+            Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => n,
         };
-        let mut read = buf.get(..n).unwrap_or_default();
-        if pinged {
-            // Only a CRLF pong proves the peer answers pings (a message arriving meanwhile
-            // proves it alive, not that); the pong is not framed (two would read as a ping).
-            if let Some(rest) = read.strip_prefix(b"\r\n") {
-                answers_pings = true;
-                read = rest;
-            }
-        }
-        pinged = false;
-        framer.push(read);
+        framer.push(alive.on_read(buf.get(..n).unwrap_or_default()));
         while let Some(frame) = framer.next_frame() {
             match frame {
                 Ok(Frame::Message(data)) => {
@@ -430,4 +462,45 @@ async fn serve_with<S>(
         writer.abort();
     }
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: Duration = Duration::from_secs(90);
+
+    #[test]
+    fn without_keep_alive_a_silence_closes() {
+        let mut k = KeepAlive::new(None);
+        assert_eq!(k.wait(IDLE), IDLE);
+        assert_eq!(k.on_silence(), Silence::Close);
+    }
+
+    #[test]
+    fn a_peer_that_answered_a_ping_and_then_does_not_is_dead() {
+        let mut k = KeepAlive::new(Some(EVERY));
+        assert_eq!(k.wait(IDLE), EVERY);
+        assert_eq!(k.on_silence(), Silence::Ping);
+        assert_eq!(k.wait(IDLE), PONG_WAIT);
+        // The pong is taken out; what follows it is framed.
+        assert_eq!(k.on_read(b"\r\nOPTIONS"), b"OPTIONS");
+        assert_eq!(k.wait(IDLE), EVERY);
+        assert_eq!(k.on_silence(), Silence::Ping);
+        assert_eq!(k.on_silence(), Silence::Dead);
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_pings_is_pinged_on_not_closed() {
+        let mut k = KeepAlive::new(Some(EVERY));
+        assert_eq!(k.on_silence(), Silence::Ping);
+        // A message, not a pong: alive, but it proves nothing of pongs.
+        assert_eq!(k.on_read(b"SIP/2.0 200 OK"), b"SIP/2.0 200 OK");
+        assert_eq!(k.on_silence(), Silence::Ping);
+        assert_eq!(k.on_silence(), Silence::Wait);
+        assert_eq!(k.on_silence(), Silence::Ping);
+        assert_eq!(k.on_silence(), Silence::Wait);
+        // A CRLF while nothing is pinged is framed as it is (the framer skips it).
+        assert_eq!(k.on_read(b"\r\n"), b"\r\n");
+    }
 }

@@ -129,6 +129,20 @@ impl TlsContext {
     }
 }
 
+/// A handshake, given [`HANDSHAKE_TIMEOUT`] to complete (then a `TimedOut` error).
+pub(crate) async fn within_deadline<T>(
+    handshake: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "handshake timed out",
+            ))
+        })
+}
+
 /// Count and log a failed handshake; `reason` is the error's kind, kept to a few values.
 pub(crate) fn failed(remote: SocketAddr, way: &'static str, e: &std::io::Error) {
     let reason = reason_of(e);
