@@ -470,6 +470,8 @@ struct CallBody {
 struct StreamBody {
     caller: StreamEndBody,
     callee: StreamEndBody,
+    /// The SRTP suite agreed on the trunk's leg (never its keys).
+    srtp: Option<&'static str>,
 }
 
 /// One end of a stream: Sluice's RTP port facing it, and what it sent.
@@ -482,6 +484,7 @@ struct StreamEndBody {
     lost: u64,
     jitter_ms: f64,
     dropped: u64,
+    srtp_auth_failures: u64,
 }
 
 fn stream_end(port: u16, e: &sluice_media::EndSnapshot) -> StreamEndBody {
@@ -493,6 +496,7 @@ fn stream_end(port: u16, e: &sluice_media::EndSnapshot) -> StreamEndBody {
         lost: e.lost,
         jitter_ms: e.jitter_us as f64 / 1000.0,
         dropped: e.dropped,
+        srtp_auth_failures: e.srtp_failures,
     }
 }
 
@@ -521,6 +525,7 @@ async fn calls(State(state): State<AdminState>) -> Response {
                 .map(|s| StreamBody {
                     caller: stream_end(s.ports[0], &s.counted[0]),
                     callee: stream_end(s.ports[1], &s.counted[1]),
+                    srtp: s.srtp,
                 })
                 .collect(),
         })

@@ -67,6 +67,13 @@ impl PeerMedia {
     }
 }
 
+/// A trunk that speaks SRTP: how strictly, and with which suites in which order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkSrtp {
+    pub mode: sluice_media::SrtpMode,
+    pub suites: Arc<[sluice_media::Suite]>,
+}
+
 /// One side's media addresses and ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaSideConfig {
@@ -172,6 +179,9 @@ pub struct TrunkConfig {
     pub public_address: Option<IpAddr>,
     pub via_public: bool,
     pub media: PeerMedia,
+    /// SRTP toward the trunk (anchored media only), terminated by Sluice; `None`: the SDP's
+    /// own keys, if any, cross end to end.
+    pub srtp: Option<TrunkSrtp>,
     /// See [`PeerConfig::large_over_tcp`].
     pub large_over_tcp: bool,
     /// What a REFER inside this trunk's calls gets (see [`crate::transfer`]).
@@ -301,6 +311,7 @@ impl TrunkConfig {
             public_address: None,
             via_public: false,
             media: PeerMedia::Anchor,
+            srtp: None,
             large_over_tcp: false,
             transfer: Transfer::Relay,
             forward_history: true,

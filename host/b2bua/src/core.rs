@@ -337,7 +337,10 @@ impl<H: Hooks> Core<H> {
             source: source.remote,
             transport: source.transport,
         };
-        self.hooks.message(call.generation, &ctx, out, original)
+        let hooks = &mut self.hooks;
+        crate::hooks::with_keys_hidden(out, original, |out, original| {
+            hooks.message(call.generation, &ctx, out, original)
+        })
     }
 
     /// Send a BYE of Sluice's own on `leg`; the call is ending.

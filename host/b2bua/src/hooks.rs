@@ -5,6 +5,10 @@
 //!
 //! Calls pin the hooks generation that was current when they started, so that a reload does
 //! not change the plugins of a call in progress: new calls use the new generation.
+//!
+//! SRTP keys never reach a plugin: every message lent to one has the `inline:` key of each
+//! `a=crypto` line replaced by a placeholder ([`with_keys_hidden`]), and the keys are put back
+//! into the message that leaves.
 
 use crate::call::{CallKey, Direction};
 use crate::config::Side;
@@ -248,14 +252,96 @@ pub fn run_new_call_with<H: Hooks + ?Sized>(
             };
         }
     }
-    if let HookVerdict::Reject { status, reason } = hooks.message(generation, ctx, invite, original)
-    {
-        return NewCallOutcome::Refuse { status, reason };
+    with_keys_hidden(invite, original, |invite, original| {
+        if let HookVerdict::Reject { status, reason } =
+            hooks.message(generation, ctx, invite, original)
+        {
+            return NewCallOutcome::Refuse { status, reason };
+        }
+        let attestation = if ctx.direction == Direction::Outbound {
+            hooks.attestation(generation, ctx, invite)
+        } else {
+            None
+        };
+        NewCallOutcome::Continue { attestation }
+    })
+}
+
+/// What plugins see instead of an SRTP key.
+const HIDDEN_KEY: &str = "SLUICE-HIDDEN-KEY-";
+
+/// Run `f` over `msg` and `original` with the SRTP keys of their SDP hidden; the keys go back
+/// into both afterwards (wherever the plugins left the placeholders).
+pub fn with_keys_hidden<R>(
+    msg: &mut Message,
+    original: &mut Message,
+    f: impl FnOnce(&mut Message, &mut Message) -> R,
+) -> R {
+    let mut keys = Vec::new();
+    hide_keys(msg, &mut keys);
+    hide_keys(original, &mut keys);
+    let r = f(msg, original);
+    if !keys.is_empty() {
+        restore_keys(msg, &keys);
+        restore_keys(original, &keys);
     }
-    let attestation = if ctx.direction == Direction::Outbound {
-        hooks.attestation(generation, ctx, invite)
-    } else {
-        None
+    r
+}
+
+fn hide_keys(msg: &mut Message, keys: &mut Vec<String>) {
+    if memchr::memmem::find(&msg.body, b"a=crypto:").is_none() {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(&msg.body) else {
+        return;
     };
-    NewCallOutcome::Continue { attestation }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("inline:") {
+        let (before, after) = rest.split_at(at);
+        let after = after.get("inline:".len()..).unwrap_or_default();
+        let end = after
+            .find(|c: char| c == '|' || c == ';' || c.is_ascii_whitespace())
+            .unwrap_or(after.len());
+        let (key, tail) = after.split_at(end);
+        out.push_str(before);
+        out.push_str("inline:");
+        out.push_str(HIDDEN_KEY);
+        out.push_str(&keys.len().to_string());
+        keys.push(key.to_string());
+        rest = tail;
+    }
+    out.push_str(rest);
+    msg.body = bytes::Bytes::from(out);
+}
+
+fn restore_keys(msg: &mut Message, keys: &[String]) {
+    if memchr::memmem::find(&msg.body, HIDDEN_KEY.as_bytes()).is_none() {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(&msg.body) else {
+        return;
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(HIDDEN_KEY) {
+        let (before, after) = rest.split_at(at);
+        let after = after.get(HIDDEN_KEY.len()..).unwrap_or_default();
+        let end = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (n, tail) = after.split_at(end);
+        out.push_str(before);
+        match n.parse::<usize>().ok().and_then(|i| keys.get(i)) {
+            Some(k) => out.push_str(k),
+            // A placeholder a plugin wrote itself stays as it is.
+            None => {
+                out.push_str(HIDDEN_KEY);
+                out.push_str(n);
+            }
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    msg.body = bytes::Bytes::from(out);
 }

@@ -8,9 +8,12 @@
 //! stream faces the caller's leg, `B` the callee's.
 
 use crate::call::{Direction, LegId};
-use crate::config::{MediaConfig, MediaSideConfig, PeerMedia, Side};
+use crate::config::{MediaConfig, MediaSideConfig, PeerMedia, Side, TrunkSrtp};
 use bytes::Bytes;
-use sluice_media::{CallMedia, End, EndSnapshot, MediaOp, MediaSide, PortPool, Role};
+use sluice_media::{
+    CallMedia, End, EndSnapshot, MediaOp, MediaSide, PortPool, Refusal, Role, SdesRefusal,
+    SrtpPolicy,
+};
 use sluice_sip::{HeaderName, Message};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -94,6 +97,8 @@ pub enum Unanchorable {
     Malformed(String),
     /// An offer to the trunk left with none of the codecs it allows.
     NoCodec,
+    /// SRTP the trunk needs could not be agreed.
+    Srtp(SdesRefusal),
 }
 
 impl Unanchorable {
@@ -101,6 +106,9 @@ impl Unanchorable {
         match self {
             Unanchorable::Malformed(_) => "malformed",
             Unanchorable::NoCodec => "no-codec",
+            Unanchorable::Srtp(SdesRefusal::NoUsableKey) => "no-srtp-key",
+            Unanchorable::Srtp(SdesRefusal::SrtpFromPlainEnd) => "srtp-from-pbx",
+            Unanchorable::Srtp(SdesRefusal::NoRandom) => "no-random",
         }
     }
 }
@@ -122,10 +130,26 @@ impl Anchor {
         key: u64,
         direction: Direction,
         peers: [IpAddr; 2],
-        trunk: &PeerMedia,
+        (trunk, srtp): (&PeerMedia, Option<&TrunkSrtp>),
     ) -> Option<Anchor> {
+        // The trunk's end of the call: the callee's on the way out, the caller's on the way in.
+        let trunk_end = match direction {
+            Direction::Outbound => End::B,
+            Direction::Inbound => End::A,
+        };
+        let media = match srtp {
+            Some(s) => CallMedia::with_srtp(
+                key,
+                SrtpPolicy {
+                    end: trunk_end,
+                    mode: s.mode,
+                    suites: s.suites.to_vec(),
+                },
+            ),
+            None => CallMedia::new(key),
+        };
         trunk.anchored().then(|| Anchor {
-            media: CallMedia::new(key),
+            media,
             direction,
             peers,
             codecs: trunk.codecs(),
@@ -166,7 +190,10 @@ impl Anchor {
                 codecs,
                 ops,
             )
-            .map_err(|_| Unanchorable::NoCodec)?;
+            .map_err(|e| match e {
+                Refusal::NoCodec => Unanchorable::NoCodec,
+                Refusal::Srtp(r) => Unanchorable::Srtp(r),
+            })?;
         // Written once with version 0 to see whether anything Sluice says changed; the origin
         // version moves only then.
         let draft = sluice_sdp::rewrite(&sdp, &plan);

@@ -39,6 +39,7 @@ pub const MEDIA_PACKETS: &str = "sluice_media_packets_total";
 pub const MEDIA_BYTES: &str = "sluice_media_bytes_total";
 pub const MEDIA_LOST: &str = "sluice_media_lost_packets_total";
 pub const MEDIA_DROPPED: &str = "sluice_media_dropped_packets_total";
+pub const SRTP_AUTH_FAILURES: &str = "sluice_srtp_auth_failures_total";
 pub const MEDIA_JITTER: &str = "sluice_media_jitter_seconds";
 pub const MEDIA_TIMEOUTS: &str = "sluice_media_timeouts_total";
 pub const MEDIA_PORTS_FREE: &str = "sluice_media_ports_free";
@@ -506,6 +507,9 @@ impl EngineMetrics {
             counter!(MEDIA_BYTES, &labels).increment(e.bytes);
             counter!(MEDIA_LOST, &labels).increment(e.lost);
             counter!(MEDIA_DROPPED, &labels).increment(e.dropped);
+            if e.srtp_failures > 0 {
+                counter!(SRTP_AUTH_FAILURES, &labels).increment(e.srtp_failures);
+            }
             if e.packets > 0 {
                 histogram!(MEDIA_JITTER, &labels).record(e.jitter_us as f64 / 1e6);
             }

@@ -269,7 +269,7 @@ fn prepare<H: Hooks>(
         crate::verify::mark(&mut new_call.invite, v);
     }
     let peers = [flow.remote.ip(), route.peer.addr.ip()];
-    let mut media = Anchor::new(key, direction, peers, &route.media);
+    let mut media = Anchor::new(key, direction, peers, (&route.media, route.srtp.as_ref()));
     let generation = core.hooks.current();
     let cleared = clear(
         core,

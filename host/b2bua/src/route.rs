@@ -58,6 +58,8 @@ pub struct Route {
     pub out_side: Side,
     /// What the trunk's configuration says of media.
     pub media: PeerMedia,
+    /// SRTP toward the trunk.
+    pub srtp: Option<crate::config::TrunkSrtp>,
     /// Further destinations, in the order they are tried (failover).
     pub rest: VecDeque<PeerConfig>,
     pub failover_on: Vec<u16>,
@@ -174,6 +176,7 @@ pub(crate) fn to_peer(t: &TrunkConfig, pbx: PeerConfig) -> Route {
         peer: pbx,
         out_side: Side::Internal,
         media: t.media.clone(),
+        srtp: t.srtp.clone(),
         rest: VecDeque::new(),
         failover_on: Vec::new(),
         failover_budget: None,
@@ -243,6 +246,7 @@ pub(crate) fn to_trunk(
         peer,
         out_side: Side::External,
         media: t.media.clone(),
+        srtp: t.srtp.clone(),
         rest: order,
         failover_on: t.failover_on.clone(),
         failover_budget: Some(t.failover_budget),

@@ -101,6 +101,12 @@ pub struct Trunk {
     /// Codecs (encoding names, in order of preference) an offer sent to the trunk may carry;
     /// absent: all. DTMF (`telephone-event`) is always kept.
     pub codecs: Option<Vec<Spanned<String>>>,
+    /// SRTP (SDES keys) on the trunk's leg, with plain RTP toward the PBX.
+    #[serde(default)]
+    pub srtp: SrtpOption,
+    /// The crypto-suites offered and accepted, in order of preference (default: all three of
+    /// [`SRTP_SUITES`]).
+    pub srtp_suites: Option<Vec<Spanned<String>>>,
     /// How the trunk is recognised and authenticated.
     #[serde(default, rename = "type")]
     pub kind: TrunkKind,
@@ -272,6 +278,26 @@ pub enum MediaMode {
     SignallingOnly,
 }
 
+/// SRTP on a trunk's leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SrtpOption {
+    /// No SRTP of Sluice's own: an SDP's keys, if any, cross end to end.
+    #[default]
+    Off,
+    /// Best effort: offered with `RTP/AVP` and `a=crypto`; a peer without SRTP stays plain.
+    Optional,
+    /// `RTP/SAVP` only: a peer without SRTP is refused.
+    Required,
+}
+
+/// The SRTP crypto-suites Sluice speaks, in its default order of preference.
+pub const SRTP_SUITES: [&str; 3] = [
+    "AES_CM_128_HMAC_SHA1_80",
+    "AES_CM_128_HMAC_SHA1_32",
+    "AEAD_AES_128_GCM",
+];
+
 fn default_brand() -> Spanned<String> {
     Spanned::new(0..0, "generic".to_string())
 }
@@ -336,6 +362,7 @@ impl Trunk {
         }
         self.check_auth()?;
         self.check_calls()?;
+        self.check_srtp()?;
         if let Some(codecs) = &self.codecs {
             if codecs.is_empty() {
                 return Err(Problem::new(format!(
@@ -364,6 +391,45 @@ impl Trunk {
 }
 
 impl Trunk {
+    fn check_srtp(&self) -> Checked {
+        let name = self.name.get_ref();
+        if self.srtp != SrtpOption::Off && self.media == MediaMode::SignallingOnly {
+            return Err(Problem::at(
+                self.name.span(),
+                format!(
+                    "trunk `{name}` has srtp but media = \"signalling-only\": Sluice terminates \
+                     SRTP only for media it anchors"
+                ),
+            ));
+        }
+        let Some(suites) = &self.srtp_suites else {
+            return Ok(());
+        };
+        if self.srtp == SrtpOption::Off {
+            return Err(Problem::new(format!(
+                "trunk `{name}` has srtp_suites but srtp = \"off\""
+            )));
+        }
+        if suites.is_empty() {
+            return Err(Problem::new(format!(
+                "srtp_suites of trunk `{name}` is empty: leave it out for every suite"
+            )));
+        }
+        for s in suites {
+            if !SRTP_SUITES.contains(&s.get_ref().as_str()) {
+                return Err(Problem::at(
+                    s.span(),
+                    format!(
+                        "trunk `{name}`: unknown SRTP suite `{}` (known: {})",
+                        s.get_ref(),
+                        SRTP_SUITES.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_auth(&self) -> Checked {
         let name = self.name.get_ref();
         let needs = matches!(

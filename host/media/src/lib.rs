@@ -8,6 +8,9 @@
 //!   the relay;
 //! - [`relay`]: what happens to one packet ([`RelayStream::on_packet`]): who may send (symmetric
 //!   latching or strict), where it goes, what is counted; no allocation, no I/O;
+//! - [`sdes`]: SDES offer/answer (RFC 4568) for the end whose trunk uses SRTP;
+//! - [`srtp`]: the suites, keys and the SRTP/SRTCP packet transform (the `webrtc-srtp` crate's
+//!   ciphers);
 //! - [`stats`]: RFC 3550 receiver statistics (loss from sequence numbers, interarrival jitter)
 //!   and the counters shared with the signalling side.
 //!
@@ -28,14 +31,18 @@
 
 pub mod ports;
 pub mod relay;
+pub mod sdes;
 pub mod session;
+pub mod srtp;
 pub mod stats;
 
 pub use ports::PortPool;
 pub use relay::{Component, DropReason, Latching, RelayStream, Socket, Verdict};
+pub use sdes::{EndCrypto, SdesRefusal, SrtpMode, SrtpPolicy};
 pub use session::{
-    call_of, stream_id, CallMedia, MediaSide, NoCodec, Role, StreamReport, Timeouts,
+    call_of, stream_id, CallMedia, MediaSide, Refusal, Role, StreamReport, Timeouts,
 };
+pub use srtp::Suite;
 pub use stats::{Counters, EndSnapshot, RtpStats};
 
 use std::net::{IpAddr, SocketAddr};
@@ -133,6 +140,8 @@ pub enum MediaOp {
         timeout: Option<Duration>,
         /// The RTP clock rate of the stream's first format, for jitter.
         clock_rate: u32,
+        /// How each end's packets are carried (`[A, B]`): RTP, or SRTP with its keys.
+        crypto: [EndCrypto; 2],
     },
     Close {
         stream: StreamId,

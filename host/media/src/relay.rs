@@ -14,7 +14,14 @@
 //!    it is on hold (`c=0.0.0.0`, declined) or unknown; RTCP goes to the RTP port when the other
 //!    end muxes;
 //! 4. **count**: packets, bytes, RFC 3550 loss and jitter of what each end sent.
+//!
+//! An end that speaks SRTP has its packets checked and decrypted before step 2 (a forged or
+//! replayed packet is dropped and counted, and never latches), and what goes to it is
+//! encrypted after step 3; the transformed packet is then [`RelayStream::outgoing`]. Until
+//! SRTP is agreed with an end, nothing is relayed from or to it.
 
+use crate::sdes::EndCrypto;
+use crate::srtp::EndSrtp;
 use crate::stats::{bump, Counters, RtpStats};
 use crate::{End, Remote};
 use std::net::{IpAddr, SocketAddr};
@@ -91,6 +98,39 @@ pub enum DropReason {
     OnHold,
     /// The other end has no address yet (no SDP, no packet).
     NoDestination,
+    /// An SRTP packet that failed authentication (a wrong tag, a replay, not SRTP at all).
+    Authentication,
+    /// SRTP is not agreed yet with the end it comes from or goes to.
+    NoKeys,
+}
+
+/// How an end's packets are carried, as the relay holds it.
+#[derive(Debug)]
+enum Carry {
+    Plain,
+    Waiting,
+    Srtp(Box<EndSrtp>),
+}
+
+impl Carry {
+    /// Move to what the signalling agreed; contexts whose key is unchanged are kept.
+    fn set(&mut self, to: EndCrypto) {
+        *self = match (std::mem::replace(self, Carry::Waiting), to) {
+            (_, EndCrypto::Plain) => Carry::Plain,
+            (_, EndCrypto::Waiting) => Carry::Waiting,
+            (Carry::Srtp(mut s), EndCrypto::Srtp(keys)) => {
+                if s.rekey(keys) {
+                    Carry::Srtp(s)
+                } else {
+                    Carry::Waiting
+                }
+            }
+            (_, EndCrypto::Srtp(keys)) => match EndSrtp::new(keys) {
+                Some(s) => Carry::Srtp(Box::new(s)),
+                None => Carry::Waiting,
+            },
+        };
+    }
 }
 
 /// After this much silence from a latched address, another port of the end's IP may take over
@@ -111,6 +151,7 @@ struct EndState {
     peer: IpAddr,
     learned: [Option<Latched>; 2],
     stats: RtpStats,
+    carry: Carry,
 }
 
 impl EndState {
@@ -120,6 +161,7 @@ impl EndState {
             peer,
             learned: [None, None],
             stats: RtpStats::default(),
+            carry: Carry::Plain,
         }
     }
 
@@ -159,6 +201,10 @@ pub struct RelayStream {
     epoch: Instant,
     clock_rate: u32,
     counters: Arc<Counters>,
+    /// A decrypted packet, and the packet to send when it is not the one received.
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+    transformed: bool,
 }
 
 impl RelayStream {
@@ -171,6 +217,9 @@ impl RelayStream {
             epoch: now,
             clock_rate: 8000,
             counters,
+            scratch: Vec::new(),
+            out: Vec::new(),
+            transformed: false,
         }
     }
 
@@ -183,7 +232,11 @@ impl RelayStream {
         latching: Latching,
         timeout: Option<Duration>,
         clock_rate: u32,
+        crypto: [EndCrypto; 2],
     ) {
+        for (end, c) in self.ends.iter_mut().zip(crypto) {
+            end.carry.set(c);
+        }
         for (end, remote) in self.ends.iter_mut().zip(remotes) {
             let moved = |a: Option<Remote>, b: Option<Remote>| {
                 a.map(|r| (r.rtp, r.rtcp)) != b.map(|r| (r.rtp, r.rtcp))
@@ -217,18 +270,74 @@ impl RelayStream {
         src: SocketAddr,
         packet: &[u8],
     ) -> Verdict {
+        self.transformed = false;
         let Some(kind) = classify(at.component, packet) else {
             return self.dropped(at.end, DropReason::NotRtp);
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let verdict = self.relay(now, (at, src, kind), packet, &mut scratch);
+        self.scratch = scratch;
+        verdict
+    }
+
+    /// The packet to send after [`RelayStream::on_packet`] said to forward `received`: the
+    /// packet itself, or what SRTP made of it.
+    pub fn outgoing<'a>(&'a self, received: &'a [u8]) -> &'a [u8] {
+        if self.transformed {
+            &self.out
+        } else {
+            received
+        }
+    }
+
+    fn relay(
+        &mut self,
+        now: Instant,
+        (at, src, kind): (Socket, SocketAddr, Component),
+        packet: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Verdict {
+        let rtcp = kind == Component::Rtcp;
+        let from = self.ends.get_mut(at.end.index());
+        let decrypted = matches!(from.as_deref().map(|e| &e.carry), Some(Carry::Srtp(_)));
+        let plain: &[u8] = match from.map(|e| &mut e.carry) {
+            Some(Carry::Plain) => packet,
+            Some(Carry::Srtp(s)) => {
+                if s.unprotect(rtcp, packet, scratch).is_err() {
+                    if let Some(c) = self.counters.ends.get(at.end.index()) {
+                        bump(&c.srtp_failures, 1);
+                    }
+                    return self.dropped(at.end, DropReason::Authentication);
+                }
+                scratch
+            }
+            Some(Carry::Waiting) | None => return self.dropped(at.end, DropReason::NoKeys),
         };
         if !self.admit(now, at.end, kind, src) {
             return self.dropped(at.end, DropReason::Stranger);
         }
         self.last_packet = now;
-        self.count(now, at.end, kind, packet);
-        match self.destination(at.end.other(), kind) {
-            Ok((via, to)) => Verdict::Forward { via, to },
-            Err(reason) => self.dropped(at.end, reason),
+        self.count(now, at.end, kind, plain);
+        let (via, to) = match self.destination(at.end.other(), kind) {
+            Ok(d) => d,
+            Err(reason) => return self.dropped(at.end, reason),
+        };
+        let into = self.ends.get_mut(at.end.other().index());
+        match into.map(|e| &mut e.carry) {
+            Some(Carry::Plain) if decrypted => {
+                std::mem::swap(&mut self.out, scratch);
+                self.transformed = true;
+            }
+            Some(Carry::Plain) => {}
+            Some(Carry::Srtp(s)) => {
+                if s.protect(rtcp, plain, &mut self.out).is_err() {
+                    return self.dropped(at.end, DropReason::NoKeys);
+                }
+                self.transformed = true;
+            }
+            Some(Carry::Waiting) | None => return self.dropped(at.end, DropReason::NoKeys),
         }
+        Verdict::Forward { via, to }
     }
 
     fn dropped(&self, from: End, reason: DropReason) -> Verdict {
@@ -371,6 +480,8 @@ fn classify(at: Component, packet: &[u8]) -> Option<Component> {
 mod tests {
     use super::*;
 
+    const PLAIN: [EndCrypto; 2] = [EndCrypto::Plain, EndCrypto::Plain];
+
     const A_IP: &str = "192.0.2.10";
     const B_IP: &str = "198.51.100.20";
 
@@ -433,6 +544,7 @@ mod tests {
             latching,
             Some(Duration::from_secs(60)),
             8000,
+            PLAIN,
         );
         (s, now, counters)
     }
@@ -552,6 +664,7 @@ mod tests {
             Latching::Symmetric,
             None,
             8000,
+            PLAIN,
         );
         let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
         assert_eq!(v, Verdict::Drop(DropReason::NoDestination));
@@ -576,6 +689,7 @@ mod tests {
             Latching::Symmetric,
             None,
             8000,
+            PLAIN,
         );
         // B does not mux: its RTCP arrives on Sluice's B RTCP socket and goes to A's RTP port.
         let v = s.on_packet(now, B_RTCP, addr("198.51.100.20:6001"), &rtcp_rr());
@@ -604,7 +718,7 @@ mod tests {
         let (mut s, now, _) = stream(Latching::Symmetric);
         let mut held = remote("198.51.100.20:6000", "198.51.100.20:6001");
         held.hold = true;
-        s.update(now, [None, Some(held)], Latching::Symmetric, None, 8000);
+        s.update(now, [None, Some(held)], Latching::Symmetric, None, 8000, PLAIN);
         let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
         assert_eq!(v, Verdict::Drop(DropReason::OnHold));
     }
@@ -623,6 +737,7 @@ mod tests {
             Latching::Symmetric,
             None,
             8000,
+            PLAIN,
         );
         let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(2));
         assert_eq!(
@@ -665,7 +780,7 @@ mod tests {
             "not armed before the call is answered"
         );
         let t1 = now + Duration::from_secs(30);
-        s.update(t1, [None, None], Latching::Symmetric, Some(ten), 8000);
+        s.update(t1, [None, None], Latching::Symmetric, Some(ten), 8000, PLAIN);
         assert!(!s.timed_out(t1 + Duration::from_secs(9)));
         assert!(s.timed_out(t1 + ten));
         s.update(
@@ -674,6 +789,7 @@ mod tests {
             Latching::Symmetric,
             Some(ten),
             8000,
+            PLAIN,
         );
         s.on_packet(
             t1 + Duration::from_secs(8),

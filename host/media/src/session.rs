@@ -6,6 +6,7 @@
 //! message): an offer toward a trunk is filtered by the trunk's codec list; an answer never is
 //! (it must be a subset of the offer already).
 
+use crate::sdes::{EndCrypto, SdesRefusal, SrtpPolicy, StreamSdes};
 use crate::stats::Counters;
 use crate::{End, Local, MediaOp, PortPool, Remote, StreamId};
 use sluice_sdp::{Plan, Sdp, SectionPlan};
@@ -31,6 +32,8 @@ pub struct StreamReport {
     pub ports: [u16; 2],
     /// What was received from each end.
     pub counted: [crate::EndSnapshot; 2],
+    /// The SRTP suite agreed with the trunk's end, when it speaks SRTP.
+    pub srtp: Option<&'static str>,
 }
 
 /// Whether an SDP is an offer or an answer (RFC 3264), as its SIP message says.
@@ -40,9 +43,14 @@ pub enum Role {
     Answer,
 }
 
-/// An offer toward a trunk left with no format its codec list allows (the caller gets 488).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoCodec;
+/// Why an SDP cannot cross the call (the request carrying it gets 488).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An offer toward a trunk left with no format its codec list allows.
+    NoCodec,
+    /// The SRTP the trunk's end needs cannot be agreed (see [`crate::sdes`]).
+    Srtp(SdesRefusal),
+}
 
 #[derive(Debug)]
 struct Stream {
@@ -52,6 +60,8 @@ struct Stream {
     remotes: [Option<Remote>; 2],
     counters: Arc<Counters>,
     clock_rate: u32,
+    /// SDES state of the end that uses SRTP, when one does.
+    sdes: Option<StreamSdes>,
 }
 
 /// The media of one call.
@@ -66,6 +76,8 @@ pub struct CallMedia {
     versions: [Option<(u64, u64)>; 2],
     /// Either end put the call on hold (its last SDP).
     hold: [bool; 2],
+    /// The end that uses SRTP (the trunk's, when its trunk asks for it).
+    srtp: Option<SrtpPolicy>,
 }
 
 /// How long a stream may be silent before its call is ended.
@@ -97,6 +109,15 @@ impl CallMedia {
             streams: Vec::new(),
             versions: [None, None],
             hold: [false, false],
+            srtp: None,
+        }
+    }
+
+    /// The media of a call one of whose ends speaks SRTP.
+    pub fn with_srtp(call: u64, policy: SrtpPolicy) -> CallMedia {
+        CallMedia {
+            srtp: Some(policy),
+            ..CallMedia::new(call)
         }
     }
 
@@ -114,7 +135,7 @@ impl CallMedia {
         peers: [IpAddr; 2],
         codecs: Option<&[String]>,
         ops: &mut Vec<MediaOp>,
-    ) -> Result<Plan, NoCodec> {
+    ) -> Result<Plan, Refusal> {
         let to = from.other();
         let [side_a, side_b] = sides;
         let mut sections = Vec::with_capacity(sdp.media.len());
@@ -125,12 +146,14 @@ impl CallMedia {
                 // A section this SDP adds; a declined one is not opened (the answer declines
                 // it too).
                 let stream = (m.port != 0).then(|| {
-                    open(
+                    let mut s = open(
                         stream_id(self.call, k),
                         [&mut *side_a, &mut *side_b],
                         peers,
                         ops,
-                    )
+                    );
+                    s.sdes = self.srtp.as_ref().map(|_| StreamSdes::new());
+                    s
                 });
                 self.streams.push(stream);
             }
@@ -146,8 +169,15 @@ impl CallMedia {
                 (Role::Offer, Some(list)) => sdp.allowed_formats(m, list),
                 _ => None,
             };
+            let crypto = match (&self.srtp, stream.sdes.as_mut()) {
+                (Some(policy), Some(sdes)) => sdes
+                    .on_section(policy, from, role, sdp, m)
+                    .map_err(Refusal::Srtp)?,
+                _ => Default::default(),
+            };
             let ours = *to.of(&stream.ports);
-            if m.port == 0 || ours == 0 || formats.as_ref().is_some_and(Vec::is_empty) {
+            let empty = formats.as_ref().is_some_and(Vec::is_empty);
+            if m.port == 0 || ours == 0 || empty || crypto.decline {
                 sections.push(declined());
                 continue;
             }
@@ -160,10 +190,12 @@ impl CallMedia {
                     ours.saturating_add(1)
                 },
                 formats,
+                proto: crypto.proto,
+                crypto: crypto.crypto,
             });
         }
         if codecs.is_some() && role == Role::Offer && !any_format && !sdp.media.is_empty() {
-            return Err(NoCodec);
+            return Err(Refusal::NoCodec);
         }
         Ok(Plan {
             address: if to == End::A {
@@ -203,12 +235,17 @@ impl CallMedia {
     ) {
         let timeout = timeouts.map(|t| if self.on_hold() { t.hold } else { t.active });
         for s in self.streams.iter().flatten() {
+            let mut crypto = [EndCrypto::Plain; 2];
+            if let (Some(policy), Some(sdes)) = (&self.srtp, &s.sdes) {
+                *policy.end.of_mut(&mut crypto) = sdes.crypto();
+            }
             ops.push(MediaOp::Update {
                 stream: s.id,
                 remotes: s.remotes,
                 latching,
                 timeout,
                 clock_rate: s.clock_rate,
+                crypto,
             });
         }
     }
@@ -227,6 +264,10 @@ impl CallMedia {
         self.streams.iter().flatten().map(|s| StreamReport {
             ports: s.ports,
             counted: s.counters.snapshot(),
+            srtp: s.sdes.as_ref().and_then(|d| match d.crypto() {
+                EndCrypto::Srtp(keys) => Some(keys.ours.suite().name()),
+                _ => None,
+            }),
         })
     }
 
@@ -267,6 +308,8 @@ fn declined() -> SectionPlan {
         port: 0,
         rtcp_port: 0,
         formats: None,
+        proto: None,
+        crypto: None,
     }
 }
 
@@ -302,5 +345,6 @@ fn open(
         remotes: [None, None],
         counters,
         clock_rate: 8000,
+        sdes: None,
     }
 }

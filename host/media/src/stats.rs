@@ -114,6 +114,8 @@ pub struct EndCounters {
     pub jitter_us: AtomicU64,
     /// Packets not relayed: from a stranger, to an end on hold or with no known address.
     pub dropped: AtomicU64,
+    /// SRTP or SRTCP packets that failed authentication or replay checks (also in `dropped`).
+    pub srtp_failures: AtomicU64,
 }
 
 /// The counters of one stream, written by its relay worker only and read by the signalling
@@ -142,6 +144,7 @@ pub struct EndSnapshot {
     pub lost: u64,
     pub jitter_us: u64,
     pub dropped: u64,
+    pub srtp_failures: u64,
 }
 
 impl EndCounters {
@@ -154,6 +157,7 @@ impl EndCounters {
             lost: r(&self.lost),
             jitter_us: r(&self.jitter_us),
             dropped: r(&self.dropped),
+            srtp_failures: r(&self.srtp_failures),
         }
     }
 }

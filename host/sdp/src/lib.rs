@@ -6,7 +6,9 @@
 //!   direction, RTCP port and mux);
 //! - [`rewrite`] writes it back for the far side from a [`Plan`]: Sluice's address in `o=` and
 //!   `c=`, Sluice's ports in `m=` and `a=rtcp`, no ICE attributes, the formats a trunk allows,
-//!   a new origin version; every other line byte for byte.
+//!   a new origin version, the `a=crypto` lines of Sluice's own SRTP keys; every other line
+//!   byte for byte;
+//! - [`crypto`] reads and writes `a=crypto` (RFC 4568 SDES keys).
 //!
 //! Sluice rewrites in place rather than writing SDP anew from its state (as rtpengine does), so
 //! that lines it does not model pass through unchanged.
@@ -23,10 +25,12 @@
     )
 )]
 
+pub mod crypto;
 mod model;
 mod parse;
 mod rewrite;
 
+pub use crypto::{format_crypto, is_rtp_proto, is_secure_proto, parse_crypto, with_srtp, CryptoAttr};
 pub use model::{Connection, Direction, Media, Origin, Sdp};
 pub use parse::{parse, SdpError};
 pub use rewrite::{rewrite, Plan, SectionPlan};

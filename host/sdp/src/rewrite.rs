@@ -26,6 +26,12 @@ pub struct SectionPlan {
     pub rtcp_port: u16,
     /// Only these formats stay, in this order (a trunk's codec list); `None` keeps all.
     pub formats: Option<Vec<String>>,
+    /// The transport profile to write instead of the section's (`RTP/SAVP` where Sluice
+    /// terminates SRTP toward a plain end, or the reverse); `None` keeps it.
+    pub proto: Option<String>,
+    /// The `a=crypto` values to write at the end of the section, instead of the section's own
+    /// (which are removed); `None` keeps the section's as they are.
+    pub crypto: Option<Vec<String>>,
 }
 
 /// ICE attributes: meaningless once Sluice anchors the media (RFC 8839).
@@ -78,6 +84,14 @@ pub fn rewrite(sdp: &Sdp, plan: &Plan) -> String {
         if written {
             out.push_str(eol);
         }
+        let last_of_section = section.is_some_and(|(_, m)| m.end == i.saturating_add(1));
+        if let (true, Some(crypto)) = (last_of_section, sp.and_then(|sp| sp.crypto.as_ref())) {
+            for value in crypto {
+                out.push_str("a=crypto:");
+                out.push_str(value);
+                out.push_str(eol);
+            }
+        }
     }
     out
 }
@@ -119,6 +133,9 @@ fn rewrite_line(
         return true;
     }
     if let (Some(m), Some(sp)) = (media, sp) {
+        if sp.crypto.is_some() && line.starts_with("a=crypto:") {
+            return false;
+        }
         if i == m.line {
             write_media_line(m, sp, out);
             return true;
@@ -149,7 +166,8 @@ fn rewrite_line(
 }
 
 fn write_media_line(m: &Media, sp: &SectionPlan, out: &mut String) {
-    let _ = write!(out, "m={} {} {}", m.kind, sp.port, m.proto);
+    let proto = sp.proto.as_deref().unwrap_or(&m.proto);
+    let _ = write!(out, "m={} {} {proto}", m.kind, sp.port);
     // A declined stream keeps its formats: the m= line needs at least one.
     let formats: &[String] = match &sp.formats {
         Some(f) if sp.port != 0 && !f.is_empty() => f,

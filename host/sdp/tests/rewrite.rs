@@ -42,6 +42,8 @@ fn plan(sdp: &Sdp, version: u64) -> Plan {
                     port,
                     rtcp_port: if m.rtcp_mux { port } else { port + 1 },
                     formats: None,
+                    proto: None,
+                    crypto: None,
                 }
             })
             .collect(),
@@ -155,6 +157,41 @@ fn ice_goes_srtp_keys_and_mux_stay() {
     // A section-level c= is rewritten where it stood.
     assert!(out.contains("m=audio 30000 RTP/SAVPF 111 0 8 126\r\nc=IN IP4 198.51.100.1\r\n"));
     assert_passthrough(&sdp, &out);
+}
+
+#[test]
+fn sluices_own_keys_replace_the_senders_and_the_profile_follows() {
+    let sdp = parse(&corpus("srtp-ice-mux.sdp")).unwrap();
+    let crypto = sdp.crypto_of(&sdp.media[0]);
+    assert_eq!(crypto.len(), 1);
+    assert_eq!(crypto[0].suite, "AES_CM_128_HMAC_SHA1_80");
+    let mut p = plan(&sdp, 3);
+    p.sections[0].proto = Some("RTP/AVPF".into());
+    p.sections[0].crypto = Some(vec![]);
+    let plain = rewrite(&sdp, &p);
+    assert!(!plain.contains("a=crypto"), "{plain}");
+    assert!(plain.contains("m=audio 30000 RTP/AVPF 111 0 8 126\r\n"));
+    p.sections[0].crypto = Some(vec![
+        "1 AES_CM_128_HMAC_SHA1_80 inline:AAAA".into(),
+        "2 AEAD_AES_128_GCM inline:BBBB".into(),
+    ]);
+    let ours = rewrite(&sdp, &p);
+    assert!(!ours.contains("WVNfX19zZW1jdGwg"), "the sender's key left:\n{ours}");
+    assert!(
+        ours.ends_with(
+            "a=rtpmap:126 telephone-event/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 \
+             inline:AAAA\r\na=crypto:2 AEAD_AES_128_GCM inline:BBBB\r\n"
+        ),
+        "added at the end of the section:\n{ours}"
+    );
+    // Only the section's lines move: a body with a second section keeps its order.
+    let two = parse(&corpus("audio-video-t38.sdp")).unwrap();
+    let mut p = plan(&two, 2);
+    p.sections[0].crypto = Some(vec!["1 AES_CM_128_HMAC_SHA1_80 inline:CCCC".into()]);
+    let out = rewrite(&two, &p);
+    let crypto_at = out.find("a=crypto:1").unwrap();
+    assert!(crypto_at < out.find("m=video").unwrap(), "{out}");
+    assert_eq!(out.matches("a=crypto").count(), 1);
 }
 
 #[test]

@@ -36,6 +36,7 @@ const FAMILIES: &[(&str, char, &str)] = &[
     ("sluice_media_packets_total", 'c', "RTP and RTCP packets relayed, by trunk and the side they came from."),
     ("sluice_media_bytes_total", 'c', "RTP and RTCP bytes relayed, by trunk and side."),
     ("sluice_media_lost_packets_total", 'c', "RTP packets lost before Sluice (RFC 3550, from sequence numbers)."),
+    ("sluice_srtp_auth_failures_total", 'c', "SRTP and SRTCP packets dropped for a wrong authentication tag or a replay."),
     ("sluice_media_dropped_packets_total", 'c', "Media packets not relayed (strangers, hold, no address yet, not RTP)."),
     ("sluice_media_jitter_seconds", 'h', "Each stream's interarrival jitter at its end (RFC 3550)."),
     ("sluice_media_timeouts_total", 'c', "Calls ended because their media went silent."),

@@ -436,6 +436,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         },
         via_public: t.via_public_address,
         media: trunk_media(t),
+        srtp: trunk_srtp(t),
         large_over_tcp: t.tcp_for_large_requests,
         forward_history: t.forward_history,
         // Read from its file with the configuration's path (`stir::load`).
@@ -448,6 +449,23 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
             sluice_config::trunk::TransferPolicy::Handle => sluice_b2bua::config::Transfer::Handle,
         },
     })
+}
+
+/// A trunk's SRTP option: its mode and suites (checked by the configuration).
+fn trunk_srtp(t: &Trunk) -> Option<sluice_b2bua::config::TrunkSrtp> {
+    use sluice_config::trunk::{SrtpOption, SRTP_SUITES};
+    use sluice_media::{SrtpMode, Suite};
+    let mode = match t.srtp {
+        SrtpOption::Off => return None,
+        SrtpOption::Optional => SrtpMode::Optional,
+        SrtpOption::Required => SrtpMode::Required,
+    };
+    let names: Vec<&str> = match &t.srtp_suites {
+        Some(list) => list.iter().map(|s| s.get_ref().as_str()).collect(),
+        None => SRTP_SUITES.to_vec(),
+    };
+    let suites = names.into_iter().filter_map(Suite::from_name).collect();
+    Some(sluice_b2bua::config::TrunkSrtp { mode, suites })
 }
 
 /// A trunk's media option and codec list; DTMF (`telephone-event`) is always allowed.

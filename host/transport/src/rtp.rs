@@ -246,9 +246,11 @@ impl Worker {
                 latching,
                 timeout,
                 clock_rate,
+                crypto,
             }) => {
                 if let Some(e) = self.entry(stream) {
-                    e.relay.update(now, remotes, latching, timeout, clock_rate);
+                    e.relay
+                        .update(now, remotes, latching, timeout, clock_rate, crypto);
                     e.timed_out = false;
                 }
             }
@@ -359,6 +361,6 @@ fn relay_one(
     };
     if let Some(out) = sockets.get(via.index()) {
         // A full send buffer drops the packet, as the network would; RTP does not wait.
-        let _ = out.send_to(packet, to);
+        let _ = out.send_to(relay.outgoing(packet), to);
     }
 }
