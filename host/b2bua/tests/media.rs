@@ -434,3 +434,97 @@ fn plugins_see_the_sdp_as_it_leaves() {
     assert!(seen[0].contains("c=IN IP4 203.0.113.1"), "{seen:?}");
     assert!(!seen[0].contains("127.0.0.10"), "{seen:?}");
 }
+
+fn srtp_trunk(cfg: &mut EngineConfig, mode: sluice_media::SrtpMode) {
+    cfg.trunks[0].srtp = Some(sluice_b2bua::config::TrunkSrtp {
+        mode,
+        suites: Arc::from(vec![
+            sluice_media::Suite::AesCm128HmacSha1_80,
+            sluice_media::Suite::AesCm128HmacSha1_32,
+        ]),
+    });
+}
+
+fn srtp_keys_of(ops: &[MediaOp]) -> Option<[sluice_media::EndCrypto; 2]> {
+    ops.iter().rev().find_map(|op| match op {
+        MediaOp::Update { crypto, .. } => Some(**crypto),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_srtp_trunk_gets_sluices_keys_and_the_pbx_plain_rtp() {
+    let mut cfg = lab_config_with_media(Transport::Udp);
+    srtp_trunk(&mut cfg, sluice_media::SrtpMode::Required);
+    let mut lab = Lab::with_hooks(cfg, SeeBodies::default());
+    let offer = sdp("127.0.0.10", 4000, 1, "0 8 101", "");
+    let o = lab.from_pbx_text(&invite_with(&offer));
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let to_trunk = body(&b_invite);
+    assert_eq!(line(&to_trunk, "m="), ["m=audio 40000 RTP/SAVP 0 8 101"]);
+    let crypto = line(&to_trunk, "a=crypto:");
+    assert_eq!(crypto.len(), 2, "{to_trunk}");
+    assert!(crypto[0].starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+    assert!(!to_trunk.contains("SLUICE-HIDDEN"), "the real key leaves");
+    // The plugins saw the INVITE with the keys replaced.
+    let seen = lab.engine.hooks().0.clone();
+    let key = crypto[0].split("inline:").nth(1).unwrap();
+    assert!(
+        seen.iter().all(|b| !b.contains(key)),
+        "a plugin saw a key: {seen:?}"
+    );
+    assert!(seen[0].contains("inline:SLUICE-HIDDEN-KEY-0"), "{seen:?}");
+    assert_eq!(
+        srtp_keys_of(&lab.media),
+        Some([
+            sluice_media::EndCrypto::Plain,
+            sluice_media::EndCrypto::Waiting
+        ])
+    );
+
+    // The trunk answers with the 32-bit suite: the PBX gets RTP/AVP and no keys.
+    let trunk_key = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk";
+    let answer = sdp(
+        "127.0.0.20",
+        6000,
+        5,
+        "8 101",
+        &format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{trunk_key}\r\n"),
+    )
+    .replace("RTP/AVP", "RTP/SAVP");
+    let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", &answer));
+    let a_ok = only(&o, PBX)[0].clone();
+    let to_pbx = body(&a_ok);
+    assert_eq!(line(&to_pbx, "m="), ["m=audio 20000 RTP/AVP 8 101"]);
+    assert!(line(&to_pbx, "a=crypto").is_empty(), "{to_pbx}");
+    let seen = lab.engine.hooks().0.clone();
+    assert!(
+        seen.iter().all(|b| !b.contains(trunk_key)),
+        "a plugin saw the trunk's key: {seen:?}"
+    );
+    let Some([sluice_media::EndCrypto::Plain, sluice_media::EndCrypto::Srtp(keys)]) =
+        srtp_keys_of(&lab.media)
+    else {
+        panic!(
+            "SRTP agreed toward the trunk: {:?}",
+            srtp_keys_of(&lab.media)
+        );
+    };
+    assert_eq!(keys.theirs.to_base64(), trunk_key);
+    assert_eq!(keys.ours.suite(), sluice_media::Suite::AesCm128HmacSha1_32);
+}
+
+#[test]
+fn an_srtp_trunk_refuses_an_offer_without_keys_with_488() {
+    let mut lab = lab_with(|cfg| srtp_trunk(cfg, sluice_media::SrtpMode::Required));
+    let mut inv = trunk_invite();
+    let offer = sdp("127.0.0.20", 6000, 1, "0", "");
+    inv = inv.replace(
+        &format!("Content-Length: {}\r\n\r\n{SDP}", SDP.len()),
+        &format!("Content-Length: {}\r\n\r\n{offer}", offer.len()),
+    );
+    let o = lab.from_trunk_text(&inv);
+    let statuses: Vec<_> = only(&o, TRUNK).iter().filter_map(|m| m.status()).collect();
+    assert!(statuses.contains(&488), "{statuses:?}");
+    assert!(only(&o, PBX).is_empty(), "nothing reached the PBX");
+}

@@ -141,7 +141,7 @@ pub enum MediaOp {
         /// The RTP clock rate of the stream's first format, for jitter.
         clock_rate: u32,
         /// How each end's packets are carried (`[A, B]`): RTP, or SRTP with its keys.
-        crypto: [EndCrypto; 2],
+        crypto: Box<[EndCrypto; 2]>,
     },
     Close {
         stream: StreamId,

@@ -298,6 +298,9 @@ impl RelayStream {
         scratch: &mut Vec<u8>,
     ) -> Verdict {
         let rtcp = kind == Component::Rtcp;
+        if !self.may_speak(at.end, kind, src) {
+            return self.dropped(at.end, DropReason::Stranger);
+        }
         let from = self.ends.get_mut(at.end.index());
         let decrypted = matches!(from.as_deref().map(|e| &e.carry), Some(Carry::Srtp(_)));
         let plain: &[u8] = match from.map(|e| &mut e.carry) {
@@ -345,6 +348,24 @@ impl RelayStream {
             bump(&c.dropped, 1);
         }
         Verdict::Drop(reason)
+    }
+
+    /// Whether `src` could be admitted for the end at all, without learning anything: checked
+    /// before an SRTP packet is decrypted, so that strangers cost no cipher work (nor entries
+    /// in the SRTP library's per-SSRC tables).
+    fn may_speak(&self, from: End, kind: Component, src: SocketAddr) -> bool {
+        let Some(end) = self.ends.get(from.index()) else {
+            return false;
+        };
+        if !matches!(end.carry, Carry::Srtp(_)) {
+            return true;
+        }
+        let signalled =
+            end.signalled_addr(kind) == Some(src) || end.signalled.is_some_and(|r| r.rtp == src);
+        match self.latching {
+            Latching::Strict => signalled,
+            Latching::Symmetric => signalled || end.may_latch(src.ip()),
+        }
     }
 
     fn admit(&mut self, now: Instant, from: End, kind: Component, src: SocketAddr) -> bool {
@@ -549,6 +570,108 @@ mod tests {
         (s, now, counters)
     }
 
+    /// The trunk's end (B) speaks SRTP; the peer's own view of the same keys.
+    fn srtp_stream() -> (RelayStream, Instant, Arc<Counters>, crate::srtp::EndSrtp) {
+        use crate::srtp::{EndSrtp, MasterKey, SrtpKeys, Suite};
+        let (mut s, now, c) = stream(Latching::Symmetric);
+        let suite = Suite::AesCm128HmacSha1_80;
+        let keys = SrtpKeys {
+            theirs: MasterKey::generate(suite).unwrap(),
+            ours: MasterKey::generate(suite).unwrap(),
+        };
+        let remotes = [
+            Some(remote("192.0.2.10:4000", "192.0.2.10:4001")),
+            Some(remote("198.51.100.20:6000", "198.51.100.20:6001")),
+        ];
+        let crypto = [EndCrypto::Plain, EndCrypto::Srtp(keys)];
+        s.update(now, remotes, Latching::Symmetric, None, 8000, crypto);
+        let peer = EndSrtp::new(SrtpKeys {
+            theirs: keys.ours,
+            ours: keys.theirs,
+        })
+        .unwrap();
+        (s, now, c, peer)
+    }
+
+    #[test]
+    fn srtp_on_one_end_rtp_on_the_other_both_ways() {
+        let (mut s, now, c, mut peer) = srtp_stream();
+        let (mut sealed, mut opened) = (Vec::new(), Vec::new());
+        // RTP from the PBX leaves encrypted for the trunk.
+        for seq in 1..=5 {
+            let p = rtp(seq);
+            let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &p);
+            assert!(matches!(v, Verdict::Forward { via: B_RTP, .. }), "{v:?}");
+            let out = s.outgoing(&p).to_vec();
+            assert_eq!(out.len(), p.len() + 10, "an 80-bit tag");
+            assert_ne!(out[12..], p[12..], "the payload is encrypted");
+            peer.unprotect(false, &out, &mut opened).unwrap();
+            assert_eq!(opened, p);
+        }
+        // SRTP from the trunk arrives decrypted at the PBX, and counts as RTP.
+        for seq in 100..105 {
+            let p = rtp(seq);
+            peer.protect(false, &p, &mut sealed).unwrap();
+            let v = s.on_packet(now, B_RTP, addr("198.51.100.20:6000"), &sealed);
+            assert!(matches!(v, Verdict::Forward { via: A_RTP, .. }), "{v:?}");
+            assert_eq!(s.outgoing(&sealed), &p[..]);
+        }
+        assert_eq!(c.ends[1].packets.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            c.ends[1].bytes.load(Ordering::Relaxed),
+            5 * 172,
+            "counted decrypted"
+        );
+        // SRTCP from the trunk is decrypted too, and RTCP to it encrypted.
+        let rr = rtcp_rr();
+        peer.protect(true, &rr, &mut sealed).unwrap();
+        let v = s.on_packet(now, B_RTCP, addr("198.51.100.20:6001"), &sealed);
+        assert!(matches!(v, Verdict::Forward { via: A_RTCP, .. }), "{v:?}");
+        assert_eq!(s.outgoing(&sealed), &rr[..]);
+        s.on_packet(now, A_RTCP, addr("192.0.2.10:4001"), &rr);
+        peer.unprotect(true, s.outgoing(&rr), &mut opened).unwrap();
+        assert_eq!(opened, rr);
+    }
+
+    #[test]
+    fn forged_and_replayed_srtp_is_dropped_counted_and_never_latches() {
+        let (mut s, now, c, mut peer) = srtp_stream();
+        let mut sealed = Vec::new();
+        peer.protect(false, &rtp(7), &mut sealed).unwrap();
+        let good = sealed.clone();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 0x40;
+        // From the trunk's own IP but another port: would latch if it were admitted.
+        let v = s.on_packet(now, B_RTP, addr("198.51.100.20:7777"), &sealed);
+        assert_eq!(v, Verdict::Drop(DropReason::Authentication));
+        let v = s.on_packet(now, B_RTP, addr("198.51.100.20:6000"), &good);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        let v = s.on_packet(now, B_RTP, addr("198.51.100.20:6000"), &good);
+        assert_eq!(v, Verdict::Drop(DropReason::Authentication), "a replay");
+        assert_eq!(c.ends[1].srtp_failures.load(Ordering::Relaxed), 2);
+        // RTP from the PBX still goes to the address the trunk signalled.
+        let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
+        assert_eq!(
+            v,
+            Verdict::Forward {
+                via: B_RTP,
+                to: addr("198.51.100.20:6000")
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_crosses_before_srtp_is_agreed() {
+        let (mut s, now, _) = stream(Latching::Symmetric);
+        let remotes = [Some(remote("192.0.2.10:4000", "192.0.2.10:4001")), None];
+        let crypto = [EndCrypto::Plain, EndCrypto::Waiting];
+        s.update(now, remotes, Latching::Symmetric, None, 8000, crypto);
+        let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
+        assert_eq!(v, Verdict::Drop(DropReason::NoKeys));
+        let v = s.on_packet(now, B_RTP, addr("198.51.100.20:6000"), &rtp(1));
+        assert_eq!(v, Verdict::Drop(DropReason::NoKeys));
+    }
+
     #[test]
     fn rtp_goes_to_the_other_ends_signalled_address() {
         let (mut s, now, c) = stream(Latching::Symmetric);
@@ -718,7 +841,14 @@ mod tests {
         let (mut s, now, _) = stream(Latching::Symmetric);
         let mut held = remote("198.51.100.20:6000", "198.51.100.20:6001");
         held.hold = true;
-        s.update(now, [None, Some(held)], Latching::Symmetric, None, 8000, PLAIN);
+        s.update(
+            now,
+            [None, Some(held)],
+            Latching::Symmetric,
+            None,
+            8000,
+            PLAIN,
+        );
         let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
         assert_eq!(v, Verdict::Drop(DropReason::OnHold));
     }
@@ -780,7 +910,14 @@ mod tests {
             "not armed before the call is answered"
         );
         let t1 = now + Duration::from_secs(30);
-        s.update(t1, [None, None], Latching::Symmetric, Some(ten), 8000, PLAIN);
+        s.update(
+            t1,
+            [None, None],
+            Latching::Symmetric,
+            Some(ten),
+            8000,
+            PLAIN,
+        );
         assert!(!s.timed_out(t1 + Duration::from_secs(9)));
         assert!(s.timed_out(t1 + ten));
         s.update(

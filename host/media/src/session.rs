@@ -245,7 +245,7 @@ impl CallMedia {
                 latching,
                 timeout,
                 clock_rate: s.clock_rate,
-                crypto,
+                crypto: Box::new(crypto),
             });
         }
     }

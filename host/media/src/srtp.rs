@@ -218,13 +218,24 @@ impl EndSrtp {
     }
 
     /// Check and decrypt an SRTP (`rtcp`: SRTCP) packet the end sent, into `out`.
-    pub fn unprotect(&mut self, rtcp: bool, packet: &[u8], out: &mut Vec<u8>) -> Result<(), Refused> {
-        let plain = if rtcp {
-            self.inbound.decrypt_rtcp(packet)
-        } else {
-            self.inbound.decrypt_rtp(packet)
+    pub fn unprotect(
+        &mut self,
+        rtcp: bool,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refused> {
+        if rtcp && !plausible_srtcp(self.keys.theirs.suite, packet) {
+            return Err(Refused::Authentication);
         }
-        .map_err(|_| Refused::Authentication)?;
+        let inbound = &mut self.inbound;
+        let plain = contained(|| {
+            if rtcp {
+                inbound.decrypt_rtcp(packet)
+            } else {
+                inbound.decrypt_rtp(packet)
+            }
+        })
+        .ok_or(Refused::Authentication)?;
         out.clear();
         out.extend_from_slice(&plain);
         Ok(())
@@ -232,16 +243,51 @@ impl EndSrtp {
 
     /// Encrypt and authenticate an RTP (`rtcp`: RTCP) packet for the end, into `out`.
     pub fn protect(&mut self, rtcp: bool, packet: &[u8], out: &mut Vec<u8>) -> Result<(), Refused> {
-        let sealed = if rtcp {
-            self.outbound.encrypt_rtcp(packet)
-        } else {
-            self.outbound.encrypt_rtp(packet)
-        }
-        .map_err(|_| Refused::Protect)?;
+        let outbound = &mut self.outbound;
+        let sealed = contained(|| {
+            if rtcp {
+                outbound.encrypt_rtcp(packet)
+            } else {
+                outbound.encrypt_rtp(packet)
+            }
+        })
+        .ok_or(Refused::Protect)?;
         out.clear();
         out.extend_from_slice(&sealed);
         Ok(())
     }
+}
+
+/// Run a call into the SRTP library on a packet from the network: an error, or a panic the
+/// checks above did not foresee, is the packet's refusal, never the relay's end. The context
+/// stays usable: a refused packet moves neither a rollover counter nor a replay window.
+fn contained(f: impl FnOnce() -> Result<bytes::Bytes, webrtc_srtp::Error>) -> Option<bytes::Bytes> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// Whether an SRTCP packet is long enough for its header, E flag and index and tag, and has
+/// its E flag set. Checked before the library sees it: its SRTCP path subtracts these lengths
+/// unchecked, and returns a packet whose E flag is clear without checking its tag at all.
+/// Sluice never agrees to unencrypted SRTCP (it refuses session parameters), so such a packet
+/// can only be forged.
+fn plausible_srtcp(suite: Suite, packet: &[u8]) -> bool {
+    // The trailer: E flag and index (4 bytes), then the tag for AES-CM (always 80 bits for
+    // SRTCP, RFC 3711 §4.2); for AEAD the tag is inside the ciphertext and the trailer last.
+    let (tag, trailer_from_end) = match suite {
+        Suite::AesCm128HmacSha1_80 | Suite::AesCm128HmacSha1_32 => (10usize, 14usize),
+        Suite::AeadAes128Gcm => (16, 4),
+    };
+    let min = 8usize.saturating_add(4).saturating_add(tag);
+    if packet.len() < min {
+        return false;
+    }
+    packet
+        .len()
+        .checked_sub(trailer_from_end)
+        .and_then(|i| packet.get(i))
+        .is_some_and(|e| e & 0x80 != 0)
 }
 
 #[cfg(test)]
@@ -271,7 +317,7 @@ mod tests {
         for suite in Suite::ALL {
             let (mut sluice, mut peer) = pair(suite);
             let (mut sealed, mut opened) = (Vec::new(), Vec::new());
-            for seq in [1u16, 2, 3, 65535, 0, 1] {
+            for seq in [65532u16, 65533, 65535, 0, 1, 3] {
                 let p = rtp(seq, 7);
                 peer.protect(false, &p, &mut sealed).unwrap();
                 assert_ne!(sealed, p, "{suite:?}: encrypted");
@@ -283,7 +329,7 @@ mod tests {
                 sluice.unprotect(false, &sealed, &mut opened),
                 Err(Refused::Authentication)
             );
-            let p = rtp(2, 7);
+            let p = rtp(4, 7);
             peer.protect(false, &p, &mut sealed).unwrap();
             let last = sealed.len() - 1;
             sealed[last] ^= 1;
@@ -296,6 +342,19 @@ mod tests {
             sluice.protect(true, &rr, &mut sealed).unwrap();
             peer.unprotect(true, &sealed, &mut opened).unwrap();
             assert_eq!(opened, rr, "{suite:?}: SRTCP");
+            // SRTCP with its E flag cleared (unencrypted SRTCP, never agreed) is refused.
+            sluice.protect(true, &rr, &mut sealed).unwrap();
+            let e = if suite == Suite::AeadAes128Gcm {
+                sealed.len() - 4
+            } else {
+                sealed.len() - 14
+            };
+            sealed[e] &= 0x7f;
+            assert_eq!(
+                peer.unprotect(true, &sealed, &mut opened),
+                Err(Refused::Authentication),
+                "{suite:?}: E flag cleared"
+            );
         }
     }
 
@@ -304,7 +363,10 @@ mod tests {
         let k = MasterKey::generate(Suite::AesCm128HmacSha1_80).unwrap();
         let b64 = k.to_base64();
         assert_eq!(b64.len(), 40);
-        assert_eq!(MasterKey::from_base64(Suite::AesCm128HmacSha1_80, &b64), Ok(k));
+        assert_eq!(
+            MasterKey::from_base64(Suite::AesCm128HmacSha1_80, &b64),
+            Ok(k)
+        );
         assert_eq!(
             MasterKey::from_base64(Suite::AeadAes128Gcm, &b64),
             Err(KeyError::Malformed),
@@ -344,17 +406,28 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let (mut sluice, _) = pair(Suite::AesCm128HmacSha1_32);
         let mut out = Vec::new();
         let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..20_000 {
-            let len = rng.usize(0..200);
-            let mut p: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
-            if len > 1 && rng.bool() {
-                p[0] = 0x80 | (p[0] & 0x3f);
+        for suite in Suite::ALL {
+            let (mut sluice, _) = pair(suite);
+            for _ in 0..30_000 {
+                let len = rng.usize(0..120);
+                let mut p: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+                if len > 1 && rng.bool() {
+                    // Version 2, and an RTCP packet type half of the time.
+                    p[0] = 0x80 | (p[0] & 0x3f);
+                    if rng.bool() {
+                        p[1] = rng.u8(192..=223);
+                    }
+                }
+                if len > 4 && rng.bool() {
+                    // The E flag where either trailer has it.
+                    let at = len - if rng.bool() { 4 } else { 14.min(len) };
+                    p[at] |= 0x80;
+                }
+                let _ = sluice.unprotect(rng.bool(), &p, &mut out);
+                let _ = sluice.protect(rng.bool(), &p, &mut out);
             }
-            let _ = sluice.unprotect(rng.bool(), &p, &mut out);
-            let _ = sluice.protect(rng.bool(), &p, &mut out);
         }
     }
 }

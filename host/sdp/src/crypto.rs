@@ -112,12 +112,14 @@ mod tests {
         assert_eq!(a.key_b64, "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR");
         assert!(a.has_mki);
         assert!(!a.has_session_params);
-        let b = parse_crypto("2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^31")
-            .unwrap();
+        let b = parse_crypto(
+            "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^31",
+        )
+        .unwrap();
         assert!(!b.has_mki);
         let c = parse_crypto("3 AEAD_AES_128_GCM inline:abcd UNENCRYPTED_SRTCP").unwrap();
         assert!(c.has_session_params);
-        assert_eq!(format!("{c:?}").contains("abcd"), false, "keys are not printed");
+        assert!(!format!("{c:?}").contains("abcd"), "keys are not printed");
     }
 
     #[test]

@@ -30,7 +30,9 @@ mod model;
 mod parse;
 mod rewrite;
 
-pub use crypto::{format_crypto, is_rtp_proto, is_secure_proto, parse_crypto, with_srtp, CryptoAttr};
+pub use crypto::{
+    format_crypto, is_rtp_proto, is_secure_proto, parse_crypto, with_srtp, CryptoAttr,
+};
 pub use model::{Connection, Direction, Media, Origin, Sdp};
 pub use parse::{parse, SdpError};
 pub use rewrite::{rewrite, Plan, SectionPlan};

@@ -176,7 +176,10 @@ fn sluices_own_keys_replace_the_senders_and_the_profile_follows() {
         "2 AEAD_AES_128_GCM inline:BBBB".into(),
     ]);
     let ours = rewrite(&sdp, &p);
-    assert!(!ours.contains("WVNfX19zZW1jdGwg"), "the sender's key left:\n{ours}");
+    assert!(
+        !ours.contains("WVNfX19zZW1jdGwg"),
+        "the sender's key left:\n{ours}"
+    );
     assert!(
         ours.ends_with(
             "a=rtpmap:126 telephone-event/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 \

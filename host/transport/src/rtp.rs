@@ -250,7 +250,7 @@ impl Worker {
             }) => {
                 if let Some(e) = self.entry(stream) {
                     e.relay
-                        .update(now, remotes, latching, timeout, clock_rate, crypto);
+                        .update(now, remotes, latching, timeout, clock_rate, *crypto);
                     e.timed_out = false;
                 }
             }
