@@ -38,6 +38,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A test peer program of this repository (`tests/peers/<name>`).
+pub fn peer_program(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name)
+}
+
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
