@@ -16,7 +16,10 @@ Phases (each prints one line per measurement and the ratios at the end):
   latency  one-way latency through the relay (rtpblast's send stamp to its receipt) at half of
            each system's maximum;
   memory   Sluice's resident memory with HOLD calls anchored, against the same calls with
-           signalling only.
+           signalling only;
+  srtp     CPU per relayed packet with SRTP (AES_CM_128_HMAC_SHA1_80) toward the trunk against
+           plain RTP, in the same run: one direction, PBX to trunk (RTP in, SRTP out; the
+           generator cannot make SRTP, so the trunk's sockets send to a sink, not to Sluice).
 
 Usage: cargo build --release -p sluice && python3 bench/media.py [--calls 500] [--secs 10]
        [--rounds 3] [--phases cpu,max,latency,memory]
@@ -60,6 +63,7 @@ host = "127.0.0.1"
 port = {trunk}
 brand = ""
 media = "{media}"
+srtp = "{srtp}"
 
 [routing]
 outbound_trunk = "bench"
@@ -89,9 +93,17 @@ def rss_kib(pid):
     return 0
 
 
-def sdp(port, sess):
-    return ("v=0\r\no=- %d 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            "m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n" % (sess, port))
+# The bench trunk's SRTP key (master key and salt), when it answers with SRTP.
+TRUNK_KEY = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0e"
+
+
+def sdp(port, sess, srtp=False):
+    body = ("v=0\r\no=- %d 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio %d RTP/%s 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+            % (sess, port, "SAVP" if srtp else "AVP"))
+    if srtp:
+        body += "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:%s\r\n" % TRUNK_KEY
+    return body
 
 
 def header(msg, name):
@@ -123,7 +135,7 @@ class Parties:
             if want(msg):
                 return msg
 
-    def call(self, i, pa, pb):
+    def call(self, i, pa, pb, srtp=False):
         """Set up call i with media ports pa (PBX) and pb (trunk); Sluice's ports (toward the PBX,
         toward the trunk)."""
         body = sdp(pa, i)
@@ -136,7 +148,7 @@ class Parties:
         self.pbx.sendto(invite.encode(), (HOST, SLUICE_INT))
         b = self.recv(self.trunk, lambda m: m.startswith("INVITE "))
         to_trunk = sdp_port(b)
-        answer = sdp(pb, i)
+        answer = sdp(pb, i, srtp)
         ok = ("SIP/2.0 200 OK\r\n%s\r\nFrom: %s\r\nTo: %s;tag=b%d\r\nCall-ID: %s\r\nCSeq: %s\r\n"
               "Contact: <sip:callee@127.0.0.1:%d>\r\nContent-Type: application/sdp\r\n"
               "Content-Length: %d\r\n\r\n%s"
@@ -160,10 +172,11 @@ class Parties:
         self.trunk.close()
 
 
-def start_sluice(work, media, max_calls, cpu):
-    cfg = os.path.join(work, "sluice-media-%s.toml" % media)
+def start_sluice(work, media, max_calls, cpu, srtp="off"):
+    cfg = os.path.join(work, "sluice-media-%s-%s.toml" % (media, srtp))
     with open(cfg, "w") as f:
-        f.write(CONFIG.format(max_calls=max_calls, pbx=PBX_PORT, trunk=TRUNK_PORT, admin=ADMIN, media=media))
+        f.write(CONFIG.format(max_calls=max_calls, pbx=PBX_PORT, trunk=TRUNK_PORT, admin=ADMIN, media=media,
+                              srtp=srtp))
     cmd = [SLUICE, "run", "--config", cfg, "--log", "warn"]
     if cpu:
         cmd = ["taskset", "-c", cpu] + cmd
@@ -218,6 +231,38 @@ def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
         res["us_cpu_per_pkt"] = round(cpu_pct / 100.0 * 1e6 / res["offered_pps"], 2) if cpu_pct > 0 else 0.0
         return res
     finally:
+        parties.close()
+        stop(p)
+
+
+def run_sluice_one_way(work, calls, secs, relay_cpu, gen_cpu, srtp):
+    """PBX to trunk only: RTP in; out as SRTP (srtp=True) or RTP. The trunk's sockets (which
+    rtpblast must own to count what arrives) send to a sink that is never read."""
+    p = start_sluice(work, "anchor", max(calls, 10), relay_cpu, "required" if srtp else "off")
+    parties = Parties()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sink.bind((HOST, 0))
+    try:
+        flows = []
+        for i in range(calls):
+            pa, pb = 10000 + 2 * i, 10001 + 2 * i
+            to_pbx, _ = parties.call(i, pa, pb, srtp)
+            flows += [(pa, to_pbx), (pb, sink.getsockname()[1])]
+        gen = blast(work, flows, secs, gen_cpu)
+        time.sleep(1.0)
+        c1, t1 = ticks(p.pid), time.time()
+        time.sleep(max(0.5, secs - 2.0))
+        c2, t2 = ticks(p.pid), time.time()
+        out, _ = gen.communicate(timeout=secs + 30)
+        res = json.loads(out)
+        cpu_pct = 100.0 * (c2 - c1) / TCK / (t2 - t1)
+        relayed_pps = res["offered_pps"] / 2
+        return dict(system="sluice-srtp" if srtp else "sluice-rtp", calls=calls, cpu_pct=round(cpu_pct, 1),
+                    us_cpu_per_pkt=round(cpu_pct / 100.0 * 1e6 / relayed_pps, 2) if cpu_pct > 0 else 0.0,
+                    received=res.get("received", res.get("recvd")), relayed_pps=relayed_pps)
+    finally:
+        sink.close()
         parties.close()
         stop(p)
 
@@ -333,6 +378,19 @@ def main():
         summary.append("sluice memory: %d calls up: signalling only +%d KiB, anchored +%d KiB RSS: "
                        "%.0f bytes per anchored call beside the signalling state"
                        % (a.hold, b1 - b0, m1 - m0, per_call))
+    if "srtp" in phases:
+        print("== CPU per relayed packet, PBX to trunk, %d calls (%d packets/s), RTP against SRTP out, "
+              "%d rounds" % (a.calls, 50 * a.calls, a.rounds), flush=True)
+        per = {False: [], True: []}
+        for _ in range(a.rounds):
+            for srtp in (False, True):
+                r = run_sluice_one_way(work, a.calls, a.secs, a.relay_cpu, a.gen_cpu, srtp)
+                print("  %-11s %4d calls: %6.2f us CPU per packet, CPU %5.1f%%, received %s"
+                      % (r["system"], r["calls"], r["us_cpu_per_pkt"], r["cpu_pct"], r["received"]), flush=True)
+                per[srtp].append(r["us_cpu_per_pkt"])
+        plain, srtp = median(per[False]), median(per[True])
+        summary.append("CPU per relayed packet toward the trunk: RTP %.2f us, SRTP %.2f us (medians); "
+                       "ratio SRTP/RTP %.2f" % (plain, srtp, srtp / plain if plain else float("nan")))
     print("\n== results")
     for line in summary:
         print(line)

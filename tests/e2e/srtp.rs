@@ -218,6 +218,8 @@ fn srtp_call(block: u8, tag: u32, suite: &str) {
     let (caller_port, callee_port, agreed, _) =
         stream.unwrap_or_else(|| panic!("no SRTP call in /calls; log:\n{}", lab.log()));
     assert_eq!(agreed, suite);
+    let (_, trunks) = http("GET", &lab.admin(), "/trunks", None, "");
+    assert!(trunks.contains("\"srtp\":\"required\""), "{trunks}");
 
     // The key Sluice offered the trunk for this suite, from the INVITE the trunk received.
     let invite = parse_message_log(

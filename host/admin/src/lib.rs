@@ -415,6 +415,8 @@ struct TrunkBody {
     next_register_in_seconds: Option<u64>,
     bindings: usize,
     outbound_route: bool,
+    /// SRTP on the trunk's leg (`off`, `optional`, `required`).
+    srtp: &'static str,
 }
 
 async fn trunks(State(state): State<AdminState>) -> Response {
@@ -445,6 +447,7 @@ async fn trunks(State(state): State<AdminState>) -> Response {
             next_register_in_seconds: t.next_register_in,
             bindings: t.bindings,
             outbound_route: outbound.as_deref() == Some(t.name.as_str()),
+            srtp: t.srtp,
         })
         .collect();
     Json(body).into_response()

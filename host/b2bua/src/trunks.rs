@@ -192,6 +192,8 @@ pub struct TrunkStatus {
     pub next_register_in: Option<u64>,
     /// Gateways registered to Sluice (accept-register).
     pub bindings: usize,
+    /// SRTP on the trunk's leg: `off`, `optional`, `required`.
+    pub srtp: &'static str,
 }
 
 impl TrunkAgent {
@@ -221,6 +223,11 @@ impl TrunkAgent {
             in_use: self.in_use.map(|a| a.to_string()),
             active_calls: self.active_calls,
             max_calls: c.max_calls,
+            srtp: match c.srtp.as_ref().map(|s| s.mode) {
+                None => "off",
+                Some(sluice_media::SrtpMode::Optional) => "optional",
+                Some(sluice_media::SrtpMode::Required) => "required",
+            },
             last_options: self
                 .probes
                 .iter()

@@ -627,6 +627,52 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_trunks_srtp_options_are_checked() {
+        let with = |keys: &str| {
+            DEFAULT_CONFIG.replace(
+                "brand = \"generic\"",
+                &format!("brand = \"generic\"\n{keys}"),
+            )
+        };
+        let c = Config::parse(&with("srtp = \"required\""), "lab.toml").unwrap();
+        assert_eq!(c.trunks[0].srtp, trunk::SrtpOption::Required);
+        let c = Config::parse(
+            &with("srtp = \"optional\"\nsrtp_suites = [\"AEAD_AES_128_GCM\"]"),
+            "lab.toml",
+        )
+        .unwrap();
+        assert_eq!(c.trunks[0].srtp_suites.as_ref().unwrap().len(), 1);
+        assert_eq!(
+            Config::bundled().unwrap().trunks[0].srtp,
+            trunk::SrtpOption::Off,
+            "off by default"
+        );
+        let cases: &[(&str, &str)] = &[
+            ("srtp = \"always\"", "unknown variant `always`"),
+            (
+                "srtp = \"required\"\nmedia = \"signalling-only\"",
+                "has srtp but media = \"signalling-only\"",
+            ),
+            (
+                "srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]",
+                "has srtp_suites but srtp = \"off\"",
+            ),
+            (
+                "srtp = \"optional\"\nsrtp_suites = []",
+                "srtp_suites of trunk `loop` is empty",
+            ),
+            (
+                "srtp = \"optional\"\nsrtp_suites = [\"F8_128_HMAC_SHA1_80\"]",
+                "unknown SRTP suite `F8_128_HMAC_SHA1_80`",
+            ),
+        ];
+        for (keys, complaint) in cases {
+            let e = Config::parse(&with(keys), "lab.toml").expect_err(keys);
+            assert!(e.message.contains(complaint), "{keys}: {e}");
+        }
+    }
+
     /// The bundled configuration with a second trunk (`extra`, TOML keys) and keys added to
     /// the first (`first`).
     fn with_trunks(first: &str, extra: &str) -> String {
