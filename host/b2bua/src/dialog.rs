@@ -126,11 +126,20 @@ impl Dialog {
     }
 }
 
-/// The IP address and port of a URI whose host is an IP literal.
+/// The IP address and port of a URI whose host is an IP literal. Without a port: 5061 for
+/// `sips:` and `transport=tls` (RFC 3261 §19.1.2), else 5060.
 pub fn literal_addr(u: &Uri<'_>) -> Option<SocketAddr> {
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
     let ip: std::net::IpAddr = host.parse().ok()?;
-    Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+    let tls = u.scheme.eq_ignore_ascii_case("sips")
+        || sluice_sip::fields::param(u.params, "transport")
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+    let default = if tls {
+        Transport::Tls.default_port()
+    } else {
+        Transport::Udp.default_port()
+    };
+    Some(SocketAddr::new(ip, u.port.unwrap_or(default)))
 }
 
 /// The `;transport=` parameter a URI toward this transport carries (none for UDP).
@@ -221,6 +230,11 @@ mod tests {
         assert_eq!(hop.conn, None, "UDP names no connection");
         d.route_set = vec!["<sip:127.0.0.30;lr>".into()];
         assert_eq!(d.next_hop().remote, "127.0.0.30:5060".parse().unwrap());
+        // A TLS peer's target without a port is on 5061.
+        for target in ["sips:b@127.0.0.22", "sip:b@127.0.0.22;transport=TLS"] {
+            let u = Uri::parse(target).unwrap();
+            assert_eq!(literal_addr(&u), Some("127.0.0.22:5061".parse().unwrap()), "{target}");
+        }
         assert_eq!(d.contact, "<sip:a@127.0.0.1:5080>");
     }
 }

@@ -234,9 +234,13 @@ impl Trunk {
         self.transport.unwrap_or_else(default_transport)
     }
 
-    /// The trunk's port: as configured, else 5060.
+    /// The trunk's port: as configured, else 5061 over TLS and 5060 otherwise.
     pub fn port(&self) -> u16 {
-        self.port.unwrap_or_else(default_port)
+        match (self.port, self.transport()) {
+            (Some(p), _) => p,
+            (None, TransportName::Tls) => 5061,
+            (None, _) => default_port(),
+        }
     }
 
     /// The destinations calls go to: the list, or the trunk's host, port and transport.
