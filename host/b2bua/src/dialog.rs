@@ -233,7 +233,11 @@ mod tests {
         // A TLS peer's target without a port is on 5061.
         for target in ["sips:b@127.0.0.22", "sip:b@127.0.0.22;transport=TLS"] {
             let u = Uri::parse(target).unwrap();
-            assert_eq!(literal_addr(&u), Some("127.0.0.22:5061".parse().unwrap()), "{target}");
+            assert_eq!(
+                literal_addr(&u),
+                Some("127.0.0.22:5061".parse().unwrap()),
+                "{target}"
+            );
         }
         assert_eq!(d.contact, "<sip:a@127.0.0.1:5080>");
     }
