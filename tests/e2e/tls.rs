@@ -497,3 +497,59 @@ fn a_trunk_that_requires_a_client_certificate_gets_the_one_configured_for_it() {
     uac.kill();
     assert!(got.contains("INVITE sip:service@"), "{got}\n{}", lab.log());
 }
+
+#[test]
+fn a_provider_refusing_sluices_client_certificate_after_the_handshake_fails_the_call_at_once() {
+    assert!(sipp_available(), "sipp (package sip-tester) is required");
+    const BLOCK: u8 = 92;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[("sluice", "sluice.test"), ("trunk", "trunk.test")],
+    );
+    // No client certificate configured for the trunk, which requires one: over TLS 1.3 the
+    // provider's refusal (an alert) comes after Sluice's handshake completed.
+    let lab = start(BLOCK, certs.path());
+    let trunk = format!("127.0.{BLOCK}.20:5061");
+    let out = lab.dir.path().join("s_server-requires.txt");
+    let ca = certs.path().join("ca.pem").display().to_string();
+    let mut server = s_server_with(
+        certs.path(),
+        &trunk,
+        "trunk",
+        &out,
+        &[
+            "-tls1_3",
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            "-CAfile",
+            &ca,
+        ],
+    );
+    let started = Instant::now();
+    let uac = lab.sipp(
+        "refused",
+        "uac_503.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!((r.successful, r.failed), (1, 0), "{r:?}\n{}", lab.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "503 without waiting for Timer B: {:?}",
+        started.elapsed()
+    );
+    let (_, body) = http("GET", &lab.admin(), "/metrics", None, "");
+    let samples = parse_prometheus(&body);
+    let labels = [("way", "opened"), ("reason", "refused-by-peer")];
+    assert_eq!(
+        metric(&samples, "sluice_tls_handshake_failures_total", &labels),
+        Some(1.0),
+        "{body}"
+    );
+}

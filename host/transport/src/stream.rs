@@ -350,7 +350,14 @@ async fn serve_pinged<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    serve_with(flow, stream, queues, tx, (max_message, IDLE, keepalive)).await;
+    serve_with(
+        flow,
+        stream,
+        queues,
+        tx,
+        (max_message, IDLE, keepalive, true),
+    )
+    .await;
 }
 
 /// Read and frame a connection until it ends; a writer task empties its queue meanwhile.
@@ -363,7 +370,14 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    serve_with(flow, stream, queues, tx, (max_message, first_message, None)).await;
+    serve_with(
+        flow,
+        stream,
+        queues,
+        tx,
+        (max_message, first_message, None, false),
+    )
+    .await;
 }
 
 /// [`serve`]; with `keepalive`, pinged as [`KeepAlive`] says: a peer that answered a ping once
@@ -374,7 +388,7 @@ async fn serve_with<S>(
     stream: S,
     (pong, mut queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
     tx: mpsc::Sender<Incoming>,
-    (max_message, first_message, keepalive): (usize, Duration, Option<Duration>),
+    (max_message, first_message, keepalive, opened): (usize, Duration, Option<Duration>, bool),
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -420,7 +434,22 @@ async fn serve_with<S>(
                 }
                 Silence::Ping | Silence::Close => break,
             },
-            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(0)) => break,
+            Ok(Err(e)) => {
+                // A connection Sluice opened that breaks (reset, or a TLS alert: over TLS 1.3
+                // a provider refuses a client certificate only after Sluice's handshake
+                // completed) fails what waits on it at once; the peer of an accepted one may
+                // still answer over a new connection.
+                if opened {
+                    if flow.transport == Transport::Tls {
+                        crate::tls::failed(flow.remote, "opened", &e);
+                    } else {
+                        debug!(remote = %flow.remote, "connection broke: {e}");
+                    }
+                    let _ = tx.send(Incoming::Failed { id, flow }).await;
+                }
+                break;
+            }
             Ok(Ok(n)) => n,
         };
         framer.push(alive.on_read(buf.get(..n).unwrap_or_default()));

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -147,7 +148,36 @@ pub(crate) async fn within_deadline<T>(
 pub(crate) fn failed(remote: SocketAddr, way: &'static str, e: &std::io::Error) {
     let reason = reason_of(e);
     metrics::counter!(HANDSHAKE_FAILURES, "way" => way, "reason" => reason).increment(1);
-    tracing::warn!(%remote, way, reason, "TLS handshake failed: {e}");
+    if let Some(suppressed) = LOG_LIMIT.admit() {
+        tracing::warn!(%remote, way, reason, suppressed, "TLS handshake failed: {e}");
+    }
+}
+
+/// At most one handshake failure is logged per second (a flood of bad handshakes must not
+/// flood the log); the next one logged says how many were left out. All are counted.
+static LOG_LIMIT: LogLimit = LogLimit {
+    last_second: AtomicU64::new(0),
+    suppressed: AtomicU64::new(0),
+};
+
+struct LogLimit {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimit {
+    /// `Some(left out since the last one)` when this event may be logged.
+    fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_second.swap(now, Ordering::Relaxed);
+        if last == now {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// The reasons operators alert on: an untrusted or wrong-host certificate, a timeout, the
@@ -168,6 +198,9 @@ pub(crate) fn reason_of(e: &std::io::Error) -> &'static str {
             _ => "bad-certificate",
         },
         Some(Error::NoCertificatesPresented) => "bad-certificate",
+        // The peer's alert: over TLS 1.3 a provider refusing Sluice's client certificate (or
+        // its absence) says so only after Sluice's side of the handshake is complete.
+        Some(Error::AlertReceived(_)) => "refused-by-peer",
         Some(_) => "other",
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => "closed",
         None => "other",
@@ -175,12 +208,13 @@ pub(crate) fn reason_of(e: &std::io::Error) -> &'static str {
 }
 
 /// The reasons exported at zero from the start.
-pub const REASONS: [&str; 7] = [
+pub const REASONS: [&str; 8] = [
     "timeout",
     "wrong-name",
     "unknown-issuer",
     "expired",
     "bad-certificate",
+    "refused-by-peer",
     "closed",
     "other",
 ];
