@@ -40,6 +40,9 @@ pub struct PeerConfig {
     /// A new call's `Diversion` and `History-Info` (a forwarded call's history, which carriers
     /// check for caller-ID policy) reach this peer, rehosted; `false` removes them.
     pub forward_history: bool,
+    /// Requests to this peer name it with `sips:` URIs (Request-URI, To, Sluice's Contact)
+    /// instead of `sip:` with `transport=tls`.
+    pub sips: bool,
 }
 
 /// What Sluice does with the media of calls to and from a peer.
@@ -188,6 +191,8 @@ pub struct TrunkConfig {
     pub transfer: Transfer,
     /// See [`PeerConfig::forward_history`].
     pub forward_history: bool,
+    /// See [`PeerConfig::sips`].
+    pub sips: bool,
     /// STIR/SHAKEN signing of the calls sent to this trunk.
     pub identity: Option<crate::identity::Signing>,
     /// STIR/SHAKEN verification of the calls from this trunk.
@@ -256,6 +261,7 @@ impl TrunkConfig {
             media: self.media.clone(),
             large_over_tcp: self.large_over_tcp,
             forward_history: self.forward_history,
+            sips: self.sips,
         }
     }
 
@@ -315,6 +321,7 @@ impl TrunkConfig {
             large_over_tcp: false,
             transfer: Transfer::Relay,
             forward_history: true,
+            sips: false,
             identity: None,
             verification: None,
             numbers: TrunkNumbers::default(),

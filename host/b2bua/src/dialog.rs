@@ -165,6 +165,23 @@ impl Dialog {
     }
 }
 
+/// A `sips:` Contact (RFC 3261 §8.1.1.8 and §12.1.1: a dialog set up with a `sips:` URI has
+/// one), without a transport parameter (RFC 5630).
+pub fn make_sips_contact(user: &str, l: &ListenerAddr) -> String {
+    let user = if user.is_empty() { "sluice" } else { user };
+    format!("<sips:{user}@{}>", format_host_port(l.addr))
+}
+
+/// The scheme and transport parameter of a URI naming `peer`: `sips:` alone for a peer that
+/// asks for it over TLS, else `sip:` with the transport's parameter.
+pub fn uri_scheme(sips: bool, t: Transport) -> (&'static str, &'static str) {
+    if sips && t == Transport::Tls {
+        ("sips", "")
+    } else {
+        ("sip", transport_param(t))
+    }
+}
+
 pub fn make_contact(user: &str, l: &ListenerAddr) -> String {
     let user = if user.is_empty() { "sluice" } else { user };
     format!(

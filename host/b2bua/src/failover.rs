@@ -15,7 +15,7 @@ use crate::call::LegId;
 use crate::calls::{Call, CallState};
 use crate::config::{PeerConfig, Side};
 use crate::core::{ClientRole, Core};
-use crate::dialog::{make_contact, transport_param, Dialog};
+use crate::dialog::{make_contact, Dialog};
 use crate::headers::format_host_port;
 use crate::hooks::Hooks;
 use crate::retransmit::CallTimers;
@@ -380,13 +380,18 @@ pub(crate) fn fresh_dialog(
         .and_then(|c| sluice_sip::NameAddr::parse(c).map(|n| n.uri.to_string()))
         .and_then(|u| sluice_sip::Uri::parse(&u).and_then(|u| u.user.map(str::to_string)))
         .unwrap_or_else(|| "sluice".into());
-    dialog.contact = make_contact(&user, &listener);
+    let (scheme, tparam) = crate::dialog::uri_scheme(peer.sips, peer.transport);
+    dialog.contact = if scheme == "sips" {
+        crate::dialog::make_sips_contact(&user, &listener)
+    } else {
+        make_contact(&user, &listener)
+    };
     if let Some((ip, via)) = public {
         dialog.advertise(ip, via);
     }
     if let Some(target) = sent.request_uri().and_then(edit::uri_number) {
         let host = crate::headers::peer_uri_host(&peer.host, peer.addr);
-        dialog.remote_target = format!("sip:{target}@{host}{}", transport_param(peer.transport));
+        dialog.remote_target = format!("{scheme}:{target}@{host}{tparam}");
     }
     old_tag
 }

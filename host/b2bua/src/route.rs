@@ -230,6 +230,7 @@ pub(crate) fn to_trunk(
                 media: t.media.clone(),
                 large_over_tcp: false,
                 forward_history: true,
+                sips: false,
             }])
         }
         None => ordered(t, ids)

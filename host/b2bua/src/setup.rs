@@ -106,7 +106,11 @@ fn caller_dialog(msg: &Message, flow: Flow, inbound: ListenerAddr, ids: &mut Ids
             .values(&HeaderName::RecordRoute)
             .map(str::to_string)
             .collect(),
-        contact: make_contact(user, &inbound),
+        contact: if msg.request_uri().is_some_and(|u| u.starts_with("sips:")) {
+            crate::dialog::make_sips_contact(user, &inbound)
+        } else {
+            make_contact(user, &inbound)
+        },
         via_host: format_host_port(inbound.addr),
     }
 }
@@ -139,6 +143,7 @@ pub(crate) fn callee_dialog(
         .unwrap_or_default();
     let local_host = local_uri_host(shown);
     let peer_host = peer_uri_host(&peer.host, peer.addr);
+    let (scheme, tparam) = crate::dialog::uri_scheme(peer.sips, peer.transport);
     let tag = ids.tag();
     Dialog {
         flow: Flow {
@@ -150,16 +155,17 @@ pub(crate) fn callee_dialog(
         call_id: ids.call_id(),
         local_party: format!("{display}<sip:{calling}@{local_host}>;tag={tag}"),
         local_tag: tag,
-        remote_party: format!("<sip:{called}@{peer_host}>"),
+        remote_party: format!("<{scheme}:{called}@{peer_host}>"),
         remote_tag: None,
         local_cseq: ids.first_cseq(),
         remote_cseq: None,
-        remote_target: format!(
-            "sip:{called}@{peer_host}{}",
-            transport_param(peer.transport)
-        ),
+        remote_target: format!("{scheme}:{called}@{peer_host}{tparam}"),
         route_set: Vec::new(),
-        contact: make_contact(calling, &outbound),
+        contact: if scheme == "sips" {
+            crate::dialog::make_sips_contact(calling, &outbound)
+        } else {
+            make_contact(calling, &outbound)
+        },
         via_host: format_host_port(outbound.addr),
     }
 }
@@ -177,10 +183,9 @@ pub fn retarget_dialog(dialog: &mut Dialog, invite: &mut Message, host: &str) {
         .and_then(edit::uri_number)
         .unwrap_or("")
         .to_string();
-    let uri = format!(
-        "sip:{number}@{host}{}",
-        transport_param(dialog.flow.transport)
-    );
+    let sips = dialog.remote_target.starts_with("sips:");
+    let (scheme, tparam) = crate::dialog::uri_scheme(sips, dialog.flow.transport);
+    let uri = format!("{scheme}:{number}@{host}{tparam}");
     dialog.remote_target = uri.clone();
     if let sluice_sip::StartLine::Request { uri: u, .. } = &mut invite.start {
         *u = uri;

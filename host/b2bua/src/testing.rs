@@ -37,6 +37,7 @@ fn peer(name: &str, host: &str, transport: Transport, at: &str) -> PeerConfig {
         media: PeerMedia::Anchor,
         large_over_tcp: false,
         forward_history: true,
+        sips: false,
     }
 }
 

@@ -617,3 +617,39 @@ fn after_handing_over_an_engine_neither_refreshes_nor_unregisters_and_its_gatewa
         .unwrap();
     assert_eq!(gw_status.bindings, 1, "the gateway's registration moved");
 }
+
+#[test]
+fn a_trunk_asking_for_sips_uris_gets_them_over_tls() {
+    let mut cfg: EngineConfig = lab_config(Transport::Udp);
+    cfg.listeners.push(sluice_b2bua::ListenerAddr {
+        side: sluice_b2bua::Side::External,
+        transport: Transport::Tls,
+        addr: addr("127.0.0.1:5061"),
+    });
+    let t = &mut cfg.trunks[0];
+    t.transport = Transport::Tls;
+    t.destinations[0].transport = Transport::Tls;
+    let plain = Lab::with_hooks(cfg.clone(), NoHooks);
+    cfg.trunks[0].sips = true;
+    for (mut lab, sips) in [(plain, false), (Lab::with_hooks(cfg, NoHooks), true)] {
+        let o = lab.from_pbx_text(&pbx_invite());
+        let invite = only(&o, TRUNK)[0].clone();
+        let uri = invite.request_uri().unwrap().to_string();
+        let contact = invite.header(&HeaderName::Contact).unwrap().to_string();
+        let to = invite.header(&HeaderName::To).unwrap().to_string();
+        if sips {
+            assert!(uri.starts_with("sips:15552001111@"), "{uri}");
+            assert!(!uri.contains("transport="), "sips implies TLS: {uri}");
+            assert!(contact.starts_with("<sips:"), "{contact}");
+            assert!(to.starts_with("<sips:"), "{to}");
+        } else {
+            assert!(
+                uri.starts_with("sip:15552001111@") && uri.ends_with(";transport=tls"),
+                "{uri}"
+            );
+            assert!(contact.contains(";transport=tls"), "{contact}");
+        }
+        let via = invite.header(&HeaderName::Via).unwrap();
+        assert!(via.starts_with("SIP/2.0/TLS 127.0.0.1:5061;"), "{via}");
+    }
+}

@@ -663,6 +663,10 @@ mod tests {
                 "srtp_suites of trunk `loop` is empty",
             ),
             (
+                "uri_scheme = \"sips\"",
+                "uri_scheme = \"sips\": its destinations must all be tls",
+            ),
+            (
                 "srtp = \"optional\"\nsrtp_suites = [\"F8_128_HMAC_SHA1_80\"]",
                 "unknown SRTP suite `F8_128_HMAC_SHA1_80`",
             ),

@@ -173,6 +173,10 @@ pub struct Trunk {
     /// removes them.
     #[serde(default = "yes")]
     pub forward_history: bool,
+    /// The scheme of the URIs naming the trunk (Request-URI, To, Sluice's Contact): `sip`
+    /// (with `transport=tls` over TLS), or `sips` (TLS only).
+    #[serde(default)]
+    pub uri_scheme: UriScheme,
     /// STIR/SHAKEN signing of the calls sent to this trunk (see [`crate::stir`]).
     #[serde(default)]
     pub stir: crate::stir::TrunkStir,
@@ -282,6 +286,15 @@ pub enum MediaMode {
     SignallingOnly,
 }
 
+/// The scheme of the URIs Sluice writes toward a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UriScheme {
+    #[default]
+    Sip,
+    Sips,
+}
+
 /// SRTP on a trunk's leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -366,7 +379,7 @@ impl Trunk {
         }
         self.check_auth()?;
         self.check_calls()?;
-        self.check_srtp()?;
+        self.check_secure()?;
         if let Some(codecs) = &self.codecs {
             if codecs.is_empty() {
                 return Err(Problem::new(format!(
@@ -395,8 +408,20 @@ impl Trunk {
 }
 
 impl Trunk {
-    fn check_srtp(&self) -> Checked {
+    fn check_secure(&self) -> Checked {
         let name = self.name.get_ref();
+        let all_tls = self
+            .destination_list()
+            .iter()
+            .all(|d| d.transport.unwrap_or_else(default_transport) == TransportName::Tls);
+        if self.uri_scheme == UriScheme::Sips && !all_tls {
+            return Err(Problem::at(
+                self.name.span(),
+                format!(
+                    "trunk `{name}` has uri_scheme = \"sips\": its destinations must all be tls"
+                ),
+            ));
+        }
         if self.srtp != SrtpOption::Off && self.media == MediaMode::SignallingOnly {
             return Err(Problem::at(
                 self.name.span(),

@@ -145,6 +145,7 @@ pub fn resolve_config(cfg: &Config) -> anyhow::Result<Resolved> {
                 media: PeerMedia::Anchor,
                 large_over_tcp: false,
                 forward_history: true,
+                sips: false,
             })
         };
     let mut pbx = peer(
@@ -439,6 +440,7 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         srtp: trunk_srtp(t),
         large_over_tcp: t.tcp_for_large_requests,
         forward_history: t.forward_history,
+        sips: t.uri_scheme == sluice_config::trunk::UriScheme::Sips,
         // Read from its file with the configuration's path (`stir::load`).
         identity: None,
         verification: None,
