@@ -1,9 +1,10 @@
-//! SDP: parse any body, and rewrite what parses with a plan built from the input's own bytes
-//! (ports, codec lists), re-parsing the result.
+//! SDP: parse any body, read its `a=crypto` lines, and rewrite what parses with a plan built
+//! from the input's own bytes (ports, a profile and Sluice's own keys on odd seeds),
+//! re-parsing the result.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_sdp::{parse, rewrite, Plan, SectionPlan};
+use sluice_sdp::{parse, rewrite, with_srtp, Plan, SectionPlan};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(sdp) = parse(data) else { return };
@@ -21,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
             },
             rtcp_port: u16::from(seed).wrapping_mul(2).wrapping_add(1),
             formats: None,
+            // Read every crypto line; on odd seeds, write Sluice's own in their place.
+            proto: (sdp.crypto_of(m).len() % 2 == 1 || seed % 2 == 1)
+                .then(|| with_srtp(&m.proto, seed % 4 == 1).to_string()),
+            crypto: (seed % 2 == 1).then(|| {
+                vec!["1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk".into()]
+            }),
         })
         .collect();
     let plan = Plan {
