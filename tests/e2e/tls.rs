@@ -3,10 +3,16 @@
 //! call to a TLS trunk arrives over TLS after Sluice verified the trunk's certificate for its
 //! name; a trunk presenting a certificate for another name, or from an unknown CA, is refused
 //! (the PBX gets its answer at once, the failure is counted by reason); a request over TLS to
-//! Sluice's TLS listener is answered on that connection.
+//! Sluice's TLS listener is answered on that connection; a provider refusing Sluice's client
+//! certificate after a TLS 1.3 handshake fails the call at once; and whole calls, out and in,
+//! cross Kamailio's TLS module (OpenSSL) as the provider's edge, each side verifying the
+//! other's certificate.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use sluice_e2e::{http, metric, parse_prometheus, sipp_available, Lab, LabAddrs, Peer, Transport};
+use sluice_e2e::{
+    http, metric, parse_prometheus, repo_root, sipp_available, Kamailio, Lab, LabAddrs, Peer,
+    Transport,
+};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -551,5 +557,101 @@ fn a_provider_refusing_sluices_client_certificate_after_the_handshake_fails_the_
         metric(&samples, "sluice_tls_handshake_failures_total", &labels),
         Some(1.0),
         "{body}"
+    );
+}
+
+/// Kamailio (OpenSSL, its tls module) as a provider's TLS edge: calls cross it both ways.
+fn kamailio_tls_edge(block: u8, certs: &Path) -> Kamailio {
+    let c = |f: &str| certs.join(f).display().to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let tls_cfg = dir.path().join("tls.cfg");
+    std::fs::write(
+        &tls_cfg,
+        format!(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+             require_certificate = no\ncertificate = {}\nprivate_key = {}\n\n\
+             [client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\n\
+             require_certificate = yes\nca_list = {}\n",
+            c("trunk.pem"),
+            c("trunk.key"),
+            c("ca.pem")
+        ),
+    )
+    .unwrap();
+    let template =
+        std::fs::read_to_string(repo_root().join("tests/kamailio/provider-tls.cfg")).unwrap();
+    let text = template
+        .replace("UDP_LISTEN", &format!("127.0.{block}.20:5070"))
+        .replace("TLS_LISTEN", &format!("127.0.{block}.20:5061"))
+        .replace("TLS_IP", &format!("127.0.{block}.20"))
+        .replace("TLS_CFG", &tls_cfg.display().to_string())
+        .replace("sip:SWITCH", &format!("sip:127.0.{block}.21:5060"))
+        .replace("sip:SLUICE", &format!("sip:127.0.{block}.1:5061"));
+    Kamailio::start_in(dir, &text, &format!("127.0.{block}.20:5070"))
+}
+
+#[test]
+fn calls_cross_kamailio_over_tls_both_ways() {
+    assert!(sipp_available(), "sipp (package sip-tester) is required");
+    const BLOCK: u8 = 93;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[("sluice", "sluice.test"), ("trunk", "trunk.test")],
+    );
+    let lab = start(BLOCK, certs.path());
+    let kamailio = kamailio_tls_edge(BLOCK, certs.path());
+    let switch = format!("127.0.{BLOCK}.21");
+
+    // Out: PBX → Sluice → (TLS) Kamailio → the provider's switch.
+    let uas = lab.sipp_on(
+        "switch",
+        "uas_switch.xml",
+        (switch.clone(), 5060),
+        None,
+        &["-m", "1"],
+    );
+    let uac = lab.sipp(
+        "out",
+        "uac.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-m", "1"],
+    );
+    let r = uac.wait(Duration::from_secs(20));
+    let t = uas.wait(Duration::from_secs(10));
+    assert_eq!(
+        (r.successful, t.successful),
+        (1, 1),
+        "outbound over TLS: {r:?} {t:?}\n{}\n{}",
+        lab.log(),
+        kamailio.log()
+    );
+
+    // In: the provider's caller → Kamailio → (TLS) Sluice → PBX.
+    let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "1"]);
+    let caller = lab.sipp_on(
+        "caller",
+        "uac.xml",
+        (switch, 5062),
+        Some(&format!("127.0.{BLOCK}.20:5070")),
+        &["-m", "1"],
+    );
+    let r = caller.wait(Duration::from_secs(20));
+    let t = pbx.wait(Duration::from_secs(10));
+    let klog = kamailio.stop();
+    assert_eq!(
+        (r.successful, t.successful),
+        (1, 1),
+        "inbound over TLS: {r:?} {t:?}\n{}\n{klog}",
+        lab.log()
+    );
+    assert!(
+        klog.contains(&format!("over TLS from 127.0.{BLOCK}.1: INVITE")),
+        "Sluice's INVITE reached Kamailio over TLS: {klog}"
+    );
+    assert!(
+        klog.contains(&format!("reply over TLS from 127.0.{BLOCK}.1: 200")),
+        "Sluice answered over TLS: {klog}"
     );
 }

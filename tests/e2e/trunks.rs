@@ -6,7 +6,8 @@
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use sluice_e2e::{
-    http, metric, parse_prometheus, repo_root, sipp_available, Lab, LabAddrs, Peer, Transport,
+    http, metric, parse_prometheus, repo_root, sipp_available, Kamailio, Lab, LabAddrs, Peer,
+    Transport,
 };
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -199,7 +200,7 @@ fn kamailio_verifies_sha256_answers_to_register_and_407() {
     const BLOCK: u8 = 63;
     let a = LabAddrs::v4(BLOCK);
     let switch = format!("127.0.{BLOCK}.21");
-    let kamailio = Kamailio::start(&a.trunk_ip, &format!("{switch}:5060"));
+    let kamailio = provider_kamailio(&a.trunk_ip, &format!("{switch}:5060"));
     let keys = "type = \"register\"\nusername = \"acct1\"\npassword = \"s3cret\"\n\
                 domain = \"provider.test\"";
     let lab = start(BLOCK, keys);
@@ -234,101 +235,19 @@ fn kamailio_verifies_sha256_answers_to_register_and_407() {
     assert!(log.contains("INVITE authenticated for acct1"), "{log}");
 }
 
-/// Kamailio as the provider, stopped (with its children) when dropped.
-struct Kamailio {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Kamailio {
-    fn start(listen: &str, switch: &str) -> Kamailio {
-        let template =
-            std::fs::read_to_string(repo_root().join("tests/kamailio/provider-auth.cfg")).unwrap();
-        let dir = tempfile::tempdir().expect("dir");
-        let cfg = dir.path().join("kamailio.cfg");
-        std::fs::write(
-            &cfg,
-            template
-                .replace("listen=udp:LISTEN", &format!("listen=udp:{listen}:5060"))
-                .replace("sip:SWITCH", &format!("sip:{switch}")),
-        )
-        .unwrap();
-        let run = dir.path().join("run");
-        std::fs::create_dir_all(&run).unwrap();
-        // The log goes to a file: Kamailio's children hold it open past the main process.
-        let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(&cfg)
-            .args(["-DD", "-E", "-Y"])
-            .arg(&run)
-            .arg("-P")
-            .arg(dir.path().join("kamailio.pid"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("kamailio (Debian package kamailio) is required for this test");
-        let k = Kamailio { child, dir };
-        k.wait_up(listen);
-        k
-    }
-
-    /// Wait (bounded) until it answers OPTIONS, which it answers itself.
-    fn wait_up(&self, listen: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let probe = std::net::UdpSocket::bind(format!("{listen}:0")).unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        loop {
-            let req = format!(
-                "OPTIONS sip:{listen} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKprobe\r\n\
-                 Max-Forwards: 1\r\nFrom: <sip:p@{listen}>;tag=1\r\nTo: <sip:{listen}>\r\n\
-                 Call-ID: kprobe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                probe.local_addr().unwrap()
-            );
-            let _ = probe.send_to(req.as_bytes(), format!("{listen}:5060"));
-            let mut buf = [0u8; 2048];
-            if probe.recv_from(&mut buf).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kamailio did not come up: {}",
-                self.log()
-            );
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
-    }
-
-    /// Stop it (SIGTERM: the main process takes its children down) and return its log.
-    fn stop(mut self) -> String {
-        self.terminate();
-        self.log()
-    }
-
-    fn terminate(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        self.terminate();
-    }
+/// Kamailio as the provider that authenticates (tests/kamailio/provider-auth.cfg), on
+/// `listen`:5060, relaying to `switch`.
+fn provider_kamailio(listen: &str, switch: &str) -> Kamailio {
+    let template =
+        std::fs::read_to_string(repo_root().join("tests/kamailio/provider-auth.cfg")).unwrap();
+    let text = template
+        .replace("listen=udp:LISTEN", &format!("listen=udp:{listen}:5060"))
+        .replace("sip:SWITCH", &format!("sip:{switch}"));
+    Kamailio::start_in(
+        tempfile::tempdir().expect("dir"),
+        &text,
+        &format!("{listen}:5060"),
+    )
 }
 
 #[test]
