@@ -502,6 +502,25 @@ fn a_trunk_that_requires_a_client_certificate_gets_the_one_configured_for_it() {
     let _ = server.wait();
     uac.kill();
     assert!(got.contains("INVITE sip:service@"), "{got}\n{}", lab.log());
+    // The client certificate's expiry is exported beside the listeners' (made for one day).
+    let (_, body) = http("GET", &lab.admin(), "/metrics", None, "");
+    let samples = parse_prometheus(&body);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for which in ["trunk:loop", "listeners"] {
+        let expiry = metric(
+            &samples,
+            "sluice_tls_certificate_expiry_timestamp_seconds",
+            &[("certificate", which)],
+        )
+        .unwrap_or_else(|| panic!("no expiry for {which}: {body}"));
+        assert!(
+            expiry > now && expiry < now + 3.0 * 86_400.0,
+            "{which}: {expiry}"
+        );
+    }
 }
 
 #[test]

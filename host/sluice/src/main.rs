@@ -345,6 +345,7 @@ async fn run(
     };
     let listeners = prepared.engine.listeners.clone();
     let tls = prepared.tls.clone();
+    crate::sip_tls::publish(&prepared.tls_expiries);
     let live_tls = tls.clone();
     if tls.is_some() {
         for way in ["accepted", "opened"] {

@@ -54,7 +54,7 @@ const FAMILIES: &[(&str, char, &str)] = &[
     ("sluice_plugin_counter_total", 'c', "Counters plugins keep themselves."),
     ("sluice_plugin_log_dropped_total", 'c', "Plugin log lines over the plugin's budget, dropped."),
     ("sluice_tls_handshake_failures_total", 'c', "SIP over TLS handshakes that failed, by way (accepted, opened) and reason (timeout, wrong-name, unknown-issuer, expired, bad-certificate, closed, other)."),
-    ("sluice_tls_certificate_expiry_timestamp_seconds", 'g', "When the certificate presented on tls listeners stops being valid (UNIX seconds): alert well before."),
+    ("sluice_tls_certificate_expiry_timestamp_seconds", 'g', "When each configured certificate (tls listeners, trunks' client certificates) stops being valid (UNIX seconds): alert well before."),
     ("sluice_build_info", 'g', "Always 1; the version Sluice was built as."),
     ("sluice_draining", 'g', "1 while Sluice drains: new calls are refused."),
 ];

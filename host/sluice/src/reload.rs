@@ -62,6 +62,8 @@ pub struct Prepared {
     pub dns_ttl: Option<Duration>,
     /// SIP over TLS, when a listener or a trunk uses it.
     pub tls: Option<sluice_transport::tls::TlsContext>,
+    /// When its certificates expire: exported once the configuration is running.
+    pub tls_expiries: crate::sip_tls::Expiries,
 }
 
 /// Validate, resolve and load a configuration's text (blocking: file reads, DNS, compiling).
@@ -91,7 +93,9 @@ fn prepare_config(
         file: name.to_string(),
         reason: format!("{e:#}"),
     })?;
-    let tls = crate::sip_tls::context(&config, path, &resolved.engine).map_err(|message| {
+    let mut tls_expiries = Vec::new();
+    let tls = crate::sip_tls::context(&config, path, &resolved.engine, &mut tls_expiries);
+    let tls = tls.map_err(|message| {
         ReloadError::Config(sluice_config::ConfigError {
             file: name.to_string(),
             line: None,
@@ -111,6 +115,7 @@ fn prepare_config(
         hash: crate::hash(text),
         dns_ttl: resolved.dns_ttl,
         tls,
+        tls_expiries,
     })
 }
 
@@ -323,6 +328,7 @@ impl Reloader {
             hash,
             dns_ttl,
             tls,
+            tls_expiries,
         } = prepared;
         if self.tls.is_none() && tls.is_some() {
             return Err(ReloadError::NeedsRestart {
@@ -351,6 +357,7 @@ impl Reloader {
         if let (Some(live), Some(new)) = (&self.tls, &tls) {
             live.update(new);
         }
+        crate::sip_tls::publish(&tls_expiries);
         if let Ok(mut h) = self.config_hash.lock() {
             *h = hash.clone();
         }

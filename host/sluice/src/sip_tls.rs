@@ -20,12 +20,25 @@ fn relative(base: Option<&Path>, file: &str) -> PathBuf {
         .join(file)
 }
 
-/// The TLS context, when a listener or a trunk destination uses TLS; the error names the file
-/// and what is wrong with it.
+/// When each configured certificate stops being valid (UNIX seconds), by what it is for:
+/// `listeners`, or `trunk:<name>` for a trunk's client certificate.
+pub type Expiries = Vec<(String, i64)>;
+
+/// Export [`Expiries`] (at start, and once a reload is applied).
+pub fn publish(expiries: &Expiries) {
+    for (what, not_after) in expiries {
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(EXPIRY, "certificate" => what.clone()).set(*not_after as f64);
+    }
+}
+
+/// The TLS context, when a listener or a trunk destination uses TLS, and the expiry of each
+/// certificate it presents; the error names the file and what is wrong with it.
 pub fn context(
     cfg: &Config,
     path: Option<&Path>,
     engine: &EngineConfig,
+    expiries: &mut Expiries,
 ) -> Result<Option<TlsContext>, String> {
     let listens = engine
         .listeners
@@ -41,12 +54,14 @@ pub fn context(
     let server = match (&cfg.tls.certificate, &cfg.tls.key) {
         (Some(c), Some(k)) => {
             let (c, k) = (relative(path, c.get_ref()), relative(path, k.get_ref()));
-            Some(server(&c, &k)?)
+            let (config, slot, not_after) = server(&c, &k)?;
+            expiries.push(("listeners".to_string(), not_after));
+            Some((config, slot))
         }
         _ => None,
     };
     let ca = cfg.tls.ca.as_ref().map(|c| relative(path, c.get_ref()));
-    let client = client_config(ca.as_deref(), true, None)?;
+    let (client, _) = client_config(ca.as_deref(), true, None)?;
     let mut names = HashMap::new();
     for (t, spec) in engine.trunks.iter().zip(&cfg.trunks) {
         let tls: Vec<_> = t
@@ -80,7 +95,11 @@ pub fn context(
                 let own_ca = ca.is_some();
                 let ca = ca.or_else(|| cfg.tls.ca.as_ref().map(|c| relative(path, c.get_ref())));
                 let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-                Some(client_config(ca.as_deref(), !own_ca, identity)?)
+                let (config, not_after) = client_config(ca.as_deref(), !own_ca, identity)?;
+                if let Some(n) = not_after {
+                    expiries.push((format!("trunk:{}", t.name), n));
+                }
+                Some(config)
             }
         };
         for d in tls {
@@ -94,11 +113,11 @@ pub fn context(
 }
 
 /// The listeners' configuration, presenting the chain in `certificate` with `key` through a
-/// slot a reload replaces; the leaf's expiry exported.
+/// slot a reload replaces; and the leaf's expiry.
 fn server(
     certificate: &Path,
     key: &Path,
-) -> Result<(Arc<rustls::ServerConfig>, Arc<CertSlot>), String> {
+) -> Result<(Arc<rustls::ServerConfig>, Arc<CertSlot>, i64), String> {
     let not_after = not_expired(certificate)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
         .map_err(|e| format!("{}: cannot read a certificate: {e}", certificate.display()))?
@@ -120,8 +139,7 @@ fn server(
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(slot.clone());
-    metrics::gauge!(EXPIRY, "certificate" => "listeners").set(not_after as f64);
-    Ok((Arc::new(config), slot))
+    Ok((Arc::new(config), slot, not_after))
 }
 
 /// When each configured certificate stops being valid (UNIX seconds): an alert fires weeks
@@ -129,12 +147,13 @@ fn server(
 pub const EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
 
 /// A client configuration: trusting `ca`'s certificates (and the system's roots when
-/// `system`), presenting `identity` (certificate chain and key files) when given.
+/// `system`), presenting `identity` (certificate chain and key files) when given; and when
+/// that certificate expires.
 fn client_config(
     ca: Option<&Path>,
     system: bool,
     identity: Option<(&Path, &Path)>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+) -> Result<(Arc<rustls::ClientConfig>, Option<i64>), String> {
     let mut roots = rustls::RootCertStore::empty();
     if system {
         for c in rustls_native_certs::load_native_certs().certs {
@@ -160,10 +179,11 @@ fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
+    let mut not_after = None;
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            not_expired(cert)?;
+            not_after = Some(not_expired(cert)?);
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| format!("{}: cannot read a certificate: {e}", cert.display()))?
                 .collect::<Result<_, _>>()
@@ -179,7 +199,7 @@ fn client_config(
             })?
         }
     };
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), not_after))
 }
 
 /// The leaf certificate of `file` is within its validity: when it ends (UNIX seconds).
