@@ -674,3 +674,72 @@ fn calls_cross_kamailio_over_tls_both_ways() {
         "Sluice answered over TLS: {klog}"
     );
 }
+
+#[test]
+fn certificates_replaced_while_a_call_is_up_over_tls() {
+    assert!(sipp_available(), "sipp (package sip-tester) is required");
+    const BLOCK: u8 = 94;
+    let certs = tempfile::tempdir().unwrap();
+    certificates(
+        certs.path(),
+        &[
+            ("sluice", "sluice.test"),
+            ("renewed", "sluice-renewed.test"),
+            ("trunk", "trunk.test"),
+        ],
+    );
+    let lab = start(BLOCK, certs.path());
+    let kamailio = kamailio_tls_edge(BLOCK, certs.path());
+    let at = format!("127.0.{BLOCK}.1:5061");
+    let ca = certs.path().join("ca.pem");
+    assert!(probe(&at, &ca).contains("sluice.test"));
+
+    // A call in over TLS (through Kamailio) that lasts 4 s.
+    let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "1"]);
+    let caller = lab.sipp_on(
+        "caller",
+        "uac.xml",
+        (format!("127.0.{BLOCK}.21"), 5062),
+        Some(&format!("127.0.{BLOCK}.20:5070")),
+        &["-m", "1", "-d", "4000"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, calls) = http("GET", &lab.admin(), "/calls", None, "");
+        if calls.contains("\"established\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no call up: {calls}\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The files are replaced and reloaded while it is up.
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            certs.path().join(format!("renewed.{ext}")),
+            certs.path().join(format!("sluice.{ext}")),
+        )
+        .unwrap();
+    }
+    let (code, body) = http("POST", &lab.admin(), "/reload", None, "");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        probe(&at, &ca).contains("sluice-renewed.test"),
+        "new handshakes get the new certificate"
+    );
+
+    // The call goes on over its connection and ends normally.
+    let r = caller.wait(Duration::from_secs(20));
+    let t = pbx.wait(Duration::from_secs(10));
+    let klog = kamailio.stop();
+    assert_eq!(
+        (r.successful, t.successful),
+        (1, 1),
+        "{r:?} {t:?}\n{}\n{klog}",
+        lab.log()
+    );
+}
