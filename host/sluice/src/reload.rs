@@ -397,9 +397,19 @@ impl Reloader {
             let Some(config) = self.dns.lock().ok().map(|d| d.config.clone()) else {
                 return;
             };
-            let resolved =
-                tokio::task::spawn_blocking(move || resolve::resolve_config(&config)).await;
-            let resolved = match resolved {
+            let path = self.path.clone();
+            let resolved = tokio::task::spawn_blocking(move || {
+                let r = resolve::resolve_config(&config)?;
+                // The names TLS destinations must prove, for the new addresses too.
+                let mut expiries = Vec::new();
+                let tls =
+                    crate::sip_tls::context(&config, path.as_deref(), &r.engine, &mut expiries)
+                        .ok()
+                        .flatten();
+                Ok::<_, anyhow::Error>((r, tls))
+            })
+            .await;
+            let (resolved, tls) = match resolved {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     warn!("DNS refresh failed, the trunk addresses in use stay: {e:#}");
@@ -434,7 +444,12 @@ impl Reloader {
                 return;
             }
             match rx.await {
-                Ok(Ok(what)) => info!("{what}"),
+                Ok(Ok(what)) => {
+                    if let (Some(live), Some(new)) = (&self.tls, &tls) {
+                        live.update_peers(new);
+                    }
+                    info!("{what}");
+                }
                 Ok(Err(e)) => warn!("DNS refresh refused by the engine: {e}"),
                 Err(_) => return,
             }

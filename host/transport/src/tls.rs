@@ -90,6 +90,12 @@ impl TlsContext {
         if let (Some((_, slot)), Some((_, fresh))) = (&self.server, &new.server) {
             slot.replace(fresh.current());
         }
+        self.update_peers(new);
+    }
+
+    /// Take `new`'s destinations and the names they must prove (new addresses from DNS), and
+    /// nothing else.
+    pub fn update_peers(&self, new: &TlsContext) {
         let peers = new
             .peers
             .read()
