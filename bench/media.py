@@ -208,6 +208,18 @@ def blast(work, flows, secs, gen_cpu):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
+def blast_and_measure(work, p, flows, secs, gen_cpu):
+    """Run rtpblast over `flows`; its report, and the relay's CPU (percent of one core) over
+    the steady part of the window."""
+    gen = blast(work, flows, secs, gen_cpu)
+    time.sleep(1.0)
+    c1, t1 = ticks(p.pid), time.time()
+    time.sleep(max(0.5, secs - 2.0))
+    c2, t2 = ticks(p.pid), time.time()
+    out, _ = gen.communicate(timeout=secs + 30)
+    return json.loads(out), 100.0 * (c2 - c1) / TCK / (t2 - t1)
+
+
 def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
     p = start_sluice(work, "anchor", max(calls, 10), relay_cpu)
     parties = Parties()
@@ -219,14 +231,7 @@ def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
             pa, pb = 10000 + 2 * i, 10001 + 2 * i
             to_pbx, to_trunk = parties.call(i, pa, pb)
             flows += [(pa, to_pbx), (pb, to_trunk)]
-        gen = blast(work, flows, secs, gen_cpu)
-        time.sleep(1.0)
-        c1, t1 = ticks(p.pid), time.time()
-        time.sleep(max(0.5, secs - 2.0))
-        c2, t2 = ticks(p.pid), time.time()
-        out, _ = gen.communicate(timeout=secs + 30)
-        res = json.loads(out)
-        cpu_pct = 100.0 * (c2 - c1) / TCK / (t2 - t1)
+        res, cpu_pct = blast_and_measure(work, p, flows, secs, gen_cpu)
         res.update(system="sluice", calls=calls, streams=2 * calls, cpu_pct=round(cpu_pct, 1))
         res["us_cpu_per_pkt"] = round(cpu_pct / 100.0 * 1e6 / res["offered_pps"], 2) if cpu_pct > 0 else 0.0
         return res
@@ -249,14 +254,7 @@ def run_sluice_one_way(work, calls, secs, relay_cpu, gen_cpu, srtp):
             pa, pb = 10000 + 2 * i, 10001 + 2 * i
             to_pbx, _ = parties.call(i, pa, pb, srtp)
             flows += [(pa, to_pbx), (pb, sink.getsockname()[1])]
-        gen = blast(work, flows, secs, gen_cpu)
-        time.sleep(1.0)
-        c1, t1 = ticks(p.pid), time.time()
-        time.sleep(max(0.5, secs - 2.0))
-        c2, t2 = ticks(p.pid), time.time()
-        out, _ = gen.communicate(timeout=secs + 30)
-        res = json.loads(out)
-        cpu_pct = 100.0 * (c2 - c1) / TCK / (t2 - t1)
+        res, cpu_pct = blast_and_measure(work, p, flows, secs, gen_cpu)
         relayed_pps = res["offered_pps"] / 2
         return dict(system="sluice-srtp" if srtp else "sluice-rtp", calls=calls, cpu_pct=round(cpu_pct, 1),
                     us_cpu_per_pkt=round(cpu_pct / 100.0 * 1e6 / relayed_pps, 2) if cpu_pct > 0 else 0.0,
