@@ -27,6 +27,11 @@ mod systemd;
 mod upgrade;
 
 use anyhow::Context;
+
+/// mimalloc instead of glibc's allocator: the signalling path makes and drops many small
+/// messages a call, and glibc's bin consolidation showed in its profile (bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use reload::Reloader;
