@@ -132,20 +132,8 @@ impl Anchor {
         peers: [IpAddr; 2],
         (trunk, srtp): (&PeerMedia, Option<&TrunkSrtp>),
     ) -> Option<Anchor> {
-        // The trunk's end of the call: the callee's on the way out, the caller's on the way in.
-        let trunk_end = match direction {
-            Direction::Outbound => End::B,
-            Direction::Inbound => End::A,
-        };
-        let media = match srtp {
-            Some(s) => CallMedia::with_srtp(
-                key,
-                SrtpPolicy {
-                    end: trunk_end,
-                    mode: s.mode,
-                    suites: s.suites.to_vec(),
-                },
-            ),
+        let media = match srtp_policy(direction, srtp) {
+            Some(policy) => CallMedia::with_srtp(key, policy),
             None => CallMedia::new(key),
         };
         trunk.anchored().then(|| Anchor {
@@ -209,6 +197,12 @@ impl Anchor {
         Ok(())
     }
 
+    /// The call moves to a trunk with `srtp`: `true` when that changes what the trunk's end
+    /// speaks (the offer must then be made again).
+    pub fn switch_srtp(&mut self, srtp: Option<&TrunkSrtp>) -> bool {
+        self.media.set_srtp(srtp_policy(self.direction, srtp))
+    }
+
     /// The call is answered (or its hold changed): arm the silence timeout.
     pub fn arm(&self, cfg: &MediaConfig, ops: &mut Vec<MediaOp>) {
         self.media.updates(cfg.latching, Some(cfg.timeouts), ops);
@@ -230,6 +224,19 @@ impl Anchor {
     pub fn direction(&self) -> Direction {
         self.direction
     }
+}
+
+/// SRTP on the trunk's end of a call: the callee's on the way out, the caller's on the way in.
+fn srtp_policy(direction: Direction, srtp: Option<&TrunkSrtp>) -> Option<SrtpPolicy> {
+    let end = match direction {
+        Direction::Outbound => End::B,
+        Direction::Inbound => End::A,
+    };
+    srtp.map(|s| SrtpPolicy {
+        end,
+        mode: s.mode,
+        suites: s.suites.to_vec(),
+    })
 }
 
 /// Whether a message's body is SDP (`application/sdp`; a body without a Content-Type is taken

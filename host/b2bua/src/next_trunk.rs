@@ -13,6 +13,7 @@ use crate::dialog::Dialog;
 use crate::failover::{fresh_dialog, invite_again, send_invite};
 use crate::hooks::{run_new_call, Attestation, HookContext, Hooks, NewCallOutcome};
 use crate::route::{self, Numbers, Route};
+use sluice_media::Role;
 use sluice_routing::{CallerId, Number};
 use sluice_sip::{HeaderName, Message};
 use std::collections::VecDeque;
@@ -136,7 +137,7 @@ fn candidate<H: Hooks>(
 /// untouched until the caller takes the result.
 fn rebuild<H: Hooks>(
     core: &mut Core<H>,
-    call: &Call,
+    call: &mut Call,
     now: Instant,
     route: &Route,
     (pristine, numbers, mut original): (&Message, &Numbers, Message),
@@ -162,9 +163,26 @@ fn rebuild<H: Hooks>(
         .and_then(sluice_sip::edit::uri_number);
     if let Some(user) = called {
         let host = crate::headers::peer_uri_host(&peer.host, peer.addr);
-        dialog.remote_party = format!("<sip:{user}@{host}>");
+        let (scheme, _) = crate::dialog::uri_scheme(peer.sips, peer.transport);
+        dialog.remote_party = format!("<{scheme}:{user}@{host}>");
     }
     let mut invite = invite_again(&dialog, &mut core.ids, pristine);
+    // A trunk that speaks SRTP differently from the first gets the caller's offer anchored
+    // again, with its own policy (Sluice's keys or none).
+    if call
+        .media
+        .as_mut()
+        .is_some_and(|a| a.switch_srtp(route.srtp.as_ref()))
+    {
+        let mut offer = original.clone();
+        if core
+            .anchor_sdp(call, LegId::Caller, Role::Offer, &mut offer)
+            .is_err()
+        {
+            return None;
+        }
+        invite.body = offer.body;
+    }
     if let Some(host) = &route.uri_host {
         crate::setup::retarget_dialog(&mut dialog, &mut invite, host);
     }

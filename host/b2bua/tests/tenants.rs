@@ -486,3 +486,61 @@ fn a_transfer_sluice_carries_out_goes_to_the_pbx_owning_its_target_or_gets_404()
     assert_eq!(invites.len(), 1, "{o:?}");
     assert_eq!(user_of(invites[0].request_uri().unwrap()), "6468097072");
 }
+
+#[test]
+fn a_call_moving_to_a_trunk_with_other_srtp_gets_an_offer_made_for_that_trunk() {
+    let body = |m: &Message| String::from_utf8_lossy(&m.body).into_owned();
+    let backup = Flow {
+        transport: Transport::Udp,
+        local: addr(EXTERNAL),
+        remote: addr(BACKUP),
+        conn: None,
+    };
+    let srtp = sluice_b2bua::config::TrunkSrtp {
+        mode: sluice_media::SrtpMode::Required,
+        suites: Arc::from(vec![sluice_media::Suite::AesCm128HmacSha1_80]),
+    };
+    for srtp_on_backup in [true, false] {
+        let media = lab_config_with_media(Transport::Udp).media;
+        let cfg = config(|cfg| {
+            cfg.media = media;
+            let i = usize::from(srtp_on_backup);
+            cfg.trunks[i].srtp = Some(srtp.clone());
+        });
+        let mut lab = Lab::with_hooks(cfg, NoHooks);
+        lab.engine.handle_timeout(lab.now);
+        let sent = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-srtp"));
+        let first = invites_to(&sent, TRUNK)[0].clone();
+        let sent = lab.from_trunk_text(&trunk_response(&first, 503, "Service Unavailable", ""));
+        let second = invites_to(&sent, BACKUP)[0].clone();
+        let (plain, secure) = if srtp_on_backup {
+            (body(&first), body(&second))
+        } else {
+            (body(&second), body(&first))
+        };
+        assert!(
+            plain.contains(" RTP/AVP ") && !plain.contains("a=crypto"),
+            "{plain}"
+        );
+        assert!(
+            secure.contains(" RTP/SAVP ")
+                && secure.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{secure}"
+        );
+        let m_port = |b: &str| b.lines().find(|l| l.starts_with("m=")).map(str::to_string);
+        let port = |b: &str| m_port(b).and_then(|m| m.split(' ').nth(1).map(str::to_string));
+        assert_eq!(port(&plain), port(&secure), "the stream keeps its port");
+        // The second trunk's answer completes the call.
+        let answer = if srtp_on_backup {
+            SDP.replace("RTP/AVP", "RTP/SAVP")
+                + "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk\r\n"
+        } else {
+            SDP.to_string()
+        };
+        let sent = lab.feed(backup, &trunk_response(&second, 200, "OK", &answer));
+        let ok = only(&sent, PBX);
+        assert_eq!(statuses(&ok), vec![200], "{sent:?}");
+        assert!(!body(ok[0]).contains("a=crypto"), "no key toward the PBX");
+        assert!(body(ok[0]).contains(" RTP/AVP "), "{}", body(ok[0]));
+    }
+}

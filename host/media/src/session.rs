@@ -113,6 +113,20 @@ impl CallMedia {
         }
     }
 
+    /// Change which end speaks SRTP, and how (the call moved to another trunk): every stream
+    /// starts its SDES exchange again; the next offer carries the new policy. `false` when it
+    /// is the policy in force.
+    pub fn set_srtp(&mut self, policy: Option<SrtpPolicy>) -> bool {
+        if self.srtp == policy {
+            return false;
+        }
+        for s in self.streams.iter_mut().flatten() {
+            s.sdes = policy.as_ref().map(|_| StreamSdes::new());
+        }
+        self.srtp = policy;
+        true
+    }
+
     /// The media of a call one of whose ends speaks SRTP.
     pub fn with_srtp(call: u64, policy: SrtpPolicy) -> CallMedia {
         CallMedia {
