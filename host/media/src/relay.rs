@@ -351,8 +351,8 @@ impl RelayStream {
     }
 
     /// Whether `src` could be admitted for the end at all, without learning anything: checked
-    /// before an SRTP packet is decrypted, so that strangers cost no cipher work (nor entries
-    /// in the SRTP library's per-SSRC tables).
+    /// before an SRTP packet is decrypted, so that strangers cost no cipher work. (What the
+    /// end's own address may make the SRTP library keep is bounded in [`EndSrtp`].)
     fn may_speak(&self, from: End, kind: Component, src: SocketAddr) -> bool {
         let Some(end) = self.ends.get(from.index()) else {
             return false;

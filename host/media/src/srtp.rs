@@ -161,6 +161,71 @@ pub struct EndSrtp {
     keys: SrtpKeys,
     inbound: Context,
     outbound: Context,
+    /// Which SSRCs may reach each context (see [`SsrcGate`]).
+    inbound_gate: SsrcGate,
+    outbound_gate: SsrcGate,
+}
+
+/// The SRTP library keeps state for every SSRC a packet names, made before the packet's tag
+/// is checked and never dropped: forged packets with ever new SSRCs would grow it without
+/// end. SSRCs that passed once go through; a new one spends a token, of which there are
+/// [`NEW_SSRC_TOKENS`] at first and one more for every [`PACKETS_PER_TOKEN`] packets that
+/// passed. Without a token, a packet with a new SSRC is refused before the library sees it.
+/// The library's tables thus grow with the stream's own traffic at most.
+#[derive(Debug, Clone)]
+struct SsrcGate {
+    known: Vec<u32>,
+    tokens: u32,
+    passed: u32,
+}
+
+const NEW_SSRC_TOKENS: u32 = 16;
+const PACKETS_PER_TOKEN: u32 = 256;
+/// SSRCs remembered as passed (a stream has one or two at a time; older ones are forgotten).
+const KNOWN_SSRCS: usize = 8;
+
+impl SsrcGate {
+    fn new() -> SsrcGate {
+        SsrcGate {
+            known: Vec::new(),
+            tokens: NEW_SSRC_TOKENS,
+            passed: 0,
+        }
+    }
+
+    /// Whether a packet of `ssrc` may be tried; spends a token for a new one.
+    fn admit(&mut self, ssrc: u32) -> bool {
+        if self.known.contains(&ssrc) {
+            return true;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens = self.tokens.saturating_sub(1);
+        true
+    }
+
+    /// A packet of `ssrc` passed.
+    fn passed(&mut self, ssrc: u32) {
+        if !self.known.contains(&ssrc) {
+            if self.known.len() >= KNOWN_SSRCS {
+                self.known.remove(0);
+            }
+            self.known.push(ssrc);
+        }
+        self.passed = self.passed.saturating_add(1);
+        if self.passed >= PACKETS_PER_TOKEN {
+            self.passed = 0;
+            self.tokens = self.tokens.saturating_add(1).min(NEW_SSRC_TOKENS);
+        }
+    }
+}
+
+/// The SSRC a packet names: bytes 8-11 of RTP, 4-7 of RTCP.
+fn ssrc_of(rtcp: bool, packet: &[u8]) -> Option<u32> {
+    let at = if rtcp { 4usize } else { 8 };
+    let b = packet.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes(b.try_into().ok()?))
 }
 
 impl fmt::Debug for EndSrtp {
@@ -191,6 +256,8 @@ impl EndSrtp {
             inbound: context(&keys.theirs, true)?,
             outbound: context(&keys.ours, false)?,
             keys,
+            inbound_gate: SsrcGate::new(),
+            outbound_gate: SsrcGate::new(),
         })
     }
 
@@ -203,13 +270,19 @@ impl EndSrtp {
     pub fn rekey(&mut self, keys: SrtpKeys) -> bool {
         if keys.theirs != self.keys.theirs {
             match context(&keys.theirs, true) {
-                Some(c) => self.inbound = c,
+                Some(c) => {
+                    self.inbound = c;
+                    self.inbound_gate = SsrcGate::new();
+                }
                 None => return false,
             }
         }
         if keys.ours != self.keys.ours {
             match context(&keys.ours, false) {
-                Some(c) => self.outbound = c,
+                Some(c) => {
+                    self.outbound = c;
+                    self.outbound_gate = SsrcGate::new();
+                }
                 None => return false,
             }
         }
@@ -227,6 +300,10 @@ impl EndSrtp {
         if rtcp && !plausible_srtcp(self.keys.theirs.suite, packet) {
             return Err(Refused::Authentication);
         }
+        let ssrc = ssrc_of(rtcp, packet).ok_or(Refused::Authentication)?;
+        if !self.inbound_gate.admit(ssrc) {
+            return Err(Refused::Authentication);
+        }
         let inbound = &mut self.inbound;
         let plain = contained(|| {
             if rtcp {
@@ -236,6 +313,7 @@ impl EndSrtp {
             }
         })
         .ok_or(Refused::Authentication)?;
+        self.inbound_gate.passed(ssrc);
         out.clear();
         out.extend_from_slice(&plain);
         Ok(())
@@ -243,6 +321,10 @@ impl EndSrtp {
 
     /// Encrypt and authenticate an RTP (`rtcp`: RTCP) packet for the end, into `out`.
     pub fn protect(&mut self, rtcp: bool, packet: &[u8], out: &mut Vec<u8>) -> Result<(), Refused> {
+        let ssrc = ssrc_of(rtcp, packet).ok_or(Refused::Protect)?;
+        if !self.outbound_gate.admit(ssrc) {
+            return Err(Refused::Protect);
+        }
         let outbound = &mut self.outbound;
         let sealed = contained(|| {
             if rtcp {
@@ -252,6 +334,7 @@ impl EndSrtp {
             }
         })
         .ok_or(Refused::Protect)?;
+        self.outbound_gate.passed(ssrc);
         out.clear();
         out.extend_from_slice(&sealed);
         Ok(())
@@ -260,7 +343,8 @@ impl EndSrtp {
 
 /// Run a call into the SRTP library on a packet from the network: an error, or a panic the
 /// checks above did not foresee, is the packet's refusal, never the relay's end. The context
-/// stays usable: a refused packet moves neither a rollover counter nor a replay window.
+/// stays usable: a refused packet moves neither a rollover counter nor a replay window (it
+/// may leave an entry for its SSRC, which [`SsrcGate`] bounds).
 fn contained(f: impl FnOnce() -> Result<bytes::Bytes, webrtc_srtp::Error>) -> Option<bytes::Bytes> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .ok()
@@ -405,6 +489,31 @@ mod tests {
     }
 
     #[test]
+    fn forged_packets_with_new_ssrcs_reach_the_library_a_bounded_number_of_times() {
+        let (mut sluice, mut peer) = pair(Suite::AesCm128HmacSha1_80);
+        let (mut sealed, mut opened) = (Vec::new(), Vec::new());
+        // The stream's own SSRC passes.
+        peer.protect(false, &rtp(1, 7), &mut sealed).unwrap();
+        sluice.unprotect(false, &sealed, &mut opened).unwrap();
+        // A flood of forged packets, each with a new SSRC: only the first tokens are tried.
+        let mut forged = sealed.clone();
+        for ssrc in 1000..3000u32 {
+            forged[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            let _ = sluice.unprotect(false, &forged, &mut opened);
+        }
+        assert_eq!(sluice.inbound_gate.tokens, 0, "spent");
+        // The stream's own SSRC still passes; a genuine new one waits for a token, which the
+        // stream's traffic earns.
+        for seq in 2..(2 + PACKETS_PER_TOKEN as u16) {
+            peer.protect(false, &rtp(seq, 7), &mut sealed).unwrap();
+            sluice.unprotect(false, &sealed, &mut opened).unwrap();
+        }
+        peer.protect(false, &rtp(1, 8), &mut sealed).unwrap();
+        sluice.unprotect(false, &sealed, &mut opened).unwrap();
+        assert_eq!(opened, rtp(1, 8), "a new SSRC after a token was earned");
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut out = Vec::new();
         let mut rng = fastrand::Rng::with_seed(7);
@@ -419,6 +528,12 @@ mod tests {
                     if rng.bool() {
                         p[1] = rng.u8(192..=223);
                     }
+                }
+                if len >= 12 && rng.bool() {
+                    // A known SSRC (RTP and RTCP places), so that the library itself is
+                    // reached past the SSRC gate.
+                    p[4..8].copy_from_slice(&7u32.to_be_bytes());
+                    p[8..12].copy_from_slice(&7u32.to_be_bytes());
                 }
                 if len > 4 && rng.bool() {
                     // The E flag where either trailer has it.
