@@ -197,8 +197,8 @@ impl Anchor {
         Ok(())
     }
 
-    /// The call moves to a trunk with `srtp`: `true` when that changes what the trunk's end
-    /// speaks (the offer must then be made again).
+    /// The call moves to a trunk with `srtp`: `true` when SRTP is involved on either trunk,
+    /// and the offer must then be made again (fresh keys; see [`CallMedia::set_srtp`]).
     pub fn switch_srtp(&mut self, srtp: Option<&TrunkSrtp>) -> bool {
         self.media.set_srtp(srtp_policy(self.direction, srtp))
     }

@@ -167,8 +167,9 @@ fn rebuild<H: Hooks>(
         dialog.remote_party = format!("<{scheme}:{user}@{host}>");
     }
     let mut invite = invite_again(&dialog, &mut core.ids, pristine);
-    // A trunk that speaks SRTP differently from the first gets the caller's offer anchored
-    // again, with its own policy (Sluice's keys or none).
+    // Where SRTP is involved (on this trunk or the one before), the caller's offer is anchored
+    // again for this trunk: its own policy, fresh keys of Sluice's or none. Done on every try,
+    // so a try refused below leaves the next one to set the state again.
     if call
         .media
         .as_mut()

@@ -500,6 +500,32 @@ fn a_call_moving_to_a_trunk_with_other_srtp_gets_an_offer_made_for_that_trunk() 
         mode: sluice_media::SrtpMode::Required,
         suites: Arc::from(vec![sluice_media::Suite::AesCm128HmacSha1_80]),
     };
+    let key_of = |b: &str| {
+        b.lines()
+            .find_map(|l| l.strip_prefix("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"))
+            .map(str::to_string)
+    };
+    // Both trunks speak SRTP: the next one gets keys of its own, never the first one's.
+    {
+        let media = lab_config_with_media(Transport::Udp).media;
+        let cfg = config(|cfg| {
+            cfg.media = media;
+            cfg.trunks[0].srtp = Some(srtp.clone());
+            cfg.trunks[1].srtp = Some(srtp.clone());
+        });
+        let mut lab = Lab::with_hooks(cfg, NoHooks);
+        lab.engine.handle_timeout(lab.now);
+        let sent = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-keys"));
+        let first = invites_to(&sent, TRUNK)[0].clone();
+        let sent = lab.from_trunk_text(&trunk_response(&first, 503, "Service Unavailable", ""));
+        let second = invites_to(&sent, BACKUP)[0].clone();
+        let (k1, k2) = (key_of(&body(&first)), key_of(&body(&second)));
+        assert!(k1.is_some() && k2.is_some(), "{k1:?} {k2:?}");
+        assert_ne!(
+            k1, k2,
+            "a key offered to one carrier is not offered to the next"
+        );
+    }
     for srtp_on_backup in [true, false] {
         let media = lab_config_with_media(Transport::Udp).media;
         let cfg = config(|cfg| {

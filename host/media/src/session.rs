@@ -113,11 +113,12 @@ impl CallMedia {
         }
     }
 
-    /// Change which end speaks SRTP, and how (the call moved to another trunk): every stream
-    /// starts its SDES exchange again; the next offer carries the new policy. `false` when it
-    /// is the policy in force.
+    /// The call moved to another trunk, whose end speaks SRTP with `policy` (or not): every
+    /// stream starts its SDES exchange again, with fresh keys (a key offered to one carrier is
+    /// never offered to another). `false` when neither the old nor the new trunk speaks SRTP:
+    /// the offer made for the first is then good for the next.
     pub fn set_srtp(&mut self, policy: Option<SrtpPolicy>) -> bool {
-        if self.srtp == policy {
+        if self.srtp.is_none() && policy.is_none() {
             return false;
         }
         for s in self.streams.iter_mut().flatten() {
