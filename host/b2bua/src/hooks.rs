@@ -267,81 +267,140 @@ pub fn run_new_call_with<H: Hooks + ?Sized>(
     })
 }
 
-/// What plugins see instead of an SRTP key.
-const HIDDEN_KEY: &str = "SLUICE-HIDDEN-KEY-";
+/// What plugins see instead of an SRTP key: one prefix for the message that leaves, another
+/// for the message it was built from, so that a plugin copying the original's body into the
+/// outgoing one gets placeholders there, never the other side's keys.
+const HIDDEN_KEY: &[u8] = b"SLUICE-HIDDEN-KEY-";
+const HIDDEN_ORIGINAL_KEY: &[u8] = b"SLUICE-HIDDEN-ORIGINAL-KEY-";
 
-/// Run `f` over `msg` and `original` with the SRTP keys of their SDP hidden; the keys go back
-/// into both afterwards (wherever the plugins left the placeholders).
+/// Run `f` over `msg` and `original` with the SRTP keys of their bodies hidden; each gets its
+/// own keys back afterwards (wherever the plugins left their placeholders).
 pub fn with_keys_hidden<R>(
     msg: &mut Message,
     original: &mut Message,
     f: impl FnOnce(&mut Message, &mut Message) -> R,
 ) -> R {
-    let mut keys = Vec::new();
-    hide_keys(msg, &mut keys);
-    hide_keys(original, &mut keys);
+    let keys = hide_keys(msg, HIDDEN_KEY);
+    let original_keys = hide_keys(original, HIDDEN_ORIGINAL_KEY);
     let r = f(msg, original);
-    if !keys.is_empty() {
-        restore_keys(msg, &keys);
-        restore_keys(original, &keys);
-    }
+    restore_keys(msg, HIDDEN_KEY, &keys);
+    restore_keys(original, HIDDEN_ORIGINAL_KEY, &original_keys);
     r
 }
 
-fn hide_keys(msg: &mut Message, keys: &mut Vec<String>) {
-    if memchr::memmem::find(&msg.body, b"a=crypto:").is_none() {
-        return;
+/// Replace the key of every `inline:` parameter of `msg`'s body by `prefix` and a number;
+/// the keys, in that order. Works on bytes: a body need not be UTF-8 (a multipart with binary
+/// parts) for its keys to be hidden.
+fn hide_keys(msg: &mut Message, prefix: &[u8]) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    if memchr::memmem::find(&msg.body, b"inline:").is_none() {
+        return keys;
     }
-    let Ok(text) = std::str::from_utf8(&msg.body) else {
-        return;
-    };
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("inline:") {
+    let body = &msg.body[..];
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = memchr::memmem::find(rest, b"inline:") {
         let (before, after) = rest.split_at(at);
-        let after = after.get("inline:".len()..).unwrap_or_default();
+        let after = after.get(b"inline:".len()..).unwrap_or_default();
         let end = after
-            .find(|c: char| c == '|' || c == ';' || c.is_ascii_whitespace())
+            .iter()
+            .position(|&c| c == b'|' || c == b';' || c.is_ascii_whitespace())
             .unwrap_or(after.len());
         let (key, tail) = after.split_at(end);
-        out.push_str(before);
-        out.push_str("inline:");
-        out.push_str(HIDDEN_KEY);
-        out.push_str(&keys.len().to_string());
-        keys.push(key.to_string());
+        out.extend_from_slice(before);
+        out.extend_from_slice(b"inline:");
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(keys.len().to_string().as_bytes());
+        keys.push(key.to_vec());
         rest = tail;
     }
-    out.push_str(rest);
+    out.extend_from_slice(rest);
     msg.body = bytes::Bytes::from(out);
+    keys
 }
 
-fn restore_keys(msg: &mut Message, keys: &[String]) {
-    if memchr::memmem::find(&msg.body, HIDDEN_KEY.as_bytes()).is_none() {
+/// Put `keys` back where `prefix` placeholders stand; other text stays as it is.
+fn restore_keys(msg: &mut Message, prefix: &[u8], keys: &[Vec<u8>]) {
+    if keys.is_empty() || memchr::memmem::find(&msg.body, prefix).is_none() {
         return;
     }
-    let Ok(text) = std::str::from_utf8(&msg.body) else {
-        return;
-    };
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(HIDDEN_KEY) {
+    let body = &msg.body[..];
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = memchr::memmem::find(rest, prefix) {
         let (before, after) = rest.split_at(at);
-        let after = after.get(HIDDEN_KEY.len()..).unwrap_or_default();
+        let after = after.get(prefix.len()..).unwrap_or_default();
         let end = after
-            .find(|c: char| !c.is_ascii_digit())
+            .iter()
+            .position(|c| !c.is_ascii_digit())
             .unwrap_or(after.len());
         let (n, tail) = after.split_at(end);
-        out.push_str(before);
-        match n.parse::<usize>().ok().and_then(|i| keys.get(i)) {
-            Some(k) => out.push_str(k),
+        out.extend_from_slice(before);
+        let key = std::str::from_utf8(n)
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|i| keys.get(i));
+        match key {
+            Some(k) => out.extend_from_slice(k),
             // A placeholder a plugin wrote itself stays as it is.
             None => {
-                out.push_str(HIDDEN_KEY);
-                out.push_str(n);
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(n);
             }
         }
         rest = tail;
     }
-    out.push_str(rest);
+    out.extend_from_slice(rest);
     msg.body = bytes::Bytes::from(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_body(body: &[u8]) -> Message {
+        let mut m = sluice_sip::parse_message(
+            b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: c\r\n\
+              CSeq: 1 INVITE\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        m.body = bytes::Bytes::copy_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn plugins_see_placeholders_and_each_message_gets_its_own_keys_back() {
+        let ours = b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OURKEYOURKEY|2^31\r\n".to_vec();
+        // Not UTF-8, as a multipart with a binary part may be.
+        let mut theirs =
+            b"\xff\xfe a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:THEIRKEY\r\n".to_vec();
+        theirs.push(0x80);
+        let (mut msg, mut original) = (with_body(&ours), with_body(&theirs));
+        let seen = with_keys_hidden(&mut msg, &mut original, |m, o| {
+            let seen = (m.body.to_vec(), o.body.to_vec());
+            // The plugin copies the original's body into the message that leaves.
+            m.body = o.body.clone();
+            seen
+        });
+        for (body, key) in [(&seen.0, &b"OURKEY"[..]), (&seen.1, &b"THEIRKEY"[..])] {
+            assert!(
+                memchr::memmem::find(body, key).is_none(),
+                "a plugin saw a key"
+            );
+        }
+        assert!(memchr::memmem::find(&seen.0, b"inline:SLUICE-HIDDEN-KEY-0|2^31").is_some());
+        assert!(
+            memchr::memmem::find(&msg.body, b"THEIRKEY").is_none(),
+            "the original's key never lands in the message that leaves"
+        );
+        assert_eq!(
+            original.body.to_vec(),
+            theirs,
+            "the original gets its own key back"
+        );
+        // A message whose plugins left it alone leaves with its own key.
+        let (mut msg, mut original) = (with_body(&ours), with_body(b""));
+        with_keys_hidden(&mut msg, &mut original, |_, _| ());
+        assert_eq!(msg.body.to_vec(), ours);
+    }
 }

@@ -152,6 +152,7 @@ impl CallMedia {
         ops: &mut Vec<MediaOp>,
     ) -> Result<Plan, Refusal> {
         let to = from.other();
+        let srtp_end = self.srtp.as_ref().map(|p| p.end);
         let [side_a, side_b] = sides;
         let mut sections = Vec::with_capacity(sdp.media.len());
         let mut any_format = false;
@@ -173,7 +174,7 @@ impl CallMedia {
                 self.streams.push(stream);
             }
             let Some(Some(stream)) = self.streams.get_mut(k) else {
-                sections.push(declined());
+                sections.push(declined(srtp_end, to, m));
                 continue;
             };
             *from.of_mut(&mut stream.remotes) = remote_of(sdp, m);
@@ -193,7 +194,7 @@ impl CallMedia {
             let ours = *to.of(&stream.ports);
             let empty = formats.as_ref().is_some_and(Vec::is_empty);
             if m.port == 0 || ours == 0 || empty || crypto.decline {
-                sections.push(declined());
+                sections.push(declined(srtp_end, to, m));
                 continue;
             }
             any_format = true;
@@ -318,13 +319,18 @@ fn remote_of(sdp: &Sdp, m: &sluice_sdp::Media) -> Option<Remote> {
     })
 }
 
-fn declined() -> SectionPlan {
+/// A declined section. Where an end speaks SRTP, no key crosses even in a declined RTP
+/// section, and the plain end is written its plain profile.
+fn declined(srtp_end: Option<End>, to: End, m: &sluice_sdp::Media) -> SectionPlan {
+    let srtp = srtp_end.filter(|_| sluice_sdp::is_rtp_proto(&m.proto));
     SectionPlan {
         port: 0,
         rtcp_port: 0,
         formats: None,
-        proto: None,
-        crypto: None,
+        proto: srtp
+            .filter(|&e| e != to)
+            .map(|_| sluice_sdp::with_srtp(&m.proto, false).to_string()),
+        crypto: srtp.map(|_| Vec::new()),
     }
 }
 

@@ -270,6 +270,28 @@ fn optional_falls_back_to_rtp_and_required_refuses() {
     .unwrap();
     assert!(to_pbx.contains("m=audio 0 "), "declined: {to_pbx}");
     assert_eq!(relay_view(&call)[1], EndCrypto::Waiting, "nothing relayed");
+    // Nor does a declined section carry the trunk's keys or its profile to the PBX.
+    let mut call = CallMedia::with_srtp(11, policy(End::B, SrtpMode::Required));
+    cross(
+        &mut call,
+        &mut sides_,
+        End::A,
+        Role::Offer,
+        &sdp("RTP/AVP", &[]),
+    )
+    .unwrap();
+    let theirs = format!(
+        "9 AES_CM_128_HMAC_SHA1_80 inline:{}",
+        key(Suite::AesCm128HmacSha1_80)
+    );
+    let refused = sdp("RTP/SAVP", &[&theirs])
+        .lines
+        .join("\r\n")
+        .replace("m=audio 4000", "m=audio 0");
+    let refused = parse(format!("{refused}\r\n").as_bytes()).unwrap();
+    let to_pbx = cross(&mut call, &mut sides_, End::B, Role::Answer, &refused).unwrap();
+    assert!(to_pbx.contains("m=audio 0 RTP/AVP "), "{to_pbx}");
+    assert!(!to_pbx.contains("a=crypto"), "{to_pbx}");
 
     // A key of the wrong length for its suite is not usable.
     let mut call = CallMedia::with_srtp(8, policy(End::A, SrtpMode::Required));
