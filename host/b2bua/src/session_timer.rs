@@ -274,6 +274,14 @@ pub fn own_refresh_answered<H: Hooks>(
             if let Some(w) = call.session_timers.watch.as_mut() {
                 w.last_ack = Some((cseq, hop, ack));
             }
+            // Its SDP answers Sluice's offer: where the callee now receives, and, toward an
+            // SRTP trunk, the key it now sends with (it may change it in any answer). Nothing
+            // of it goes to the caller.
+            if !answer.body.is_empty() && call.media.is_some() {
+                let mut heard = answer.clone();
+                let _ =
+                    core.anchor_sdp(call, LegId::Callee, sluice_media::Role::Answer, &mut heard);
+            }
         }
     }
     match status {

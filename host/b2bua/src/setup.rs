@@ -106,7 +106,11 @@ fn caller_dialog(msg: &Message, flow: Flow, inbound: ListenerAddr, ids: &mut Ids
             .values(&HeaderName::RecordRoute)
             .map(str::to_string)
             .collect(),
-        contact: if msg.request_uri().is_some_and(|u| u.starts_with("sips:")) {
+        contact: if msg
+            .request_uri()
+            .and_then(sluice_sip::Uri::parse)
+            .is_some_and(|u| u.scheme.eq_ignore_ascii_case("sips"))
+        {
             crate::dialog::make_sips_contact(user, &inbound)
         } else {
             make_contact(user, &inbound)
@@ -183,7 +187,8 @@ pub fn retarget_dialog(dialog: &mut Dialog, invite: &mut Message, host: &str) {
         .and_then(edit::uri_number)
         .unwrap_or("")
         .to_string();
-    let sips = dialog.remote_target.starts_with("sips:");
+    let sips = sluice_sip::Uri::parse(&dialog.remote_target)
+        .is_some_and(|u| u.scheme.eq_ignore_ascii_case("sips"));
     let (scheme, tparam) = crate::dialog::uri_scheme(sips, dialog.flow.transport);
     let uri = format!("{scheme}:{number}@{host}{tparam}");
     dialog.remote_target = uri.clone();

@@ -351,3 +351,53 @@ fn trunk_with_credentials_refresh_due(
     let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
     (lab, o)
 }
+
+#[test]
+fn a_new_srtp_key_in_the_answer_to_sluices_refresh_reaches_the_relay() {
+    let mut cfg = lab_config_with_media(sluice_transaction::Transport::Udp);
+    cfg.trunks[0].srtp = Some(sluice_b2bua::config::TrunkSrtp {
+        mode: sluice_media::SrtpMode::Required,
+        suites: std::sync::Arc::from(vec![sluice_media::Suite::AesCm128HmacSha1_80]),
+    });
+    let mut lab = Lab::with_hooks(cfg, sluice_b2bua::NoHooks);
+    let o = lab.from_pbx_text(&pbx_invite());
+    let b_invite = only(&o, TRUNK)[0].clone();
+    let answer = |key: &str| {
+        SDP.replace("RTP/AVP", "RTP/SAVP")
+            + &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")
+    };
+    let (k1, k2) = (
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk",
+        "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0",
+    );
+    let ok = with_headers(
+        &trunk_response(&b_invite, 200, "OK", &answer(k1)),
+        "Allow: INVITE, ACK, BYE, CANCEL\r\nSession-Expires: 120;refresher=uac\r\n",
+    );
+    let o = lab.from_trunk_text(&ok);
+    let a_ok = only(&o, PBX)[0].clone();
+    lab.from_pbx_text(&ack_from_pbx(&a_ok));
+    let theirs = |lab: &Lab<sluice_b2bua::NoHooks>| {
+        lab.media.iter().rev().find_map(|op| match op {
+            sluice_media::MediaOp::Update { crypto, .. } => match crypto[1] {
+                sluice_media::EndCrypto::Srtp(k) => Some(k.theirs.to_base64()),
+                _ => None,
+            },
+            _ => None,
+        })
+    };
+    assert_eq!(theirs(&lab).as_deref(), Some(k1));
+    let o = lab.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    let reinvite = only(&o, TRUNK)[0].clone();
+    assert_eq!(reinvite.method(), Some(&Method::Invite));
+    let o = lab.from_trunk_text(&with_headers(
+        &trunk_response(&reinvite, 200, "OK", &answer(k2)),
+        "Session-Expires: 120;refresher=uac\r\n",
+    ));
+    assert!(only(&o, PBX).is_empty(), "the PBX hears nothing of it");
+    assert_eq!(
+        theirs(&lab).as_deref(),
+        Some(k2),
+        "the trunk's new key is used"
+    );
+}

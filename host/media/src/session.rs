@@ -168,7 +168,12 @@ impl CallMedia {
                         peers,
                         ops,
                     );
-                    s.sdes = self.srtp.as_ref().map(|_| StreamSdes::new());
+                    // SRTP is for RTP streams; T.38 over UDPTL stays as it is.
+                    s.sdes = self
+                        .srtp
+                        .as_ref()
+                        .filter(|_| sluice_sdp::is_rtp_proto(&m.proto))
+                        .map(|_| StreamSdes::new());
                     s
                 });
                 self.streams.push(stream);

@@ -413,6 +413,8 @@ async fn serve_with<S>(
     // Until its first complete message, a connection gets `first_message` to send it.
     let mut idle = first_message;
     let mut alive = KeepAlive::new(keepalive);
+    // Whether the peer has sent anything yet.
+    let mut heard = false;
     'read: loop {
         let wait = alive.wait(idle);
         let read = tokio::select! {
@@ -441,7 +443,9 @@ async fn serve_with<S>(
                 // completed) fails what waits on it at once; the peer of an accepted one may
                 // still answer over a new connection.
                 if opened {
-                    if flow.transport == Transport::Tls {
+                    // Before the peer said anything, a TLS error is the end of the handshake
+                    // (TLS 1.3 finishes the server's checks then); later, a broken connection.
+                    if flow.transport == Transport::Tls && !heard {
                         crate::tls::failed(flow.remote, "opened", &e);
                     } else {
                         debug!(remote = %flow.remote, "connection broke: {e}");
@@ -452,6 +456,7 @@ async fn serve_with<S>(
             }
             Ok(Ok(n)) => n,
         };
+        heard = true;
         framer.push(alive.on_read(buf.get(..n).unwrap_or_default()));
         while let Some(frame) = framer.next_frame() {
             match frame {
