@@ -17,7 +17,7 @@ use sluice_e2e::{
     http, parse_message_log, peer_program, sipp_available, Lab, LabAddrs, Peer, Transport,
 };
 use std::io::{BufRead, BufReader, Write};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -161,92 +161,32 @@ fn trunk_key(suite: &str) -> &'static str {
     }
 }
 
-fn srtp_call(block: u8, tag: u32, suite: &str) {
-    if !sipp_available() {
-        panic!("sipp (package sip-tester) is required for the end-to-end tests");
-    }
-    let mut oracle = Oracle::start();
-    let a = LabAddrs::v4(block);
-    let config = Lab::config_for(&a, Transport::Udp)
-        .replace("max_calls = 10000\n", "max_calls = 10000\n\n[media]\n")
-        .replace("\n[routing]", "srtp = \"required\"\n\n[routing]");
-    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &config);
-    let pbx_rtp = UdpSocket::bind(format!("{}:16100", a.pbx_ip)).unwrap();
-    let pbx_rtcp = UdpSocket::bind(format!("{}:16101", a.pbx_ip)).unwrap();
-    let trunk_rtp = UdpSocket::bind(format!("{}:17100", a.trunk_ip)).unwrap();
-    let trunk_rtcp = UdpSocket::bind(format!("{}:17101", a.trunk_ip)).unwrap();
-    let tag_s = tag.to_string();
-    let uas = lab.sipp(
-        "uas",
-        "uas_srtp.xml",
-        Peer::Trunk,
-        None,
-        &[
-            "-key",
-            "rtp_port",
-            "17100",
-            "-key",
-            "trunk_key",
-            trunk_key(suite),
-            "-key",
-            "tag",
-            &tag_s,
-            "-key",
-            "suite",
-            suite,
-            "-m",
-            "1",
-        ],
-    );
-    let uac = lab.sipp(
-        "uac",
-        "uac_srtp.xml",
-        Peer::Pbx,
-        Some(&lab.internal()),
-        &["-key", "pbx_rtp_port", "16100", "-d", "6000", "-m", "1"],
-    );
+/// The test's media sockets for the PBX and the trunk, Sluice's RTP addresses toward each,
+/// and libsrtp holding the trunk's keys.
+struct Ends {
+    pbx_rtp: UdpSocket,
+    pbx_rtcp: UdpSocket,
+    trunk_rtp: UdpSocket,
+    trunk_rtcp: UdpSocket,
+    /// Sluice's RTP address toward the PBX and toward the trunk.
+    sluice_internal: SocketAddr,
+    sluice_external: SocketAddr,
+    oracle: Oracle,
+}
 
-    // The call is up with SRTP agreed.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut stream = None;
-    while stream.is_none() && Instant::now() < deadline {
-        stream = srtp_stream(&lab);
-        if stream.is_none() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let (caller_port, callee_port, agreed, _) =
-        stream.unwrap_or_else(|| panic!("no SRTP call in /calls; log:\n{}", lab.log()));
-    assert_eq!(agreed, suite);
-    let (_, trunks) = http("GET", &lab.admin(), "/trunks", None, "");
-    assert!(trunks.contains("\"srtp\":\"required\""), "{trunks}");
+fn next_port(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip(), a.port() + 1)
+}
 
-    // The key Sluice offered the trunk for this suite, from the INVITE the trunk received.
-    let invite = parse_message_log(
-        &std::fs::read_to_string(uas.messages_path()).unwrap_or_default(),
-        "received",
-    )
-    .into_iter()
-    .find(|m| m.starts_with("INVITE"))
-    .expect("the trunk's INVITE");
-    let prefix = format!("a=crypto:{tag} {suite} inline:");
-    let sluice_key = invite
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no {prefix} in the offer:\n{invite}"))
-        .to_string();
-    oracle.session("from_sluice", suite, &sluice_key, "in");
-    oracle.session("to_sluice", suite, trunk_key(suite), "out");
-
-    let sluice_internal = format!("{}:{caller_port}", a.sluice_ip);
-    let sluice_external = format!("{}:{callee_port}", a.sluice_ip);
-
-    // 1. RTP from the PBX reaches the trunk as SRTP that libsrtp opens intact.
+/// RTP from the PBX reaches the trunk as SRTP that libsrtp opens intact.
+fn pbx_to_trunk(e: &mut Ends, lab: &Lab, suite: &str) {
     for seq in 0..50u16 {
-        pbx_rtp.send_to(&rtp_packet(seq), &sluice_internal).unwrap();
+        e.pbx_rtp
+            .send_to(&rtp_packet(seq), e.sluice_internal)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
-    let at_trunk = receive(&trunk_rtp, 50, Duration::from_secs(3));
+    let at_trunk = receive(&e.trunk_rtp, 50, Duration::from_secs(3));
     assert_eq!(at_trunk.len(), 50, "SRTP at the trunk; log:\n{}", lab.log());
     let tag_len = if suite.ends_with("_32") {
         4
@@ -268,74 +208,182 @@ fn srtp_call(block: u8, tag: u32, suite: &str) {
             plain[12..],
             "seq {seq} left unencrypted"
         );
-        let opened = oracle
+        let opened = e
+            .oracle
             .run("unprotect", "from_sluice", "rtp", p)
-            .unwrap_or_else(|e| panic!("libsrtp refused seq {seq}: {e}"));
+            .unwrap_or_else(|err| panic!("libsrtp refused seq {seq}: {err}"));
         assert_eq!(opened, plain, "seq {seq} changed on the way");
     }
+}
 
-    // 2. SRTP from the trunk reaches the PBX decrypted and intact.
+/// SRTP from the trunk reaches the PBX decrypted and intact; the last packet sent.
+fn trunk_to_pbx(e: &mut Ends, lab: &Lab) -> Vec<u8> {
     let mut last_sealed = Vec::new();
     for seq in 1000..1050u16 {
-        let sealed = oracle
+        let sealed = e
+            .oracle
             .run("protect", "to_sluice", "rtp", &rtp_packet(seq))
             .unwrap();
-        trunk_rtp.send_to(&sealed, &sluice_external).unwrap();
+        e.trunk_rtp.send_to(&sealed, e.sluice_external).unwrap();
         last_sealed = sealed;
         std::thread::sleep(Duration::from_millis(1));
     }
-    let at_pbx = receive(&pbx_rtp, 50, Duration::from_secs(3));
+    let at_pbx = receive(&e.pbx_rtp, 50, Duration::from_secs(3));
     assert_eq!(at_pbx.len(), 50, "RTP at the PBX; log:\n{}", lab.log());
     for p in &at_pbx {
         assert_eq!(p, &rtp_packet(seq_of(p)), "seq {} changed", seq_of(p));
     }
+    last_sealed
+}
 
-    // 3. A bad tag and a replay are dropped; the next good packet passes.
-    let mut forged = oracle
+/// A bad tag and a replay (of `sent`) are dropped; the next good packet passes.
+fn forged_and_replayed(e: &mut Ends, sent: &[u8]) {
+    let mut forged = e
+        .oracle
         .run("protect", "to_sluice", "rtp", &rtp_packet(2000))
         .unwrap();
     let last = forged.len() - 1;
     forged[last] ^= 0x01;
-    trunk_rtp.send_to(&forged, &sluice_external).unwrap();
-    trunk_rtp.send_to(&last_sealed, &sluice_external).unwrap();
-    let marker = oracle
+    e.trunk_rtp.send_to(&forged, e.sluice_external).unwrap();
+    e.trunk_rtp.send_to(sent, e.sluice_external).unwrap();
+    let marker = e
+        .oracle
         .run("protect", "to_sluice", "rtp", &rtp_packet(2001))
         .unwrap();
-    trunk_rtp.send_to(&marker, &sluice_external).unwrap();
-    let after = receive(&pbx_rtp, 1, Duration::from_secs(2));
+    e.trunk_rtp.send_to(&marker, e.sluice_external).unwrap();
+    let after = receive(&e.pbx_rtp, 1, Duration::from_secs(2));
     assert_eq!(after.len(), 1);
     assert_eq!(seq_of(&after[0]), 2001, "only the good packet crossed");
     assert!(
-        receive(&pbx_rtp, 1, Duration::from_millis(200)).is_empty(),
+        receive(&e.pbx_rtp, 1, Duration::from_millis(200)).is_empty(),
         "nothing else crossed"
     );
+}
 
-    // 4. SRTCP both ways.
-    let sr = oracle
+/// SRTCP from the trunk arrives decrypted at the PBX; RTCP from the PBX arrives as SRTCP
+/// that libsrtp opens.
+fn srtcp_both_ways(e: &mut Ends) {
+    let sr = e
+        .oracle
         .run("protect", "to_sluice", "rtcp", &rtcp_rr(0x7777))
         .unwrap();
-    trunk_rtcp
-        .send_to(&sr, format!("{}:{}", a.sluice_ip, callee_port + 1))
+    e.trunk_rtcp
+        .send_to(&sr, next_port(e.sluice_external))
         .unwrap();
-    let rtcp_at_pbx = receive(&pbx_rtcp, 1, Duration::from_secs(2));
+    let rtcp_at_pbx = receive(&e.pbx_rtcp, 1, Duration::from_secs(2));
     assert_eq!(
         rtcp_at_pbx,
         [rtcp_rr(0x7777)],
         "SRTCP decrypted for the PBX"
     );
-    pbx_rtcp
-        .send_to(
-            &rtcp_rr(SSRC),
-            format!("{}:{}", a.sluice_ip, caller_port + 1),
-        )
+    e.pbx_rtcp
+        .send_to(&rtcp_rr(SSRC), next_port(e.sluice_internal))
         .unwrap();
-    let rtcp_at_trunk = receive(&trunk_rtcp, 1, Duration::from_secs(2));
+    let rtcp_at_trunk = receive(&e.trunk_rtcp, 1, Duration::from_secs(2));
     assert_eq!(rtcp_at_trunk.len(), 1);
-    let opened = oracle
+    let opened = e
+        .oracle
         .run("unprotect", "from_sluice", "rtcp", &rtcp_at_trunk[0])
-        .unwrap_or_else(|e| panic!("libsrtp refused Sluice's SRTCP: {e}"));
+        .unwrap_or_else(|err| panic!("libsrtp refused Sluice's SRTCP: {err}"));
     assert_eq!(opened, rtcp_rr(SSRC));
+}
 
+/// The call's stream once SRTP is agreed (bounded wait): Sluice's ports toward the PBX and
+/// the trunk, and the suite.
+fn wait_for_srtp(lab: &Lab) -> (u16, u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some((caller, callee, suite, _)) = srtp_stream(lab) {
+            return (caller, callee, suite);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SRTP call in /calls; log:\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The key Sluice offered the trunk for `suite` under `tag`, from the INVITE it received.
+fn offered_key(uas_messages: &std::path::Path, tag: u32, suite: &str) -> String {
+    let invite = parse_message_log(
+        &std::fs::read_to_string(uas_messages).unwrap_or_default(),
+        "received",
+    )
+    .into_iter()
+    .find(|m| m.starts_with("INVITE"))
+    .expect("the trunk's INVITE");
+    let prefix = format!("a=crypto:{tag} {suite} inline:");
+    invite
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {prefix} in the offer:\n{invite}"))
+        .to_string()
+}
+
+fn srtp_call(block: u8, tag: u32, suite: &str) {
+    if !sipp_available() {
+        panic!("sipp (package sip-tester) is required for the end-to-end tests");
+    }
+    let oracle = Oracle::start();
+    let a = LabAddrs::v4(block);
+    let config = Lab::config_for(&a, Transport::Udp)
+        .replace("max_calls = 10000\n", "max_calls = 10000\n\n[media]\n")
+        .replace("\n[routing]", "srtp = \"required\"\n\n[routing]");
+    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &config);
+    let bind = |ip: &str, port: u16| UdpSocket::bind(format!("{ip}:{port}")).unwrap();
+    let (pbx_rtp, pbx_rtcp) = (bind(&a.pbx_ip, 16100), bind(&a.pbx_ip, 16101));
+    let (trunk_rtp, trunk_rtcp) = (bind(&a.trunk_ip, 17100), bind(&a.trunk_ip, 17101));
+    let tag_s = tag.to_string();
+    let uas_keys = [
+        "-key",
+        "rtp_port",
+        "17100",
+        "-key",
+        "trunk_key",
+        trunk_key(suite),
+        "-key",
+        "tag",
+        &tag_s,
+        "-key",
+        "suite",
+        suite,
+        "-m",
+        "1",
+    ];
+    let uas = lab.sipp("uas", "uas_srtp.xml", Peer::Trunk, None, &uas_keys);
+    let uac = lab.sipp(
+        "uac",
+        "uac_srtp.xml",
+        Peer::Pbx,
+        Some(&lab.internal()),
+        &["-key", "pbx_rtp_port", "16100", "-d", "6000", "-m", "1"],
+    );
+
+    let (caller_port, callee_port, agreed) = wait_for_srtp(&lab);
+    assert_eq!(agreed, suite);
+    let (_, trunks) = http("GET", &lab.admin(), "/trunks", None, "");
+    assert!(trunks.contains("\"srtp\":\"required\""), "{trunks}");
+    let sluice_key = offered_key(uas.messages_path(), tag, suite);
+    let sluice_ip: std::net::IpAddr = a.sluice_ip.parse().unwrap();
+    let mut ends = Ends {
+        pbx_rtp,
+        pbx_rtcp,
+        trunk_rtp,
+        trunk_rtcp,
+        sluice_internal: SocketAddr::new(sluice_ip, caller_port),
+        sluice_external: SocketAddr::new(sluice_ip, callee_port),
+        oracle,
+    };
+    ends.oracle.session("from_sluice", suite, &sluice_key, "in");
+    ends.oracle
+        .session("to_sluice", suite, trunk_key(suite), "out");
+
+    pbx_to_trunk(&mut ends, &lab, suite);
+    let last_sealed = trunk_to_pbx(&mut ends, &lab);
+    forged_and_replayed(&mut ends, &last_sealed);
+    srtcp_both_ways(&mut ends);
     let (_, _, _, failures) = srtp_stream(&lab).expect("the call is still up");
     assert_eq!(failures, 2, "the bad tag and the replay are counted");
 

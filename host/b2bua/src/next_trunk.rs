@@ -170,11 +170,11 @@ fn rebuild<H: Hooks>(
     // Where SRTP is involved (on this trunk or the one before), the caller's offer is anchored
     // again for this trunk: its own policy, fresh keys of Sluice's or none. Done on every try,
     // so a try refused below leaves the next one to set the state again.
-    if call
-        .media
-        .as_mut()
-        .is_some_and(|a| a.switch_srtp(route.srtp.as_ref()))
-    {
+    let offer_again = match call.media.as_mut() {
+        Some(anchor) => anchor.switch_srtp(route.srtp.as_ref()),
+        None => false,
+    };
+    if offer_again {
         let mut offer = original.clone();
         if core
             .anchor_sdp(call, LegId::Caller, Role::Offer, &mut offer)

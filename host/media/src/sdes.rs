@@ -87,9 +87,8 @@ pub struct StreamSdes {
     their_offer: Option<TheirOffer>,
     /// The profile of the last offer from each end, for the answer sent back to it.
     offered_proto: [Option<String>; 2],
+    /// What the exchanges so far agreed (`Waiting` until one did, or when one failed).
     state: EndCrypto,
-    /// The exchange so far has agreed on something (SRTP or, when optional, plain).
-    agreed: bool,
 }
 
 impl StreamSdes {
@@ -102,11 +101,7 @@ impl StreamSdes {
 
     /// How the relay carries the SRTP end's packets now.
     pub fn crypto(&self) -> EndCrypto {
-        if self.agreed {
-            self.state
-        } else {
-            EndCrypto::Waiting
-        }
+        self.state
     }
 
     fn ours_for(&mut self, suite: Suite) -> Result<MasterKey, SdesRefusal> {
@@ -130,111 +125,136 @@ impl StreamSdes {
         if !is_rtp_proto(&m.proto) || m.port == 0 {
             return Ok(SectionCrypto::default());
         }
-        let srtp_end = policy.end;
         if role == Role::Offer {
             *from.of_mut(&mut self.offered_proto) = Some(m.proto.clone());
         }
-        let to_plain = SectionCrypto {
-            proto: Some(with_srtp(&m.proto, false).to_string()),
+        match (from == policy.end, role) {
+            (true, Role::Offer) => self.offer_from_srtp_end(policy, sdp, m),
+            (false, Role::Offer) => self.offer_to_srtp_end(policy, m),
+            (true, Role::Answer) => self.answer_from_srtp_end(policy, sdp, m),
+            (false, Role::Answer) => self.answer_to_srtp_end(policy, m),
+        }
+    }
+
+    /// The SRTP end offers: its first line Sluice can use is kept for the answer; the plain
+    /// end gets the offer without keys.
+    fn offer_from_srtp_end(
+        &mut self,
+        policy: &SrtpPolicy,
+        sdp: &Sdp,
+        m: &Media,
+    ) -> Result<SectionCrypto, SdesRefusal> {
+        let accepted = sdp.crypto_of(m).into_iter().find_map(|a| {
+            let suite = Suite::from_name(&a.suite)?;
+            if !policy.suites.contains(&suite) || a.has_mki || a.has_session_params {
+                return None;
+            }
+            let theirs = MasterKey::from_base64(suite, &a.key_b64).ok()?;
+            Some(TheirOffer::Key { tag: a.tag, theirs })
+        });
+        self.their_offer = match accepted {
+            Some(k) => Some(k),
+            None if policy.mode == SrtpMode::Required || is_secure_proto(&m.proto) => {
+                return Err(SdesRefusal::NoUsableKey)
+            }
+            None => Some(TheirOffer::Plain),
+        };
+        Ok(to_plain(m))
+    }
+
+    /// The plain end offers: the SRTP end is offered Sluice's keys, one line per suite.
+    fn offer_to_srtp_end(
+        &mut self,
+        policy: &SrtpPolicy,
+        m: &Media,
+    ) -> Result<SectionCrypto, SdesRefusal> {
+        if is_secure_proto(&m.proto) {
+            return Err(SdesRefusal::SrtpFromPlainEnd);
+        }
+        let mut lines = Vec::with_capacity(policy.suites.len());
+        self.offered.clear();
+        for (tag, suite) in (1u32..).zip(policy.suites.iter().copied()) {
+            let key = self.ours_for(suite)?;
+            lines.push(format_crypto(tag, suite.name(), &key.to_base64()));
+            self.offered.push((tag, suite));
+        }
+        let secure = policy.mode == SrtpMode::Required;
+        Ok(SectionCrypto {
+            proto: Some(with_srtp(&m.proto, secure).to_string()),
+            crypto: Some(lines),
+            decline: false,
+        })
+    }
+
+    /// The SRTP end answers Sluice's offer: one of Sluice's tags, or plain (optional), or
+    /// nothing agreed (required: the stream is declined toward the plain end).
+    fn answer_from_srtp_end(
+        &mut self,
+        policy: &SrtpPolicy,
+        sdp: &Sdp,
+        m: &Media,
+    ) -> Result<SectionCrypto, SdesRefusal> {
+        let chosen = sdp.crypto_of(m).into_iter().find_map(|a| {
+            let &(_, suite) = self
+                .offered
+                .iter()
+                .find(|(tag, s)| *tag == a.tag && s.name() == a.suite)?;
+            let theirs = MasterKey::from_base64(suite, &a.key_b64).ok()?;
+            Some((suite, theirs))
+        });
+        let back = policy.end.other().of(&self.offered_proto).clone();
+        let mut out = SectionCrypto {
+            proto: back.or_else(|| to_plain(m).proto),
             crypto: Some(Vec::new()),
             decline: false,
         };
-        match (from == srtp_end, role) {
-            (true, Role::Offer) => {
-                let accepted = sdp.crypto_of(m).into_iter().find_map(|a| {
-                    let suite = Suite::from_name(&a.suite)?;
-                    if !policy.suites.contains(&suite) || a.has_mki || a.has_session_params {
-                        return None;
-                    }
-                    let theirs = MasterKey::from_base64(suite, &a.key_b64).ok()?;
-                    Some(TheirOffer::Key { tag: a.tag, theirs })
-                });
-                self.their_offer = match accepted {
-                    Some(k) => Some(k),
-                    None if policy.mode == SrtpMode::Required || is_secure_proto(&m.proto) => {
-                        return Err(SdesRefusal::NoUsableKey)
-                    }
-                    None => Some(TheirOffer::Plain),
-                };
-                Ok(to_plain)
+        self.state = match chosen {
+            Some((suite, theirs)) => EndCrypto::Srtp(SrtpKeys {
+                theirs,
+                ours: self.ours_for(suite)?,
+            }),
+            None if policy.mode == SrtpMode::Optional && !is_secure_proto(&m.proto) => {
+                EndCrypto::Plain
             }
-            (false, Role::Offer) => {
-                if is_secure_proto(&m.proto) {
-                    return Err(SdesRefusal::SrtpFromPlainEnd);
-                }
-                let mut lines = Vec::with_capacity(policy.suites.len());
-                self.offered.clear();
-                for (tag, suite) in (1u32..).zip(policy.suites.iter().copied()) {
-                    let key = self.ours_for(suite)?;
-                    lines.push(format_crypto(tag, suite.name(), &key.to_base64()));
-                    self.offered.push((tag, suite));
-                }
-                let secure = policy.mode == SrtpMode::Required;
-                Ok(SectionCrypto {
-                    proto: Some(with_srtp(&m.proto, secure).to_string()),
-                    crypto: Some(lines),
-                    decline: false,
-                })
+            None => {
+                out.decline = true;
+                EndCrypto::Waiting
             }
-            (true, Role::Answer) => {
-                let chosen = sdp.crypto_of(m).into_iter().find_map(|a| {
-                    let &(_, suite) = self
-                        .offered
-                        .iter()
-                        .find(|(tag, s)| *tag == a.tag && s.name() == a.suite)?;
-                    let theirs = MasterKey::from_base64(suite, &a.key_b64).ok()?;
-                    Some((suite, theirs))
-                });
-                let back = srtp_end.other().of(&self.offered_proto).clone();
-                let mut out = SectionCrypto {
-                    proto: back.or(to_plain.proto),
-                    crypto: Some(Vec::new()),
-                    decline: false,
-                };
-                match chosen {
-                    Some((suite, theirs)) => {
-                        let ours = self.ours_for(suite)?;
-                        self.state = EndCrypto::Srtp(SrtpKeys { theirs, ours });
-                        self.agreed = true;
-                    }
-                    None if policy.mode == SrtpMode::Optional && !is_secure_proto(&m.proto) => {
-                        self.state = EndCrypto::Plain;
-                        self.agreed = true;
-                    }
-                    None => {
-                        self.state = EndCrypto::Waiting;
-                        self.agreed = false;
-                        out.decline = true;
-                    }
-                }
-                Ok(out)
+        };
+        Ok(out)
+    }
+
+    /// The plain end answers the SRTP end's offer: Sluice answers it with its own key under
+    /// the offer's tag (or plain, as offered), in the profile it offered.
+    fn answer_to_srtp_end(
+        &mut self,
+        policy: &SrtpPolicy,
+        m: &Media,
+    ) -> Result<SectionCrypto, SdesRefusal> {
+        let proto = policy.end.of(&self.offered_proto).clone();
+        let (state, crypto) = match self.their_offer {
+            Some(TheirOffer::Key { tag, theirs }) => {
+                let ours = self.ours_for(theirs.suite())?;
+                let line = format_crypto(tag, theirs.suite().name(), &ours.to_base64());
+                (EndCrypto::Srtp(SrtpKeys { theirs, ours }), vec![line])
             }
-            (false, Role::Answer) => {
-                let proto = srtp_end.of(&self.offered_proto).clone();
-                match self.their_offer {
-                    Some(TheirOffer::Key { tag, theirs }) => {
-                        let ours = self.ours_for(theirs.suite())?;
-                        self.state = EndCrypto::Srtp(SrtpKeys { theirs, ours });
-                        self.agreed = true;
-                        let line = format_crypto(tag, theirs.suite().name(), &ours.to_base64());
-                        Ok(SectionCrypto {
-                            proto,
-                            crypto: Some(vec![line]),
-                            decline: false,
-                        })
-                    }
-                    Some(TheirOffer::Plain) => {
-                        self.state = EndCrypto::Plain;
-                        self.agreed = true;
-                        Ok(SectionCrypto {
-                            proto,
-                            crypto: Some(Vec::new()),
-                            decline: false,
-                        })
-                    }
-                    None => Ok(to_plain),
-                }
-            }
-        }
+            Some(TheirOffer::Plain) => (EndCrypto::Plain, Vec::new()),
+            None => return Ok(to_plain(m)),
+        };
+        self.state = state;
+        Ok(SectionCrypto {
+            proto,
+            crypto: Some(crypto),
+            decline: false,
+        })
+    }
+}
+
+/// A section for the plain end: its plain profile, no keys.
+fn to_plain(m: &Media) -> SectionCrypto {
+    SectionCrypto {
+        proto: Some(with_srtp(&m.proto, false).to_string()),
+        crypto: Some(Vec::new()),
+        decline: false,
     }
 }
