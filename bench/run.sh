@@ -17,7 +17,8 @@
 # SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
 # sets on the trunk, bench/sluice-bench-plugins.toml; sluice-stir signs every call with
 # STIR/SHAKEN, bench/sluice-bench-stir.toml; sluice-tenants routes every call through tenant
-# routing: numbers normalised, route, caller-ID check, bench/sluice-bench-tenants.toml).
+# routing: numbers normalised, route, caller-ID check, bench/sluice-bench-tenants.toml;
+# sluice=PATH runs Sluice on any other configuration).
 # Traffic stays on 127.0.100.0/24. SIPp does not abort a call on an unexpected message
 # (`-abortunexp` off, as ../shared/bench's anchor does): Kamailio's worker processes may relay a
 # 180 after the 200 of the same call, which a stateful system never does; such a call still
@@ -94,6 +95,11 @@ start_system() {
         ;;
     sluice-tenants)
         "$SLUICE" run --config bench/sluice-bench-tenants.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        SYS_PID=$!
+        ;;
+    sluice=*)
+        # Any other Sluice configuration, named after the '=' (for decomposing a cost).
+        "$SLUICE" run --config "${1#sluice=}" --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     kamailio)

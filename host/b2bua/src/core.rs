@@ -337,6 +337,9 @@ impl<H: Hooks> Core<H> {
             source: source.remote,
             transport: source.transport,
         };
+        if !self.hooks.wants_message(call.generation, &ctx, out) {
+            return HookVerdict::Continue;
+        }
         let hooks = &mut self.hooks;
         crate::hooks::with_keys_hidden(out, original, |out, original| {
             hooks.message(call.generation, &ctx, out, original)

@@ -112,6 +112,12 @@ pub trait Hooks: Send {
     fn release(&mut self, generation: Generation);
     /// Whether any plugin runs for this trunk in this generation (lets the engine skip work).
     fn active(&self, generation: Generation, trunk: &str) -> bool;
+    /// Whether a plugin of the chain toward `ctx.leg` takes `msg` (its interest): when none
+    /// does, the engine skips preparing the message for the chain at all.
+    fn wants_message(&self, generation: Generation, ctx: &HookContext<'_>, msg: &Message) -> bool {
+        let _ = (generation, ctx, msg);
+        true
+    }
     /// Normalise a number of a new call.
     fn number(
         &mut self,
@@ -150,6 +156,9 @@ impl Hooks for NoHooks {
     fn pin(&mut self, _: Generation) {}
     fn release(&mut self, _: Generation) {}
     fn active(&self, _: Generation, _: &str) -> bool {
+        false
+    }
+    fn wants_message(&self, _: Generation, _: &HookContext<'_>, _: &Message) -> bool {
         false
     }
     fn number(
@@ -292,14 +301,17 @@ pub fn with_keys_hidden<R>(
 /// the keys, in that order. Works on bytes: a body need not be UTF-8 (a multipart with binary
 /// parts) for its keys to be hidden.
 fn hide_keys(msg: &mut Message, prefix: &[u8]) -> Vec<Vec<u8>> {
+    static INLINE: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    let inline = INLINE.get_or_init(|| memchr::memmem::Finder::new(b"inline:"));
     let mut keys = Vec::new();
-    if memchr::memmem::find(&msg.body, b"inline:").is_none() {
+    if msg.body.is_empty() || inline.find(&msg.body).is_none() {
         return keys;
     }
     let body = &msg.body[..];
     let mut out = Vec::with_capacity(body.len());
     let mut rest = body;
-    while let Some(at) = memchr::memmem::find(rest, b"inline:") {
+    while let Some(at) = inline.find(rest) {
         let (before, after) = rest.split_at(at);
         let after = after.get(b"inline:".len()..).unwrap_or_default();
         let end = after

@@ -182,20 +182,8 @@ pub fn response<H: Hooks>(
     };
     let (from, server) = (*from, *server);
     let method = request.method().cloned().unwrap_or(Method::Options);
-    if matches!(status, 401 | 407) {
-        let original = request.as_ref().clone();
-        if let Some(sent) = core.tx.client_request(tx).cloned() {
-            let challenge = (&sent, &msg);
-            if failover::answer_relay_challenge(
-                core,
-                call,
-                now,
-                challenge,
-                (from, server, &original),
-            ) {
-                return true;
-            }
-        }
+    if matches!(status, 401 | 407) && answer_challenge(core, call, now, tx, &msg) {
+        return true;
     }
     let Some(ClientRole::Relay { request, .. }) = core.clients.get(&tx) else {
         return false;
@@ -244,6 +232,32 @@ pub fn response<H: Hooks>(
         None => {}
     }
     status >= 200
+}
+
+/// A 401/407 to a relayed request, answered by Sluice with the trunk's credentials when it
+/// has them: whether it was.
+fn answer_challenge<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    tx: ClientTxId,
+    challenge: &Message,
+) -> bool {
+    let Some(ClientRole::Relay {
+        from,
+        server,
+        request,
+        ..
+    }) = core.clients.get(&tx)
+    else {
+        return false;
+    };
+    let (from, server, original) = (*from, *server, request.as_ref().clone());
+    let Some(sent) = core.tx.client_request(tx).cloned() else {
+        return false;
+    };
+    let to = (from, server, &original);
+    failover::answer_relay_challenge(core, call, now, (&sent, challenge), to)
 }
 
 /// A relayed request got no answer: Timer F or B (`status` 408) or the transport (503). The

@@ -189,33 +189,39 @@ fn rebuild<H: Hooks>(
     }
     crate::tenants::write_numbers(&mut invite, numbers);
     crate::setup::follow_plugins(&mut dialog, &invite);
-    let mut attestation = None;
+    let mut attestation = run_plugins(core, call, route, (&mut invite, &mut original))?;
     if core.hooks.active(call.generation, &route.trunk) {
-        let ctx = HookContext {
-            call: call.key,
-            direction: call.direction,
-            leg: route.out_side,
-            trunk: &route.trunk,
-            source: call.legs.caller.flow.remote,
-            transport: call.legs.caller.flow.transport,
-        };
-        let outcome = run_new_call(
-            &mut core.hooks,
-            call.generation,
-            &ctx,
-            &mut invite,
-            &mut original,
-        );
-        match outcome {
-            NewCallOutcome::Refuse { .. } => return None,
-            NewCallOutcome::Continue { attestation: a } => attestation = a,
-        }
         crate::setup::follow_plugins(&mut dialog, &invite);
     }
     if call.direction == Direction::Outbound {
         attestation = crate::identity::sign(core, now, &route.trunk, &mut invite, attestation);
     }
     Some((dialog, invite, attestation))
+}
+
+/// The new trunk's plugins over its INVITE: `None` when one refused the call, else the
+/// attestation they chose.
+fn run_plugins<H: Hooks>(
+    core: &mut Core<H>,
+    call: &Call,
+    route: &Route,
+    (invite, original): (&mut Message, &mut Message),
+) -> Option<Option<Attestation>> {
+    if !core.hooks.active(call.generation, &route.trunk) {
+        return Some(None);
+    }
+    let ctx = HookContext {
+        call: call.key,
+        direction: call.direction,
+        leg: route.out_side,
+        trunk: &route.trunk,
+        source: call.legs.caller.flow.remote,
+        transport: call.legs.caller.flow.transport,
+    };
+    match run_new_call(&mut core.hooks, call.generation, &ctx, invite, original) {
+        NewCallOutcome::Refuse { .. } => None,
+        NewCallOutcome::Continue { attestation } => Some(attestation),
+    }
 }
 
 /// A From value with its `tag` parameter set to `tag`.

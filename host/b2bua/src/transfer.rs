@@ -176,31 +176,9 @@ fn handle<H: Hooks>(
     invite.body = offer;
     // The plugins see the new call as they would see one from the trunk.
     if core.hooks.active(call.generation, &call.trunk) {
-        let from = call.legs.get(leg).flow;
-        let ctx = HookContext {
-            call: call.key,
-            direction: Direction::Inbound,
-            leg: crate::config::Side::Internal,
-            trunk: &call.trunk,
-            source: from.remote,
-            transport: from.transport,
-        };
-        let mut original = refer.clone();
-        // With tenants the target was routed as Sluice reads it and is written in its PBX's
-        // format: the number hook does not rewrite it.
-        let numbers = if core.cfg.tenants.is_some() {
-            NumberHooks::RanBeforeRouting
-        } else {
-            NumberHooks::Run
-        };
-        let outcome = run_new_call_with(
-            &mut core.hooks,
-            call.generation,
-            &ctx,
-            (&mut invite, &mut original),
-            numbers,
-        );
-        if let NewCallOutcome::Refuse { status, reason } = outcome {
+        if let NewCallOutcome::Refuse { status, reason } =
+            run_plugins(core, call, leg, &mut invite, refer)
+        {
             debug!(call = call.key, status, "transfer refused by a plugin");
             return core.reply(now, tx, refer, status, &reason);
         }
@@ -224,6 +202,37 @@ fn handle<H: Hooks>(
         hop,
         crate::core::ClientRole::Transfer { call: call.key },
     );
+}
+
+/// The call's plugins over the INVITE of a transfer's new leg toward the PBX, as over a new
+/// call from the trunk, `refer` standing for the message it was built from.
+fn run_plugins<H: Hooks>(
+    core: &mut Core<H>,
+    call: &Call,
+    referrer: LegId,
+    invite: &mut Message,
+    refer: &Message,
+) -> NewCallOutcome {
+    let from = call.legs.get(referrer).flow;
+    let ctx = HookContext {
+        call: call.key,
+        direction: Direction::Inbound,
+        leg: crate::config::Side::Internal,
+        trunk: &call.trunk,
+        source: from.remote,
+        transport: from.transport,
+    };
+    let mut original = refer.clone();
+    // With tenants the target was routed as Sluice reads it and is written in its PBX's
+    // format: the number hook does not rewrite it.
+    let numbers = if core.cfg.tenants.is_some() {
+        NumberHooks::RanBeforeRouting
+    } else {
+        NumberHooks::Run
+    };
+    let generation = call.generation;
+    let pair = (invite, &mut original);
+    run_new_call_with(&mut core.hooks, generation, &ctx, pair, numbers)
 }
 
 /// The new leg of a transfer Sluice carries out, and its INVITE (without SDP), routed as a

@@ -313,6 +313,78 @@ fn main() {
         true,
     )
     .expect("runtime");
+    // For a profiler: only the three plugins' new call, in a loop for that many seconds.
+    if let Some(secs) = std::env::var("PLUGIN_COST_PROFILE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        profile_new_call(&rt, Duration::from_secs(secs));
+        return;
+    }
     chains(&rt);
     interface();
+}
+
+fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
+    let mut host = host_for(
+        rt,
+        "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acct\"]",
+        "[plugin.acct]\nmodule = \"header-rules\"\n\
+         settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }",
+    );
+    let (g, c, base) = (host.current(), ctx(), invite());
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < secs {
+        let mut m = base.clone();
+        let mut o = m.clone();
+        std::hint::black_box(run_new_call(&mut host, g, &c, &mut m, &mut o));
+        n += 1;
+    }
+    println!(
+        "{n} new calls, {:.2} us each (with two message copies)",
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let mut phases = [Duration::ZERO; 4];
+    for _ in 0..n / 4 {
+        let mut m = base.clone();
+        let mut o = m.clone();
+        let t0 = Instant::now();
+        let _ = sluice_b2bua::hooks::run_number_hooks(&mut host, g, &c, &mut m);
+        let t1 = Instant::now();
+        let _ = host.message(g, &c, &mut m, &mut o);
+        let t2 = Instant::now();
+        let _ = host.attestation(g, &c, &mut m);
+        let t3 = Instant::now();
+        let _ = sluice_b2bua::hooks::with_keys_hidden(&mut m, &mut o, |_, _| ());
+        let t4 = Instant::now();
+        for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+            *p += d;
+        }
+    }
+    let t = Instant::now();
+    for _ in 0..n / 4 {
+        std::hint::black_box(host.number(g, &c, sluice_b2bua::NumberKind::Called, "5552234567"));
+    }
+    println!(
+        "one number hook: {:.2} us",
+        t.elapsed().as_secs_f64() * 1e6 / (n / 4) as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n / 4 {
+        let mut m = base.clone();
+        sluice_sip::edit::normalize_numbers(&mut m, |_, n| Some(format!("+1{n}")));
+        std::hint::black_box(m);
+    }
+    println!(
+        "numbers rewritten without plugins (one message copy): {:.2} us",
+        t.elapsed().as_secs_f64() * 1e6 / (n / 4) as f64
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / (n / 4) as f64;
+    println!(
+        "numbers {:.2} us, message {:.2} us, attestation {:.2} us, key hiding {:.2} us",
+        per(phases[0]),
+        per(phases[1]),
+        per(phases[2]),
+        per(phases[3])
+    );
 }

@@ -389,6 +389,11 @@ impl Hooks for PluginHost {
             .is_some_and(|c| !c.to_trunk.is_empty() || !c.to_pbx.is_empty())
     }
 
+    fn wants_message(&self, generation: Generation, ctx: &HookContext<'_>, msg: &Message) -> bool {
+        self.gen(generation)
+            .is_some_and(|g| g.any_wants(ctx.trunk, ctx.leg, |i| i.wants(msg)))
+    }
+
     fn number(
         &mut self,
         generation: Generation,

@@ -371,10 +371,13 @@ pub fn normalize_numbers(
     msg: &mut Message,
     mut hook: impl FnMut(NumberKind, &str) -> Option<String>,
 ) {
-    let called = msg.request_uri().and_then(uri_number).map(str::to_string);
-    if let Some(called) = called {
+    let called = msg.request_uri().and_then(|u| {
+        let span = uri_number_span(u)?;
+        Some((u.get(span.clone())?.to_string(), span))
+    });
+    if let Some((called, span)) = called {
         if let Some(n) = hook(NumberKind::Called, &called).filter(|n| check_number(n).is_ok()) {
-            if let Some(uri) = msg.request_uri().and_then(|u| replace_uri_number(u, &n)) {
+            if let Some(uri) = msg.request_uri().and_then(|u| splice_range(u, span, &n)) {
                 let _ = set_request_uri(msg, &uri);
             }
             replace_header_number(msg, &HeaderName::To, &called, &n);
@@ -385,7 +388,7 @@ pub fn normalize_numbers(
         let numbers: Vec<String> = msg
             .headers
             .values(name)
-            .filter_map(|v| NameAddr::parse(v).and_then(|na| uri_number(na.uri)))
+            .filter_map(name_addr_number)
             .map(str::to_string)
             .collect();
         for number in numbers {
@@ -405,25 +408,56 @@ pub fn normalize_numbers(
     }
 }
 
-/// Replace `old` by `new` as the number of every element of header `name` that carries it.
+/// Replace `old` by `new` as the number of every element of header `name` that carries it,
+/// in place: the rest of each value, separators included, stays byte for byte.
 fn replace_header_number(msg: &mut Message, name: &HeaderName, old: &str, new: &str) {
-    let carries = |v: &str| {
-        NameAddr::parse(v)
-            .and_then(|na| uri_number(na.uri))
-            .is_some_and(|n| n == old)
-    };
     for h in msg.headers.iter_mut().filter(|h| &h.name == name) {
-        if !crate::fields::split_list(&h.value).any(carries) {
-            continue;
+        let value = h.value.as_str();
+        let mut out: Option<String> = None;
+        let mut done = 0;
+        for element in crate::fields::split_list(value) {
+            let Some(number) = name_addr_number(element).filter(|n| *n == old) else {
+                continue;
+            };
+            let Some(span) = span_in(value, number) else {
+                continue;
+            };
+            let o = out.get_or_insert_with(|| String::with_capacity(value.len() + new.len()));
+            o.push_str(value.get(done..span.start).unwrap_or_default());
+            o.push_str(new);
+            done = span.end;
         }
-        h.value = crate::fields::split_list(&h.value)
-            .map(|v| match carries(v) {
-                true => replace_name_addr_number(v, new).unwrap_or_else(|| v.to_string()),
-                false => v.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        if let Some(mut o) = out {
+            o.push_str(h.value.get(done..).unwrap_or_default());
+            h.value = o;
+        }
     }
+}
+
+/// The number of a name-addr (`"Alice" <sip:100@host>;tag=…`), as a view into it.
+fn name_addr_number(value: &str) -> Option<&str> {
+    uri_number(NameAddr::parse(value)?.uri)
+}
+
+/// Where the number of `uri` lies in it (see [`uri_number`]).
+fn uri_number_span(uri: &str) -> Option<std::ops::Range<usize>> {
+    span_in(uri, uri_number(uri)?)
+}
+
+/// The range `part` (a view borrowed from `outer`) covers in `outer`.
+fn span_in(outer: &str, part: &str) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    outer.get(start..end).map(|_| start..end)
+}
+
+/// `outer` with `range` replaced by `with`.
+fn splice_range(outer: &str, range: std::ops::Range<usize>, with: &str) -> Option<String> {
+    let mut s = String::with_capacity(outer.len() + with.len());
+    s.push_str(outer.get(..range.start)?);
+    s.push_str(with);
+    s.push_str(outer.get(range.end..)?);
+    Some(s)
 }
 
 /// The user part of a `sip:`/`sips:` URI or the number of a `tel:` URI.
@@ -440,35 +474,13 @@ pub fn uri_number(uri: &str) -> Option<&str> {
 
 /// Replace the user part of a `sip:`/`sips:` URI or the number of a `tel:` URI.
 pub fn replace_uri_number(uri: &str, number: &str) -> Option<String> {
-    let u = Uri::parse(uri)?;
-    if u.is_sip() {
-        splice(uri, u.user?, number)
-    } else if u.scheme.eq_ignore_ascii_case("tel") {
-        let rest = u.host.find(';').and_then(|i| u.host.get(i..)).unwrap_or("");
-        Some(format!("{}:{number}{rest}", u.scheme))
-    } else {
-        None
-    }
+    splice_range(uri, uri_number_span(uri)?, number)
 }
 
 /// Replace the number in a name-addr header value (From, To, P-Asserted-Identity…), keeping
 /// display name and parameters.
 pub fn replace_name_addr_number(value: &str, number: &str) -> Option<String> {
-    let na = NameAddr::parse(value)?;
-    let new_uri = replace_uri_number(na.uri, number)?;
-    splice(value, na.uri, &new_uri)
-}
-
-/// `outer` with its sub-slice `part` (a view borrowed from `outer`) replaced by `with`; `None`
-/// when `part` does not lie inside `outer`.
-fn splice(outer: &str, part: &str, with: &str) -> Option<String> {
-    let start = (part.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    let end = start.checked_add(part.len())?;
-    Some(format!(
-        "{}{with}{}",
-        outer.get(..start)?,
-        outer.get(end..)?
-    ))
+    splice_range(value, span_in(value, name_addr_number(value)?)?, number)
 }
 
 #[cfg(test)]
@@ -611,6 +623,28 @@ mod tests {
             Some("<sip:+15552001111@192.0.2.9>, <tel:+15552009999>")
         );
         assert_eq!(asked.len(), 3, "{asked:?}");
+    }
+
+    #[test]
+    fn a_number_is_replaced_in_place_in_every_element_that_carries_it() {
+        let mut m = invite();
+        // Odd spacing and a quoted comma: everything but the numbers stays byte for byte.
+        m.headers.push(
+            HeaderName::PAssertedIdentity,
+            "\"A, B\" <sip:100@192.0.2.9>,<tel:100;phone-context=x> ,  <sip:200@h>",
+        );
+        normalize_numbers(&mut m, |_, n| (n == "100").then(|| "+15552001111".into()));
+        assert_eq!(
+            m.headers.get(&HeaderName::PAssertedIdentity),
+            Some(
+                "\"A, B\" <sip:+15552001111@192.0.2.9>,<tel:+15552001111;phone-context=x> ,  \
+                 <sip:200@h>"
+            )
+        );
+        assert_eq!(
+            m.headers.get(&HeaderName::From),
+            Some("\"Al\" <sip:+15552001111@192.0.2.9>;tag=abc")
+        );
     }
 
     #[test]
