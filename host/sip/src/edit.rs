@@ -422,7 +422,9 @@ fn replace_header_number(msg: &mut Message, name: &HeaderName, old: &str, new: &
             let Some(span) = span_in(value, number) else {
                 continue;
             };
-            let o = out.get_or_insert_with(|| String::with_capacity(value.len() + new.len()));
+            let o = out.get_or_insert_with(|| {
+                String::with_capacity(value.len().saturating_add(new.len()))
+            });
             o.push_str(value.get(done..span.start).unwrap_or_default());
             o.push_str(new);
             done = span.end;
@@ -453,7 +455,7 @@ fn span_in(outer: &str, part: &str) -> Option<std::ops::Range<usize>> {
 
 /// `outer` with `range` replaced by `with`.
 fn splice_range(outer: &str, range: std::ops::Range<usize>, with: &str) -> Option<String> {
-    let mut s = String::with_capacity(outer.len() + with.len());
+    let mut s = String::with_capacity(outer.len().saturating_add(with.len()));
     s.push_str(outer.get(..range.start)?);
     s.push_str(with);
     s.push_str(outer.get(range.end..)?);
