@@ -355,7 +355,7 @@ fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
         let t2 = Instant::now();
         let _ = host.attestation(g, &c, &mut m);
         let t3 = Instant::now();
-        let _ = sluice_b2bua::hooks::with_keys_hidden(&mut m, &mut o, |_, _| ());
+        sluice_b2bua::hooks::with_keys_hidden(&mut m, &mut o, |_, _| ());
         let t4 = Instant::now();
         for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
             *p += d;
