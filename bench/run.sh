@@ -220,7 +220,7 @@ cpu_per_call() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
-declare -A CPU
+declare -A CPU ROUND_US
 if [ "$CPU_ROUNDS" -gt 0 ]; then
     echo "== CPU per call at $CPU_RATE cps for ${CPU_SECONDS}s, $CPU_ROUNDS rounds"
     for round in $(seq 1 "$CPU_ROUNDS"); do
@@ -230,7 +230,7 @@ if [ "$CPU_ROUNDS" -gt 0 ]; then
             start_system "$sys" || { stop_uas; continue; }
             read -r us ok failed < <(cpu_per_call)
             echo "  round $round $sys: $us us per call ($ok ok, $failed failed)"
-            [ "$failed" -eq 0 ] && CPU[$sys]="${CPU[$sys]:-} $us"
+            [ "$failed" -eq 0 ] && CPU[$sys]="${CPU[$sys]:-} $us" && ROUND_US["$sys,$round"]=$us
             stop_system
             stop_uas
         done
@@ -287,6 +287,13 @@ fi
 if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-plugins]:-}" ]; then
     awk -v s="${CPU_MED[sluice]}" -v p="${CPU_MED[sluice-plugins]}" \
         'BEGIN { printf "CPU per call, sluice-plugins/sluice: %.2f (brand + two rule sets: %+.0f%%)\n", p / s, (p / s - 1) * 100 }'
+    # The same ratio within each round (the two ran seconds apart), then its median: the
+    # machine's drift between rounds cancels.
+    paired=$(for r in $(seq 1 "$CPU_ROUNDS"); do
+        s=${ROUND_US["sluice,$r"]:-}; p=${ROUND_US["sluice-plugins,$r"]:-}
+        [ -n "$s" ] && [ -n "$p" ] && awk -v s="$s" -v p="$p" 'BEGIN { printf "%.3f\n", p / s }'
+    done)
+    [ -n "$paired" ] && echo "  paired by round: median $(echo "$paired" | median) (rounds: $(echo $paired))"
 fi
 echo "(maximum rates: ${DURATION}s per rate, <0.1% failed)"
 for sys in $SYSTEMS; do
