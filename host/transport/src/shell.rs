@@ -224,80 +224,27 @@ impl<H: Hooks> Shell<H> {
         mut commands: mpsc::Receiver<Command>,
         mut changes: mpsc::Receiver<Change<H>>,
     ) -> io::Result<()> {
-        let Shell {
-            mut engine,
-            max_message,
-            mut udp,
-            tcp,
-            tcp_limits,
-            media,
-            draining,
-            mut predecessor,
-            certificates,
-            tls,
-        } = self;
-        let (relay, mut media_events) = match media {
-            Some((r, rx)) => (Some(r), Some(rx)),
-            None => (None, None),
-        };
-        let relay = relay.as_ref();
-        let (tx, mut rx) = mpsc::channel::<Incoming>(16 * 1024);
-        let mut conns = Connections::default();
-        let acceptor = tls.as_ref().and_then(crate::tls::TlsContext::acceptor);
-        conns.tls = tls;
-        conns.keepalive = tcp_limits.keepalive;
-        let admission = std::sync::Arc::new(stream::Admission::new(tcp_limits));
-        // The listeners' descriptors stay, so that accepting can stop (an upgrade) and start
-        // again (a failed one).
-        let tcp_fds = tcp
-            .iter()
-            .map(|(a, l, tls)| Listening::of(stream_kind(*tls), *a, l))
-            .collect::<io::Result<Vec<_>>>()?;
-        drop(tcp);
-        let accepting = |conns: &Connections| -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
-            tcp_fds
-                .iter()
-                .map(|l| {
-                    let listener = stream::adopt(l.fd.try_clone()?)?;
-                    let tls = (l.kind == SocketKind::SipTls)
-                        .then(|| acceptor.clone())
-                        .flatten();
-                    Ok(tokio::spawn(stream::accept_loop(
-                        (l.addr, tls),
-                        listener,
-                        tx.clone(),
-                        (conns.ids(), admission.clone()),
-                        max_message,
-                    )))
-                })
-                .collect()
-        };
-        let mut accept_tasks = accepting(&conns)?;
-        let mut handing = Handing::No;
-        let mut drain = Drain::default();
+        let (mut s, mut rx, mut media_events) = Running::new(self)?;
+        s.accept_again()?;
         // The trunks' agents (registration, keep-alive) start with the first input.
-        engine.handle_timeout(std::time::Instant::now());
-        flush(
-            &mut engine,
-            (&udp, relay, predecessor.as_ref(), certificates.as_ref()),
-            &mut conns,
-            &tx,
-            max_message,
-        )
-        .await;
+        s.engine.handle_timeout(std::time::Instant::now());
+        s.flush().await;
         loop {
             let now = tokio::time::Instant::now();
-            let wake = engine
+            let wake = s
+                .engine
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or(later(now, Duration::from_secs(3600)));
-            let drain_wake = drain
+            let drain_wake = s
+                .drain
                 .wake()
                 .unwrap_or(later(now, Duration::from_secs(3600)));
             tokio::select! {
                 biased;
-                i = udp.readable(), if handing.reading() => {
-                    udp.read_batch(i, |flow, data| {
+                i = s.udp.readable(), if s.handing.reading() => {
+                    let engine = &mut s.engine;
+                    s.udp.read_batch(i, |flow, data| {
                         let _handling = current_input::handling(flow, data);
                         #[cfg(debug_assertions)]
                         current_input::panic_if_asked(data);
@@ -307,143 +254,288 @@ impl<H: Hooks> Shell<H> {
                 msg = rx.recv() => {
                     // The shell holds a sender itself, so the channel never closes.
                     let Some(msg) = msg else { break };
-                    let mut next = Some(msg);
-                    for _ in 0..udp::BATCH {
-                        let Some(m) = next.take() else { break };
-                        if matches!(m, Incoming::Closed { .. }) {
-                            // Write what is queued for the connection (a 400, say) first.
-                            flush(&mut engine, (&udp, relay, predecessor.as_ref(), certificates.as_ref()), &mut conns, &tx, max_message).await;
-                        }
-                        on_incoming(&mut engine, &mut conns, m);
-                        next = rx.try_recv().ok();
-                    }
-                    if let Some(m) = next {
-                        on_incoming(&mut engine, &mut conns, m);
-                    }
+                    s.on_incoming_batch(msg, &mut rx).await;
                 }
                 _ = tokio::time::sleep_until(wake) => {
-                    engine.handle_timeout(std::time::Instant::now());
+                    s.engine.handle_timeout(std::time::Instant::now());
                 }
-                _ = tokio::time::sleep_until(drain_wake), if drain.is_on() => {
-                    // Calls hung up get their transactions' time to end (a CANCEL's 487, a
-                    // BYE's 200): 64*T1.
-                    let grace = engine.config().timers.timeout();
-                    match drain.fire(tokio::time::Instant::now(), grace) {
-                        DrainStep::HangUp => {
-                            let keys = engine.call_keys();
-                            info!(calls = keys.len(), "drain deadline reached, hanging up");
-                            let now = std::time::Instant::now();
-                            for k in keys {
-                                engine.hang_up(now, k);
-                            }
-                        }
-                        DrainStep::Stop => {
-                            info!("drain finished");
-                            flush(&mut engine, (&udp, relay, predecessor.as_ref(), certificates.as_ref()), &mut conns, &tx, max_message).await;
-                            return Ok(());
-                        }
+                _ = tokio::time::sleep_until(drain_wake), if s.drain.is_on() => {
+                    if s.on_drain_timer() {
+                        info!("drain finished");
+                        s.flush().await;
+                        return Ok(());
                     }
                 }
                 Some(ev) = next_media_event(&mut media_events) => {
-                    engine.handle_media_event(std::time::Instant::now(), ev);
+                    s.engine.handle_media_event(std::time::Instant::now(), ev);
                 }
-                f = next_forwarded(&mut handing) => match f {
+                f = next_forwarded(&mut s.handing) => match f {
                     Some((flow, data)) => {
                         let _handling = current_input::handling(flow, &data);
-                        engine.handle_datagram(std::time::Instant::now(), flow, &data);
+                        s.engine.handle_datagram(std::time::Instant::now(), flow, &data);
                     }
                     None => {
                         // The new process exited (stopped, or crashed): nobody else reads
                         // the sockets. Read them again to finish this process's calls;
                         // new calls are refused as in a drain.
                         tracing::error!(
-                            calls = engine.active_calls(),
+                            calls = s.engine.active_calls(),
                             "the new process is gone: this process reads its sockets again \
                              to finish its calls, refusing new ones"
                         );
-                        handing = Handing::No;
-                        draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                        if let Some(until) = drain.wake() {
-                            engine.drain_until(until.into_std());
-                        }
-                        accept_tasks = accepting(&conns)?;
+                        s.read_again_draining()?;
                     }
                 },
-                _ = predecessor_gone(&mut predecessor) => {
+                _ = predecessor_gone(&mut s.predecessor) => {
                     info!("the old process finished its calls: every message is this process's");
-                    predecessor = None;
-                    engine.predecessor_gone();
+                    s.predecessor = None;
+                    s.engine.predecessor_gone();
                 }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
-                    match cmd {
-                        Command::HandOver { deadline, reply } => {
-                            for t in accept_tasks.drain(..) {
-                                t.abort();
-                            }
-                            let h = engine.hand_over(std::time::Instant::now());
-                            handing = Handing::Pending;
-                            drain.start(tokio::time::Instant::now(), deadline);
-                            let _ = reply.send(h);
-                        }
-                        Command::HandedOver { link } => match Successor::start(link) {
-                            Ok(s) => {
-                                info!(
-                                    calls = engine.active_calls(),
-                                    "handed over: the new process reads the sockets; this one \
-                                     finishes its calls"
-                                );
-                                handing = Handing::Done(s);
-                            }
-                            Err(e) => {
-                                tracing::error!("the link to the new process failed: {e}");
-                                handing = Handing::No;
-                                draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                                if let Some(until) = drain.wake() {
-                                    engine.drain_until(until.into_std());
-                                }
-                                accept_tasks = accepting(&conns)?;
-                            }
-                        },
-                        Command::TakeBack => {
-                            tracing::error!("the upgrade failed: this process reads its sockets again");
-                            handing = Handing::No;
-                            drain = Drain::default();
-                            engine.take_back();
-                            accept_tasks = accepting(&conns)?;
-                        }
-                        cmd => {
-                            if matches!(cmd, Command::Drain { .. }) {
-                                draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            on_command(&mut engine, &mut drain, cmd);
-                        }
-                    }
+                    s.on_command(cmd)?;
                 }
                 change = changes.recv() => {
                     let Some(Change(change, reply)) = change else { break };
-                    let _ = reply.send(change(&mut engine));
+                    let _ = reply.send(change(&mut s.engine));
                     // A new configuration's trunks start now.
-                    engine.handle_timeout(std::time::Instant::now());
+                    s.engine.handle_timeout(std::time::Instant::now());
                 }
             }
-            engine.sync_metrics();
-            flush(
-                &mut engine,
-                (&udp, relay, predecessor.as_ref(), certificates.as_ref()),
-                &mut conns,
-                &tx,
-                max_message,
-            )
-            .await;
-
-            if drain.is_on() && engine.active_calls() == 0 && handing.may_exit() {
-                if handing.handed() {
+            s.engine.sync_metrics();
+            s.flush().await;
+            if s.drain.is_on() && s.engine.active_calls() == 0 && s.handing.may_exit() {
+                if s.handing.handed() {
                     info!("handed over and no call left: exiting");
                 } else {
                     info!("drained: no calls left");
                 }
                 return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loop's state, with the channel the stream connections send on and the media relay's
+/// reports (each read by a branch of the loop of its own).
+type Started<H> = (
+    Running<H>,
+    mpsc::Receiver<Incoming>,
+    Option<UnboundedReceiver<MediaEvent>>,
+);
+
+/// The stream listeners' descriptors and what accepting on them needs.
+struct StreamListeners {
+    fds: Vec<Listening>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    admission: Arc<stream::Admission>,
+}
+
+/// The running loop's state: the engine and where its outputs go, the stream connections, and
+/// how far an upgrade or a drain has got.
+struct Running<H: Hooks> {
+    engine: Engine<H>,
+    udp: UdpSockets,
+    relay: Option<MediaRelay>,
+    /// The process this one took over from (an upgrade), while it finishes its calls.
+    predecessor: Option<Predecessor>,
+    certificates: Option<Arc<dyn CertificateSource>>,
+    conns: Connections,
+    /// What the stream connections and certificate fetches send to the loop.
+    tx: mpsc::Sender<Incoming>,
+    max_message: usize,
+    handing: Handing,
+    drain: Drain,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    listeners: StreamListeners,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<H: Hooks> Running<H> {
+    /// The loop's state from the bound shell; the channel the stream connections send on,
+    /// and the media relay's reports.
+    fn new(shell: Shell<H>) -> io::Result<Started<H>> {
+        let Shell {
+            engine,
+            max_message,
+            udp,
+            tcp,
+            tcp_limits,
+            media,
+            draining,
+            predecessor,
+            certificates,
+            tls,
+        } = shell;
+        let (relay, media_events) = match media {
+            Some((r, rx)) => (Some(r), Some(rx)),
+            None => (None, None),
+        };
+        let (tx, rx) = mpsc::channel::<Incoming>(16 * 1024);
+        let mut conns = Connections::default();
+        let acceptor = tls.as_ref().and_then(crate::tls::TlsContext::acceptor);
+        conns.tls = tls;
+        conns.keepalive = tcp_limits.keepalive;
+        // The listeners' descriptors stay, so that accepting can stop (an upgrade) and start
+        // again (a failed one).
+        let fds = tcp
+            .iter()
+            .map(|(a, l, tls)| Listening::of(stream_kind(*tls), *a, l))
+            .collect::<io::Result<Vec<_>>>()?;
+        drop(tcp);
+        let listeners = StreamListeners {
+            fds,
+            acceptor,
+            admission: Arc::new(stream::Admission::new(tcp_limits)),
+        };
+        let running = Running {
+            engine,
+            udp,
+            relay,
+            predecessor,
+            certificates,
+            conns,
+            tx,
+            max_message,
+            handing: Handing::No,
+            drain: Drain::default(),
+            draining,
+            listeners,
+            accept_tasks: Vec::new(),
+        };
+        Ok((running, rx, media_events))
+    }
+
+    /// Write everything the engine has to send.
+    async fn flush(&mut self) {
+        let outlets = (
+            &self.udp,
+            self.relay.as_ref(),
+            self.predecessor.as_ref(),
+            self.certificates.as_ref(),
+        );
+        flush(
+            &mut self.engine,
+            outlets,
+            &mut self.conns,
+            &self.tx,
+            self.max_message,
+        )
+        .await;
+    }
+
+    /// Accept on every stream listener (again).
+    fn accept_again(&mut self) -> io::Result<()> {
+        let l = &self.listeners;
+        self.accept_tasks = l
+            .fds
+            .iter()
+            .map(|fd| {
+                let listener = stream::adopt(fd.fd.try_clone()?)?;
+                let tls = (fd.kind == SocketKind::SipTls)
+                    .then(|| l.acceptor.clone())
+                    .flatten();
+                Ok(tokio::spawn(stream::accept_loop(
+                    (fd.addr, tls),
+                    listener,
+                    self.tx.clone(),
+                    (self.conns.ids(), l.admission.clone()),
+                    self.max_message,
+                )))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(())
+    }
+
+    /// An upgrade fell through after this process stopped reading its sockets: read them
+    /// again and accept again, to finish this process's calls, refusing new ones.
+    fn read_again_draining(&mut self) -> io::Result<()> {
+        self.handing = Handing::No;
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(until) = self.drain.wake() {
+            self.engine.drain_until(until.into_std());
+        }
+        self.accept_again()
+    }
+
+    /// What the stream connections read, `first` and up to a batch more that are queued.
+    async fn on_incoming_batch(&mut self, first: Incoming, rx: &mut mpsc::Receiver<Incoming>) {
+        let mut next = Some(first);
+        for _ in 0..udp::BATCH {
+            let Some(m) = next.take() else { break };
+            if matches!(m, Incoming::Closed { .. }) {
+                // Write what is queued for the connection (a 400, say) first.
+                self.flush().await;
+            }
+            on_incoming(&mut self.engine, &mut self.conns, m);
+            next = rx.try_recv().ok();
+        }
+        if let Some(m) = next {
+            on_incoming(&mut self.engine, &mut self.conns, m);
+        }
+    }
+
+    /// The drain's deadline passed: hang up what is left, or (after the grace) stop. Whether
+    /// to stop.
+    fn on_drain_timer(&mut self) -> bool {
+        // Calls hung up get their transactions' time to end (a CANCEL's 487, a BYE's 200):
+        // 64*T1.
+        let grace = self.engine.config().timers.timeout();
+        match self.drain.fire(tokio::time::Instant::now(), grace) {
+            DrainStep::HangUp => {
+                let keys = self.engine.call_keys();
+                info!(calls = keys.len(), "drain deadline reached, hanging up");
+                let now = std::time::Instant::now();
+                for k in keys {
+                    self.engine.hang_up(now, k);
+                }
+                false
+            }
+            DrainStep::Stop => true,
+        }
+    }
+
+    /// A command of the process: the upgrade's steps here, the rest in [`on_command`].
+    fn on_command(&mut self, cmd: Command) -> io::Result<()> {
+        match cmd {
+            Command::HandOver { deadline, reply } => {
+                for t in self.accept_tasks.drain(..) {
+                    t.abort();
+                }
+                let h = self.engine.hand_over(std::time::Instant::now());
+                self.handing = Handing::Pending;
+                self.drain.start(tokio::time::Instant::now(), deadline);
+                let _ = reply.send(h);
+            }
+            Command::HandedOver { link } => match Successor::start(link) {
+                Ok(s) => {
+                    info!(
+                        calls = self.engine.active_calls(),
+                        "handed over: the new process reads the sockets; this one finishes \
+                         its calls"
+                    );
+                    self.handing = Handing::Done(s);
+                }
+                Err(e) => {
+                    tracing::error!("the link to the new process failed: {e}");
+                    self.read_again_draining()?;
+                }
+            },
+            Command::TakeBack => {
+                tracing::error!("the upgrade failed: this process reads its sockets again");
+                self.handing = Handing::No;
+                self.drain = Drain::default();
+                self.engine.take_back();
+                self.accept_again()?;
+            }
+            cmd => {
+                if matches!(cmd, Command::Drain { .. }) {
+                    self.draining
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                on_command(&mut self.engine, &mut self.drain, cmd);
             }
         }
         Ok(())
