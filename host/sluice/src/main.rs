@@ -307,13 +307,9 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")
 }
 
-async fn run(
-    cfg: Config,
-    text: String,
-    path: Option<PathBuf>,
-    cli_drain: Option<u64>,
-    set_log: LogSetter,
-) -> anyhow::Result<()> {
+/// Install the Prometheus recorder and keep its histograms folded in (with the process
+/// metrics) every 5 s.
+fn start_metrics() -> anyhow::Result<PrometheusHandle> {
     let metrics = install_metrics()?;
     let process = metrics_process::Collector::default();
     metrics_help::describe(&process);
@@ -332,6 +328,101 @@ async fn run(
     }
     metrics::counter!("sluice_config_reloads_total", "result" => "success").absolute(0);
     metrics::counter!("sluice_config_reloads_total", "result" => "failure").absolute(0);
+    Ok(metrics)
+}
+
+/// Serve the admin API on `addr` (the old process's socket when an upgrade handed it over;
+/// it joins `handed` for the next upgrade).
+async fn serve_admin(
+    addr: std::net::SocketAddr,
+    state: AdminState,
+    tls: Option<Arc<sluice_admin::tls::RustlsConfig>>,
+    (inherited, handed): (&mut Inherited, &mut Vec<Listening>),
+) -> anyhow::Result<tokio::task::AbortHandle> {
+    let listener = http_listener(inherited, SocketKind::Admin, addr)
+        .await
+        .with_context(|| format!("binding the admin API on {addr}"))?;
+    handed.push(Listening::of(SocketKind::Admin, addr, &listener)?);
+    info!(%addr, tls = tls.is_some(), "admin API listening");
+    let router = sluice_admin::router(state);
+    let server = tokio::spawn(async move {
+        let served = match tls {
+            Some(config) => sluice_admin::serve_tls(listener, config, router).await,
+            None => sluice_admin::serve(listener, router).await,
+        };
+        if let Err(e) = served {
+            error!("admin API stopped: {e}");
+        }
+    });
+    Ok(server.abort_handle())
+}
+
+/// Serve the metrics endpoint on `addr` (handed over as the admin API's socket is).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: PrometheusHandle,
+    (inherited, handed): (&mut Inherited, &mut Vec<Listening>),
+) -> anyhow::Result<tokio::task::AbortHandle> {
+    let listener = http_listener(inherited, SocketKind::Metrics, addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+    handed.push(Listening::of(SocketKind::Metrics, addr, &listener)?);
+    info!(%addr, "metrics endpoint listening");
+    let router = sluice_admin::metrics_router(metrics);
+    let server = tokio::spawn(async move {
+        if let Err(e) = sluice_admin::serve(listener, router).await {
+            error!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(server.abort_handle())
+}
+
+/// The failed TLS handshakes' counters at zero for every way and reason, so that a scrape
+/// shows them before the first failure.
+fn zero_handshake_failures() {
+    for way in ["accepted", "opened"] {
+        for reason in sluice_transport::tls::REASONS {
+            metrics::counter!(sluice_transport::tls::HANDSHAKE_FAILURES, "way" => way, "reason" => reason)
+                .increment(0);
+        }
+    }
+}
+
+/// What the shell binds and how it runs, from the configuration.
+fn shell_options(
+    cfg: &Config,
+    path: Option<&std::path::Path>,
+    (listeners, tls): (
+        Vec<sluice_b2bua::ListenerAddr>,
+        Option<sluice_transport::tls::TlsContext>,
+    ),
+    draining: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<ShellOptions> {
+    Ok(ShellOptions {
+        listeners,
+        max_message: cfg.sip.max_message_bytes,
+        media_workers: Some(media_workers(cfg.media.workers)),
+        draining,
+        certificates: Some(certificate_source(cfg, path)?),
+        tls,
+        tcp: sluice_transport::TcpLimits {
+            max_connections: cfg.sip.max_connections,
+            max_per_source: cfg.sip.max_connections_per_source,
+            first_message: std::time::Duration::from_secs(cfg.sip.tcp_first_message_seconds),
+            keepalive: (cfg.sip.tcp_keepalive_seconds > 0)
+                .then(|| std::time::Duration::from_secs(cfg.sip.tcp_keepalive_seconds)),
+        },
+    })
+}
+
+async fn run(
+    cfg: Config,
+    text: String,
+    path: Option<PathBuf>,
+    cli_drain: Option<u64>,
+    set_log: LogSetter,
+) -> anyhow::Result<()> {
+    let metrics = start_metrics()?;
     // Plugins are compiled and self-checked before anything listens.
     let runtime = sluice_plugins::Runtime::new(reload::limits(&cfg), true)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -353,12 +444,7 @@ async fn run(
     crate::sip_tls::publish(&prepared.tls_expiries);
     let live_tls = tls.clone();
     if tls.is_some() {
-        for way in ["accepted", "opened"] {
-            for reason in sluice_transport::tls::REASONS {
-                metrics::counter!(sluice_transport::tls::HANDSHAKE_FAILURES, "way" => way, "reason" => reason)
-                    .increment(0);
-            }
-        }
+        zero_handshake_failures();
     }
     let dns = reload::DnsState::new(prepared.config.clone(), prepared.dns_ttl, &prepared.engine);
     let mut engine = sluice_b2bua::Engine::with_hooks(
@@ -378,21 +464,7 @@ async fn run(
         .unwrap_or_default();
     let mut shell = Shell::bind(
         engine,
-        ShellOptions {
-            listeners,
-            max_message: cfg.sip.max_message_bytes,
-            media_workers: Some(media_workers(cfg.media.workers)),
-            draining: draining.clone(),
-            certificates: Some(certificate_source(&cfg, path.as_deref())?),
-            tls,
-            tcp: sluice_transport::TcpLimits {
-                max_connections: cfg.sip.max_connections,
-                max_per_source: cfg.sip.max_connections_per_source,
-                first_message: std::time::Duration::from_secs(cfg.sip.tcp_first_message_seconds),
-                keepalive: (cfg.sip.tcp_keepalive_seconds > 0)
-                    .then(|| std::time::Duration::from_secs(cfg.sip.tcp_keepalive_seconds)),
-            },
-        },
+        shell_options(&cfg, path.as_deref(), (listeners, tls), draining.clone())?,
         &mut inherited,
     )
     .await
@@ -438,36 +510,12 @@ async fn run(
             draining: draining.clone(),
         };
         let tls = admin_tls(&cfg, path.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-        let listener = http_listener(&mut inherited, SocketKind::Admin, addr)
-            .await
-            .with_context(|| format!("binding the admin API on {addr}"))?;
-        handed.push(Listening::of(SocketKind::Admin, addr, &listener)?);
-        info!(%addr, tls = tls.is_some(), "admin API listening");
-        let router = sluice_admin::router(state);
-        let server = tokio::spawn(async move {
-            let served = match tls {
-                Some(config) => sluice_admin::serve_tls(listener, config, router).await,
-                None => sluice_admin::serve(listener, router).await,
-            };
-            if let Err(e) = served {
-                error!("admin API stopped: {e}");
-            }
-        });
-        servers.push(server.abort_handle());
+        let sockets = (&mut inherited, &mut handed);
+        servers.push(serve_admin(addr, state, tls, sockets).await?);
     }
     if let Some(addr) = cfg.metrics_addr() {
-        let listener = http_listener(&mut inherited, SocketKind::Metrics, addr)
-            .await
-            .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
-        handed.push(Listening::of(SocketKind::Metrics, addr, &listener)?);
-        info!(%addr, "metrics endpoint listening");
-        let router = sluice_admin::metrics_router(metrics.clone());
-        let server = tokio::spawn(async move {
-            if let Err(e) = sluice_admin::serve(listener, router).await {
-                error!("metrics endpoint stopped: {e}");
-            }
-        });
-        servers.push(server.abort_handle());
+        let sockets = (&mut inherited, &mut handed);
+        servers.push(serve_metrics(addr, metrics.clone(), sockets).await?);
     }
     if !inherited.is_empty() {
         info!(
