@@ -446,7 +446,9 @@ fn uri_number_span(uri: &str) -> Option<std::ops::Range<usize>> {
     span_in(uri, uri_number(uri)?)
 }
 
-/// The range `part` (a view borrowed from `outer`) covers in `outer`.
+/// The range `part` covers in `outer`. `part` must be a view borrowed from `outer` (every
+/// caller passes what a parser returned of it): an empty string from elsewhere whose address
+/// happened to fall inside `outer` would give a wrong, empty range.
 fn span_in(outer: &str, part: &str) -> Option<std::ops::Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
