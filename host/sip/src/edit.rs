@@ -380,53 +380,47 @@ pub fn normalize_numbers(
             if let Some(uri) = msg.request_uri().and_then(|u| splice_range(u, span, &n)) {
                 let _ = set_request_uri(msg, &uri);
             }
-            replace_header_number(msg, &HeaderName::To, &called, &n);
+            let to = |number: &str| (number == called).then(|| n.clone());
+            replace_numbers(msg, &HeaderName::To, to);
         }
     }
+    // Each distinct calling number is asked once; every element's new number is decided from
+    // the value as it came, so that a number mapped onto another one is not mapped twice.
     let mut seen: Vec<(String, Option<String>)> = Vec::new();
     for name in &CALLING_HEADERS {
-        let numbers: Vec<String> = msg
-            .headers
-            .values(name)
-            .filter_map(name_addr_number)
-            .map(str::to_string)
-            .collect();
-        for number in numbers {
-            let new = match seen.iter().find(|(old, _)| *old == number) {
-                Some((_, new)) => new.clone(),
-                None => {
-                    let new =
-                        hook(NumberKind::Calling, &number).filter(|n| check_number(n).is_ok());
-                    seen.push((number.clone(), new.clone()));
-                    new
-                }
-            };
-            if let Some(new) = new {
-                replace_header_number(msg, name, &number, &new);
+        replace_numbers(msg, name, |number| {
+            if let Some((_, new)) = seen.iter().find(|(old, _)| old == number) {
+                return new.clone();
             }
-        }
+            let new = hook(NumberKind::Calling, number).filter(|n| check_number(n).is_ok());
+            seen.push((number.to_string(), new.clone()));
+            new
+        });
     }
 }
 
-/// Replace `old` by `new` as the number of every element of header `name` that carries it,
-/// in place: the rest of each value, separators included, stays byte for byte.
-fn replace_header_number(msg: &mut Message, name: &HeaderName, old: &str, new: &str) {
+/// Rewrite the number of every element of header `name` to what `new` says of it (`None`:
+/// unchanged), in place: the rest of each value, separators included, stays byte for byte.
+fn replace_numbers(
+    msg: &mut Message,
+    name: &HeaderName,
+    mut new: impl FnMut(&str) -> Option<String>,
+) {
     for h in msg.headers.iter_mut().filter(|h| &h.name == name) {
         let value = h.value.as_str();
         let mut out: Option<String> = None;
         let mut done = 0;
         for element in crate::fields::split_list(value) {
-            let Some(number) = name_addr_number(element).filter(|n| *n == old) else {
+            let Some(number) = name_addr_number(element) else {
                 continue;
             };
-            let Some(span) = span_in(value, number) else {
+            let (Some(span), Some(n)) = (span_in(value, number), new(number)) else {
                 continue;
             };
-            let o = out.get_or_insert_with(|| {
-                String::with_capacity(value.len().saturating_add(new.len()))
-            });
+            let o = out
+                .get_or_insert_with(|| String::with_capacity(value.len().saturating_add(n.len())));
             o.push_str(value.get(done..span.start).unwrap_or_default());
-            o.push_str(new);
+            o.push_str(&n);
             done = span.end;
         }
         if let Some(mut o) = out {
@@ -627,6 +621,28 @@ mod tests {
             Some("<sip:+15552001111@192.0.2.9>, <tel:+15552009999>")
         );
         assert_eq!(asked.len(), 3, "{asked:?}");
+    }
+
+    #[test]
+    fn a_number_mapped_onto_another_is_not_mapped_twice() {
+        let mut m = invite();
+        m.headers.push(
+            HeaderName::PAssertedIdentity,
+            "<sip:100@192.0.2.9>, <sip:200@192.0.2.9>",
+        );
+        normalize_numbers(&mut m, |_, n| match n {
+            "100" => Some("200".into()),
+            "200" => Some("300".into()),
+            _ => None,
+        });
+        assert_eq!(
+            m.headers.get(&HeaderName::PAssertedIdentity),
+            Some("<sip:200@192.0.2.9>, <sip:300@192.0.2.9>")
+        );
+        assert_eq!(
+            m.headers.get(&HeaderName::From),
+            Some("\"Al\" <sip:200@192.0.2.9>;tag=abc")
+        );
     }
 
     #[test]
