@@ -182,8 +182,11 @@ pub fn response<H: Hooks>(
     };
     let (from, server) = (*from, *server);
     let method = request.method().cloned().unwrap_or(Method::Options);
-    if matches!(status, 401 | 407) && answer_challenge(core, call, now, tx, &msg) {
-        return true;
+    if matches!(status, 401 | 407) {
+        let original = request.as_ref().clone();
+        if answer_challenge(core, call, now, (tx, &msg), (from, server, &original)) {
+            return true;
+        }
     }
     let Some(ClientRole::Relay { request, .. }) = core.clients.get(&tx) else {
         return false;
@@ -240,23 +243,12 @@ fn answer_challenge<H: Hooks>(
     core: &mut Core<H>,
     call: &mut Call,
     now: Instant,
-    tx: ClientTxId,
-    challenge: &Message,
+    (tx, challenge): (ClientTxId, &Message),
+    to: (LegId, ServerTxId, &Message),
 ) -> bool {
-    let Some(ClientRole::Relay {
-        from,
-        server,
-        request,
-        ..
-    }) = core.clients.get(&tx)
-    else {
-        return false;
-    };
-    let (from, server, original) = (*from, *server, request.as_ref().clone());
     let Some(sent) = core.tx.client_request(tx).cloned() else {
         return false;
     };
-    let to = (from, server, &original);
     failover::answer_relay_challenge(core, call, now, (&sent, challenge), to)
 }
 

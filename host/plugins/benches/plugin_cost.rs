@@ -103,14 +103,8 @@ fn host_for(rt: &Arc<Runtime>, trunk: &str, extra: &str) -> PluginHost {
 }
 
 fn chains(rt: &Arc<Runtime>) {
-    let mut empty = PluginHost::new();
-    empty.install(GenerationSpec {
-        plugins: Vec::new(),
-        chains: HashMap::from([("t".to_string(), Chain::default())]),
-        fingerprint: "empty".into(),
-    });
     let cases: Vec<(&str, PluginHost)> = vec![
-        ("0 plugins", empty),
+        ("0 plugins", empty_host()),
         ("1 plugin (generic brand)", host_for(rt, "", "")),
         (
             "1 plugin (tel-uri-request: rewrites the Request-URI)",
@@ -131,12 +125,7 @@ fn chains(rt: &Arc<Runtime>) {
         ),
         (
             "3 plugins (twilio brand, tel-uri-request, header-rules)",
-            host_for(
-                rt,
-                "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acct\"]",
-                "[plugin.acct]\nmodule = \"header-rules\"\n\
-                 settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }",
-            ),
+            three_plugins(rt),
         ),
     ];
     let base = invite();
@@ -352,12 +341,7 @@ fn cold_cost(host: &mut PluginHost, base: &Message, mib: usize) -> (f64, f64) {
 }
 
 fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
-    let mut host = host_for(
-        rt,
-        "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acct\"]",
-        "[plugin.acct]\nmodule = \"header-rules\"\n\
-         settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }",
-    );
+    let mut host = three_plugins(rt);
     let (g, c, base) = (host.current(), ctx(), invite());
     let (start, mut n) = (Instant::now(), 0u64);
     while start.elapsed() < secs {
@@ -370,12 +354,47 @@ fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
         "{n} new calls, {:.2} us each (with two message copies)",
         start.elapsed().as_secs_f64() * 1e6 / n as f64
     );
+    let runs = (n / 4).max(1);
+    let per = |t: Instant| t.elapsed().as_secs_f64() * 1e6 / runs as f64;
+    let t = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(host.number(g, &c, sluice_b2bua::NumberKind::Called, "5552234567"));
+    }
+    println!("one number hook: {:.2} us", per(t));
+    let t = Instant::now();
+    for _ in 0..runs {
+        let mut m = base.clone();
+        sluice_sip::edit::normalize_numbers(&mut m, |_, n| Some(format!("+1{n}")));
+        std::hint::black_box(m);
+    }
+    println!(
+        "numbers rewritten without plugins (one message copy): {:.2} us",
+        per(t)
+    );
+    // The same new call with the caches cold, as in a process that does other work between
+    // calls: memory walked before every other call, beyond L2 (8 MiB) and beyond L3 (48 MiB
+    // on this machine); and the same without plugins, for comparison.
+    let mut empty = empty_host();
+    for mib in [8, 48] {
+        let (warm, cold) = cold_cost(&mut host, &base, mib);
+        let (warm0, cold0) = cold_cost(&mut empty, &base, mib);
+        println!(
+            "new call, caches warm / after {mib} MiB walked: three plugins {warm:.2} / \
+             {cold:.2} us, no plugin {warm0:.2} / {cold0:.2} us"
+        );
+    }
+    phases(&mut host, &base, runs);
+}
+
+/// A new call's phases, timed apart over `runs` calls.
+fn phases(host: &mut PluginHost, base: &Message, runs: u64) {
+    let (g, c) = (host.current(), ctx());
     let mut phases = [Duration::ZERO; 4];
-    for _ in 0..n / 4 {
+    for _ in 0..runs {
         let mut m = base.clone();
         let mut o = m.clone();
         let t0 = Instant::now();
-        let _ = sluice_b2bua::hooks::run_number_hooks(&mut host, g, &c, &mut m);
+        let _ = sluice_b2bua::hooks::run_number_hooks(host, g, &c, &mut m);
         let t1 = Instant::now();
         let _ = host.message(g, &c, &mut m, &mut o);
         let t2 = Instant::now();
@@ -387,42 +406,7 @@ fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
             *p += d;
         }
     }
-    let t = Instant::now();
-    for _ in 0..n / 4 {
-        std::hint::black_box(host.number(g, &c, sluice_b2bua::NumberKind::Called, "5552234567"));
-    }
-    println!(
-        "one number hook: {:.2} us",
-        t.elapsed().as_secs_f64() * 1e6 / (n / 4) as f64
-    );
-    let t = Instant::now();
-    for _ in 0..n / 4 {
-        let mut m = base.clone();
-        sluice_sip::edit::normalize_numbers(&mut m, |_, n| Some(format!("+1{n}")));
-        std::hint::black_box(m);
-    }
-    println!(
-        "numbers rewritten without plugins (one message copy): {:.2} us",
-        t.elapsed().as_secs_f64() * 1e6 / (n / 4) as f64
-    );
-    // The same new call with the caches cold, as in a process that does other work between
-    // calls: memory walked before every other call, beyond L2 (8 MiB) and beyond L3 (48 MiB
-    // on this machine); and the same without plugins, for comparison.
-    let mut empty = PluginHost::new();
-    empty.install(GenerationSpec {
-        plugins: Vec::new(),
-        chains: HashMap::from([("t".to_string(), Chain::default())]),
-        fingerprint: "empty".into(),
-    });
-    for mib in [8, 48] {
-        let (warm, cold) = cold_cost(&mut host, &base, mib);
-        let (warm0, cold0) = cold_cost(&mut empty, &base, mib);
-        println!(
-            "new call, caches warm / after {mib} MiB walked: three plugins {warm:.2} / \
-             {cold:.2} us, no plugin {warm0:.2} / {cold0:.2} us"
-        );
-    }
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / (n / 4) as f64;
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / runs as f64;
     println!(
         "numbers {:.2} us, message {:.2} us, attestation {:.2} us, key hiding {:.2} us",
         per(phases[0]),
@@ -430,4 +414,25 @@ fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
         per(phases[2]),
         per(phases[3])
     );
+}
+
+/// A host with no plugin on trunk `t`.
+fn empty_host() -> PluginHost {
+    let mut empty = PluginHost::new();
+    empty.install(GenerationSpec {
+        plugins: Vec::new(),
+        chains: HashMap::from([("t".to_string(), Chain::default())]),
+        fingerprint: "empty".into(),
+    });
+    empty
+}
+
+/// The benchmark's chain: the twilio brand, tel-uri-request and header-rules.
+fn three_plugins(rt: &Arc<Runtime>) -> PluginHost {
+    host_for(
+        rt,
+        "brand = \"twilio\"\noutbound_rules = [\"tel-uri-request\", \"acct\"]",
+        "[plugin.acct]\nmodule = \"header-rules\"\n\
+         settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }",
+    )
 }
