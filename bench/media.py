@@ -21,6 +21,11 @@ Phases (each prints one line per measurement and the ratios at the end):
            plain RTP, in the same run: one direction, PBX to trunk (RTP in, SRTP out; the
            generator cannot make SRTP, so the trunk's sockets send to a sink, not to Sluice).
 
+Systems: MEDIA_SYSTEMS (default "sluice rtpengine"); "floor" adds `minrelay.c` beside this script,
+the least a userspace relay can do (one recvfrom and one sendto per packet, nothing else), so
+that a relay's figure can be read against what the kernel's UDP path costs on the machine.
+Each measurement also prints the relay's context switches per packet.
+
 Usage: cargo build --release -p sluice && python3 bench/media.py [--calls 500] [--secs 10]
        [--rounds 3] [--phases cpu,max,latency,memory]
 The anchor tools (`rtpblast.c`, `rtpengine_anchor.py`) are looked up in BENCH_TOOLS (default:
@@ -80,6 +85,20 @@ def ticks(pid):
             with open(f"/proc/{pid}/task/{t}/stat") as f:
                 p = f.read().rsplit(")", 1)[1].split()
             tot += int(p[11]) + int(p[12])
+        except FileNotFoundError:
+            pass
+    return tot
+
+
+def switches(pid):
+    """Context switches of all the process's threads (voluntary + involuntary)."""
+    tot = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                for line in f:
+                    if "ctxt_switches:" in line:
+                        tot += int(line.split()[1])
         except FileNotFoundError:
             pass
     return tot
@@ -213,11 +232,13 @@ def blast_and_measure(work, p, flows, secs, gen_cpu):
     the steady part of the window."""
     gen = blast(work, flows, secs, gen_cpu)
     time.sleep(1.0)
-    c1, t1 = ticks(p.pid), time.time()
+    c1, w1, t1 = ticks(p.pid), switches(p.pid), time.time()
     time.sleep(max(0.5, secs - 2.0))
-    c2, t2 = ticks(p.pid), time.time()
+    c2, w2, t2 = ticks(p.pid), switches(p.pid), time.time()
     out, _ = gen.communicate(timeout=secs + 30)
-    return json.loads(out), 100.0 * (c2 - c1) / TCK / (t2 - t1)
+    res = json.loads(out)
+    res["switches_per_s"] = round((w2 - w1) / (t2 - t1))
+    return res, 100.0 * (c2 - c1) / TCK / (t2 - t1)
 
 
 def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
@@ -279,19 +300,46 @@ def run_rtpengine(work, calls, secs, relay_cpu, gen_cpu):
     return res
 
 
-RUN = {"sluice": run_sluice, "rtpengine": run_rtpengine}
+def run_floor(work, calls, secs, relay_cpu, gen_cpu):
+    """The floor: `minrelay.c` (one recvfrom and one sendto per packet, nothing else) on the
+    same streams, pinned like the others."""
+    pairs = os.path.join(work, "pairs")
+    flows = []
+    with open(pairs, "w") as f:
+        for i in range(calls):
+            pa, pb, ra, rb = 10000 + 2 * i, 10001 + 2 * i, 20000 + 2 * i, 30000 + 2 * i
+            f.write("%d %d %d %d\n" % (ra, pa, rb, pb))
+            flows += [(pa, ra), (pb, rb)]
+    cmd = [os.path.join(work, "minrelay"), pairs]
+    if relay_cpu:
+        cmd = ["taskset", "-c", relay_cpu] + cmd
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        if p.stdout.readline().strip() != "ready":
+            sys.exit("minrelay did not start")
+        res, cpu_pct = blast_and_measure(work, p, flows, secs, gen_cpu)
+        res.update(system="floor", calls=calls, streams=2 * calls, cpu_pct=round(cpu_pct, 1))
+        res["us_cpu_per_pkt"] = round(cpu_pct / 100.0 * 1e6 / res["offered_pps"], 2) if cpu_pct > 0 else 0.0
+        return res
+    finally:
+        stop(p)
+
+
+RUN = {"sluice": run_sluice, "rtpengine": run_rtpengine, "floor": run_floor}
+SYSTEMS = os.environ.get("MEDIA_SYSTEMS", "sluice rtpengine").split()
 
 
 def show(r):
     lat = r["lat_us"]
     print("  %-9s %4d calls: %6.2f us CPU per packet, CPU %5.1f%%, loss %.4f%%, latency p50 %d us p99 %d us"
-          % (r["system"], r["calls"], r["us_cpu_per_pkt"], r["cpu_pct"], r["loss_pct"], lat["p50"], lat["p99"]),
-          flush=True)
+          % (r["system"], r["calls"], r["us_cpu_per_pkt"], r["cpu_pct"], r["loss_pct"], lat["p50"], lat["p99"])
+          + (", %.2f context switches per packet" % (r["switches_per_s"] / r["offered_pps"])
+             if "switches_per_s" in r else ""), flush=True)
 
 
 def median(xs):
     xs = sorted(xs)
-    return xs[len(xs) // 2]
+    return xs[len(xs) // 2] if xs else 0.0
 
 
 def memory(work, hold, relay_cpu):
@@ -332,26 +380,32 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = tempfile.mkdtemp(prefix="sluice-media-bench-")
     subprocess.check_call(["gcc", "-O2", "-o", os.path.join(work, "rtpblast"), os.path.join(TOOLS, "rtpblast.c")])
+    subprocess.check_call(["gcc", "-O2", "-o", os.path.join(work, "minrelay"), os.path.join(ROOT, "bench", "minrelay.c")])
     print("media relay benchmark, %s, %d cores; relays pinned to CPU %s, generator to CPU %s"
           % (time.strftime("%Y-%m-%d"), os.cpu_count(), a.relay_cpu, a.gen_cpu), flush=True)
     summary = []
     if "cpu" in phases:
         print("== CPU per relayed packet at %d calls (%d streams, %d packets/s), %gs, %d rounds"
               % (a.calls, 2 * a.calls, 100 * a.calls, a.secs, a.rounds), flush=True)
-        per = {"sluice": [], "rtpengine": []}
+        per = {s: [] for s in ("sluice", "rtpengine", "floor")}
         for _ in range(a.rounds):
-            for system in ("sluice", "rtpengine"):
+            for system in SYSTEMS:
                 r = RUN[system](work, a.calls, a.secs, a.relay_cpu, a.gen_cpu)
                 show(r)
                 per[system].append(r["us_cpu_per_pkt"])
         s, e = median(per["sluice"]), median(per["rtpengine"])
         summary.append("CPU per relayed packet: sluice %.2f us, rtpengine %.2f us (medians); ratio sluice/rtpengine %.2f"
                        % (s, e, s / e if e else float("nan")))
+        if per["floor"]:
+            fl = median(per["floor"])
+            summary.append("floor (minrelay.c: recvfrom + sendto, nothing else): %.2f us per packet; "
+                           "floor/rtpengine %.2f, sluice/floor %.2f"
+                           % (fl, fl / e if e else float("nan"), s / fl if fl else float("nan")))
     best = {}
     if "max" in phases:
         print("== most calls relayed with under 0.1%% loss and p99 latency under 20 ms (%gs each)"
               % a.secs, flush=True)
-        for system in ("sluice", "rtpengine"):
+        for system in SYSTEMS:
             for calls in [int(c) for c in a.max_calls.split()]:
                 r = RUN[system](work, calls, a.secs, a.relay_cpu, a.gen_cpu)
                 show(r)
@@ -363,7 +417,7 @@ def main():
                            % (system, 2 * b["calls"] if b else "none", b["cpu_pct"] if b else "-"))
     if "latency" in phases:
         print("== latency through the relay at half of each system's maximum", flush=True)
-        for system in ("sluice", "rtpengine"):
+        for system in SYSTEMS:
             calls = max(1, (best[system]["calls"] if system in best else a.calls) // 2)
             r = RUN[system](work, calls, a.secs, a.relay_cpu, a.gen_cpu)
             show(r)
