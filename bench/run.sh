@@ -43,6 +43,12 @@ PROXY=127.0.100.1
 UAC_IP=127.0.100.10
 UAS_IP=127.0.100.20
 SLUICE=${SLUICE:-target/release/sluice}
+# Optional pinning (CPU lists for taskset): the system under test on SYS_CPUS, SIPp on GEN_CPUS,
+# so that the generator does not share a core (and its caches) with the system it measures.
+SYS_CPUS=${SYS_CPUS:-}
+GEN_CPUS=${GEN_CPUS:-}
+SYS_PIN=(); [ -n "$SYS_CPUS" ] && SYS_PIN=(taskset -c "$SYS_CPUS")
+GEN_PIN=(); [ -n "$GEN_CPUS" ] && GEN_PIN=(taskset -c "$GEN_CPUS")
 WORK=$(mktemp -d)
 PIDS=()
 
@@ -63,7 +69,7 @@ ulimit -n 65536 2>/dev/null || true
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 1; }
 
 start_uas() {
-    sipp -sf tests/scenarios/uas.xml -i "$UAS_IP" -p 5060 -nostdin -bg -trace_err \
+    "${GEN_PIN[@]}" sipp -sf tests/scenarios/uas.xml -i "$UAS_IP" -p 5060 -nostdin -bg -trace_err \
         -error_file "$WORK/uas.err" >/dev/null 2>&1
     sleep 0.5
 }
@@ -82,28 +88,28 @@ stop_uas() {
 start_system() {
     case "$1" in
     sluice)
-        "$SLUICE" run --config bench/sluice-bench.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice-plugins)
-        "$SLUICE" run --config bench/sluice-bench-plugins.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench-plugins.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice-stir)
-        "$SLUICE" run --config bench/sluice-bench-stir.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench-stir.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice-tenants)
-        "$SLUICE" run --config bench/sluice-bench-tenants.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench-tenants.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice=*)
         # Any other Sluice configuration, named after the '=' (for decomposing a cost).
-        "$SLUICE" run --config "${1#sluice=}" --log warn >"$WORK/sluice.log" 2>&1 &
+        "${SYS_PIN[@]}" "$SLUICE" run --config "${1#sluice=}" --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     kamailio)
-        kamailio -f "$PWD/bench/kamailio.cfg" -DD -E -m 1024 -M 64 -w "$WORK" \
+        "${SYS_PIN[@]}" kamailio -f "$PWD/bench/kamailio.cfg" -DD -E -m 1024 -M 64 -w "$WORK" \
             >"$WORK/kamailio.log" 2>&1 &
         SYS_PID=$!
         ;;
@@ -135,7 +141,7 @@ stop_system() {
 # One trial at a rate: prints "ok ACHIEVED_RATE" or "fail REASON".
 trial() {
     local rate=$1 calls=$(( $1 * DURATION )) out="$WORK/trial.out"
-    timeout $(( DURATION * 3 + 30 )) sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
+    timeout $(( DURATION * 3 + 30 )) "${GEN_PIN[@]}" sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
         -r "$rate" -m "$calls" -l $(( rate * 4 + 100 )) -nostdin -timeout_error \
         -default_behaviors all,-abortunexp -recv_timeout 10000 >"$out" 2>&1
     local ok failed crate
@@ -205,7 +211,7 @@ cpu_per_call() {
     local before after out="$WORK/cpu.out"
     sleep 1
     before=$(ticks_of "$SYS_PID")
-    timeout $(( CPU_SECONDS * 3 + 30 )) sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
+    timeout $(( CPU_SECONDS * 3 + 30 )) "${GEN_PIN[@]}" sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
         -r "$CPU_RATE" -m $(( CPU_RATE * CPU_SECONDS )) -l $(( CPU_RATE * 4 )) -nostdin \
         -default_behaviors all,-abortunexp -timeout_error -recv_timeout 10000 >"$out" 2>&1
     sleep 1
