@@ -4,7 +4,7 @@
 use crate::bindings::exports::sluice::plugin::hooks::Guest;
 use crate::bindings::sluice::plugin::types as wit;
 use crate::bindings::{Plugin, PluginPre};
-use crate::runtime::{Limits, Runtime};
+use crate::runtime::Runtime;
 use crate::state::{Ident, PluginState};
 use sluice_config::Policy;
 use sluice_sip::{Interest, Message};
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::Resource;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 /// Everything needed to load one configured plugin.
 #[derive(Debug, Clone)]
@@ -155,7 +155,8 @@ pub struct LoadedPlugin {
     pub origin: String,
     pub hash: [u8; 32],
     pub policy: Policy,
-    pub(crate) deadline_ticks: u64,
+    /// Longest one hook call may run.
+    pub(crate) deadline: Duration,
     ticker: Arc<crate::runtime::Ticker>,
     pre: PluginPre<PluginState>,
     memory: usize,
@@ -196,9 +197,18 @@ impl LoadedPlugin {
             PluginState::new(self.ident.clone(), self.memory),
         );
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        // At every tick of the epoch during a call: cut the call off once it has run past its
+        // limit, else look again at the next tick.
+        store.epoch_deadline_callback(|cx| {
+            let s = cx.data();
+            Ok(if s.call_started.elapsed() >= s.call_limit {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
         // init may parse settings: give it ten deadlines.
-        store.set_epoch_deadline(self.deadline_ticks.saturating_mul(10));
+        start_call(&mut store, self.deadline.saturating_mul(10));
         self.ticker.calling();
         let plugin = self
             .pre
@@ -214,6 +224,17 @@ impl LoadedPlugin {
             Err(f) => Err(f),
         }
     }
+}
+
+/// A call into the guest begins now and may run for `limit`: the epoch callback looks at the
+/// next tick. Returns the start.
+fn start_call(store: &mut Store<PluginState>, limit: Duration) -> Instant {
+    let now = Instant::now();
+    let s = store.data_mut();
+    s.call_started = now;
+    s.call_limit = limit;
+    store.set_epoch_deadline(1);
+    now
 }
 
 /// A live instance of a plugin version.
@@ -262,9 +283,8 @@ impl Live {
         hook: Hook,
         f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
-        self.store.set_epoch_deadline(p.deadline_ticks);
+        let started = start_call(&mut self.store, p.deadline);
         p.ticker.calling();
-        let started = Instant::now();
         let r = self.guest_call(f);
         p.metrics.duration.record(started.elapsed().as_secs_f64());
         if let Some(c) = p.metrics.invocations.get(hook as usize) {
@@ -395,7 +415,6 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     })?;
     let pre = PluginPre::new(pre)
         .map_err(|e| format!("{who}: does not export sluice:plugin/hooks@0.2.0: {e:#}"))?;
-    let ticks = Limits::ticks(spec.deadline);
     let mut ident = Ident {
         name: spec.name.clone(),
         module: spec.module.clone(),
@@ -410,7 +429,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         origin: spec.origin.clone(),
         hash,
         policy: spec.policy,
-        deadline_ticks: ticks,
+        deadline: spec.deadline,
         ticker: runtime.ticker.clone(),
         pre: pre.clone(),
         memory: runtime.limits.memory_bytes,

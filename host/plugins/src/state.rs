@@ -86,6 +86,10 @@ pub struct PluginState {
     /// What the plugin wrote to stdout or stderr during the current call (bounded).
     pub(crate) output: Vec<u8>,
     pub(crate) output_is_stderr: bool,
+    /// When the current call into the guest began, and how long it may run: the epoch
+    /// ticker's callback compares the two (see `Live::timed`).
+    pub(crate) call_started: std::time::Instant,
+    pub(crate) call_limit: std::time::Duration,
 }
 
 impl PluginState {
@@ -106,6 +110,8 @@ impl PluginState {
             counters: HashMap::new(),
             output: Vec::new(),
             output_is_stderr: false,
+            call_started: std::time::Instant::now(),
+            call_limit: std::time::Duration::ZERO,
         }
     }
 

@@ -217,9 +217,13 @@ fn misbehaving_plugins_are_cut_off_and_the_message_goes_on() {
             "{mode}: {}",
             last_failure(&host)
         );
-        // A 5 ms deadline ends the hook within a few epoch ticks (1 ms each); the margin is for a
-        // loaded 2-core machine, not for a deadline that is not enforced.
-        assert!(took < Duration::from_millis(60), "{mode} took {took:?}");
+        // A 5 ms deadline ends the hook at the first epoch tick past it (one every 20 ms); the
+        // margin is for a loaded 2-core machine, not for a deadline that is not enforced. A
+        // hook is never cut off before its deadline.
+        assert!(took < Duration::from_millis(80), "{mode} took {took:?}");
+        if failure == "deadline" {
+            assert!(took >= Duration::from_millis(5), "{mode} took {took:?}");
+        }
         // The plugin keeps serving other calls (a trapped instance is replaced).
         let mut ok = invite("15552234567");
         assert_eq!(
