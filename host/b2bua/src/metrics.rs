@@ -274,6 +274,10 @@ pub struct EngineMetrics {
     last_tx: TxStats,
     /// Packets from banned sources: a flood's worth of them, so the handle is kept.
     guard_dropped: Counter,
+    /// Free media ports per side (internal, external), set after every batch of messages: the
+    /// handles are kept (made on the first report, so that a Sluice without media anchoring
+    /// does not export them).
+    ports_free: Option<(Gauge, Gauge)>,
 }
 
 impl EngineMetrics {
@@ -288,6 +292,7 @@ impl EngineMetrics {
             peers: HashMap::new(),
             last_tx: TxStats::default(),
             guard_dropped: counter!(GUARD_DROPPED),
+            ports_free: None,
         };
         // Exported at zero before the first event, so that dashboards and alerts see zeros.
         for kind in ["request", "response"] {
@@ -562,8 +567,14 @@ impl EngineMetrics {
 
     /// Free RTP/RTCP port pairs per side.
     pub fn media_ports_free(&mut self, internal: usize, external: usize) {
-        gauge!(MEDIA_PORTS_FREE, "side" => "internal").set(internal as f64);
-        gauge!(MEDIA_PORTS_FREE, "side" => "external").set(external as f64);
+        let (i, e) = self.ports_free.get_or_insert_with(|| {
+            (
+                gauge!(MEDIA_PORTS_FREE, "side" => "internal"),
+                gauge!(MEDIA_PORTS_FREE, "side" => "external"),
+            )
+        });
+        i.set(internal as f64);
+        e.set(external as f64);
     }
 
     /// An SDP that could not be anchored (the request got 488, or the response's body was
