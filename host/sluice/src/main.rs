@@ -33,18 +33,6 @@ use anyhow::Context;
 /// Built without its transparent-huge-page advice (`no_thp`); see [`no_huge_pages`].
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Transparent huge pages off for this process. With them, the allocator's pages come back
-/// from the kernel as 2 MiB pages that are zeroed whole on their first touch, over and over as
-/// pages are released and taken again: at 1,000 calls/s that zeroing was 15 % of Sluice's CPU
-/// time (`clear_page_erms` in `perf`, bench/README.md). Sluice's memory is many small objects;
-/// 4 KiB pages cost it nothing measurable. A refusal (a sandbox that filters `prctl`) only
-/// leaves the kernel's default.
-fn no_huge_pages() {
-    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
-        eprintln!("sluice: transparent huge pages stay on ({e})");
-    }
-}
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use reload::Reloader;
@@ -121,6 +109,18 @@ enum PluginCmd {
 enum LogFormat {
     Human,
     Json,
+}
+
+/// Transparent huge pages off for this process. With them, the allocator's pages come back
+/// from the kernel as 2 MiB pages that are zeroed whole on their first touch, over and over as
+/// pages are released and taken again: at 1,000 calls/s that zeroing was 15 % of Sluice's CPU
+/// time (`clear_page_erms` in `perf`, bench/README.md). Without them, the same runs took 7 to
+/// 9 % less CPU in all. A refusal (a sandbox that filters `prctl`) only leaves the kernel's
+/// default.
+fn no_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("sluice: transparent huge pages stay on ({e})");
+    }
 }
 
 fn main() -> ExitCode {
