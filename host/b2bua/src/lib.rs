@@ -89,8 +89,8 @@ pub use guard::GuardConfig;
 pub use handover::{HandedBinding, Handover};
 pub use headers::{ALLOW, SUPPORTED};
 pub use hooks::{
-    run_new_call, Attestation, Generation, HookContext, HookVerdict, Hooks, NewCallOutcome,
-    NoHooks, NumberKind, NumberVerdict, PluginStatus,
+    run_new_call, with_keys_hidden, Attestation, Generation, HookContext, HookVerdict, Hooks,
+    NewCallOutcome, NoHooks, NumberKind, NumberVerdict, PluginStatus,
 };
 pub use sluice_guard::{Ban, Limits as GuardLimits, Reason as BanReason};
 pub use stats::EngineStats;

@@ -6,8 +6,8 @@ use crate::host::{Chain, GenerationSpec, PluginHost};
 use crate::loaded::{load, PluginSpec};
 use crate::runtime::{Limits, Runtime};
 use sluice_b2bua::{
-    run_new_call, Attestation, Direction, Generation, HookContext, HookVerdict, Hooks,
-    NewCallOutcome, NumberKind, NumberVerdict, PluginStatus, Side,
+    run_new_call, with_keys_hidden, Attestation, Direction, Generation, HookContext, HookVerdict,
+    Hooks, NewCallOutcome, NumberKind, NumberVerdict, PluginStatus, Side,
 };
 use sluice_config::Policy;
 use sluice_sip::{Message, Method};
@@ -112,7 +112,10 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
             }
         }
     } else {
-        let v = recorded.message(generation, &ctx, &mut msg, &mut original);
+        // As the engine lends any other message: with the SRTP keys of both bodies hidden.
+        let v = with_keys_hidden(&mut msg, &mut original, |msg, original| {
+            recorded.message(generation, &ctx, msg, original)
+        });
         (v, None)
     };
     let numbers = recorded.numbers;

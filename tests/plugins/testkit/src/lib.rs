@@ -9,6 +9,9 @@
 //!   `every-loop` loops on every message, self-check included.
 //! - `label`: what `tag` writes.
 //!
+//! `show-crypto` writes the first `a=crypto` line of the body it was lent (or `none`) into
+//! `X-Crypto` of every message, so that a test can see what a plugin is shown of SRTP keys.
+//!
 //! `tag` adds `X-Testkit: <label> v1` (or `v2` when built with the `v2` feature) to every
 //! message, so a test can see which version handled which message.
 
@@ -40,6 +43,13 @@ impl Testkit {
         }
         if self.mode == "tag" {
             let _ = msg.add_header("X-Testkit", &format!("{} {GENERATION}", self.label));
+            return Verdict::Continue;
+        }
+        if self.mode == "show-crypto" {
+            let body = msg.body();
+            let text = String::from_utf8_lossy(&body);
+            let line = text.lines().find(|l| l.starts_with("a=crypto:"));
+            let _ = msg.set_header("X-Crypto", line.unwrap_or("none").trim());
             return Verdict::Continue;
         }
         if !self.triggered(msg) {
@@ -121,6 +131,7 @@ impl Plugin for Testkit {
             "net",
             "env",
             "log-flood",
+            "show-crypto",
         ];
         if !known.contains(&mode.as_str()) {
             return Err(format!("mode = \"{mode}\": expected one of {known:?}"));

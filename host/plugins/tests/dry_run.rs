@@ -1,0 +1,69 @@
+#![allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
+//! `sluice plugin test`'s dry run lends messages to a plugin as the engine does: SRTP keys
+//! hidden on every message, not only on a new call's INVITE.
+
+use sluice_b2bua::Direction;
+use sluice_plugins::dry_run::{dry_run, DryRunInput};
+use sluice_sip::HeaderName;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const KEY: &str = "WVNfX19zZWNyZXRfa2V5X19fX19fX19fX19fX19fX19f";
+
+fn invite_with_key(to_tag: &str) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+         m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n"
+    );
+    format!(
+        "INVITE sip:15552234567@192.0.2.2 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n\
+         From: <sip:200@192.0.2.1>;tag=a\r\nTo: <sip:15552234567@192.0.2.2>{to_tag}\r\n\
+         Call-ID: dry-run-keys\r\nCSeq: 2 INVITE\r\nContact: <sip:200@192.0.2.1>\r\n\
+         Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+#[test]
+fn the_dry_run_hides_srtp_keys_on_every_message() {
+    let wasm = std::fs::read(sluice_e2e::test_plugin("testkit")).unwrap();
+    for (what, text) in [
+        ("new call", invite_with_key("")),
+        ("re-INVITE", invite_with_key(";tag=b")),
+    ] {
+        let out = dry_run(DryRunInput {
+            name: "testkit",
+            wasm: &wasm,
+            origin: "test".into(),
+            message: text.as_bytes(),
+            direction: Direction::Outbound,
+            trunk: "t",
+            settings: BTreeMap::from([("mode".into(), vec!["show-crypto".into()])]),
+            deadline: Duration::from_millis(50),
+        })
+        .unwrap();
+        assert!(out.failures.is_empty(), "{what}: {:?}", out.failures);
+        let seen = out
+            .message
+            .headers
+            .get(&HeaderName::parse("X-Crypto"))
+            .unwrap()
+            .to_string();
+        assert!(
+            seen.starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{what}: {seen}"
+        );
+        assert!(
+            !seen.contains(KEY),
+            "{what}: the plugin saw the key: {seen}"
+        );
+        // What leaves carries the key again.
+        let body = String::from_utf8_lossy(&out.message.body).to_string();
+        assert!(body.contains(&format!("inline:{KEY}")), "{what}: {body}");
+    }
+}
