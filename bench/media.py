@@ -24,7 +24,7 @@ Phases (each prints one line per measurement and the ratios at the end):
 Systems: MEDIA_SYSTEMS (default "sluice rtpengine"); "floor" adds `minrelay.c` beside this script,
 the least a userspace relay can do (one recvfrom and one sendto per packet, nothing else), so
 that a relay's figure can be read against what the kernel's UDP path costs on the machine.
-Each measurement also prints the relay's context switches per packet.
+Sluice's and the floor's measurements also print the relay's context switches per packet.
 
 Usage: cargo build --release -p sluice && python3 bench/media.py [--calls 500] [--secs 10]
        [--rounds 3] [--phases cpu,max,latency,memory]
@@ -334,7 +334,7 @@ def show(r):
     print("  %-9s %4d calls: %6.2f us CPU per packet, CPU %5.1f%%, loss %.4f%%, latency p50 %d us p99 %d us"
           % (r["system"], r["calls"], r["us_cpu_per_pkt"], r["cpu_pct"], r["loss_pct"], lat["p50"], lat["p99"])
           + (", %.2f context switches per packet" % (r["switches_per_s"] / r["offered_pps"])
-             if "switches_per_s" in r else ""), flush=True)
+             if "switches_per_s" in r and r.get("offered_pps") else ""), flush=True)
 
 
 def median(xs):
@@ -372,9 +372,12 @@ def main():
     ap.add_argument("--phases", default="cpu,max,latency,memory")
     a = ap.parse_args()
     phases = a.phases.split(",")
-    if not os.path.exists(SLUICE):
+    unknown = [x for x in SYSTEMS if x not in RUN]
+    if unknown:
+        sys.exit("MEDIA_SYSTEMS: unknown %s (known: %s)" % (" ".join(unknown), " ".join(RUN)))
+    if "sluice" in SYSTEMS and not os.path.exists(SLUICE):
         sys.exit("build Sluice first: cargo build --release -p sluice")
-    if not shutil.which("rtpengine"):
+    if "rtpengine" in SYSTEMS and not shutil.which("rtpengine"):
         sys.exit("rtpengine not found (apt-get install rtpengine-daemon)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -394,13 +397,16 @@ def main():
                 show(r)
                 per[system].append(r["us_cpu_per_pkt"])
         s, e = median(per["sluice"]), median(per["rtpengine"])
-        summary.append("CPU per relayed packet: sluice %.2f us, rtpengine %.2f us (medians); ratio sluice/rtpengine %.2f"
-                       % (s, e, s / e if e else float("nan")))
+        if per["sluice"] and per["rtpengine"]:
+            summary.append("CPU per relayed packet: sluice %.2f us, rtpengine %.2f us (medians); "
+                           "ratio sluice/rtpengine %.2f" % (s, e, s / e if e else float("nan")))
         if per["floor"]:
             fl = median(per["floor"])
-            summary.append("floor (minrelay.c: recvfrom + sendto, nothing else): %.2f us per packet; "
-                           "floor/rtpengine %.2f, sluice/floor %.2f"
-                           % (fl, fl / e if e else float("nan"), s / fl if fl else float("nan")))
+            if e and s:
+                summary.append("floor (minrelay.c: recvfrom + sendto, nothing else): %.2f us per packet; "
+                               "floor/rtpengine %.2f, sluice/floor %.2f" % (fl, fl / e, s / fl if fl else float("nan")))
+            else:
+                summary.append("floor (minrelay.c: recvfrom + sendto, nothing else): %.2f us per packet" % fl)
     best = {}
     if "max" in phases:
         print("== most calls relayed with under 0.1%% loss and p99 latency under 20 ms (%gs each)"

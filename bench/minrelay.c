@@ -3,7 +3,8 @@
  * PAIRS_FILE lines: "<port_a> <peer_a> <port_b> <peer_b>" (all on 127.0.0.1): what arrives on
  * port_a is sent from port_b to peer_b, what arrives on port_b is sent from port_a to peer_a.
  * One thread, level-triggered epoll, one recvfrom and one sendto per packet: no latching, no
- * counters, no checks. It prints "ready" once every port is bound, and runs until killed.
+ * counters, no checks. A send the kernel refuses (a full buffer) drops the packet, as the
+ * relays compared with it do; the generator counts it as lost. It prints "ready" once every port is bound, and runs until killed.
  * Build: gcc -O2 -o minrelay minrelay.c
  */
 #define _GNU_SOURCE
@@ -18,13 +19,16 @@
 
 struct end { int fd; int other; struct sockaddr_in peer; };
 
+static void die(const char *what) { perror(what); exit(1); }
+
 static int bind_port(unsigned port) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (s < 0) die("socket");
     int rb = 1 << 20;
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
     a.sin_addr.s_addr = htonl(0x7f000001);
-    if (s < 0 || bind(s, (void *)&a, sizeof a)) { perror("bind"); exit(1); }
+    if (bind(s, (void *)&a, sizeof a)) die("bind");
     return s;
 }
 
@@ -35,9 +39,14 @@ int main(int argc, char **argv) {
     int cap = 1024, n = 0;
     struct end *e = malloc(cap * sizeof *e);
     int ep = epoll_create1(0);
+    if (!e || ep < 0) die("setup");
     unsigned pa, qa, pb, qb;
     while (fscanf(f, "%u %u %u %u", &pa, &qa, &pb, &qb) == 4) {
-        if (n + 2 > cap) { cap *= 2; e = realloc(e, cap * sizeof *e); }
+        if (n + 2 > cap) {
+            cap *= 2;
+            e = realloc(e, cap * sizeof *e);
+            if (!e) die("realloc");
+        }
         unsigned port[2] = { pa, pb }, peer[2] = { qa, qb };
         for (int k = 0; k < 2; k++) {
             struct end *x = &e[n + k];
@@ -48,10 +57,11 @@ int main(int argc, char **argv) {
             x->peer.sin_port = htons(peer[k]);
             x->peer.sin_addr.s_addr = htonl(0x7f000001);
             struct epoll_event ev = { .events = EPOLLIN, .data.u32 = n + k };
-            epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &ev);
+            if (epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &ev)) die("epoll_ctl");
         }
         n += 2;
     }
+    if (!feof(f) || n == 0) { fprintf(stderr, "pairs: a line is not four ports\n"); return 2; }
     printf("ready\n");
     fflush(stdout);
     unsigned char buf[2048];

@@ -18,7 +18,9 @@
 # sets on the trunk, bench/sluice-bench-plugins.toml; sluice-stir signs every call with
 # STIR/SHAKEN, bench/sluice-bench-stir.toml; sluice-tenants routes every call through tenant
 # routing: numbers normalised, route, caller-ID check, bench/sluice-bench-tenants.toml;
-# sluice=PATH runs Sluice on any other configuration).
+# sluice=PATH runs Sluice on any other configuration),
+# SYS_CPUS and GEN_CPUS (unset: no pinning; CPU lists for taskset, the system under test and
+# every SIPp/latency generator).
 # Traffic stays on 127.0.100.0/24. SIPp does not abort a call on an unexpected message
 # (`-abortunexp` off, as ../shared/bench's anchor does): Kamailio's worker processes may relay a
 # 180 after the 200 of the same call, which a stateful system never does; such a call still
@@ -69,7 +71,7 @@ ulimit -n 65536 2>/dev/null || true
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 1; }
 
 start_uas() {
-    "${GEN_PIN[@]}" sipp -sf tests/scenarios/uas.xml -i "$UAS_IP" -p 5060 -nostdin -bg -trace_err \
+    ${GEN_PIN[@]+"${GEN_PIN[@]}"} sipp -sf tests/scenarios/uas.xml -i "$UAS_IP" -p 5060 -nostdin -bg -trace_err \
         -error_file "$WORK/uas.err" >/dev/null 2>&1
     sleep 0.5
 }
@@ -88,28 +90,28 @@ stop_uas() {
 start_system() {
     case "$1" in
     sluice)
-        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        ${SYS_PIN[@]+"${SYS_PIN[@]}"} "$SLUICE" run --config bench/sluice-bench.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice-plugins)
-        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench-plugins.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        ${SYS_PIN[@]+"${SYS_PIN[@]}"} "$SLUICE" run --config bench/sluice-bench-plugins.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice-stir)
-        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench-stir.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        ${SYS_PIN[@]+"${SYS_PIN[@]}"} "$SLUICE" run --config bench/sluice-bench-stir.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice-tenants)
-        "${SYS_PIN[@]}" "$SLUICE" run --config bench/sluice-bench-tenants.toml --log warn >"$WORK/sluice.log" 2>&1 &
+        ${SYS_PIN[@]+"${SYS_PIN[@]}"} "$SLUICE" run --config bench/sluice-bench-tenants.toml --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     sluice=*)
         # Any other Sluice configuration, named after the '=' (for decomposing a cost).
-        "${SYS_PIN[@]}" "$SLUICE" run --config "${1#sluice=}" --log warn >"$WORK/sluice.log" 2>&1 &
+        ${SYS_PIN[@]+"${SYS_PIN[@]}"} "$SLUICE" run --config "${1#sluice=}" --log warn >"$WORK/sluice.log" 2>&1 &
         SYS_PID=$!
         ;;
     kamailio)
-        "${SYS_PIN[@]}" kamailio -f "$PWD/bench/kamailio.cfg" -DD -E -m 1024 -M 64 -w "$WORK" \
+        ${SYS_PIN[@]+"${SYS_PIN[@]}"} kamailio -f "$PWD/bench/kamailio.cfg" -DD -E -m 1024 -M 64 -w "$WORK" \
             >"$WORK/kamailio.log" 2>&1 &
         SYS_PID=$!
         ;;
@@ -141,7 +143,7 @@ stop_system() {
 # One trial at a rate: prints "ok ACHIEVED_RATE" or "fail REASON".
 trial() {
     local rate=$1 calls=$(( $1 * DURATION )) out="$WORK/trial.out"
-    timeout $(( DURATION * 3 + 30 )) "${GEN_PIN[@]}" sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
+    timeout $(( DURATION * 3 + 30 )) ${GEN_PIN[@]+"${GEN_PIN[@]}"} sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
         -r "$rate" -m "$calls" -l $(( rate * 4 + 100 )) -nostdin -timeout_error \
         -default_behaviors all,-abortunexp -recv_timeout 10000 >"$out" 2>&1
     local ok failed crate
@@ -174,7 +176,7 @@ max_rate() {
 
 latency() {
     # SIPp times responses in whole milliseconds; a small Python caller gives microseconds.
-    timeout $(( LAT_SECONDS * 3 + 30 )) python3 bench/latency.py "$UAC_IP" "$PROXY:5060" \
+    timeout $(( LAT_SECONDS * 3 + 30 )) ${GEN_PIN[@]+"${GEN_PIN[@]}"} python3 bench/latency.py "$UAC_IP" "$PROXY:5060" \
         "$LAT_RATE" "$LAT_SECONDS"
 }
 
@@ -182,7 +184,7 @@ held_memory() {
     # Hold HOLD_CALLS calls up at once; read Sluice's resident memory once all are answered.
     local base
     base=$(awk '/VmRSS/ {print $2}' "/proc/$SYS_PID/status")
-    timeout 600 sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" -r 1000 -m "$HOLD_CALLS" \
+    timeout 600 ${GEN_PIN[@]+"${GEN_PIN[@]}"} sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" -r 1000 -m "$HOLD_CALLS" \
         -l "$HOLD_CALLS" -d 300000 -nostdin -bg >/dev/null 2>&1
     local active=0
     for _ in $(seq 1 120); do
@@ -211,7 +213,7 @@ cpu_per_call() {
     local before after out="$WORK/cpu.out"
     sleep 1
     before=$(ticks_of "$SYS_PID")
-    timeout $(( CPU_SECONDS * 3 + 30 )) "${GEN_PIN[@]}" sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
+    timeout $(( CPU_SECONDS * 3 + 30 )) ${GEN_PIN[@]+"${GEN_PIN[@]}"} sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5060 "$PROXY:5060" -s "$CALLED" \
         -r "$CPU_RATE" -m $(( CPU_RATE * CPU_SECONDS )) -l $(( CPU_RATE * 4 )) -nostdin \
         -default_behaviors all,-abortunexp -timeout_error -recv_timeout 10000 >"$out" 2>&1
     sleep 1

@@ -198,14 +198,16 @@ impl LoadedPlugin {
         );
         store.limiter(|s| &mut s.limiter);
         // At every tick of the epoch during a call: cut the call off once it has run past its
-        // limit, else look again at the next tick.
-        store.epoch_deadline_callback(|cx| {
+        // limit, else look again at the next tick, and keep the ticker from going idle while
+        // the call lasts (it sleeps after a second without a new call; a limit may be longer).
+        let ticker = self.ticker.clone();
+        store.epoch_deadline_callback(move |cx| {
             let s = cx.data();
-            Ok(if s.call_started.elapsed() >= s.call_limit {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(1)
-            })
+            if s.call_started.elapsed() >= s.call_limit {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            ticker.calling();
+            Ok(UpdateDeadline::Continue(1))
         });
         // init may parse settings: give it ten deadlines.
         start_call(&mut store, self.deadline.saturating_mul(10));
@@ -274,6 +276,17 @@ impl Live {
                 Failure::Trap(msg.lines().next().unwrap_or("").trim().to_string())
             }),
         }
+    }
+
+    /// Call the guest under the deadline, not counted: the questions a load asks.
+    fn limited<R>(
+        &mut self,
+        p: &LoadedPlugin,
+        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        start_call(&mut self.store, p.deadline);
+        p.ticker.calling();
+        self.guest_call(f)
     }
 
     /// Call the guest under the deadline, timed and counted.
@@ -440,7 +453,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let mut live = probe
         .instantiate()
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
-    let r = live.guest_call(|g, s| g.call_info(s));
+    let r = live.limited(&probe, |g, s| g.call_info(s));
     let info = live
         .finish(r)
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
@@ -453,7 +466,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     };
     ident.version = clean(&info.version);
     ident.reported_name = clean(&info.name);
-    let r = live.guest_call(|g, s| g.call_get_interest(s));
+    let r = live.limited(&probe, |g, s| g.call_get_interest(s));
     let declared = live
         .finish(r)
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;

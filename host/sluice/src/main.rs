@@ -112,11 +112,11 @@ enum LogFormat {
 }
 
 /// Transparent huge pages off for this process. With them, the allocator's pages come back
-/// from the kernel as 2 MiB pages that are zeroed whole on their first touch, over and over as
-/// pages are released and taken again: at 1,000 calls/s that zeroing was 15 % of Sluice's CPU
-/// time (`clear_page_erms` in `perf`, bench/README.md). Without them, the same runs took 7 to
-/// 9 % less CPU in all. A refusal (a sandbox that filters `prctl`) only leaves the kernel's
-/// default.
+/// from the kernel as 2 MiB pages that are zeroed whole on their first touch, over and over
+/// as pages are released and taken again: at 1,000 calls/s that zeroing was 12 to 16 % of
+/// Sluice's CPU time (`clear_page_erms` in `perf`, bench/README.md). Without them, the same
+/// runs took 7 to 9 % less CPU in all. A refusal (a sandbox that filters `prctl`) only leaves
+/// the kernel's default. Only `sluice run` asks: the other commands are short-lived.
 fn no_huge_pages() {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         eprintln!("sluice: transparent huge pages stay on ({e})");
@@ -124,7 +124,6 @@ fn no_huge_pages() {
 }
 
 fn main() -> ExitCode {
-    no_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Check { config } => check(&config),
@@ -139,6 +138,7 @@ fn main() -> ExitCode {
             log_format,
             drain_seconds,
         } => {
+            no_huge_pages();
             let set_log = init_logging(&log, log_format);
             install_panic_hook();
             // Resolved once, at start: the watcher, the plugin directory and every reload see
