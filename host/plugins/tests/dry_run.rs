@@ -4,7 +4,8 @@
     clippy::arithmetic_side_effects
 )]
 //! `sluice plugin test`'s dry run lends messages to a plugin as the engine does: SRTP keys
-//! hidden on every message, not only on a new call's INVITE.
+//! hidden on every message, not only on a new call's INVITE; and under the same deadline, which
+//! holds however long it is.
 
 use sluice_b2bua::Direction;
 use sluice_plugins::dry_run::{dry_run, DryRunInput};
@@ -66,4 +67,37 @@ fn the_dry_run_hides_srtp_keys_on_every_message() {
         let body = String::from_utf8_lossy(&out.message.body).to_string();
         assert!(body.contains(&format!("inline:{KEY}")), "{what}: {body}");
     }
+}
+
+#[test]
+fn a_deadline_longer_than_the_tickers_idle_second_still_cuts_a_loop_off() {
+    // The epoch ticker sleeps after a second without a new call; a hook that loops must keep
+    // it awake until its own deadline, here 1.5 s, cuts it off.
+    let wasm = std::fs::read(sluice_e2e::test_plugin("testkit")).unwrap();
+    let text = invite_with_key("").replace("sip:15552234567@", "sip:6665551234@");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let out = dry_run(DryRunInput {
+            name: "testkit",
+            wasm: &wasm,
+            origin: "test".into(),
+            message: text.as_bytes(),
+            direction: Direction::Outbound,
+            trunk: "t",
+            settings: BTreeMap::from([("mode".into(), vec!["loop".into()])]),
+            deadline: Duration::from_millis(1500),
+        });
+        let _ = tx.send((out.map(|o| o.failures), started.elapsed()));
+    });
+    // Bounded: without the fix the hook never ends, and the loop thread is left behind.
+    let (failures, took) = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the looping hook was never cut off");
+    let failures = failures.unwrap();
+    assert!(
+        failures.iter().any(|f| f.contains("deadline")),
+        "{failures:?}"
+    );
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
 }
