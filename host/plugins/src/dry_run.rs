@@ -97,27 +97,11 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
         source: "127.0.0.1:5060".parse().map_err(|e| format!("{e}"))?,
         transport: Transport::Udp,
     };
-    let new_call = msg.method() == Some(&Method::Invite) && msg.to_tag().is_none();
-    let mut original = msg.clone();
     let mut recorded = Recording {
         host: &mut host,
         numbers: Vec::new(),
     };
-    let (verdict, attestation) = if new_call {
-        // The engine's own sequence for a new call.
-        match run_new_call(&mut recorded, generation, &ctx, &mut msg, &mut original) {
-            NewCallOutcome::Continue { attestation } => (HookVerdict::Continue, attestation),
-            NewCallOutcome::Refuse { status, reason } => {
-                (HookVerdict::Reject { status, reason }, None)
-            }
-        }
-    } else {
-        // As the engine lends any other message: with the SRTP keys of both bodies hidden.
-        let v = with_keys_hidden(&mut msg, &mut original, |msg, original| {
-            recorded.message(generation, &ctx, msg, original)
-        });
-        (v, None)
-    };
+    let (verdict, attestation) = run_hooks(&mut recorded, generation, &ctx, &mut msg);
     let numbers = recorded.numbers;
     let failures = host
         .status()
@@ -133,6 +117,29 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
         attestation,
         failures,
     })
+}
+
+/// The hooks the engine would run on `msg`, in its order: a new call's whole sequence, or the
+/// message hook with the SRTP keys of both bodies hidden.
+fn run_hooks(
+    hooks: &mut Recording<'_>,
+    generation: Generation,
+    ctx: &HookContext<'_>,
+    msg: &mut Message,
+) -> (HookVerdict, Option<Attestation>) {
+    let mut original = msg.clone();
+    if msg.method() == Some(&Method::Invite) && msg.to_tag().is_none() {
+        return match run_new_call(hooks, generation, ctx, msg, &mut original) {
+            NewCallOutcome::Continue { attestation } => (HookVerdict::Continue, attestation),
+            NewCallOutcome::Refuse { status, reason } => {
+                (HookVerdict::Reject { status, reason }, None)
+            }
+        };
+    }
+    let v = with_keys_hidden(msg, &mut original, |msg, original| {
+        hooks.message(generation, ctx, msg, original)
+    });
+    (v, None)
 }
 
 /// The plugin host, with the numbers its number hook changed written down.

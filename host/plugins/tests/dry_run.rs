@@ -8,7 +8,7 @@
 //! holds however long it is.
 
 use sluice_b2bua::Direction;
-use sluice_plugins::dry_run::{dry_run, DryRunInput};
+use sluice_plugins::dry_run::{dry_run, DryRun, DryRunInput};
 use sluice_sip::HeaderName;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,24 +30,28 @@ fn invite_with_key(to_tag: &str) -> String {
     )
 }
 
+/// `text` through testkit in `mode`, outbound, under `deadline`.
+fn testkit(text: &str, mode: &str, deadline: Duration) -> Result<DryRun, String> {
+    let wasm = std::fs::read(sluice_e2e::test_plugin("testkit")).unwrap();
+    dry_run(DryRunInput {
+        name: "testkit",
+        wasm: &wasm,
+        origin: "test".into(),
+        message: text.as_bytes(),
+        direction: Direction::Outbound,
+        trunk: "t",
+        settings: BTreeMap::from([("mode".into(), vec![mode.into()])]),
+        deadline,
+    })
+}
+
 #[test]
 fn the_dry_run_hides_srtp_keys_on_every_message() {
-    let wasm = std::fs::read(sluice_e2e::test_plugin("testkit")).unwrap();
     for (what, text) in [
         ("new call", invite_with_key("")),
         ("re-INVITE", invite_with_key(";tag=b")),
     ] {
-        let out = dry_run(DryRunInput {
-            name: "testkit",
-            wasm: &wasm,
-            origin: "test".into(),
-            message: text.as_bytes(),
-            direction: Direction::Outbound,
-            trunk: "t",
-            settings: BTreeMap::from([("mode".into(), vec!["show-crypto".into()])]),
-            deadline: Duration::from_millis(50),
-        })
-        .unwrap();
+        let out = testkit(&text, "show-crypto", Duration::from_millis(50)).unwrap();
         assert!(out.failures.is_empty(), "{what}: {:?}", out.failures);
         let seen = out
             .message
@@ -73,21 +77,11 @@ fn the_dry_run_hides_srtp_keys_on_every_message() {
 fn a_deadline_longer_than_the_tickers_idle_second_still_cuts_a_loop_off() {
     // The epoch ticker sleeps after a second without a new call; a hook that loops must keep
     // it awake until its own deadline, here 1.5 s, cuts it off.
-    let wasm = std::fs::read(sluice_e2e::test_plugin("testkit")).unwrap();
     let text = invite_with_key("").replace("sip:15552234567@", "sip:6665551234@");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let started = std::time::Instant::now();
-        let out = dry_run(DryRunInput {
-            name: "testkit",
-            wasm: &wasm,
-            origin: "test".into(),
-            message: text.as_bytes(),
-            direction: Direction::Outbound,
-            trunk: "t",
-            settings: BTreeMap::from([("mode".into(), vec!["loop".into()])]),
-            deadline: Duration::from_millis(1500),
-        });
+        let out = testkit(&text, "loop", Duration::from_millis(1500));
         let _ = tx.send((out.map(|o| o.failures), started.elapsed()));
     });
     // Bounded: without the fix the hook never ends, and the loop thread is left behind.
