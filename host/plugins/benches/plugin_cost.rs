@@ -7,6 +7,10 @@
 //!
 //!     cargo bench -p sluice-plugins --bench plugin_cost
 //!
+//! `PLUGIN_COST_PROFILE=SECS` runs the three plugins' new call in a loop for a profiler, then
+//! times its phases and its cost with cold caches; `PLUGIN_COST_COLD=ROUNDS` times a new call
+//! through one plugin at a time with warm and cold caches.
+//!
 //! Prints median and p99 in microseconds. Results and the command are recorded in
 //! bench/README.md.
 #![allow(
@@ -310,18 +314,32 @@ fn main() {
         profile_new_call(&rt, Duration::from_secs(secs));
         return;
     }
+    // Which plugin's work costs most with cold caches: one plugin at a time, that many rounds.
+    if let Some(rounds) = std::env::var("PLUGIN_COST_COLD")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        cold_by_plugin(&rt, rounds.max(1));
+        return;
+    }
     chains(&rt);
     interface();
 }
 
 /// A new call's median cost with warm caches and after `mib` MiB of memory was walked.
 fn cold_cost(host: &mut PluginHost, base: &Message, mib: usize) -> (f64, f64) {
+    walked_cost(host, base, mib, 64)
+}
+
+/// [`cold_cost`], touching one byte in every `stride` bytes of the walk: 64 walks every cache
+/// line (caches and TLB cold); 4096 one line per page (the TLB cold, the caches barely).
+fn walked_cost(host: &mut PluginHost, base: &Message, mib: usize, stride: usize) -> (f64, f64) {
     let (g, c) = (host.current(), ctx());
     let mut junk = vec![0u8; mib << 20];
     let (mut warm, mut cold) = (Vec::new(), Vec::new());
     for i in 0..1_000u32 {
         if i % 2 == 1 {
-            for b in junk.iter_mut().step_by(64) {
+            for b in junk.iter_mut().step_by(stride) {
                 *b = b.wrapping_add(1);
             }
         }
@@ -384,6 +402,56 @@ fn profile_new_call(rt: &Arc<Runtime>, secs: Duration) {
         );
     }
     phases(&mut host, &base, runs);
+}
+
+/// A new call through one plugin at a time, warm and after 48 MiB walked (beyond L3), and
+/// through the three plugins after a walk that leaves the caches warm but not the TLB:
+/// medians of `rounds` rounds of 500 calls each.
+fn cold_by_plugin(rt: &Arc<Runtime>, rounds: usize) {
+    let base = invite();
+    let acct = "[plugin.acct]\nmodule = \"header-rules\"\n\
+                settings = { rules = [\"add X-Account: 1234\", \"remove User-Agent\"] }";
+    let sets = [
+        ("no plugin", None),
+        ("generic brand (numbers)", Some(("brand = \"generic\"", ""))),
+        ("twilio brand (numbers)", Some(("brand = \"twilio\"", ""))),
+        (
+            "tel-uri-request (+ generic numbers)",
+            Some(("outbound_rules = [\"tel-uri-request\"]", "")),
+        ),
+        (
+            "header-rules (+ generic numbers)",
+            Some(("outbound_rules = [\"acct\"]", acct)),
+        ),
+    ];
+    let median_of = |v: Vec<f64>| {
+        let mut v = v;
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("new call, median of {rounds} rounds: caches warm / after 48 MiB walked (L3 cold)");
+    for (name, set) in sets {
+        let mut host = match set {
+            None => empty_host(),
+            Some((trunk, extra)) => host_for(rt, trunk, extra),
+        };
+        let (warm, cold): (Vec<f64>, Vec<f64>) =
+            (0..rounds).map(|_| cold_cost(&mut host, &base, 48)).unzip();
+        println!(
+            "  {name:<38} {:6.2} / {:6.2} us",
+            median_of(warm),
+            median_of(cold)
+        );
+    }
+    let mut host = three_plugins(rt);
+    let (warm, cold): (Vec<f64>, Vec<f64>) = (0..rounds)
+        .map(|_| walked_cost(&mut host, &base, 48, 4096))
+        .unzip();
+    println!(
+        "  three plugins, one line per page walked  {:6.2} / {:6.2} us (TLB cold, caches warm)",
+        median_of(warm),
+        median_of(cold)
+    );
 }
 
 /// A new call's phases, timed apart over `runs` calls.
