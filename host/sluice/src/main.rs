@@ -437,38 +437,7 @@ async fn run(
     set_log: LogSetter,
 ) -> anyhow::Result<()> {
     let metrics = start_metrics()?;
-    // Plugins are compiled and self-checked before anything listens.
-    let runtime = sluice_plugins::Runtime::new(reload::limits(&cfg), true)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prepared = {
-        let (runtime, path) = (runtime.clone(), path.clone());
-        tokio::task::spawn_blocking(move || {
-            let name = path
-                .as_ref()
-                .map_or(sluice_config::DEFAULT_CONFIG_NAME.to_string(), |p| {
-                    p.display().to_string()
-                });
-            reload::prepare(&runtime, &text, path.as_deref(), &name)
-        })
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    };
-    let listeners = prepared.engine.listeners.clone();
-    let tls = prepared.tls.clone();
-    crate::sip_tls::publish(&prepared.tls_expiries);
-    let live_tls = tls.clone();
-    if tls.is_some() {
-        zero_handshake_failures();
-    }
-    let dns = reload::DnsState::new(prepared.config.clone(), prepared.dns_ttl, &prepared.engine);
-    let mut engine = sluice_b2bua::Engine::with_hooks(
-        prepared.engine,
-        fastrand::u64(..),
-        sluice_plugins::PluginHost::new(),
-    );
-    reload::install(&mut engine, prepared.plugins);
-    engine.number_calls_from(call_id_base());
-    info!(plugins = engine.hooks().status().len(), "plugins loaded");
+    let (engine, started) = start_engine(&cfg, text, path.clone()).await?;
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Started by an upgrade: the old process's sockets (its listeners stay open throughout).
     let mut takeover = upgrade::connect().await?;
@@ -478,16 +447,20 @@ async fn run(
         .unwrap_or_default();
     let mut shell = Shell::bind(
         engine,
-        shell_options(&cfg, path.as_deref(), (listeners, tls), draining.clone())?,
+        shell_options(
+            &cfg,
+            path.as_deref(),
+            (started.listeners, started.tls.clone()),
+            draining.clone(),
+        )?,
         &mut inherited,
     )
     .await
     .context("binding listeners")?;
     let mut handed = shell.listening()?;
-    let mut servers = Vec::new();
     let (commands, command_rx) = mpsc::channel::<Command>(64);
     let (changes, change_rx) = mpsc::channel::<Change<PluginHost>>(4);
-    let config_hash = Arc::new(Mutex::new(prepared.hash));
+    let config_hash = Arc::new(Mutex::new(started.hash));
     let load_error = Arc::new(Mutex::new(None));
     let settings: SharedSettings = Arc::new(RwLock::new(reload::admin_settings(&cfg, cli_drain)));
     let reloader = Arc::new(Reloader {
@@ -498,39 +471,24 @@ async fn run(
         changes,
         config_hash: config_hash.clone(),
         load_error: load_error.clone(),
-        runtime,
+        runtime: started.runtime,
         busy: tokio::sync::Mutex::new(()),
-        dns: Mutex::new(dns),
-        tls: live_tls,
+        dns: Mutex::new(started.dns),
+        tls: started.tls,
     });
     tokio::spawn(reloader.clone().refresh_dns());
-    let reload: sluice_admin::Reloader = {
-        let reloader = reloader.clone();
-        Arc::new(move || {
-            let reloader = reloader.clone();
-            Box::pin(async move { reloader.reload("admin API").await })
-        })
+    let admin = AdminState {
+        commands: commands.clone(),
+        settings: settings.clone(),
+        reload: admin_reload(reloader.clone()),
+        set_log,
+        config_hash,
+        metrics: metrics.clone(),
+        load_error,
+        auth_failures: Default::default(),
+        draining: draining.clone(),
     };
-    if let Some(addr) = cfg.admin_addr() {
-        let state = AdminState {
-            commands: commands.clone(),
-            settings: settings.clone(),
-            reload: reload.clone(),
-            set_log,
-            config_hash: config_hash.clone(),
-            metrics: metrics.clone(),
-            load_error,
-            auth_failures: Default::default(),
-            draining: draining.clone(),
-        };
-        let tls = admin_tls(&cfg, path.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-        let sockets = (&mut inherited, &mut handed);
-        servers.push(serve_admin(addr, state, tls, sockets).await?);
-    }
-    if let Some(addr) = cfg.metrics_addr() {
-        let sockets = (&mut inherited, &mut handed);
-        servers.push(serve_metrics(addr, metrics.clone(), sockets).await?);
-    }
+    let servers = serve_http(&cfg, path.as_deref(), admin, (&mut inherited, &mut handed)).await?;
     if !inherited.is_empty() {
         info!(
             sockets = inherited.len(),
@@ -538,14 +496,27 @@ async fn run(
         );
     }
     drop(inherited);
-    let _watcher = if cfg.plugins.watch {
-        reload::watch(reloader.clone())
-    } else {
-        None
-    };
+    let _watcher = cfg
+        .plugins
+        .watch
+        .then(|| reload::watch(reloader.clone()))
+        .flatten();
     upgrade::on_signal(handed, servers, commands.clone(), settings.clone());
     spawn_signal_handlers(commands.clone(), reloader, settings);
     systemd::spawn_monitor(commands.clone(), draining.clone());
+    announce_running(takeover, &mut shell).await?;
+    shell.run(command_rx, change_rx).await?;
+    // Drained (a drain that found no call ends before the monitor polls).
+    systemd::stopping();
+    Ok(())
+}
+
+/// Tell systemd (and, after an upgrade, the old process, whose calls the shell adopts) that
+/// Sluice is running.
+async fn announce_running(
+    takeover: Option<upgrade::Takeover>,
+    shell: &mut Shell<PluginHost>,
+) -> anyhow::Result<()> {
     match takeover {
         Some(t) => {
             let (h, mut link) = t.ready().await?;
@@ -560,10 +531,88 @@ async fn run(
             systemd::ready();
         }
     }
-    shell.run(command_rx, change_rx).await?;
-    // Drained (a drain that found no call ends before the monitor polls).
-    systemd::stopping();
     Ok(())
+}
+
+/// What starting the engine leaves for the rest of the start-up.
+struct Started {
+    runtime: Arc<sluice_plugins::Runtime>,
+    listeners: Vec<sluice_b2bua::ListenerAddr>,
+    tls: Option<sluice_transport::tls::TlsContext>,
+    dns: reload::DnsState,
+    hash: String,
+}
+
+/// The engine of the configuration `text`, its plugins compiled and self-checked (before
+/// anything listens).
+async fn start_engine(
+    cfg: &Config,
+    text: String,
+    path: Option<PathBuf>,
+) -> anyhow::Result<(sluice_b2bua::Engine<PluginHost>, Started)> {
+    let runtime = sluice_plugins::Runtime::new(reload::limits(cfg), true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prepared = {
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            let name = path
+                .as_ref()
+                .map_or(sluice_config::DEFAULT_CONFIG_NAME.to_string(), |p| {
+                    p.display().to_string()
+                });
+            reload::prepare(&runtime, &text, path.as_deref(), &name)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    crate::sip_tls::publish(&prepared.tls_expiries);
+    if prepared.tls.is_some() {
+        zero_handshake_failures();
+    }
+    let dns = reload::DnsState::new(prepared.config.clone(), prepared.dns_ttl, &prepared.engine);
+    let started = Started {
+        runtime,
+        listeners: prepared.engine.listeners.clone(),
+        tls: prepared.tls.clone(),
+        dns,
+        hash: prepared.hash,
+    };
+    let mut engine = sluice_b2bua::Engine::with_hooks(
+        prepared.engine,
+        fastrand::u64(..),
+        sluice_plugins::PluginHost::new(),
+    );
+    reload::install(&mut engine, prepared.plugins);
+    engine.number_calls_from(call_id_base());
+    info!(plugins = engine.hooks().status().len(), "plugins loaded");
+    Ok((engine, started))
+}
+
+/// The admin API's reload: the reloader's, named for the log.
+fn admin_reload(reloader: Arc<Reloader>) -> sluice_admin::Reloader {
+    Arc::new(move || {
+        let reloader = reloader.clone();
+        Box::pin(async move { reloader.reload("admin API").await })
+    })
+}
+
+/// The admin API and the metrics endpoint, where configured: their servers' handles.
+async fn serve_http(
+    cfg: &Config,
+    path: Option<&std::path::Path>,
+    admin: AdminState,
+    (inherited, handed): (&mut Inherited, &mut Vec<Listening>),
+) -> anyhow::Result<Vec<tokio::task::AbortHandle>> {
+    let mut servers = Vec::new();
+    let metrics = admin.metrics.clone();
+    if let Some(addr) = cfg.admin_addr() {
+        let tls = admin_tls(cfg, path).map_err(|e| anyhow::anyhow!(e))?;
+        servers.push(serve_admin(addr, admin, tls, (&mut *inherited, &mut *handed)).await?);
+    }
+    if let Some(addr) = cfg.metrics_addr() {
+        servers.push(serve_metrics(addr, metrics, (&mut *inherited, &mut *handed)).await?);
+    }
+    Ok(servers)
 }
 
 fn spawn_signal_handlers(
