@@ -269,23 +269,7 @@ impl<H: Hooks> Shell<H> {
                 Some(ev) = next_media_event(&mut media_events) => {
                     s.engine.handle_media_event(std::time::Instant::now(), ev);
                 }
-                f = next_forwarded(&mut s.handing) => match f {
-                    Some((flow, data)) => {
-                        let _handling = current_input::handling(flow, &data);
-                        s.engine.handle_datagram(std::time::Instant::now(), flow, &data);
-                    }
-                    None => {
-                        // The new process exited (stopped, or crashed): nobody else reads
-                        // the sockets. Read them again to finish this process's calls;
-                        // new calls are refused as in a drain.
-                        tracing::error!(
-                            calls = s.engine.active_calls(),
-                            "the new process is gone: this process reads its sockets again \
-                             to finish its calls, refusing new ones"
-                        );
-                        s.read_again_draining()?;
-                    }
-                },
+                f = next_forwarded(&mut s.handing) => s.on_forwarded(f)?,
                 _ = predecessor_gone(&mut s.predecessor) => {
                     info!("the old process finished its calls: every message is this process's");
                     s.predecessor = None;
@@ -304,12 +288,7 @@ impl<H: Hooks> Shell<H> {
             }
             s.engine.sync_metrics();
             s.flush().await;
-            if s.drain.is_on() && s.engine.active_calls() == 0 && s.handing.may_exit() {
-                if s.handing.handed() {
-                    info!("handed over and no call left: exiting");
-                } else {
-                    info!("drained: no calls left");
-                }
+            if s.finished() {
                 return Ok(());
             }
         }
@@ -446,6 +425,43 @@ impl<H: Hooks> Running<H> {
             })
             .collect::<io::Result<_>>()?;
         Ok(())
+    }
+
+    /// A datagram the new process forwarded during an upgrade, or `None`: the new process
+    /// is gone.
+    fn on_forwarded(&mut self, f: Option<(Flow, Vec<u8>)>) -> io::Result<()> {
+        match f {
+            Some((flow, data)) => {
+                let _handling = current_input::handling(flow, &data);
+                self.engine
+                    .handle_datagram(std::time::Instant::now(), flow, &data);
+                Ok(())
+            }
+            None => {
+                // The new process exited (stopped, or crashed): nobody else reads the
+                // sockets. Read them again to finish this process's calls; new calls are
+                // refused as in a drain.
+                tracing::error!(
+                    calls = self.engine.active_calls(),
+                    "the new process is gone: this process reads its sockets again to finish \
+                     its calls, refusing new ones"
+                );
+                self.read_again_draining()
+            }
+        }
+    }
+
+    /// Whether a drain (or a hand-over) has nothing left to wait for.
+    fn finished(&self) -> bool {
+        if !(self.drain.is_on() && self.engine.active_calls() == 0 && self.handing.may_exit()) {
+            return false;
+        }
+        if self.handing.handed() {
+            info!("handed over and no call left: exiting");
+        } else {
+            info!("drained: no calls left");
+        }
+        true
     }
 
     /// An upgrade fell through after this process stopped reading its sockets: read them
