@@ -40,6 +40,12 @@ fn trunks(lab: &Lab) -> serde_json_value::Value {
     serde_json_value::from_str(&body)
 }
 
+fn registrations(lab: &Lab) -> serde_json_value::Value {
+    let (status, body) = http("GET", &lab.admin(), "/registrations", None, "");
+    assert_eq!(status, 200, "{body}");
+    serde_json_value::from_str(&body)
+}
+
 /// serde_json through the harness.
 mod serde_json_value {
     pub use sluice_e2e::serde_json::{from_str as parse, Value};
@@ -114,14 +120,31 @@ fn registration_answers_a_challenge_that_sipp_verifies_and_wrong_credentials_fai
         );
         wait_trunk(&lab, expect, |t| t["status"] == expect);
         let t = &trunks(&lab)[0];
+        // The registration itself, as /registrations shows it.
+        let regs = registrations(&lab);
+        let r = &regs[0];
+        assert_eq!(regs.as_array().map(Vec::len), Some(1), "{regs}");
+        assert_eq!(
+            (&r["trunk"], &r["kind"], &r["state"]),
+            (&"loop".into(), &"register".into(), &expect.into()),
+            "{r}"
+        );
+        assert_eq!(r["aor"], "sip:acct1@provider.test", "{r}");
         if password == "s3cret" {
             assert_eq!(t["last_registration"], "200 OK");
+            assert_eq!(r["last_response"], "200 OK");
+            let expires = r["expires_in_seconds"].as_u64().unwrap();
+            let refresh = r["refresh_in_seconds"].as_u64().unwrap();
+            assert!(expires > 0 && refresh < expires, "{r}");
         } else {
             assert_eq!(t["last_registration"], "403 Forbidden");
             assert!(
                 t["next_register_in_seconds"].as_u64().unwrap() >= 20,
                 "backs off: {t}"
             );
+            assert_eq!(r["last_response"], "403 Forbidden");
+            assert!(r["retry_in_seconds"].as_u64().unwrap() >= 20, "{r}");
+            assert!(r["expires_in_seconds"].is_null(), "{r}");
         }
         let r = registrar.wait(Duration::from_secs(10));
         assert_eq!(r.failed, 0, "{r:?}");
@@ -283,6 +306,20 @@ fn a_gateway_registers_to_sluice_takes_a_call_and_unregisters() {
         ],
     );
     wait_trunk(&lab, "the gateway's binding", |t| t["bindings"] == 1);
+    let regs = registrations(&lab);
+    let g = &regs[0];
+    assert_eq!(regs.as_array().map(Vec::len), Some(1), "{regs}");
+    assert_eq!(
+        (&g["kind"], &g["trunk"]),
+        (&"gateway".into(), &"loop".into()),
+        "{g}"
+    );
+    assert_eq!(g["source"], format!("{gw_ip}:5062"), "{g}");
+    assert!(
+        g["contact"].as_str().unwrap().contains(&gw_ip),
+        "the contact registered: {g}"
+    );
+    assert!(g["expires_in_seconds"].as_u64().unwrap() > 0, "{g}");
     let call = lab.sipp(
         "call",
         "uac.xml",
@@ -301,6 +338,7 @@ fn a_gateway_registers_to_sluice_takes_a_call_and_unregisters() {
     assert_eq!(g.failed, 0, "gateway: {g:?}");
     wait_trunk(&lab, "unregistered", |t| t["bindings"] == 0);
     assert_eq!(trunks(&lab)[0]["status"], "not registered");
+    assert_eq!(registrations(&lab), serde_json_value::from_str("[]"));
 }
 
 #[test]

@@ -536,9 +536,71 @@ async fn calls(State(state): State<AdminState>) -> Response {
     Json(body).into_response()
 }
 
-async fn registrations() -> Response {
-    // No register-based trunks exist yet: an empty list, in the shape to come.
-    Json(Vec::<serde_json::Value>::new()).into_response()
+/// One registration: Sluice's to a provider (`kind` `register`), or a gateway's to Sluice
+/// (`kind` `gateway`, one per binding).
+#[derive(Serialize)]
+struct RegistrationBody {
+    trunk: String,
+    kind: &'static str,
+    /// register: `registered`, `registering`, `registration failed`, `unregistered`;
+    /// gateway: `registered`.
+    state: &'static str,
+    /// register: the address of record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aor: Option<String>,
+    /// register: the provider's registrar (the REGISTER's Request-URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registrar: Option<String>,
+    /// register: the contact Sluice registers; gateway: the contact the gateway registered.
+    contact: String,
+    /// gateway: where its REGISTER came from, where its calls go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    expires_in_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_in_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_in_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_response: Option<String>,
+}
+
+async fn registrations(State(state): State<AdminState>) -> Response {
+    let Some(s) = engine_status(&state).await else {
+        return unavailable();
+    };
+    let mut body = Vec::new();
+    for t in &s.trunks {
+        if let Some(r) = &t.registration {
+            body.push(RegistrationBody {
+                trunk: t.name.clone(),
+                kind: "register",
+                state: r.state,
+                aor: Some(r.aor.clone()),
+                registrar: Some(r.registrar.clone()),
+                contact: r.contact.clone(),
+                source: None,
+                expires_in_seconds: r.expires_in,
+                refresh_in_seconds: r.refresh_in,
+                retry_in_seconds: r.retry_in,
+                last_response: r.last_response.clone(),
+            });
+        }
+        body.extend(t.gateways.iter().map(|g| RegistrationBody {
+            trunk: t.name.clone(),
+            kind: "gateway",
+            state: "registered",
+            aor: None,
+            registrar: None,
+            contact: g.contact.clone(),
+            source: Some(g.source.to_string()),
+            expires_in_seconds: Some(g.expires_in),
+            refresh_in_seconds: None,
+            retry_in_seconds: None,
+            last_response: None,
+        }));
+    }
+    Json(body).into_response()
 }
 
 #[derive(Serialize)]

@@ -94,4 +94,4 @@ pub use hooks::{
 };
 pub use sluice_guard::{Ban, Limits as GuardLimits, Reason as BanReason};
 pub use stats::EngineStats;
-pub use trunks::TrunkStatus;
+pub use trunks::{GatewayStatus, RegistrationStatus, TrunkStatus};

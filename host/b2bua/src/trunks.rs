@@ -194,6 +194,85 @@ pub struct TrunkStatus {
     pub bindings: usize,
     /// SRTP on the trunk's leg: `off`, `optional`, `required`.
     pub srtp: &'static str,
+    /// Sluice's registration to the provider (register trunks).
+    pub registration: Option<RegistrationStatus>,
+    /// The gateways' bindings (accept-register trunks).
+    pub gateways: Vec<GatewayStatus>,
+}
+
+/// Sluice's registration to a provider, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationStatus {
+    /// The address of record (To and From of the REGISTER).
+    pub aor: String,
+    /// The Request-URI of the REGISTER.
+    pub registrar: String,
+    /// Where Sluice asks the provider to send calls.
+    pub contact: String,
+    /// As the trunk's status: `registered`, `registering`, `registration failed`,
+    /// `unregistered`.
+    pub state: &'static str,
+    /// Seconds until the provider's binding runs out, and until Sluice refreshes it
+    /// (registered).
+    pub expires_in: Option<u64>,
+    pub refresh_in: Option<u64>,
+    /// Seconds until the next attempt after a failure.
+    pub retry_in: Option<u64>,
+    /// The last final answer, `status reason`.
+    pub last_response: Option<String>,
+}
+
+/// A gateway's binding to an accept-register trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayStatus {
+    /// The Contact URI the gateway registered.
+    pub contact: String,
+    /// Where its REGISTER came from (where calls to it go, behind NAT).
+    pub source: SocketAddr,
+    /// Seconds until the binding runs out.
+    pub expires_in: u64,
+}
+
+impl TrunkAgent {
+    /// The registration to the provider, for the admin API.
+    fn registration_status(&self, now: Instant) -> Option<RegistrationStatus> {
+        let r = self.registration.as_ref()?;
+        let secs = |at: Instant| at.saturating_duration_since(now).as_secs();
+        let (expires_in, refresh_in, retry_in) = match r.state() {
+            RegState::Registered {
+                expires_at,
+                refresh_at,
+            } => (Some(secs(*expires_at)), Some(secs(*refresh_at)), None),
+            RegState::Failed { retry_at, .. } => (None, None, Some(secs(*retry_at))),
+            _ => (None, None, None),
+        };
+        let cfg = r.config();
+        Some(RegistrationStatus {
+            aor: cfg.aor.clone(),
+            registrar: cfg.registrar.clone(),
+            contact: cfg.contact.clone(),
+            state: self.status(now),
+            expires_in,
+            refresh_in,
+            retry_in,
+            last_response: r
+                .last_response()
+                .map(|(st, reason)| format!("{st} {reason}")),
+        })
+    }
+
+    /// The gateways' bindings in force, for the admin API.
+    fn gateway_status(&self, now: Instant) -> Vec<GatewayStatus> {
+        self.registrar.as_ref().map_or_else(Vec::new, |r| {
+            r.bindings(now)
+                .map(|b| GatewayStatus {
+                    contact: b.contact.clone(),
+                    source: b.source,
+                    expires_in: b.expires_at.saturating_duration_since(now).as_secs(),
+                })
+                .collect()
+        })
+    }
 }
 
 impl TrunkAgent {
@@ -253,6 +332,8 @@ impl TrunkAgent {
                 .registrar
                 .as_ref()
                 .map_or(0, |r| r.bindings(now).count()),
+            registration: self.registration_status(now),
+            gateways: self.gateway_status(now),
         }
     }
 }

@@ -123,6 +123,11 @@ impl Registration {
         &self.state
     }
 
+    /// What it registers: the address of record, the registrar, the contact.
+    pub fn config(&self) -> &RegistrationConfig {
+        &self.cfg
+    }
+
     /// The last final response, as `status reason`.
     pub fn last_response(&self) -> Option<&(u16, String)> {
         self.last.as_ref()
