@@ -180,13 +180,18 @@ fn topology_is_hidden_both_ways() {
     let callee_ids = call_ids(&callee_sent);
     assert!(!caller_ids.is_empty() && !callee_ids.is_empty());
 
-    // The SDP body passes through unchanged until media anchoring lands, so only the SIP head
-    // is checked for addresses.
-    let head = |m: &String| m.split("\n\n").next().unwrap_or("").to_string();
-    let callee_heads: Vec<String> = callee_got.iter().map(head).collect();
-    let caller_heads: Vec<String> = caller_got.iter().map(head).collect();
+    // Media is anchored (the lab's trunk has the default `media = "anchor"`): the SDP bodies
+    // name Sluice too, so whole messages are checked, bodies included.
+    let sluice_ip = lab.internal().split(':').next().unwrap().to_string();
+    for (side, got) in [("trunk", &callee_got), ("PBX", &caller_got)] {
+        assert!(
+            got.iter()
+                .any(|m| m.contains(&format!("\nc=IN IP4 {sluice_ip}\n"))),
+            "the {side} side's SDP names Sluice"
+        );
+    }
     // What the trunk side received: nothing of the PBX side.
-    for m in &callee_heads {
+    for m in &callee_got {
         assert!(
             !m.contains(&lab.pbx_ip()),
             "PBX address leaked to the trunk:\n{m}"
@@ -211,7 +216,7 @@ fn topology_is_hidden_both_ways() {
         );
     }
     // What the PBX side received: nothing of the trunk side.
-    for m in &caller_heads {
+    for m in &caller_got {
         assert!(
             !m.contains(&lab.trunk_ip()),
             "trunk address leaked to the PBX:\n{m}"
@@ -237,7 +242,7 @@ fn topology_is_hidden_both_ways() {
             );
         }
     }
-    // The SDP passes through unchanged for now.
+    // The SDP's origin keeps its user name and session id: only its address is Sluice's.
     assert!(callee_got.iter().any(|m| m.contains("o=user1 53655765")));
     assert!(caller_got.iter().any(|m| m.contains("o=user2 53655765")));
 }
