@@ -275,6 +275,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The transports of a configuration without TLS.
     const ALL: [Proto; 2] = [Proto::Udp, Proto::Tcp];
 
     /// A zone: answers by query, every lookup recorded.
@@ -399,8 +400,8 @@ mod tests {
             .with(Query::Ip("a.example.com".into()), ips(&["192.0.2.10"]), 30)
             .with(Query::Ip("b.example.com".into()), ips(&["192.0.2.20"]), 600);
         let l = z.locate(t("example.com", None, None), &ALL);
-        // TLS is not supported: skipped. TCP (order 10) before UDP (order 20); within TCP by
-        // SRV priority.
+        // TLS is not among the transports given (as without a TLS configuration): `SIPS+D2T`
+        // is skipped. TCP (order 10) before UDP (order 20); within TCP by SRV priority.
         assert_eq!(
             addrs(&l),
             [
