@@ -23,7 +23,8 @@ Phases (each prints one line per measurement and the ratios at the end):
 
 Systems: MEDIA_SYSTEMS (default "sluice rtpengine"); "floor" adds `minrelay.c` beside this script,
 the least a userspace relay can do (one recvfrom and one sendto per packet, nothing else), so
-that a relay's figure can be read against what the kernel's UDP path costs on the machine.
+that a relay's figure can be read against what the kernel's UDP path costs on the machine;
+"floor-connected" the same with each socket connected to its peer (send() on a kept route).
 Sluice's and the floor's measurements also print the relay's context switches per packet.
 
 Usage: cargo build --release -p sluice && python3 bench/media.py [--calls 500] [--secs 10]
@@ -300,9 +301,9 @@ def run_rtpengine(work, calls, secs, relay_cpu, gen_cpu):
     return res
 
 
-def run_floor(work, calls, secs, relay_cpu, gen_cpu):
+def run_floor(work, calls, secs, relay_cpu, gen_cpu, connected=False):
     """The floor: `minrelay.c` (one recvfrom and one sendto per packet, nothing else) on the
-    same streams, pinned like the others."""
+    same streams, pinned like the others; `connected`: its sockets connected to their peers."""
     pairs = os.path.join(work, "pairs")
     flows = []
     with open(pairs, "w") as f:
@@ -310,7 +311,7 @@ def run_floor(work, calls, secs, relay_cpu, gen_cpu):
             pa, pb, ra, rb = 10000 + 2 * i, 10001 + 2 * i, 20000 + 2 * i, 30000 + 2 * i
             f.write("%d %d %d %d\n" % (ra, pa, rb, pb))
             flows += [(pa, ra), (pb, rb)]
-    cmd = [os.path.join(work, "minrelay"), pairs]
+    cmd = [os.path.join(work, "minrelay"), pairs] + (["connected"] if connected else [])
     if relay_cpu:
         cmd = ["taskset", "-c", relay_cpu] + cmd
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -318,14 +319,16 @@ def run_floor(work, calls, secs, relay_cpu, gen_cpu):
         if p.stdout.readline().strip() != "ready":
             sys.exit("minrelay did not start")
         res, cpu_pct = blast_and_measure(work, p, flows, secs, gen_cpu)
-        res.update(system="floor", calls=calls, streams=2 * calls, cpu_pct=round(cpu_pct, 1))
+        res.update(system="floor-connected" if connected else "floor", calls=calls, streams=2 * calls,
+                   cpu_pct=round(cpu_pct, 1))
         res["us_cpu_per_pkt"] = round(cpu_pct / 100.0 * 1e6 / res["offered_pps"], 2) if cpu_pct > 0 else 0.0
         return res
     finally:
         stop(p)
 
 
-RUN = {"sluice": run_sluice, "rtpengine": run_rtpengine, "floor": run_floor}
+RUN = {"sluice": run_sluice, "rtpengine": run_rtpengine, "floor": run_floor,
+       "floor-connected": lambda *args: run_floor(*args, connected=True)}
 SYSTEMS = os.environ.get("MEDIA_SYSTEMS", "sluice rtpengine").split()
 
 
@@ -390,7 +393,7 @@ def main():
     if "cpu" in phases:
         print("== CPU per relayed packet at %d calls (%d streams, %d packets/s), %gs, %d rounds"
               % (a.calls, 2 * a.calls, 100 * a.calls, a.secs, a.rounds), flush=True)
-        per = {s: [] for s in ("sluice", "rtpengine", "floor")}
+        per = {s: [] for s in RUN}
         for _ in range(a.rounds):
             for system in SYSTEMS:
                 r = RUN[system](work, a.calls, a.secs, a.relay_cpu, a.gen_cpu)
@@ -407,6 +410,10 @@ def main():
                                "floor/rtpengine %.2f, sluice/floor %.2f" % (fl, fl / e, s / fl if fl else float("nan")))
             else:
                 summary.append("floor (minrelay.c: recvfrom + sendto, nothing else): %.2f us per packet" % fl)
+        if per["floor-connected"]:
+            fc = median(per["floor-connected"])
+            summary.append("floor with connected sockets (recvfrom + send): %.2f us per packet%s"
+                           % (fc, "; floor-connected/rtpengine %.2f" % (fc / e) if e else ""))
     best = {}
     if "max" in phases:
         print("== most calls relayed with under 0.1%% loss and p99 latency under 20 ms (%gs each)"

@@ -1,10 +1,12 @@
 /* minrelay: the least a userspace UDP relay can do per packet, as a floor for bench/media.py.
- * Usage: minrelay PAIRS_FILE
+ * Usage: minrelay PAIRS_FILE [connected]
  * PAIRS_FILE lines: "<port_a> <peer_a> <port_b> <peer_b>" (all on 127.0.0.1): what arrives on
  * port_a is sent from port_b to peer_b, what arrives on port_b is sent from port_a to peer_a.
  * One thread, level-triggered epoll, one recvfrom and one sendto per packet: no latching, no
  * counters, no checks. A send the kernel refuses (a full buffer) drops the packet, as the
  * relays compared with it do; the generator counts it as lost. It prints "ready" once every port is bound, and runs until killed.
+ * With `connected`, each socket is connected to its peer and sends with send(): the kernel keeps
+ * the route instead of looking it up per packet (and delivers to it only what that peer sends).
  * Build: gcc -O2 -o minrelay minrelay.c
  */
 #define _GNU_SOURCE
@@ -33,7 +35,8 @@ static int bind_port(unsigned port) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s PAIRS\n", argv[0]); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: %s PAIRS [connected]\n", argv[0]); return 2; }
+    int connected = argc > 2 && strcmp(argv[2], "connected") == 0;
     FILE *f = fopen(argv[1], "r");
     if (!f) { perror("pairs"); return 2; }
     int cap = 1024, n = 0;
@@ -56,6 +59,7 @@ int main(int argc, char **argv) {
             x->peer.sin_family = AF_INET;
             x->peer.sin_port = htons(peer[k]);
             x->peer.sin_addr.s_addr = htonl(0x7f000001);
+            if (connected && connect(x->fd, (void *)&x->peer, sizeof x->peer)) die("connect");
             struct epoll_event ev = { .events = EPOLLIN, .data.u32 = n + k };
             if (epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &ev)) die("epoll_ctl");
         }
@@ -75,7 +79,10 @@ int main(int argc, char **argv) {
             ssize_t len = recvfrom(x->fd, buf, sizeof buf, 0, (void *)&src, &sl);
             if (len <= 0) continue;
             struct end *y = &e[x->other];
-            sendto(y->fd, buf, len, 0, (void *)&y->peer, sizeof y->peer);
+            if (connected)
+                send(y->fd, buf, len, 0);
+            else
+                sendto(y->fd, buf, len, 0, (void *)&y->peer, sizeof y->peer);
         }
     }
 }

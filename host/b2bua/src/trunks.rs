@@ -278,6 +278,7 @@ impl TrunkAgent {
 impl TrunkAgent {
     pub fn report(&self, now: Instant) -> TrunkStatus {
         let c = &self.config;
+        let registration = self.registration_status(now);
         TrunkStatus {
             name: c.name.to_string(),
             kind: c.kind.as_str(),
@@ -318,11 +319,7 @@ impl TrunkAgent {
                         now.saturating_duration_since(at).as_secs(),
                     )
                 }),
-            last_registration: self
-                .registration
-                .as_ref()
-                .and_then(Registration::last_response)
-                .map(|(st, reason)| format!("{st} {reason}")),
+            last_registration: registration.as_ref().and_then(|r| r.last_response.clone()),
             next_register_in: self
                 .registration
                 .as_ref()
@@ -332,7 +329,7 @@ impl TrunkAgent {
                 .registrar
                 .as_ref()
                 .map_or(0, |r| r.bindings(now).count()),
-            registration: self.registration_status(now),
+            registration,
             gateways: self.gateway_status(now),
         }
     }
