@@ -380,24 +380,18 @@ async fn serve<S>(
     .await;
 }
 
-/// [`serve`]; with `keepalive`, pinged as [`KeepAlive`] says: a peer that answered a ping once
-/// and then leaves one unanswered within [`PONG_WAIT`] ends the connection as failed (its
-/// transactions fail over at once).
-async fn serve_with<S>(
-    flow: Flow,
-    stream: S,
-    (pong, mut queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
-    tx: mpsc::Sender<Incoming>,
-    (max_message, first_message, keepalive, opened): (usize, Duration, Option<Duration>, bool),
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+/// The writing half of a connection: what the engine queues, written in order. A write that
+/// fails fails the connection (what waits on it fails over).
+fn spawn_writer<W>(
+    mut wr: W,
+    mut queue: mpsc::Receiver<Bytes>,
+    failed: mpsc::Sender<Incoming>,
+    (id, flow): (ConnId, Flow),
+) -> tokio::task::JoinHandle<()>
+where
+    W: AsyncWrite + Send + Unpin + 'static,
 {
-    let Some(id) = flow.conn else {
-        return;
-    };
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let failed = tx.clone();
-    let writer = tokio::spawn(async move {
+    tokio::spawn(async move {
         while let Some(data) = queue.recv().await {
             if let Err(e) = wr.write_all(&data).await {
                 debug!(remote = %flow.remote, "tcp write failed: {e}");
@@ -406,7 +400,85 @@ async fn serve_with<S>(
             }
         }
         let _ = wr.shutdown().await;
-    });
+    })
+}
+
+/// A connection Sluice opened broke (a reset, or a TLS alert: over TLS 1.3 a provider refuses
+/// a client certificate only after Sluice's handshake completed): what waits on it fails at
+/// once. (The peer of an accepted one may still answer over a new connection.)
+async fn opened_connection_broke(
+    e: &io::Error,
+    (id, flow): (ConnId, Flow),
+    heard: bool,
+    tx: &mpsc::Sender<Incoming>,
+) {
+    // Before the peer said anything, a TLS error is the end of the handshake (TLS 1.3
+    // finishes the server's checks then); later, a broken connection.
+    if flow.transport == Transport::Tls && !heard {
+        crate::tls::failed(flow.remote, "opened", e);
+    } else {
+        debug!(remote = %flow.remote, "connection broke: {e}");
+    }
+    let _ = tx.send(Incoming::Failed { id, flow }).await;
+}
+
+/// Hand the engine every complete message the framer holds, and answer CRLF pings. `false`
+/// once the connection must close: a framing error (the engine gets the head to answer
+/// from first), or the engine gone.
+async fn deliver(
+    framer: &mut StreamFramer,
+    flow: Flow,
+    (tx, pong): (&mpsc::Sender<Incoming>, &Writer),
+    idle: &mut Duration,
+) -> bool {
+    while let Some(frame) = framer.next_frame() {
+        match frame {
+            Ok(Frame::Message(data)) => {
+                *idle = IDLE;
+                if tx.send(Incoming::Packet { flow, data }).await.is_err() {
+                    return false;
+                }
+            }
+            Ok(Frame::Ping) => {
+                let _ = pong.send(Bytes::from_static(b"\r\n"));
+            }
+            Err(e) => {
+                warn!(remote = %flow.remote, reason = e.reason, "stream framing error, closing");
+                if let Some(head) = e.head {
+                    // Let the engine answer (400, 513) from the head before the stream
+                    // closes, without acting on the message.
+                    let unframed = Incoming::Unframed {
+                        flow,
+                        head,
+                        status: e.status,
+                        reason: e.reason,
+                    };
+                    let _ = tx.send(unframed).await;
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// [`serve`]; with `keepalive`, pinged as [`KeepAlive`] says: a peer that answered a ping once
+/// and then leaves one unanswered within [`PONG_WAIT`] ends the connection as failed (its
+/// transactions fail over at once).
+async fn serve_with<S>(
+    flow: Flow,
+    stream: S,
+    (pong, queue, stop): (Writer, mpsc::Receiver<Bytes>, Arc<Notify>),
+    tx: mpsc::Sender<Incoming>,
+    (max_message, first_message, keepalive, opened): (usize, Duration, Option<Duration>, bool),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let Some(id) = flow.conn else {
+        return;
+    };
+    let (mut rd, wr) = tokio::io::split(stream);
+    let writer = spawn_writer(wr, queue, tx.clone(), (id, flow));
     let mut framer = StreamFramer::new(max_message);
     let mut buf = vec![0u8; 16 * 1024];
     let mut stopped = false;
@@ -438,19 +510,8 @@ async fn serve_with<S>(
             },
             Ok(Ok(0)) => break,
             Ok(Err(e)) => {
-                // A connection Sluice opened that breaks (reset, or a TLS alert: over TLS 1.3
-                // a provider refuses a client certificate only after Sluice's handshake
-                // completed) fails what waits on it at once; the peer of an accepted one may
-                // still answer over a new connection.
                 if opened {
-                    // Before the peer said anything, a TLS error is the end of the handshake
-                    // (TLS 1.3 finishes the server's checks then); later, a broken connection.
-                    if flow.transport == Transport::Tls && !heard {
-                        crate::tls::failed(flow.remote, "opened", &e);
-                    } else {
-                        debug!(remote = %flow.remote, "connection broke: {e}");
-                    }
-                    let _ = tx.send(Incoming::Failed { id, flow }).await;
+                    opened_connection_broke(&e, (id, flow), heard, &tx).await;
                 }
                 break;
             }
@@ -458,33 +519,8 @@ async fn serve_with<S>(
         };
         heard = true;
         framer.push(alive.on_read(buf.get(..n).unwrap_or_default()));
-        while let Some(frame) = framer.next_frame() {
-            match frame {
-                Ok(Frame::Message(data)) => {
-                    idle = IDLE;
-                    if tx.send(Incoming::Packet { flow, data }).await.is_err() {
-                        break 'read;
-                    }
-                }
-                Ok(Frame::Ping) => {
-                    let _ = pong.send(Bytes::from_static(b"\r\n"));
-                }
-                Err(e) => {
-                    warn!(remote = %flow.remote, reason = e.reason, "stream framing error, closing");
-                    if let Some(head) = e.head {
-                        // Let the engine answer (400, 513) from the head before the stream
-                        // closes, without acting on the message.
-                        let unframed = Incoming::Unframed {
-                            flow,
-                            head,
-                            status: e.status,
-                            reason: e.reason,
-                        };
-                        let _ = tx.send(unframed).await;
-                    }
-                    break 'read;
-                }
-            }
+        if !deliver(&mut framer, flow, (&tx, &pong), &mut idle).await {
+            break;
         }
     }
     // The writer ends once the engine task drops its sender on `Closed`, after writing
