@@ -114,50 +114,8 @@ async fn upgrade(
     if status.await?.predecessor {
         bail!("the previous upgrade's old process still finishes its calls: try again later");
     }
-    let name = format!(
-        "sluice-upgrade-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    );
-    let listener = std::os::unix::net::UnixListener::bind_addr(&SocketAddr::from_abstract_name(
-        name.as_bytes(),
-    )?)?;
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(listener)?;
-    // Killed if the upgrade fails from here on; kept (and reaped) once it took over.
-    let mut child = Unless(Some(
-        tokio::process::Command::new(program)
-            .args(std::env::args_os().skip(1))
-            .env(UPGRADE_ENV, &name)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?,
-    ));
-    let pid = child
-        .get()
-        .and_then(tokio::process::Child::id)
-        .ok_or_else(|| anyhow!("the new process is gone"))?;
-    info!(pid, "upgrade: new process started");
-    let until = tokio::time::Instant::from_std(sluice_transaction::after(
-        std::time::Instant::now(),
-        START_LIMIT,
-    ));
-    let stream = loop {
-        let stream = tokio::select! {
-            a = listener.accept() => a?.0,
-            st = child.wait() => bail!("the new process exited before taking over ({st})"),
-            _ = tokio::time::sleep_until(until) => {
-                bail!("the new process did not connect within {START_LIMIT:?}");
-            }
-        };
-        // Anyone on the host may connect to the name: only the child gets the sockets.
-        match stream.peer_cred()?.pid() {
-            Some(p) if i32::try_from(pid).ok() == Some(p) => break stream,
-            other => {
-                warn!(peer = ?other, "upgrade: a process other than the new one connected; ignored")
-            }
-        }
-    };
+    let (listener, mut child, pid) = start_successor(program)?;
+    let stream = accept_successor(&listener, &mut child, pid).await?;
     drop(listener);
     let mut link = stream.into_std()?;
     link.set_nonblocking(false)?;
@@ -207,6 +165,64 @@ async fn upgrade(
         });
     }
     Ok(pid)
+}
+
+/// Start the new process, told by `UPGRADE_ENV` where to connect, and listen there: the
+/// listener, the process (killed if the upgrade fails from here on; kept, and reaped, once it
+/// took over) and its pid.
+fn start_successor(program: &PathBuf) -> anyhow::Result<(tokio::net::UnixListener, Unless, u32)> {
+    let name = format!(
+        "sluice-upgrade-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    );
+    let listener = std::os::unix::net::UnixListener::bind_addr(&SocketAddr::from_abstract_name(
+        name.as_bytes(),
+    )?)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let child = Unless(Some(
+        tokio::process::Command::new(program)
+            .args(std::env::args_os().skip(1))
+            .env(UPGRADE_ENV, &name)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?,
+    ));
+    let pid = child
+        .get()
+        .and_then(tokio::process::Child::id)
+        .ok_or_else(|| anyhow!("the new process is gone"))?;
+    info!(pid, "upgrade: new process started");
+    Ok((listener, child, pid))
+}
+
+/// The new process's connection, within [`START_LIMIT`]. Anyone on the host may connect to
+/// the name: only the child's connection is taken (the others are ignored).
+async fn accept_successor(
+    listener: &tokio::net::UnixListener,
+    child: &mut Unless,
+    pid: u32,
+) -> anyhow::Result<tokio::net::UnixStream> {
+    let until = tokio::time::Instant::from_std(sluice_transaction::after(
+        std::time::Instant::now(),
+        START_LIMIT,
+    ));
+    loop {
+        let stream = tokio::select! {
+            a = listener.accept() => a?.0,
+            st = child.wait() => bail!("the new process exited before taking over ({st})"),
+            _ = tokio::time::sleep_until(until) => {
+                bail!("the new process did not connect within {START_LIMIT:?}");
+            }
+        };
+        match stream.peer_cred()?.pid() {
+            Some(p) if i32::try_from(pid).ok() == Some(p) => return Ok(stream),
+            other => {
+                warn!(peer = ?other, "upgrade: a process other than the new one connected; ignored")
+            }
+        }
+    }
 }
 
 /// The new process, killed when dropped unless it took over (taken out).
