@@ -335,41 +335,7 @@ impl TransactionLayer {
         };
         let key = server_key(&msg, &method);
         if let Some(&id) = self.server_index.get(&key) {
-            self.stats.retransmissions_absorbed =
-                self.stats.retransmissions_absorbed.saturating_add(1);
-            let Some(tx) = self.server.get_mut(&id) else {
-                return;
-            };
-            if method == Method::Ack {
-                if tx.invite && tx.state == SState::Completed {
-                    // Confirmed: stop retransmitting; Timer I absorbs further ACKs.
-                    tx.state = SState::Confirmed;
-                    tx.deadlines.retransmit = None;
-                    tx.deadlines.timeout = None;
-                    let d = if tx.reply.transport.is_reliable() {
-                        Duration::ZERO
-                    } else {
-                        self.timers.t4
-                    };
-                    self.linger_or_end(now, TxRef::Server(id), d);
-                }
-                return;
-            }
-            // A retransmitted request: resend the last response, if any.
-            if let Some(resp) = tx.last_response.clone() {
-                if matches!(
-                    tx.state,
-                    SState::Proceeding | SState::Completed | SState::Trying
-                ) {
-                    self.stats.response_retransmissions_sent =
-                        self.stats.response_retransmissions_sent.saturating_add(1);
-                    let reply = tx.reply;
-                    self.transmits.push_back(Transmit {
-                        flow: reply,
-                        data: resp,
-                    });
-                }
-            }
+            self.on_known_request(now, id, &method);
             return;
         }
         if method == Method::Ack {
@@ -420,6 +386,44 @@ impl TransactionLayer {
         }
         self.events
             .push_back(TxEvent::Request { tx: id, msg, flow });
+    }
+
+    /// A request of a running server transaction: the ACK of a non-2xx final answer, or a
+    /// retransmission (the last response is sent again).
+    fn on_known_request(&mut self, now: Instant, id: ServerTxId, method: &Method) {
+        self.stats.retransmissions_absorbed = self.stats.retransmissions_absorbed.saturating_add(1);
+        let Some(tx) = self.server.get_mut(&id) else {
+            return;
+        };
+        if *method == Method::Ack {
+            if tx.invite && tx.state == SState::Completed {
+                // Confirmed: stop retransmitting; Timer I absorbs further ACKs.
+                tx.state = SState::Confirmed;
+                tx.deadlines.retransmit = None;
+                tx.deadlines.timeout = None;
+                let d = if tx.reply.transport.is_reliable() {
+                    Duration::ZERO
+                } else {
+                    self.timers.t4
+                };
+                self.linger_or_end(now, TxRef::Server(id), d);
+            }
+            return;
+        }
+        if let Some(resp) = tx.last_response.clone() {
+            if matches!(
+                tx.state,
+                SState::Proceeding | SState::Completed | SState::Trying
+            ) {
+                self.stats.response_retransmissions_sent =
+                    self.stats.response_retransmissions_sent.saturating_add(1);
+                let reply = tx.reply;
+                self.transmits.push_back(Transmit {
+                    flow: reply,
+                    data: resp,
+                });
+            }
+        }
     }
 
     /// The server transaction an incoming CANCEL refers to (RFC 3261 §9.2).
@@ -590,88 +594,103 @@ impl TransactionLayer {
             self.events.push_back(TxEvent::StrayResponse { msg, flow });
             return;
         };
+        if self.client.get(&id).is_some_and(|tx| tx.invite) {
+            self.on_invite_response(now, id, status, msg);
+        } else {
+            self.on_non_invite_response(now, id, status, msg);
+        }
+    }
+
+    /// A response of a client INVITE transaction (RFC 3261 §17.1.1).
+    fn on_invite_response(&mut self, now: Instant, id: ClientTxId, status: u16, msg: Message) {
         let r = TxRef::Client(id);
         let timeout = self.timers.timeout();
+        let Some(tx) = self.client.get_mut(&id) else {
+            return;
+        };
+        let reliable = tx.flow.transport.is_reliable();
+        match (tx.state, status) {
+            (CState::Calling | CState::Proceeding, 100..=199) => {
+                tx.state = CState::Proceeding;
+                tx.deadlines.retransmit = None;
+                self.events.push_back(TxEvent::Response { tx: id, msg });
+                // Timer B ends with the Calling state (RFC 3261 §17.1.1.2): a callee that
+                // rings is waited for; each provisional but 100 restarts Timer C instead
+                // (§16.7).
+                if status > 100 {
+                    self.arm(r, TimerKind::Timeout, after(now, TIMER_C.max(timeout)));
+                }
+            }
+            (CState::Calling | CState::Proceeding, 200..=299) => {
+                tx.state = CState::Accepted;
+                tx.deadlines.clear();
+                self.events.push_back(TxEvent::Response { tx: id, msg });
+                self.arm(r, TimerKind::Linger, after(now, timeout));
+            }
+            (CState::Accepted, 200..=299) => {
+                self.events.push_back(TxEvent::Response { tx: id, msg });
+            }
+            (CState::Calling | CState::Proceeding, _) => {
+                tx.state = CState::Completed;
+                tx.deadlines.clear();
+                let ack = ack_for(&tx.request, &msg);
+                self.scratch.clear();
+                ack.write_to(&mut self.scratch);
+                let ack = Bytes::copy_from_slice(&self.scratch);
+                tx.ack = Some(ack.clone());
+                let flow = tx.flow;
+                self.transmits.push_back(Transmit { flow, data: ack });
+                self.events.push_back(TxEvent::Response { tx: id, msg });
+                let d = if reliable {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(32)
+                };
+                self.linger_or_end(now, r, d);
+            }
+            (CState::Completed, 300..=699) => {
+                if let Some(ack) = tx.ack.clone() {
+                    self.stats.retransmissions_absorbed =
+                        self.stats.retransmissions_absorbed.saturating_add(1);
+                    let flow = tx.flow;
+                    self.transmits.push_back(Transmit { flow, data: ack });
+                }
+            }
+            _ => {
+                self.stats.retransmissions_absorbed =
+                    self.stats.retransmissions_absorbed.saturating_add(1);
+            }
+        }
+    }
+
+    /// A response of a client non-INVITE transaction (RFC 3261 §17.1.2).
+    fn on_non_invite_response(&mut self, now: Instant, id: ClientTxId, status: u16, msg: Message) {
+        let r = TxRef::Client(id);
         let t2 = self.timers.t2;
         let t4 = self.timers.t4;
         let Some(tx) = self.client.get_mut(&id) else {
             return;
         };
         let reliable = tx.flow.transport.is_reliable();
-        if tx.invite {
-            match (tx.state, status) {
-                (CState::Calling | CState::Proceeding, 100..=199) => {
-                    tx.state = CState::Proceeding;
-                    tx.deadlines.retransmit = None;
-                    self.events.push_back(TxEvent::Response { tx: id, msg });
-                    // Timer B ends with the Calling state (RFC 3261 §17.1.1.2): a callee that
-                    // rings is waited for; each provisional but 100 restarts Timer C instead
-                    // (§16.7).
-                    if status > 100 {
-                        self.arm(r, TimerKind::Timeout, after(now, TIMER_C.max(timeout)));
-                    }
+        match (tx.state, status) {
+            (CState::Calling | CState::Proceeding, 100..=199) => {
+                tx.state = CState::Proceeding;
+                if !reliable {
+                    // In Proceeding, Timer E fires every T2.
+                    tx.interval = t2;
                 }
-                (CState::Calling | CState::Proceeding, 200..=299) => {
-                    tx.state = CState::Accepted;
-                    tx.deadlines.clear();
-                    self.events.push_back(TxEvent::Response { tx: id, msg });
-                    self.arm(r, TimerKind::Linger, after(now, timeout));
-                }
-                (CState::Accepted, 200..=299) => {
-                    self.events.push_back(TxEvent::Response { tx: id, msg });
-                }
-                (CState::Calling | CState::Proceeding, _) => {
-                    tx.state = CState::Completed;
-                    tx.deadlines.clear();
-                    let ack = ack_for(&tx.request, &msg);
-                    self.scratch.clear();
-                    ack.write_to(&mut self.scratch);
-                    let ack = Bytes::copy_from_slice(&self.scratch);
-                    tx.ack = Some(ack.clone());
-                    let flow = tx.flow;
-                    self.transmits.push_back(Transmit { flow, data: ack });
-                    self.events.push_back(TxEvent::Response { tx: id, msg });
-                    let d = if reliable {
-                        Duration::ZERO
-                    } else {
-                        Duration::from_secs(32)
-                    };
-                    self.linger_or_end(now, r, d);
-                }
-                (CState::Completed, 300..=699) => {
-                    if let Some(ack) = tx.ack.clone() {
-                        self.stats.retransmissions_absorbed =
-                            self.stats.retransmissions_absorbed.saturating_add(1);
-                        let flow = tx.flow;
-                        self.transmits.push_back(Transmit { flow, data: ack });
-                    }
-                }
-                _ => {
-                    self.stats.retransmissions_absorbed =
-                        self.stats.retransmissions_absorbed.saturating_add(1);
-                }
+                self.events.push_back(TxEvent::Response { tx: id, msg });
             }
-        } else {
-            match (tx.state, status) {
-                (CState::Calling | CState::Proceeding, 100..=199) => {
-                    tx.state = CState::Proceeding;
-                    if !reliable {
-                        // In Proceeding, Timer E fires every T2.
-                        tx.interval = t2;
-                    }
-                    self.events.push_back(TxEvent::Response { tx: id, msg });
-                }
-                (CState::Calling | CState::Proceeding, _) => {
-                    tx.state = CState::Completed;
-                    tx.deadlines.clear();
-                    self.events.push_back(TxEvent::Response { tx: id, msg });
-                    let d = if reliable { Duration::ZERO } else { t4 };
-                    self.linger_or_end(now, r, d);
-                }
-                _ => {
-                    self.stats.retransmissions_absorbed =
-                        self.stats.retransmissions_absorbed.saturating_add(1);
-                }
+            (CState::Calling | CState::Proceeding, _) => {
+                tx.state = CState::Completed;
+                tx.deadlines.clear();
+                self.events.push_back(TxEvent::Response { tx: id, msg });
+                let d = if reliable { Duration::ZERO } else { t4 };
+                self.linger_or_end(now, r, d);
+            }
+            _ => {
+                self.stats.retransmissions_absorbed =
+                    self.stats.retransmissions_absorbed.saturating_add(1);
             }
         }
     }
