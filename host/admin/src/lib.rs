@@ -776,3 +776,42 @@ async fn set_log(State(state): State<AdminState>, body: String) -> Response {
 pub fn is_loopback(addr: SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the admin API is in the README's table, with each of its methods.
+    #[test]
+    fn the_readme_lists_every_route() {
+        let readme = include_str!("../../../README.md");
+        let source = include_str!("lib.rs");
+        let mut routes = 0;
+        for line in source.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix(".route(\"") else {
+                continue;
+            };
+            let Some((path, handlers)) = rest.split_once('"') else {
+                continue;
+            };
+            routes += 1;
+            let methods = [
+                ("get(", "GET"),
+                ("post(", "POST"),
+                ("put(", "PUT"),
+                ("delete(", "DELETE"),
+            ];
+            for (call, method) in methods {
+                if handlers.contains(call) {
+                    let row = format!("| `{method} {path}");
+                    assert!(
+                        readme.contains(&row),
+                        "the README's admin table lacks {row}`"
+                    );
+                }
+            }
+        }
+        assert!(
+            routes >= 10,
+            "the routes were found in the source: {routes}"
+        );
+    }
+}

@@ -113,4 +113,28 @@ mod tests {
         let missing: Vec<_> = names.difference(&described).collect();
         assert!(missing.is_empty(), "no HELP for {missing:?}");
     }
+
+    /// The README's metrics list names every family, and no family that is not exported.
+    #[test]
+    fn the_readme_lists_every_family() {
+        let readme = include_str!("../../../README.md");
+        for (name, _, _) in FAMILIES {
+            assert!(
+                readme.contains(&format!("`{name}`")) || readme.contains(&format!("`{name}{{")),
+                "{name} is missing from the README"
+            );
+        }
+        for piece in readme.split('`').skip(1).step_by(2) {
+            if piece.starts_with("sluice_")
+                && piece
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                assert!(
+                    FAMILIES.iter().any(|(n, _, _)| *n == piece),
+                    "the README names {piece}, which Sluice does not export"
+                );
+            }
+        }
+    }
 }
