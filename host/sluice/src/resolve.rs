@@ -364,44 +364,8 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
         sluice_config::TrunkKind::Credentials => TrunkKind::Credentials,
         sluice_config::TrunkKind::AcceptRegister => TrunkKind::AcceptRegister,
     };
-    let mut destinations = Vec::new();
-    let specs = if kind == TrunkKind::AcceptRegister {
-        Vec::new()
-    } else {
-        t.destination_list()
-    };
-    for (spec, found) in specs.iter().zip(located) {
-        if found.candidates.is_empty() {
-            return Err(anyhow!(
-                "destination `{}` of trunk `{name}` has no address (NAPTR, SRV, A/AAAA)",
-                spec.host
-            ));
-        }
-        for c in found.candidates {
-            destinations.push(Destination {
-                addr: c.addr,
-                transport: from_proto(c.proto),
-                priority: spec.priority,
-                rank: c.rank,
-                weight: spec.weight.saturating_mul(c.weight.max(1)),
-            });
-        }
-    }
-    let outbound_proxy = match &t.outbound_proxy {
-        Some(p) => {
-            let text = p.get_ref();
-            let (host, port) = match text.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                    h,
-                    p.parse::<u16>()
-                        .with_context(|| format!("outbound_proxy `{text}` of trunk `{name}`"))?,
-                ),
-                _ => (text.as_str(), 5060),
-            };
-            Some(resolve(host, port).with_context(|| format!("outbound_proxy of trunk `{name}`"))?)
-        }
-        None => None,
-    };
+    let destinations = trunk_destinations(t, kind, located)?;
+    let outbound_proxy = outbound_proxy(t)?;
     let credentials = match (&t.username, &t.password) {
         (Some(u), Some(p)) => Some(Credentials {
             username: u.clone(),
@@ -451,6 +415,56 @@ fn trunk_config(cfg: &Config, t: &Trunk, located: Vec<Located>) -> anyhow::Resul
             sluice_config::trunk::TransferPolicy::Handle => sluice_b2bua::config::Transfer::Handle,
         },
     })
+}
+
+/// A trunk's destinations, each located address a destination of its own (an accept-register
+/// trunk has none: its gateway's binding is where calls go).
+fn trunk_destinations(
+    t: &Trunk,
+    kind: TrunkKind,
+    located: Vec<Located>,
+) -> anyhow::Result<Vec<Destination>> {
+    let mut destinations = Vec::new();
+    let specs = if kind == TrunkKind::AcceptRegister {
+        Vec::new()
+    } else {
+        t.destination_list()
+    };
+    for (spec, found) in specs.iter().zip(located) {
+        if found.candidates.is_empty() {
+            return Err(anyhow!(
+                "destination `{}` of trunk `{}` has no address (NAPTR, SRV, A/AAAA)",
+                spec.host,
+                t.name.get_ref()
+            ));
+        }
+        for c in found.candidates {
+            destinations.push(Destination {
+                addr: c.addr,
+                transport: from_proto(c.proto),
+                priority: spec.priority,
+                rank: c.rank,
+                weight: spec.weight.saturating_mul(c.weight.max(1)),
+            });
+        }
+    }
+    Ok(destinations)
+}
+
+/// A trunk's `outbound_proxy` (`host[:port]`, port 5060 by default), resolved.
+fn outbound_proxy(t: &Trunk) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(p) = &t.outbound_proxy else {
+        return Ok(None);
+    };
+    let name = t.name.get_ref();
+    let text = p.get_ref();
+    // `host`, `host:port`, `[IPv6]`, `[IPv6]:port`, as in a SIP URI.
+    let (host, port) = sluice_sip::fields::split_host_port(text).ok_or_else(|| {
+        anyhow!("outbound_proxy `{text}` of trunk `{name}`: expected host[:port] or [IPv6][:port]")
+    })?;
+    Ok(Some(resolve(host, port.unwrap_or(5060)).with_context(
+        || format!("outbound_proxy of trunk `{name}`"),
+    )?))
 }
 
 /// A trunk's SRTP option: its mode and suites (checked by the configuration).
@@ -511,5 +525,60 @@ pub fn media_config(cfg: &Config) -> MediaConfig {
             active: Duration::from_secs(m.timeout_seconds),
             hold: Duration::from_secs(m.hold_timeout_seconds),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trunk_with(keys: &str) -> Config {
+        let text = format!(
+            "[internal]\nlisten = [ {{ transport = \"udp\", address = \"127.0.0.1:5060\" }} ]\n\
+             [external]\nlisten = [ {{ transport = \"udp\", address = \"127.0.0.1:5080\" }} ]\n\
+             [pbx]\nhost = \"127.0.0.10\"\n[routing]\noutbound_trunk = \"t\"\n\
+             [[trunk]]\nname = \"t\"\nhost = \"127.0.0.20\"\n{keys}\n"
+        );
+        Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn proxy(keys: &str) -> anyhow::Result<Option<SocketAddr>> {
+        let cfg = trunk_with(keys);
+        let t = cfg.trunks.first().expect("a trunk");
+        outbound_proxy(t)
+    }
+
+    #[test]
+    fn outbound_proxy_with_and_without_a_port() {
+        assert_eq!(proxy("").unwrap(), None);
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            proxy("outbound_proxy = \"192.0.2.9:5070\"").unwrap(),
+            addr("192.0.2.9:5070")
+        );
+        assert_eq!(
+            proxy("outbound_proxy = \"192.0.2.9\"").unwrap(),
+            addr("192.0.2.9:5060")
+        );
+        assert_eq!(
+            proxy("outbound_proxy = \"[2001:db8::9]:5070\"").unwrap(),
+            addr("[2001:db8::9]:5070")
+        );
+        assert_eq!(
+            proxy("outbound_proxy = \"[2001:db8::9]\"").unwrap(),
+            addr("[2001:db8::9]:5060")
+        );
+        // A bare IPv6 address is ambiguous (where would a port go?): refused, not misread.
+        let e = proxy("outbound_proxy = \"2001:db8::9\"").unwrap_err();
+        assert!(e.to_string().contains("[IPv6]"), "{e}");
+        assert!(proxy("outbound_proxy = \"192.0.2.9:http\"").is_err());
+    }
+
+    #[test]
+    fn an_accept_register_trunk_has_no_destinations() {
+        let cfg = trunk_with("type = \"accept-register\"\nusername = \"u\"\npassword = \"p\"");
+        let t = cfg.trunks.first().expect("a trunk");
+        let d = trunk_destinations(t, TrunkKind::AcceptRegister, Vec::new()).unwrap();
+        assert!(d.is_empty());
     }
 }
