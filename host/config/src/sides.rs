@@ -1,7 +1,7 @@
 //! `[internal]`, `[external]` and `[pbx]`: where Sluice listens on each side, and the PBX.
 
 use crate::address::SocketAddress;
-use crate::validate::{in_range, Checked, Problem};
+use crate::validate::{check_host, in_range, Checked, Problem};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use toml::Spanned;
@@ -85,9 +85,7 @@ pub(crate) fn default_transport() -> TransportName {
 
 impl Peer {
     pub fn check(&self) -> Checked {
-        if self.host.get_ref().trim().is_empty() {
-            return Err(Problem::at(self.host.span(), "pbx host is empty"));
-        }
+        check_host(&self.host, "pbx host")?;
         if self.transport == TransportName::Tls {
             return Err(Problem::at(
                 self.host.span(),

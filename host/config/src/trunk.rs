@@ -4,7 +4,7 @@
 //! many calls they take, their media, and their plugin chain.
 
 use crate::sides::{default_port, default_transport, TransportName};
-use crate::validate::{check_name, in_range, Checked, Problem};
+use crate::validate::{check_host, check_name, in_range, Checked, Problem};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use std::net::IpAddr;
@@ -365,9 +365,7 @@ impl Trunk {
                 ),
             ));
         }
-        if self.host.get_ref().trim().is_empty() {
-            return Err(Problem::at(self.host.span(), "trunk host is empty"));
-        }
+        check_host(&self.host, "trunk host")?;
         let name = self.name.get_ref();
         in_range(&format!("port of trunk `{name}`"), self.port(), 1, u16::MAX)?;
         // An empty brand runs no brand plugin.
@@ -528,9 +526,7 @@ impl Trunk {
             in_range(&format!("failover_on of trunk `{name}`"), *s, 300, 699)?;
         }
         for d in &self.destinations {
-            if d.host.get_ref().trim().is_empty() {
-                return Err(Problem::at(d.host.span(), "destination host is empty"));
-            }
+            check_host(&d.host, "destination host")?;
             in_range(
                 &format!("a destination port of trunk `{name}`"),
                 d.port.unwrap_or(1),

@@ -50,6 +50,35 @@ pub fn check_name(s: &Spanned<String>, what: &str) -> Checked {
     }
 }
 
+/// A host to send to (`what` says which): a host name, an IPv4 address, or an IPv6 address
+/// (bracketed or not). Not a URI, and no port or transport in it: those have keys of their own.
+pub fn check_host(h: &Spanned<String>, what: &str) -> Checked {
+    let v = h.get_ref();
+    if v.trim().is_empty() {
+        return Err(Problem::at(h.span(), format!("{what} is empty")));
+    }
+    let inner = v
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(v);
+    let ip = inner.parse::<std::net::IpAddr>().is_ok();
+    let name = v.len() <= 253
+        && !v.starts_with(['.', '-'])
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if ip || name {
+        Ok(())
+    } else {
+        Err(Problem::at(
+            h.span(),
+            format!(
+                "{what} `{v}` is not a host name or IP address (a port goes in `port`, a \
+                 transport in `transport`)"
+            ),
+        ))
+    }
+}
+
 /// `key` is `value`, which must lie in `min..=max`.
 pub fn in_range<T: PartialOrd + fmt::Display>(key: &str, value: T, min: T, max: T) -> Checked {
     if value < min || value > max {

@@ -538,3 +538,41 @@ fn syntax_error_has_line() {
     let e = Config::parse("[pbx\nhost=1", "x.toml").unwrap_err();
     assert_eq!(e.line, Some(1));
 }
+
+/// A host (the PBX's, a trunk's, a destination's) is a name or an IP address: a port, a URI
+/// or stray spaces in it are refused where they are written, not looked up in the DNS.
+#[test]
+fn hosts_are_names_or_addresses() {
+    assert!(DEFAULT_CONFIG.contains("host = \"127.0.0.20\""));
+    let trunk_host = |host: &str| {
+        let text = DEFAULT_CONFIG.replace("host = \"127.0.0.20\"", &format!("host = \"{host}\""));
+        Config::parse(&text, "t.toml")
+    };
+    for good in [
+        "sip.provider.example",
+        "127.0.0.20",
+        "2001:db8::20",
+        "[2001:db8::20]",
+        "gw_1.internal",
+    ] {
+        assert!(trunk_host(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "127.0.0.20:5070",
+        "sip:127.0.0.20",
+        "127.0.0.20 ",
+        "127.0.0.20;transport=tcp",
+        "[2001:db8::20]:5070",
+        ".example",
+    ] {
+        let e = trunk_host(bad).expect_err(bad);
+        assert!(
+            e.message.contains("is not a host name or IP address") && e.line.is_some(),
+            "{bad}: {e}"
+        );
+    }
+    let pbx = DEFAULT_CONFIG.replace("host = \"127.0.0.10\"", "host = \"127.0.0.10:5060\"");
+    assert_ne!(pbx, DEFAULT_CONFIG);
+    let e = Config::parse(&pbx, "t.toml").expect_err("pbx host with a port");
+    assert!(e.message.contains("pbx host `127.0.0.10:5060`"), "{e}");
+}
