@@ -4,7 +4,7 @@
 //! many calls they take, their media, and their plugin chain.
 
 use crate::sides::{default_port, default_transport, TransportName};
-use crate::validate::{check_host, check_name, in_range, Checked, Problem};
+use crate::validate::{check_host, check_host_port, check_name, in_range, Checked, Problem};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use std::net::IpAddr;
@@ -366,6 +366,12 @@ impl Trunk {
             ));
         }
         check_host(&self.host, "trunk host")?;
+        if let Some(p) = &self.outbound_proxy {
+            check_host_port(
+                p,
+                &format!("outbound_proxy of trunk `{}`", self.name.get_ref()),
+            )?;
+        }
         let name = self.name.get_ref();
         in_range(&format!("port of trunk `{name}`"), self.port(), 1, u16::MAX)?;
         // An empty brand runs no brand plugin.

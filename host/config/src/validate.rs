@@ -50,6 +50,21 @@ pub fn check_name(s: &Spanned<String>, what: &str) -> Checked {
     }
 }
 
+/// A host name, an IPv4 address, or an IPv6 address (bracketed or not).
+fn is_host(v: &str) -> bool {
+    let inner = v
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(v);
+    let ip = inner.parse::<std::net::IpAddr>().is_ok();
+    let name = !v.is_empty()
+        && v.len() <= 253
+        && !v.starts_with(['.', '-'])
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    ip || name
+}
+
 /// A host to send to (`what` says which): a host name, an IPv4 address, or an IPv6 address
 /// (bracketed or not). Not a URI, and no port or transport in it: those have keys of their own.
 pub fn check_host(h: &Spanned<String>, what: &str) -> Checked {
@@ -57,25 +72,52 @@ pub fn check_host(h: &Spanned<String>, what: &str) -> Checked {
     if v.trim().is_empty() {
         return Err(Problem::at(h.span(), format!("{what} is empty")));
     }
-    let inner = v
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(v);
-    let ip = inner.parse::<std::net::IpAddr>().is_ok();
-    let name = v.len() <= 253
-        && !v.starts_with(['.', '-'])
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if ip || name {
-        Ok(())
-    } else {
-        Err(Problem::at(
+    if is_host(v) {
+        return Ok(());
+    }
+    Err(Problem::at(
+        h.span(),
+        format!(
+            "{what} `{v}` is not a host name or IP address (a port goes in `port`, a transport \
+             in `transport`)"
+        ),
+    ))
+}
+
+/// A host with an optional port (`what` says which): `host`, `host:port`, `[IPv6]` or
+/// `[IPv6]:port`, as in a SIP URI. A bare IPv6 address is refused: a port could not follow it.
+pub fn check_host_port(h: &Spanned<String>, what: &str) -> Checked {
+    let v = h.get_ref();
+    let refuse = || {
+        Problem::at(
             h.span(),
-            format!(
-                "{what} `{v}` is not a host name or IP address (a port goes in `port`, a \
-                 transport in `transport`)"
-            ),
-        ))
+            format!("{what} `{v}` is not host[:port] or [IPv6][:port]"),
+        )
+    };
+    let (host, port) = match v.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, after) = rest.split_once(']').ok_or_else(refuse)?;
+            if inner.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(refuse());
+            }
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':').ok_or_else(refuse)?),
+            };
+            (None, port)
+        }
+        None => match v.split_once(':') {
+            Some((_, p)) if p.contains(':') => return Err(refuse()),
+            Some((host, p)) => (Some(host), Some(p)),
+            None => (Some(v.as_str()), None),
+        },
+    };
+    if host.is_some_and(|h| !is_host(h)) {
+        return Err(refuse());
+    }
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |n| n == 0) => Err(refuse()),
+        _ => Ok(()),
     }
 }
 

@@ -576,3 +576,41 @@ fn hosts_are_names_or_addresses() {
     let e = Config::parse(&pbx, "t.toml").expect_err("pbx host with a port");
     assert!(e.message.contains("pbx host `127.0.0.10:5060`"), "{e}");
 }
+
+/// A trunk's `outbound_proxy` is `host[:port]` or `[IPv6][:port]`, checked where it is
+/// written.
+#[test]
+fn outbound_proxy_is_a_host_and_port() {
+    let with = |proxy: &str| {
+        let text = DEFAULT_CONFIG.replace(
+            "name = \"loop\"",
+            &format!("name = \"loop\"\noutbound_proxy = \"{proxy}\""),
+        );
+        assert_ne!(text, DEFAULT_CONFIG);
+        Config::parse(&text, "t.toml")
+    };
+    for good in [
+        "192.0.2.9:5070",
+        "192.0.2.9",
+        "[2001:db8::9]",
+        "[2001:db8::9]:5070",
+        "proxy.example:5060",
+    ] {
+        assert!(with(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "2001:db8::9",
+        "192.0.2.9:http",
+        "192.0.2.9:0",
+        "[2001:db8::9",
+        "[2001:db8::9]5070",
+        "sip:proxy.example",
+        "[proxy.example]:5060",
+    ] {
+        let e = with(bad).expect_err(bad);
+        assert!(
+            e.message.contains("is not host[:port] or [IPv6][:port]") && e.line.is_some(),
+            "{bad}: {e}"
+        );
+    }
+}
