@@ -52,7 +52,8 @@ pub fn registration_contact(cfg: &EngineConfig, t: &TrunkConfig) -> Option<Strin
         .as_ref()
         .map_or("sluice", |c| c.username.as_str());
     Some(format!(
-        "sip:{user}@{}{}",
+        "sip:{}@{}{}",
+        sluice_sip::fields::escape_user(user),
         contact_host(t, flow.local),
         transport_param(flow.transport)
     ))

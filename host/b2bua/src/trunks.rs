@@ -51,7 +51,11 @@ impl TrunkAgent {
                     .map_or("sluice", |c| c.username.as_str());
                 let cfg = RegistrationConfig {
                     registrar: format!("sip:{}", config.domain),
-                    aor: format!("sip:{username}@{}", config.domain),
+                    aor: format!(
+                        "sip:{}@{}",
+                        sluice_sip::fields::escape_user(username),
+                        config.domain
+                    ),
                     contact,
                     expires: config.register_expires,
                     credentials: config.credentials.clone(),

@@ -130,6 +130,44 @@ fn a_register_trunk_registers_answers_the_challenge_and_refreshes() {
     assert_eq!(only(&o, TRUNK)[0].header(&HeaderName::Expires), Some("0"));
 }
 
+/// An authentication ID that is an e-mail address (some providers use them), or holds a
+/// space: the URIs of the REGISTER carry it escaped, and the message is valid SIP.
+#[test]
+fn a_username_that_a_uri_cannot_hold_as_it_is_is_escaped_in_the_register() {
+    let mut lab = Lab::with_hooks(
+        {
+            let mut cfg = lab_config(Transport::Udp);
+            let t = &mut cfg.trunks[0];
+            t.kind = TrunkKind::Register;
+            t.credentials = Some(Credentials {
+                username: "ann@corp example".into(),
+                password: "s3cret".into(),
+            });
+            t.domain = "voip.example".into();
+            cfg
+        },
+        NoHooks,
+    );
+    lab.engine.handle_timeout(lab.now);
+    let o = lab.out();
+    let reg = only(&o, TRUNK)[0].clone();
+    assert_eq!(method(&reg), "REGISTER");
+    assert_eq!(
+        reg.header(&HeaderName::Contact),
+        Some("<sip:ann%40corp%20example@127.0.0.1:5080>")
+    );
+    for h in [HeaderName::To, HeaderName::From] {
+        let v = reg.header(&h).unwrap();
+        assert!(
+            v.starts_with("<sip:ann%40corp%20example@voip.example>"),
+            "{v}"
+        );
+    }
+    // As the provider reads it: parsed again from the bytes, and valid.
+    let again = sluice_sip::parse_message(&reg.to_bytes()).expect("parses");
+    assert_eq!(sluice_sip::validate(&again), Ok(()));
+}
+
 #[test]
 fn an_invite_challenged_by_the_trunk_is_answered_once_and_invisibly() {
     let mut lab = lab_with(|t| {

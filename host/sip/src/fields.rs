@@ -372,6 +372,27 @@ fn is_user_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/".contains(&b) || b >= 0x80
 }
 
+/// `user` written as the user part of a SIP URI (RFC 3261 §25.1): every byte that is neither
+/// unreserved nor user-unreserved is `%`-escaped (`ann@corp.example` → `ann%40corp.example`).
+/// What needs no escape is written as it is.
+pub fn escape_user(user: &str) -> String {
+    let mut out = String::with_capacity(user.len());
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            for nibble in [b >> 4, b & 0x0f] {
+                out.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Every `%` starts a two-hex-digit escape.
 fn valid_escapes(s: &str) -> bool {
     let mut bytes = s.bytes();
@@ -389,6 +410,20 @@ fn valid_escapes(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_is_escaped_where_a_uri_needs_it() {
+        assert_eq!(escape_user("acct1"), "acct1");
+        assert_eq!(escape_user("+1555;x=1"), "+1555;x=1");
+        assert_eq!(escape_user("ann@corp.example"), "ann%40corp.example");
+        assert_eq!(escape_user("a b:c%d\"é"), "a%20b%3Ac%25d%22%C3%A9");
+        let uri = format!("sip:{}@voip.example", escape_user("ann@corp example"));
+        let u = Uri::parse(&uri).expect("a valid URI");
+        assert_eq!(
+            (u.user, u.host),
+            (Some("ann%40corp%20example"), "voip.example")
+        );
+    }
 
     #[test]
     fn split_list_respects_quotes_and_brackets() {
