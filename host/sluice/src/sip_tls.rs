@@ -32,6 +32,19 @@ pub fn publish(expiries: &Expiries) {
     }
 }
 
+/// What a trunk's certificate must name: its IP address (an IPv6 one bracketed or not) or
+/// its DNS name.
+fn server_name(host: &str) -> Option<ServerName<'static>> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(ServerName::IpAddress(ip.into())),
+        Err(_) => ServerName::try_from(host.to_string()).ok(),
+    }
+}
+
 /// The TLS context, when a listener or a trunk destination uses TLS, and the expiry of each
 /// certificate it presents; the error names the file and what is wrong with it.
 pub fn context(
@@ -73,15 +86,12 @@ pub fn context(
             continue;
         }
         let host = spec.tls_server_name.as_deref().unwrap_or(&t.host);
-        let name = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.to_string()).map_err(|_| {
-                format!(
-                    "trunk `{}`: `{host}` is not a name a certificate can carry",
-                    t.name
-                )
-            })?,
-        };
+        let name = server_name(host).ok_or_else(|| {
+            format!(
+                "trunk `{}`: `{host}` is not a name a certificate can carry",
+                t.name
+            )
+        })?;
         let own = match (&spec.tls_ca, &spec.tls_certificate, &spec.tls_key) {
             (None, None, _) => None,
             (ca, cert, key) => {
@@ -221,4 +231,26 @@ fn not_expired(file: &Path) -> Result<i64, String> {
         ));
     }
     Ok(validity.not_after.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trunks_certificate_names_its_address_or_its_name() {
+        let ip = |s: &str| {
+            Some(ServerName::IpAddress(
+                s.parse::<std::net::IpAddr>().ok()?.into(),
+            ))
+        };
+        assert_eq!(server_name("192.0.2.20"), ip("192.0.2.20"));
+        assert_eq!(server_name("2001:db8::20"), ip("2001:db8::20"));
+        assert_eq!(server_name("[2001:db8::20]"), ip("2001:db8::20"));
+        assert_eq!(
+            server_name("sip.provider.example"),
+            ServerName::try_from("sip.provider.example").ok()
+        );
+        assert_eq!(server_name("not a name"), None);
+    }
 }
