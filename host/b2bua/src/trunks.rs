@@ -49,13 +49,16 @@ impl TrunkAgent {
                     .credentials
                     .as_ref()
                     .map_or("sluice", |c| c.username.as_str());
+                // A bare IPv6 address (the trunk's host, when no domain is set) is bracketed
+                // in a URI.
+                let domain = if config.domain.parse::<std::net::Ipv6Addr>().is_ok() {
+                    format!("[{}]", config.domain)
+                } else {
+                    config.domain.to_string()
+                };
                 let cfg = RegistrationConfig {
-                    registrar: format!("sip:{}", config.domain),
-                    aor: format!(
-                        "sip:{}@{}",
-                        sluice_sip::fields::escape_user(username),
-                        config.domain
-                    ),
+                    registrar: format!("sip:{domain}"),
+                    aor: format!("sip:{}@{domain}", sluice_sip::fields::escape_user(username)),
                     contact,
                     expires: config.register_expires,
                     credentials: config.credentials.clone(),

@@ -168,6 +168,24 @@ fn a_username_that_a_uri_cannot_hold_as_it_is_is_escaped_in_the_register() {
     assert_eq!(sluice_sip::validate(&again), Ok(()));
 }
 
+/// A register trunk named by a bare IPv6 address and no domain: the REGISTER's URIs bracket it.
+#[test]
+fn a_register_trunk_on_an_ipv6_address_writes_it_in_brackets() {
+    let mut lab = lab_with(|t| {
+        t.kind = TrunkKind::Register;
+        t.credentials = credentials();
+        t.host = "2001:db8::20".into();
+        t.domain = "2001:db8::20".into();
+    });
+    let o = lab.out();
+    let reg = only(&o, TRUNK)[0].clone();
+    assert_eq!(reg.request_uri(), Some("sip:[2001:db8::20]"));
+    let to = reg.header(&HeaderName::To).unwrap();
+    assert!(to.starts_with("<sip:acct1@[2001:db8::20]>"), "{to}");
+    let again = sluice_sip::parse_message(&reg.to_bytes()).expect("parses");
+    assert_eq!(sluice_sip::validate(&again), Ok(()));
+}
+
 #[test]
 fn an_invite_challenged_by_the_trunk_is_answered_once_and_invisibly() {
     let mut lab = lab_with(|t| {
