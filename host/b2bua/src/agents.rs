@@ -5,7 +5,7 @@
 use crate::config::{EngineConfig, Side, TrunkConfig};
 use crate::core::{AgentRequest, ClientRole, Core};
 use crate::dialog::transport_param;
-use crate::headers::{add_agent, format_host_port};
+use crate::headers::{add_agent, format_host_port, uri_host};
 use crate::hooks::Hooks;
 use crate::route;
 use sluice_sip::{reason_phrase, HeaderName, Message, Method, NameAddr, Uri};
@@ -86,7 +86,7 @@ pub fn run<H: Hooks>(core: &mut Core<H>, now: Instant) {
         }
         for (d, ka) in agent.probes.iter_mut() {
             if ka.poll_probe(now) {
-                let uri = format!("sip:{}", agent.config.host);
+                let uri = format!("sip:{}", uri_host(&agent.config.host));
                 due.push((
                     agent.config.clone(),
                     probe(&uri),
@@ -143,7 +143,7 @@ fn send<H: Hooks>(
         req.headers
             .push(HeaderName::From, format!("{local};tag={tag}"));
         req.headers
-            .push(HeaderName::To, format!("<sip:{}>", t.host));
+            .push(HeaderName::To, format!("<sip:{}>", uri_host(&t.host)));
         req.headers.push(HeaderName::CallId, core.ids.call_id());
         req.headers.push(HeaderName::CSeq, "1 OPTIONS");
     }

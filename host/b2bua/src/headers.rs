@@ -174,14 +174,19 @@ pub fn format_host_port(addr: SocketAddr) -> String {
     }
 }
 
-/// A peer's host for the URIs Sluice writes toward it (Request-URI, To), with the port when it
-/// is not 5060.
-pub fn peer_uri_host(host: &str, addr: SocketAddr) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') {
+/// A host as a URI holds it: a bare IPv6 address in brackets, anything else as it is.
+pub fn uri_host(host: &str) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{host}]")
     } else {
         host.to_string()
-    };
+    }
+}
+
+/// A peer's host for the URIs Sluice writes toward it (Request-URI, To), with the port when it
+/// is not 5060.
+pub fn peer_uri_host(host: &str, addr: SocketAddr) -> String {
+    let host = uri_host(host);
     if addr.port() == 5060 {
         host
     } else {

@@ -49,13 +49,8 @@ impl TrunkAgent {
                     .credentials
                     .as_ref()
                     .map_or("sluice", |c| c.username.as_str());
-                // A bare IPv6 address (the trunk's host, when no domain is set) is bracketed
-                // in a URI.
-                let domain = if config.domain.parse::<std::net::Ipv6Addr>().is_ok() {
-                    format!("[{}]", config.domain)
-                } else {
-                    config.domain.to_string()
-                };
+                // A bare IPv6 address (the trunk's host, when no domain is set) is bracketed.
+                let domain = crate::headers::uri_host(&config.domain);
                 let cfg = RegistrationConfig {
                     registrar: format!("sip:{domain}"),
                     aor: format!("sip:{}@{domain}", sluice_sip::fields::escape_user(username)),

@@ -186,6 +186,21 @@ fn a_register_trunk_on_an_ipv6_address_writes_it_in_brackets() {
     assert_eq!(sluice_sip::validate(&again), Ok(()));
 }
 
+/// The keep-alive OPTIONS to a trunk on a bare IPv6 address brackets it in its Request-URI.
+#[test]
+fn a_keep_alive_probe_to_an_ipv6_trunk_writes_it_in_brackets() {
+    let mut lab = lab_with(|t| {
+        t.keepalive = Some((Duration::from_secs(10), false));
+        t.host = "2001:db8::20".into();
+    });
+    let o = lab.out();
+    let probe = only(&o, TRUNK)[0].clone();
+    assert_eq!(method(&probe), "OPTIONS");
+    assert_eq!(probe.request_uri(), Some("sip:[2001:db8::20]"));
+    let again = sluice_sip::parse_message(&probe.to_bytes()).expect("parses");
+    assert_eq!(sluice_sip::validate(&again), Ok(()));
+}
+
 #[test]
 fn an_invite_challenged_by_the_trunk_is_answered_once_and_invisibly() {
     let mut lab = lab_with(|t| {
