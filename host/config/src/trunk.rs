@@ -369,7 +369,7 @@ impl Trunk {
         if let Some(p) = &self.outbound_proxy {
             check_host_port(
                 p,
-                &format!("outbound_proxy of trunk `{}`", self.name.get_ref()),
+                &format!("trunk `{}`: outbound_proxy", self.name.get_ref()),
             )?;
         }
         let name = self.name.get_ref();

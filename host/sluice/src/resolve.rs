@@ -568,10 +568,8 @@ mod tests {
             proxy("outbound_proxy = \"[2001:db8::9]\"").unwrap(),
             addr("[2001:db8::9]:5060")
         );
-        // A bare IPv6 address is ambiguous (where would a port go?): refused, not misread.
-        let e = proxy("outbound_proxy = \"2001:db8::9\"").unwrap_err();
-        assert!(e.to_string().contains("[IPv6]"), "{e}");
-        assert!(proxy("outbound_proxy = \"192.0.2.9:http\"").is_err());
+        // A bare IPv6 address (ambiguous: where would a port go?) or a port that is no number
+        // is refused by the configuration's own checks already (host/config's tests).
     }
 
     #[test]
