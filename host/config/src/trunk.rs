@@ -4,7 +4,9 @@
 //! many calls they take, their media, and their plugin chain.
 
 use crate::sides::{default_port, default_transport, TransportName};
-use crate::validate::{check_host, check_host_port, check_name, in_range, Checked, Problem};
+use crate::validate::{
+    check_host, check_host_port, check_name, in_range, is_host, is_host_port, Checked, Problem,
+};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use std::net::IpAddr;
@@ -475,6 +477,15 @@ impl Trunk {
             return Err(Problem::new(format!(
                 "trunk `{name}` of type {:?} needs username and password",
                 self.kind
+            )));
+        }
+        // A register trunk's domain goes into the REGISTER's URIs (the trunk's host when
+        // unset, already checked).
+        let domain = self.domain();
+        if self.kind == TrunkKind::Register && !(is_host(domain) || is_host_port(domain)) {
+            return Err(Problem::new(format!(
+                "trunk `{name}`: domain `{domain}` is not host[:port] or [IPv6][:port] (it goes \
+                 into the REGISTER's URIs)"
             )));
         }
         for v in [&self.username, &self.password, &self.domain]

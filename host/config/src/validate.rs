@@ -51,7 +51,7 @@ pub fn check_name(s: &Spanned<String>, what: &str) -> Checked {
 }
 
 /// A host name, an IPv4 address, or an IPv6 address (bracketed or not).
-fn is_host(v: &str) -> bool {
+pub fn is_host(v: &str) -> bool {
     let inner = v
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
@@ -84,41 +84,45 @@ pub fn check_host(h: &Spanned<String>, what: &str) -> Checked {
     ))
 }
 
-/// A host with an optional port (`what` says which): `host`, `host:port`, `[IPv6]` or
-/// `[IPv6]:port`, as in a SIP URI. A bare IPv6 address is refused: a port could not follow it.
-pub fn check_host_port(h: &Spanned<String>, what: &str) -> Checked {
-    let v = h.get_ref();
-    let refuse = || {
-        Problem::at(
-            h.span(),
-            format!("{what} `{v}` is not host[:port] or [IPv6][:port]"),
-        )
-    };
+/// `host`, `host:port`, `[IPv6]` or `[IPv6]:port`, as in a SIP URI (port 1-65535). A bare
+/// IPv6 address is not: a port could not follow it.
+pub fn is_host_port(v: &str) -> bool {
     let (host, port) = match v.strip_prefix('[') {
         Some(rest) => {
-            let (inner, after) = rest.split_once(']').ok_or_else(refuse)?;
+            let Some((inner, after)) = rest.split_once(']') else {
+                return false;
+            };
             if inner.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(refuse());
+                return false;
             }
             let port = match after {
                 "" => None,
-                a => Some(a.strip_prefix(':').ok_or_else(refuse)?),
+                a => match a.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None => return false,
+                },
             };
             (None, port)
         }
         None => match v.split_once(':') {
-            Some((_, p)) if p.contains(':') => return Err(refuse()),
+            Some((_, p)) if p.contains(':') => return false,
             Some((host, p)) => (Some(host), Some(p)),
-            None => (Some(v.as_str()), None),
+            None => (Some(v), None),
         },
     };
-    if host.is_some_and(|h| !is_host(h)) {
-        return Err(refuse());
+    host.is_none_or(is_host) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
+}
+
+/// A host with an optional port (`what` says which): see [`is_host_port`].
+pub fn check_host_port(h: &Spanned<String>, what: &str) -> Checked {
+    let v = h.get_ref();
+    if is_host_port(v) {
+        return Ok(());
     }
-    match port {
-        Some(p) if p.parse::<u16>().map_or(true, |n| n == 0) => Err(refuse()),
-        _ => Ok(()),
-    }
+    Err(Problem::at(
+        h.span(),
+        format!("{what} `{v}` is not host[:port] or [IPv6][:port]"),
+    ))
 }
 
 /// `key` is `value`, which must lie in `min..=max`.

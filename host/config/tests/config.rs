@@ -614,3 +614,37 @@ fn outbound_proxy_is_a_host_and_port() {
         );
     }
 }
+
+/// A register trunk's `domain` goes into the REGISTER's URIs: `host[:port]` or an IPv6
+/// address, nothing else.
+#[test]
+fn a_register_trunks_domain_is_a_host() {
+    let with = |domain: &str| {
+        let text = DEFAULT_CONFIG.replace(
+            "name = \"loop\"",
+            &format!(
+                "name = \"loop\"\ntype = \"register\"\nusername = \"u\"\npassword = \"p\"\n\
+                 domain = \"{domain}\""
+            ),
+        );
+        assert_ne!(text, DEFAULT_CONFIG);
+        Config::parse(&text, "t.toml")
+    };
+    for good in [
+        "voip.example",
+        "voip.example:5070",
+        "[2001:db8::1]",
+        "2001:db8::1",
+    ] {
+        assert!(with(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "my domain",
+        "sip:voip.example",
+        "voip.example;transport=tcp",
+        "voip.example:0",
+    ] {
+        let e = with(bad).expect_err(bad);
+        assert!(e.message.contains("domain `"), "{bad}: {e}");
+    }
+}
