@@ -282,10 +282,12 @@ impl TrunkConfig {
             || self.sources.iter().any(|n| n.contains(&source.ip()))
     }
 
-    /// Whether a gateway registering for `domain` registers to this (accept-register) trunk.
+    /// Whether a gateway registering for `domain` (the host of its To URI) registers to this
+    /// (accept-register) trunk. An IP address matches however it is written (an IPv6 one with
+    /// or without brackets, in any of its textual forms).
     pub fn registrar_domain_is(&self, domain: &str) -> bool {
         self.kind == TrunkKind::AcceptRegister
-            && (self.host.eq_ignore_ascii_case(domain) || self.domain.eq_ignore_ascii_case(domain))
+            && (same_host(&self.host, domain) || same_host(&self.domain, domain))
     }
 
     /// A trunk with one destination and nothing else (tests, simple labs).
@@ -379,5 +381,49 @@ impl EngineConfig {
     pub fn public_address_of(&self, trunk: &str) -> Option<(std::net::IpAddr, bool)> {
         let t = self.trunks.iter().find(|t| &*t.name == trunk)?;
         t.public_address.map(|ip| (ip, t.via_public))
+    }
+}
+
+/// Two hosts are the same: equal IP addresses (brackets aside), or equal names in any case.
+fn same_host(a: &str, b: &str) -> bool {
+    let ip = |s: &str| {
+        s.strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(s)
+            .parse::<std::net::IpAddr>()
+            .ok()
+    };
+    match (ip(a), ip(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_registers_for_the_trunks_host_however_it_is_written() {
+        let addr: SocketAddr = "127.0.0.30:5060".parse().unwrap_or_else(|_| unreachable!());
+        let mut t = TrunkConfig::simple("gw", "2001:db8::1", Transport::Udp, addr);
+        t.kind = TrunkKind::AcceptRegister;
+        t.domain = "gw.example".into();
+        for domain in [
+            "[2001:db8::1]",
+            "2001:db8::1",
+            "[2001:DB8:0::1]",
+            "GW.example",
+        ] {
+            assert!(t.registrar_domain_is(domain), "{domain}");
+        }
+        for domain in ["[2001:db8::2]", "other.example", ""] {
+            assert!(!t.registrar_domain_is(domain), "{domain}");
+        }
+        t.kind = TrunkKind::Ip;
+        assert!(
+            !t.registrar_domain_is("gw.example"),
+            "only accept-register trunks"
+        );
     }
 }
