@@ -386,17 +386,7 @@ impl EngineConfig {
 
 /// Two hosts are the same: equal IP addresses (brackets aside), or equal names in any case.
 fn same_host(a: &str, b: &str) -> bool {
-    let ip = |s: &str| {
-        s.strip_prefix('[')
-            .and_then(|x| x.strip_suffix(']'))
-            .unwrap_or(s)
-            .parse::<std::net::IpAddr>()
-            .ok()
-    };
-    match (ip(a), ip(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => a.eq_ignore_ascii_case(b),
-    }
+    sluice_sip::fields::canonical_host(a) == sluice_sip::fields::canonical_host(b)
 }
 
 #[cfg(test)]

@@ -72,7 +72,13 @@ pub fn outbound(
         .and_then(|na| Uri::parse(na.uri))
         .map(|u| u.host);
     let ruri_host = msg.request_uri().and_then(Uri::parse).map(|u| u.host);
-    let domains: Vec<&str> = from_host.into_iter().chain(ruri_host).collect();
+    // As the tenants' domains are kept: canonical (an IP address however it is written).
+    let domains: Vec<String> = from_host
+        .into_iter()
+        .chain(ruri_host)
+        .map(sluice_sip::fields::canonical_host)
+        .collect();
+    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
     let tenant = table
         .attribute(source.ip(), &domains)
         .ok_or(NoRoute::NoTenant)?;

@@ -425,6 +425,35 @@ fn tenants_sharing_a_pbx_are_told_apart_by_domain() {
     assert_eq!(statuses(&only(&sent, PBX)), vec![100, 403]);
 }
 
+/// A tenant's domain that is an IPv6 address matches it however the PBX writes it (brackets,
+/// other textual forms).
+#[test]
+fn a_tenants_ipv6_domain_matches_however_it_is_written() {
+    let mut cfg = config(|_| {});
+    let shared = cfg.tenants.as_ref().unwrap();
+    let mut tenants: Vec<Tenant> = shared.table.tenants().to_vec();
+    tenants[1].sources = tenants[0].sources.clone();
+    tenants[1].domains = vec![sluice_sip::fields::canonical_host("2001:db8::7")];
+    let table = RoutingTable::new(tenants, vec!["911".into()]).unwrap();
+    cfg.tenants = Some(Arc::new(TenantRouting {
+        table,
+        pbx: shared.pbx.clone(),
+    }));
+    let mut lab = Lab::with_hooks(cfg, NoHooks);
+    lab.engine.handle_timeout(lab.now);
+    let text = outbound("2125550100", "6468097075", "out-6").replace(
+        "sip:6468097075@127.0.0.10>",
+        "sip:6468097075@[2001:DB8:0::7]>",
+    );
+    let sent = lab.from_pbx_text(&text);
+    let invite = invites_to(&sent, TRUNK)[0];
+    assert_eq!(
+        user_of(invite.header(&HeaderName::From).unwrap()),
+        "+16468097075",
+        "globex's call"
+    );
+}
+
 #[test]
 fn a_silent_first_trunk_is_left_for_the_next_and_its_late_answer_hung_up() {
     let mut lab = lab();

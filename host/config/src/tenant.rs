@@ -248,6 +248,22 @@ impl Tenant {
     }
 }
 
+/// Two SIP domains are one: equal IP addresses however written (an IPv6 one with or without
+/// brackets), or equal names in any case.
+fn same_domain(a: &str, b: &str) -> bool {
+    let ip = |s: &str| {
+        s.strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(s)
+            .parse::<std::net::IpAddr>()
+            .ok()
+    };
+    match (ip(a), ip(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
 /// Every tenant's check; names and domains unique; no two tenants' pools on one trunk share a
 /// number.
 pub fn check_tenants(tenants: &[Tenant], trunks: &[Trunk]) -> Checked {
@@ -264,7 +280,7 @@ pub fn check_tenants(tenants: &[Tenant], trunks: &[Trunk]) -> Checked {
             let owner = earlier().find(|o| {
                 o.domains
                     .iter()
-                    .any(|od| od.get_ref().eq_ignore_ascii_case(d.get_ref()))
+                    .any(|od| same_domain(od.get_ref(), d.get_ref()))
             });
             if let Some(o) = owner {
                 return Err(Problem::at(
@@ -391,6 +407,17 @@ trunks = ["loop"]
             };
             assert!(err.contains(expected), "{to}: {err}");
         }
+        // The same IPv6 address written two ways is one domain.
+        let two_ways = TWO_TENANTS
+            .replacen("[\"acme.example\"]", "[\"2001:db8::7\"]", 1)
+            .replacen("[\"globex.example\"]", "[\"[2001:DB8:0::7]\"]", 1);
+        let Err(err) = with(&two_ways) else {
+            panic!("one IPv6 domain for two tenants: accepted");
+        };
+        assert!(
+            err.contains("belongs to tenants `acme` and `globex`"),
+            "{err}"
+        );
     }
 
     #[test]

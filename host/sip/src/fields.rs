@@ -372,6 +372,19 @@ fn is_user_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/".contains(&b) || b >= 0x80
 }
 
+/// A host as it is compared: an IP address in its canonical form without brackets
+/// (`[2001:DB8:0::1]` → `2001:db8::1`), a name in lower case.
+pub fn canonical_host(host: &str) -> String {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host.to_ascii_lowercase(),
+    }
+}
+
 /// `user` written as the user part of a SIP URI (RFC 3261 §25.1): every byte that is neither
 /// unreserved nor user-unreserved is `%`-escaped (`ann@corp.example` → `ann%40corp.example`).
 /// What needs no escape is written as it is.
@@ -410,6 +423,14 @@ fn valid_escapes(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_compare_in_their_canonical_form() {
+        assert_eq!(canonical_host("[2001:DB8:0::1]"), "2001:db8::1");
+        assert_eq!(canonical_host("2001:db8::1"), "2001:db8::1");
+        assert_eq!(canonical_host("192.0.2.1"), "192.0.2.1");
+        assert_eq!(canonical_host("Globex.Example"), "globex.example");
+    }
 
     #[test]
     fn a_user_is_escaped_where_a_uri_needs_it() {

@@ -281,7 +281,7 @@ fn tenant_routing(
             domains: t
                 .domains
                 .iter()
-                .map(|d| d.get_ref().to_ascii_lowercase())
+                .map(|d| sluice_sip::fields::canonical_host(d.get_ref()))
                 .collect(),
             sources,
             numbering,
