@@ -718,10 +718,10 @@ struct LiftQuery {
 }
 
 async fn lift_bans(State(state): State<AdminState>, Query(q): Query<LiftQuery>) -> Response {
-    let source = match q.source.as_deref().map(str::parse::<std::net::IpAddr>) {
+    let source = match q.source.as_deref().map(ban_source) {
         None => None,
-        Some(Ok(ip)) => Some(ip),
-        Some(Err(_)) => {
+        Some(Some(ip)) => Some(ip),
+        Some(None) => {
             return (StatusCode::BAD_REQUEST, "source must be an IP address\n").into_response()
         }
     };
@@ -730,6 +730,16 @@ async fn lift_bans(State(state): State<AdminState>, Query(q): Query<LiftQuery>) 
     };
     info!(?source, lifted, "bans lifted through the admin API");
     Json(serde_json::json!({ "lifted": lifted })).into_response()
+}
+
+/// The address of a ban to lift: an IP address, an IPv6 one with or without brackets (as logs
+/// and URIs write it).
+fn ban_source(s: &str) -> Option<std::net::IpAddr> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse().ok()
 }
 
 #[derive(Deserialize)]
@@ -779,6 +789,16 @@ pub fn is_loopback(addr: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_ban_is_lifted_by_its_address_however_written() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        assert_eq!(super::ban_source("192.0.2.7"), ip("192.0.2.7"));
+        assert_eq!(super::ban_source("2001:db8::5"), ip("2001:db8::5"));
+        assert_eq!(super::ban_source("[2001:db8::5]"), ip("2001:db8::5"));
+        assert_eq!(super::ban_source("192.0.2.7:5060"), None);
+        assert_eq!(super::ban_source("example.com"), None);
+    }
+
     /// Every route of the admin API is in the README's table, with each of its methods.
     #[test]
     fn the_readme_lists_every_route() {
