@@ -116,7 +116,7 @@ pub struct Trunk {
     pub username: Option<String>,
     pub password: Option<String>,
     /// The domain of the address of record and the realm (default: the host).
-    pub domain: Option<String>,
+    pub domain: Option<Spanned<String>>,
     /// The expiry Sluice asks for when it registers, in seconds.
     #[serde(default = "default_expires")]
     pub register_expires: u32,
@@ -274,7 +274,9 @@ impl Trunk {
 
     /// The realm and address-of-record domain.
     pub fn domain(&self) -> &str {
-        self.domain.as_deref().unwrap_or(self.host.get_ref())
+        self.domain
+            .as_ref()
+            .map_or(self.host.get_ref().as_str(), |d| d.get_ref().as_str())
     }
 }
 
@@ -481,14 +483,21 @@ impl Trunk {
         }
         // A register trunk's domain goes into the REGISTER's URIs (the trunk's host when
         // unset, already checked).
-        let domain = self.domain();
-        if self.kind == TrunkKind::Register && !(is_host(domain) || is_host_port(domain)) {
-            return Err(Problem::new(format!(
-                "trunk `{name}`: domain `{domain}` is not host[:port] or [IPv6][:port] (it goes \
-                 into the REGISTER's URIs)"
-            )));
+        if let (TrunkKind::Register, Some(d)) = (self.kind, &self.domain) {
+            // The host, when no domain is set, is checked already.
+            let domain = d.get_ref();
+            if !(is_host(domain) || is_host_port(domain)) {
+                return Err(Problem::at(
+                    d.span(),
+                    format!(
+                        "trunk `{name}`: domain `{domain}` is not host[:port] or [IPv6][:port] \
+                         (it goes into the REGISTER's URIs)"
+                    ),
+                ));
+            }
         }
-        for v in [&self.username, &self.password, &self.domain]
+        let domain = self.domain.as_ref().map(|d| d.get_ref());
+        for v in [self.username.as_ref(), self.password.as_ref(), domain]
             .into_iter()
             .flatten()
         {

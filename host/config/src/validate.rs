@@ -50,13 +50,13 @@ pub fn check_name(s: &Spanned<String>, what: &str) -> Checked {
     }
 }
 
-/// A host name, an IPv4 address, or an IPv6 address (bracketed or not).
+/// A host name (ASCII: an internationalised one in its `xn--` form), an IPv4 address, or an
+/// IPv6 address, bracketed or not (brackets hold only IPv6; no zone identifier).
 pub fn is_host(v: &str) -> bool {
-    let inner = v
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(v);
-    let ip = inner.parse::<std::net::IpAddr>().is_ok();
+    let ip = match v.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => v.parse::<std::net::IpAddr>().is_ok(),
+    };
     let name = !v.is_empty()
         && v.len() <= 253
         && !v.starts_with(['.', '-'])

@@ -554,6 +554,8 @@ fn hosts_are_names_or_addresses() {
         "2001:db8::20",
         "[2001:db8::20]",
         "gw_1.internal",
+        "sip.xn--mller-kva.example",
+        "sip.provider.example.",
     ] {
         assert!(trunk_host(good).is_ok(), "{good}");
     }
@@ -564,6 +566,9 @@ fn hosts_are_names_or_addresses() {
         "127.0.0.20;transport=tcp",
         "[2001:db8::20]:5070",
         ".example",
+        "[192.0.2.20]",
+        "fe80::1%eth0",
+        "sip.müller.example",
     ] {
         let e = trunk_host(bad).expect_err(bad);
         assert!(
@@ -645,6 +650,9 @@ fn a_register_trunks_domain_is_a_host() {
         "voip.example:0",
     ] {
         let e = with(bad).expect_err(bad);
-        assert!(e.message.contains("domain `"), "{bad}: {e}");
+        assert!(
+            e.message.contains("domain `") && e.line.is_some(),
+            "{bad}: {e}"
+        );
     }
 }

@@ -532,14 +532,20 @@ pub fn media_config(cfg: &Config) -> MediaConfig {
 mod tests {
     use super::*;
 
-    fn trunk_with(keys: &str) -> Config {
+    /// A configuration of one trunk `t` with `keys`, and `routing` (the outbound trunk `t`
+    /// unless given).
+    fn config(keys: &str, routing: &str) -> Config {
         let text = format!(
             "[internal]\nlisten = [ {{ transport = \"udp\", address = \"127.0.0.1:5060\" }} ]\n\
              [external]\nlisten = [ {{ transport = \"udp\", address = \"127.0.0.1:5080\" }} ]\n\
-             [pbx]\nhost = \"127.0.0.10\"\n[routing]\noutbound_trunk = \"t\"\n\
+             [pbx]\nhost = \"127.0.0.10\"\n[routing]\n{routing}\n\
              [[trunk]]\nname = \"t\"\nhost = \"127.0.0.20\"\n{keys}\n"
         );
         Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn trunk_with(keys: &str) -> Config {
+        config(keys, "outbound_trunk = \"t\"")
     }
 
     fn proxy(keys: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -572,11 +578,43 @@ mod tests {
         // is refused by the configuration's own checks already (host/config's tests).
     }
 
+    /// A tenant's domain reaches the routing table in the form the PBX's URIs are compared in:
+    /// an IPv6 address without brackets, canonical; a name in lower case.
+    #[test]
+    fn tenant_domains_are_kept_canonical() {
+        let cfg = config(
+            "[[tenant]]\nname = \"acme\"\ndomains = [\"[2001:DB8:0::7]\", \"Acme.Example\"]\n\
+             [[tenant.trunk]]\nname = \"t\"\ndids = \"13322496213\"\n\
+             [[tenant.route]]\nprefix = \"1\"\ntrunks = [\"t\"]\n",
+            "",
+        );
+        let resolved = resolve_config(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+        let routing = resolved.engine.tenants.expect("tenant routing");
+        let acme = routing.table.tenants().first().expect("a tenant");
+        assert_eq!(acme.domains, ["2001:db8::7", "acme.example"]);
+    }
+
+    /// What `locate` finds for the trunk's host (an IP address: no DNS).
+    fn located_at(host: &str) -> Vec<Located> {
+        let target = Target {
+            host,
+            port: Some(5060),
+            proto: None,
+        };
+        vec![locate::locate(target, &[Proto::Udp], &mut |_| None)]
+    }
+
     #[test]
     fn an_accept_register_trunk_has_no_destinations() {
-        let cfg = trunk_with("type = \"accept-register\"\nusername = \"u\"\npassword = \"p\"");
-        let t = cfg.trunks.first().expect("a trunk");
-        let d = trunk_destinations(t, TrunkKind::AcceptRegister, Vec::new()).unwrap();
+        // The same located address makes a destination of an IP trunk, and none of an
+        // accept-register trunk (its calls go where its gateway registered).
+        let ip = trunk_with("");
+        let t = ip.trunks.first().expect("a trunk");
+        let d = trunk_destinations(t, TrunkKind::Ip, located_at("127.0.0.20")).unwrap();
+        assert_eq!(d.len(), 1);
+        let gw = trunk_with("type = \"accept-register\"\nusername = \"u\"\npassword = \"p\"");
+        let t = gw.trunks.first().expect("a trunk");
+        let d = trunk_destinations(t, TrunkKind::AcceptRegister, located_at("127.0.0.20")).unwrap();
         assert!(d.is_empty());
     }
 }
