@@ -55,6 +55,22 @@ pub fn inbound(tr: &TenantRouting, t: &TrunkConfig, msg: &Message) -> Result<Rou
     Ok(r)
 }
 
+/// The domains a PBX's call carries (its From and Request-URI hosts), as the tenants' domains
+/// are kept: canonical (an IP address however it is written).
+fn pbx_domains(msg: &Message) -> Vec<String> {
+    let from_host = msg
+        .header(&HeaderName::From)
+        .and_then(NameAddr::parse)
+        .and_then(|na| Uri::parse(na.uri))
+        .map(|u| u.host);
+    let ruri_host = msg.request_uri().and_then(Uri::parse).map(|u| u.host);
+    from_host
+        .into_iter()
+        .chain(ruri_host)
+        .map(sluice_sip::fields::canonical_host)
+        .collect()
+}
+
 /// Where a PBX call goes: its tenant's first matching route, to the first trunk of it that
 /// can take the call with the caller ID it may present there.
 pub fn outbound(
@@ -66,18 +82,7 @@ pub fn outbound(
     ids: &mut Ids,
 ) -> Result<Route, NoRoute> {
     let table = &tr.table;
-    let from_host = msg
-        .header(&HeaderName::From)
-        .and_then(NameAddr::parse)
-        .and_then(|na| Uri::parse(na.uri))
-        .map(|u| u.host);
-    let ruri_host = msg.request_uri().and_then(Uri::parse).map(|u| u.host);
-    // As the tenants' domains are kept: canonical (an IP address however it is written).
-    let domains: Vec<String> = from_host
-        .into_iter()
-        .chain(ruri_host)
-        .map(sluice_sip::fields::canonical_host)
-        .collect();
+    let domains = pbx_domains(msg);
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
     let tenant = table
         .attribute(source.ip(), &domains)

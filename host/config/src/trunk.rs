@@ -388,34 +388,41 @@ impl Trunk {
         self.check_auth()?;
         self.check_calls()?;
         self.check_secure()?;
-        if let Some(codecs) = &self.codecs {
-            if codecs.is_empty() {
-                return Err(Problem::new(format!(
-                    "codecs of trunk `{name}` is empty: leave it out to allow every codec"
-                )));
-            }
-            if self.media == MediaMode::SignallingOnly {
-                return Err(Problem::new(format!(
-                    "trunk `{name}` has codecs but media = \"signalling-only\": Sluice filters \
-                     codecs only for media it anchors"
-                )));
-            }
-            for c in codecs {
-                let v = c.get_ref();
-                let token = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-                if v.is_empty() || v.len() > 32 || !v.bytes().all(token) {
-                    return Err(Problem::at(
-                        c.span(),
-                        format!("codec `{v}` must be an encoding name such as PCMU or opus"),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        self.check_codecs()
     }
 }
 
 impl Trunk {
+    /// `codecs`: not empty, encoding names, and only where media is anchored.
+    fn check_codecs(&self) -> Checked {
+        let Some(codecs) = &self.codecs else {
+            return Ok(());
+        };
+        let name = self.name.get_ref();
+        if codecs.is_empty() {
+            return Err(Problem::new(format!(
+                "codecs of trunk `{name}` is empty: leave it out to allow every codec"
+            )));
+        }
+        if self.media == MediaMode::SignallingOnly {
+            return Err(Problem::new(format!(
+                "trunk `{name}` has codecs but media = \"signalling-only\": Sluice filters \
+                 codecs only for media it anchors"
+            )));
+        }
+        for c in codecs {
+            let v = c.get_ref();
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+            if v.is_empty() || v.len() > 32 || !v.bytes().all(token) {
+                return Err(Problem::at(
+                    c.span(),
+                    format!("codec `{v}` must be an encoding name such as PCMU or opus"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_secure(&self) -> Checked {
         let name = self.name.get_ref();
         let all_tls = self
