@@ -391,12 +391,13 @@ fn each_calling_number_of_a_providers_call_is_written_on_its_own() {
     );
 }
 
-#[test]
-fn tenants_sharing_a_pbx_are_told_apart_by_domain() {
+/// acme and globex behind one PBX address (told apart by domain), globex changed by `globex`.
+fn shared_pbx_lab(globex: impl FnOnce(&mut Tenant)) -> Lab<NoHooks> {
     let mut cfg = config(|_| {});
     let shared = cfg.tenants.as_ref().unwrap();
     let mut tenants: Vec<Tenant> = shared.table.tenants().to_vec();
     tenants[1].sources = tenants[0].sources.clone();
+    globex(&mut tenants[1]);
     let table = RoutingTable::new(tenants, vec!["911".into()]).unwrap();
     cfg.tenants = Some(Arc::new(TenantRouting {
         table,
@@ -404,6 +405,12 @@ fn tenants_sharing_a_pbx_are_told_apart_by_domain() {
     }));
     let mut lab = Lab::with_hooks(cfg, NoHooks);
     lab.engine.handle_timeout(lab.now);
+    lab
+}
+
+#[test]
+fn tenants_sharing_a_pbx_are_told_apart_by_domain() {
+    let mut lab = shared_pbx_lab(|_| {});
     // From globex's domain, with a caller ID of globex's pool: globex's call (acme's would
     // have presented acme's default).
     let text = outbound("2125550100", "6468097075", "out-d").replace(
@@ -429,18 +436,9 @@ fn tenants_sharing_a_pbx_are_told_apart_by_domain() {
 /// other textual forms).
 #[test]
 fn a_tenants_ipv6_domain_matches_however_it_is_written() {
-    let mut cfg = config(|_| {});
-    let shared = cfg.tenants.as_ref().unwrap();
-    let mut tenants: Vec<Tenant> = shared.table.tenants().to_vec();
-    tenants[1].sources = tenants[0].sources.clone();
-    tenants[1].domains = vec![sluice_sip::fields::canonical_host("2001:db8::7")];
-    let table = RoutingTable::new(tenants, vec!["911".into()]).unwrap();
-    cfg.tenants = Some(Arc::new(TenantRouting {
-        table,
-        pbx: shared.pbx.clone(),
-    }));
-    let mut lab = Lab::with_hooks(cfg, NoHooks);
-    lab.engine.handle_timeout(lab.now);
+    let mut lab = shared_pbx_lab(|globex| {
+        globex.domains = vec![sluice_sip::fields::canonical_host("2001:db8::7")];
+    });
     let text = outbound("2125550100", "6468097075", "out-6").replace(
         "sip:6468097075@127.0.0.10>",
         "sip:6468097075@[2001:DB8:0::7]>",

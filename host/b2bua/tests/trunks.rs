@@ -61,6 +61,12 @@ fn challenge(req: &Message, status: u16, value: &str) -> String {
     String::from_utf8_lossy(&r.to_bytes()).into_owned()
 }
 
+/// `m` as the provider reads it: parsed again from its bytes, and valid SIP.
+fn assert_valid_as_sent(m: &Message) {
+    let again = sluice_sip::parse_message(&m.to_bytes()).expect("parses");
+    assert_eq!(sluice_sip::validate(&again), Ok(()));
+}
+
 fn method(m: &Message) -> &str {
     m.method().map_or("", |m| m.as_str())
 }
@@ -134,21 +140,14 @@ fn a_register_trunk_registers_answers_the_challenge_and_refreshes() {
 /// space: the URIs of the REGISTER carry it escaped, and the message is valid SIP.
 #[test]
 fn a_username_that_a_uri_cannot_hold_as_it_is_is_escaped_in_the_register() {
-    let mut lab = Lab::with_hooks(
-        {
-            let mut cfg = lab_config(Transport::Udp);
-            let t = &mut cfg.trunks[0];
-            t.kind = TrunkKind::Register;
-            t.credentials = Some(Credentials {
-                username: "ann@corp example".into(),
-                password: "s3cret".into(),
-            });
-            t.domain = "voip.example".into();
-            cfg
-        },
-        NoHooks,
-    );
-    lab.engine.handle_timeout(lab.now);
+    let mut lab = lab_with(|t| {
+        t.kind = TrunkKind::Register;
+        t.credentials = Some(Credentials {
+            username: "ann@corp example".into(),
+            password: "s3cret".into(),
+        });
+        t.domain = "voip.example".into();
+    });
     let o = lab.out();
     let reg = only(&o, TRUNK)[0].clone();
     assert_eq!(method(&reg), "REGISTER");
@@ -163,9 +162,7 @@ fn a_username_that_a_uri_cannot_hold_as_it_is_is_escaped_in_the_register() {
             "{v}"
         );
     }
-    // As the provider reads it: parsed again from the bytes, and valid.
-    let again = sluice_sip::parse_message(&reg.to_bytes()).expect("parses");
-    assert_eq!(sluice_sip::validate(&again), Ok(()));
+    assert_valid_as_sent(&reg);
 }
 
 /// A register trunk named by a bare IPv6 address and no domain: the REGISTER's URIs bracket it.
@@ -182,8 +179,7 @@ fn a_register_trunk_on_an_ipv6_address_writes_it_in_brackets() {
     assert_eq!(reg.request_uri(), Some("sip:[2001:db8::20]"));
     let to = reg.header(&HeaderName::To).unwrap();
     assert!(to.starts_with("<sip:acct1@[2001:db8::20]>"), "{to}");
-    let again = sluice_sip::parse_message(&reg.to_bytes()).expect("parses");
-    assert_eq!(sluice_sip::validate(&again), Ok(()));
+    assert_valid_as_sent(&reg);
 }
 
 /// The keep-alive OPTIONS to a trunk on a bare IPv6 address brackets it in its Request-URI.
@@ -197,8 +193,7 @@ fn a_keep_alive_probe_to_an_ipv6_trunk_writes_it_in_brackets() {
     let probe = only(&o, TRUNK)[0].clone();
     assert_eq!(method(&probe), "OPTIONS");
     assert_eq!(probe.request_uri(), Some("sip:[2001:db8::20]"));
-    let again = sluice_sip::parse_message(&probe.to_bytes()).expect("parses");
-    assert_eq!(sluice_sip::validate(&again), Ok(()));
+    assert_valid_as_sent(&probe);
 }
 
 #[test]
