@@ -43,7 +43,7 @@ pub use session::{
     call_of, stream_id, CallMedia, MediaSide, Refusal, Role, StreamReport, Timeouts,
 };
 pub use srtp::Suite;
-pub use stats::{Counters, EndSnapshot, RtpStats};
+pub use stats::{Counters, EndSnapshot, RtpRaw, RtpStats};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -101,6 +101,53 @@ impl RtpStats {
     }
 }
 
+/// [`RtpStats`] field by field, to hand the state to another counter and take it back (the
+/// kernel fast path keeps counting where the userspace relay left off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtpRaw {
+    pub started: bool,
+    pub ssrc: u32,
+    pub base_seq: u16,
+    pub max_seq: u16,
+    pub cycles: u32,
+    pub received: u64,
+    pub lost_before: u64,
+    pub transit: u32,
+    pub jitter_q4: u32,
+}
+
+impl From<&RtpStats> for RtpRaw {
+    fn from(s: &RtpStats) -> RtpRaw {
+        RtpRaw {
+            started: s.started,
+            ssrc: s.ssrc,
+            base_seq: s.base_seq,
+            max_seq: s.max_seq,
+            cycles: s.cycles,
+            received: s.received,
+            lost_before: s.lost_before,
+            transit: s.transit,
+            jitter_q4: s.jitter_q4,
+        }
+    }
+}
+
+impl From<RtpRaw> for RtpStats {
+    fn from(r: RtpRaw) -> RtpStats {
+        RtpStats {
+            started: r.started,
+            ssrc: r.ssrc,
+            base_seq: r.base_seq,
+            max_seq: r.max_seq,
+            cycles: r.cycles,
+            received: r.received,
+            lost_before: r.lost_before,
+            transit: r.transit,
+            jitter_q4: r.jitter_q4,
+        }
+    }
+}
+
 /// What the relay publishes about the packets received from one end of a stream.
 #[derive(Debug, Default)]
 pub struct EndCounters {
