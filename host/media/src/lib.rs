@@ -37,7 +37,7 @@ pub mod srtp;
 pub mod stats;
 
 pub use ports::PortPool;
-pub use relay::{Component, DropReason, Latching, RelayStream, Socket, Verdict};
+pub use relay::{Component, DropReason, Latching, Offload, RelayStream, Relayed, Socket, Verdict};
 pub use sdes::{EndCrypto, SdesRefusal, SrtpMode, SrtpPolicy};
 pub use session::{
     call_of, stream_id, CallMedia, MediaSide, Refusal, Role, StreamReport, Timeouts,

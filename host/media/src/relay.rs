@@ -22,7 +22,7 @@
 
 use crate::sdes::EndCrypto;
 use crate::srtp::EndSrtp;
-use crate::stats::{bump, Counters, RtpStats};
+use crate::stats::{bump, Counters, RtpRaw, RtpStats};
 use crate::{End, Remote};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -104,6 +104,28 @@ pub enum DropReason {
     NoKeys,
 }
 
+/// A direction the kernel fast path may relay (see [`RelayStream::offload`]): what arrives at
+/// one of the stream's sockets from `src`, and where each kind of packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    pub src: SocketAddr,
+    /// RTP: the socket it leaves from and where it goes; `None` leaves it to the relay.
+    pub rtp: Option<(Socket, SocketAddr)>,
+    pub rtcp: Option<(Socket, SocketAddr)>,
+}
+
+/// What the kernel relayed of an offloaded direction since it was last asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    pub packets: u64,
+    pub bytes: u64,
+    pub rtcp_packets: u64,
+    /// When it relayed the last one.
+    pub last: Option<Instant>,
+    /// The RTP statistics of the end as the kernel has carried them on (RTP sockets only).
+    pub stats: Option<RtpRaw>,
+}
+
 /// How an end's packets are carried, as the relay holds it.
 #[derive(Debug)]
 enum Carry {
@@ -151,6 +173,9 @@ struct EndState {
     peer: IpAddr,
     learned: [Option<Latched>; 2],
     stats: RtpStats,
+    /// RTP packets of an offloaded direction that still reached the relay (queued before the
+    /// kernel took over): received, for the statistics the kernel hands back.
+    stragglers: u64,
     carry: Carry,
 }
 
@@ -161,6 +186,7 @@ impl EndState {
             peer,
             learned: [None, None],
             stats: RtpStats::default(),
+            stragglers: 0,
             carry: Carry::Plain,
         }
     }
@@ -205,6 +231,8 @@ pub struct RelayStream {
     scratch: Vec<u8>,
     out: Vec<u8>,
     transformed: bool,
+    /// The sockets (by [`Socket::index`]) whose direction the kernel relays now.
+    offloaded: [bool; 4],
 }
 
 impl RelayStream {
@@ -220,6 +248,7 @@ impl RelayStream {
             scratch: Vec::new(),
             out: Vec::new(),
             transformed: false,
+            offloaded: [false; 4],
         }
     }
 
@@ -320,7 +349,7 @@ impl RelayStream {
             return self.dropped(at.end, DropReason::Stranger);
         }
         self.last_packet = now;
-        self.count(now, at.end, kind, plain);
+        self.count(now, at, kind, plain);
         let (via, to) = match self.destination(at.end.other(), kind) {
             Ok(d) => d,
             Err(reason) => return self.dropped(at.end, reason),
@@ -341,6 +370,118 @@ impl RelayStream {
             Some(Carry::Waiting) | None => return self.dropped(at.end, DropReason::NoKeys),
         }
         Verdict::Forward { via, to }
+    }
+
+    /// What the kernel fast path may relay of the packets arriving at `at`, as things stand:
+    /// plain RTP on both ends, a sender admitted without learning anything new (latched, or the
+    /// signalled address in strict mode), and for each kind (RTP, RTCP on a muxed port, RTCP)
+    /// the destination [`RelayStream::on_packet`] would choose. `None` when nothing may be; a
+    /// change of the answer (new SDP, a latch, hold) means the kernel's entry must change.
+    pub fn offload(&self, at: Socket) -> Option<Offload> {
+        let from = self.ends.get(at.end.index())?;
+        let to = self.ends.get(at.end.other().index())?;
+        if !matches!(from.carry, Carry::Plain) || !matches!(to.carry, Carry::Plain) {
+            return None;
+        }
+        let learned = |kind: Component| {
+            from.learned
+                .get(slot(kind))
+                .copied()
+                .flatten()
+                .map(|l| l.addr)
+        };
+        let src = match self.latching {
+            Latching::Symmetric => learned(at.component)?,
+            Latching::Strict => from.signalled_addr(at.component)?,
+        };
+        let admitted = |kind: Component| match self.latching {
+            Latching::Symmetric => learned(kind) == Some(src),
+            Latching::Strict => {
+                from.signalled_addr(kind) == Some(src)
+                    || (kind == Component::Rtcp && from.signalled.is_some_and(|r| r.rtp == src))
+            }
+        };
+        let route = |kind: Component| {
+            admitted(kind)
+                .then(|| self.destination(at.end.other(), kind).ok())
+                .flatten()
+        };
+        let (rtp, rtcp) = match at.component {
+            Component::Rtp => (route(Component::Rtp), route(Component::Rtcp)),
+            Component::Rtcp => (None, route(Component::Rtcp)),
+        };
+        (rtp.is_some() || rtcp.is_some()).then_some(Offload { src, rtp, rtcp })
+    }
+
+    /// The kernel relays the direction arriving at `at` now (`true`), or no longer.
+    pub fn set_offloaded(&mut self, at: Socket, on: bool) {
+        if let Some(o) = self.offloaded.get_mut(at.index()) {
+            *o = on;
+        }
+    }
+
+    /// The RTP statistics of packets from `end` so far, to hand to the kernel.
+    pub fn rtp_state(&self, end: End) -> RtpRaw {
+        self.ends
+            .get(end.index())
+            .map(|e| RtpRaw::from(&e.stats))
+            .unwrap_or_default()
+    }
+
+    /// Where arrival times for jitter count from, and the clock they count in.
+    pub fn jitter_clock(&self) -> (Instant, u32) {
+        (self.epoch, self.clock_rate)
+    }
+
+    /// Take in what the kernel relayed of the direction arriving at `at` from `src`: the
+    /// counters, the statistics it carried on, and when it was last heard from (for the
+    /// timeout and the latch).
+    pub fn absorb(&mut self, at: Socket, src: SocketAddr, r: &Relayed) {
+        if let Some(c) = self.counters.ends.get(at.end.index()) {
+            bump(&c.packets, r.packets);
+            bump(&c.bytes, r.bytes);
+            bump(&c.rtcp_packets, r.rtcp_packets);
+        }
+        if let Some(last) = r.last.filter(|_| r.packets > 0 || r.rtcp_packets > 0) {
+            self.last_packet = self.last_packet.max(last);
+            if let Some(end) = self.ends.get_mut(at.end.index()) {
+                for (kind, n) in [
+                    (Component::Rtp, r.packets),
+                    (Component::Rtcp, r.rtcp_packets),
+                ] {
+                    if let Some(Some(l)) = end.learned.get_mut(slot(kind)) {
+                        if n > 0 && l.addr == src {
+                            l.last = l.last.max(last);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(raw) = r.stats else {
+            return;
+        };
+        let Some(end) = self.ends.get_mut(at.end.index()) else {
+            return;
+        };
+        end.stats = RtpStats::from(raw);
+        end.stats.add_received(std::mem::take(&mut end.stragglers));
+        self.publish_stats(at.end);
+    }
+
+    /// Loss and jitter of `from`'s packets, to the counters.
+    fn publish_stats(&self, from: End) {
+        let (Some(c), Some(end)) = (
+            self.counters.ends.get(from.index()),
+            self.ends.get(from.index()),
+        ) else {
+            return;
+        };
+        c.lost.store(end.stats.lost(), Ordering::Relaxed);
+        let jitter_us = u64::from(end.stats.jitter_units())
+            .saturating_mul(1_000_000)
+            .checked_div(u64::from(self.clock_rate))
+            .unwrap_or(0);
+        c.jitter_us.store(jitter_us, Ordering::Relaxed);
     }
 
     fn dropped(&self, from: End, reason: DropReason) -> Verdict {
@@ -433,7 +574,8 @@ impl RelayStream {
         Ok((Socket { end: to, component }, to_addr))
     }
 
-    fn count(&mut self, now: Instant, from: End, kind: Component, packet: &[u8]) {
+    fn count(&mut self, now: Instant, at: Socket, kind: Component, packet: &[u8]) {
+        let from = at.end;
         let Some(c) = self.counters.ends.get(from.index()) else {
             return;
         };
@@ -443,6 +585,13 @@ impl RelayStream {
         }
         bump(&c.packets, 1);
         bump(&c.bytes, packet.len() as u64);
+        if self.offloaded.get(at.index()).copied().unwrap_or(false) {
+            // The kernel carries this end's statistics on; it gets this one's count back.
+            if let Some(end) = self.ends.get_mut(from.index()) {
+                end.stragglers = end.stragglers.saturating_add(1);
+            }
+            return;
+        }
         let (Some(seq), Some(ts), Some(ssrc)) = (be16(packet, 2), be32(packet, 4), be32(packet, 8))
         else {
             return;
@@ -458,12 +607,7 @@ impl RelayStream {
             return;
         };
         end.stats.on_rtp(seq, ts, ssrc, arrival);
-        c.lost.store(end.stats.lost(), Ordering::Relaxed);
-        let jitter_us = u64::from(end.stats.jitter_units())
-            .saturating_mul(1_000_000)
-            .checked_div(rate)
-            .unwrap_or(0);
-        c.jitter_us.store(jitter_us, Ordering::Relaxed);
+        self.publish_stats(from);
     }
 }
 

@@ -95,6 +95,11 @@ impl RtpStats {
         self.lost_before.saturating_add(self.lost_current())
     }
 
+    /// Count `n` more packets as received (packets counted elsewhere in the meantime).
+    pub fn add_received(&mut self, n: u64) {
+        self.received = self.received.saturating_add(n);
+    }
+
     /// The interarrival jitter, in RTP timestamp units.
     pub fn jitter_units(&self) -> u32 {
         self.jitter_q4 >> 4

@@ -456,3 +456,127 @@ fn socket_indices_round_trip() {
     }
     assert_eq!(Socket::from_index(4), None);
 }
+
+// The kernel fast path: what the relay hands to it, and what it takes back.
+
+#[test]
+fn a_direction_is_offered_to_the_kernel_once_its_sender_is_latched() {
+    let (mut s, now, _) = stream(Latching::Symmetric);
+    assert_eq!(s.offload(A_RTP), None, "nothing learned yet");
+    s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
+    assert_eq!(
+        s.offload(A_RTP),
+        Some(Offload {
+            src: addr("192.0.2.10:4000"),
+            rtp: Some((B_RTP, addr("198.51.100.20:6000"))),
+            // No RTCP latched on the RTP port: it stays with the relay.
+            rtcp: None,
+        })
+    );
+    assert_eq!(s.offload(A_RTCP), None);
+    assert_eq!(s.offload(B_RTP), None, "B has not sent yet");
+    // B is behind NAT: once it latches, A's packets go where B really is.
+    s.on_packet(now, B_RTP, addr("198.51.100.20:31000"), &rtp(1));
+    assert_eq!(
+        s.offload(A_RTP).unwrap().rtp,
+        Some((B_RTP, addr("198.51.100.20:31000")))
+    );
+    assert_eq!(
+        s.offload(B_RTP).unwrap().rtp,
+        Some((A_RTP, addr("192.0.2.10:4000")))
+    );
+    s.on_packet(now, A_RTCP, addr("192.0.2.10:4001"), &rtcp_rr());
+    assert_eq!(
+        s.offload(A_RTCP),
+        Some(Offload {
+            src: addr("192.0.2.10:4001"),
+            rtp: None,
+            rtcp: Some((B_RTCP, addr("198.51.100.20:6001"))),
+        })
+    );
+}
+
+#[test]
+fn strict_mode_offers_the_signalled_addresses_at_once() {
+    let (s, _, _) = stream(Latching::Strict);
+    let o = s.offload(A_RTP).unwrap();
+    assert_eq!(o.src, addr("192.0.2.10:4000"));
+    assert_eq!(o.rtp, Some((B_RTP, addr("198.51.100.20:6000"))));
+    // RTCP from A's RTP address is admitted in strict mode (a muxing sender).
+    assert_eq!(o.rtcp, Some((B_RTCP, addr("198.51.100.20:6001"))));
+}
+
+#[test]
+fn hold_srtp_and_a_move_take_a_direction_back() {
+    let (mut s, now, _) = stream(Latching::Symmetric);
+    s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
+    assert!(s.offload(A_RTP).is_some());
+    let mut held = remote("198.51.100.20:6000", "198.51.100.20:6001");
+    held.hold = true;
+    s.update(
+        now,
+        [None, Some(held)],
+        Latching::Symmetric,
+        None,
+        8000,
+        PLAIN,
+    );
+    assert_eq!(s.offload(A_RTP), None, "nothing goes to an end on hold");
+    s.update(
+        now,
+        [Some(remote("192.0.2.10:4100", "192.0.2.10:4101")), None],
+        Latching::Symmetric,
+        None,
+        8000,
+        PLAIN,
+    );
+    assert_eq!(s.offload(A_RTP), None, "A moved: it learns again first");
+
+    let (mut s, now, _, _) = srtp_stream();
+    s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
+    assert_eq!(s.offload(A_RTP), None, "SRTP stays with the relay");
+}
+
+#[test]
+fn what_the_kernel_relayed_is_counted_and_keeps_the_stream_alive() {
+    let (mut s, now, c) = stream(Latching::Symmetric);
+    for seq in 1..=10 {
+        s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(seq));
+    }
+    let handed = s.rtp_state(End::A);
+    assert_eq!(handed.received, 10);
+    s.set_offloaded(A_RTP, true);
+    // A packet queued before the kernel took over still reaches the relay: relayed, counted,
+    // and its receipt added to what the kernel hands back.
+    let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(11));
+    assert!(matches!(v, Verdict::Forward { .. }));
+    // The kernel relayed 12..=100 but for 50 (lost on the way), 70 s later.
+    let later = now + Duration::from_secs(70);
+    let mut stats = handed;
+    stats.max_seq = 100;
+    stats.received = 10 + 88;
+    let relayed = Relayed {
+        packets: 88,
+        bytes: 88 * 172,
+        rtcp_packets: 3,
+        last: Some(later),
+        stats: Some(stats),
+    };
+    assert!(
+        s.timed_out(later),
+        "60 s of silence as far as the relay saw"
+    );
+    s.absorb(A_RTP, addr("192.0.2.10:4000"), &relayed);
+    assert!(!s.timed_out(later), "the kernel heard A at that moment");
+    let snap = c.snapshot();
+    assert_eq!(snap[0].packets, 10 + 1 + 88);
+    assert_eq!(snap[0].bytes, (10 + 1 + 88) * 172);
+    assert_eq!(snap[0].rtcp_packets, 3);
+    assert_eq!(
+        snap[0].lost, 1,
+        "seq 50 only: the straggler counts as received"
+    );
+    // The latch is fresh: another port of A's address may not take over.
+    let v = s.on_packet(later, A_RTP, addr("192.0.2.10:4999"), &rtp(101));
+    assert_eq!(v, Verdict::Drop(DropReason::Stranger));
+}
