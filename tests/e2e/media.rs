@@ -121,17 +121,70 @@ fn call_media(lab: &Lab) -> Option<(u16, u16, u64)> {
 
 #[test]
 fn rtp_crosses_sluice_unchanged_with_latching_strangers_refused_and_hold() {
+    let (lab, _) = anchored_call(40, "");
+    let samples = sluice_e2e::parse_prometheus(&http("GET", &lab.admin(), "/metrics", None, "").1);
+    assert_eq!(
+        sluice_e2e::metric(&samples, "sluice_media_kernel_packets_total", &[]).unwrap_or(0.0),
+        0.0,
+        "no kernel fast path unless configured"
+    );
+}
+
+/// The same call with the kernel fast path: the same behaviour as seen from outside (payload,
+/// latching, strangers, hold), and the kernel relayed most of it, counted as the relay would.
+#[test]
+fn the_kernel_fast_path_relays_the_same_call_the_same_way() {
+    assert!(
+        sluice_e2e::bpf_privileged(),
+        "the kernel fast path's test needs CAP_BPF and CAP_NET_ADMIN (run the tests as root)"
+    );
+    let (lab, at_trunk) = anchored_call(46, "kernel_forwarding = true");
+    assert!(
+        lab.log().contains("media kernel fast path attached"),
+        "{}",
+        lab.log()
+    );
+    let samples = sluice_e2e::parse_prometheus(&http("GET", &lab.admin(), "/metrics", None, "").1);
+    let kernel =
+        sluice_e2e::metric(&samples, "sluice_media_kernel_packets_total", &[]).unwrap_or(0.0);
+    let from_pbx = sluice_e2e::metric(
+        &samples,
+        "sluice_media_packets_total",
+        &[("trunk", "loop"), ("side", "internal")],
+    )
+    .unwrap_or(0.0);
+    eprintln!("kernel relayed {kernel}, counted from the PBX {from_pbx}, arrived {at_trunk}");
+    assert!(
+        kernel >= 200.0,
+        "the kernel relayed most of the {at_trunk} packets that reached the trunk: {kernel}"
+    );
+    // Counted at the call's end: what the kernel relayed in the last half second may be
+    // taken in after that.
+    assert!(
+        from_pbx >= at_trunk as f64 - 30.0,
+        "the PBX's packets are counted, kernel-relayed ones included: {from_pbx} counted, {at_trunk} arrived"
+    );
+    assert_eq!(
+        sluice_e2e::metric(&samples, "sluice_media_kernel_directions", &[]),
+        Some(0.0),
+        "the call's directions left the kernel with it"
+    );
+}
+
+/// The PBX (SIPp) calls the trunk and plays 400 RTP packets; the trunk's media is this test's
+/// sockets. Checks everything the test's name says; returns the lab (for its metrics) and how
+/// many packets reached the trunk.
+fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
     if !sipp_available() {
         panic!("sipp (package sip-tester) is required for the end-to-end tests");
     }
-    const BLOCK: u8 = 40;
-    let a = LabAddrs::v4(BLOCK);
-    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &media_config(BLOCK, ""));
+    let a = LabAddrs::v4(block);
+    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &media_config(block, media));
     write_pcap(&lab.dir.path().join("media.pcap"));
     // The trunk's media: it signals port 17000, and later sends from 17002 (as behind NAT).
     let signalled = UdpSocket::bind(format!("{}:17000", a.trunk_ip)).unwrap();
     let natted = UdpSocket::bind(format!("{}:17002", a.trunk_ip)).unwrap();
-    let stranger = UdpSocket::bind(format!("127.0.{BLOCK}.99:0")).unwrap();
+    let stranger = UdpSocket::bind(format!("127.0.{block}.99:0")).unwrap();
     for s in [&signalled, &natted] {
         s.set_nonblocking(true).unwrap();
     }
@@ -295,6 +348,8 @@ fn rtp_crosses_sluice_unchanged_with_latching_strangers_refused_and_hold() {
     }
     let log = lab.log();
     assert!(log.contains("media of the call"), "{log}");
+    let arrived = got.packets.len() + after.packets.len() + rest.packets.len();
+    (lab, arrived)
 }
 
 #[test]

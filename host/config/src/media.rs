@@ -72,6 +72,10 @@ pub struct MediaSettings {
     /// Relay threads; 0 for one per core.
     #[serde(default)]
     pub workers: usize,
+    /// Relay settled plain-RTP streams in the kernel (a tc eBPF program), not in the relay's
+    /// threads; needs CAP_BPF and CAP_NET_ADMIN, and falls back to the threads without them.
+    #[serde(default)]
+    pub kernel_forwarding: bool,
 }
 
 impl Default for MediaSettings {
@@ -83,6 +87,7 @@ impl Default for MediaSettings {
             timeout_seconds: default_timeout(),
             hold_timeout_seconds: default_hold_timeout(),
             workers: 0,
+            kernel_forwarding: false,
         }
     }
 }

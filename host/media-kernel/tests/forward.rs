@@ -52,18 +52,22 @@ fn relays_what_the_table_names_and_nothing_else() {
         eprintln!("skipped: CAP_BPF and CAP_NET_ADMIN are needed to load the program");
         return;
     }
-    let ip = "127.0.77.1";
+    let ip = "127.0.111.1";
     let path = KernelPath::load(&[ip.parse::<IpAddr>().unwrap()], 64).unwrap();
     assert_eq!(path.devices, vec!["lo".to_string()]);
     let lo = path
         .device(ip.parse().unwrap())
         .expect("the loopback device holds it");
-    assert!(path.device("127.0.77.2".parse().unwrap()).is_none());
+    assert!(path.device("127.0.111.2".parse().unwrap()).is_none());
     let mut table = path.table().unwrap();
 
     // Sluice's two sockets (facing A and facing B), and the two ends.
     let (sluice_a, sluice_b) = (udp(ip), udp(ip));
-    let (end_a, end_b, stranger) = (udp("127.0.77.10"), udp("127.0.77.20"), udp("127.0.77.30"));
+    let (end_a, end_b, stranger) = (
+        udp("127.0.111.10"),
+        udp("127.0.111.20"),
+        udp("127.0.111.30"),
+    );
     let key = FwdKey::new(sluice_a.local_addr().unwrap(), end_a.local_addr().unwrap()).unwrap();
     let value = FwdValue {
         rtp: FwdRoute::new(

@@ -413,10 +413,16 @@ impl RelayStream {
         (rtp.is_some() || rtcp.is_some()).then_some(Offload { src, rtp, rtcp })
     }
 
-    /// The kernel relays the direction arriving at `at` now (`true`), or no longer.
+    /// The kernel relays the direction arriving at `at` now (`true`), or no longer (the
+    /// stragglers counted meanwhile then count as received here).
     pub fn set_offloaded(&mut self, at: Socket, on: bool) {
         if let Some(o) = self.offloaded.get_mut(at.index()) {
             *o = on;
+        }
+        if !on {
+            if let Some(end) = self.ends.get_mut(at.end.index()) {
+                end.stats.add_received(std::mem::take(&mut end.stragglers));
+            }
         }
     }
 

@@ -416,6 +416,7 @@ fn shell_options(
         listeners,
         max_message: cfg.sip.max_message_bytes,
         media_workers: Some(media_workers(cfg.media.workers)),
+        media_kernel: media_kernel(cfg),
         draining,
         certificates: Some(certificate_source(cfg, path)?),
         tls,
@@ -720,6 +721,30 @@ fn call_id_base() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
     ms.saturating_mul(1000)
+}
+
+/// The media kernel fast path, when configured and the system allows it; otherwise the relay
+/// threads relay every packet (said once in the log).
+fn media_kernel(cfg: &Config) -> Option<Arc<sluice_media_kernel::KernelPath>> {
+    if !cfg.media.kernel_forwarding {
+        return None;
+    }
+    let (internal, external) = cfg.media.resolve(&cfg.internal, &cfg.external);
+    // Four directions per stream, a few streams per call; entries are allocated as used.
+    let entries = cfg.sip.max_calls.saturating_mul(8).clamp(1024, 1 << 20);
+    let entries = u32::try_from(entries).unwrap_or(1 << 20);
+    match sluice_media_kernel::KernelPath::load(&[internal.bind, external.bind], entries) {
+        Ok(k) => {
+            tracing::info!(devices = ?k.devices, entries, "media kernel fast path attached");
+            Some(Arc::new(k))
+        }
+        Err(e) => {
+            tracing::warn!(
+                "media kernel fast path unavailable, the relay threads relay every packet: {e}"
+            );
+            None
+        }
+    }
 }
 
 /// Media relay threads: as configured, or one per core.

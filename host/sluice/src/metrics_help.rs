@@ -41,6 +41,8 @@ const FAMILIES: &[(&str, char, &str)] = &[
     ("sluice_media_jitter_seconds", 'h', "Each stream's interarrival jitter at its end (RFC 3550)."),
     ("sluice_media_timeouts_total", 'c', "Calls ended because their media went silent."),
     ("sluice_media_ports_free", 'g', "Free RTP/RTCP port pairs, by side."),
+    ("sluice_media_kernel_packets_total", 'c', "RTP and RTCP packets the kernel fast path relayed (media.kernel_forwarding)."),
+    ("sluice_media_kernel_directions", 'g', "Stream directions the kernel fast path relays now."),
     ("sluice_sdp_refused_total", 'c', "Offers and answers refused, by reason."),
     ("sluice_guard_bans_total", 'c', "Sources banned by the flood guard, by reason."),
     ("sluice_guard_banned_sources", 'g', "Bans in force."),

@@ -183,6 +183,7 @@ pub struct Fixed {
     media_internal: (std::net::IpAddr, std::net::IpAddr, u16, u16),
     media_external: (std::net::IpAddr, std::net::IpAddr, u16, u16),
     media_workers: usize,
+    media_kernel: bool,
     tcp_limits: (usize, usize, u64, u64),
 }
 
@@ -202,6 +203,7 @@ impl Fixed {
             media_internal: side(mi),
             media_external: side(me),
             media_workers: cfg.media.workers,
+            media_kernel: cfg.media.kernel_forwarding,
             tcp_limits: (
                 cfg.sip.max_connections,
                 cfg.sip.max_connections_per_source,
@@ -256,6 +258,10 @@ impl Fixed {
         check(self.media_internal != new.media_internal, "media.internal");
         check(self.media_external != new.media_external, "media.external");
         check(self.media_workers != new.media_workers, "media.workers");
+        check(
+            self.media_kernel != new.media_kernel,
+            "media.kernel_forwarding",
+        );
         check(
             self.tcp_limits != new.tcp_limits,
             "sip.max_connections, max_connections_per_source, tcp_first_message_seconds, \

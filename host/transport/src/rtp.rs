@@ -18,7 +18,10 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use slab::Slab;
-use sluice_media::{call_of, Local, MediaEvent, MediaOp, RelayStream, Socket, StreamId, Verdict};
+use sluice_media::{
+    call_of, Local, MediaEvent, MediaOp, Offload, RelayStream, Relayed, Socket, StreamId, Verdict,
+};
+use sluice_media_kernel::{monotonic_ns, FwdKey, FwdRoute, FwdValue, KernelPath, Table};
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -62,14 +65,34 @@ struct WorkerHandle {
 }
 
 impl MediaRelay {
-    /// Start `threads` workers (at least one); their events go to `events`.
-    pub fn start(threads: usize, events: UnboundedSender<MediaEvent>) -> io::Result<MediaRelay> {
+    /// Start `threads` workers (at least one); their events go to `events`. With `kernel`,
+    /// each hands the directions it has settled to the kernel fast path.
+    pub fn start(
+        threads: usize,
+        events: UnboundedSender<MediaEvent>,
+        kernel: Option<Arc<KernelPath>>,
+    ) -> io::Result<MediaRelay> {
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (ops, rx) = std_mpsc::channel();
-            let worker = Worker::new(poll, rx, events.clone())?;
+            let kernel = kernel.as_ref().and_then(|path| match path.table() {
+                Ok(table) => Some(Kernel {
+                    table,
+                    path: path.clone(),
+                    packets: metrics::counter!(KERNEL_PACKETS),
+                    directions: metrics::gauge!(KERNEL_DIRECTIONS),
+                }),
+                Err(e) => {
+                    warn!(
+                        worker = i,
+                        "media kernel fast path not used by this worker: {e}"
+                    );
+                    None
+                }
+            });
+            let worker = Worker::new(poll, rx, events.clone(), kernel)?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-media-{i}"))
                 .spawn(move || worker.run())?;
@@ -146,7 +169,30 @@ struct Entry {
     relay: RelayStream,
     /// A RTP, A RTCP, B RTP, B RTCP (see [`Socket::index`]).
     sockets: [UdpSocket; 4],
+    /// Their local addresses, for the kernel's table.
+    locals: [Option<SocketAddr>; 4],
+    /// What the kernel relays of each socket's direction now.
+    kernel: [Option<Installed>; 4],
     timed_out: bool,
+}
+
+/// Packets the kernel fast path relayed (RTP and RTCP), and directions it relays now.
+pub const KERNEL_PACKETS: &str = "sluice_media_kernel_packets_total";
+pub const KERNEL_DIRECTIONS: &str = "sluice_media_kernel_directions";
+
+/// A worker's share of the kernel fast path.
+struct Kernel {
+    table: Table,
+    path: Arc<KernelPath>,
+    packets: metrics::Counter,
+    directions: metrics::Gauge,
+}
+
+/// A direction in the kernel's table, and what of its counts was already taken in.
+struct Installed {
+    key: FwdKey,
+    plan: Offload,
+    seen: (u64, u64, u64),
 }
 
 struct Worker {
@@ -164,6 +210,7 @@ struct Worker {
     /// relay needs neither GRO nor control messages, only `recvmmsg`.
     reader: UdpSocketState,
     _probe: std::net::UdpSocket,
+    kernel: Option<Kernel>,
 }
 
 impl Worker {
@@ -171,6 +218,7 @@ impl Worker {
         poll: Poll,
         ops: std_mpsc::Receiver<WorkerOp>,
         events: UnboundedSender<MediaEvent>,
+        kernel: Option<Kernel>,
     ) -> io::Result<Worker> {
         let probe = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
         let reader = UdpSocketState::new(UdpSockRef::from(&probe))?;
@@ -184,6 +232,7 @@ impl Worker {
             metas: [RecvMeta::default(); BATCH],
             reader,
             _probe: probe,
+            kernel,
         })
     }
 
@@ -208,6 +257,7 @@ impl Worker {
                 }
                 let Token(t) = ev.token();
                 self.read(now, t / 4, t % 4);
+                self.settle(t / 4);
             }
             if now >= next_sweep {
                 self.sweep(now);
@@ -248,14 +298,18 @@ impl Worker {
                 clock_rate,
                 crypto,
             }) => {
-                if let Some(e) = self.entry(stream) {
-                    e.relay
-                        .update(now, remotes, latching, timeout, clock_rate, *crypto);
-                    e.timed_out = false;
+                if let Some(&slot) = self.by_id.get(&stream) {
+                    if let Some(e) = self.streams.get_mut(slot) {
+                        e.relay
+                            .update(now, remotes, latching, timeout, clock_rate, *crypto);
+                        e.timed_out = false;
+                    }
+                    self.settle(slot);
                 }
             }
             WorkerOp::Other(MediaOp::Close { stream }) => {
                 if let Some(slot) = self.by_id.remove(&stream) {
+                    self.unload(slot);
                     if let Some(mut e) = self.streams.try_remove(slot) {
                         for s in &mut e.sockets {
                             let _ = self.poll.registry().deregister(s);
@@ -270,11 +324,6 @@ impl Worker {
         }
     }
 
-    fn entry(&mut self, stream: StreamId) -> Option<&mut Entry> {
-        let slot = *self.by_id.get(&stream)?;
-        self.streams.get_mut(slot)
-    }
-
     fn open(
         &mut self,
         id: StreamId,
@@ -283,10 +332,13 @@ impl Worker {
     ) -> io::Result<()> {
         let entry = self.streams.vacant_entry();
         let slot = entry.key();
+        let locals = sockets.each_ref().map(|s| s.local_addr().ok());
         let mut e = Entry {
             id,
             relay,
             sockets: sockets.map(UdpSocket::from_std),
+            locals,
+            kernel: [None, None, None, None],
             timed_out: false,
         };
         for (i, s) in e.sockets.iter_mut().enumerate() {
@@ -337,14 +389,152 @@ impl Worker {
         }
     }
 
-    /// Report streams silent past their timeout (once each, until their next update).
+    /// Report streams silent past their timeout (once each, until their next update), after
+    /// taking in what the kernel relayed.
     fn sweep(&mut self, now: Instant) {
+        if let Some(k) = &mut self.kernel {
+            for (_, e) in self.streams.iter_mut() {
+                for i in 0..4 {
+                    k.take_in(e, i);
+                }
+            }
+        }
         for (_, e) in self.streams.iter_mut() {
             if !e.timed_out && e.relay.timed_out(now) {
                 e.timed_out = true;
                 let _ = self.events.send(MediaEvent::Timeout { stream: e.id });
             }
         }
+    }
+}
+
+impl Worker {
+    /// Bring the kernel's table in line with what the stream's relay says may be offloaded
+    /// now: a direction that changed is taken in and replaced, one that may no longer be is
+    /// taken out (its next packets reach the relay again).
+    fn settle(&mut self, slot: usize) {
+        let (Some(k), Some(e)) = (&mut self.kernel, self.streams.get_mut(slot)) else {
+            return;
+        };
+        for i in 0..4 {
+            let Some(at) = Socket::from_index(i) else {
+                continue;
+            };
+            let want = e.relay.offload(at);
+            let have = e.kernel.get(i).and_then(|o| o.as_ref()).map(|o| o.plan);
+            if want == have {
+                continue;
+            }
+            k.take_in(e, i);
+            k.remove(e, i);
+            if let Some(plan) = want {
+                k.install(e, at, plan);
+            }
+        }
+    }
+
+    /// Take a stream's directions out of the kernel, with what it relayed last.
+    fn unload(&mut self, slot: usize) {
+        let (Some(k), Some(e)) = (&mut self.kernel, self.streams.get_mut(slot)) else {
+            return;
+        };
+        for i in 0..4 {
+            k.take_in(e, i);
+            k.remove(e, i);
+        }
+    }
+}
+
+impl Kernel {
+    /// The entry for the direction arriving at `at` from `plan.src`: where each kind leaves
+    /// from and goes, the RTP statistics so far. `None` when the program cannot relay it (an
+    /// address of Sluice's it is not attached for, IPv6).
+    fn entry(&self, e: &Entry, at: Socket, plan: Offload) -> Option<(FwdKey, FwdValue)> {
+        let local = (*e.locals.get(at.index())?)?;
+        self.path.device(local.ip())?;
+        let key = FwdKey::new(local, plan.src)?;
+        let route = |r: Option<(Socket, SocketAddr)>| {
+            let Some((via, to)) = r else {
+                return Some(FwdRoute::default());
+            };
+            let from = (*e.locals.get(via.index())?)?;
+            FwdRoute::new(from, to, self.path.device(from.ip())?)
+        };
+        let (epoch, clock_rate) = e.relay.jitter_clock();
+        let age = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let rtp_socket = at.component == sluice_media::Component::Rtp;
+        let value = FwdValue {
+            rtp: route(plan.rtp)?,
+            rtcp: route(plan.rtcp)?,
+            epoch_ns: monotonic_ns().saturating_sub(age),
+            clock_rate,
+            rtcp_socket: u32::from(!rtp_socket),
+            stats: if rtp_socket {
+                e.relay.rtp_state(at.end).into()
+            } else {
+                Default::default()
+            },
+            ..FwdValue::default()
+        };
+        Some((key, value))
+    }
+
+    fn install(&mut self, e: &mut Entry, at: Socket, plan: Offload) {
+        let Some((key, value)) = self.entry(e, at, plan) else {
+            return;
+        };
+        if let Err(err) = self.table.install(&key, &value) {
+            debug!(stream = e.id, "direction left to the relay: {err}");
+            return;
+        }
+        e.relay.set_offloaded(at, true);
+        if let Some(slot) = e.kernel.get_mut(at.index()) {
+            *slot = Some(Installed {
+                key,
+                plan,
+                seen: (0, 0, 0),
+            });
+        }
+        self.directions.increment(1.0);
+    }
+
+    fn remove(&mut self, e: &mut Entry, i: usize) {
+        let Some(old) = e.kernel.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        self.table.remove(&old.key);
+        if let Some(at) = Socket::from_index(i) {
+            e.relay.set_offloaded(at, false);
+        }
+        self.directions.decrement(1.0);
+    }
+
+    /// Take in what the kernel relayed of socket `i`'s direction since the last look.
+    fn take_in(&mut self, e: &mut Entry, i: usize) {
+        let (Some(Some(inst)), Some(at)) = (e.kernel.get_mut(i), Socket::from_index(i)) else {
+            return;
+        };
+        let Some(v) = self.table.read(&inst.key) else {
+            return;
+        };
+        let (p, b, r) = inst.seen;
+        let relayed = Relayed {
+            packets: v.packets.saturating_sub(p),
+            bytes: v.bytes.saturating_sub(b),
+            rtcp_packets: v.rtcp_packets.saturating_sub(r),
+            last: (v.last_ns > 0).then(|| {
+                let ago = monotonic_ns().saturating_sub(v.last_ns);
+                let now = Instant::now();
+                now.checked_sub(Duration::from_nanos(ago)).unwrap_or(now)
+            }),
+            stats: (at.component == sluice_media::Component::Rtp && v.stats.started != 0)
+                .then(|| v.stats.into()),
+        };
+        inst.seen = (v.packets, v.bytes, v.rtcp_packets);
+        self.packets
+            .increment(relayed.packets.saturating_add(relayed.rtcp_packets));
+        let src = inst.plan.src;
+        e.relay.absorb(at, src, &relayed);
     }
 }
 

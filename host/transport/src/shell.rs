@@ -85,6 +85,8 @@ pub struct ShellOptions {
     pub max_message: usize,
     /// Media relay threads; `None` runs no relay (no media anchored).
     pub media_workers: Option<usize>,
+    /// The kernel fast path the relay threads hand settled streams to, when it is loaded.
+    pub media_kernel: Option<Arc<sluice_media_kernel::KernelPath>>,
     /// Accepted TCP connections: how many, from one address, and how soon the first message.
     pub tcp: TcpLimits,
     /// Set once a drain starts, for readers that must not wait on the engine (`/ready`).
@@ -173,7 +175,7 @@ impl<H: Hooks> Shell<H> {
         let media = match opts.media_workers {
             Some(n) => {
                 let (events, rx) = mpsc::unbounded_channel();
-                let relay = MediaRelay::start(n, events)?;
+                let relay = MediaRelay::start(n, events, opts.media_kernel.clone())?;
                 info!(workers = n.max(1), "media relay started");
                 Some((relay, rx))
             }
