@@ -21,7 +21,16 @@ Phases (each prints one line per measurement and the ratios at the end):
            plain RTP, in the same run: one direction, PBX to trunk (RTP in, SRTP out; the
            generator cannot make SRTP, so the trunk's sockets send to a sink, not to Sluice).
 
-Systems: MEDIA_SYSTEMS (default "sluice rtpengine"); "floor" adds `minrelay.c` beside this script,
+Machine-wide accounting: the relays' own CPU time misses what the kernel does for them in
+other processes' time (a kernel fast path runs in the generator's send, on loopback), so every
+run also reads the run time of every task on the machine over the same window (each task's
+schedstat), and "direct" runs the generator alone with each call's two
+streams sent straight to each other. A system's machine figure less the same round's direct
+one is what relaying costs the machine, wherever it is counted; the summary prints it.
+
+Systems: MEDIA_SYSTEMS (default "sluice rtpengine"); "sluice-kernel" is Sluice with
+media.kernel_forwarding (needs root); "direct" the generator alone (for the machine-wide
+figures); "floor" adds `minrelay.c` beside this script,
 the least a userspace relay can do (one recvfrom and one sendto per packet, nothing else), so
 that a relay's figure can be read against what the kernel's UDP path costs on the machine;
 "floor-connected" the same with each socket connected to its peer (send() on a kept route).
@@ -58,6 +67,7 @@ internal = {{ ports = [20000, 29999] }}
 external = {{ ports = [30000, 39999] }}
 workers = 1
 timeout_seconds = 600
+kernel_forwarding = {kernel}
 
 [pbx]
 host = "127.0.0.1"
@@ -103,6 +113,73 @@ def switches(pid):
         except FileNotFoundError:
             pass
     return tot
+
+
+def machine_ns():
+    """Time on CPU of every task on the machine, in ns (each task's schedstat: the scheduler's
+    precise run time), by task. With tick-based accounting and no IRQ time accounting (as
+    here), a softirq handled in a task's system call (a loopback send, a kernel fast path's
+    work) is in that task's time; /proc/stat's tick samples miss short bursts on tickless
+    CPUs, so they are not used."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    out[tid] = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def machine_delta(before, after):
+    """CPU seconds the machine's tasks ran between two `machine_ns` snapshots (a task born in
+    between counts from zero)."""
+    return sum(v - before.get(k, 0) for k, v in after.items()) / 1e9
+
+
+class MachineWindow:
+    """The machine's busy time over the same steady window as a relay's own measurement (1 s
+    after the generator starts, until 1 s before it ends), for runs driven by another script:
+    it waits for an `rtpblast` process to appear."""
+
+    def __init__(self, secs):
+        import threading
+        self.secs, self.pct = secs, None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if any(self.is_blast(p) for p in os.listdir("/proc") if p.isdigit()):
+                break
+            time.sleep(0.01)
+        else:
+            return
+        time.sleep(1.0)
+        m1, t1 = machine_ns(), time.time()
+        time.sleep(max(0.5, self.secs - 2.0))
+        m2, t2 = machine_ns(), time.time()
+        self.pct = 100.0 * machine_delta(m1, m2) / (t2 - t1)
+
+    @staticmethod
+    def is_blast(pid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip() == "rtpblast"
+        except OSError:
+            return False
+
+    def wait(self):
+        self.thread.join(timeout=180)
+        return self.pct
 
 
 def rss_kib(pid):
@@ -192,11 +269,11 @@ class Parties:
         self.trunk.close()
 
 
-def start_sluice(work, media, max_calls, cpu, srtp="off"):
-    cfg = os.path.join(work, "sluice-media-%s-%s.toml" % (media, srtp))
+def start_sluice(work, media, max_calls, cpu, srtp="off", kernel=False):
+    cfg = os.path.join(work, "sluice-media-%s-%s-%s.toml" % (media, srtp, kernel))
     with open(cfg, "w") as f:
         f.write(CONFIG.format(max_calls=max_calls, pbx=PBX_PORT, trunk=TRUNK_PORT, admin=ADMIN, media=media,
-                              srtp=srtp))
+                              srtp=srtp, kernel="true" if kernel else "false"))
     cmd = [SLUICE, "run", "--config", cfg, "--log", "warn"]
     if cpu:
         cmd = ["taskset", "-c", cpu] + cmd
@@ -233,17 +310,19 @@ def blast_and_measure(work, p, flows, secs, gen_cpu):
     the steady part of the window."""
     gen = blast(work, flows, secs, gen_cpu)
     time.sleep(1.0)
-    c1, w1, t1 = ticks(p.pid), switches(p.pid), time.time()
+    pid = p.pid if p else None
+    c1, w1, m1, t1 = ticks(pid) if pid else 0, switches(pid) if pid else 0, machine_ns(), time.time()
     time.sleep(max(0.5, secs - 2.0))
-    c2, w2, t2 = ticks(p.pid), switches(p.pid), time.time()
+    c2, w2, m2, t2 = ticks(pid) if pid else 0, switches(pid) if pid else 0, machine_ns(), time.time()
     out, _ = gen.communicate(timeout=secs + 30)
     res = json.loads(out)
     res["switches_per_s"] = round((w2 - w1) / (t2 - t1))
+    res["machine_pct"] = 100.0 * machine_delta(m1, m2) / (t2 - t1)
     return res, 100.0 * (c2 - c1) / TCK / (t2 - t1)
 
 
-def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
-    p = start_sluice(work, "anchor", max(calls, 10), relay_cpu)
+def run_sluice(work, calls, secs, relay_cpu, gen_cpu, kernel=False):
+    p = start_sluice(work, "anchor", max(calls, 10), relay_cpu, kernel=kernel)
     parties = Parties()
     try:
         flows = []
@@ -254,7 +333,8 @@ def run_sluice(work, calls, secs, relay_cpu, gen_cpu):
             to_pbx, to_trunk = parties.call(i, pa, pb)
             flows += [(pa, to_pbx), (pb, to_trunk)]
         res, cpu_pct = blast_and_measure(work, p, flows, secs, gen_cpu)
-        res.update(system="sluice", calls=calls, streams=2 * calls, cpu_pct=round(cpu_pct, 1))
+        res.update(system="sluice-kernel" if kernel else "sluice", calls=calls, streams=2 * calls,
+                   cpu_pct=round(cpu_pct, 1))
         res["us_cpu_per_pkt"] = round(cpu_pct / 100.0 * 1e6 / res["offered_pps"], 2) if cpu_pct > 0 else 0.0
         return res
     finally:
@@ -292,12 +372,27 @@ def run_rtpengine(work, calls, secs, relay_cpu, gen_cpu):
     if os.path.exists(out):
         os.remove(out)
     env = dict(os.environ, BENCH_WORK=work)
+    window = MachineWindow(secs)
     subprocess.run([sys.executable, os.path.join(TOOLS, "rtpengine_anchor.py"), "--calls", str(calls),
                     "--secs", str(secs), "--rtp-cpu", relay_cpu, "--gen-cpu", gen_cpu, "--out", out],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     with open(out) as f:
         res = json.loads(f.readline())
     res.update(system="rtpengine", cpu_pct=res["rtpengine_cpu_pct"])
+    res["machine_pct"] = window.wait()
+    return res
+
+
+def run_direct(work, calls, secs, relay_cpu, gen_cpu):
+    """No relay: the generator sends each call's two streams straight to each other's
+    sockets. The machine's busy time here is the generator's own share, taken off every
+    system's machine figure."""
+    flows = []
+    for i in range(calls):
+        pa, pb = 10000 + 2 * i, 10001 + 2 * i
+        flows += [(pa, pb), (pb, pa)]
+    res, _ = blast_and_measure(work, None, flows, secs, gen_cpu)
+    res.update(system="direct", calls=calls, streams=2 * calls, cpu_pct=0.0, us_cpu_per_pkt=0.0)
     return res
 
 
@@ -328,14 +423,25 @@ def run_floor(work, calls, secs, relay_cpu, gen_cpu, connected=False):
 
 
 RUN = {"sluice": run_sluice, "rtpengine": run_rtpengine, "floor": run_floor,
-       "floor-connected": lambda *args: run_floor(*args, connected=True)}
+       "floor-connected": lambda *args: run_floor(*args, connected=True),
+       "sluice-kernel": lambda *args: run_sluice(*args, kernel=True), "direct": run_direct}
 SYSTEMS = os.environ.get("MEDIA_SYSTEMS", "sluice rtpengine").split()
+
+
+def machine_us(r):
+    """The whole machine's busy time per packet the generator offered, in us (None if not
+    measured)."""
+    if r.get("machine_pct") is None or not r.get("offered_pps"):
+        return None
+    return r["machine_pct"] / 100.0 * 1e6 / r["offered_pps"]
 
 
 def show(r):
     lat = r["lat_us"]
-    print("  %-9s %4d calls: %6.2f us CPU per packet, CPU %5.1f%%, loss %.4f%%, latency p50 %d us p99 %d us"
+    m = machine_us(r)
+    print("  %-13s %4d calls: %6.2f us CPU per packet, CPU %5.1f%%, loss %.4f%%, latency p50 %d us p99 %d us"
           % (r["system"], r["calls"], r["us_cpu_per_pkt"], r["cpu_pct"], r["loss_pct"], lat["p50"], lat["p99"])
+          + (", machine %.2f us per packet" % m if m is not None else "")
           + (", %.2f context switches per packet" % (r["switches_per_s"] / r["offered_pps"])
              if "switches_per_s" in r and r.get("offered_pps") else ""), flush=True)
 
@@ -378,7 +484,7 @@ def main():
     unknown = [x for x in SYSTEMS if x not in RUN]
     if unknown:
         sys.exit("MEDIA_SYSTEMS: unknown %s (known: %s)" % (" ".join(unknown), " ".join(RUN)))
-    if "sluice" in SYSTEMS and not os.path.exists(SLUICE):
+    if {"sluice", "sluice-kernel"} & set(SYSTEMS) and not os.path.exists(SLUICE):
         sys.exit("build Sluice first: cargo build --release -p sluice")
     if "rtpengine" in SYSTEMS and not shutil.which("rtpengine"):
         sys.exit("rtpengine not found (apt-get install rtpengine-daemon)")
@@ -394,11 +500,18 @@ def main():
         print("== CPU per relayed packet at %d calls (%d streams, %d packets/s), %gs, %d rounds"
               % (a.calls, 2 * a.calls, 100 * a.calls, a.secs, a.rounds), flush=True)
         per = {s: [] for s in RUN}
+        net = {s: [] for s in RUN}
         for _ in range(a.rounds):
+            machine = {}
             for system in SYSTEMS:
                 r = RUN[system](work, a.calls, a.secs, a.relay_cpu, a.gen_cpu)
                 show(r)
                 per[system].append(r["us_cpu_per_pkt"])
+                machine[system] = machine_us(r)
+            base = machine.get("direct")
+            for system, m in machine.items():
+                if system != "direct" and m is not None and base is not None:
+                    net[system].append(m - base)
         s, e = median(per["sluice"]), median(per["rtpengine"])
         if per["sluice"] and per["rtpengine"]:
             summary.append("CPU per relayed packet: sluice %.2f us, rtpengine %.2f us (medians); "
@@ -410,6 +523,15 @@ def main():
                                "floor/rtpengine %.2f, sluice/floor %.2f" % (fl, fl / e, s / fl if fl else float("nan")))
             else:
                 summary.append("floor (minrelay.c: recvfrom + sendto, nothing else): %.2f us per packet" % fl)
+        if any(net.values()):
+            nets = {k: median(v) for k, v in net.items() if v}
+            summary.append("machine-wide CPU per relayed packet, net of the generator (each round's "
+                           "machine busy time less the same round's `direct`): "
+                           + ", ".join("%s %.2f us" % kv for kv in nets.items()))
+            e_net = nets.get("rtpengine")
+            for k in ("sluice", "sluice-kernel", "floor", "floor-connected"):
+                if k in nets and e_net:
+                    summary.append("  machine-wide, net: %s/rtpengine %.2f" % (k, nets[k] / e_net))
         if per["floor-connected"]:
             fc = median(per["floor-connected"])
             summary.append("floor with connected sockets (recvfrom + send): %.2f us per packet%s"

@@ -188,12 +188,18 @@ struct Kernel {
     directions: metrics::Gauge,
 }
 
-/// A direction in the kernel's table, and what of its counts was already taken in.
+/// A direction in the kernel's table, and what of its counts was already taken in (and when).
 struct Installed {
     key: FwdKey,
     plan: Offload,
     seen: (u64, u64, u64),
+    looked: Instant,
 }
+
+/// How often a packet from another sender on an offloaded socket (a NAT that rebinds, a
+/// stranger) makes the worker take in what the kernel relayed first, so that the latch is
+/// judged on when the latched sender was really last heard.
+const LOOK_AGAIN: Duration = Duration::from_millis(50);
 
 struct Worker {
     poll: Poll,
@@ -380,6 +386,9 @@ impl Worker {
             for (meta, buf) in self.metas.iter().zip(&self.bufs).take(n) {
                 let data = buf.get(..meta.len).unwrap_or_default();
                 for packet in data.chunks(meta.stride.max(1)) {
+                    if let Some(k) = &mut self.kernel {
+                        k.before_relay(&mut e.kernel, &mut e.relay, which, (now, meta.addr));
+                    }
                     relay_one(&mut e.relay, &e.sockets, now, at, meta.addr, packet);
                 }
             }
@@ -493,6 +502,7 @@ impl Kernel {
                 key,
                 plan,
                 seen: (0, 0, 0),
+                looked: Instant::now(),
             });
         }
         self.directions.increment(1.0);
@@ -509,9 +519,37 @@ impl Kernel {
         self.directions.decrement(1.0);
     }
 
+    /// A packet from `src` reached the relay on socket `i`: when the kernel relays that
+    /// socket's direction for another sender, take in when it was last heard before the relay
+    /// decides on a latch (at most every [`LOOK_AGAIN`]).
+    fn before_relay(
+        &mut self,
+        kernel: &mut [Option<Installed>; 4],
+        relay: &mut RelayStream,
+        i: usize,
+        (now, src): (Instant, SocketAddr),
+    ) {
+        let Some(Some(inst)) = kernel.get(i) else {
+            return;
+        };
+        if inst.plan.src == src || now.saturating_duration_since(inst.looked) < LOOK_AGAIN {
+            return;
+        }
+        self.take_in_from(kernel, relay, i);
+    }
+
     /// Take in what the kernel relayed of socket `i`'s direction since the last look.
     fn take_in(&mut self, e: &mut Entry, i: usize) {
-        let (Some(Some(inst)), Some(at)) = (e.kernel.get_mut(i), Socket::from_index(i)) else {
+        self.take_in_from(&mut e.kernel, &mut e.relay, i);
+    }
+
+    fn take_in_from(
+        &mut self,
+        kernel: &mut [Option<Installed>; 4],
+        relay: &mut RelayStream,
+        i: usize,
+    ) {
+        let (Some(Some(inst)), Some(at)) = (kernel.get_mut(i), Socket::from_index(i)) else {
             return;
         };
         let Some(v) = self.table.read(&inst.key) else {
@@ -531,10 +569,11 @@ impl Kernel {
                 .then(|| v.stats.into()),
         };
         inst.seen = (v.packets, v.bytes, v.rtcp_packets);
+        inst.looked = Instant::now();
         self.packets
             .increment(relayed.packets.saturating_add(relayed.rtcp_packets));
         let src = inst.plan.src;
-        e.relay.absorb(at, src, &relayed);
+        relay.absorb(at, src, &relayed);
     }
 }
 
