@@ -63,8 +63,10 @@ listen = [ {{ transport = "udp", address = "127.0.0.1:5060" }} ]
 listen = [ {{ transport = "udp", address = "127.0.0.1:5080" }} ]
 
 [media]
-internal = {{ ports = [20000, 29999] }}
-external = {{ ports = [30000, 39999] }}
+# Below Linux's ephemeral ports (32768-60999), where a socket bound to port 0 could take one;
+# above the generator's (10000 + 2 per call). 3,750 and 3,634 pairs.
+internal = {{ ports = [18000, 25499] }}
+external = {{ ports = [25500, 32767] }}
 workers = 1
 timeout_seconds = 600
 kernel_forwarding = {kernel}
