@@ -161,6 +161,19 @@ fn the_kernel_fast_path_relays_the_same_call_the_same_way() {
     // Counted at the call's end: what the kernel relayed in the last half second may be
     // taken in after that.
     assert!(
+        from_pbx <= f64::from(PACKETS),
+        "nothing counted twice: {from_pbx} counted, the PBX sent {PACKETS}"
+    );
+    assert_eq!(
+        sluice_e2e::metric(
+            &samples,
+            "sluice_media_lost_packets_total",
+            &[("trunk", "loop"), ("side", "internal")],
+        ),
+        Some(0.0),
+        "no loss on loopback, with the kernel's statistics handed back and forth"
+    );
+    assert!(
         from_pbx >= at_trunk as f64 - 30.0,
         "the PBX's packets are counted, kernel-relayed ones included: {from_pbx} counted, {at_trunk} arrived"
     );

@@ -58,7 +58,7 @@ struct fwd_value {
 	__u64 epoch_ns; /* CLOCK_MONOTONIC origin of arrival times (jitter) */
 	__u32 clock_rate;
 	__u32 rtcp_socket; /* the packet arrives on an RTCP port: everything is RTCP */
-	/* Written here, read and reset by the userspace relay. */
+	/* Written here; the userspace relay reads them and takes in what grew since. */
 	__u64 packets;
 	__u64 bytes;
 	__u64 rtcp_packets;
@@ -182,6 +182,34 @@ int media_forward(struct __sk_buff *skb)
 	/* Between two peers on this host: back into the stack, which delivers it locally. */
 	int local = out_ifindex == LOOPBACK_IFINDEX && skb->ingress_ifindex == LOOPBACK_IFINDEX;
 
+	__u16 seq = ((__u16)rtp[2] << 8) | rtp[3];
+	__u32 ts = ((__u32)rtp[4] << 24) | ((__u32)rtp[5] << 16) | ((__u32)rtp[6] << 8) | rtp[7];
+	__u32 ssrc = ((__u32)rtp[8] << 24) | ((__u32)rtp[9] << 16) | ((__u32)rtp[10] << 8) | rtp[11];
+	__be32 old_src = ip->saddr, old_dst = ip->daddr;
+	__be16 old_sport = udp->source, old_dport = udp->dest;
+
+	/* The helpers below may move the packet: no pointer into it is used after the first.
+	 * One that fails (the packet cannot be made writable) leaves it half rewritten, which
+	 * cannot go on: it is dropped, as the network might, and not counted. */
+	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_src, new_src,
+				BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(new_src)) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_dst, new_dst,
+				BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(new_dst)) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_sport, new_sport,
+				BPF_F_MARK_MANGLED_0 | sizeof(new_sport)) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_dport, new_dport,
+				BPF_F_MARK_MANGLED_0 | sizeof(new_dport)) ||
+	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_src, new_src, sizeof(new_src)) ||
+	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_dst, new_dst, sizeof(new_dst)) ||
+	    bpf_skb_store_bytes(skb, IP_SRC_OFF, &new_src, sizeof(new_src), 0) ||
+	    bpf_skb_store_bytes(skb, IP_DST_OFF, &new_dst, sizeof(new_dst), 0) ||
+	    bpf_skb_store_bytes(skb, UDP_SRC_OFF, &new_sport, sizeof(new_sport), 0) ||
+	    bpf_skb_store_bytes(skb, UDP_DST_OFF, &new_dport, sizeof(new_dport), 0))
+		return TC_ACT_SHOT;
+
+	/* Counted as the userspace relay counts what it receives. Two CPUs may update one entry
+	 * at once only if one flow's packets arrive on two receive queues: the counters are
+	 * atomic, the RFC 3550 state is not (at worst one packet's statistics are off). */
 	__u64 now = bpf_ktime_get_ns();
 	v->last_ns = now;
 	if (rtcp) {
@@ -189,32 +217,11 @@ int media_forward(struct __sk_buff *skb)
 	} else {
 		__sync_fetch_and_add(&v->packets, 1);
 		__sync_fetch_and_add(&v->bytes, len);
-		__u16 seq = ((__u16)rtp[2] << 8) | rtp[3];
-		__u32 ts = ((__u32)rtp[4] << 24) | ((__u32)rtp[5] << 16) | ((__u32)rtp[6] << 8) | rtp[7];
-		__u32 ssrc = ((__u32)rtp[8] << 24) | ((__u32)rtp[9] << 16) | ((__u32)rtp[10] << 8) |
-			     rtp[11];
 		__u64 micros = now > v->epoch_ns ? (now - v->epoch_ns) / 1000 : 0;
 		__u32 arrival = (__u32)((micros * v->clock_rate) / 1000000);
 		on_rtp(&v->stats, seq, ts, ssrc, arrival);
 	}
 
-	__be32 old_src = ip->saddr, old_dst = ip->daddr;
-	__be16 old_sport = udp->source, old_dport = udp->dest;
-	/* The helpers below move the packet: no pointer into it is used after the first. */
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_src, new_src,
-			    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(new_src));
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_dst, new_dst,
-			    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(new_dst));
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_sport, new_sport,
-			    BPF_F_MARK_MANGLED_0 | sizeof(new_sport));
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_dport, new_dport,
-			    BPF_F_MARK_MANGLED_0 | sizeof(new_dport));
-	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_src, new_src, sizeof(new_src));
-	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_dst, new_dst, sizeof(new_dst));
-	bpf_skb_store_bytes(skb, IP_SRC_OFF, &new_src, sizeof(new_src), 0);
-	bpf_skb_store_bytes(skb, IP_DST_OFF, &new_dst, sizeof(new_dst), 0);
-	bpf_skb_store_bytes(skb, UDP_SRC_OFF, &new_sport, sizeof(new_sport), 0);
-	bpf_skb_store_bytes(skb, UDP_DST_OFF, &new_dport, sizeof(new_dport), 0);
 	if (local)
 		return TC_ACT_OK;
 	/* Out of the device that holds Sluice's address on the far side; the kernel routes and

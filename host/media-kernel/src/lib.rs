@@ -20,7 +20,7 @@
 //! - [`FwdKey`] and [`FwdValue`] mirror the C layouts (their sizes are checked on both sides).
 
 use aya::maps::{HashMap, Map, MapData};
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
 use sluice_media::RtpRaw;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
@@ -219,9 +219,18 @@ impl KernelPath {
         devices.sort();
         devices.dedup();
         for d in &devices {
+            // Through a tcx link (kernel 6.6 and later) only: the process owns it, so the
+            // program goes when Sluice exits, even on a crash. (The older netlink filters
+            // would outlive the process, still relaying from a table no one updates.)
             program
-                .attach(d, TcAttachType::Ingress)
-                .map_err(|e| format!("cannot attach to the ingress of {d}: {e}"))?;
+                .attach_with_options(
+                    d,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(|e| {
+                    format!("cannot attach to the ingress of {d} (tcx links need Linux 6.6 or later): {e}")
+                })?;
         }
         let map = match ebpf.take_map("SLUICE_FWD") {
             Some(Map::HashMap(m)) => m,

@@ -6,7 +6,8 @@
     clippy::indexing_slicing,
     clippy::unwrap_used,
     clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::string_slice
 )]
 
 use sluice_media_kernel::{monotonic_ns, FwdKey, FwdRoute, FwdValue, KernelPath};
@@ -116,4 +117,239 @@ fn relays_what_the_table_names_and_nothing_else() {
     end_a.send_to(&rtp(7, 0), to).unwrap();
     assert_eq!(recv(&sluice_a).unwrap().0, rtp(7, 0));
     assert!(table.read(&key).is_none());
+}
+
+/// Network namespaces of this test (Sluice's, and one per end joined to it by a veth pair),
+/// deleted on drop.
+struct Lab {
+    names: [String; 3],
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let id = std::process::id();
+        let names = [
+            format!("slk-s-{id}"),
+            format!("slk-a-{id}"),
+            format!("slk-b-{id}"),
+        ];
+        let lab = Lab { names };
+        let [s, a, b] = &lab.names;
+        let run = |args: &str| {
+            let ok = std::process::Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args}");
+        };
+        for n in &lab.names {
+            run(&format!("netns add {n}"));
+            run(&format!("-n {n} link set lo up"));
+        }
+        for (end, ns, net) in [("a", a, "192.0.2"), ("b", b, "198.51.100")] {
+            let (here, there) = (format!("ks{end}{id}"), format!("k{end}{id}"));
+            run(&format!(
+                "link add {here} netns {s} type veth peer name {there} netns {ns}"
+            ));
+            run(&format!("-n {s} addr add {net}.1/24 dev {here}"));
+            run(&format!("-n {ns} addr add {net}.2/24 dev {there}"));
+            run(&format!("-n {s} link set {here} up"));
+            run(&format!("-n {ns} link set {there} up"));
+        }
+        lab
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
+        }
+    }
+}
+
+/// Peer B: a raw socket that prints each UDP datagram to port 40000 (source, the IP header and
+/// the UDP datagram in hex) until it has `n` or 3 s pass.
+const RECEIVER: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+s.settimeout(3)
+print("ready", flush=True)
+n, got = int(sys.argv[1]), 0
+while got < n:
+    try:
+        d, _ = s.recvfrom(4096)
+    except socket.timeout:
+        break
+    ihl = (d[0] & 15) * 4
+    if struct.unpack("!H", d[ihl + 2:ihl + 4])[0] != 40000:
+        continue
+    print(socket.inet_ntoa(d[12:16]), d[:ihl].hex(), d[ihl:].hex(), flush=True)
+    got += 1
+"#;
+
+/// Peer A: sends RTP from 192.0.2.2:30000 to Sluice's port through a raw socket, with a full
+/// UDP checksum (as a real network delivers it: nothing left for a device to compute), and a
+/// last packet without one (checksum 0, allowed over IPv4).
+const SENDER: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst, dport = socket.inet_aton("192.0.2.2"), socket.inet_aton("192.0.2.1"), int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for i, p in enumerate(bytes.fromhex(x) for x in sys.argv[2:]):
+    udp = struct.pack("!HHHH", 30000, dport, 8 + len(p), 0) + p
+    ck = 0 if i == len(sys.argv) - 3 else (csum(src + dst + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xffff)
+    udp = udp[:6] + struct.pack("!H", ck) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0x4000, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.sendto(ip + udp, ("192.0.2.1", 0))
+"#;
+
+/// The 16-bit ones' complement sum of `b` (0xffff when a checksum over it is right).
+fn ones_sum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Between two devices, as on a real host: the program sends the packet out of the far side's
+/// device (`bpf_redirect_neigh`, the kernel resolving the next hop), and the checksums it
+/// rewrote are full ones, checked here byte by byte (loopback leaves them to be computed).
+#[test]
+fn relays_between_devices_with_checksums_right() {
+    if !privileged() {
+        eprintln!("skipped: CAP_BPF and CAP_NET_ADMIN are needed to load the program");
+        return;
+    }
+    if std::env::var_os("SLUICE_KERNEL_TEST_NS").is_some() {
+        return between_devices_inside();
+    }
+    let lab = Lab::new();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.names[0]])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "relays_between_devices_with_checksums_right",
+            "--nocapture",
+        ])
+        .env("SLUICE_KERNEL_TEST_NS", "1")
+        .env(
+            "SLUICE_KERNEL_TEST_PEERS",
+            format!("{} {}", lab.names[1], lab.names[2]),
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("relayed 4 between devices"), "{text}");
+}
+
+/// Sluice's side, run inside its namespace.
+fn between_devices_inside() {
+    let peers = std::env::var("SLUICE_KERNEL_TEST_PEERS").unwrap();
+    let (ns_a, ns_b) = peers.split_once(' ').unwrap();
+    let (ip_a, ip_b) = ("192.0.2.1", "198.51.100.1");
+    let path = KernelPath::load(&[ip_a.parse().unwrap(), ip_b.parse().unwrap()], 16).unwrap();
+    assert_eq!(path.devices.len(), 2, "{:?}", path.devices);
+    let (sluice_a, sluice_b) = (udp(ip_a), udp(ip_b));
+    let out_dev = path.device(ip_b.parse().unwrap()).unwrap();
+    let mut table = path.table().unwrap();
+    let key = FwdKey::new(
+        sluice_a.local_addr().unwrap(),
+        "192.0.2.2:30000".parse().unwrap(),
+    )
+    .unwrap();
+    let route = FwdRoute::new(
+        sluice_b.local_addr().unwrap(),
+        "198.51.100.2:40000".parse().unwrap(),
+        out_dev,
+    );
+    let value = FwdValue {
+        rtp: route.unwrap(),
+        epoch_ns: monotonic_ns(),
+        clock_rate: 8000,
+        ..FwdValue::default()
+    };
+    table.install(&key, &value).unwrap();
+
+    let mut receiver = std::process::Command::new("ip")
+        .args(["netns", "exec", ns_b, "python3", "-c", RECEIVER, "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(receiver.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let packets: Vec<Vec<u8>> = (1..=4).map(|seq| rtp(seq, 0)).collect();
+    let mut send = vec![
+        "netns".to_string(),
+        "exec".into(),
+        ns_a.into(),
+        "python3".into(),
+        "-c".into(),
+        SENDER.into(),
+    ];
+    send.push(sluice_a.local_addr().unwrap().port().to_string());
+    send.extend(
+        packets
+            .iter()
+            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+    );
+    assert!(std::process::Command::new("ip")
+        .args(&send)
+        .status()
+        .unwrap()
+        .success());
+    let got: Vec<String> = lines.map(Result::unwrap).collect();
+    let _ = receiver.wait();
+    assert_eq!(got.len(), 4, "relayed to B: {got:?}");
+    for (line, sent) in got.iter().zip(&packets) {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (ip, dgram) = (hex(f[1]), hex(f[2]));
+        assert_eq!(f[0], ip_b, "from Sluice's address on B's side");
+        assert_eq!(&ip[16..20], &[198, 51, 100, 2]);
+        assert_eq!(ones_sum(&ip), 0xffff, "IPv4 header checksum");
+        let sport = u16::from_be_bytes([dgram[0], dgram[1]]);
+        assert_eq!(sport, sluice_b.local_addr().unwrap().port());
+        assert_eq!(&dgram[8..], &sent[..], "payload unchanged");
+        let check = u16::from_be_bytes([dgram[6], dgram[7]]);
+        if sent == packets.last().unwrap() {
+            assert_eq!(check, 0, "no checksum stays no checksum");
+        } else {
+            let mut pseudo = ip[12..20].to_vec();
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&(dgram.len() as u16).to_be_bytes());
+            pseudo.extend_from_slice(&dgram);
+            assert_eq!(ones_sum(&pseudo), 0xffff, "UDP checksum of {line}");
+        }
+    }
+    assert_eq!(table.read(&key).unwrap().packets, 4);
+    assert!(
+        sluice_a.recv_from(&mut [0u8; 2048]).is_err(),
+        "nothing reached Sluice's socket"
+    );
+    println!("relayed 4 between devices");
 }

@@ -173,8 +173,9 @@ struct EndState {
     peer: IpAddr,
     learned: [Option<Latched>; 2],
     stats: RtpStats,
-    /// RTP packets of an offloaded direction that still reached the relay (queued before the
-    /// kernel took over): received, for the statistics the kernel hands back.
+    /// RTP packets of an offloaded direction that still reached the relay since the kernel
+    /// took it (queued before it did): received, added to every state the kernel hands back
+    /// (which starts from the relay's state at that moment and never sees them).
     stragglers: u64,
     carry: Carry,
 }
@@ -231,7 +232,7 @@ pub struct RelayStream {
     scratch: Vec<u8>,
     out: Vec<u8>,
     transformed: bool,
-    /// The sockets (by [`Socket::index`]) whose direction the kernel relays now.
+    /// The sockets (by [`Socket::index`]) whose RTP the kernel relays now.
     offloaded: [bool; 4],
 }
 
@@ -413,15 +414,17 @@ impl RelayStream {
         (rtp.is_some() || rtcp.is_some()).then_some(Offload { src, rtp, rtcp })
     }
 
-    /// The kernel relays the direction arriving at `at` now (`true`), or no longer (the
-    /// stragglers counted meanwhile then count as received here).
-    pub fn set_offloaded(&mut self, at: Socket, on: bool) {
+    /// The kernel relays the RTP arriving at `at` from now on (`rtp`: the plan has an RTP
+    /// route), or none of it. Either way the end's statistics are whole here at this moment
+    /// (handed over to a new entry, or taken back from the last one with the stragglers), so
+    /// the stragglers start again from zero.
+    pub fn set_offloaded(&mut self, at: Socket, rtp: bool) {
         if let Some(o) = self.offloaded.get_mut(at.index()) {
-            *o = on;
+            *o = rtp;
         }
-        if !on {
+        if at.component == Component::Rtp {
             if let Some(end) = self.ends.get_mut(at.end.index()) {
-                end.stats.add_received(std::mem::take(&mut end.stragglers));
+                end.stragglers = 0;
             }
         }
     }
@@ -470,7 +473,7 @@ impl RelayStream {
             return;
         };
         end.stats = RtpStats::from(raw);
-        end.stats.add_received(std::mem::take(&mut end.stragglers));
+        end.stats.add_received(end.stragglers);
         self.publish_stats(at.end);
     }
 
@@ -592,7 +595,8 @@ impl RelayStream {
         bump(&c.packets, 1);
         bump(&c.bytes, packet.len() as u64);
         if self.offloaded.get(at.index()).copied().unwrap_or(false) {
-            // The kernel carries this end's statistics on; it gets this one's count back.
+            // The kernel carries this end's statistics on; this one's receipt is added to
+            // what it hands back.
             if let Some(end) = self.ends.get_mut(from.index()) {
                 end.stragglers = end.stragglers.saturating_add(1);
             }

@@ -579,4 +579,28 @@ fn what_the_kernel_relayed_is_counted_and_keeps_the_stream_alive() {
     // The latch is fresh: another port of A's address may not take over.
     let v = s.on_packet(later, A_RTP, addr("192.0.2.10:4999"), &rtp(101));
     assert_eq!(v, Verdict::Drop(DropReason::Stranger));
+    // Half a second later the kernel hands its state back again (it never saw the straggler).
+    stats.max_seq = 125;
+    stats.received += 25;
+    s.absorb(
+        A_RTP,
+        addr("192.0.2.10:4000"),
+        &Relayed {
+            packets: 25,
+            bytes: 25 * 172,
+            last: Some(later),
+            stats: Some(stats),
+            ..Relayed::default()
+        },
+    );
+    assert_eq!(
+        c.snapshot()[0].lost,
+        1,
+        "the straggler still counts as received"
+    );
+    // Taken back: the relay counts on from the whole state.
+    s.set_offloaded(A_RTP, false);
+    s.on_packet(later, A_RTP, addr("192.0.2.10:4000"), &rtp(126));
+    assert_eq!(c.snapshot()[0].lost, 1);
+    assert_eq!(c.snapshot()[0].packets, 10 + 1 + 88 + 25 + 1);
 }

@@ -19,7 +19,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use slab::Slab;
 use sluice_media::{
-    call_of, Local, MediaEvent, MediaOp, Offload, RelayStream, Relayed, Socket, StreamId, Verdict,
+    call_of, Component, Local, MediaEvent, MediaOp, Offload, RelayStream, Relayed, Socket,
+    StreamId, Verdict,
 };
 use sluice_media_kernel::{monotonic_ns, FwdKey, FwdRoute, FwdValue, KernelPath, Table};
 use std::collections::HashMap;
@@ -171,8 +172,8 @@ struct Entry {
     sockets: [UdpSocket; 4],
     /// Their local addresses, for the kernel's table.
     locals: [Option<SocketAddr>; 4],
-    /// What the kernel relays of each socket's direction now.
-    kernel: [Option<Installed>; 4],
+    /// What the kernel relays of each socket's direction now, and what it may not.
+    kernel: Offloads,
     timed_out: bool,
 }
 
@@ -188,13 +189,35 @@ struct Kernel {
     directions: metrics::Gauge,
 }
 
+/// What a direction is installed with: the relay's plan, and the jitter clock (epoch and
+/// rate) the kernel counts arrival times in.
+type Setting = (Offload, (Instant, u32));
+
+/// A stream's directions in the kernel (by [`Socket::index`]).
+#[derive(Default)]
+struct Offloads {
+    installed: [Option<Installed>; 4],
+    /// A setting the kernel could not take, or did not see the packets of: not tried again
+    /// until the relay's plan changes.
+    refused: [Option<Setting>; 4],
+}
+
 /// A direction in the kernel's table, and what of its counts was already taken in (and when).
 struct Installed {
     key: FwdKey,
-    plan: Offload,
+    setting: Setting,
     seen: (u64, u64, u64),
     looked: Instant,
+    since: Instant,
+    /// Packets of the direction that reached the relay after [`GRACE`].
+    stragglers: u32,
 }
+
+/// After this long in the kernel, a direction's packets should no longer reach the relay; more
+/// than [`MAX_STRAGGLERS`] that do mean the program does not see them (they arrive on a device
+/// it is not attached to, say), and the relay takes the direction back.
+const GRACE: Duration = Duration::from_millis(200);
+const MAX_STRAGGLERS: u32 = 8;
 
 /// How often a packet from another sender on an offloaded socket (a NAT that rebinds, a
 /// stranger) makes the worker take in what the kernel relayed first, so that the latch is
@@ -344,7 +367,7 @@ impl Worker {
             relay,
             sockets: sockets.map(UdpSocket::from_std),
             locals,
-            kernel: [None, None, None, None],
+            kernel: Offloads::default(),
             timed_out: false,
         };
         for (i, s) in e.sockets.iter_mut().enumerate() {
@@ -387,7 +410,12 @@ impl Worker {
                 let data = buf.get(..meta.len).unwrap_or_default();
                 for packet in data.chunks(meta.stride.max(1)) {
                     if let Some(k) = &mut self.kernel {
-                        k.before_relay(&mut e.kernel, &mut e.relay, which, (now, meta.addr));
+                        k.before_relay(
+                            &mut e.kernel,
+                            &mut e.relay,
+                            which,
+                            (now, meta.addr, packet),
+                        );
                     }
                     relay_one(&mut e.relay, &e.sockets, now, at, meta.addr, packet);
                 }
@@ -429,15 +457,27 @@ impl Worker {
             let Some(at) = Socket::from_index(i) else {
                 continue;
             };
-            let want = e.relay.offload(at);
-            let have = e.kernel.get(i).and_then(|o| o.as_ref()).map(|o| o.plan);
+            let want = e.relay.offload(at).map(|p| (p, e.relay.jitter_clock()));
+            let have = e
+                .kernel
+                .installed
+                .get(i)
+                .and_then(|o| o.as_ref())
+                .map(|o| o.setting);
             if want == have {
                 continue;
             }
             k.take_in(e, i);
             k.remove(e, i);
-            if let Some(plan) = want {
-                k.install(e, at, plan);
+            let refused = e.kernel.refused.get_mut(i);
+            match (want, refused) {
+                (Some(w), Some(r)) if *r == Some(w) => {}
+                (Some(w), Some(r)) => {
+                    *r = None;
+                    k.install(e, at, w);
+                }
+                (None, Some(r)) => *r = None,
+                (_, None) => {}
             }
         }
     }
@@ -455,10 +495,10 @@ impl Worker {
 }
 
 impl Kernel {
-    /// The entry for the direction arriving at `at` from `plan.src`: where each kind leaves
-    /// from and goes, the RTP statistics so far. `None` when the program cannot relay it (an
-    /// address of Sluice's it is not attached for, IPv6).
-    fn entry(&self, e: &Entry, at: Socket, plan: Offload) -> Option<(FwdKey, FwdValue)> {
+    /// The entry for the direction arriving at `at` from the plan's sender: where each kind
+    /// leaves from and goes, the RTP statistics so far. `None` when the program cannot relay
+    /// it (an address of Sluice's it is not attached for, IPv6).
+    fn entry(&self, e: &Entry, at: Socket, (plan, clock): Setting) -> Option<(FwdKey, FwdValue)> {
         let local = (*e.locals.get(at.index())?)?;
         self.path.device(local.ip())?;
         let key = FwdKey::new(local, plan.src)?;
@@ -469,9 +509,9 @@ impl Kernel {
             let from = (*e.locals.get(via.index())?)?;
             FwdRoute::new(from, to, self.path.device(from.ip())?)
         };
-        let (epoch, clock_rate) = e.relay.jitter_clock();
+        let (epoch, clock_rate) = clock;
         let age = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let rtp_socket = at.component == sluice_media::Component::Rtp;
+        let rtp_socket = at.component == Component::Rtp;
         let value = FwdValue {
             rtp: route(plan.rtp)?,
             rtcp: route(plan.rtcp)?,
@@ -488,54 +528,94 @@ impl Kernel {
         Some((key, value))
     }
 
-    fn install(&mut self, e: &mut Entry, at: Socket, plan: Offload) {
-        let Some((key, value)) = self.entry(e, at, plan) else {
+    /// Install a direction; one the kernel cannot take is left to the relay (and not tried
+    /// again with the same setting).
+    fn install(&mut self, e: &mut Entry, at: Socket, setting: Setting) {
+        let i = at.index();
+        let installed = self.entry(e, at, setting).and_then(|(key, value)| {
+            match self.table.install(&key, &value) {
+                Ok(()) => Some(key),
+                Err(err) => {
+                    debug!(stream = e.id, "direction left to the relay: {err}");
+                    None
+                }
+            }
+        });
+        let Some(key) = installed else {
+            if let Some(r) = e.kernel.refused.get_mut(i) {
+                *r = Some(setting);
+            }
             return;
         };
-        if let Err(err) = self.table.install(&key, &value) {
-            debug!(stream = e.id, "direction left to the relay: {err}");
-            return;
-        }
-        e.relay.set_offloaded(at, true);
-        if let Some(slot) = e.kernel.get_mut(at.index()) {
+        e.relay.set_offloaded(at, setting.0.rtp.is_some());
+        if let Some(slot) = e.kernel.installed.get_mut(i) {
+            let now = Instant::now();
             *slot = Some(Installed {
                 key,
-                plan,
+                setting,
                 seen: (0, 0, 0),
-                looked: Instant::now(),
+                looked: now,
+                since: now,
+                stragglers: 0,
             });
         }
         self.directions.increment(1.0);
     }
 
     fn remove(&mut self, e: &mut Entry, i: usize) {
-        let Some(old) = e.kernel.get_mut(i).and_then(Option::take) else {
+        self.remove_from(&mut e.kernel, &mut e.relay, i);
+    }
+
+    fn remove_from(&mut self, ks: &mut Offloads, relay: &mut RelayStream, i: usize) {
+        let Some(old) = ks.installed.get_mut(i).and_then(Option::take) else {
             return;
         };
         self.table.remove(&old.key);
         if let Some(at) = Socket::from_index(i) {
-            e.relay.set_offloaded(at, false);
+            relay.set_offloaded(at, false);
         }
         self.directions.decrement(1.0);
     }
 
-    /// A packet from `src` reached the relay on socket `i`: when the kernel relays that
-    /// socket's direction for another sender, take in when it was last heard before the relay
-    /// decides on a latch (at most every [`LOOK_AGAIN`]).
+    /// A packet from `src` reached the relay on socket `i` whose direction the kernel relays.
+    /// From the direction's own sender, past [`GRACE`], it is a sign that the program does not
+    /// see them: past [`MAX_STRAGGLERS`] the relay takes the direction back. From another
+    /// sender, the kernel's counts are taken in first (at most every [`LOOK_AGAIN`]), so that
+    /// a latch is judged on when the latched sender was really last heard.
     fn before_relay(
         &mut self,
-        kernel: &mut [Option<Installed>; 4],
+        ks: &mut Offloads,
         relay: &mut RelayStream,
         i: usize,
-        (now, src): (Instant, SocketAddr),
+        (now, src, packet): (Instant, SocketAddr, &[u8]),
     ) {
-        let Some(Some(inst)) = kernel.get(i) else {
+        let Some(Some(inst)) = ks.installed.get_mut(i) else {
             return;
         };
-        if inst.plan.src == src || now.saturating_duration_since(inst.looked) < LOOK_AGAIN {
+        let (plan, _) = inst.setting;
+        if plan.src != src {
+            if now.saturating_duration_since(inst.looked) >= LOOK_AGAIN {
+                self.take_in_from(ks, relay, i);
+            }
             return;
         }
-        self.take_in_from(kernel, relay, i);
+        if now.saturating_duration_since(inst.since) < GRACE || !routed(i, &plan, packet) {
+            return;
+        }
+        inst.stragglers = inst.stragglers.saturating_add(1);
+        if inst.stragglers <= MAX_STRAGGLERS {
+            return;
+        }
+        debug!(
+            socket = i,
+            "the kernel does not see this direction's packets: the relay keeps it"
+        );
+        let setting = inst.setting;
+        self.take_in_from(ks, relay, i);
+        self.remove_from(ks, relay, i);
+        if let Some(r) = ks.refused.get_mut(i) {
+            *r = Some(setting);
+        }
     }
 
     /// Take in what the kernel relayed of socket `i`'s direction since the last look.
@@ -543,13 +623,8 @@ impl Kernel {
         self.take_in_from(&mut e.kernel, &mut e.relay, i);
     }
 
-    fn take_in_from(
-        &mut self,
-        kernel: &mut [Option<Installed>; 4],
-        relay: &mut RelayStream,
-        i: usize,
-    ) {
-        let (Some(Some(inst)), Some(at)) = (kernel.get_mut(i), Socket::from_index(i)) else {
+    fn take_in_from(&mut self, ks: &mut Offloads, relay: &mut RelayStream, i: usize) {
+        let (Some(Some(inst)), Some(at)) = (ks.installed.get_mut(i), Socket::from_index(i)) else {
             return;
         };
         let Some(v) = self.table.read(&inst.key) else {
@@ -565,15 +640,31 @@ impl Kernel {
                 let now = Instant::now();
                 now.checked_sub(Duration::from_nanos(ago)).unwrap_or(now)
             }),
-            stats: (at.component == sluice_media::Component::Rtp && v.stats.started != 0)
-                .then(|| v.stats.into()),
+            stats: (at.component == Component::Rtp && v.stats.started != 0).then(|| v.stats.into()),
         };
         inst.seen = (v.packets, v.bytes, v.rtcp_packets);
         inst.looked = Instant::now();
         self.packets
             .increment(relayed.packets.saturating_add(relayed.rtcp_packets));
-        let src = inst.plan.src;
-        relay.absorb(at, src, &relayed);
+        relay.absorb(at, inst.setting.0.src, &relayed);
+    }
+}
+
+/// Whether the program would have relayed `packet` on socket `i` under `plan`: RTP or RTCP
+/// version 2 with a route for its kind (RTCP told apart on an RTP port as RFC 5761 does).
+fn routed(i: usize, plan: &Offload, packet: &[u8]) -> bool {
+    let (Some(&first), Some(&second)) = (packet.first(), packet.get(1)) else {
+        return false;
+    };
+    if first >> 6 != 2 || packet.len() < 12 {
+        return false;
+    }
+    let on_rtcp_port = Socket::from_index(i).is_some_and(|at| at.component == Component::Rtcp);
+    let rtcp = on_rtcp_port || (192..=223).contains(&second);
+    if rtcp {
+        plan.rtcp.is_some()
+    } else {
+        plan.rtp.is_some()
     }
 }
 
