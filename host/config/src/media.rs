@@ -157,6 +157,13 @@ impl MediaSettings {
             ("external", &external, sides.1),
         ] {
             check_side(name, side, listeners)?;
+            if self.kernel_forwarding && side.bind.is_unspecified() {
+                return Err(Problem::new(format!(
+                    "media.kernel_forwarding relays from the media addresses: media.{name}.bind \
+                     must be an address of this host, not {}",
+                    side.bind
+                )));
+            }
             if anchored && side.pairs() < max_calls {
                 return Err(Problem::new(format!(
                     "media.{name}.ports {}-{} hold {} RTP/RTCP pairs, fewer than sip.max_calls \

@@ -257,6 +257,10 @@ fn media_ranges_are_checked_against_each_other_the_listeners_and_max_calls() {
             "holds no RTP/RTCP pair",
         ),
         (
+            "kernel_forwarding = true\ninternal = { bind = \"0.0.0.0\", advertise = \"127.0.0.1\", ports = [20000, 39999] }",
+            "media.internal.bind must be an address of this host",
+        ),
+        (
             "internal = { ports = [80, 20000] }",
             "media.internal.ports (first)",
         ),
