@@ -135,7 +135,7 @@ fn rtp_crosses_sluice_unchanged_with_latching_strangers_refused_and_hold() {
 #[test]
 fn the_kernel_fast_path_relays_the_same_call_the_same_way() {
     assert!(
-        sluice_e2e::bpf_privileged(),
+        sluice_media_kernel::privileged(),
         "the kernel fast path's test needs CAP_BPF and CAP_NET_ADMIN (run the tests as root)"
     );
     let (lab, at_trunk) = anchored_call(46, "kernel_forwarding = true");

@@ -51,19 +51,6 @@ pub fn scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Whether this process may load eBPF programs and attach them to devices (CAP_BPF and
-/// CAP_NET_ADMIN in its effective set), as the media kernel fast path needs.
-pub fn bpf_privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(0);
-    // CAP_NET_ADMIN is capability 12, CAP_BPF 39.
-    eff & (1 << 12) != 0 && eff & (1 << 39) != 0
-}
-
 pub fn sipp_available() -> bool {
     Command::new("sipp")
         .arg("-v")

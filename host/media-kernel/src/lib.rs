@@ -48,21 +48,6 @@ pub struct FwdRoute {
     pub ifindex: u32,
 }
 
-/// RFC 3550 receiver statistics, as [`sluice_media::RtpStats`] keeps them.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RtpState {
-    pub received: u64,
-    pub lost_before: u64,
-    pub ssrc: u32,
-    pub cycles: u32,
-    pub transit: u32,
-    pub jitter_q4: u32,
-    pub base_seq: u16,
-    pub max_seq: u16,
-    pub started: u32,
-}
-
 /// One direction of a stream, and what the kernel counted of it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,18 +64,20 @@ pub struct FwdValue {
     pub rtcp_packets: u64,
     /// `CLOCK_MONOTONIC` nanoseconds of the last packet relayed; 0 for none yet.
     pub last_ns: u64,
-    pub stats: RtpState,
+    /// RFC 3550 receiver statistics, as [`sluice_media::RtpStats`] keeps them.
+    pub stats: RtpRaw,
 }
 
 const _: () = assert!(std::mem::size_of::<FwdKey>() == 12);
 const _: () = assert!(std::mem::size_of::<FwdRoute>() == 16);
-const _: () = assert!(std::mem::size_of::<RtpState>() == 40);
+const _: () = assert!(std::mem::size_of::<RtpRaw>() == 40);
 const _: () = assert!(std::mem::size_of::<FwdValue>() == 120);
 
 // SAFETY: `aya::Pod` lets aya copy these types to and from the kernel as bytes. Each is
 // `repr(C)`, `Copy`, made only of integers and byte arrays (every bit pattern is a valid
-// value), and laid out without padding (the sizes asserted above are the sums of the fields;
-// the C side asserts the same sizes), so no byte is uninitialised or invalid either way.
+// value), including the embedded `RtpRaw` (`repr(C)`, integers only), and laid out without
+// padding (the sizes asserted above are the sums of the fields; the C side asserts the same
+// sizes), so no byte is uninitialised or invalid either way.
 unsafe impl aya::Pod for FwdKey {}
 // SAFETY: as for `FwdKey` above.
 unsafe impl aya::Pod for FwdValue {}
@@ -133,38 +120,6 @@ fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
     }
 }
 
-impl From<RtpRaw> for RtpState {
-    fn from(r: RtpRaw) -> RtpState {
-        RtpState {
-            received: r.received,
-            lost_before: r.lost_before,
-            ssrc: r.ssrc,
-            cycles: r.cycles,
-            transit: r.transit,
-            jitter_q4: r.jitter_q4,
-            base_seq: r.base_seq,
-            max_seq: r.max_seq,
-            started: u32::from(r.started),
-        }
-    }
-}
-
-impl From<RtpState> for RtpRaw {
-    fn from(s: RtpState) -> RtpRaw {
-        RtpRaw {
-            started: s.started != 0,
-            ssrc: s.ssrc,
-            base_seq: s.base_seq,
-            max_seq: s.max_seq,
-            cycles: s.cycles,
-            received: s.received,
-            lost_before: s.lost_before,
-            transit: s.transit,
-            jitter_q4: s.jitter_q4,
-        }
-    }
-}
-
 /// The program, loaded and attached. Dropping it detaches the program and frees the table.
 pub struct KernelPath {
     map: MapData,
@@ -200,6 +155,11 @@ impl KernelPath {
             return Err(
                 "this build has no kernel fast path (clang was not found when Sluice was built)"
                     .into(),
+            );
+        }
+        if !privileged() {
+            return Err(
+                "Sluice lacks CAP_BPF and CAP_NET_ADMIN (run it as root, or grant them)".into(),
             );
         }
         let targets = devices_of(binds)?;
@@ -330,6 +290,19 @@ impl Table {
     pub fn remove(&mut self, key: &FwdKey) {
         let _ = self.map.remove(key);
     }
+}
+
+/// Whether this process may load the program and attach it (CAP_BPF and CAP_NET_ADMIN in its
+/// effective set).
+pub fn privileged() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    // CAP_NET_ADMIN is capability 12, CAP_BPF 39.
+    effective & (1 << 12) != 0 && effective & (1 << 39) != 0
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of `bpf_ktime_get_ns`, and the one

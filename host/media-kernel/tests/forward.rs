@@ -10,20 +10,9 @@
     clippy::string_slice
 )]
 
-use sluice_media_kernel::{monotonic_ns, FwdKey, FwdRoute, FwdValue, KernelPath};
+use sluice_media_kernel::{monotonic_ns, privileged, FwdKey, FwdRoute, FwdValue, KernelPath};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
-
-fn privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
-        .unwrap_or(0);
-    // CAP_NET_ADMIN is 12, CAP_BPF 39.
-    eff & (1 << 12) != 0 && eff & (1 << 39) != 0
-}
 
 fn udp(ip: &str) -> UdpSocket {
     let s = UdpSocket::bind((ip, 0)).unwrap();

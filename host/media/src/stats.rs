@@ -107,24 +107,27 @@ impl RtpStats {
 }
 
 /// [`RtpStats`] field by field, to hand the state to another counter and take it back (the
-/// kernel fast path keeps counting where the userspace relay left off).
+/// kernel fast path keeps counting where the userspace relay left off). Laid out as the
+/// kernel program's `struct rtp_state` (host/media-kernel), which embeds it as it is.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RtpRaw {
-    pub started: bool,
-    pub ssrc: u32,
-    pub base_seq: u16,
-    pub max_seq: u16,
-    pub cycles: u32,
     pub received: u64,
     pub lost_before: u64,
+    pub ssrc: u32,
+    pub cycles: u32,
     pub transit: u32,
     pub jitter_q4: u32,
+    pub base_seq: u16,
+    pub max_seq: u16,
+    /// 1 once a packet was counted (a `u32` as in the C layout).
+    pub started: u32,
 }
 
 impl From<&RtpStats> for RtpRaw {
     fn from(s: &RtpStats) -> RtpRaw {
         RtpRaw {
-            started: s.started,
+            started: u32::from(s.started),
             ssrc: s.ssrc,
             base_seq: s.base_seq,
             max_seq: s.max_seq,
@@ -140,7 +143,7 @@ impl From<&RtpStats> for RtpRaw {
 impl From<RtpRaw> for RtpStats {
     fn from(r: RtpRaw) -> RtpStats {
         RtpStats {
-            started: r.started,
+            started: r.started != 0,
             ssrc: r.ssrc,
             base_seq: r.base_seq,
             max_seq: r.max_seq,

@@ -347,9 +347,8 @@ fn rtcp_mux_is_demultiplexed_and_routed_to_the_rtp_port() {
     assert_eq!(c.snapshot()[0].packets, 0);
 }
 
-#[test]
-fn nothing_is_sent_to_an_end_on_hold() {
-    let (mut s, now, _) = stream(Latching::Symmetric);
+/// B puts the stream on hold (its signalled address with the hold flag).
+fn hold_b(s: &mut RelayStream, now: Instant) {
     let mut held = remote("198.51.100.20:6000", "198.51.100.20:6001");
     held.hold = true;
     s.update(
@@ -360,6 +359,12 @@ fn nothing_is_sent_to_an_end_on_hold() {
         8000,
         PLAIN,
     );
+}
+
+#[test]
+fn nothing_is_sent_to_an_end_on_hold() {
+    let (mut s, now, _) = stream(Latching::Symmetric);
+    hold_b(&mut s, now);
     let v = s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
     assert_eq!(v, Verdict::Drop(DropReason::OnHold));
 }
@@ -511,16 +516,7 @@ fn hold_srtp_and_a_move_take_a_direction_back() {
     let (mut s, now, _) = stream(Latching::Symmetric);
     s.on_packet(now, A_RTP, addr("192.0.2.10:4000"), &rtp(1));
     assert!(s.offload(A_RTP).is_some());
-    let mut held = remote("198.51.100.20:6000", "198.51.100.20:6001");
-    held.hold = true;
-    s.update(
-        now,
-        [None, Some(held)],
-        Latching::Symmetric,
-        None,
-        8000,
-        PLAIN,
-    );
+    hold_b(&mut s, now);
     assert_eq!(s.offload(A_RTP), None, "nothing goes to an end on hold");
     s.update(
         now,

@@ -519,7 +519,7 @@ impl Kernel {
             clock_rate,
             rtcp_socket: u32::from(!rtp_socket),
             stats: if rtp_socket {
-                e.relay.rtp_state(at.end).into()
+                e.relay.rtp_state(at.end)
             } else {
                 Default::default()
             },
@@ -640,7 +640,7 @@ impl Kernel {
                 let now = Instant::now();
                 now.checked_sub(Duration::from_nanos(ago)).unwrap_or(now)
             }),
-            stats: (at.component == Component::Rtp && v.stats.started != 0).then(|| v.stats.into()),
+            stats: (at.component == Component::Rtp && v.stats.started != 0).then_some(v.stats),
         };
         inst.seen = (v.packets, v.bytes, v.rtcp_packets);
         inst.looked = Instant::now();
