@@ -272,28 +272,7 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
         Instant::now() + Duration::from_millis(600),
         &mut after,
     );
-    let last_signalled = after
-        .packets
-        .iter()
-        .filter(|(port, ..)| *port == 17000)
-        .map(|(_, t, ..)| *t)
-        .max();
-    let to_natted: Vec<_> = after
-        .packets
-        .iter()
-        .filter(|(port, ..)| *port == 17002)
-        .collect();
-    assert!(
-        to_natted.len() >= 10,
-        "after latching the PBX's RTP goes to the port the trunk sends from: {} packets there",
-        to_natted.len()
-    );
-    if let Some(t) = last_signalled {
-        assert!(
-            to_natted.iter().all(|(_, t2, ..)| *t2 >= t),
-            "once latched, nothing more goes to the signalled port"
-        );
-    }
+    check_latched(&after);
     let (_, _, dropped) = call_media(&lab).unwrap();
     assert!(
         dropped >= 10,
@@ -319,18 +298,7 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
         "RTP flows after the call is taken off hold: {} packets",
         after_unhold.len()
     );
-    let everything = got
-        .packets
-        .iter()
-        .chain(&after.packets)
-        .chain(&rest.packets);
-    let mut by_seq: HashMap<u16, usize> = HashMap::new();
-    for (_, _, _, p) in everything {
-        assert_ne!(ssrc_of(p), 0x0BAD_0BAD, "a stranger's packet was relayed");
-        assert_eq!(p, &rtp_packet(seq_of(p)), "changed on the way");
-        *by_seq.entry(seq_of(p)).or_default() += 1;
-    }
-    assert!(by_seq.values().all(|&n| n == 1), "no packet relayed twice");
+    check_payloads(&[&got, &after, &rest]);
 
     let (uac_log, uas_log) = (
         uac.messages_path().to_path_buf(),
@@ -338,13 +306,59 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
     );
     let r = uac.wait(Duration::from_secs(20));
     let t = uas.wait(Duration::from_secs(10));
+    assert_eq!(r.successful, 1, "PBX: {r:?}\nlog:\n{}", lab.log());
+    assert_eq!(t.successful, 1, "trunk: {t:?}\nlog:\n{}", lab.log());
+    check_topology(&a, &uac_log, &uas_log);
+    let log = lab.log();
+    assert!(log.contains("media of the call"), "{log}");
+    let arrived = got.packets.len() + after.packets.len() + rest.packets.len();
+    (lab, arrived)
+}
+
+/// After the trunk sent from another port: the PBX's RTP goes there, and once it does, nothing
+/// more goes to the signalled port.
+fn check_latched(after: &Arrivals) {
+    let last_signalled = after
+        .packets
+        .iter()
+        .filter(|(port, ..)| *port == 17000)
+        .map(|(_, t, ..)| *t)
+        .max();
+    let to_natted: Vec<_> = after
+        .packets
+        .iter()
+        .filter(|(port, ..)| *port == 17002)
+        .collect();
+    assert!(
+        to_natted.len() >= 10,
+        "after latching the PBX's RTP goes to the port the trunk sends from: {} packets there",
+        to_natted.len()
+    );
+    if let Some(t) = last_signalled {
+        assert!(
+            to_natted.iter().all(|(_, t2, ..)| *t2 >= t),
+            "once latched, nothing more goes to the signalled port"
+        );
+    }
+}
+
+/// Every packet that arrived is one the PBX sent, unchanged, once; none is the stranger's.
+fn check_payloads(sets: &[&Arrivals]) {
+    let mut by_seq: HashMap<u16, usize> = HashMap::new();
+    for (_, _, _, p) in sets.iter().flat_map(|s| &s.packets) {
+        assert_ne!(ssrc_of(p), 0x0BAD_0BAD, "a stranger's packet was relayed");
+        assert_eq!(p, &rtp_packet(seq_of(p)), "changed on the way");
+        *by_seq.entry(seq_of(p)).or_default() += 1;
+    }
+    assert!(by_seq.values().all(|&n| n == 1), "no packet relayed twice");
+}
+
+/// Topology: the trunk never saw the PBX's address, nor the PBX the trunk's; no ICE crossed.
+fn check_topology(a: &LabAddrs, uac_log: &std::path::Path, uas_log: &std::path::Path) {
     let received = |p: &std::path::Path| {
         parse_message_log(&std::fs::read_to_string(p).unwrap_or_default(), "received")
     };
-    assert_eq!(r.successful, 1, "PBX: {r:?}\nlog:\n{}", lab.log());
-    assert_eq!(t.successful, 1, "trunk: {t:?}\nlog:\n{}", lab.log());
-    // Topology: the trunk never saw the PBX's address, nor the PBX the trunk's.
-    let at_trunk = received(&uas_log);
+    let at_trunk = received(uas_log);
     assert!(at_trunk.len() >= 5, "{at_trunk:?}");
     for m in at_trunk {
         assert!(
@@ -353,16 +367,12 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
         );
         assert!(!m.contains("a=candidate"), "ICE crossed:\n{m}");
     }
-    for m in received(&uac_log) {
+    for m in received(uac_log) {
         assert!(
             !m.contains(&a.trunk_ip),
             "the PBX saw the trunk's address:\n{m}"
         );
     }
-    let log = lab.log();
-    assert!(log.contains("media of the call"), "{log}");
-    let arrived = got.packets.len() + after.packets.len() + rest.packets.len();
-    (lab, arrived)
 }
 
 #[test]

@@ -315,25 +315,10 @@ fn between_devices_inside() {
     let got: Vec<String> = lines.map(Result::unwrap).collect();
     let _ = receiver.wait();
     assert_eq!(got.len(), 4, "relayed to B: {got:?}");
-    for (line, sent) in got.iter().zip(&packets) {
-        let f: Vec<&str> = line.split(' ').collect();
-        let (ip, dgram) = (hex(f[1]), hex(f[2]));
-        assert_eq!(f[0], ip_b, "from Sluice's address on B's side");
-        assert_eq!(&ip[16..20], &[198, 51, 100, 2]);
-        assert_eq!(ones_sum(&ip), 0xffff, "IPv4 header checksum");
-        let sport = u16::from_be_bytes([dgram[0], dgram[1]]);
-        assert_eq!(sport, sluice_b.local_addr().unwrap().port());
-        assert_eq!(&dgram[8..], &sent[..], "payload unchanged");
-        let check = u16::from_be_bytes([dgram[6], dgram[7]]);
-        if sent == packets.last().unwrap() {
-            assert_eq!(check, 0, "no checksum stays no checksum");
-        } else {
-            let mut pseudo = ip[12..20].to_vec();
-            pseudo.extend_from_slice(&[0, 17]);
-            pseudo.extend_from_slice(&(dgram.len() as u16).to_be_bytes());
-            pseudo.extend_from_slice(&dgram);
-            assert_eq!(ones_sum(&pseudo), 0xffff, "UDP checksum of {line}");
-        }
+    let from_port = sluice_b.local_addr().unwrap().port();
+    for (k, (line, sent)) in got.iter().zip(&packets).enumerate() {
+        // The sender's last packet has no UDP checksum.
+        check_arrival(line, sent, from_port, k + 1 < packets.len());
     }
     assert_eq!(table.read(&key).unwrap().packets, 4);
     assert!(
@@ -341,4 +326,27 @@ fn between_devices_inside() {
         "nothing reached Sluice's socket"
     );
     println!("relayed 4 between devices");
+}
+
+/// One packet as peer B captured it: from Sluice's address and port on B's side, to B, the
+/// payload as sent, the IPv4 header checksum right, and the UDP checksum right (`checksum`) or
+/// still absent.
+fn check_arrival(line: &str, sent: &[u8], from_port: u16, checksum: bool) {
+    let f: Vec<&str> = line.split(' ').collect();
+    let (ip, dgram) = (hex(f[1]), hex(f[2]));
+    assert_eq!(f[0], "198.51.100.1", "from Sluice's address on B's side");
+    assert_eq!(&ip[16..20], &[198, 51, 100, 2]);
+    assert_eq!(ones_sum(&ip), 0xffff, "IPv4 header checksum");
+    assert_eq!(u16::from_be_bytes([dgram[0], dgram[1]]), from_port);
+    assert_eq!(&dgram[8..], sent, "payload unchanged");
+    let check = u16::from_be_bytes([dgram[6], dgram[7]]);
+    if !checksum {
+        assert_eq!(check, 0, "no checksum stays no checksum");
+        return;
+    }
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&(dgram.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(&dgram);
+    assert_eq!(ones_sum(&pseudo), 0xffff, "UDP checksum of {line}");
 }
