@@ -10,7 +10,8 @@
     clippy::string_slice
 )]
 
-use sluice_media_kernel::{monotonic_ns, privileged, FwdKey, FwdRoute, FwdValue, KernelPath};
+use sluice_media::{RtpRaw, RtpStats};
+use sluice_media_kernel::{monotonic_ns, privileged, Direction, KernelPath, Key, Route};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -42,35 +43,42 @@ fn relays_what_the_table_names_and_nothing_else() {
         eprintln!("skipped: CAP_BPF and CAP_NET_ADMIN are needed to load the program");
         return;
     }
-    let ip = "127.0.111.1";
+    // IPv4 on addresses of its own; IPv6 on the loopback device's one address.
+    on_loopback(
+        "127.0.111.1",
+        ["127.0.111.10", "127.0.111.20", "127.0.111.30"],
+    );
+    on_loopback("::1", ["::1", "::1", "::1"]);
+}
+
+/// Sluice's two sockets on `ip` (facing A and facing B), and A, B and a stranger on `ends`.
+fn on_loopback(ip: &str, ends: [&str; 3]) {
     let path = KernelPath::load(&[ip.parse::<IpAddr>().unwrap()], 64).unwrap();
     assert_eq!(path.devices, vec!["lo".to_string()]);
     let lo = path
         .device(ip.parse().unwrap())
         .expect("the loopback device holds it");
-    assert!(path.device("127.0.111.2".parse().unwrap()).is_none());
+    assert!(path.device("192.0.2.1".parse().unwrap()).is_none());
     let mut table = path.table().unwrap();
 
-    // Sluice's two sockets (facing A and facing B), and the two ends.
     let (sluice_a, sluice_b) = (udp(ip), udp(ip));
-    let (end_a, end_b, stranger) = (
-        udp("127.0.111.10"),
-        udp("127.0.111.20"),
-        udp("127.0.111.30"),
-    );
-    let key = FwdKey::new(sluice_a.local_addr().unwrap(), end_a.local_addr().unwrap()).unwrap();
-    let value = FwdValue {
-        rtp: FwdRoute::new(
-            sluice_b.local_addr().unwrap(),
-            end_b.local_addr().unwrap(),
-            lo,
-        )
-        .unwrap(),
+    let (end_a, end_b, stranger) = (udp(ends[0]), udp(ends[1]), udp(ends[2]));
+    let direction = Direction {
+        local: sluice_a.local_addr().unwrap(),
+        src: end_a.local_addr().unwrap(),
+        rtp: Some(Route {
+            from: sluice_b.local_addr().unwrap(),
+            to: end_b.local_addr().unwrap(),
+            ifindex: lo,
+        }),
+        rtcp: None,
         epoch_ns: monotonic_ns(),
         clock_rate: 8000,
-        ..FwdValue::default()
+        rtcp_socket: false,
+        stats: RtpRaw::default(),
     };
-    table.install(&key, &value).unwrap();
+    let key = table.install(&direction).unwrap();
+    assert_eq!(matches!(key, Key::V6(_)), ip.contains(':'));
 
     // RTP from A, with seq 3 missing: relayed to B from Sluice's B socket, byte for byte.
     let to = sluice_a.local_addr().unwrap();
@@ -82,9 +90,21 @@ fn relays_what_the_table_names_and_nothing_else() {
     }
     let v = table.read(&key).unwrap();
     assert_eq!((v.packets, v.bytes, v.rtcp_packets), (4, 4 * 172, 0));
-    assert_eq!(v.stats.received, 4);
-    assert_eq!((v.stats.base_seq, v.stats.max_seq), (1, 5));
-    assert!(v.last_ns >= value.epoch_ns);
+    // The kernel's RFC 3550 state is the relay's own: the same packets counted by RtpStats
+    // give the same loss state (arrival times, and so jitter, differ).
+    let mut mine = RtpStats::default();
+    for seq in [1u16, 2, 4, 5] {
+        mine.on_rtp(seq, u32::from(seq) * 160, 0x1234_5678, 0);
+    }
+    let theirs = RtpStats::from(v.stats);
+    assert_eq!(theirs.lost(), mine.lost());
+    assert_eq!(theirs.lost(), 1);
+    let (a, b) = (RtpRaw::from(&theirs), RtpRaw::from(&mine));
+    assert_eq!(
+        (a.received, a.base_seq, a.max_seq, a.cycles, a.ssrc, a.started),
+        (b.received, b.base_seq, b.max_seq, b.cycles, b.ssrc, b.started)
+    );
+    assert!(v.last_ns >= direction.epoch_ns);
 
     // RTCP on the RTP port with no RTCP route, a stranger, and a packet that is not RTP: all
     // reach Sluice's socket untouched, for the userspace relay to decide.
@@ -136,13 +156,21 @@ impl Lab {
             run(&format!("netns add {n}"));
             run(&format!("-n {n} link set lo up"));
         }
-        for (end, ns, net) in [("a", a, "192.0.2"), ("b", b, "198.51.100")] {
+        // IPv6 host parts that change the UDP checksum when the program swaps addresses
+        // (2001:db8:a::2 to 2001:db8:b::1 would sum the same and hide a missed update).
+        for (end, ns, net, [mine, theirs]) in [
+            ("a", a, "192.0.2", ["2001:db8:a::1", "2001:db8:a::2"]),
+            ("b", b, "198.51.100", ["2001:db8:b::5", "2001:db8:b::7"]),
+        ] {
             let (here, there) = (format!("ks{end}{id}"), format!("k{end}{id}"));
             run(&format!(
                 "link add {here} netns {s} type veth peer name {there} netns {ns}"
             ));
             run(&format!("-n {s} addr add {net}.1/24 dev {here}"));
             run(&format!("-n {ns} addr add {net}.2/24 dev {there}"));
+            // No duplicate address detection: the addresses are usable at once.
+            run(&format!("-n {s} addr add {mine}/64 dev {here} nodad"));
+            run(&format!("-n {ns} addr add {theirs}/64 dev {there} nodad"));
             run(&format!("-n {s} link set {here} up"));
             run(&format!("-n {ns} link set {there} up"));
         }
@@ -254,6 +282,10 @@ fn relays_between_devices_with_checksums_right() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("relayed 4 between devices"), "{text}");
+    assert!(
+        text.contains("relayed 3 between devices over IPv6"),
+        "{text}"
+    );
 }
 
 /// Sluice's side, run inside its namespace.
@@ -266,23 +298,22 @@ fn between_devices_inside() {
     let (sluice_a, sluice_b) = (udp(ip_a), udp(ip_b));
     let out_dev = path.device(ip_b.parse().unwrap()).unwrap();
     let mut table = path.table().unwrap();
-    let key = FwdKey::new(
-        sluice_a.local_addr().unwrap(),
-        "192.0.2.2:30000".parse().unwrap(),
-    )
-    .unwrap();
-    let route = FwdRoute::new(
-        sluice_b.local_addr().unwrap(),
-        "198.51.100.2:40000".parse().unwrap(),
-        out_dev,
-    );
-    let value = FwdValue {
-        rtp: route.unwrap(),
-        epoch_ns: monotonic_ns(),
-        clock_rate: 8000,
-        ..FwdValue::default()
-    };
-    table.install(&key, &value).unwrap();
+    let key = table
+        .install(&Direction {
+            local: sluice_a.local_addr().unwrap(),
+            src: "192.0.2.2:30000".parse().unwrap(),
+            rtp: Some(Route {
+                from: sluice_b.local_addr().unwrap(),
+                to: "198.51.100.2:40000".parse().unwrap(),
+                ifindex: out_dev,
+            }),
+            rtcp: None,
+            epoch_ns: monotonic_ns(),
+            clock_rate: 8000,
+            rtcp_socket: false,
+            stats: RtpRaw::default(),
+        })
+        .unwrap();
 
     let mut receiver = std::process::Command::new("ip")
         .args(["netns", "exec", ns_b, "python3", "-c", RECEIVER, "4"])
@@ -326,6 +357,124 @@ fn between_devices_inside() {
         "nothing reached Sluice's socket"
     );
     println!("relayed 4 between devices");
+    between_devices_inside_v6(ns_a, ns_b);
+}
+
+/// Peer B over IPv6: a raw socket's datagrams are UDP header and payload, the source from
+/// `recvfrom`.
+const RECEIVER6: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)
+s.settimeout(3)
+print("ready", flush=True)
+n, got = int(sys.argv[1]), 0
+while got < n:
+    try:
+        d, src = s.recvfrom(4096)
+    except socket.timeout:
+        break
+    if struct.unpack("!H", d[2:4])[0] != 40000:
+        continue
+    print(src[0], d.hex(), flush=True)
+    got += 1
+"#;
+
+/// Peer A over IPv6: UDP with a full checksum it computes itself, from [2001:db8:a::2]:30000;
+/// the last packet has checksum 0 (not allowed over IPv6: the program leaves it to the stack,
+/// which drops it).
+const SENDER6: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst = "2001:db8:a::2", "2001:db8:a::1"
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)
+s.bind((src, 0))
+dport = int(sys.argv[1])
+payloads = [bytes.fromhex(x) for x in sys.argv[2:]]
+for i, p in enumerate(payloads):
+    udp = struct.pack("!HHHH", 30000, dport, 8 + len(p), 0) + p
+    pseudo = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + struct.pack("!II", len(udp), 17)
+    ck = 0 if i == len(payloads) - 1 else (csum(pseudo + udp) or 0xffff)
+    s.sendto(udp[:6] + struct.pack("!H", ck) + udp[8:], (dst, 0))
+"#;
+
+/// The same between devices over IPv6 (no header checksum; the UDP checksum's pseudo-header
+/// has 16-byte addresses).
+fn between_devices_inside_v6(ns_a: &str, ns_b: &str) {
+    let (ip_a, ip_b) = ("2001:db8:a::1", "2001:db8:b::5");
+    let (sluice_a, sluice_b) = (udp(ip_a), udp(ip_b));
+    let path = KernelPath::load(&[ip_a.parse().unwrap(), ip_b.parse().unwrap()], 16).unwrap();
+    let mut table = path.table().unwrap();
+    let key = table
+        .install(&Direction {
+            local: sluice_a.local_addr().unwrap(),
+            src: "[2001:db8:a::2]:30000".parse().unwrap(),
+            rtp: Some(Route {
+                from: sluice_b.local_addr().unwrap(),
+                to: "[2001:db8:b::7]:40000".parse().unwrap(),
+                ifindex: path.device(ip_b.parse().unwrap()).unwrap(),
+            }),
+            rtcp: None,
+            epoch_ns: monotonic_ns(),
+            clock_rate: 8000,
+            rtcp_socket: false,
+            stats: RtpRaw::default(),
+        })
+        .unwrap();
+    assert!(matches!(key, Key::V6(_)));
+    let mut receiver = std::process::Command::new("ip")
+        .args(["netns", "exec", ns_b, "python3", "-c", RECEIVER6, "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(receiver.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let packets: Vec<Vec<u8>> = (1..=4).map(|seq| rtp(seq, 0)).collect();
+    let mut send: Vec<String> = ["netns", "exec", ns_a, "python3", "-c", SENDER6]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    send.push(sluice_a.local_addr().unwrap().port().to_string());
+    send.extend(
+        packets
+            .iter()
+            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+    );
+    assert!(std::process::Command::new("ip")
+        .args(&send)
+        .status()
+        .unwrap()
+        .success());
+    let got: Vec<String> = lines.map(Result::unwrap).collect();
+    let _ = receiver.wait();
+    assert_eq!(
+        got.len(),
+        3,
+        "the three with a checksum relayed to B: {got:?}"
+    );
+    let from_port = sluice_b.local_addr().unwrap().port();
+    let dst: std::net::Ipv6Addr = "2001:db8:b::7".parse().unwrap();
+    for (line, sent) in got.iter().zip(&packets) {
+        let (src, dgram) = line.split_once(' ').unwrap();
+        assert_eq!(src, ip_b, "from Sluice's address on B's side");
+        let dgram = hex(dgram);
+        assert_eq!(u16::from_be_bytes([dgram[0], dgram[1]]), from_port);
+        assert_eq!(&dgram[8..], &sent[..], "payload unchanged");
+        let mut pseudo = src.parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec();
+        pseudo.extend_from_slice(&dst.octets());
+        pseudo.extend_from_slice(&(dgram.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        pseudo.extend_from_slice(&dgram);
+        assert_eq!(ones_sum(&pseudo), 0xffff, "UDP checksum of {line}");
+    }
+    assert_eq!(table.read(&key).unwrap().packets, 3);
+    println!("relayed 3 between devices over IPv6");
 }
 
 /// One packet as peer B captured it: from Sluice's address and port on B's side, to B, the

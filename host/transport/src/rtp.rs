@@ -22,7 +22,7 @@ use sluice_media::{
     call_of, Component, Local, MediaEvent, MediaOp, Offload, RelayStream, Relayed, Socket,
     StreamId, Verdict,
 };
-use sluice_media_kernel::{monotonic_ns, FwdKey, FwdRoute, FwdValue, KernelPath, Table};
+use sluice_media_kernel::{monotonic_ns, Direction, KernelPath, Key, Route, Table};
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -204,7 +204,7 @@ struct Offloads {
 
 /// A direction in the kernel's table, and what of its counts was already taken in (and when).
 struct Installed {
-    key: FwdKey,
+    key: Key,
     setting: Setting,
     seen: (u64, u64, u64),
     looked: Instant,
@@ -495,52 +495,52 @@ impl Worker {
 }
 
 impl Kernel {
-    /// The entry for the direction arriving at `at` from the plan's sender: where each kind
-    /// leaves from and goes, the RTP statistics so far. `None` when the program cannot relay
-    /// it (an address of Sluice's it is not attached for, IPv6).
-    fn entry(&self, e: &Entry, at: Socket, (plan, clock): Setting) -> Option<(FwdKey, FwdValue)> {
+    /// The direction arriving at `at` from the plan's sender: where each kind leaves from and
+    /// goes, the RTP statistics so far. `None` when the program cannot relay it (an address
+    /// of Sluice's it is not attached for).
+    fn direction(&self, e: &Entry, at: Socket, (plan, clock): Setting) -> Option<Direction> {
         let local = (*e.locals.get(at.index())?)?;
         self.path.device(local.ip())?;
-        let key = FwdKey::new(local, plan.src)?;
-        let route = |r: Option<(Socket, SocketAddr)>| {
+        let route = |r: Option<(Socket, SocketAddr)>| -> Option<Option<Route>> {
             let Some((via, to)) = r else {
-                return Some(FwdRoute::default());
+                return Some(None);
             };
             let from = (*e.locals.get(via.index())?)?;
-            FwdRoute::new(from, to, self.path.device(from.ip())?)
+            let ifindex = self.path.device(from.ip())?;
+            Some(Some(Route { from, to, ifindex }))
         };
         let (epoch, clock_rate) = clock;
         let age = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let rtp_socket = at.component == Component::Rtp;
-        let value = FwdValue {
+        Some(Direction {
+            local,
+            src: plan.src,
             rtp: route(plan.rtp)?,
             rtcp: route(plan.rtcp)?,
             epoch_ns: monotonic_ns().saturating_sub(age),
             clock_rate,
-            rtcp_socket: u32::from(!rtp_socket),
+            rtcp_socket: !rtp_socket,
             stats: if rtp_socket {
                 e.relay.rtp_state(at.end)
             } else {
                 Default::default()
             },
-            ..FwdValue::default()
-        };
-        Some((key, value))
+        })
     }
 
     /// Install a direction; one the kernel cannot take is left to the relay (and not tried
     /// again with the same setting).
     fn install(&mut self, e: &mut Entry, at: Socket, setting: Setting) {
         let i = at.index();
-        let installed = self.entry(e, at, setting).and_then(|(key, value)| {
-            match self.table.install(&key, &value) {
-                Ok(()) => Some(key),
+        let installed = self
+            .direction(e, at, setting)
+            .and_then(|d| match self.table.install(&d) {
+                Ok(key) => Some(key),
                 Err(err) => {
                     debug!(stream = e.id, "direction left to the relay: {err}");
                     None
                 }
-            }
-        });
+            });
         let Some(key) = installed else {
             if let Some(r) = e.kernel.refused.get_mut(i) {
                 *r = Some(setting);
