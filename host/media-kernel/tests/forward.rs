@@ -212,14 +212,6 @@ while got < n:
 /// UDP checksum (as a real network delivers it: nothing left for a device to compute), and a
 /// last packet without one (checksum 0, allowed over IPv4).
 const SENDER: &str = r#"
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
 src, dst, dport = socket.inet_aton("192.0.2.2"), socket.inet_aton("192.0.2.1"), int(sys.argv[1])
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 for i, p in enumerate(bytes.fromhex(x) for x in sys.argv[2:]):
@@ -315,36 +307,9 @@ fn between_devices_inside() {
         })
         .unwrap();
 
-    let mut receiver = std::process::Command::new("ip")
-        .args(["netns", "exec", ns_b, "python3", "-c", RECEIVER, "4"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(receiver.stdout.take().unwrap()));
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let packets: Vec<Vec<u8>> = (1..=4).map(|seq| rtp(seq, 0)).collect();
-    let mut send = vec![
-        "netns".to_string(),
-        "exec".into(),
-        ns_a.into(),
-        "python3".into(),
-        "-c".into(),
-        SENDER.into(),
-    ];
-    send.push(sluice_a.local_addr().unwrap().port().to_string());
-    send.extend(
-        packets
-            .iter()
-            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-    );
-    assert!(std::process::Command::new("ip")
-        .args(&send)
-        .status()
-        .unwrap()
-        .success());
-    let got: Vec<String> = lines.map(Result::unwrap).collect();
-    let _ = receiver.wait();
+    let port = sluice_a.local_addr().unwrap().port();
+    let got = exchange((ns_a, SENDER), (ns_b, RECEIVER), port, &packets);
     assert_eq!(got.len(), 4, "relayed to B: {got:?}");
     let from_port = sluice_b.local_addr().unwrap().port();
     for (k, (line, sent)) in got.iter().zip(&packets).enumerate() {
@@ -383,14 +348,6 @@ while got < n:
 /// the last packet has checksum 0 (not allowed over IPv6: the program leaves it to the stack,
 /// which drops it).
 const SENDER6: &str = r#"
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
 src, dst = "2001:db8:a::2", "2001:db8:a::1"
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)
 s.bind((src, 0))
@@ -427,32 +384,9 @@ fn between_devices_inside_v6(ns_a: &str, ns_b: &str) {
         })
         .unwrap();
     assert!(matches!(key, Key::V6(_)));
-    let mut receiver = std::process::Command::new("ip")
-        .args(["netns", "exec", ns_b, "python3", "-c", RECEIVER6, "4"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(receiver.stdout.take().unwrap()));
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let packets: Vec<Vec<u8>> = (1..=4).map(|seq| rtp(seq, 0)).collect();
-    let mut send: Vec<String> = ["netns", "exec", ns_a, "python3", "-c", SENDER6]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    send.push(sluice_a.local_addr().unwrap().port().to_string());
-    send.extend(
-        packets
-            .iter()
-            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-    );
-    assert!(std::process::Command::new("ip")
-        .args(&send)
-        .status()
-        .unwrap()
-        .success());
-    let got: Vec<String> = lines.map(Result::unwrap).collect();
-    let _ = receiver.wait();
+    let port = sluice_a.local_addr().unwrap().port();
+    let got = exchange((ns_a, SENDER6), (ns_b, RECEIVER6), port, &packets);
     assert_eq!(
         got.len(),
         3,
@@ -499,3 +433,51 @@ fn check_arrival(line: &str, sent: &[u8], from_port: u16, checksum: bool) {
     pseudo.extend_from_slice(&dgram);
     assert_eq!(ones_sum(&pseudo), 0xffff, "UDP checksum of {line}");
 }
+
+/// Peer B's `receiver` (in namespace `ns_b`) waits for four packets while peer A's `sender`
+/// (in `ns_a`) sends `packets` to Sluice's `port`; what B printed, a line per packet.
+fn exchange(
+    (ns_a, sender): (&str, &str),
+    (ns_b, receiver): (&str, &str),
+    port: u16,
+    packets: &[Vec<u8>],
+) -> Vec<String> {
+    let mut b = std::process::Command::new("ip")
+        .args(["netns", "exec", ns_b, "python3", "-c", receiver, "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(b.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let script = format!("{CSUM}{sender}");
+    let mut send: Vec<String> = ["netns", "exec", ns_a, "python3", "-c", &script]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    send.push(port.to_string());
+    send.extend(
+        packets
+            .iter()
+            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+    );
+    assert!(std::process::Command::new("ip")
+        .args(&send)
+        .status()
+        .unwrap()
+        .success());
+    let got = lines.map(Result::unwrap).collect();
+    let _ = b.wait();
+    got
+}
+
+/// The Internet checksum, for the senders' scripts.
+const CSUM: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+"#;
