@@ -10,7 +10,8 @@
 //! - `drain`: the drain's deadline and hang-up;
 //! - [`handover`]: an upgrade: the sockets passed to a new process, the old one's datagrams
 //!   passed back;
-//! - [`rtp`]: the media relay's worker threads (RTP/RTCP sockets, batched reads, no engine);
+//! - [`rtp`]: the media relay's worker threads (RTP/RTCP sockets, batched reads, no engine),
+//!   and in `rtp/kernel.rs` their share of the media kernel fast path;
 //! - `current_input`: the datagram being handled, for the report of a panic.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
