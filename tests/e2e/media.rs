@@ -12,7 +12,7 @@
 
 use sluice_e2e::{http, parse_message_log, sipp_available, Lab, LabAddrs, Peer, Transport};
 use std::collections::HashMap;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// The RTP the PBX plays: 20 ms PCMA packets, payload bytes a function of the sequence number.
@@ -218,61 +218,14 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
     );
 
     // 1. The PBX's RTP reaches the trunk's signalled port, from Sluice's external side.
-    let mut got = Arrivals {
-        packets: Vec::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got.packets.len() < 40 && Instant::now() < deadline {
-        receive(
-            &[&signalled],
-            Instant::now() + Duration::from_millis(50),
-            &mut got,
-        );
-    }
-    assert!(
-        got.packets.len() >= 40,
-        "RTP did not arrive: {} packets; log:\n{}\nPBX: {}{}",
-        got.packets.len(),
-        lab.log(),
-        std::fs::read_to_string(lab.dir.path().join("uac.err")).unwrap_or_default(),
-        std::fs::read_to_string(lab.dir.path().join("uac.msg")).unwrap_or_default(),
-    );
+    let got = first_packets(&lab, &a, &signalled);
     let sluice_external = got.packets[0].2;
-    assert_eq!(
-        sluice_external.ip().to_string(),
-        a.sluice_ip,
-        "sent by Sluice"
-    );
-    for (_, _, _, p) in &got.packets {
-        let seq = seq_of(p);
-        assert_eq!(p, &rtp_packet(seq), "packet {seq} arrived changed");
-    }
 
     // 2. A stranger sends to both of the call's ports: nothing of it is relayed.
-    let (caller_port, callee_port, _) = call_media(&lab).expect("the call's media in /calls");
-    assert_eq!(callee_port, sluice_external.port());
-    let mut bad = rtp_packet(9);
-    bad[8..12].copy_from_slice(&0x0BAD_0BADu32.to_be_bytes());
-    for _ in 0..10 {
-        stranger
-            .send_to(&bad, format!("{}:{caller_port}", a.sluice_ip))
-            .unwrap();
-        stranger.send_to(&bad, sluice_external).unwrap();
-    }
+    strangers_send(&lab, &a, &stranger, sluice_external);
 
     // 3. The trunk answers from another port: Sluice latches onto it.
-    for seq in 0..10u16 {
-        natted.send_to(&rtp_packet(seq), sluice_external).unwrap();
-    }
-    let mut after = Arrivals {
-        packets: Vec::new(),
-    };
-    receive(
-        &[&signalled, &natted],
-        Instant::now() + Duration::from_millis(600),
-        &mut after,
-    );
-    check_latched(&after);
+    let after = trunk_sends_from(&natted, &signalled, sluice_external);
     let (_, _, dropped) = call_media(&lab).unwrap();
     assert!(
         dropped >= 10,
@@ -280,24 +233,7 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
     );
 
     // 4. Hold at 3 s and back at 4 s (SIPp's re-INVITEs); RTP still flows after.
-    let mut rest = Arrivals {
-        packets: Vec::new(),
-    };
-    receive(
-        &[&signalled, &natted],
-        started + Duration::from_millis(7500),
-        &mut rest,
-    );
-    let after_unhold: Vec<_> = rest
-        .packets
-        .iter()
-        .filter(|(_, t, ..)| *t > started + Duration::from_millis(5500))
-        .collect();
-    assert!(
-        after_unhold.len() >= 20,
-        "RTP flows after the call is taken off hold: {} packets",
-        after_unhold.len()
-    );
+    let rest = after_hold(&[&signalled, &natted], started);
     check_payloads(&[&got, &after, &rest]);
 
     let (uac_log, uas_log) = (
@@ -313,6 +249,95 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
     assert!(log.contains("media of the call"), "{log}");
     let arrived = got.packets.len() + after.packets.len() + rest.packets.len();
     (lab, arrived)
+}
+
+/// The first 40 packets of the PBX's RTP at the trunk's signalled port: unchanged, and sent
+/// from Sluice's external address.
+fn first_packets(lab: &Lab, a: &LabAddrs, signalled: &UdpSocket) -> Arrivals {
+    let mut got = Arrivals {
+        packets: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.packets.len() < 40 && Instant::now() < deadline {
+        receive(
+            &[signalled],
+            Instant::now() + Duration::from_millis(50),
+            &mut got,
+        );
+    }
+    assert!(
+        got.packets.len() >= 40,
+        "RTP did not arrive: {} packets; log:\n{}\nPBX: {}{}",
+        got.packets.len(),
+        lab.log(),
+        std::fs::read_to_string(lab.dir.path().join("uac.err")).unwrap_or_default(),
+        std::fs::read_to_string(lab.dir.path().join("uac.msg")).unwrap_or_default(),
+    );
+    assert_eq!(
+        got.packets[0].2.ip().to_string(),
+        a.sluice_ip,
+        "sent by Sluice"
+    );
+    for (_, _, _, p) in &got.packets {
+        let seq = seq_of(p);
+        assert_eq!(p, &rtp_packet(seq), "packet {seq} arrived changed");
+    }
+    got
+}
+
+/// A stranger sends ten packets (SSRC 0x0BAD0BAD) to each of the call's ports on Sluice.
+fn strangers_send(lab: &Lab, a: &LabAddrs, stranger: &UdpSocket, sluice_external: SocketAddr) {
+    let (caller_port, callee_port, _) = call_media(lab).expect("the call's media in /calls");
+    assert_eq!(callee_port, sluice_external.port());
+    let mut bad = rtp_packet(9);
+    bad[8..12].copy_from_slice(&0x0BAD_0BADu32.to_be_bytes());
+    for _ in 0..10 {
+        stranger
+            .send_to(&bad, format!("{}:{caller_port}", a.sluice_ip))
+            .unwrap();
+        stranger.send_to(&bad, sluice_external).unwrap();
+    }
+}
+
+/// The trunk sends ten packets from its other port (as behind NAT): Sluice latches onto it.
+/// What arrived at the trunk's two ports meanwhile.
+fn trunk_sends_from(
+    natted: &UdpSocket,
+    signalled: &UdpSocket,
+    sluice_external: SocketAddr,
+) -> Arrivals {
+    for seq in 0..10u16 {
+        natted.send_to(&rtp_packet(seq), sluice_external).unwrap();
+    }
+    let mut after = Arrivals {
+        packets: Vec::new(),
+    };
+    receive(
+        &[signalled, natted],
+        Instant::now() + Duration::from_millis(600),
+        &mut after,
+    );
+    check_latched(&after);
+    after
+}
+
+/// What arrives until 7.5 s after the call started: SIPp holds at 3 s and takes the call back
+/// at 4 s, and RTP flows again after.
+fn after_hold(socks: &[&UdpSocket], started: Instant) -> Arrivals {
+    let mut rest = Arrivals {
+        packets: Vec::new(),
+    };
+    receive(socks, started + Duration::from_millis(7500), &mut rest);
+    let after_unhold = rest
+        .packets
+        .iter()
+        .filter(|(_, t, ..)| *t > started + Duration::from_millis(5500))
+        .count();
+    assert!(
+        after_unhold >= 20,
+        "RTP flows after the call is taken off hold: {after_unhold} packets"
+    );
+    rest
 }
 
 /// After the trunk sent from another port: the PBX's RTP goes there, and once it does, nothing
