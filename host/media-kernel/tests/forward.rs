@@ -481,3 +481,82 @@ def csum(b):
         s = (s & 0xffff) + (s >> 16)
     return ~s & 0xffff
 "#;
+
+/// The program is attached through links the process owns: when Sluice is killed (SIGKILL,
+/// no clean-up of its own), nothing of it stays on the host relaying from a table no one
+/// updates. A child process (this test binary again) loads the program and installs a
+/// direction; the direction works; the child is killed; the same packets reach their socket.
+#[test]
+fn a_killed_process_leaves_nothing_relaying() {
+    if !privileged() {
+        eprintln!("skipped: CAP_BPF and CAP_NET_ADMIN are needed to load the program");
+        return;
+    }
+    if let Ok(addrs) = std::env::var("SLUICE_KERNEL_TEST_CHILD") {
+        return child_installs(&addrs);
+    }
+    let ip = "127.0.112.1";
+    let (sluice_a, sluice_b) = (udp(ip), udp(ip));
+    let (end_a, end_b) = (udp("127.0.112.10"), udp("127.0.112.20"));
+    let addrs = [&sluice_a, &sluice_b, &end_a, &end_b]
+        .map(|s| s.local_addr().unwrap().to_string())
+        .join(" ");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_process_leaves_nothing_relaying",
+            "--nocapture",
+        ])
+        .env("SLUICE_KERNEL_TEST_CHILD", addrs)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let ready = lines.map_while(Result::ok).any(|l| l == "ready");
+    assert!(ready, "the child installed its direction");
+    let to = sluice_a.local_addr().unwrap();
+    end_a.send_to(&rtp(1, 0), to).unwrap();
+    assert_eq!(
+        recv(&end_b).map(|(p, _)| p),
+        Some(rtp(1, 0)),
+        "relayed while the child lives"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Detaching is done when the process's descriptors close; give each try a bounded wait.
+    let mut back = false;
+    for seq in 2..12u16 {
+        end_a.send_to(&rtp(seq, 0), to).unwrap();
+        if recv(&sluice_a).is_some() {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "after the kill, packets reach Sluice's socket again");
+    assert!(recv(&end_b).is_none(), "and nothing is relayed any more");
+}
+
+/// The child: load the program, install A's direction toward B, say so, and wait to be killed.
+fn child_installs(addrs: &str) {
+    let a: Vec<SocketAddr> = addrs.split(' ').map(|x| x.parse().unwrap()).collect();
+    let path = KernelPath::load(&[a[0].ip()], 16).unwrap();
+    let mut table = path.table().unwrap();
+    table
+        .install(&Direction {
+            local: a[0],
+            src: a[2],
+            rtp: Some(Route {
+                from: a[1],
+                to: a[3],
+                ifindex: path.device(a[1].ip()).unwrap(),
+            }),
+            rtcp: None,
+            epoch_ns: monotonic_ns(),
+            clock_rate: 8000,
+            rtcp_socket: false,
+            stats: RtpRaw::default(),
+        })
+        .unwrap();
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(60));
+}
