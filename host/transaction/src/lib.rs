@@ -168,6 +168,15 @@ struct ClientTx {
     deadlines: Deadlines,
 }
 
+impl ClientTx {
+    /// A final response came: the request is never sent again, so its bytes go (an INVITE's
+    /// lingered 32 s after its call, about a kilobyte each). `request` stays: the UA core
+    /// builds ACKs and failover attempts from it.
+    fn forget_sent_bytes(&mut self) {
+        self.data = Bytes::new();
+    }
+}
+
 #[derive(Debug)]
 pub struct TransactionLayer {
     timers: TimerConfig,
@@ -624,6 +633,7 @@ impl TransactionLayer {
             (CState::Calling | CState::Proceeding, 200..=299) => {
                 tx.state = CState::Accepted;
                 tx.deadlines.clear();
+                tx.forget_sent_bytes();
                 self.events.push_back(TxEvent::Response { tx: id, msg });
                 self.arm(r, TimerKind::Linger, after(now, timeout));
             }
@@ -633,6 +643,7 @@ impl TransactionLayer {
             (CState::Calling | CState::Proceeding, _) => {
                 tx.state = CState::Completed;
                 tx.deadlines.clear();
+                tx.forget_sent_bytes();
                 let ack = ack_for(&tx.request, &msg);
                 self.scratch.clear();
                 ack.write_to(&mut self.scratch);
@@ -684,6 +695,7 @@ impl TransactionLayer {
             (CState::Calling | CState::Proceeding, _) => {
                 tx.state = CState::Completed;
                 tx.deadlines.clear();
+                tx.forget_sent_bytes();
                 self.events.push_back(TxEvent::Response { tx: id, msg });
                 let d = if reliable { Duration::ZERO } else { t4 };
                 self.linger_or_end(now, r, d);

@@ -323,3 +323,36 @@ fn a_transport_error_fails_the_waiting_client_transactions_at_once() {
     // Nothing is left to time out for the failed ones, and a second failure finds nothing.
     assert_eq!(l.transport_failed(Transport::Tcp, tcp.remote), 0);
 }
+
+#[test]
+fn a_client_transaction_forgets_its_bytes_at_the_final_answer_but_keeps_the_request() {
+    // INVITE with 2xx (Accepted, 32 s), INVITE with 486 (Completed, 32 s), BYE with 200
+    // (Completed, T4): none is sent again, so none keeps its serialised copy while it lingers.
+    for (method, branch, status) in [
+        ("INVITE", "z9hG4bKm1", 200),
+        ("INVITE", "z9hG4bKm2", 486),
+        ("BYE", "z9hG4bKm3", 200),
+    ] {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let t0 = Instant::now();
+        let req = request(method, branch);
+        let id = l.send_request(t0, req.clone(), flow(Transport::Udp));
+        drain(&mut l);
+        assert!(
+            !l.client[&id].data.is_empty(),
+            "{method}: kept while it may be resent"
+        );
+        l.on_response(t0, response_for(&req, status), flow(Transport::Udp));
+        drain(&mut l);
+        assert_eq!(l.client_count(), 1, "{method} {status}: lingers");
+        assert!(
+            l.client[&id].data.is_empty(),
+            "{method} {status}: bytes kept"
+        );
+        // The UA core still builds its ACK and failover from the request.
+        assert_eq!(l.client_request(id), Some(&req), "{method} {status}");
+        // And nothing is retransmitted while it lingers.
+        let later = run_until(&mut l, t0, Duration::from_secs(40));
+        assert_eq!(transmits(&later), 0, "{method} {status}");
+    }
+}
