@@ -236,14 +236,7 @@ fn anchored_call(block: u8, media: &str) -> (Lab, usize) {
     let rest = after_hold(&[&signalled, &natted], started);
     check_payloads(&[&got, &after, &rest]);
 
-    let (uac_log, uas_log) = (
-        uac.messages_path().to_path_buf(),
-        uas.messages_path().to_path_buf(),
-    );
-    let r = uac.wait(Duration::from_secs(20));
-    let t = uas.wait(Duration::from_secs(10));
-    assert_eq!(r.successful, 1, "PBX: {r:?}\nlog:\n{}", lab.log());
-    assert_eq!(t.successful, 1, "trunk: {t:?}\nlog:\n{}", lab.log());
+    let (uac_log, uas_log) = lab.one_call_completed(uac, uas);
     check_topology(&a, &uac_log, &uas_log);
     let log = lab.log();
     assert!(log.contains("media of the call"), "{log}");

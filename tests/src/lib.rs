@@ -358,6 +358,21 @@ drain_seconds = 30
         std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
     }
 
+    /// Wait for a one-call SIPp pair, the PBX's `uac` (20 s at most) and the trunk's `uas`
+    /// (10 s more), and check that each completed its call. Returns their message logs
+    /// (the UAC's, the UAS's).
+    pub fn one_call_completed(&self, uac: Sipp, uas: Sipp) -> (PathBuf, PathBuf) {
+        let logs = (
+            uac.messages_path().to_path_buf(),
+            uas.messages_path().to_path_buf(),
+        );
+        let r = uac.wait(Duration::from_secs(20));
+        let t = uas.wait(Duration::from_secs(10));
+        assert_eq!(r.successful, 1, "PBX: {r:?}\nlog:\n{}", self.log());
+        assert_eq!(t.successful, 1, "trunk: {t:?}\nlog:\n{}", self.log());
+        logs
+    }
+
     /// Sluice's resident memory in KiB (Linux `/proc`), while it runs.
     pub fn rss_kib(&self) -> Option<u64> {
         let pid = self.sluice.as_ref()?.id();
