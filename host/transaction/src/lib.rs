@@ -22,15 +22,20 @@
 )]
 
 mod flow;
+mod keys;
+mod messages;
 mod timers;
 mod via;
 
 pub use flow::{ConnId, Flow, Transport};
+pub use messages::response_to;
 pub use timers::{after, TimerConfig, TimerKind};
 pub use via::{reply_flow, stamp_received};
 
 use bytes::Bytes;
-use sluice_sip::{HeaderName, Message, Method, BRANCH_COOKIE};
+use keys::{client_key, merge_key, server_key};
+use messages::ack_for;
+use sluice_sip::{Message, Method};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -781,109 +786,6 @@ impl TransactionLayer {
             (_, TimerKind::Linger) => self.remove(tx),
         }
     }
-}
-
-/// Server transaction key (RFC 3261 §17.2.3): branch, sent-by and method, with ACK matching
-/// INVITE. Requests without the magic cookie fall back to RFC 2543-style matching.
-fn server_key(msg: &Message, method: &Method) -> String {
-    let method = if *method == Method::Ack {
-        "INVITE"
-    } else {
-        method.as_str()
-    };
-    let via = msg.top_via();
-    let branch = via.as_ref().and_then(|v| v.branch()).unwrap_or("");
-    if branch.starts_with(BRANCH_COOKIE) {
-        let (host, port) = via
-            .as_ref()
-            .map(|v| (v.host, v.port.unwrap_or(5060)))
-            .unwrap_or(("", 0));
-        format!("{branch}\x1f{host}:{port}\x1f{method}")
-    } else {
-        // RFC 2543: Request-URI, To tag, From tag, Call-ID, CSeq number and top Via.
-        let cseq = msg.cseq().map(|(n, _)| n).unwrap_or(0);
-        let top = msg.headers.values(&HeaderName::Via).next().unwrap_or("");
-        format!(
-            "2543\x1f{}\x1f{}\x1f{}\x1f{cseq}\x1f{top}\x1f{method}",
-            msg.from_tag().unwrap_or(""),
-            msg.call_id().unwrap_or(""),
-            msg.request_uri()
-                .filter(|_| !matches!(msg.method(), Some(Method::Ack)))
-                .unwrap_or(""),
-        )
-    }
-}
-
-fn client_key(branch: &str, method: &Method) -> String {
-    let method = if *method == Method::Ack {
-        "INVITE"
-    } else {
-        method.as_str()
-    };
-    format!("{branch}\x1f{method}")
-}
-
-fn merge_key(msg: &Message) -> Option<String> {
-    let (n, m) = msg.cseq()?;
-    Some(format!(
-        "{}\x1f{}\x1f{n}\x1f{m}",
-        msg.from_tag()?,
-        msg.call_id()?
-    ))
-}
-
-/// Build a response to `req`: Via, From, To, Call-ID and CSeq copied; To tag added when given
-/// and absent (RFC 3261 §8.2.6).
-pub fn response_to(req: &Message, status: u16, reason: &str, to_tag: Option<&str>) -> Message {
-    let mut resp = Message::response(status, reason);
-    for h in &req.headers {
-        match h.name {
-            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                resp.headers.push(h.name.clone(), h.value.clone())
-            }
-            HeaderName::To => {
-                let has_tag = sluice_sip::NameAddr::parse(&h.value)
-                    .and_then(|n| n.param("tag"))
-                    .is_some();
-                match to_tag {
-                    Some(tag) if !has_tag && status > 100 => resp
-                        .headers
-                        .push(HeaderName::To, format!("{};tag={tag}", h.value)),
-                    _ => resp.headers.push(HeaderName::To, h.value.clone()),
-                }
-            }
-            _ => {}
-        }
-    }
-    resp
-}
-
-/// ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI, top Via, From,
-/// Call-ID, CSeq number and Route; To from the response.
-fn ack_for(request: &Message, response: &Message) -> Message {
-    let uri = request.request_uri().unwrap_or("sip:invalid").to_string();
-    let mut ack = Message::request(Method::Ack, uri);
-    if let Some(v) = request.headers.values(&HeaderName::Via).next() {
-        ack.headers.push(HeaderName::Via, v.to_string());
-    }
-    for name in [HeaderName::MaxForwards, HeaderName::From] {
-        if let Some(v) = request.header(&name) {
-            ack.headers.push(name, v.to_string());
-        }
-    }
-    if let Some(v) = response.header(&HeaderName::To) {
-        ack.headers.push(HeaderName::To, v.to_string());
-    }
-    if let Some(v) = request.call_id() {
-        ack.headers.push(HeaderName::CallId, v.to_string());
-    }
-    if let Some((n, _)) = request.cseq() {
-        ack.headers.push(HeaderName::CSeq, format!("{n} ACK"));
-    }
-    for r in request.headers.get_all(&HeaderName::Route) {
-        ack.headers.push(HeaderName::Route, r.to_string());
-    }
-    ack
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use sluice_sip::parse_message;
+use sluice_sip::HeaderName;
 use std::net::SocketAddr;
 
 fn flow(transport: Transport) -> Flow {
