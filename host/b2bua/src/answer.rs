@@ -305,3 +305,36 @@ fn record_progress<H: Hooks>(core: &mut Core<H>, call: &mut Call, now: Instant) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use crate::testing::*;
+
+    #[test]
+    fn the_trunks_invite_is_kept_until_its_answer_is_handled_then_released() {
+        // A finished call's INVITE transaction lingers 32 s to absorb the 2xx's
+        // retransmissions; the INVITE itself (most of what it held) goes once the 200 is
+        // handled. While the call rings it is kept: a CANCEL, a retry or a challenge's
+        // answer is built from it.
+        let mut lab = Lab::new();
+        let o = lab.from_pbx_text(&pbx_invite());
+        let b_invite = only(&o, TRUNK)[0].clone();
+        lab.from_trunk_text(&trunk_response(&b_invite, 180, "Ringing", ""));
+        assert_eq!(lab.engine.core.tx.held_requests(), 1, "ringing: kept");
+        let o = lab.from_trunk_text(&trunk_response(&b_invite, 200, "OK", SDP));
+        assert_eq!(only(&o, PBX)[0].status(), Some(200));
+        assert_eq!(lab.engine.core.tx.held_requests(), 0, "answered: released");
+        assert_eq!(
+            lab.engine.core.tx.client_count(),
+            1,
+            "the transaction lingers"
+        );
+        // The PBX's ACK still reaches the trunk: the dialog builds it, not the INVITE.
+        let a_ok = only(&o, PBX)[0].clone();
+        let o = lab.from_pbx_text(&ack_from_pbx(&a_ok));
+        let acks = only(&o, TRUNK);
+        assert_eq!(acks.len(), 1, "{o:?}");
+        assert!(acks[0].method().is_some_and(|m| m.as_str() == "ACK"));
+    }
+}

@@ -403,7 +403,14 @@ impl<H: Hooks> Engine<H> {
             match ev {
                 TxEvent::Request { tx, msg, flow } => self.on_request(now, tx, msg, flow),
                 TxEvent::Ack { msg, flow } => self.on_ack(msg, flow),
-                TxEvent::Response { tx, msg } => self.on_response(now, tx, msg),
+                TxEvent::Response { tx, msg } => {
+                    let last = msg.status().is_some_and(|s| s >= 200);
+                    self.on_response(now, tx, msg);
+                    if last {
+                        // Retries and challenge answers were built from it just now.
+                        self.core.tx.release_request(tx);
+                    }
+                }
                 TxEvent::StrayResponse { msg, .. } => self.on_stray_response(&msg),
                 TxEvent::ClientTimeout { tx, request } => {
                     self.on_client_failed(now, tx, 408, &request)

@@ -26,11 +26,13 @@ mod keys;
 mod messages;
 mod timers;
 mod via;
+mod vocabulary;
 
 pub use flow::{ConnId, Flow, Transport};
 pub use messages::response_to;
 pub use timers::{after, TimerConfig, TimerKind};
 pub use via::{reply_flow, stamp_received};
+pub use vocabulary::{ClientTxId, ServerTxId, Transmit, TxEvent, TxRef, TxStats};
 
 use bytes::Bytes;
 use keys::{client_key, merge_key, server_key};
@@ -44,71 +46,6 @@ use std::time::{Duration, Instant};
 /// How long an INVITE that got a provisional waits for the next answer (RFC 3261 §16.6's
 /// Timer C, "greater than 3 minutes"): a callee that rings is not given up at 64*T1.
 pub const TIMER_C: Duration = Duration::from_secs(181);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerTxId(pub u64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientTxId(pub u64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TxRef {
-    Server(ServerTxId),
-    Client(ClientTxId),
-}
-
-/// Bytes to send on a flow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    pub flow: Flow,
-    pub data: Bytes,
-}
-
-/// What the transaction layer tells its user.
-#[derive(Debug)]
-pub enum TxEvent {
-    /// A new request: a server transaction was created for it (not for ACK).
-    Request {
-        tx: ServerTxId,
-        msg: Message,
-        flow: Flow,
-    },
-    /// An ACK that matches no transaction: the ACK for a 2xx, end to end.
-    Ack { msg: Message, flow: Flow },
-    /// A response for a client transaction (provisional, final, or a retransmitted 2xx).
-    Response { tx: ClientTxId, msg: Message },
-    /// A response that matches no client transaction (a stray 2xx retransmission).
-    StrayResponse { msg: Message, flow: Flow },
-    /// Timer B or F: no final response came. `request` is the request as sent (the
-    /// transaction is gone), for a caller that tries it elsewhere.
-    ClientTimeout {
-        tx: ClientTxId,
-        request: Box<Message>,
-    },
-    /// The transport could not deliver the request (a refused or broken connection): the
-    /// transaction failed without waiting for Timer B or F.
-    TransportError {
-        tx: ClientTxId,
-        request: Box<Message>,
-    },
-    /// Timer H: no ACK came for a final non-2xx response.
-    ServerTimeout { tx: ServerTxId },
-    /// The transaction is gone; its id will not be used again.
-    Terminated { tx: TxRef },
-}
-
-/// Counters for monitoring.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TxStats {
-    pub request_retransmissions_sent: u64,
-    pub response_retransmissions_sent: u64,
-    pub retransmissions_absorbed: u64,
-    pub client_timeouts: u64,
-    pub server_timeouts: u64,
-    pub merged_requests: u64,
-    /// Client transactions failed by the transport.
-    pub transport_errors: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SState {
@@ -165,7 +102,9 @@ struct ClientTx {
     invite: bool,
     state: CState,
     flow: Flow,
-    request: Message,
+    /// The request as sent, until the UA core has handled the final answer
+    /// ([`TransactionLayer::release_request`]).
+    request: Option<Message>,
     data: Bytes,
     ack: Option<Bytes>,
     interval: Duration,
@@ -175,8 +114,8 @@ struct ClientTx {
 
 impl ClientTx {
     /// A final response came: the request is never sent again, so its bytes go (an INVITE's
-    /// lingered 32 s after its call, about a kilobyte each). `request` stays: the UA core
-    /// builds ACKs and failover attempts from it.
+    /// lingered 32 s after its call, about a kilobyte each). `request` stays until the UA
+    /// core has handled that answer: it builds retries and challenge answers from it.
     fn forget_sent_bytes(&mut self) {
         self.data = Bytes::new();
     }
@@ -333,7 +272,9 @@ impl TransactionLayer {
     fn fail_client(&mut self, id: ClientTxId, event: fn(ClientTxId, Box<Message>) -> TxEvent) {
         if let Some(t) = self.client.remove(&id) {
             self.client_index.remove(&t.key);
-            self.events.push_back(event(id, Box::new(t.request)));
+            // Only waiting transactions fail, and they still hold their request.
+            let request = t.request.unwrap_or_default();
+            self.events.push_back(event(id, Box::new(request)));
             self.events.push_back(TxEvent::Terminated {
                 tx: TxRef::Client(id),
             });
@@ -521,7 +462,7 @@ impl TransactionLayer {
                 invite,
                 state: CState::Calling,
                 flow,
-                request,
+                request: Some(request),
                 data: data.clone(),
                 ack: None,
                 interval: self.timers.t1,
@@ -541,9 +482,28 @@ impl TransactionLayer {
         id
     }
 
-    /// The request a client transaction sent (to build a CANCEL or an ACK for 2xx).
+    /// The request a client transaction sent (to build a CANCEL, a retry or a challenge's
+    /// answer), until [`release_request`](Self::release_request).
     pub fn client_request(&self, id: ClientTxId) -> Option<&Message> {
-        self.client.get(&id).map(|t| &t.request)
+        self.client.get(&id).and_then(|t| t.request.as_ref())
+    }
+
+    /// Client transactions still holding their request: those waiting for a final answer,
+    /// and those whose final answer the UA core has not released.
+    pub fn held_requests(&self) -> usize {
+        self.client.values().filter(|t| t.request.is_some()).count()
+    }
+
+    /// The UA core has handled the final answer of client transaction `id` and needs its
+    /// request no more: the transaction lingers without it (for an INVITE 32 s after its
+    /// call, the parsed INVITE is most of what it held). Nothing happens before a final
+    /// answer.
+    pub fn release_request(&mut self, id: ClientTxId) {
+        if let Some(t) = self.client.get_mut(&id) {
+            if matches!(t.state, CState::Completed | CState::Accepted) {
+                t.request = None;
+            }
+        }
     }
 
     /// Where a server transaction's responses go (whom it answers).
@@ -649,13 +609,16 @@ impl TransactionLayer {
                 tx.state = CState::Completed;
                 tx.deadlines.clear();
                 tx.forget_sent_bytes();
-                let ack = ack_for(&tx.request, &msg);
-                self.scratch.clear();
-                ack.write_to(&mut self.scratch);
-                let ack = Bytes::copy_from_slice(&self.scratch);
-                tx.ack = Some(ack.clone());
-                let flow = tx.flow;
-                self.transmits.push_back(Transmit { flow, data: ack });
+                // A waiting transaction still holds its request.
+                if let Some(request) = &tx.request {
+                    let ack = ack_for(request, &msg);
+                    self.scratch.clear();
+                    ack.write_to(&mut self.scratch);
+                    let ack = Bytes::copy_from_slice(&self.scratch);
+                    tx.ack = Some(ack.clone());
+                    let flow = tx.flow;
+                    self.transmits.push_back(Transmit { flow, data: ack });
+                }
                 self.events.push_back(TxEvent::Response { tx: id, msg });
                 let d = if reliable {
                     Duration::ZERO

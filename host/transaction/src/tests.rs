@@ -326,7 +326,7 @@ fn a_transport_error_fails_the_waiting_client_transactions_at_once() {
 }
 
 #[test]
-fn a_client_transaction_forgets_its_bytes_at_the_final_answer_but_keeps_the_request() {
+fn a_client_transaction_forgets_its_bytes_at_the_final_answer_and_its_request_when_released() {
     // INVITE with 2xx (Accepted, 32 s), INVITE with 486 (Completed, 32 s), BYE with 200
     // (Completed, T4): none is sent again, so none keeps its serialised copy while it lingers.
     for (method, branch, status) in [
@@ -350,10 +350,36 @@ fn a_client_transaction_forgets_its_bytes_at_the_final_answer_but_keeps_the_requ
             l.client[&id].data.is_empty(),
             "{method} {status}: bytes kept"
         );
-        // The UA core still builds its ACK and failover from the request.
+        // The UA core still builds its retries and challenge answers from the request, until
+        // it releases it.
         assert_eq!(l.client_request(id), Some(&req), "{method} {status}");
+        l.release_request(id);
+        assert_eq!(l.client_request(id), None, "{method} {status}: released");
+        assert_eq!(l.client_count(), 1, "{method} {status}: lingers on");
         // And nothing is retransmitted while it lingers.
         let later = run_until(&mut l, t0, Duration::from_secs(40));
         assert_eq!(transmits(&later), 0, "{method} {status}");
     }
+}
+
+#[test]
+fn a_waiting_client_transaction_keeps_its_request_when_asked_to_release_it() {
+    // Before the final answer the request is still resent and may be cancelled or timed out:
+    // a release then changes nothing, and Timer B's event still carries the request.
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let req = request("INVITE", "z9hG4bKw1");
+    let id = l.send_request(t0, req.clone(), flow(Transport::Udp));
+    drain(&mut l);
+    l.release_request(id);
+    l.on_response(t0, response_for(&req, 180), flow(Transport::Udp));
+    drain(&mut l);
+    l.release_request(id);
+    assert_eq!(l.client_request(id), Some(&req));
+    let ev = run_until(&mut l, t0, Duration::from_secs(200));
+    let timed_out = ev.iter().find_map(|e| match e {
+        Out::Event(TxEvent::ClientTimeout { tx, request }) if *tx == id => Some(request),
+        _ => None,
+    });
+    assert_eq!(timed_out.map(|r| r.as_ref()), Some(&req));
 }
