@@ -10,7 +10,7 @@ fn main() {
     build(
         &Build {
             workspace: &workspace,
-            packages: &["testkit", "old-abi", "iface-bench"],
+            packages: &["testkit", "old-abi", "abi-020", "iface-bench"],
             features: &[],
             target_dir_name: "wasm-test-plugins",
             out_suffix: "",

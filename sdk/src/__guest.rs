@@ -66,6 +66,15 @@ fn leg(l: wit::Leg) -> crate::Leg {
     }
 }
 
+fn number_format(f: crate::e164::Format) -> wit::NumberFormat {
+    match f {
+        crate::e164::Format::AsIs => wit::NumberFormat::AsIs,
+        crate::e164::Format::Plus => wit::NumberFormat::E164,
+        crate::e164::Format::Digits => wit::NumberFormat::Digits,
+        crate::e164::Format::Nanp => wit::NumberFormat::Nanp,
+    }
+}
+
 fn context(c: wit::CallContext) -> crate::CallContext {
     crate::CallContext {
         call: c.call,
@@ -98,11 +107,18 @@ impl<D: Describe + 'static> Guest for D {
     }
 
     fn get_interest() -> wit::Interest {
-        let i = with_plugin::<D::Plugin, _>(|p| p.interest());
+        let (i, numbers) = with_plugin::<D::Plugin, _>(|p| (p.interest(), p.number_policy()));
+        if let Some(n) = &numbers {
+            bindings::sluice::plugin::host::declare_numbers(&wit::NumberPolicy {
+                outbound: number_format(n.outbound),
+                inbound: number_format(n.inbound),
+                default_country: n.default_country.clone(),
+            });
+        }
         wit::Interest {
             requests: i.requests,
             responses: i.responses,
-            numbers: i.numbers,
+            numbers: i.numbers || numbers.is_some(),
             attestation: i.attestation,
         }
     }

@@ -80,7 +80,18 @@ pub trait Plugin: Sized + 'static {
         let _ = (ctx, msg);
     }
 
+    /// Numbers in standard formats: return the policy (usually read from the settings with
+    /// [`e164::NumberPolicy::from_settings`]) and Sluice writes the called and calling numbers
+    /// itself, with the same code as [`e164::NumberPolicy::normalize`], without calling
+    /// [`Plugin::normalize_number`]: a brand that only chooses formats then costs nothing per
+    /// number. Asked once, with [`Plugin::interest`]. `None` (the default): Sluice calls
+    /// `normalize_number` when the interest asks for numbers.
+    fn number_policy(&self) -> Option<e164::NumberPolicy> {
+        None
+    }
+
     /// Normalise the called or calling number of a new call; `None` leaves it unchanged.
+    /// Not called for a plugin that declares a [`Plugin::number_policy`].
     fn normalize_number(&mut self, ctx: &NumberContext, number: &str) -> Option<String> {
         let _ = (ctx, number);
         None

@@ -355,6 +355,10 @@ impl<P: Plugin> Harness<P> {
 
     /// Normalise a number; an `Err` is a number Sluice would refuse.
     pub fn number(&mut self, ctx: &NumberContext, number: &str) -> Result<Option<String>, String> {
+        // As in Sluice: a declared policy is applied without calling the plugin.
+        if let Some(policy) = self.plugin().number_policy() {
+            return Ok(policy.normalize(ctx, number));
+        }
         if !self.plugin().interest().numbers {
             return Ok(None);
         }

@@ -782,7 +782,7 @@ pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option
 }
 
 /// A test plugin component built by this crate's build script: `testkit`, `testkit-v2`,
-/// `old-abi`.
+/// `old-abi`, `abi-020`.
 pub fn test_plugin(name: &str) -> PathBuf {
     Path::new(env!("SLUICE_TEST_PLUGINS")).join(format!("{name}.wasm"))
 }

@@ -6,6 +6,7 @@
 
 use crate::bindings::sluice::plugin::types as wit;
 use crate::loaded::{Failure, Live, LoadedPlugin};
+use rustc_hash::FxHashMap;
 use sluice_b2bua::{
     Attestation, Direction, Generation, HookContext, HookVerdict, Hooks, NumberKind, NumberVerdict,
     PluginStatus, Side,
@@ -52,7 +53,9 @@ struct Slot {
 struct Gen {
     id: Generation,
     slots: Vec<Slot>,
-    chains: HashMap<String, Chain>,
+    /// Looked up for every message of a call that has plugins: keys are configured trunk
+    /// names, hashed with a fast hash.
+    chains: FxHashMap<String, Chain>,
     pins: usize,
     fingerprint: String,
 }
@@ -118,7 +121,7 @@ impl PluginHost {
             gens: vec![Gen {
                 id: 0,
                 slots: Vec::new(),
-                chains: HashMap::new(),
+                chains: FxHashMap::default(),
                 pins: 0,
                 fingerprint: String::new(),
             }],
@@ -201,7 +204,7 @@ impl PluginHost {
         self.gens.push(Gen {
             id,
             slots,
-            chains: spec.chains,
+            chains: spec.chains.into_iter().collect(),
             pins: 0,
             fingerprint: spec.fingerprint,
         });
@@ -429,6 +432,14 @@ impl Hooks for PluginHost {
                 continue;
             };
             if !slot.plugin.interest.numbers {
+                continue;
+            }
+            if let Some(policy) = &slot.plugin.numbers {
+                // Declared: Sluice writes the number itself, without entering the plugin.
+                let from = current.as_deref().unwrap_or(number);
+                if let Some(n) = policy.apply(ctx.leg == Side::External, from) {
+                    current = Some(n);
+                }
                 continue;
             }
             let plugin = slot.plugin.clone();

@@ -7,6 +7,7 @@ use crate::bindings::{Plugin, PluginPre};
 use crate::runtime::Runtime;
 use crate::state::{Ident, PluginState};
 use sluice_config::Policy;
+use sluice_sip::e164::{Format, NumberPolicy};
 use sluice_sip::{Interest, Message};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -163,6 +164,8 @@ pub struct LoadedPlugin {
     pub(crate) metrics: PluginMetrics,
     /// Which hooks the plugin wants called (it declares it once, after `init`).
     pub(crate) interest: Interest,
+    /// The number policy the plugin declared: Sluice writes its numbers without calling it.
+    pub(crate) numbers: Option<NumberPolicy>,
     /// The instance that passed the self-check, kept warm for the engine (taken at install, so
     /// that the engine's task never instantiates on a reload).
     warm: std::sync::Mutex<Option<Live>>,
@@ -448,6 +451,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         memory: runtime.limits.memory_bytes,
         metrics: PluginMetrics::detached(),
         interest: Interest::all(),
+        numbers: None,
         warm: std::sync::Mutex::new(None),
     };
     let mut live = probe
@@ -471,6 +475,10 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         .finish(r)
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
     probe.interest = interest(declared).map_err(|e| format!("{who}: {e}"))?;
+    if let Some(p) = live.store.data_mut().declared_numbers.take() {
+        probe.numbers = Some(number_policy(p).map_err(|e| format!("{who}: {e}"))?);
+        probe.interest.numbers = true;
+    }
     probe.ident = Arc::new(ident);
     let mut loaded = probe;
     let warm = self_check(&loaded).map_err(|f| format!("{who}: self-check failed: {f}"))?;
@@ -503,6 +511,27 @@ fn interest(i: wit::Interest) -> Result<Interest, String> {
         responses: i.responses,
         numbers: i.numbers,
         attestation: i.attestation,
+    })
+}
+
+/// A declared number policy, checked.
+fn number_policy(p: wit::NumberPolicy) -> Result<NumberPolicy, String> {
+    if !NumberPolicy::valid_country(&p.default_country) {
+        return Err(format!(
+            "its number policy's country code `{}` is not one to three digits",
+            p.default_country.escape_default()
+        ));
+    }
+    let format = |f: wit::NumberFormat| match f {
+        wit::NumberFormat::AsIs => Format::AsIs,
+        wit::NumberFormat::E164 => Format::Plus,
+        wit::NumberFormat::Digits => Format::Digits,
+        wit::NumberFormat::Nanp => Format::Nanp,
+    };
+    Ok(NumberPolicy {
+        outbound: format(p.outbound),
+        inbound: format(p.inbound),
+        default_country: p.default_country,
     })
 }
 

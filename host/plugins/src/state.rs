@@ -90,6 +90,8 @@ pub struct PluginState {
     /// ticker's callback compares the two (see `Live::timed`).
     pub(crate) call_started: std::time::Instant,
     pub(crate) call_limit: std::time::Duration,
+    /// The number policy the plugin declared (`host.declare-numbers`), read at load.
+    pub(crate) declared_numbers: Option<types::NumberPolicy>,
 }
 
 impl PluginState {
@@ -112,6 +114,7 @@ impl PluginState {
             output_is_stderr: false,
             call_started: std::time::Instant::now(),
             call_limit: std::time::Duration::ZERO,
+            declared_numbers: None,
         }
     }
 
@@ -236,6 +239,10 @@ impl host::Host for PluginState {
 
     fn setting_list(&mut self, key: String) -> Vec<String> {
         self.ident.settings.get(&key).cloned().unwrap_or_default()
+    }
+
+    fn declare_numbers(&mut self, policy: types::NumberPolicy) {
+        self.declared_numbers = Some(policy);
     }
 
     fn now_ms(&mut self) -> u64 {

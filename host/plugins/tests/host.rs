@@ -33,7 +33,7 @@ fn runtime() -> Arc<Runtime> {
 }
 
 fn bundled(name: &str) -> Option<&'static [u8]> {
-    if name.starts_with("testkit") || name == "old-abi" {
+    if name.starts_with("testkit") || name == "old-abi" || name == "abi-020" {
         let bytes = std::fs::read(sluice_e2e::test_plugin(name)).ok()?;
         return Some(Box::leak(bytes.into_boxed_slice()));
     }
@@ -143,6 +143,64 @@ fn brand_and_rule_sets_in_order() {
     assert_eq!(
         msg.request_uri(),
         Some("sip:+15552234567@trunk.example.com")
+    );
+}
+
+#[test]
+fn declared_numbers_are_written_by_sluice_without_the_hook() {
+    // testkit declares E.164 with country code 44, and its number hook writes +999 whenever it
+    // is called: Sluice writes the declared format itself.
+    let tk = "[plugin.tk]\nmodule = \"testkit\"\nsettings = { number_country = \"44\" }";
+    let mut host = host_for("brand = \"tk\"", tk);
+    let mut msg = invite("02079460018");
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
+    assert_eq!(
+        msg.request_uri(),
+        Some("sip:+442079460018@trunk.example.com")
+    );
+    assert_eq!(
+        msg.headers.get(&HeaderName::To),
+        Some("<sip:+442079460018@trunk.example.com>")
+    );
+    // In its place in the chain: outbound rule sets first (strip-plus, through its hook), then
+    // the brand (voipms, declared: `nanp` toward the trunk). In the other order voipms would
+    // write 011442079460018 and strip-plus would find no + to strip.
+    let mut host = host_for("brand = \"voipms\"\noutbound_rules = [\"strip-plus\"]", "");
+    let mut msg = invite("+442079460018");
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
+    assert_eq!(
+        msg.request_uri(),
+        Some("sip:442079460018@trunk.example.com")
+    );
+    // A policy Sluice cannot apply refuses the plugin at load.
+    let rt = runtime();
+    let mut s = spec("testkit", bundled("testkit").unwrap());
+    s.settings
+        .insert("number_country".into(), vec!["1234".into()]);
+    let e = load(&rt, &s).err().unwrap();
+    assert!(e.contains("country code `1234`"), "{e}");
+}
+
+#[test]
+fn plugins_built_before_declared_numbers_keep_working() {
+    // abi-020 was built against the interface as first published (no host.declare-numbers):
+    // it loads, and its number hook is called.
+    let mut host = host_for("brand = \"abi-020\"", "");
+    let mut msg = invite("5552234567");
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
+    assert_eq!(msg.request_uri(), Some("sip:+5552234567@trunk.example.com"));
+    assert_eq!(
+        msg.headers.get(&HeaderName::From),
+        Some("<sip:+15557654321@127.0.0.1:5080>;tag=a")
     );
 }
 

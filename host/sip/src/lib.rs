@@ -5,6 +5,7 @@
 //! - [`StreamFramer`] cuts a TCP byte stream into messages by Content-Length.
 //! - [`validate`] checks the mandatory headers and their syntax.
 //! - [`Message::write_to`] serialises, always with a correct Content-Length.
+//! - [`e164`]: telephone numbers and the formats providers write them in.
 
 // The workspace lints forbid panicking slicing and arithmetic in code that handles input; tests
 // index into data they built themselves.
@@ -18,6 +19,7 @@
     )
 )]
 
+pub mod e164;
 pub mod edit;
 pub mod fields;
 pub mod framing;

@@ -12,9 +12,7 @@
 //! ```
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{
-    export_plugin, Attestation, CallContext, Interest, Message, NumberContext, Plugin,
-};
+use sluice_sdk::{export_plugin, Attestation, CallContext, Interest, Message, Plugin};
 
 pub struct Generic {
     numbers: NumberPolicy,
@@ -41,8 +39,9 @@ fn digits(s: &str) -> String {
 
 impl Plugin for Generic {
     fn interest(&self) -> Interest {
-        // Numbers (and the attestation when configured): the messages of a call never reach it.
-        let i = Interest::none().numbers();
+        // The attestation when configured (numbers are declared): the messages of a call
+        // never reach it.
+        let i = Interest::none();
         if self.attestation.is_some() || !self.full.is_empty() {
             i.attestation()
         } else {
@@ -65,8 +64,9 @@ impl Plugin for Generic {
         })
     }
 
-    fn normalize_number(&mut self, ctx: &NumberContext, number: &str) -> Option<String> {
-        self.numbers.normalize(ctx, number)
+    fn number_policy(&self) -> Option<NumberPolicy> {
+        // Formats only: Sluice writes the numbers without calling the plugin.
+        Some(self.numbers.clone())
     }
 
     fn attestation(&mut self, _: &CallContext, msg: &Message) -> Option<Attestation> {

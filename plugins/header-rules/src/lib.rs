@@ -102,13 +102,6 @@ pub struct HeaderRules {
 }
 
 impl HeaderRules {
-    fn applies(&self, msg: &Message) -> bool {
-        match msg.method() {
-            Some(m) => self.methods.iter().any(|x| x == "*" || *x == m),
-            None => self.responses,
-        }
-    }
-
     fn apply(&self, msg: &mut Message) -> Result<(), sluice_sdk::EditError> {
         for rule in &self.rules {
             match rule {
@@ -176,20 +169,18 @@ impl Plugin for HeaderRules {
         }
     }
 
+    // Only the messages of the interest above reach the hooks (Sluice and the SDK's harness
+    // both filter by it), so the methods need no second look here.
     fn on_request(&mut self, _ctx: &CallContext, msg: &mut Message) -> Verdict {
-        if self.applies(msg) {
-            if let Err(e) = self.apply(msg) {
-                sluice_sdk::warn!("header rule refused: {e}");
-            }
+        if let Err(e) = self.apply(msg) {
+            sluice_sdk::warn!("header rule refused: {e}");
         }
         Verdict::Continue
     }
 
     fn on_response(&mut self, _ctx: &CallContext, msg: &mut Message) {
-        if self.applies(msg) {
-            if let Err(e) = self.apply(msg) {
-                sluice_sdk::warn!("header rule refused: {e}");
-            }
+        if let Err(e) = self.apply(msg) {
+            sluice_sdk::warn!("header rule refused: {e}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `generic`).
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, Interest, NumberContext, Plugin};
+use sluice_sdk::{export_plugin, Interest, Plugin};
 
 pub struct Telnyx {
     numbers: NumberPolicy,
@@ -11,8 +11,8 @@ pub struct Telnyx {
 
 impl Plugin for Telnyx {
     fn interest(&self) -> Interest {
-        // Numbers only: the messages of a call never reach it.
-        Interest::none().numbers()
+        // Nothing but the numbers, which are declared: no message of a call reaches it.
+        Interest::none()
     }
 
     fn new() -> Result<Self, String> {
@@ -21,8 +21,9 @@ impl Plugin for Telnyx {
         })
     }
 
-    fn normalize_number(&mut self, ctx: &NumberContext, number: &str) -> Option<String> {
-        self.numbers.normalize(ctx, number)
+    fn number_policy(&self) -> Option<NumberPolicy> {
+        // Formats only: Sluice writes the numbers without calling the plugin.
+        Some(self.numbers.clone())
     }
 }
 

@@ -4,7 +4,7 @@
 //! the PBX become E.164 with `+` (settings as for `generic`).
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, Interest, NumberContext, Plugin};
+use sluice_sdk::{export_plugin, Interest, Plugin};
 
 pub struct Voipms {
     numbers: NumberPolicy,
@@ -12,8 +12,8 @@ pub struct Voipms {
 
 impl Plugin for Voipms {
     fn interest(&self) -> Interest {
-        // Numbers only: the messages of a call never reach it.
-        Interest::none().numbers()
+        // Nothing but the numbers, which are declared: no message of a call reaches it.
+        Interest::none()
     }
 
     fn new() -> Result<Self, String> {
@@ -22,8 +22,9 @@ impl Plugin for Voipms {
         })
     }
 
-    fn normalize_number(&mut self, ctx: &NumberContext, number: &str) -> Option<String> {
-        self.numbers.normalize(ctx, number)
+    fn number_policy(&self) -> Option<NumberPolicy> {
+        // Formats only: Sluice writes the numbers without calling the plugin.
+        Some(self.numbers.clone())
     }
 }
 
@@ -33,7 +34,7 @@ export_plugin!(Voipms);
 mod tests {
     use super::*;
     use sluice_sdk::testing::{invite, Harness};
-    use sluice_sdk::{CallContext, NumberKind};
+    use sluice_sdk::{CallContext, NumberContext, NumberKind};
 
     #[test]
     fn nanp_digits_toward_voipms() {

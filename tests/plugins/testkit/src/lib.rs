@@ -14,8 +14,13 @@
 //!
 //! `tag` adds `X-Testkit: <label> v1` (or `v2` when built with the `v2` feature) to every
 //! message, so a test can see which version handled which message.
+//!
+//! `number_country`: declare the number policy E.164 both ways with this country code (checked
+//! by Sluice, not here). Its number hook writes `+999` whenever it is called, so a test sees
+//! whether Sluice wrote a declared number itself or called the hook.
 
-use sluice_sdk::{export_plugin, uri, CallContext, Message, Plugin, Verdict};
+use sluice_sdk::e164::{Format, NumberPolicy};
+use sluice_sdk::{export_plugin, uri, CallContext, Message, NumberContext, Plugin, Verdict};
 
 const GENERATION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
@@ -24,6 +29,7 @@ pub struct Testkit {
     trigger: String,
     label: String,
     hoard: Vec<Vec<u8>>,
+    number_country: Option<String>,
 }
 
 impl Testkit {
@@ -141,7 +147,20 @@ impl Plugin for Testkit {
             trigger: sluice_sdk::setting("trigger").unwrap_or_else(|| "666".into()),
             label: sluice_sdk::setting("label").unwrap_or_else(|| "testkit".into()),
             hoard: Vec::new(),
+            number_country: sluice_sdk::setting("number_country"),
         })
+    }
+
+    fn number_policy(&self) -> Option<NumberPolicy> {
+        self.number_country.as_ref().map(|cc| NumberPolicy {
+            outbound: Format::Plus,
+            inbound: Format::Plus,
+            default_country: cc.clone(),
+        })
+    }
+
+    fn normalize_number(&mut self, _: &NumberContext, _: &str) -> Option<String> {
+        self.number_country.as_ref().map(|_| "+999".to_string())
     }
 
     fn on_request(&mut self, _ctx: &CallContext, msg: &mut Message) -> Verdict {
