@@ -33,6 +33,26 @@ thread_local! {
     /// The plugin instance; a component instance is single-threaded and Sluice calls `init`
     /// first.
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = RefCell::new(None);
+    /// What the plugin's interest lets reach `on-message`, learnt at its first call.
+    static REACHES: std::cell::Cell<Option<Reaches>> = const { std::cell::Cell::new(None) };
+}
+
+/// Which messages the interest lets through to `on-message`: Sluice (and the test harness)
+/// call it for nothing else, so when it is only requests or only responses the hook need not
+/// ask the host which one it holds.
+#[derive(Clone, Copy)]
+enum Reaches {
+    Requests,
+    Responses,
+    Both,
+}
+
+fn reaches(i: &crate::Interest) -> Reaches {
+    match (i.requests.is_empty(), i.responses.is_empty()) {
+        (false, true) => Reaches::Requests,
+        (true, false) => Reaches::Responses,
+        _ => Reaches::Both,
+    }
 }
 
 fn with_plugin<P: Plugin, R>(f: impl FnOnce(&mut P) -> R) -> R {
@@ -127,7 +147,17 @@ impl<D: Describe + 'static> Guest for D {
         let ctx = context(ctx);
         let mut m = crate::Message::from_inner(msg);
         let verdict = with_plugin::<D::Plugin, _>(|p| {
-            if m.is_request() {
+            let kind = REACHES.get().unwrap_or_else(|| {
+                let k = reaches(&p.interest());
+                REACHES.set(Some(k));
+                k
+            });
+            let is_request = match kind {
+                Reaches::Requests => true,
+                Reaches::Responses => false,
+                Reaches::Both => m.is_request(),
+            };
+            if is_request {
                 p.on_request(&ctx, &mut m)
             } else {
                 p.on_response(&ctx, &mut m);

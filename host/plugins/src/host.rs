@@ -67,6 +67,9 @@ pub struct PluginHost {
     next_id: Generation,
     /// Scratch contexts, reused so that a call allocates nothing once warm.
     ctx: wit::CallContext,
+    /// The address `ctx.source` was written from: a B2BUA hears from few peers (the PBX, the
+    /// trunks' servers), so the text is rarely written again.
+    ctx_source: Option<std::net::SocketAddr>,
     nctx: wit::NumberContext,
     /// Plugin versions published as loaded (`sluice_plugin_loaded`).
     published: HashSet<(String, String)>,
@@ -137,6 +140,7 @@ impl PluginHost {
                 source: String::new(),
                 transport: wit::Transport::Udp,
             },
+            ctx_source: None,
             nctx: wit::NumberContext {
                 direction: wit::Direction::Outbound,
                 leg: wit::Leg::External,
@@ -238,15 +242,23 @@ impl PluginHost {
     }
 }
 
-/// The call context a hook is called with, written into the reused scratch value.
-fn fill_ctx(c: &mut wit::CallContext, ctx: &HookContext<'_>, brand: &str) {
+/// The call context a hook is called with, written into the reused scratch value (`source`:
+/// the address its `source` text was last written from).
+fn fill_ctx(
+    (c, source): (&mut wit::CallContext, &mut Option<std::net::SocketAddr>),
+    ctx: &HookContext<'_>,
+    brand: &str,
+) {
     c.call = ctx.call;
     c.direction = wit_direction(ctx.direction);
     c.leg = wit_leg(ctx.leg);
     set(&mut c.trunk, ctx.trunk);
     set(&mut c.brand, brand);
-    c.source.clear();
-    let _ = write!(c.source, "{}", ctx.source);
+    if *source != Some(ctx.source) {
+        c.source.clear();
+        let _ = write!(c.source, "{}", ctx.source);
+        *source = Some(ctx.source);
+    }
     c.transport = match ctx.transport {
         Transport::Udp => wit::Transport::Udp,
         Transport::Tcp => wit::Transport::Tcp,
@@ -488,7 +500,7 @@ impl Hooks for PluginHost {
             return HookVerdict::Continue;
         };
         let len = order.len();
-        fill_ctx(&mut self.ctx, ctx, brand);
+        fill_ctx((&mut self.ctx, &mut self.ctx_source), ctx, brand);
         let rejectable = edit::check_rejectable(msg, 500).is_ok();
         for k in 0..len {
             let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, ctx.leg, k) else {
@@ -558,7 +570,7 @@ impl Hooks for PluginHost {
         }
         let (order, brand) = gen.chain(ctx.trunk, Side::External)?;
         let len = order.len();
-        fill_ctx(&mut self.ctx, ctx, brand);
+        fill_ctx((&mut self.ctx, &mut self.ctx_source), ctx, brand);
         // Outbound order: the operator's rule sets speak before the brand; the first answer wins.
         for k in 0..len {
             let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, Side::External, k) else {

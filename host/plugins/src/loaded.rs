@@ -548,7 +548,8 @@ impl Ident {
     }
 }
 
-/// A sample outbound call through every hook, on a fresh instance.
+/// A sample call through every hook, on a fresh instance: the numbers, the message hook on the
+/// INVITE and its 200 both ways (what the interest lets through), the attestation.
 fn self_check(p: &LoadedPlugin) -> Result<Live, Failure> {
     let mut live = p.instantiate()?;
     let mut msg = sample_invite();
@@ -574,12 +575,40 @@ fn self_check(p: &LoadedPlugin) -> Result<Live, Failure> {
         };
         live.normalize_number(p, &n, "+15552234567")?;
     }
-    live.on_message(p, &ctx, &mut msg, &mut original, true)?;
-    live.attestation(p, &ctx, &mut msg)?;
-    ctx.direction = wit::Direction::Inbound;
-    ctx.leg = wit::Leg::Internal;
-    live.on_message(p, &ctx, &mut msg, &mut original, true)?;
+    // The message hook gets only what its interest lets through, as in Sluice: the sample
+    // INVITE, and its 200 for a plugin that wants responses.
+    let mut ok = sample_ok();
+    let mut ok_original = ok.clone();
+    for leg in [wit::Leg::External, wit::Leg::Internal] {
+        ctx.leg = leg;
+        ctx.direction = match leg {
+            wit::Leg::External => wit::Direction::Outbound,
+            wit::Leg::Internal => wit::Direction::Inbound,
+        };
+        if p.interest.wants(&msg) {
+            live.on_message(p, &ctx, &mut msg, &mut original, true)?;
+        }
+        if p.interest.wants(&ok) {
+            live.on_message(p, &ctx, &mut ok, &mut ok_original, true)?;
+        }
+        if leg == wit::Leg::External {
+            live.attestation(p, &ctx, &mut msg)?;
+        }
+    }
     Ok(live)
+}
+
+/// The sample INVITE's 200, as the callee's side answers it.
+fn sample_ok() -> Message {
+    let text = "SIP/2.0 200 OK\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKselfcheck;rport\r\n\
+        From: <sip:+15557654321@127.0.0.1:5080>;tag=selfcheck\r\n\
+        To: <sip:+15552234567@trunk.invalid>;tag=selfcheck-callee\r\n\
+        Call-ID: selfcheck\r\n\
+        CSeq: 1 INVITE\r\n\
+        Contact: <sip:+15552234567@127.0.0.1:5090>\r\n\
+        Content-Length: 0\r\n\r\n";
+    sluice_sip::parse_message(text.as_bytes()).unwrap_or_default()
 }
 
 fn sample_invite() -> Message {

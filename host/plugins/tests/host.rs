@@ -188,6 +188,63 @@ fn declared_numbers_are_written_by_sluice_without_the_hook() {
 }
 
 #[test]
+fn the_context_names_each_message_s_own_source() {
+    let tk = "[plugin.tk]\nmodule = \"testkit\"\nsettings = { mode = \"show-source\" }";
+    let mut host = host_for("outbound_rules = [\"tk\"]", tk);
+    let g = host.current();
+    for source in [
+        "127.0.0.10:5060",
+        "127.0.0.10:5060",
+        "[::1]:5062",
+        "127.0.0.11:5060",
+    ] {
+        let c = HookContext {
+            source: source.parse().unwrap(),
+            ..ctx(Side::External)
+        };
+        let mut msg = invite("100");
+        let mut original = msg.clone();
+        host.message(g, &c, &mut msg, &mut original);
+        assert_eq!(
+            msg.headers.get(&HeaderName::parse("X-Source")),
+            Some(source)
+        );
+    }
+}
+
+/// The SDK tells requests from responses by the plugin's interest when it lets only one kind
+/// through (without asking the host): each still reaches its own hook.
+#[test]
+fn requests_and_responses_reach_their_own_hooks() {
+    let ok = || {
+        parse_message(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKt\r\n\
+              From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:b@127.0.0.1>;tag=b\r\n\
+              Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap()
+    };
+    let kind = HeaderName::parse("X-Kind");
+    for (only, on_invite, on_ok) in [
+        ("responses", None, Some("response")),
+        ("requests", Some("request"), None),
+        ("both", Some("request"), Some("response")),
+    ] {
+        let tk = format!(
+            "[plugin.tk]\nmodule = \"testkit\"\n\
+             settings = {{ mode = \"show-kind\", only = \"{only}\" }}"
+        );
+        let mut host = host_for("outbound_rules = [\"tk\"]", &tk);
+        let g = host.current();
+        for (mut msg, want) in [(invite("100"), on_invite), (ok(), on_ok)] {
+            let mut original = msg.clone();
+            host.message(g, &ctx(Side::External), &mut msg, &mut original);
+            assert_eq!(msg.headers.get(&kind), want, "only {only}: {msg:?}");
+        }
+    }
+}
+
+#[test]
 fn plugins_built_before_declared_numbers_keep_working() {
     // abi-020 was built against the interface as first published (no host.declare-numbers):
     // it loads, and its number hook is called.

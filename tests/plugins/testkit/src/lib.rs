@@ -9,6 +9,12 @@
 //!   `every-loop` loops on every message, self-check included.
 //! - `label`: what `tag` writes.
 //!
+//! `show-kind` writes `X-Kind: request` from the request hook and `X-Kind: response` from the
+//! response hook; `only` (`requests` or `responses`) narrows the interest to that kind of
+//! message (every hook and message by default).
+//!
+//! `show-source` writes the call context's source address into `X-Source` of every message.
+//!
 //! `show-crypto` writes the first `a=crypto` line of the body it was lent (or `none`) into
 //! `X-Crypto` of every message, so that a test can see what a plugin is shown of SRTP keys.
 //!
@@ -20,7 +26,9 @@
 //! whether Sluice wrote a declared number itself or called the hook.
 
 use sluice_sdk::e164::{Format, NumberPolicy};
-use sluice_sdk::{export_plugin, uri, CallContext, Message, NumberContext, Plugin, Verdict};
+use sluice_sdk::{
+    export_plugin, uri, CallContext, Interest, Message, NumberContext, Plugin, Verdict,
+};
 
 const GENERATION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
@@ -30,6 +38,7 @@ pub struct Testkit {
     label: String,
     hoard: Vec<Vec<u8>>,
     number_country: Option<String>,
+    only: Option<String>,
 }
 
 impl Testkit {
@@ -138,6 +147,8 @@ impl Plugin for Testkit {
             "env",
             "log-flood",
             "show-crypto",
+            "show-source",
+            "show-kind",
         ];
         if !known.contains(&mode.as_str()) {
             return Err(format!("mode = \"{mode}\": expected one of {known:?}"));
@@ -148,7 +159,16 @@ impl Plugin for Testkit {
             label: sluice_sdk::setting("label").unwrap_or_else(|| "testkit".into()),
             hoard: Vec::new(),
             number_country: sluice_sdk::setting("number_country"),
+            only: sluice_sdk::setting("only"),
         })
+    }
+
+    fn interest(&self) -> Interest {
+        match self.only.as_deref() {
+            Some("requests") => Interest::none().requests(&["*"]).numbers(),
+            Some("responses") => Interest::none().responses(&["*"]).numbers(),
+            _ => Interest::all(),
+        }
     }
 
     fn number_policy(&self) -> Option<NumberPolicy> {
@@ -163,11 +183,25 @@ impl Plugin for Testkit {
         self.number_country.as_ref().map(|_| "+999".to_string())
     }
 
-    fn on_request(&mut self, _ctx: &CallContext, msg: &mut Message) -> Verdict {
-        self.act(msg)
+    fn on_request(&mut self, ctx: &CallContext, msg: &mut Message) -> Verdict {
+        match self.mode.as_str() {
+            "show-source" => {
+                let _ = msg.set_header("X-Source", &ctx.source);
+                Verdict::Continue
+            }
+            "show-kind" => {
+                let _ = msg.set_header("X-Kind", "request");
+                Verdict::Continue
+            }
+            _ => self.act(msg),
+        }
     }
 
     fn on_response(&mut self, _ctx: &CallContext, msg: &mut Message) {
+        if self.mode == "show-kind" {
+            let _ = msg.set_header("X-Kind", "response");
+            return;
+        }
         let _ = self.act(msg);
     }
 }
