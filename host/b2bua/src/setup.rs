@@ -245,13 +245,19 @@ fn switch_to_tcp(dialog: &mut Dialog, invite: &mut Message) {
 /// The callee's dialog follows what the plugins wrote into its INVITE (the edit rules keep the
 /// tags).
 pub fn follow_plugins(callee: &mut Dialog, invite: &Message) {
+    // Into the strings the leg already holds (written when the INVITE was built): no new
+    // allocation once they are long enough.
+    let follow = |s: &mut String, v: &str| {
+        s.clear();
+        s.push_str(v);
+    };
     if let Some(v) = invite.header(&HeaderName::From) {
-        callee.local_party = v.to_string();
+        follow(&mut callee.local_party, v);
     }
     if let Some(v) = invite.header(&HeaderName::To) {
-        callee.remote_party = v.to_string();
+        follow(&mut callee.remote_party, v);
     }
     if let Some(u) = invite.request_uri() {
-        callee.remote_target = u.to_string();
+        follow(&mut callee.remote_target, u);
     }
 }

@@ -126,13 +126,18 @@ pub fn check_value(name: &HeaderName, value: &str) -> Result<(), EditError> {
 
 /// A URI an edit may write as Request-URI or in From/To: `sip:`, `sips:` or `tel:`.
 pub fn check_uri(uri: &str) -> Result<(), EditError> {
+    checked_uri(uri).map(|_| ())
+}
+
+/// [`check_uri`], keeping what it parsed.
+fn checked_uri(uri: &str) -> Result<Uri<'_>, EditError> {
     let bad = || EditError::BadUri(uri.to_string());
     if uri.len() > MAX_VALUE || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(bad());
     }
     let u = Uri::parse(uri).ok_or_else(bad)?;
     if u.is_sip() {
-        return Ok(());
+        return Ok(u);
     }
     if u.scheme.eq_ignore_ascii_case("tel") {
         let number = u.host.split(';').next().unwrap_or("");
@@ -141,7 +146,7 @@ pub fn check_uri(uri: &str) -> Result<(), EditError> {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() || b"+-.()*#".contains(&b))
         {
-            return Ok(());
+            return Ok(u);
         }
     }
     Err(bad())
@@ -219,10 +224,10 @@ pub fn remove_header(msg: &mut Message, name: &str) -> Result<u32, EditError> {
 }
 
 pub fn set_request_uri(msg: &mut Message, uri: &str) -> Result<(), EditError> {
-    check_uri(uri)?;
+    let u = checked_uri(uri)?;
     // Headers (`?…`) are not allowed in a Request-URI (RFC 3261 §19.1.5): what `validate`
     // refuses, an edit may not write (found by the `edit` fuzz target).
-    if Uri::parse(uri).is_some_and(|u| u.is_sip() && !u.headers.is_empty()) {
+    if u.is_sip() && !u.headers.is_empty() {
         return Err(EditError::BadUri(uri.to_string()));
     }
     match &mut msg.start {
