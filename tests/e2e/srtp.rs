@@ -14,7 +14,7 @@
 )]
 
 use sluice_e2e::{
-    http, parse_message_log, peer_program, sipp_available, Lab, LabAddrs, Peer, Transport,
+    http, parse_message_log, peer_program, sipp_available, Lab, LabAddrs, Peer, Sipp, Transport,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -322,19 +322,9 @@ fn offered_key(uas_messages: &std::path::Path, tag: u32, suite: &str) -> String 
         .to_string()
 }
 
-fn srtp_call(block: u8, tag: u32, suite: &str) {
-    if !sipp_available() {
-        panic!("sipp (package sip-tester) is required for the end-to-end tests");
-    }
-    let oracle = Oracle::start();
-    let a = LabAddrs::v4(block);
-    let config = Lab::config_for(&a, Transport::Udp)
-        .replace("max_calls = 10000\n", "max_calls = 10000\n\n[media]\n")
-        .replace("\n[routing]", "srtp = \"required\"\n\n[routing]");
-    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &config);
-    let bind = |ip: &str, port: u16| UdpSocket::bind(format!("{ip}:{port}")).unwrap();
-    let (pbx_rtp, pbx_rtcp) = (bind(&a.pbx_ip, 16100), bind(&a.pbx_ip, 16101));
-    let (trunk_rtp, trunk_rtcp) = (bind(&a.trunk_ip, 17100), bind(&a.trunk_ip, 17101));
+/// SIPp as the trunk (SRTP with `suite`, its crypto line tagged `tag`) and as the PBX (plain
+/// RTP), one call placed.
+fn srtp_peers(lab: &Lab, tag: u32, suite: &str) -> (Sipp, Sipp) {
     let tag_s = tag.to_string();
     let uas_keys = [
         "-key",
@@ -360,6 +350,41 @@ fn srtp_call(block: u8, tag: u32, suite: &str) {
         Some(&lab.internal()),
         &["-key", "pbx_rtp_port", "16100", "-d", "6000", "-m", "1"],
     );
+    (uac, uas)
+}
+
+/// What each side received: the PBX no key and no trunk address, the trunk no PBX address.
+fn assert_keys_and_topology_hidden(
+    a: &LabAddrs,
+    uac_log: &std::path::Path,
+    uas_log: &std::path::Path,
+) {
+    let received = |p: &std::path::Path| {
+        parse_message_log(&std::fs::read_to_string(p).unwrap_or_default(), "received")
+    };
+    for m in received(uac_log) {
+        assert!(!m.contains("a=crypto"), "the PBX saw a key:\n{m}");
+        assert!(!m.contains(&a.trunk_ip), "the PBX saw the trunk:\n{m}");
+    }
+    for m in received(uas_log) {
+        assert!(!m.contains(&a.pbx_ip), "the trunk saw the PBX:\n{m}");
+    }
+}
+
+fn srtp_call(block: u8, tag: u32, suite: &str) {
+    if !sipp_available() {
+        panic!("sipp (package sip-tester) is required for the end-to-end tests");
+    }
+    let oracle = Oracle::start();
+    let a = LabAddrs::v4(block);
+    let config = Lab::config_for(&a, Transport::Udp)
+        .replace("max_calls = 10000\n", "max_calls = 10000\n\n[media]\n")
+        .replace("\n[routing]", "srtp = \"required\"\n\n[routing]");
+    let lab = Lab::start_with_text(a.clone(), Transport::Udp, &config);
+    let bind = |ip: &str, port: u16| UdpSocket::bind(format!("{ip}:{port}")).unwrap();
+    let (pbx_rtp, pbx_rtcp) = (bind(&a.pbx_ip, 16100), bind(&a.pbx_ip, 16101));
+    let (trunk_rtp, trunk_rtcp) = (bind(&a.trunk_ip, 17100), bind(&a.trunk_ip, 17101));
+    let (uac, uas) = srtp_peers(&lab, tag, suite);
 
     let (caller_port, callee_port, agreed) = wait_for_srtp(&lab);
     assert_eq!(agreed, suite);
@@ -388,16 +413,7 @@ fn srtp_call(block: u8, tag: u32, suite: &str) {
     assert_eq!(failures, 2, "the bad tag and the replay are counted");
 
     let (uac_log, uas_log) = lab.one_call_completed(uac, uas);
-    let received = |p: &std::path::Path| {
-        parse_message_log(&std::fs::read_to_string(p).unwrap_or_default(), "received")
-    };
-    for m in received(&uac_log) {
-        assert!(!m.contains("a=crypto"), "the PBX saw a key:\n{m}");
-        assert!(!m.contains(&a.trunk_ip), "the PBX saw the trunk:\n{m}");
-    }
-    for m in received(&uas_log) {
-        assert!(!m.contains(&a.pbx_ip), "the trunk saw the PBX:\n{m}");
-    }
+    assert_keys_and_topology_hidden(&a, &uac_log, &uas_log);
     let counted = metric(
         &lab,
         "sluice_srtp_auth_failures_total{trunk=\"loop\",side=\"external\"}",
