@@ -18,7 +18,7 @@ pub mod bindings {
 
 pub use bindings::export;
 
-use bindings::exports::sluice::plugin::hooks::Guest;
+use bindings::exports::sluice::plugin::call_hooks::Guest;
 use bindings::sluice::plugin::message::SipMessage;
 use bindings::sluice::plugin::types as wit;
 
@@ -35,6 +35,17 @@ thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = RefCell::new(None);
     /// What the plugin's interest lets reach `on-message`, learnt at its first call.
     static REACHES: std::cell::Cell<Option<Reaches>> = const { std::cell::Cell::new(None) };
+    /// The context of the last hook call: Sluice sends its strings only when they change.
+    static CONTEXT: RefCell<crate::CallContext> = RefCell::new(crate::CallContext {
+        call: 0,
+        direction: crate::Direction::Outbound,
+        leg: crate::Leg::External,
+        trunk: String::new(),
+        brand: String::new(),
+        tenant: None,
+        source: String::new(),
+        transport: crate::Transport::Udp,
+    });
 }
 
 /// Which messages the interest lets through to `on-message`: Sluice (and the test harness)
@@ -95,21 +106,40 @@ fn number_format(f: crate::e164::Format) -> wit::NumberFormat {
     }
 }
 
-fn context(c: wit::CallContext) -> crate::CallContext {
-    crate::CallContext {
-        call: c.call,
-        direction: direction(c.direction),
-        leg: leg(c.leg),
-        trunk: c.trunk,
-        brand: c.brand,
-        tenant: c.tenant,
-        source: c.source,
-        transport: match c.transport {
-            wit::Transport::Udp => crate::Transport::Udp,
-            wit::Transport::Tcp => crate::Transport::Tcp,
-            wit::Transport::Tls => crate::Transport::Tls,
-        },
+fn transport(t: wit::Transport) -> crate::Transport {
+    match t {
+        wit::Transport::Udp => crate::Transport::Udp,
+        wit::Transport::Tcp => crate::Transport::Tcp,
+        wit::Transport::Tls => crate::Transport::Tls,
     }
+}
+
+/// Keep the names a hook call brings (Sluice sends them only when they change).
+fn keep_names(ctx: &mut crate::CallContext, names: Option<wit::CallNames>) {
+    if let Some(n) = names {
+        ctx.trunk = n.trunk;
+        ctx.brand = n.brand;
+        ctx.tenant = n.tenant;
+    }
+}
+
+/// Run `f` with the call context of this hook call: the last one, updated with what the call
+/// brings.
+fn with_context<R>(c: wit::CallInfo, f: impl FnOnce(&crate::CallContext) -> R) -> R {
+    CONTEXT.with(|cell| {
+        {
+            let mut ctx = cell.borrow_mut();
+            ctx.call = c.call;
+            ctx.direction = direction(c.direction);
+            ctx.leg = leg(c.leg);
+            ctx.transport = transport(c.transport);
+            keep_names(&mut ctx, c.names);
+            if let Some(s) = c.source {
+                ctx.source = s;
+            }
+        }
+        f(&cell.borrow())
+    })
 }
 
 impl<D: Describe + 'static> Guest for D {
@@ -143,26 +173,27 @@ impl<D: Describe + 'static> Guest for D {
         }
     }
 
-    fn on_message(ctx: wit::CallContext, msg: &SipMessage) -> wit::Verdict {
-        let ctx = context(ctx);
+    fn on_message(ctx: wit::CallInfo, msg: &SipMessage) -> wit::Verdict {
         let mut m = crate::Message::from_inner(msg);
-        let verdict = with_plugin::<D::Plugin, _>(|p| {
-            let kind = REACHES.get().unwrap_or_else(|| {
-                let k = reaches(&p.interest());
-                REACHES.set(Some(k));
-                k
-            });
-            let is_request = match kind {
-                Reaches::Requests => true,
-                Reaches::Responses => false,
-                Reaches::Both => m.is_request(),
-            };
-            if is_request {
-                p.on_request(&ctx, &mut m)
-            } else {
-                p.on_response(&ctx, &mut m);
-                Verdict::Continue
-            }
+        let verdict = with_context(ctx, |ctx| {
+            with_plugin::<D::Plugin, _>(|p| {
+                let kind = REACHES.get().unwrap_or_else(|| {
+                    let k = reaches(&p.interest());
+                    REACHES.set(Some(k));
+                    k
+                });
+                let is_request = match kind {
+                    Reaches::Requests => true,
+                    Reaches::Responses => false,
+                    Reaches::Both => m.is_request(),
+                };
+                if is_request {
+                    p.on_request(ctx, &mut m)
+                } else {
+                    p.on_response(ctx, &mut m);
+                    Verdict::Continue
+                }
+            })
         });
         match verdict {
             Verdict::Continue => wit::Verdict::Continue,
@@ -172,13 +203,18 @@ impl<D: Describe + 'static> Guest for D {
         }
     }
 
-    fn normalize_number(ctx: wit::NumberContext, number: String) -> Option<String> {
+    fn normalize_number(ctx: wit::NumberInfo, number: String) -> Option<String> {
+        let (trunk, brand, tenant) = CONTEXT.with(|cell| {
+            let mut c = cell.borrow_mut();
+            keep_names(&mut c, ctx.names);
+            (c.trunk.clone(), c.brand.clone(), c.tenant.clone())
+        });
         let ctx = crate::NumberContext {
             direction: direction(ctx.direction),
             leg: leg(ctx.leg),
-            trunk: ctx.trunk,
-            brand: ctx.brand,
-            tenant: ctx.tenant,
+            trunk,
+            brand,
+            tenant,
             kind: match ctx.kind {
                 wit::NumberKind::Called => crate::NumberKind::Called,
                 wit::NumberKind::Calling => crate::NumberKind::Calling,
@@ -187,10 +223,12 @@ impl<D: Describe + 'static> Guest for D {
         with_plugin::<D::Plugin, _>(|p| p.normalize_number(&ctx, &number))
     }
 
-    fn choose_attestation(ctx: wit::CallContext, msg: &SipMessage) -> Option<wit::Attestation> {
-        let ctx = context(ctx);
+    fn choose_attestation(ctx: wit::CallInfo, msg: &SipMessage) -> Option<wit::Attestation> {
         let m = crate::Message::from_inner(msg);
-        with_plugin::<D::Plugin, _>(|p| p.attestation(&ctx, &m)).map(|a| match a {
+        with_context(ctx, |ctx| {
+            with_plugin::<D::Plugin, _>(|p| p.attestation(ctx, &m))
+        })
+        .map(|a| match a {
             crate::Attestation::A => wit::Attestation::A,
             crate::Attestation::B => wit::Attestation::B,
             crate::Attestation::C => wit::Attestation::C,

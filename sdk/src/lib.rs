@@ -118,8 +118,9 @@ pub trait Plugin: Sized + 'static {
     }
 }
 
-/// Export a [`Plugin`] as the component's `sluice:plugin/hooks` implementation. The plugin's
-/// name and version are its package's unless given: `export_plugin!(MyPlugin, version = "2.1.0")`.
+/// Export a [`Plugin`] as the component's `sluice:plugin/call-hooks` implementation. The
+/// plugin's name and version are its package's unless given:
+/// `export_plugin!(MyPlugin, version = "2.1.0")`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {

@@ -4,6 +4,8 @@
 //!   compiled-code cache) and the linker with the host's imports.
 //! - [`state`]: a plugin store's data and the host side of `wit/plugin.wit`: the message a hook
 //!   is lent, logging, counters, settings, clock.
+//! - `exports`: a plugin's exports in either form (`call-hooks`, or the `hooks` of plugins
+//!   built before it) and the context strings each instance was sent last.
 //! - [`loaded`]: loading and self-checking a plugin version; calling its hooks under limits.
 //! - [`prepare`]: from the configuration to a generation of plugins and per-trunk chains.
 //! - [`host`]: [`PluginHost`], the engine's [`sluice_b2bua::Hooks`]: chains, failure policy,
@@ -32,7 +34,22 @@ pub(crate) mod bindings {
     });
 }
 
+/// Plugins built before `call-hooks`: the same imports (the types and host traits above), the
+/// old export.
+pub(crate) mod whole_context {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "sluice:plugin/plugin-whole-context",
+        with: {
+            "sluice:plugin/types": crate::bindings::sluice::plugin::types,
+            "sluice:plugin/message": crate::bindings::sluice::plugin::message,
+            "sluice:plugin/host": crate::bindings::sluice::plugin::host,
+        },
+    });
+}
+
 pub mod dry_run;
+mod exports;
 pub mod host;
 pub mod loaded;
 pub mod log_budget;

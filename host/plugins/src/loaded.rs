@@ -1,9 +1,8 @@
 //! A loaded plugin version (compiled, linked, self-checked) and its live instances: calling a
 //! hook under the deadline and memory cap, and telling what went wrong when it fails.
 
-use crate::bindings::exports::sluice::plugin::hooks::Guest;
 use crate::bindings::sluice::plugin::types as wit;
-use crate::bindings::{Plugin, PluginPre};
+use crate::exports::{Guest, Pre};
 use crate::runtime::Runtime;
 use crate::state::{Ident, PluginState};
 use sluice_config::Policy;
@@ -12,7 +11,6 @@ use sluice_sip::{Interest, Message};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
 /// Everything needed to load one configured plugin.
@@ -159,7 +157,7 @@ pub struct LoadedPlugin {
     /// Longest one hook call may run.
     pub(crate) deadline: Duration,
     ticker: Arc<crate::runtime::Ticker>,
-    pre: PluginPre<PluginState>,
+    pre: Pre,
     memory: usize,
     pub(crate) metrics: PluginMetrics,
     /// Which hooks the plugin wants called (it declares it once, after `init`).
@@ -220,7 +218,7 @@ impl LoadedPlugin {
             .instantiate(&mut store)
             .map_err(|e| Failure::Instantiate(format!("{e:#}")))?;
         let mut live = Live { store, plugin };
-        let r = live.guest_call(|g, s| g.call_init(s));
+        let r = live.guest_call(|g, s| g.init(s));
         match live.finish(r) {
             Ok(Ok(())) => Ok(live),
             Ok(Err(e)) => Err(Failure::Instantiate(format!(
@@ -245,22 +243,24 @@ fn start_call(store: &mut Store<PluginState>, limit: Duration) -> Instant {
 /// A live instance of a plugin version.
 pub(crate) struct Live {
     store: Store<PluginState>,
-    plugin: Plugin,
+    plugin: Guest,
 }
 
 impl Live {
     fn guest_call<R>(
         &mut self,
-        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
-        let guest = self.plugin.sluice_plugin_hooks();
-        f(guest, &mut self.store)
+        f(&mut self.plugin, &mut self.store)
     }
 
     /// Classify the result of a call: what failed, or the value.
     fn finish<R>(&mut self, r: wasmtime::Result<R>) -> Result<R, Failure> {
         self.store.data_mut().flush_output();
         let memory = std::mem::take(&mut self.store.data_mut().limiter.memory_exceeded);
+        if r.is_err() {
+            self.plugin.forget_sent();
+        }
         match r {
             Ok(v) => Ok(v),
             Err(e) => Err(if memory {
@@ -285,7 +285,7 @@ impl Live {
     fn limited<R>(
         &mut self,
         p: &LoadedPlugin,
-        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         start_call(&mut self.store, p.deadline);
         p.ticker.calling();
@@ -297,7 +297,7 @@ impl Live {
         &mut self,
         p: &LoadedPlugin,
         hook: Hook,
-        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> wasmtime::Result<R> {
         let started = start_call(&mut self.store, p.deadline);
         p.ticker.calling();
@@ -322,7 +322,7 @@ impl Live {
         mut original: Option<&mut Message>,
         keep_snapshot: bool,
         edits_allowed: bool,
-        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         let st = self.store.data_mut();
         st.msg = std::mem::take(msg);
@@ -373,7 +373,7 @@ impl Live {
             Some(original),
             keep_snapshot,
             true,
-            |g, s| g.call_on_message(s, ctx, Resource::new_borrow(0)),
+            |g, s| g.on_message(s, ctx),
         )
     }
 
@@ -383,9 +383,7 @@ impl Live {
         ctx: &wit::NumberContext,
         number: &str,
     ) -> Result<Option<String>, Failure> {
-        let r = self.timed(p, Hook::Number, |g, s| {
-            g.call_normalize_number(s, ctx, number)
-        });
+        let r = self.timed(p, Hook::Number, |g, s| g.normalize_number(s, ctx, number));
         let n = self.finish(r)?;
         if let Some(n) = &n {
             sluice_sip::edit::check_number(n).map_err(|e| Failure::Invalid(e.to_string()))?;
@@ -408,14 +406,14 @@ impl Live {
             None,
             true,
             false,
-            |g, s| g.call_choose_attestation(s, ctx, Resource::new_borrow(0)),
+            |g, s| g.choose_attestation(s, ctx),
         )
     }
 }
 
-/// Compile, link and self-check a plugin: it must export `sluice:plugin/hooks@0.2.0`, report
-/// its name and version, accept its settings, and run every hook on a sample call within its
-/// limits. Any failure refuses the plugin with a message that names it.
+/// Compile, link and self-check a plugin: it must export `sluice:plugin/call-hooks@0.2.0` (or
+/// `hooks@0.2.0`, as plugins built before it do), report its name and version, accept its
+/// settings, and run every hook on a sample call within its limits. Any failure refuses the plugin with a message that names it.
 pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
     let who = format!(
         "plugin `{}` (module `{}`, {})",
@@ -429,8 +427,9 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let pre = linker.instantiate_pre(&component).map_err(|e| {
         format!("{who}: does not fit Sluice's plugin interface (sluice:plugin@0.2.0; rebuild it with the current SDK): {e:#}")
     })?;
-    let pre = PluginPre::new(pre)
-        .map_err(|e| format!("{who}: does not export sluice:plugin/hooks@0.2.0: {e:#}"))?;
+    let pre = Pre::new(pre).map_err(|e| {
+        format!("{who}: does not export sluice:plugin/call-hooks@0.2.0 (nor hooks@0.2.0): {e}")
+    })?;
     let mut ident = Ident {
         name: spec.name.clone(),
         module: spec.module.clone(),
@@ -457,7 +456,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let mut live = probe
         .instantiate()
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
-    let r = live.limited(&probe, |g, s| g.call_info(s));
+    let r = live.limited(&probe, |g, s| g.info(s));
     let info = live
         .finish(r)
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;
@@ -470,7 +469,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     };
     ident.version = clean(&info.version);
     ident.reported_name = clean(&info.name);
-    let r = live.limited(&probe, |g, s| g.call_get_interest(s));
+    let r = live.limited(&probe, |g, s| g.get_interest(s));
     let declared = live
         .finish(r)
         .map_err(|f| format!("{who}: self-check failed: {f}"))?;

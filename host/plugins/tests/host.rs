@@ -212,6 +212,141 @@ fn the_context_names_each_message_s_own_source() {
     }
 }
 
+/// A plugin built with the SDK is sent the context's strings only when they differ from the
+/// last ones its instance received, whichever hook that was: every message still sees its own
+/// call's context, across trunks, brands, legs, sources and transports, after the number hook
+/// of a new call, and on the fresh instance that follows a trap.
+#[test]
+fn every_hook_sees_its_own_call_s_context() {
+    let plugins = "[[trunk]]\nname = \"u\"\nhost = \"127.0.0.21\"\nbrand = \"twilio\"\n\
+                   outbound_rules = [\"tk\"]\ninbound_rules = [\"tk\"]\n\
+                   [plugin.tk]\nmodule = \"testkit\"\nsettings = { mode = \"show-context\" }";
+    let mut host = host_for(
+        "outbound_rules = [\"tk\"]\ninbound_rules = [\"tk\"]",
+        plugins,
+    );
+    let g = host.current();
+    let shown = HeaderName::parse("X-Context");
+    // (call, trunk, brand, leg, source, transport, called number, a new call?)
+    let steps = [
+        (
+            7,
+            "t",
+            "generic",
+            Side::External,
+            "127.0.0.10:5060",
+            Transport::Udp,
+            "100",
+            true,
+        ),
+        (
+            7,
+            "t",
+            "generic",
+            Side::External,
+            "127.0.0.10:5060",
+            Transport::Udp,
+            "100",
+            false,
+        ),
+        (
+            8,
+            "u",
+            "twilio",
+            Side::External,
+            "127.0.0.10:5060",
+            Transport::Udp,
+            "100",
+            true,
+        ),
+        (
+            8,
+            "u",
+            "twilio",
+            Side::Internal,
+            "127.0.0.21:5060",
+            Transport::Udp,
+            "100",
+            false,
+        ),
+        (
+            9,
+            "t",
+            "generic",
+            Side::Internal,
+            "127.0.0.20:5060",
+            Transport::Tcp,
+            "100",
+            true,
+        ),
+        (
+            9,
+            "t",
+            "generic",
+            Side::Internal,
+            "127.0.0.20:5060",
+            Transport::Tcp,
+            "6661",
+            false,
+        ),
+        (
+            10,
+            "u",
+            "twilio",
+            Side::External,
+            "[::1]:5060",
+            Transport::Tls,
+            "100",
+            false,
+        ),
+        (
+            11,
+            "t",
+            "generic",
+            Side::External,
+            "127.0.0.10:5060",
+            Transport::Udp,
+            "100",
+            true,
+        ),
+    ];
+    for (call, trunk, brand, leg, source, transport, called, new) in steps {
+        let c = HookContext {
+            call,
+            direction: if leg == Side::External {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+            leg,
+            trunk,
+            source: source.parse().unwrap(),
+            transport,
+        };
+        let mut msg = invite(called);
+        let mut original = msg.clone();
+        if new {
+            run_new_call(&mut host, g, &c, &mut msg, &mut original);
+        } else {
+            host.message(g, &c, &mut msg, &mut original);
+        }
+        let want = format!(
+            "call={call};direction={};leg={};trunk={trunk};brand={brand};tenant=-;\
+             source={source};transport={}",
+            format!("{:?}", c.direction).to_lowercase(),
+            if leg == Side::External {
+                "external"
+            } else {
+                "internal"
+            },
+            format!("{transport:?}").to_lowercase(),
+        );
+        // The trap (To user 666…) leaves the message as it came: fail-open.
+        let want = (called != "6661").then_some(want.as_str());
+        assert_eq!(msg.headers.get(&shown), want, "call {call}");
+    }
+}
+
 /// The SDK tells requests from responses by the plugin's interest when it lets only one kind
 /// through (without asking the host): each still reaches its own hook.
 #[test]

@@ -15,6 +15,11 @@
 //!
 //! `show-source` writes the call context's source address into `X-Source` of every message.
 //!
+//! `show-context` writes the whole call context into `X-Context` of every message
+//! (`call=7;direction=outbound;leg=external;trunk=t;brand=generic;tenant=-;source=…;transport=udp`),
+//! and traps on a message whose To user starts with the trigger, so that a test sees what a
+//! fresh instance is told.
+//!
 //! `show-crypto` writes the first `a=crypto` line of the body it was lent (or `none`) into
 //! `X-Crypto` of every message, so that a test can see what a plugin is shown of SRTP keys.
 //!
@@ -148,6 +153,7 @@ impl Plugin for Testkit {
             "log-flood",
             "show-crypto",
             "show-source",
+            "show-context",
             "show-kind",
         ];
         if !known.contains(&mode.as_str()) {
@@ -193,16 +199,45 @@ impl Plugin for Testkit {
                 let _ = msg.set_header("X-Kind", "request");
                 Verdict::Continue
             }
+            "show-context" => {
+                self.show_context(ctx, msg);
+                Verdict::Continue
+            }
             _ => self.act(msg),
         }
     }
 
-    fn on_response(&mut self, _ctx: &CallContext, msg: &mut Message) {
-        if self.mode == "show-kind" {
-            let _ = msg.set_header("X-Kind", "response");
-            return;
+    fn on_response(&mut self, ctx: &CallContext, msg: &mut Message) {
+        match self.mode.as_str() {
+            "show-kind" => {
+                let _ = msg.set_header("X-Kind", "response");
+            }
+            "show-context" => self.show_context(ctx, msg),
+            _ => {
+                let _ = self.act(msg);
+            }
         }
-        let _ = self.act(msg);
+    }
+}
+
+impl Testkit {
+    fn show_context(&self, ctx: &CallContext, msg: &mut Message) {
+        let lower = |d: &dyn std::fmt::Debug| format!("{d:?}").to_lowercase();
+        let text = format!(
+            "call={};direction={};leg={};trunk={};brand={};tenant={};source={};transport={}",
+            ctx.call,
+            lower(&ctx.direction),
+            lower(&ctx.leg),
+            ctx.trunk,
+            ctx.brand,
+            ctx.tenant.as_deref().unwrap_or("-"),
+            ctx.source,
+            lower(&ctx.transport),
+        );
+        let _ = msg.set_header("X-Context", &text);
+        if self.triggered(msg) {
+            panic!("show-context: triggered");
+        }
     }
 }
 
