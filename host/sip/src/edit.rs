@@ -383,7 +383,15 @@ pub fn normalize_numbers(
     if let Some((called, span)) = called {
         if let Some(n) = hook(NumberKind::Called, &called).filter(|n| check_number(n).is_ok()) {
             if let Some(uri) = msg.request_uri().and_then(|u| splice_range(u, span, &n)) {
-                let _ = set_request_uri(msg, &uri);
+                if is_plain_number(&n) {
+                    // `+` and digits in place of a URI's user part or a tel: number leave a
+                    // valid URI valid: no need to check the whole of it again.
+                    if let StartLine::Request { uri: u, .. } = &mut msg.start {
+                        *u = uri;
+                    }
+                } else {
+                    let _ = set_request_uri(msg, &uri);
+                }
             }
             let to = |number: &str| (number == called).then(|| n.clone());
             replace_numbers(msg, &HeaderName::To, to);
@@ -402,6 +410,12 @@ pub fn normalize_numbers(
             new
         });
     }
+}
+
+/// An optional `+` and one or more digits: what a number policy writes.
+fn is_plain_number(n: &str) -> bool {
+    let digits = n.strip_prefix('+').unwrap_or(n);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Rewrite the number of every element of header `name` to what `new` says of it (`None`:
