@@ -45,58 +45,12 @@ impl E164 {
     /// assert!(E164::parse("+14151234567", "1").is_none());
     /// ```
     pub fn parse(number: &str, default_country: &str) -> Option<E164> {
-        let cleaned: String = number
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
-        let nanp_international = default_country == "1" && cleaned.len() > 11;
-        let (international, digits) = if let Some(rest) = cleaned.strip_prefix('+') {
-            (true, rest)
-        } else if let Some(rest) = cleaned.strip_prefix("00") {
-            (true, rest)
-        } else if let Some(rest) = cleaned.strip_prefix("011").filter(|_| nanp_international) {
-            (true, rest)
-        } else {
-            (false, cleaned.as_str())
-        };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let e = if international {
-            // All ASCII digits: any split is on a character boundary.
-            let (cc, national) = digits.split_at(country_code_len(digits).min(digits.len()));
-            E164 {
-                country_code: cc.to_string(),
-                national: national.to_string(),
-            }
-        } else if let Some(national) = digits
-            .strip_prefix('1')
-            .filter(|_| default_country == "1" && digits.len() == 11)
-        {
-            E164 {
-                country_code: "1".into(),
-                national: national.to_string(),
-            }
-        } else if default_country == "1" && digits.len() == 10 {
-            E164 {
-                country_code: "1".into(),
-                national: digits.to_string(),
-            }
-        } else if default_country != "1" && !default_country.is_empty() {
-            // A national number with a trunk prefix 0 (most non-NANP countries).
-            let national = digits.strip_prefix('0').unwrap_or(digits);
-            E164 {
-                country_code: default_country.to_string(),
-                national: national.to_string(),
-            }
-        } else {
-            return None;
-        };
-        let total = e.country_code.len().saturating_add(e.national.len());
-        if e.country_code == "1" && !valid_nanp(&e.national) {
-            return None;
-        }
-        (e.national.len() >= 4 && total <= 15).then_some(e)
+        let cleaned = without_separators(number);
+        let p = Parts::parse(&cleaned, default_country)?;
+        Some(E164 {
+            country_code: p.country_code.to_string(),
+            national: p.national.to_string(),
+        })
     }
 
     /// How a North American carrier dials it: 11 digits `1NXXNXXXXXX` for a NANP number,
@@ -108,26 +62,112 @@ impl E164 {
     /// assert_eq!(E164::parse("+442079460018", "1").unwrap().to_nanp_dialing(), "011442079460018");
     /// ```
     pub fn to_nanp_dialing(&self) -> String {
-        if self.is_nanp() {
-            self.to_digits()
-        } else {
-            format!("011{}", self.to_digits())
-        }
+        self.parts().nanp_dialing()
     }
 
     /// `+CCNNN…`
     pub fn to_plus(&self) -> String {
-        format!("+{}{}", self.country_code, self.national)
+        self.parts().write_digits("+")
     }
 
     /// `CCNNN…` without `+` (how VoIP.ms and many gateways write NANP numbers: `1NXXNXXXXXX`).
     pub fn to_digits(&self) -> String {
-        format!("{}{}", self.country_code, self.national)
+        self.parts().write_digits("")
     }
 
     /// True for a North American Numbering Plan number.
     pub fn is_nanp(&self) -> bool {
+        self.parts().is_nanp()
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            country_code: &self.country_code,
+            national: &self.national,
+        }
+    }
+}
+
+/// The number without visual separators (` -.()`), borrowed when it has none.
+fn without_separators(number: &str) -> std::borrow::Cow<'_, str> {
+    let separator = |c: char| matches!(c, ' ' | '-' | '.' | '(' | ')');
+    if number.contains(separator) {
+        number.chars().filter(|&c| !separator(c)).collect()
+    } else {
+        std::borrow::Cow::Borrowed(number)
+    }
+}
+
+/// [`E164`] as views into the number it was read from: what formatting needs, without an
+/// allocation until the result.
+struct Parts<'a> {
+    country_code: &'a str,
+    national: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    /// [`E164::parse`] of a number without separators.
+    fn parse(cleaned: &'a str, default_country: &'a str) -> Option<Parts<'a>> {
+        let nanp_international = default_country == "1" && cleaned.len() > 11;
+        let (international, digits) = if let Some(rest) = cleaned.strip_prefix('+') {
+            (true, rest)
+        } else if let Some(rest) = cleaned.strip_prefix("00") {
+            (true, rest)
+        } else if let Some(rest) = cleaned.strip_prefix("011").filter(|_| nanp_international) {
+            (true, rest)
+        } else {
+            (false, cleaned)
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let (country_code, national) = if international {
+            // All ASCII digits: any split is on a character boundary.
+            digits.split_at(country_code_len(digits).min(digits.len()))
+        } else if let Some(national) = digits
+            .strip_prefix('1')
+            .filter(|_| default_country == "1" && digits.len() == 11)
+        {
+            ("1", national)
+        } else if default_country == "1" && digits.len() == 10 {
+            ("1", digits)
+        } else if default_country != "1" && !default_country.is_empty() {
+            // A national number with a trunk prefix 0 (most non-NANP countries).
+            (default_country, digits.strip_prefix('0').unwrap_or(digits))
+        } else {
+            return None;
+        };
+        let total = country_code.len().saturating_add(national.len());
+        if country_code == "1" && !valid_nanp(national) {
+            return None;
+        }
+        (national.len() >= 4 && total <= 15).then_some(Parts {
+            country_code,
+            national,
+        })
+    }
+
+    fn is_nanp(&self) -> bool {
         self.country_code == "1" && self.national.len() == 10
+    }
+
+    /// `prefix`, the country code and the national number.
+    fn write_digits(&self, prefix: &str) -> String {
+        let mut s = String::with_capacity(
+            prefix
+                .len()
+                .saturating_add(self.country_code.len())
+                .saturating_add(self.national.len()),
+        );
+        s.push_str(prefix);
+        s.push_str(self.country_code);
+        s.push_str(self.national);
+        s
+    }
+
+    /// [`E164::to_nanp_dialing`].
+    fn nanp_dialing(&self) -> String {
+        self.write_digits(if self.is_nanp() { "" } else { "011" })
     }
 }
 
@@ -200,11 +240,12 @@ impl Format {
         if self == Format::AsIs {
             return None;
         }
-        let n = E164::parse(number, default_country)?;
+        let cleaned = without_separators(number);
+        let n = Parts::parse(&cleaned, default_country)?;
         let out = match self {
-            Format::Plus => n.to_plus(),
-            Format::Digits => n.to_digits(),
-            Format::Nanp => n.to_nanp_dialing(),
+            Format::Plus => n.write_digits("+"),
+            Format::Digits => n.write_digits(""),
+            Format::Nanp => n.nanp_dialing(),
             Format::AsIs => return None,
         };
         (out != number).then_some(out)
