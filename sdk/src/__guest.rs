@@ -173,7 +173,7 @@ impl<D: Describe + 'static> Guest for D {
         }
     }
 
-    fn on_message(ctx: wit::CallInfo, msg: &SipMessage) -> wit::Verdict {
+    fn on_message(ctx: wit::CallInfo, msg: &SipMessage) -> wit::Decision {
         let mut m = crate::Message::from_inner(msg);
         let verdict = with_context(ctx, |ctx| {
             with_plugin::<D::Plugin, _>(|p| {
@@ -196,9 +196,12 @@ impl<D: Describe + 'static> Guest for D {
             })
         });
         match verdict {
-            Verdict::Continue => wit::Verdict::Continue,
+            Verdict::Continue => wit::Decision::Continue,
             Verdict::Reject { status, reason } => {
-                wit::Verdict::Reject(wit::Rejection { status, reason })
+                if !reason.is_empty() {
+                    bindings::sluice::plugin::host::reject_reason(&reason);
+                }
+                wit::Decision::Reject(status)
             }
         }
     }

@@ -156,8 +156,17 @@ impl Guest {
         match &self.exports {
             Exports::Calls(p) => {
                 let info = self.sent.info(ctx);
-                p.sluice_plugin_call_hooks()
-                    .call_on_message(s, &info, lent())
+                s.data_mut().reject_reason = None;
+                let d = p
+                    .sluice_plugin_call_hooks()
+                    .call_on_message(&mut *s, &info, lent())?;
+                Ok(match d {
+                    wit::Decision::Continue => wit::Verdict::Continue,
+                    wit::Decision::Reject(status) => wit::Verdict::Reject(wit::Rejection {
+                        status,
+                        reason: s.data_mut().reject_reason.take().unwrap_or_default(),
+                    }),
+                })
             }
             Exports::Whole(p) => p.sluice_plugin_hooks().call_on_message(s, ctx, lent()),
         }

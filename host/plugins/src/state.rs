@@ -92,6 +92,8 @@ pub struct PluginState {
     pub(crate) call_limit: std::time::Duration,
     /// The number policy the plugin declared (`host.declare-numbers`), read at load.
     pub(crate) declared_numbers: Option<types::NumberPolicy>,
+    /// What the running message hook gave with `host.reject-reason`.
+    pub(crate) reject_reason: Option<String>,
 }
 
 impl PluginState {
@@ -115,6 +117,7 @@ impl PluginState {
             call_started: std::time::Instant::now(),
             call_limit: std::time::Duration::ZERO,
             declared_numbers: None,
+            reject_reason: None,
         }
     }
 
@@ -243,6 +246,10 @@ impl host::Host for PluginState {
 
     fn declare_numbers(&mut self, policy: types::NumberPolicy) {
         self.declared_numbers = Some(policy);
+    }
+
+    fn reject_reason(&mut self, reason: String) {
+        self.reject_reason = Some(reason);
     }
 
     fn now_ms(&mut self) -> u64 {

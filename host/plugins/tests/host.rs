@@ -476,15 +476,25 @@ fn fail_closed_refuses_the_request() {
 
 #[test]
 fn a_plugin_may_reject_a_request() {
+    // The reason phrase comes apart from the answer (`host.reject-reason`): given, it is used;
+    // not given, the status's own is, even right after a call that gave one.
     let mut host = testkit("reject", "fail-open");
-    let mut msg = invite("6660001");
-    assert_eq!(
-        new_call(&mut host, Side::External, &mut msg),
-        HookVerdict::Reject {
-            status: 403,
-            reason: "Testkit Says No".into()
-        }
-    );
+    for (called, reason) in [
+        ("6660001", "Testkit Says No"),
+        ("6660010", "Forbidden"),
+        ("6660001", "Testkit Says No"),
+        ("6660010", "Forbidden"),
+    ] {
+        let mut msg = invite(called);
+        assert_eq!(
+            new_call(&mut host, Side::External, &mut msg),
+            HookVerdict::Reject {
+                status: 403,
+                reason: reason.into()
+            },
+            "{called}"
+        );
+    }
 }
 
 fn spec(module: &str, bytes: &[u8]) -> PluginSpec {

@@ -4,6 +4,8 @@
 //!   `edit-then-trap` and `edit-then-loop` (valid edits first, then a failure: fail-open must
 //!   roll them back), and `fs`, `net`, `env`, which try to reach a file, the network and the
 //!   environment.
+//! - `reject` refuses with 403 `Testkit Says No`, or with the status's standard phrase when the
+//!   To user ends in `0`.
 //! - `trigger`: misbehave only on messages whose To user starts with this (default `666`), so
 //!   that the plugin passes Sluice's self-check and fails on the calls a test chooses.
 //!   `every-loop` loops on every message, self-check included.
@@ -46,15 +48,20 @@ pub struct Testkit {
     only: Option<String>,
 }
 
+/// The user part of the To URI (empty when there is none).
+fn to_user(msg: &Message) -> String {
+    msg.header("To")
+        .and_then(|to| {
+            uri::name_addr_uri(&to)
+                .and_then(uri::user)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
 impl Testkit {
     fn triggered(&self, msg: &Message) -> bool {
-        msg.header("To")
-            .and_then(|to| {
-                uri::name_addr_uri(&to)
-                    .and_then(uri::user)
-                    .map(str::to_string)
-            })
-            .is_some_and(|u| u.starts_with(&self.trigger))
+        to_user(msg).starts_with(&self.trigger)
     }
 
     fn act(&mut self, msg: &mut Message) -> Verdict {
@@ -86,6 +93,8 @@ impl Testkit {
                 let _ = msg.set_header("X-Garbage", "a\r\nVia: SIP/2.0/UDP 6.6.6.6");
                 Verdict::Continue
             }
+            // A To user ending in 0 gets no reason phrase: the status's own.
+            "reject" if to_user(msg).ends_with('0') => Verdict::reject(403, ""),
             "reject" => Verdict::reject(403, "Testkit Says No"),
             "log-flood" => {
                 for i in 0..3000 {
