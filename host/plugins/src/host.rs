@@ -12,7 +12,7 @@ use sluice_b2bua::{
     PluginStatus, Side,
 };
 use sluice_config::Policy;
-use sluice_sip::{edit, Interest, Message};
+use sluice_sip::{edit, Asked, Interest, Message};
 use sluice_transaction::Transport;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -405,8 +405,9 @@ impl Hooks for PluginHost {
     }
 
     fn wants_message(&self, generation: Generation, ctx: &HookContext<'_>, msg: &Message) -> bool {
+        let asked = Asked::of(msg);
         self.gen(generation)
-            .is_some_and(|g| g.any_wants(ctx.trunk, ctx.leg, |i| i.wants(msg)))
+            .is_some_and(|g| g.any_wants(ctx.trunk, ctx.leg, |i| i.wants_asked(&asked)))
     }
 
     fn number(
@@ -493,7 +494,9 @@ impl Hooks for PluginHost {
         let Some(gen) = self.gens.get(gi) else {
             return HookVerdict::Continue;
         };
-        if !gen.any_wants(ctx.trunk, ctx.leg, |i| i.wants(msg)) {
+        // Method and CSeq are Sluice's: no plugin edit changes what the chain is asked.
+        let asked = Asked::of(msg);
+        if !gen.any_wants(ctx.trunk, ctx.leg, |i| i.wants_asked(&asked)) {
             return HookVerdict::Continue;
         }
         let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
@@ -506,7 +509,7 @@ impl Hooks for PluginHost {
             let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, ctx.leg, k) else {
                 continue;
             };
-            if !slot.plugin.interest.wants(msg) {
+            if !slot.plugin.interest.wants_asked(&asked) {
                 continue;
             }
             let plugin = slot.plugin.clone();

@@ -3,6 +3,7 @@
 //! SDK's test harness, so that a plugin's unit tests skip exactly the calls Sluice skips.
 
 use crate::message::Message;
+use crate::method::Method;
 
 /// A plugin's interest. Methods are matched exactly (`INVITE`), `*` matches every method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,17 +72,40 @@ impl Interest {
 
     /// Whether the message hook runs for `msg`.
     pub fn wants(&self, msg: &Message) -> bool {
-        match msg.method() {
-            Some(m) => covers(&self.requests, m.as_str()),
-            None => msg
-                .cseq()
-                .is_some_and(|(_, m)| covers(&self.responses, m.as_str())),
+        self.wants_asked(&Asked::of(msg))
+    }
+
+    /// [`Interest::wants`] of a message read once with [`Asked::of`] (a chain asks each of its
+    /// plugins about the same message).
+    pub fn wants_asked(&self, asked: &Asked) -> bool {
+        match asked {
+            Asked::Request(m) => covers(&self.requests, m.as_str()),
+            Asked::Response(m) => m
+                .as_ref()
+                .is_some_and(|m| covers(&self.responses, m.as_str())),
         }
     }
 
     /// Whether the message hook runs for any message.
     pub fn wants_messages(&self) -> bool {
         !self.requests.is_empty() || !self.responses.is_empty()
+    }
+}
+
+/// What an interest is asked of a message: a request's method, or the method a response
+/// answers (its CSeq's; `None` when it has no readable CSeq).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    Request(Method),
+    Response(Option<Method>),
+}
+
+impl Asked {
+    pub fn of(msg: &Message) -> Asked {
+        match msg.method() {
+            Some(m) => Asked::Request(m.clone()),
+            None => Asked::Response(msg.cseq().map(|(_, m)| m)),
+        }
     }
 }
 
