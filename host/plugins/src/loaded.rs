@@ -413,7 +413,8 @@ impl Live {
 
 /// Compile, link and self-check a plugin: it must export `sluice:plugin/call-hooks@0.2.0` (or
 /// `hooks@0.2.0`, as plugins built before it do), report its name and version, accept its
-/// settings, and run every hook on a sample call within its limits. Any failure refuses the plugin with a message that names it.
+/// settings, and run every hook on a sample call within its limits. Any failure refuses the
+/// plugin with a message that names it.
 pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
     let who = format!(
         "plugin `{}` (module `{}`, {})",
