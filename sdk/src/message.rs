@@ -43,13 +43,17 @@ impl<'a> Message<'a> {
         self.inner.method()
     }
 
+    /// Whether this is a request outside any dialog: no tag in its To yet (RFC 3261 §12), such
+    /// as the INVITE that starts a call. False for a response. One call into Sluice, which
+    /// reads the To itself.
+    pub fn is_initial(&self) -> bool {
+        self.inner.is_initial()
+    }
+
     /// Whether this is the INVITE that starts a call (no To tag yet), not a re-INVITE inside
     /// the dialog.
     pub fn is_initial_invite(&self) -> bool {
-        self.method().as_deref() == Some("INVITE")
-            && self
-                .header("To")
-                .is_some_and(|to| crate::uri::param(&to, "tag").is_none())
+        self.is_initial() && self.method().as_deref() == Some("INVITE")
     }
 
     /// The status of a response.

@@ -110,6 +110,9 @@ impl LocalMessage<'_> {
     pub fn method(&self) -> Option<String> {
         self.msg.method().map(|m| m.as_str().to_string())
     }
+    pub fn is_initial(&self) -> bool {
+        self.msg.is_request() && self.msg.to_tag().is_none()
+    }
     pub fn status(&self) -> Option<u16> {
         self.msg.status()
     }

@@ -12,7 +12,7 @@ use sluice_b2bua::{
     PluginStatus, Side,
 };
 use sluice_config::Policy;
-use sluice_sip::{edit, Asked, Interest, Message};
+use sluice_sip::{edit, Asked, Interest, Interests, Message};
 use sluice_transaction::Transport;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -50,12 +50,37 @@ struct Slot {
     last_failure: Option<String>,
 }
 
+/// A trunk's chain in an installed generation, with what its plugins take on each side folded
+/// into one set: most messages of a call are passed over with a bit test.
+struct Installed {
+    chain: Chain,
+    to_trunk: Interests,
+    to_pbx: Interests,
+}
+
+impl Installed {
+    fn new(chain: Chain, slots: &[Slot]) -> Installed {
+        let fold = |order: &[usize]| {
+            let mut folded = Interests::default();
+            for s in order.iter().filter_map(|&i| slots.get(i)) {
+                folded.add(&s.plugin.interest);
+            }
+            folded
+        };
+        Installed {
+            to_trunk: fold(&chain.to_trunk),
+            to_pbx: fold(&chain.to_pbx),
+            chain,
+        }
+    }
+}
+
 struct Gen {
     id: Generation,
     slots: Vec<Slot>,
     /// Looked up for every message of a call that has plugins: keys are configured trunk
     /// names, hashed with a fast hash.
-    chains: FxHashMap<String, Chain>,
+    chains: FxHashMap<String, Installed>,
     pins: usize,
     fingerprint: String,
 }
@@ -204,11 +229,19 @@ impl PluginHost {
                     last_failure: None,
                 }
             })
+            .collect::<Vec<_>>();
+        let chains = spec
+            .chains
+            .into_iter()
+            .map(|(trunk, chain)| {
+                let installed = Installed::new(chain, &slots);
+                (trunk, installed)
+            })
             .collect();
         self.gens.push(Gen {
             id,
             slots,
-            chains: spec.chains.into_iter().collect(),
+            chains,
             pins: 0,
             fingerprint: spec.fingerprint,
         });
@@ -282,12 +315,21 @@ fn slot<'a>(
 impl Gen {
     /// The chain of `trunk` toward `leg`'s side, as plugin indexes, and the brand's name.
     fn chain(&self, trunk: &str, leg: Side) -> Option<(&[usize], &str)> {
-        let c = self.chains.get(trunk)?;
+        let c = &self.chains.get(trunk)?.chain;
         let order = match leg {
             Side::External => &c.to_trunk,
             Side::Internal => &c.to_pbx,
         };
         Some((order, &c.brand))
+    }
+
+    /// Whether a plugin of the chain of `trunk` toward `leg`'s side may take `msg` (`false`
+    /// is certain).
+    fn may_want(&self, trunk: &str, leg: Side, msg: &Message) -> bool {
+        self.chains.get(trunk).is_some_and(|c| match leg {
+            Side::External => c.to_trunk.may_want(msg),
+            Side::Internal => c.to_pbx.may_want(msg),
+        })
     }
 
     /// Whether a plugin of that chain has an interest `wants` accepts: when none has, nothing
@@ -356,7 +398,7 @@ impl Hooks for PluginHost {
                 let mut trunks: Vec<String> = g
                     .chains
                     .iter()
-                    .filter(|(_, c)| c.to_trunk.contains(&i) || c.to_pbx.contains(&i))
+                    .filter(|(_, c)| c.chain.to_trunk.contains(&i) || c.chain.to_pbx.contains(&i))
                     .map(|(t, _)| t.clone())
                     .collect();
                 trunks.sort();
@@ -401,13 +443,13 @@ impl Hooks for PluginHost {
     fn active(&self, generation: Generation, trunk: &str) -> bool {
         self.gen(generation)
             .and_then(|g| g.chains.get(trunk))
-            .is_some_and(|c| !c.to_trunk.is_empty() || !c.to_pbx.is_empty())
+            .is_some_and(|c| !c.chain.to_trunk.is_empty() || !c.chain.to_pbx.is_empty())
     }
 
     fn wants_message(&self, generation: Generation, ctx: &HookContext<'_>, msg: &Message) -> bool {
-        let asked = Asked::of(msg);
+        // May: an extension method some plugin names passes; `message` asks each plugin.
         self.gen(generation)
-            .is_some_and(|g| g.any_wants(ctx.trunk, ctx.leg, |i| i.wants_asked(&asked)))
+            .is_some_and(|g| g.may_want(ctx.trunk, ctx.leg, msg))
     }
 
     fn number(
@@ -494,11 +536,11 @@ impl Hooks for PluginHost {
         let Some(gen) = self.gens.get(gi) else {
             return HookVerdict::Continue;
         };
-        // Method and CSeq are Sluice's: no plugin edit changes what the chain is asked.
-        let asked = Asked::of(msg);
-        if !gen.any_wants(ctx.trunk, ctx.leg, |i| i.wants_asked(&asked)) {
+        if !gen.may_want(ctx.trunk, ctx.leg, msg) {
             return HookVerdict::Continue;
         }
+        // Method and CSeq are Sluice's: no plugin edit changes what the chain is asked.
+        let asked = Asked::of(msg);
         let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
             return HookVerdict::Continue;
         };

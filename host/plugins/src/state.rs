@@ -278,6 +278,9 @@ impl message::HostSipMessage for PluginState {
     fn method(&mut self, _: Resource<SipMessage>) -> Option<String> {
         self.msg.method().map(|m| m.as_str().to_string())
     }
+    fn is_initial(&mut self, _: Resource<SipMessage>) -> bool {
+        self.msg.is_request() && self.msg.to_tag().is_none()
+    }
     fn status(&mut self, _: Resource<SipMessage>) -> Option<u16> {
         self.msg.status()
     }

@@ -134,6 +134,27 @@ fn brand_and_rule_sets_in_order() {
         msg.headers.get(&HeaderName::From),
         Some("<sip:15557654321@127.0.0.1:5080>;tag=a")
     );
+    // A re-INVITE (its To has a tag: Sluice tells the plugins it is no initial request) is
+    // left alone by both rule sets.
+    let mut reinvite = invite("+15552234567");
+    let to = reinvite.headers.get(&HeaderName::To).unwrap().to_string();
+    reinvite
+        .headers
+        .set(HeaderName::To, format!("{to};tag=far"));
+    let mut original = reinvite.clone();
+    let g = host.current();
+    assert_eq!(
+        host.message(g, &ctx(Side::External), &mut reinvite, &mut original),
+        HookVerdict::Continue
+    );
+    assert_eq!(
+        reinvite.request_uri(),
+        Some("sip:+15552234567@trunk.example.com")
+    );
+    assert_eq!(
+        reinvite.headers.get(&HeaderName::To),
+        Some("<sip:+15552234567@trunk.example.com>;tag=far")
+    );
     // Inbound (toward the PBX): the brand writes E.164 with +, the outbound rule sets do not run.
     let mut msg = invite("15552234567");
     assert_eq!(

@@ -33,7 +33,7 @@ pub mod validate;
 pub use fields::{NameAddr, Uri, Via};
 pub use framing::{Frame, FrameError, StreamFramer};
 pub use header::HeaderName;
-pub use interest::{Asked, Interest};
+pub use interest::{Asked, Interest, Interests, MethodSet};
 pub use message::{reason_phrase, Header, Headers, Message, StartLine};
 pub use method::Method;
 pub use parse::{parse_message, ParseError};

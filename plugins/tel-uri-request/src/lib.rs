@@ -27,11 +27,7 @@ impl Plugin for TelUriRequest {
 
     fn on_request(&mut self, ctx: &CallContext, msg: &mut Message) -> Verdict {
         // Only INVITEs reach it (its interest): one without a To tag starts a call.
-        let initial = || {
-            msg.header("To")
-                .is_some_and(|to| sluice_sdk::uri::param(&to, "tag").is_none())
-        };
-        if ctx.toward_trunk() && initial() {
+        if ctx.toward_trunk() && msg.is_initial() {
             if let Some(tel) = msg.request_uri().and_then(|u| self.tel.to_tel(&u)) {
                 if let Err(e) = msg.set_request_uri(&tel) {
                     sluice_sdk::warn!("cannot write {tel}: {e}");
