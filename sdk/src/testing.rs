@@ -111,7 +111,7 @@ impl LocalMessage<'_> {
         self.msg.method().map(|m| m.as_str().to_string())
     }
     pub fn is_initial(&self) -> bool {
-        self.msg.is_request() && self.msg.to_tag().is_none()
+        self.msg.is_initial()
     }
     pub fn status(&self) -> Option<u16> {
         self.msg.status()

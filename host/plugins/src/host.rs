@@ -323,12 +323,11 @@ impl Gen {
         Some((order, &c.brand))
     }
 
-    /// Whether a plugin of the chain of `trunk` toward `leg`'s side may take `msg` (`false`
-    /// is certain).
-    fn may_want(&self, trunk: &str, leg: Side, msg: &Message) -> bool {
-        self.chains.get(trunk).is_some_and(|c| match leg {
-            Side::External => c.to_trunk.may_want(msg),
-            Side::Internal => c.to_pbx.may_want(msg),
+    /// What the plugins of the chain of `trunk` toward `leg`'s side take, folded.
+    fn interests(&self, trunk: &str, leg: Side) -> Option<&Interests> {
+        self.chains.get(trunk).map(|c| match leg {
+            Side::External => &c.to_trunk,
+            Side::Internal => &c.to_pbx,
         })
     }
 
@@ -449,7 +448,8 @@ impl Hooks for PluginHost {
     fn wants_message(&self, generation: Generation, ctx: &HookContext<'_>, msg: &Message) -> bool {
         // May: an extension method some plugin names passes; `message` asks each plugin.
         self.gen(generation)
-            .is_some_and(|g| g.may_want(ctx.trunk, ctx.leg, msg))
+            .and_then(|g| g.interests(ctx.trunk, ctx.leg))
+            .is_some_and(|i| i.may_want(msg))
     }
 
     fn number(
@@ -536,11 +536,14 @@ impl Hooks for PluginHost {
         let Some(gen) = self.gens.get(gi) else {
             return HookVerdict::Continue;
         };
-        if !gen.may_want(ctx.trunk, ctx.leg, msg) {
-            return HookVerdict::Continue;
-        }
         // Method and CSeq are Sluice's: no plugin edit changes what the chain is asked.
         let asked = Asked::of(msg);
+        if !gen
+            .interests(ctx.trunk, ctx.leg)
+            .is_some_and(|i| i.may_want_asked(&asked))
+        {
+            return HookVerdict::Continue;
+        }
         let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
             return HookVerdict::Continue;
         };

@@ -279,7 +279,7 @@ impl message::HostSipMessage for PluginState {
         self.msg.method().map(|m| m.as_str().to_string())
     }
     fn is_initial(&mut self, _: Resource<SipMessage>) -> bool {
-        self.msg.is_request() && self.msg.to_tag().is_none()
+        self.msg.is_initial()
     }
     fn status(&mut self, _: Resource<SipMessage>) -> Option<u16> {
         self.msg.status()

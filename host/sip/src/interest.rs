@@ -191,6 +191,14 @@ impl Interests {
             }
         }
     }
+
+    /// [`Interests::may_want`] of a message read once with [`Asked::of`].
+    pub fn may_want_asked(&self, asked: &Asked) -> bool {
+        match asked {
+            Asked::Request(m) => self.requests.may_contain(m),
+            Asked::Response(m) => m.as_ref().is_some_and(|m| self.responses.may_contain(m)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -244,11 +252,10 @@ mod tests {
                 if named {
                     assert_eq!(folded.may_want(msg), wanted, "{chain:?} {msg:?}");
                 }
+                // Asked once or read from the message: the same answer.
+                let asked = Asked::of(msg);
+                assert_eq!(folded.may_want_asked(&asked), folded.may_want(msg));
             }
         }
-        // An extension method: maybe, whichever.
-        let mut foo_only = Interests::default();
-        foo_only.add(&Interest::none().requests(&["FOO"]));
-        assert!(foo_only.may_want(&bar));
     }
 }

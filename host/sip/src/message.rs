@@ -318,6 +318,12 @@ impl Message {
         crate::fields::NameAddr::parse(self.headers.get(&HeaderName::To)?)?.param("tag")
     }
 
+    /// Whether this is a request outside any dialog: no tag in its To (RFC 3261 §12), such as
+    /// the INVITE that starts a call. False for a response.
+    pub fn is_initial(&self) -> bool {
+        self.is_request() && self.to_tag().is_none()
+    }
+
     /// The URI of the first Contact (where the sender wants the next request of a dialog).
     pub fn contact_uri(&self) -> Option<&str> {
         let first = self.headers.values(&HeaderName::Contact).next()?;
