@@ -157,7 +157,23 @@ impl<D: Describe + 'static> Guest for D {
     }
 
     fn get_interest() -> wit::Interest {
-        let (i, numbers) = with_plugin::<D::Plugin, _>(|p| (p.interest(), p.number_policy()));
+        let (i, numbers, edits) =
+            with_plugin::<D::Plugin, _>(|p| (p.interest(), p.number_policy(), p.header_edits()));
+        if let Some(e) = &edits {
+            let line = |n: &String, v: &String| wit::HeaderLine {
+                name: n.clone(),
+                value: v.clone(),
+            };
+            let e: Vec<wit::HeaderEdit> = e
+                .iter()
+                .map(|e| match e {
+                    crate::HeaderEdit::Add(n, v) => wit::HeaderEdit::Add(line(n, v)),
+                    crate::HeaderEdit::Set(n, v) => wit::HeaderEdit::Set(line(n, v)),
+                    crate::HeaderEdit::Remove(n) => wit::HeaderEdit::Remove(n.clone()),
+                })
+                .collect();
+            bindings::sluice::plugin::host::declare_edits(&e);
+        }
         if let Some(n) = &numbers {
             bindings::sluice::plugin::host::declare_numbers(&wit::NumberPolicy {
                 outbound: number_format(n.outbound),

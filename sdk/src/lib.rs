@@ -41,6 +41,10 @@ mod types;
 
 pub use host::{counter, log, now_ms, setting, setting_list, Level};
 pub use message::{EditError, Message};
+/// Header edits of fixed text that Sluice makes itself ([`Plugin::header_edits`]), and their
+/// check.
+pub use sluice_sip::declared;
+pub use sluice_sip::declared::HeaderEdit;
 pub use sluice_sip::Interest;
 pub use types::{
     Attestation, CallContext, Direction, Leg, NumberContext, NumberKind, Transport, Verdict,
@@ -87,6 +91,18 @@ pub trait Plugin: Sized + 'static {
     /// number. Asked once, with [`Plugin::interest`]. `None` (the default): Sluice calls
     /// `normalize_number` when the interest asks for numbers.
     fn number_policy(&self) -> Option<e164::NumberPolicy> {
+        None
+    }
+
+    /// Header edits of fixed text: return them, and Sluice makes them itself, in this order,
+    /// on every message the [`Plugin::interest`] names, at the plugin's place in the chain,
+    /// without calling [`Plugin::on_request`] or [`Plugin::on_response`]: a rule set whose
+    /// edits never depend on the message then costs no entry into the plugin per message.
+    /// Asked once, with the interest. Sluice refuses the plugin at load when one of them could
+    /// fail on a message (a managed header, From or To, `add` of a header that appears once);
+    /// [`declared::DeclaredEdits::new`] runs the same check. `None` (the default): Sluice calls
+    /// the hooks.
+    fn header_edits(&self) -> Option<Vec<HeaderEdit>> {
         None
     }
 

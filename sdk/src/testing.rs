@@ -32,6 +32,7 @@
 //! ```
 
 use crate::{Attestation, CallContext, Direction, Level, Message, NumberContext, Plugin, Verdict};
+use sluice_sip::declared::DeclaredEdits;
 use sluice_sip::{edit, HeaderName, Message as SipMessage};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -228,6 +229,8 @@ pub struct Harness<P: Plugin> {
     plugin: Option<P>,
     settings: BTreeMap<String, Vec<String>>,
     clock_ms: Option<u64>,
+    /// The plugin's declared header edits, checked.
+    edits: Option<DeclaredEdits>,
     _p: PhantomData<P>,
 }
 
@@ -243,6 +246,7 @@ impl<P: Plugin> Harness<P> {
             plugin: None,
             settings: BTreeMap::new(),
             clock_ms: None,
+            edits: None,
             _p: PhantomData,
         }
     }
@@ -280,7 +284,13 @@ impl<P: Plugin> Harness<P> {
     /// Build the plugin from its settings, as Sluice does at load.
     pub fn init(&mut self) -> Result<(), String> {
         self.install();
-        self.plugin = Some(P::new()?);
+        let p = P::new()?;
+        // As in Sluice: declared edits that could fail on a message refuse the plugin.
+        self.edits = p
+            .header_edits()
+            .map(|e| DeclaredEdits::new(&e))
+            .transpose()?;
+        self.plugin = Some(p);
         Ok(())
     }
 
@@ -332,6 +342,13 @@ impl<P: Plugin> Harness<P> {
         let is_request = msg.is_request();
         // As in Sluice: a message the plugin has no interest in does not reach it.
         if !self.plugin().interest().wants(msg) {
+            return Verdict::Continue;
+        }
+        // As in Sluice: declared edits are made without calling the hooks.
+        if let Some(edits) = &self.edits {
+            if let Err(e) = edits.apply(msg) {
+                errors.push(e.to_string());
+            }
             return Verdict::Continue;
         }
         let verdict = {

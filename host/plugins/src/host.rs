@@ -557,12 +557,24 @@ impl Hooks for PluginHost {
             if !slot.plugin.interest.wants_asked(&asked) {
                 continue;
             }
-            let plugin = slot.plugin.clone();
-            let policy = plugin.policy;
+            let policy = slot.plugin.policy;
             let refuse = |status: u16| HookVerdict::Reject {
                 status,
                 reason: "Plugin Failure".into(),
             };
+            if let Some(edits) = &slot.plugin.edits {
+                // Declared: Sluice makes the edits itself, without entering the plugin. They
+                // were checked at load; only a message near the line limit refuses them.
+                if let Err(e) = edits.apply(msg) {
+                    let f = Failure::Invalid(e.to_string());
+                    failed(slot, ctx.call, "declared edits", &f);
+                    if policy == Policy::FailClosed && rejectable {
+                        return refuse(500);
+                    }
+                }
+                continue;
+            }
+            let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
                 if policy == Policy::FailClosed && rejectable {
                     return refuse(503);

@@ -6,6 +6,7 @@ use crate::exports::{Guest, Pre};
 use crate::runtime::Runtime;
 use crate::state::{Ident, PluginState};
 use sluice_config::Policy;
+use sluice_sip::declared::{DeclaredEdits, HeaderEdit};
 use sluice_sip::e164::{Format, NumberPolicy};
 use sluice_sip::{Interest, Message};
 use std::collections::BTreeMap;
@@ -164,6 +165,9 @@ pub struct LoadedPlugin {
     pub(crate) interest: Interest,
     /// The number policy the plugin declared: Sluice writes its numbers without calling it.
     pub(crate) numbers: Option<NumberPolicy>,
+    /// The header edits the plugin declared: Sluice makes them without calling its message
+    /// hook.
+    pub(crate) edits: Option<DeclaredEdits>,
     /// The instance that passed the self-check, kept warm for the engine (taken at install, so
     /// that the engine's task never instantiates on a reload).
     warm: std::sync::Mutex<Option<Live>>,
@@ -452,6 +456,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         metrics: PluginMetrics::detached(),
         interest: Interest::all(),
         numbers: None,
+        edits: None,
         warm: std::sync::Mutex::new(None),
     };
     let mut live = probe
@@ -478,6 +483,9 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     if let Some(p) = live.store.data_mut().declared_numbers.take() {
         probe.numbers = Some(number_policy(p).map_err(|e| format!("{who}: {e}"))?);
         probe.interest.numbers = true;
+    }
+    if let Some(e) = live.store.data_mut().declared_edits.take() {
+        probe.edits = Some(declared_edits(&e).map_err(|e| format!("{who}: {e}"))?);
     }
     probe.ident = Arc::new(ident);
     let mut loaded = probe;
@@ -512,6 +520,19 @@ fn interest(i: wit::Interest) -> Result<Interest, String> {
         numbers: i.numbers,
         attestation: i.attestation,
     })
+}
+
+/// Declared header edits, checked.
+fn declared_edits(edits: &[wit::HeaderEdit]) -> Result<DeclaredEdits, String> {
+    let edits: Vec<HeaderEdit> = edits
+        .iter()
+        .map(|e| match e {
+            wit::HeaderEdit::Add(l) => HeaderEdit::Add(l.name.clone(), l.value.clone()),
+            wit::HeaderEdit::Set(l) => HeaderEdit::Set(l.name.clone(), l.value.clone()),
+            wit::HeaderEdit::Remove(n) => HeaderEdit::Remove(n.clone()),
+        })
+        .collect();
+    DeclaredEdits::new(&edits)
 }
 
 /// A declared number policy, checked.

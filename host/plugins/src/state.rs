@@ -92,6 +92,8 @@ pub struct PluginState {
     pub(crate) call_limit: std::time::Duration,
     /// The number policy the plugin declared (`host.declare-numbers`), read at load.
     pub(crate) declared_numbers: Option<types::NumberPolicy>,
+    /// The header edits the plugin declared as it loaded (`host.declare-edits`).
+    pub(crate) declared_edits: Option<Vec<types::HeaderEdit>>,
     /// What the running message hook gave with `host.reject-reason`.
     pub(crate) reject_reason: Option<String>,
 }
@@ -117,6 +119,7 @@ impl PluginState {
             call_started: std::time::Instant::now(),
             call_limit: std::time::Duration::ZERO,
             declared_numbers: None,
+            declared_edits: None,
             reject_reason: None,
         }
     }
@@ -246,6 +249,10 @@ impl host::Host for PluginState {
 
     fn declare_numbers(&mut self, policy: types::NumberPolicy) {
         self.declared_numbers = Some(policy);
+    }
+
+    fn declare_edits(&mut self, edits: Vec<types::HeaderEdit>) {
+        self.declared_edits = Some(edits);
     }
 
     fn reject_reason(&mut self, reason: String) {

@@ -209,6 +209,81 @@ fn declared_numbers_are_written_by_sluice_without_the_hook() {
 }
 
 #[test]
+fn declared_edits_are_made_by_sluice_without_the_hook() {
+    // kit (testkit, `tag`: its hook adds X-Testkit) declares two edits; the header-rules on
+    // either side keep theirs in their hooks (a copy rule), so the order shows: `after` copies
+    // what kit set, `before`'s X-Step was replaced.
+    let plugins = "[plugin.before]\nmodule = \"header-rules\"\n\
+                   settings = { rules = [\"set X-Step: before\", \"copy X-Step -> X-Before\"] }\n\
+                   [plugin.kit]\nmodule = \"testkit\"\n\
+                   settings = { declare = [\"set X-Step: kit\", \"remove Subject\"] }\n\
+                   [plugin.after]\nmodule = \"header-rules\"\n\
+                   settings = { rules = [\"copy X-Step -> X-After\"] }";
+    let mut host = host_for("outbound_rules = [\"before\", \"kit\", \"after\"]", plugins);
+    let mut msg = invite("+15552234567");
+    msg.headers.push(HeaderName::Subject, "s");
+    assert_eq!(
+        new_call(&mut host, Side::External, &mut msg),
+        HookVerdict::Continue
+    );
+    let h = |m: &Message, n: &str| m.headers.get(&HeaderName::parse(n)).map(str::to_string);
+    assert_eq!(h(&msg, "X-Before").as_deref(), Some("before"));
+    assert_eq!(h(&msg, "X-Step").as_deref(), Some("kit"));
+    assert_eq!(h(&msg, "X-After").as_deref(), Some("kit"));
+    assert_eq!(h(&msg, "Subject"), None);
+    assert_eq!(h(&msg, "X-Testkit"), None, "the hook was entered");
+
+    // A message the edits would take past the line limit is left as it was; fail-closed
+    // refuses it.
+    for (policy, verdict) in [
+        ("fail-open", HookVerdict::Continue),
+        (
+            "fail-closed",
+            HookVerdict::Reject {
+                status: 500,
+                reason: "Plugin Failure".into(),
+            },
+        ),
+    ] {
+        let mut host = host_for(
+            "outbound_rules = [\"kit\"]",
+            &format!(
+                "[plugin.kit]\nmodule = \"testkit\"\npolicy = \"{policy}\"\n\
+                 settings = {{ declare = [\"add X-Kit: 1\"] }}"
+            ),
+        );
+        let mut msg = invite("+15552234567");
+        while msg.headers.len() < sluice_sip::edit::MAX_HEADERS {
+            msg.headers.push(HeaderName::parse("X-Filler"), "x");
+        }
+        let before = msg.headers.len();
+        assert_eq!(new_call(&mut host, Side::External, &mut msg), verdict);
+        assert_eq!(msg.headers.len(), before, "{policy}");
+        assert!(
+            last_failure(&host).contains("header lines"),
+            "{policy}: {}",
+            last_failure(&host)
+        );
+    }
+
+    // A declaration Sluice could not always honour refuses the plugin at load.
+    let rt = runtime();
+    for (edit, why) in [
+        ("add Via: SIP/2.0/UDP evil", "managed"),
+        ("set To: <sip:x@y>", "dialog's tag"),
+        ("add Expires: 60", "declare set"),
+    ] {
+        let mut s = spec("testkit", bundled("testkit").unwrap());
+        s.settings.insert("declare".into(), vec![edit.into()]);
+        let e = load(&rt, &s).err().unwrap();
+        assert!(
+            e.contains(&format!("declared edit `{edit}`")) && e.contains(why),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn the_context_names_each_message_s_own_source() {
     let tk = "[plugin.tk]\nmodule = \"testkit\"\nsettings = { mode = \"show-source\" }";
     let mut host = host_for("outbound_rules = [\"tk\"]", tk);

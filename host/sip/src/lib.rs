@@ -19,6 +19,7 @@
     )
 )]
 
+pub mod declared;
 pub mod e164;
 pub mod edit;
 pub mod fields;

@@ -21,7 +21,8 @@
 //! in the replacement. A rule that does not parse refuses the plugin at load.
 
 use regex_lite::Regex;
-use sluice_sdk::{export_plugin, CallContext, Interest, Message, Plugin, Verdict};
+use sluice_sdk::declared::DeclaredEdits;
+use sluice_sdk::{export_plugin, CallContext, HeaderEdit, Interest, Message, Plugin, Verdict};
 
 #[derive(Debug)]
 enum Rule {
@@ -169,6 +170,23 @@ impl Plugin for HeaderRules {
         }
     }
 
+    /// Rules of fixed text only (add, set, remove) that Sluice can make itself: declared, so
+    /// that Sluice makes them without entering the plugin. Any other rule (copy, replace, an
+    /// edit of From or To) keeps them all in the hooks, in order.
+    fn header_edits(&self) -> Option<Vec<HeaderEdit>> {
+        let edits = self
+            .rules
+            .iter()
+            .map(|r| match r {
+                Rule::Add(n, v) => Some(HeaderEdit::Add(n.clone(), v.clone())),
+                Rule::Set(n, v) => Some(HeaderEdit::Set(n.clone(), v.clone())),
+                Rule::Remove(n) => Some(HeaderEdit::Remove(n.clone())),
+                Rule::Copy(..) | Rule::Replace(..) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        DeclaredEdits::new(&edits).is_ok().then_some(edits)
+    }
+
     // Only the messages of the interest above reach the hooks (Sluice and the SDK's harness
     // both filter by it), so the methods need no second look here.
     fn on_request(&mut self, _ctx: &CallContext, msg: &mut Message) -> Verdict {
@@ -226,6 +244,45 @@ mod tests {
             out.header("To"),
             Some("<sip:0015552234567@trunk.example.com>")
         );
+    }
+
+    fn rules(rules: &[&str]) -> HeaderRules {
+        HeaderRules {
+            rules: rules.iter().map(|r| parse_rule(r).unwrap()).collect(),
+            methods: vec!["INVITE".into()],
+            responses: false,
+        }
+    }
+
+    #[test]
+    fn fixed_rules_are_declared_and_the_others_stay_in_the_hooks() {
+        let fixed = rules(&["add X-A: 1", "remove Subject", "set User-Agent: PBX"]);
+        assert_eq!(
+            fixed.header_edits(),
+            Some(vec![
+                HeaderEdit::Add("X-A".into(), "1".into()),
+                HeaderEdit::Remove("Subject".into()),
+                HeaderEdit::Set("User-Agent".into(), "PBX".into()),
+            ])
+        );
+        // Through the harness (which, as Sluice, makes declared edits without the hooks).
+        let mut h = harness(&["add X-A: 1", "remove Subject", "set User-Agent: PBX"]);
+        let text =
+            invite("1", "2").replace("CSeq: 1 INVITE\r\n", "CSeq: 1 INVITE\r\nSubject: s\r\n");
+        let out = h.run(&CallContext::outbound("loop"), &text);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.header("X-A"), Some("1"));
+        assert_eq!(out.header("Subject"), None);
+        assert_eq!(out.header("User-Agent"), Some("PBX"));
+        for hooked in [
+            &["add X-A: 1", "copy X-A -> X-B"][..],
+            &["add X-A: 1", "replace X-A /1/2/"],
+            &["set To: <sip:1@x>"],
+            &["set Via: SIP/2.0/UDP evil"],
+            &["add Expires: 60"],
+        ] {
+            assert_eq!(rules(hooked).header_edits(), None, "{hooked:?}");
+        }
     }
 
     #[test]

@@ -31,10 +31,14 @@
 //! `number_country`: declare the number policy E.164 both ways with this country code (checked
 //! by Sluice, not here). Its number hook writes `+999` whenever it is called, so a test sees
 //! whether Sluice wrote a declared number itself or called the hook.
+//!
+//! `declare`: header edits to declare (`add NAME: VALUE`, `set NAME: VALUE`, `remove NAME`),
+//! passed to Sluice as they are (checked by Sluice, not here). With the `tag` mode, a test sees
+//! whether Sluice made them itself (no `X-Testkit` line from the hook) or called the hook.
 
 use sluice_sdk::e164::{Format, NumberPolicy};
 use sluice_sdk::{
-    export_plugin, uri, CallContext, Interest, Message, NumberContext, Plugin, Verdict,
+    export_plugin, uri, CallContext, HeaderEdit, Interest, Message, NumberContext, Plugin, Verdict,
 };
 
 const GENERATION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
@@ -46,6 +50,24 @@ pub struct Testkit {
     hoard: Vec<Vec<u8>>,
     number_country: Option<String>,
     only: Option<String>,
+    declare: Option<Vec<HeaderEdit>>,
+}
+
+/// `add NAME: VALUE`, `set NAME: VALUE` or `remove NAME`.
+fn header_edit(rule: &str) -> Result<HeaderEdit, String> {
+    let bad = || format!("declare: `{rule}` is not `add|set NAME: VALUE` nor `remove NAME`");
+    let (verb, rest) = rule.split_once(' ').ok_or_else(bad)?;
+    let line = || {
+        rest.split_once(':')
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .ok_or_else(bad)
+    };
+    match verb {
+        "add" => line().map(|(n, v)| HeaderEdit::Add(n, v)),
+        "set" => line().map(|(n, v)| HeaderEdit::Set(n, v)),
+        "remove" => Ok(HeaderEdit::Remove(rest.trim().to_string())),
+        _ => Err(bad()),
+    }
 }
 
 /// The user part of the To URI (empty when there is none).
@@ -175,6 +197,10 @@ impl Plugin for Testkit {
             hoard: Vec::new(),
             number_country: sluice_sdk::setting("number_country"),
             only: sluice_sdk::setting("only"),
+            declare: match sluice_sdk::setting_list("declare") {
+                l if l.is_empty() => None,
+                l => Some(l.iter().map(|r| header_edit(r)).collect::<Result<_, _>>()?),
+            },
         })
     }
 
@@ -192,6 +218,10 @@ impl Plugin for Testkit {
             inbound: Format::Plus,
             default_country: cc.clone(),
         })
+    }
+
+    fn header_edits(&self) -> Option<Vec<HeaderEdit>> {
+        self.declare.clone()
     }
 
     fn normalize_number(&mut self, _: &NumberContext, _: &str) -> Option<String> {
