@@ -19,6 +19,10 @@
 //!
 //! `replace` takes any delimiter after the header name (`|a|b|` works too) and `$1`, `${name}`
 //! in the replacement. A rule that does not parse refuses the plugin at load.
+//!
+//! When every rule is fixed text (`add`, `set`, `remove`) that a declaration may edit, the
+//! plugin declares them ([`Plugin::header_edits`]) and Sluice makes them itself, without
+//! entering the plugin per message.
 
 use regex_lite::Regex;
 use sluice_sdk::declared::DeclaredEdits;
