@@ -10,7 +10,7 @@
 //!
 //! The plugin host and the SDK's test harness both check and apply declarations here.
 
-use crate::edit::{check_value, editable_name, EditError, MAX_HEADERS};
+use crate::edit::{check_value, clip_to, editable_name, EditError, MAX_HEADERS};
 use crate::header::HeaderName;
 use crate::message::Message;
 
@@ -103,22 +103,14 @@ fn check(e: &HeaderEdit) -> Result<(HeaderName, Op), String> {
     Ok((h, op))
 }
 
-/// An edit as the rule it came from, for messages (clipped, control characters shown as `?`).
+/// An edit as the rule it came from, for messages.
 fn show(e: &HeaderEdit) -> String {
     let text = match e {
         HeaderEdit::Add(n, v) => format!("add {n}: {v}"),
         HeaderEdit::Set(n, v) => format!("set {n}: {v}"),
         HeaderEdit::Remove(n) => format!("remove {n}"),
     };
-    let mut out: String = text
-        .chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
+    clip_to(&text, 80)
 }
 
 #[cfg(test)]

@@ -62,9 +62,15 @@ impl fmt::Display for EditError {
 impl std::error::Error for EditError {}
 
 fn clip(s: &str) -> String {
+    clip_to(s, 64)
+}
+
+/// The first `max` characters of `s` for a message, control characters shown as `?`, and `…`
+/// when something was cut.
+pub(crate) fn clip_to(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
-        .take(64)
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
     if out.len() < s.len() {
