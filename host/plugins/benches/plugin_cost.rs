@@ -322,8 +322,43 @@ fn main() {
         cold_by_plugin(&rt, rounds.max(1));
         return;
     }
+    // For a profiler: that many new calls through the three plugins, each after a walk over
+    // 48 MiB (beyond L3), so that the profile shows where a cold call spends its time.
+    if let Some(n) = std::env::var("PLUGIN_COST_COLD_LOOP")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        cold_loop(&rt, n);
+        return;
+    }
     chains(&rt);
     interface();
+}
+
+fn cold_loop(rt: &Arc<Runtime>, n: usize) {
+    let mut host = three_plugins(rt);
+    let (g, c, base) = (host.current(), ctx(), invite());
+    let mut junk = vec![0u8; 48 << 20];
+    let mut total = Duration::ZERO;
+    for _ in 0..n {
+        walk(&mut junk);
+        let mut m = base.clone();
+        let mut o = m.clone();
+        let t = Instant::now();
+        std::hint::black_box(run_new_call(&mut host, g, &c, &mut m, &mut o));
+        total += t.elapsed();
+    }
+    println!(
+        "{n} cold new calls, {:.2} us each",
+        total.as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+#[inline(never)]
+fn walk(junk: &mut [u8]) {
+    for b in junk.iter_mut().step_by(64) {
+        *b = b.wrapping_add(1);
+    }
 }
 
 /// A new call's median cost with warm caches and after `mib` MiB of memory was walked.

@@ -43,6 +43,9 @@ pub struct GenerationSpec {
 /// A loaded plugin in a generation, with its warm instance.
 struct Slot {
     plugin: Arc<LoadedPlugin>,
+    /// The plugin's interest in messages as method sets: exact for the methods Sluice names,
+    /// so that its lists of names are read only for other methods.
+    wants: Interests,
     live: Option<Live>,
     /// Failure log lines are limited to one a second per plugin.
     last_log: Option<Instant>,
@@ -221,8 +224,11 @@ impl PluginHost {
                         None
                     }
                 };
+                let mut wants = Interests::default();
+                wants.add(&plugin.interest);
                 Slot {
                     plugin,
+                    wants,
                     live,
                     last_log: None,
                     unlogged: 0,
@@ -299,48 +305,24 @@ fn fill_ctx(
     };
 }
 
-/// The `k`th plugin of a chain, in generation `gi`.
-fn slot<'a>(
-    gens: &'a mut [Gen],
-    gi: usize,
-    trunk: &str,
-    leg: Side,
-    k: usize,
-) -> Option<&'a mut Slot> {
-    let gen = gens.get_mut(gi)?;
-    let i = *gen.chain(trunk, leg)?.0.get(k)?;
-    gen.slots.get_mut(i)
+impl Installed {
+    /// The chain toward `leg`'s side: its plugins (indexes into the generation's slots), what
+    /// they take folded, and the brand's name.
+    fn side(&self, leg: Side) -> (&[usize], &Interests, &str) {
+        match leg {
+            Side::External => (&self.chain.to_trunk, &self.to_trunk, &self.chain.brand),
+            Side::Internal => (&self.chain.to_pbx, &self.to_pbx, &self.chain.brand),
+        }
+    }
 }
 
-impl Gen {
-    /// The chain of `trunk` toward `leg`'s side, as plugin indexes, and the brand's name.
-    fn chain(&self, trunk: &str, leg: Side) -> Option<(&[usize], &str)> {
-        let c = &self.chains.get(trunk)?.chain;
-        let order = match leg {
-            Side::External => &c.to_trunk,
-            Side::Internal => &c.to_pbx,
-        };
-        Some((order, &c.brand))
-    }
-
-    /// What the plugins of the chain of `trunk` toward `leg`'s side take, folded.
-    fn interests(&self, trunk: &str, leg: Side) -> Option<&Interests> {
-        self.chains.get(trunk).map(|c| match leg {
-            Side::External => &c.to_trunk,
-            Side::Internal => &c.to_pbx,
-        })
-    }
-
-    /// Whether a plugin of that chain has an interest `wants` accepts: when none has, nothing
-    /// is prepared and no plugin is called.
-    fn any_wants(&self, trunk: &str, leg: Side, wants: impl Fn(&Interest) -> bool) -> bool {
-        self.chain(trunk, leg).is_some_and(|(order, _)| {
-            order
-                .iter()
-                .filter_map(|&i| self.slots.get(i))
-                .any(|s| wants(&s.plugin.interest))
-        })
-    }
+/// Whether a plugin of `order` has an interest `wants` accepts: when none has, nothing is
+/// prepared and no plugin is called.
+fn any_wants(slots: &[Slot], order: &[usize], wants: impl Fn(&Interest) -> bool) -> bool {
+    order
+        .iter()
+        .filter_map(|&i| slots.get(i))
+        .any(|s| wants(&s.plugin.interest))
 }
 
 /// Report a failure (counted always, logged at most once a second per plugin) and drop the
@@ -448,8 +430,8 @@ impl Hooks for PluginHost {
     fn wants_message(&self, generation: Generation, ctx: &HookContext<'_>, msg: &Message) -> bool {
         // May: an extension method some plugin names passes; `message` asks each plugin.
         self.gen(generation)
-            .and_then(|g| g.interests(ctx.trunk, ctx.leg))
-            .is_some_and(|i| i.may_want(msg))
+            .and_then(|g| g.chains.get(ctx.trunk))
+            .is_some_and(|c| c.side(ctx.leg).1.may_want(msg))
     }
 
     fn number(
@@ -459,19 +441,17 @@ impl Hooks for PluginHost {
         kind: NumberKind,
         number: &str,
     ) -> NumberVerdict {
-        let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
+        // The chain is looked up once; its plugins are then indexes into the slots.
+        let Some(Gen { slots, chains, .. }) = self.gens.iter_mut().find(|g| g.id == generation)
+        else {
             return NumberVerdict::Keep;
         };
-        let Some(gen) = self.gens.get(gi) else {
+        let Some((order, _, brand)) = chains.get(ctx.trunk).map(|c| c.side(ctx.leg)) else {
             return NumberVerdict::Keep;
         };
-        if !gen.any_wants(ctx.trunk, ctx.leg, |i| i.numbers) {
+        if !any_wants(slots, order, |i| i.numbers) {
             return NumberVerdict::Keep;
         }
-        let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
-            return NumberVerdict::Keep;
-        };
-        let len = order.len();
         let n = &mut self.nctx;
         n.direction = wit_direction(ctx.direction);
         n.leg = wit_leg(ctx.leg);
@@ -482,8 +462,8 @@ impl Hooks for PluginHost {
             NumberKind::Calling => wit::NumberKind::Calling,
         };
         let mut current: Option<String> = None;
-        for k in 0..len {
-            let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, ctx.leg, k) else {
+        for &i in order {
+            let Some(slot) = slots.get_mut(i) else {
                 continue;
             };
             if !slot.plugin.interest.numbers {
@@ -530,31 +510,26 @@ impl Hooks for PluginHost {
         msg: &mut Message,
         original: &mut Message,
     ) -> HookVerdict {
-        let Some(gi) = self.gens.iter().position(|g| g.id == generation) else {
+        // The chain is looked up once; its plugins are then indexes into the slots.
+        let Some(Gen { slots, chains, .. }) = self.gens.iter_mut().find(|g| g.id == generation)
+        else {
             return HookVerdict::Continue;
         };
-        let Some(gen) = self.gens.get(gi) else {
+        let Some((order, folded, brand)) = chains.get(ctx.trunk).map(|c| c.side(ctx.leg)) else {
             return HookVerdict::Continue;
         };
         // Method and CSeq are Sluice's: no plugin edit changes what the chain is asked.
         let asked = Asked::of(msg);
-        if !gen
-            .interests(ctx.trunk, ctx.leg)
-            .is_some_and(|i| i.may_want_asked(&asked))
-        {
+        if !folded.may_want_asked(&asked) {
             return HookVerdict::Continue;
         }
-        let Some((order, brand)) = gen.chain(ctx.trunk, ctx.leg) else {
-            return HookVerdict::Continue;
-        };
-        let len = order.len();
         fill_ctx((&mut self.ctx, &mut self.ctx_source), ctx, brand);
         let rejectable = edit::check_rejectable(msg, 500).is_ok();
-        for k in 0..len {
-            let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, ctx.leg, k) else {
+        for &i in order {
+            let Some(slot) = slots.get_mut(i) else {
                 continue;
             };
-            if !slot.plugin.interest.wants_asked(&asked) {
+            if !slot.wants.wants_asked(&slot.plugin.interest, &asked) {
                 continue;
             }
             let policy = slot.plugin.policy;
@@ -623,17 +598,15 @@ impl Hooks for PluginHost {
         ctx: &HookContext<'_>,
         msg: &mut Message,
     ) -> Option<Attestation> {
-        let gi = self.gens.iter().position(|g| g.id == generation)?;
-        let gen = self.gens.get(gi)?;
-        if !gen.any_wants(ctx.trunk, Side::External, |i| i.attestation) {
+        let Gen { slots, chains, .. } = self.gens.iter_mut().find(|g| g.id == generation)?;
+        let (order, _, brand) = chains.get(ctx.trunk)?.side(Side::External);
+        if !any_wants(slots, order, |i| i.attestation) {
             return None;
         }
-        let (order, brand) = gen.chain(ctx.trunk, Side::External)?;
-        let len = order.len();
         fill_ctx((&mut self.ctx, &mut self.ctx_source), ctx, brand);
         // Outbound order: the operator's rule sets speak before the brand; the first answer wins.
-        for k in 0..len {
-            let Some(slot) = slot(&mut self.gens, gi, ctx.trunk, Side::External, k) else {
+        for &i in order {
+            let Some(slot) = slots.get_mut(i) else {
                 continue;
             };
             if !slot.plugin.interest.attestation {

@@ -199,6 +199,17 @@ impl Interests {
             Asked::Response(m) => m.as_ref().is_some_and(|m| self.responses.may_contain(m)),
         }
     }
+
+    /// Whether `interest`, folded alone into these sets, takes the message: the same answer
+    /// as [`Interest::wants_asked`], with its lists of names read only for a method Sluice
+    /// does not name.
+    pub fn wants_asked(&self, interest: &Interest, asked: &Asked) -> bool {
+        let named = match asked {
+            Asked::Request(m) | Asked::Response(Some(m)) => !matches!(m, Method::Other(_)),
+            Asked::Response(None) => true,
+        };
+        self.may_want_asked(asked) && (named || interest.wants_asked(asked))
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +239,10 @@ mod tests {
         let ringing = parse_message(b"SIP/2.0 180 Ringing\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
         let bye_ok = parse_message(b"SIP/2.0 200 OK\r\nCSeq: 2 BYE\r\n\r\n").unwrap();
         let no_cseq = parse_message(b"SIP/2.0 200 OK\r\n\r\n").unwrap();
-        let all = [&invite, &bye, &foo, &bar, &ringing, &bye_ok, &no_cseq];
+        let foo_ok = parse_message(b"SIP/2.0 200 OK\r\nCSeq: 2 FOO\r\n\r\n").unwrap();
+        let all = [
+            &invite, &bye, &foo, &bar, &ringing, &bye_ok, &no_cseq, &foo_ok,
+        ];
         let chains = [
             vec![],
             vec![Interest::none().numbers()],
@@ -238,6 +252,7 @@ mod tests {
                 Interest::none().responses(&["INVITE"]),
             ],
             vec![Interest::none().requests(&["FOO"])],
+            vec![Interest::none().responses(&["FOO", "BYE"])],
             vec![Interest::none().responses(&["*"])],
             vec![Interest::all()],
         ];
@@ -255,6 +270,12 @@ mod tests {
                 // Asked once or read from the message: the same answer.
                 let asked = Asked::of(msg);
                 assert_eq!(folded.may_want_asked(&asked), folded.may_want(msg));
+                // One plugin's interest folded alone answers exactly, for every method.
+                for i in chain {
+                    let mut one = Interests::default();
+                    one.add(i);
+                    assert_eq!(one.wants_asked(i, &asked), i.wants(msg), "{i:?} {msg:?}");
+                }
             }
         }
     }
