@@ -9,7 +9,9 @@
 //!
 //! `PLUGIN_COST_PROFILE=SECS` runs the three plugins' new call in a loop for a profiler, then
 //! times its phases and its cost with cold caches; `PLUGIN_COST_COLD=ROUNDS` times a new call
-//! through one plugin at a time with warm and cold caches.
+//! through one plugin at a time with warm and cold caches; `PLUGIN_COST_COLD_LOOP=N` runs N new
+//! calls through the three plugins, each after walking 48 MiB (the walk is its own function, so
+//! a profile can leave it out), to show where a cold call spends its time.
 //!
 //! Prints median and p99 in microseconds. Results and the command are recorded in
 //! bench/README.md.
