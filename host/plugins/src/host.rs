@@ -316,6 +316,31 @@ impl Installed {
     }
 }
 
+/// What a fail-closed plugin's failure answers a request with.
+fn plugin_failure(status: u16) -> HookVerdict {
+    HookVerdict::Reject {
+        status,
+        reason: "Plugin Failure".into(),
+    }
+}
+
+/// A plugin's rejection, with its reason phrase, or the status's standard one when the
+/// plugin's is empty, too long or has control characters.
+fn rejection(r: wit::Rejection) -> HookVerdict {
+    let reason = if r.reason.is_empty()
+        || r.reason.len() > 128
+        || r.reason.bytes().any(|b| b < 0x20 || b == 0x7f)
+    {
+        sluice_sip::reason_phrase(r.status).to_string()
+    } else {
+        r.reason
+    };
+    HookVerdict::Reject {
+        status: r.status,
+        reason,
+    }
+}
+
 /// Whether a plugin of `order` has an interest `wants` accepts: when none has, nothing is
 /// prepared and no plugin is called.
 fn any_wants(slots: &[Slot], order: &[usize], wants: impl Fn(&Interest) -> bool) -> bool {
@@ -532,61 +557,38 @@ impl Hooks for PluginHost {
             if !slot.wants.wants_asked(&slot.plugin.interest, &asked) {
                 continue;
             }
-            let policy = slot.plugin.policy;
-            let refuse = |status: u16| HookVerdict::Reject {
-                status,
-                reason: "Plugin Failure".into(),
-            };
+            let fail_closed = slot.plugin.policy == Policy::FailClosed && rejectable;
             if let Some(edits) = &slot.plugin.edits {
                 // Declared: Sluice makes the edits itself, without entering the plugin. They
                 // were checked at load; only a message near the line limit refuses them.
                 if let Err(e) = edits.apply(msg) {
                     let f = Failure::Invalid(e.to_string());
                     failed(slot, ctx.call, "declared edits", &f);
-                    if policy == Policy::FailClosed && rejectable {
-                        return refuse(500);
+                    if fail_closed {
+                        return plugin_failure(500);
                     }
                 }
                 continue;
             }
             let plugin = slot.plugin.clone();
             let Some(l) = live(slot, ctx.call) else {
-                if policy == Policy::FailClosed && rejectable {
-                    return refuse(503);
+                if fail_closed {
+                    return plugin_failure(503);
                 }
                 continue;
             };
-            let keep = policy == Policy::FailOpen || !rejectable;
-            match l.on_message(&plugin, &self.ctx, msg, original, keep) {
-                Ok(wit::Verdict::Continue) => {}
-                Ok(wit::Verdict::Reject(r)) => {
-                    if let Err(e) = edit::check_rejectable(msg, r.status) {
-                        let f = Failure::Invalid(e.to_string());
-                        failed(slot, ctx.call, "on-message", &f);
-                        if policy == Policy::FailClosed && rejectable {
-                            return refuse(500);
-                        }
-                        continue;
-                    }
-                    let reason = if r.reason.is_empty()
-                        || r.reason.len() > 128
-                        || r.reason.bytes().any(|b| b < 0x20 || b == 0x7f)
-                    {
-                        sluice_sip::reason_phrase(r.status).to_string()
-                    } else {
-                        r.reason
-                    };
-                    return HookVerdict::Reject {
-                        status: r.status,
-                        reason,
-                    };
-                }
-                Err(f) => {
-                    failed(slot, ctx.call, "on-message", &f);
-                    if policy == Policy::FailClosed && rejectable {
-                        return refuse(failure_status(&f));
-                    }
-                }
+            let keep = plugin.policy == Policy::FailOpen || !rejectable;
+            let f = match l.on_message(&plugin, &self.ctx, msg, original, keep) {
+                Ok(wit::Verdict::Continue) => continue,
+                Ok(wit::Verdict::Reject(r)) => match edit::check_rejectable(msg, r.status) {
+                    Ok(()) => return rejection(r),
+                    Err(e) => Failure::Invalid(e.to_string()),
+                },
+                Err(f) => f,
+            };
+            failed(slot, ctx.call, "on-message", &f);
+            if fail_closed {
+                return plugin_failure(failure_status(&f));
             }
         }
         HookVerdict::Continue
