@@ -14,7 +14,9 @@
 # drive RATE calls/s for ROUND_SECONDS. CPU time is what the kernel's scheduler accounts to every
 # thread of each Sluice (/proc/PID/task/*/schedstat, nanoseconds), over the same window.
 #
-# Environment: A, B (configuration paths), RATE (1000), ROUND_SECONDS (10), ROUNDS (20).
+# Environment: A, B (configuration paths), RATE (1000), ROUND_SECONDS (10), ROUNDS (20),
+# SLUICE (the binary, target/release/sluice), SLUICE_A and SLUICE_B (a binary per side, to
+# compare two builds).
 # Prints each round's B/A ratio, their median with a bootstrap 95% interval, and each side's
 # median CPU per call.
 set -uo pipefail
@@ -26,6 +28,9 @@ RATE=${RATE:-1000}
 SECONDS_PER_ROUND=${ROUND_SECONDS:-10}
 ROUNDS=${ROUNDS:-20}
 SLUICE=${SLUICE:-target/release/sluice}
+# Two builds can be compared the same way (the same configuration for both, or not).
+SLUICE_A=${SLUICE_A:-$SLUICE}
+SLUICE_B=${SLUICE_B:-$SLUICE}
 CALLED=${CALLED:-15552001111}
 WORK=$(mktemp -d)
 PIDS=()
@@ -40,7 +45,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)"; exit 1; }
-[ -x "$SLUICE" ] || { echo "$SLUICE not built (cargo build --release -p sluice)"; exit 1; }
+for bin in "$SLUICE_A" "$SLUICE_B"; do
+    [ -x "$bin" ] || { echo "$bin not built (cargo build --release -p sluice)"; exit 1; }
+done
 ulimit -n 65536 2>/dev/null || true
 
 # Each configuration on either network: the 101 copy has every 127.0.100.x moved to 127.0.101.x.
@@ -56,11 +63,11 @@ cpu_ns() {
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%d\n", t }'
 }
 
-# Start Sluice on a configuration (its pid in STARTED); ready when it answers an OPTIONS
-# (bounded: 10 s).
+# Start a Sluice binary on a configuration (its pid in STARTED); ready when it answers an
+# OPTIONS (bounded: 10 s).
 start_sluice() {
-    local cfg=$1 net=$2
-    "$SLUICE" run --config "$cfg" --log warn >"$WORK/sluice-$net.log" 2>&1 &
+    local bin=$1 cfg=$2 net=$3
+    "$bin" run --config "$cfg" --log warn >"$WORK/sluice-$net.log" 2>&1 &
     STARTED=$!
     PIDS+=("$STARTED")
     for _ in $(seq 1 50); do
@@ -94,9 +101,9 @@ for round in $(seq 1 "$ROUNDS"); do
         sipp -sf tests/scenarios/uas.xml -i "127.0.$net.20" -p 5060 -nostdin -bg >/dev/null 2>&1
     done
     sleep 0.5
-    start_sluice "$WORK/A-$net_a.toml" "$net_a" || exit 1
+    start_sluice "$SLUICE_A" "$WORK/A-$net_a.toml" "$net_a" || exit 1
     pid_a=$STARTED
-    start_sluice "$WORK/B-$net_b.toml" "$net_b" || exit 1
+    start_sluice "$SLUICE_B" "$WORK/B-$net_b.toml" "$net_b" || exit 1
     pid_b=$STARTED
     sleep 1
     a0=$(cpu_ns "$pid_a"); b0=$(cpu_ns "$pid_b")
@@ -128,6 +135,7 @@ done
 
 [ "${#RATIOS[@]}" -gt 0 ] || { echo "no round counted"; exit 1; }
 echo
+[ "$SLUICE_A" = "$SLUICE_B" ] || echo "== A runs $SLUICE_A, B runs $SLUICE_B"
 echo "== A = $A, B = $B: $RATE calls/s each, at once, ${SECONDS_PER_ROUND}s, ${#RATIOS[@]} rounds ($(date -u +%Y-%m-%d), $(nproc) cores)"
 python3 - "${#RATIOS[@]}" "${RATIOS[@]}" "${A_US[@]}" "${B_US[@]}" <<'EOF'
 import random, statistics, sys
