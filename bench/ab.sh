@@ -34,6 +34,7 @@ SLUICE_B=${SLUICE_B:-$SLUICE}
 CALLED=${CALLED:-15552001111}
 WORK=$(mktemp -d)
 PIDS=()
+COPIES=()
 
 cleanup() {
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
@@ -41,6 +42,7 @@ cleanup() {
         pkill -9 -f "sipp -sf tests/scenarios/ua[cs].xml -i 127.0.$net\." 2>/dev/null
     done
     rm -rf "$WORK"
+    for c in "${COPIES[@]:-}"; do [ -n "$c" ] && rm -f "$c"; done
 }
 trap cleanup EXIT INT TERM
 
@@ -51,16 +53,22 @@ done
 ulimit -n 65536 2>/dev/null || true
 
 # Each configuration on either network: the 101 copy has every 127.0.100.x moved to 127.0.101.x.
+# The copies sit beside the original (removed on exit), so that the files it names relative to
+# itself (keys, a plugin directory) are found.
+declare -A CFG
 for side in A B; do
     cfg=${!side}
     [ -r "$cfg" ] || { echo "$side: cannot read $cfg"; exit 1; }
-    cp "$cfg" "$WORK/$side-100.toml"
-    sed 's/127\.0\.100\./127.0.101./g' "$cfg" >"$WORK/$side-101.toml"
+    for net in 100 101; do
+        CFG[$side,$net]="$(dirname "$cfg")/.ab-$$-$side-$net.toml"
+        COPIES+=("${CFG[$side,$net]}")
+        sed "s/127\.0\.100\./127.0.$net./g" "$cfg" >"${CFG[$side,$net]}"
+    done
 done
 
 # Nanoseconds on a CPU, every thread of a process.
 cpu_ns() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%d\n", t }'
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f\n", t }'
 }
 
 # Start a Sluice binary on a configuration (its pid in STARTED); ready when it answers an
@@ -101,9 +109,9 @@ for round in $(seq 1 "$ROUNDS"); do
         sipp -sf tests/scenarios/uas.xml -i "127.0.$net.20" -p 5060 -nostdin -bg >/dev/null 2>&1
     done
     sleep 0.5
-    start_sluice "$SLUICE_A" "$WORK/A-$net_a.toml" "$net_a" || exit 1
+    start_sluice "$SLUICE_A" "${CFG[A,$net_a]}" "$net_a" || exit 1
     pid_a=$STARTED
-    start_sluice "$SLUICE_B" "$WORK/B-$net_b.toml" "$net_b" || exit 1
+    start_sluice "$SLUICE_B" "${CFG[B,$net_b]}" "$net_b" || exit 1
     pid_b=$STARTED
     sleep 1
     a0=$(cpu_ns "$pid_a"); b0=$(cpu_ns "$pid_b")
@@ -129,7 +137,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     read -r ua ub ratio < <(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v na="$ok_a" -v nb="$ok_b" \
         'BEGIN { ua = a / na / 1000; ub = b / nb / 1000; printf "%.1f %.1f %.4f\n", ua, ub, ub / ua }')
-    echo "  round $round (A on .$net_a, B on .$net_b): A $ua us, B $ub us per call, B/A $ratio"
+    echo "  round $round (A on .$net_a, B on .$net_b): A $ua us, B $ub us per call, B/A $ratio ($ok_a, $ok_b calls; $((a1 - a0)), $((b1 - b0)) ns)"
     RATIOS+=("$ratio"); A_US+=("$ua"); B_US+=("$ub")
 done
 

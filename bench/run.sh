@@ -5,6 +5,9 @@
 # saturation (CPU_RATE calls/s for CPU_SECONDS, CPU_ROUNDS rounds with the systems interleaved;
 # user + system time of every thread and child process, divided by the calls): this needs no
 # spare cores for SIPp, so it separates systems that all outrun the generator on two cores.
+# Then, when SYSTEMS has both sluice and sluice-plugins, the two side by side (bench/ab.sh: the
+# same calls through both at once, AB_ROUNDS rounds), which measures what the plugins add more
+# tightly than rounds taken in turn.
 # Then for each system the highest call rate sustained for DURATION seconds with under 0.1%
 # failed calls, INVITE->200 latency at LAT_RATE, and (Sluice) the resident memory with
 # HOLD_CALLS calls up at once.
@@ -12,6 +15,7 @@
 #   cargo build --release -p sluice && bash bench/run.sh
 #
 # Environment: CPU_RATE (1000), CPU_SECONDS (15), CPU_ROUNDS (3; 0 skips the CPU phase),
+# AB_ROUNDS (10; 0 skips the side-by-side phase, which runs unpinned),
 # DURATION (20; 0 skips the maximum-rate phase), RATES ("500 1000 ... 8000 10000"),
 # LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000),
 # SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
@@ -31,6 +35,7 @@ cd "$(dirname "$0")/.."
 CPU_RATE=${CPU_RATE:-1000}
 CPU_SECONDS=${CPU_SECONDS:-15}
 CPU_ROUNDS=${CPU_ROUNDS:-3}
+AB_ROUNDS=${AB_ROUNDS:-10}
 DURATION=${DURATION:-20}
 RATES=${RATES:-"500 1000 1500 2000 2500 3000 3500 4000 5000 6000 7000 8000 10000"}
 LAT_RATE=${LAT_RATE:-200}
@@ -245,6 +250,16 @@ if [ "$CPU_ROUNDS" -gt 0 ]; then
     done
 fi
 
+AB_RESULT=""
+if [ "$AB_ROUNDS" -gt 0 ] && [ -x "$SLUICE" ] && [[ " $SYSTEMS " == *" sluice "* ]] &&
+    [[ " $SYSTEMS " == *" sluice-plugins "* ]]; then
+    echo "== sluice and sluice-plugins side by side at $CPU_RATE cps each, ${CPU_SECONDS}s, $AB_ROUNDS rounds"
+    ROUNDS=$AB_ROUNDS RATE=$CPU_RATE ROUND_SECONDS=$CPU_SECONDS SLUICE=$SLUICE \
+        A=bench/sluice-bench.toml B=bench/sluice-bench-plugins.toml bash bench/ab.sh >"$WORK/ab.out" 2>&1
+    grep "^  round" "$WORK/ab.out"
+    AB_RESULT=$(grep -A4 "^== A = " "$WORK/ab.out" | grep -v "^==")
+fi
+
 declare -A RATE LAT MEM
 for sys in $SYSTEMS; do
     [ "$DURATION" -gt 0 ] || break
@@ -302,6 +317,10 @@ if [ -n "${CPU_MED[sluice]:-}" ] && [ -n "${CPU_MED[sluice-plugins]:-}" ]; then
         [ -n "$s" ] && [ -n "$p" ] && awk -v s="$s" -v p="$p" 'BEGIN { printf "%.3f\n", p / s }'
     done)
     [ -n "$paired" ] && echo "  paired by round: median $(echo "$paired" | median) (rounds: $(echo $paired))"
+fi
+if [ -n "$AB_RESULT" ]; then
+    echo "sluice (A) and sluice-plugins (B) side by side, $AB_ROUNDS rounds:"
+    echo "$AB_RESULT" | sed 's/^/  /'
 fi
 echo "(maximum rates: ${DURATION}s per rate, <0.1% failed)"
 for sys in $SYSTEMS; do

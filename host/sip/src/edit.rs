@@ -238,7 +238,9 @@ pub fn set_request_uri(msg: &mut Message, uri: &str) -> Result<(), EditError> {
     }
     match &mut msg.start {
         StartLine::Request { uri: u, .. } => {
-            *u = uri.to_string();
+            // Into the old URI's buffer: no allocation when the new one is no longer.
+            u.clear();
+            u.push_str(uri);
             Ok(())
         }
         StartLine::Response { .. } => {
