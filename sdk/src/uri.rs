@@ -101,15 +101,16 @@ pub fn to_tel_with(
     // Each URI is written once into a string of its final size: this runs on every new call
     // of a plugin that uses it, inside the plugin, where less code run is less time.
     if let Some(digits) = number.strip_prefix('+') {
-        let mut tel = String::with_capacity(digits.len().saturating_add(5));
-        tel.push_str("tel:+");
+        const PREFIX: &str = "tel:+";
+        let mut tel = String::with_capacity(digits.len().saturating_add(PREFIX.len()));
+        tel.push_str(PREFIX);
         for c in digits.chars().filter(|&c| !visual(c)) {
             if !c.is_ascii_digit() {
                 return None;
             }
             tel.push(c);
         }
-        return (tel.len() > "tel:+".len()).then_some(tel);
+        return (tel.len() > PREFIX.len()).then_some(tel);
     }
     if !default_country.is_empty() {
         if let Some(n) = crate::e164::E164::parse(number, default_country) {
