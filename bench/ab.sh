@@ -153,8 +153,8 @@ r, a, b = vals[:n], vals[n:2 * n], vals[2 * n:]
 rng = random.Random(1)
 meds = sorted(statistics.median(rng.choices(r, k=n)) for _ in range(10000))
 print("A: median %.1f us per call; B: median %.1f us per call" % (statistics.median(a), statistics.median(b)))
+q = statistics.quantiles(r, n=4) if n > 1 else [r[0], r[0], r[0]]
 print("B/A by round: median %.3f (bootstrap 95%% interval %.3f-%.3f; quartiles %.3f-%.3f)" % (
-    statistics.median(r), meds[249], meds[9749],
-    statistics.quantiles(r, n=4)[0], statistics.quantiles(r, n=4)[2]))
+    statistics.median(r), meds[249], meds[9749], q[0], q[2]))
 print("rounds: " + " ".join("%.3f" % v for v in r))
 EOF

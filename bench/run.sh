@@ -17,7 +17,7 @@
 # Environment: CPU_RATE (1000), CPU_SECONDS (15), CPU_ROUNDS (3; 0 skips the CPU phase),
 # AB_ROUNDS (10; 0 skips the side-by-side phase, which runs unpinned),
 # DURATION (20; 0 skips the maximum-rate phase), RATES ("500 1000 ... 8000 10000"),
-# LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000),
+# LAT_RATE (200), LAT_SECONDS (10), HOLD_CALLS (10000; 0 skips the memory phase),
 # SYSTEMS ("sluice sluice-plugins kamailio"; sluice-plugins is Sluice with a brand and two rule
 # sets on the trunk, bench/sluice-bench-plugins.toml; sluice-stir signs every call with
 # STIR/SHAKEN, bench/sluice-bench-stir.toml; sluice-tenants routes every call through tenant
@@ -278,7 +278,7 @@ for sys in $SYSTEMS; do
     start_uas
     start_system "$sys" || { stop_uas; continue; }
     LAT[$sys]=$(latency "$sys")
-    if [ "$sys" = sluice ]; then
+    if [ "$sys" = sluice ] && [ "$HOLD_CALLS" -gt 0 ]; then
         stop_system
         start_system "$sys" || { stop_uas; continue; }
         MEM[$sys]=$(held_memory)
