@@ -114,7 +114,7 @@ pub fn to_tel_with(
     }
     if !default_country.is_empty() {
         if let Some(n) = crate::e164::E164::parse(number, default_country) {
-            return Some(concat(&["tel:", &n.to_plus()]));
+            return Some(["tel:", &n.to_plus()].concat());
         }
     }
     let context = phone_context.filter(|c| valid_context(c))?;
@@ -122,16 +122,7 @@ pub fn to_tel_with(
         && number
             .chars()
             .all(|c| c.is_ascii_hexdigit() || matches!(c, '*' | '#') || visual(c));
-    local.then(|| concat(&["tel:", number, ";phone-context=", context]))
-}
-
-/// The parts, one after the other, in one allocation.
-fn concat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().fold(0, |n, p| n.saturating_add(p.len())));
-    for p in parts {
-        s.push_str(p);
-    }
-    s
+    local.then(|| ["tel:", number, ";phone-context=", context].concat())
 }
 
 /// How the `tel:` rule sets write numbers: the settings `default_country` (`1` by default) and
