@@ -492,6 +492,20 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
         "which hook, and why: {out}"
     );
     assert!(out.contains("plugin=testkit"), "named by its file: {out}");
+    // The tenant the plugin is told, as tenant routing names a call's.
+    let context = ["--setting", "mode=show-context", "--setting", "trigger=999"];
+    let (code, out, err) = run(
+        &test_plugin("testkit"),
+        &[&context[..], &["--tenant", "acme"]].concat(),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(";trunk=test;brand=plugin;tenant=acme;"),
+        "{out}"
+    );
+    assert!(out.contains(", trunk test, tenant acme\n"), "{out}");
+    let (_, out, _) = run(&test_plugin("testkit"), &context);
+    assert!(out.contains(";tenant=-;"), "{out}");
     // A bundled plugin by its name.
     let (code, out, err) = run(std::path::Path::new("strip-plus"), &[]);
     assert_eq!(code, Some(0), "{out}{err}");

@@ -135,6 +135,9 @@ pub(crate) struct CallBody {
     id: u64,
     direction: &'static str,
     trunk: String,
+    /// The tenant routing attributed the call to (tenant routing only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
     state: &'static str,
     age_seconds: f64,
     answered_seconds: Option<f64>,
@@ -194,6 +197,7 @@ pub(crate) async fn calls(State(state): State<AdminState>) -> Response {
                 Direction::Inbound => "inbound",
             },
             trunk: c.trunk.clone(),
+            tenant: c.tenant.clone(),
             state: c.state,
             age_seconds: c.age.as_secs_f64(),
             answered_seconds: c.answered_for.map(|d| d.as_secs_f64()),

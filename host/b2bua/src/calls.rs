@@ -76,6 +76,8 @@ pub struct Call {
     pub direction: Direction,
     /// The trunk's name (names survive a reload; indexes may not).
     pub trunk: Arc<str>,
+    /// The tenant routing attributed the call to (with tenants only).
+    pub tenant: Option<Arc<str>>,
     /// The plugin generation this call pinned when it started.
     pub generation: Generation,
     pub attestation: Option<Attestation>,
@@ -125,6 +127,7 @@ impl Call {
             id: self.key,
             direction: self.direction,
             trunk: self.trunk.to_string(),
+            tenant: self.tenant.as_deref().map(str::to_string),
             attestation: self.attestation,
             generation: self.generation,
             state: self.state_name(),
@@ -145,6 +148,8 @@ pub struct CallInfo {
     pub id: CallKey,
     pub direction: Direction,
     pub trunk: String,
+    /// The tenant, with tenant routing.
+    pub tenant: Option<String>,
     pub state: &'static str,
     pub age: Duration,
     pub answered_for: Option<Duration>,

@@ -334,6 +334,7 @@ impl<H: Hooks> Core<H> {
             direction: call.direction,
             leg: to.side(call.direction),
             trunk: &call.trunk,
+            tenant: call.tenant.as_deref(),
             source: source.remote,
             transport: source.transport,
         };

@@ -50,6 +50,9 @@ pub struct HookContext<'a> {
     /// The leg the message is sent on.
     pub leg: Side,
     pub trunk: &'a str,
+    /// The call's tenant, once routing has attributed the call to one (with tenants only; a
+    /// trunk's call is attributed by its called DID, so its number hooks run before it is).
+    pub tenant: Option<&'a str>,
     /// Where the message it was built from came from.
     pub source: SocketAddr,
     pub transport: Transport,

@@ -325,6 +325,7 @@ fn clear<H: Hooks>(
             direction,
             leg: route.out_side,
             trunk: &route.trunk,
+            tenant: route.tenant.as_deref(),
             source: flow.remote,
             transport: flow.transport,
         };
@@ -414,6 +415,7 @@ fn launch<H: Hooks>(core: &mut Core<H>, now: Instant, tx: ServerTxId, p: Prepare
         key,
         direction,
         trunk: route.trunk,
+        tenant: route.tenant,
         generation,
         attestation,
         state: CallState::Proceeding(Proceeding {

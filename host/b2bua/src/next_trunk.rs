@@ -215,6 +215,7 @@ fn run_plugins<H: Hooks>(
         direction: call.direction,
         leg: route.out_side,
         trunk: &route.trunk,
+        tenant: call.tenant.as_deref(),
         source: call.legs.caller.flow.remote,
         transport: call.legs.caller.flow.transport,
     };

@@ -174,6 +174,8 @@ pub(crate) fn provider_numbers<H: Hooks>(
         direction: Direction::Inbound,
         leg: Side::Internal,
         trunk: &trunk,
+        // Not known yet: the numbers these hooks write are what finds the tenant.
+        tenant: None,
         source: flow.remote,
         transport: flow.transport,
     };

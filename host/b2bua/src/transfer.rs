@@ -219,6 +219,7 @@ fn run_plugins<H: Hooks>(
         direction: Direction::Inbound,
         leg: crate::config::Side::Internal,
         trunk: &call.trunk,
+        tenant: call.tenant.as_deref(),
         source: from.remote,
         transport: from.transport,
     };

@@ -597,3 +597,114 @@ fn a_call_moving_to_a_trunk_with_other_srtp_gets_an_offer_made_for_that_trunk() 
         assert!(body(ok[0]).contains(" RTP/AVP "), "{}", body(ok[0]));
     }
 }
+
+/// Every hook call, as `number <tenant>` or `<method or status> <tenant>` (`-`: none).
+#[derive(Clone, Default)]
+struct SeesTenant(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl SeesTenant {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    fn note(&self, what: &str, ctx: &sluice_b2bua::HookContext<'_>) {
+        let tenant = ctx.tenant.unwrap_or("-");
+        self.0.lock().unwrap().push(format!("{what} {tenant}"));
+    }
+}
+
+impl sluice_b2bua::Hooks for SeesTenant {
+    fn current(&self) -> u64 {
+        1
+    }
+    fn pin(&mut self, _: u64) {}
+    fn release(&mut self, _: u64) {}
+    fn active(&self, _: u64, _: &str) -> bool {
+        true
+    }
+    fn number(
+        &mut self,
+        _: u64,
+        ctx: &sluice_b2bua::HookContext<'_>,
+        _: sluice_b2bua::hooks::NumberKind,
+        _: &str,
+    ) -> sluice_b2bua::hooks::NumberVerdict {
+        self.note("number", ctx);
+        sluice_b2bua::hooks::NumberVerdict::Keep
+    }
+    fn message(
+        &mut self,
+        _: u64,
+        ctx: &sluice_b2bua::HookContext<'_>,
+        msg: &mut Message,
+        _: &mut Message,
+    ) -> sluice_b2bua::HookVerdict {
+        let what = match (msg.method(), msg.status()) {
+            (Some(m), _) => m.as_str().to_string(),
+            (None, s) => s.unwrap_or(0).to_string(),
+        };
+        self.note(&what, ctx);
+        sluice_b2bua::HookVerdict::Continue
+    }
+    fn attestation(
+        &mut self,
+        _: u64,
+        _: &sluice_b2bua::HookContext<'_>,
+        _: &mut Message,
+    ) -> Option<sluice_b2bua::Attestation> {
+        None
+    }
+}
+
+/// What the number hooks and the message hooks were told, apart.
+fn split(seen: Vec<String>) -> (Vec<String>, Vec<String>) {
+    seen.into_iter().partition(|s| s.starts_with("number "))
+}
+
+/// Plugins are told the tenant routing attributed a call to, on every message of the call, on
+/// the route's next trunk, and in the number hooks once it is known: a trunk's call is
+/// attributed by the number those hooks write, so they run without one.
+#[test]
+fn every_hook_is_told_the_calls_tenant() {
+    let seen = SeesTenant::default();
+    let mut lab = Lab::with_hooks(config(|_| {}), seen.clone());
+    lab.engine.handle_timeout(lab.now);
+    // A trunk's call to globex's DID.
+    let sent = lab.from_trunk_text(&inbound("+16468097070", "in-t"));
+    let invite = invites_to(&sent, GLOBEX_PBX)[0].clone();
+    let (numbers, messages) = split(seen.take());
+    assert!(
+        !numbers.is_empty() && numbers.iter().all(|n| n == "number -"),
+        "{numbers:?}"
+    );
+    assert_eq!(messages, ["INVITE globex"]);
+    let globex = Flow {
+        transport: Transport::Udp,
+        local: addr(INTERNAL),
+        remote: addr(GLOBEX_PBX),
+        conn: None,
+    };
+    let sent = lab.feed(globex, &pbx_response(&invite, 200, SDP));
+    assert_eq!(statuses(&only(&sent, TRUNK)), vec![200], "{sent:?}");
+    assert_eq!(seen.take(), ["200 globex"]);
+    // The admin API's view of the call names its tenant too.
+    let calls = lab.engine.calls_snapshot(lab.now);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].tenant.as_deref(), Some("globex"));
+    // acme's call, refused by its route's first trunk and sent to the next.
+    let sent = lab.from_pbx_text(&outbound("2125550100", "3322496214", "out-t"));
+    let first = invites_to(&sent, TRUNK)[0].clone();
+    let (numbers, messages) = split(seen.take());
+    assert!(
+        !numbers.is_empty() && numbers.iter().all(|n| n == "number acme"),
+        "{numbers:?}"
+    );
+    assert_eq!(messages, ["INVITE acme"]);
+    let sent = lab.from_trunk_text(&trunk_response(&first, 503, "Service Unavailable", ""));
+    assert_eq!(invites_to(&sent, BACKUP).len(), 1, "{sent:?}");
+    let seen_now = seen.take();
+    assert!(
+        seen_now.iter().any(|s| s == "INVITE acme")
+            && seen_now.iter().all(|s| s.ends_with(" acme")),
+        "{seen_now:?}"
+    );
+}

@@ -63,6 +63,7 @@ fn ctx() -> HookContext<'static> {
         direction: Direction::Outbound,
         leg: Side::External,
         trunk: "t",
+        tenant: None,
         source: "127.0.0.10:5060".parse().unwrap(),
         transport: Transport::Udp,
     }

@@ -39,6 +39,8 @@ pub struct DryRunInput<'a> {
     pub message: &'a [u8],
     pub direction: Direction,
     pub trunk: &'a str,
+    /// The tenant the plugin is told (with tenant routing, the call's; none without).
+    pub tenant: Option<&'a str>,
     pub settings: BTreeMap<String, Vec<String>>,
     pub deadline: Duration,
 }
@@ -94,6 +96,7 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
             Direction::Inbound => Side::Internal,
         },
         trunk: input.trunk,
+        tenant: input.tenant,
         source: "127.0.0.1:5060".parse().map_err(|e| format!("{e}"))?,
         transport: Transport::Udp,
     };

@@ -145,6 +145,15 @@ fn set(s: &mut String, v: &str) {
     s.push_str(v);
 }
 
+/// `set` for an optional string: the buffer is kept while there is one to write into.
+fn set_opt(s: &mut Option<String>, v: Option<&str>) {
+    match (s.as_mut(), v) {
+        (Some(s), Some(v)) => set(s, v),
+        (None, Some(v)) => *s = Some(v.to_string()),
+        (_, None) => *s = None,
+    }
+}
+
 impl PluginHost {
     /// No plugins until a generation is installed.
     pub fn new() -> PluginHost {
@@ -293,6 +302,7 @@ fn fill_ctx(
     c.leg = wit_leg(ctx.leg);
     set(&mut c.trunk, ctx.trunk);
     set(&mut c.brand, brand);
+    set_opt(&mut c.tenant, ctx.tenant);
     if *source != Some(ctx.source) {
         c.source.clear();
         let _ = write!(c.source, "{}", ctx.source);
@@ -482,6 +492,7 @@ impl Hooks for PluginHost {
         n.leg = wit_leg(ctx.leg);
         set(&mut n.trunk, ctx.trunk);
         set(&mut n.brand, brand);
+        set_opt(&mut n.tenant, ctx.tenant);
         n.kind = match kind {
             NumberKind::Called => wit::NumberKind::Called,
             NumberKind::Calling => wit::NumberKind::Calling,

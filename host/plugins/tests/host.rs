@@ -97,6 +97,7 @@ fn ctx(leg: Side) -> HookContext<'static> {
         },
         leg,
         trunk: "t",
+        tenant: None,
         source: "127.0.0.10:5060".parse().unwrap(),
         transport: Transport::Udp,
     }
@@ -310,8 +311,8 @@ fn the_context_names_each_message_s_own_source() {
 
 /// A plugin built with the SDK is sent the context's strings only when they differ from the
 /// last ones its instance received, whichever hook that was: every message still sees its own
-/// call's context, across trunks, brands, legs, sources and transports, after the number hook
-/// of a new call, and on the fresh instance that follows a trap.
+/// call's context, across trunks, brands, tenants, legs, sources and transports, after the
+/// number hook of a new call, and on the fresh instance that follows a trap.
 #[test]
 fn every_hook_sees_its_own_call_s_context() {
     let plugins = "[[trunk]]\nname = \"u\"\nhost = \"127.0.0.21\"\nbrand = \"twilio\"\n\
@@ -325,19 +326,23 @@ fn every_hook_sees_its_own_call_s_context() {
     let shown = HeaderName::parse("X-Context");
     // call, trunk, leg (toward the trunk or the PBX), source, transport, called number, and
     // whether it is a new call (numbers, then the message) or a message of a call.
+    // The tenant last (`-`: none); calls 12 and 13 differ from the one before only in it.
     let steps = [
-        "7 t trunk 127.0.0.10:5060 udp 100 new",
-        "7 t trunk 127.0.0.10:5060 udp 100 message",
-        "8 u trunk 127.0.0.10:5060 udp 100 new",
-        "8 u pbx 127.0.0.21:5060 udp 100 message",
-        "9 t pbx 127.0.0.20:5060 tcp 100 new",
-        "9 t pbx 127.0.0.20:5060 tcp 6661 message",
-        "10 u trunk [::1]:5060 tls 100 message",
-        "11 t trunk 127.0.0.10:5060 udp 100 new",
+        "7 t trunk 127.0.0.10:5060 udp 100 new -",
+        "7 t trunk 127.0.0.10:5060 udp 100 message -",
+        "8 u trunk 127.0.0.10:5060 udp 100 new acme",
+        "8 u pbx 127.0.0.21:5060 udp 100 message acme",
+        "9 t pbx 127.0.0.20:5060 tcp 100 new globex",
+        "9 t pbx 127.0.0.20:5060 tcp 6661 message globex",
+        "10 u trunk [::1]:5060 tls 100 message -",
+        "11 t trunk 127.0.0.10:5060 udp 100 new acme",
+        "12 t trunk 127.0.0.10:5060 udp 100 message globex",
+        "13 t trunk 127.0.0.10:5060 udp 100 message -",
     ];
     for step in steps {
         let f: Vec<&str> = step.split(' ').collect();
         let (call, trunk, source, called, new) = (f[0].parse().unwrap(), f[1], f[3], f[5], f[6]);
+        let tenant = f[7];
         let brand = if trunk == "u" { "twilio" } else { "generic" };
         let (leg, direction, leg_shown) = match f[2] {
             "trunk" => (Side::External, Direction::Outbound, "external"),
@@ -353,6 +358,7 @@ fn every_hook_sees_its_own_call_s_context() {
             direction,
             leg,
             trunk,
+            tenant: (tenant != "-").then_some(tenant),
             source: source.parse().unwrap(),
             transport,
         };
@@ -364,7 +370,7 @@ fn every_hook_sees_its_own_call_s_context() {
             host.message(g, &c, &mut msg, &mut original);
         }
         let want = format!(
-            "call={call};direction={};leg={leg_shown};trunk={trunk};brand={brand};tenant=-;\
+            "call={call};direction={};leg={leg_shown};trunk={trunk};brand={brand};tenant={tenant};\
              source={source};transport={}",
             format!("{direction:?}").to_lowercase(),
             f[4],

@@ -30,6 +30,10 @@ pub struct Args {
     /// outbound route's by default).
     #[arg(long)]
     trunk: Option<String>,
+    /// The tenant the plugin is told, as Sluice names a call's tenant with tenant routing
+    /// (none by default); with --config, routing decides it.
+    #[arg(long, conflicts_with = "config")]
+    tenant: Option<String>,
     /// A plugin setting, `KEY=VALUE`; repeat a key for a list.
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -152,17 +156,22 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
         message: text.as_bytes(),
         direction,
         trunk: &trunk,
+        tenant: args.tenant.as_deref(),
         settings,
         deadline: Duration::from_millis(args.deadline_ms.max(1)),
     })?;
     println!("plugin: {} {}", out.plugin, out.version);
     println!(
-        "call: {}, trunk {}",
+        "call: {}, trunk {}{}",
         match direction {
             Direction::Outbound => "outbound (message sent toward the trunk)",
             Direction::Inbound => "inbound (message sent toward the PBX)",
         },
-        trunk
+        trunk,
+        args.tenant
+            .as_deref()
+            .map(|t| format!(", tenant {t}"))
+            .unwrap_or_default()
     );
     if out.numbers.is_empty() {
         println!("numbers: unchanged");
