@@ -21,6 +21,7 @@
 # median CPU per call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 A=${A:-bench/sluice-bench.toml}
 B=${B:-bench/sluice-bench-plugins.toml}
@@ -78,25 +79,9 @@ start_sluice() {
     "$bin" run --config "$cfg" --log warn >"$WORK/sluice-$net.log" 2>&1 &
     STARTED=$!
     PIDS+=("$STARTED")
-    for _ in $(seq 1 50); do
-        if timeout 2 sipp -sf tests/scenarios/uac.xml -i "127.0.$net.10" -p 5071 "127.0.$net.1:5060" \
-            -s "$CALLED" -m 1 -nostdin -timeout 1s >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.2
-    done
+    wait_ready "127.0.$net.10" "127.0.$net.1:5060" && return 0
     echo "Sluice on $cfg did not come up" >&2
     return 1
-}
-
-stop_sluice() {
-    kill "$1" 2>/dev/null; sleep 0.2; kill "$1" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-}
-
-calls_of() {
-    awk -F'|' -v what="$2" '$0 ~ what {gsub(/ /,"",$3); v = $3} END {print v + 0}' "$1"
 }
 
 RATIOS=()
@@ -126,11 +111,11 @@ for round in $(seq 1 "$ROUNDS"); do
     wait "${callers[@]}"
     sleep 1
     a1=$(cpu_ns "$pid_a"); b1=$(cpu_ns "$pid_b")
-    stop_sluice "$pid_a"; stop_sluice "$pid_b"
+    stop_pid "$pid_a"; stop_pid "$pid_b"
     for net in 100 101; do pkill -f "sipp -sf tests/scenarios/uas.xml -i 127.0.$net.20" 2>/dev/null; done
     sleep 0.5
-    ok_a=$(calls_of "$WORK/uac-$net_a.out" "Successful call"); failed_a=$(calls_of "$WORK/uac-$net_a.out" "Failed call")
-    ok_b=$(calls_of "$WORK/uac-$net_b.out" "Successful call"); failed_b=$(calls_of "$WORK/uac-$net_b.out" "Failed call")
+    ok_a=$(sipp_stat "$WORK/uac-$net_a.out" "Successful call"); failed_a=$(sipp_stat "$WORK/uac-$net_a.out" "Failed call")
+    ok_b=$(sipp_stat "$WORK/uac-$net_b.out" "Successful call"); failed_b=$(sipp_stat "$WORK/uac-$net_b.out" "Failed call")
     if [ "$failed_a" -ne 0 ] || [ "$failed_b" -ne 0 ] || [ "$ok_a" -eq 0 ] || [ "$ok_b" -eq 0 ]; then
         echo "  round $round: failed calls (A $ok_a ok $failed_a failed, B $ok_b ok $failed_b failed), not counted"
         continue

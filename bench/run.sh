@@ -31,6 +31,7 @@
 # counts as failed if it does not complete.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 CPU_RATE=${CPU_RATE:-1000}
 CPU_SECONDS=${CPU_SECONDS:-15}
@@ -122,25 +123,13 @@ start_system() {
         ;;
     esac
     PIDS+=("$SYS_PID")
-    # Ready when it answers an OPTIONS (bounded: 10 s).
-    for _ in $(seq 1 50); do
-        if timeout 2 sipp -sf tests/scenarios/uac.xml -i "$UAC_IP" -p 5071 "$PROXY:5060" -s "$CALLED" -m 1 \
-            -nostdin -timeout 1s >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.2
-    done
+    wait_ready "$UAC_IP" "$PROXY:5060" && return 0
     echo "$1 did not come up" >&2
     return 1
 }
 
 stop_system() {
-    # Sluice drains on the first signal and exits at once on the second.
-    kill "$SYS_PID" 2>/dev/null
-    sleep 0.2
-    kill "$SYS_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SYS_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SYS_PID" 2>/dev/null
+    stop_pid "$SYS_PID"
     pkill -9 -f "kamailio -f $PWD/bench/kamailio.cfg" 2>/dev/null
     sleep 0.5
 }
@@ -152,10 +141,9 @@ trial() {
         -r "$rate" -m "$calls" -l $(( rate * 4 + 100 )) -nostdin -timeout_error \
         -default_behaviors all,-abortunexp -recv_timeout 10000 >"$out" 2>&1
     local ok failed crate
-    ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
-    failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
-    crate=$(awk -F'|' '/Call Rate/ {gsub(/ |cps/,"",$3); print $3}' "$out" | tail -1)
-    ok=${ok:-0}; failed=${failed:-0}; crate=${crate:-0}
+    ok=$(sipp_stat "$out" "Successful call")
+    failed=$(sipp_stat "$out" "Failed call")
+    crate=$(sipp_stat "$out" "Call Rate")
     if [ "$ok" -eq 0 ]; then echo "fail no-calls"; return; fi
     # Under 0.1% failed, all calls placed, and the generator kept up with the rate.
     if [ $(( failed * 1000 )) -lt $(( ok + failed )) ] && [ $(( ok + failed )) -ge "$calls" ] &&
@@ -224,9 +212,8 @@ cpu_per_call() {
     sleep 1
     after=$(ticks_of "$SYS_PID")
     local ok failed
-    ok=$(awk -F'|' '/Successful call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
-    failed=$(awk -F'|' '/Failed call/ {gsub(/ /,"",$3); print $3}' "$out" | tail -1)
-    ok=${ok:-0}; failed=${failed:-0}
+    ok=$(sipp_stat "$out" "Successful call")
+    failed=$(sipp_stat "$out" "Failed call")
     awk -v d=$((after - before)) -v t="$(getconf CLK_TCK)" -v ok="$ok" -v f="$failed" \
         'BEGIN { n = ok + f; if (n == 0) n = 1; printf "%.1f %d %d\n", d / t * 1e6 / n, ok, f }'
 }
