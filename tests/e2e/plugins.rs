@@ -500,12 +500,19 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        out.contains(";trunk=test;brand=plugin;tenant=acme;"),
+        out.contains(";trunk=test;brand=generic;tenant=acme;"),
         "{out}"
     );
-    assert!(out.contains(", trunk test, tenant acme\n"), "{out}");
-    let (_, out, _) = run(&test_plugin("testkit"), &context);
-    assert!(out.contains(";tenant=-;"), "{out}");
+    assert!(
+        out.contains(", trunk test (brand generic), tenant acme\n"),
+        "{out}"
+    );
+    // And the brand: `generic` (a trunk without one) unless named.
+    let (_, out, _) = run(
+        &test_plugin("testkit"),
+        &[&context[..], &["--brand", "twilio"]].concat(),
+    );
+    assert!(out.contains(";brand=twilio;tenant=-;"), "{out}");
     // A bundled plugin by its name.
     let (code, out, err) = run(std::path::Path::new("strip-plus"), &[]);
     assert_eq!(code, Some(0), "{out}{err}");

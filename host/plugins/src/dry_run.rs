@@ -39,6 +39,9 @@ pub struct DryRunInput<'a> {
     pub message: &'a [u8],
     pub direction: Direction,
     pub trunk: &'a str,
+    /// The trunk's brand the plugin is told (`generic` for a trunk without one; a brand plugin
+    /// is told its own name).
+    pub brand: &'a str,
     /// The tenant the plugin is told (with tenant routing, the call's; none without).
     pub tenant: Option<&'a str>,
     pub settings: BTreeMap<String, Vec<String>>,
@@ -77,7 +80,7 @@ pub fn dry_run(input: DryRunInput<'_>) -> Result<DryRun, String> {
     let chains = HashMap::from([(
         input.trunk.to_string(),
         Chain {
-            brand: "plugin".into(),
+            brand: input.brand.into(),
             to_trunk: vec![0],
             to_pbx: vec![0],
         },

@@ -40,6 +40,7 @@ fn testkit(text: &str, mode: &str, deadline: Duration) -> Result<DryRun, String>
         message: text.as_bytes(),
         direction: Direction::Outbound,
         trunk: "t",
+        brand: "generic",
         tenant: None,
         settings: BTreeMap::from([("mode".into(), vec![mode.into()])]),
         deadline,

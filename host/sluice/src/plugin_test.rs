@@ -30,6 +30,10 @@ pub struct Args {
     /// outbound route's by default).
     #[arg(long)]
     trunk: Option<String>,
+    /// The trunk's brand the plugin is told: `generic` (a trunk without one) by default; in
+    /// Sluice a brand plugin is told its own name.
+    #[arg(long, conflicts_with = "config", default_value = "generic")]
+    brand: String,
     /// The tenant the plugin is told, as Sluice names a call's tenant with tenant routing
     /// (none by default); with --config, routing decides it.
     #[arg(long, conflicts_with = "config")]
@@ -156,18 +160,20 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
         message: text.as_bytes(),
         direction,
         trunk: &trunk,
+        brand: &args.brand,
         tenant: args.tenant.as_deref(),
         settings,
         deadline: Duration::from_millis(args.deadline_ms.max(1)),
     })?;
     println!("plugin: {} {}", out.plugin, out.version);
     println!(
-        "call: {}, trunk {}{}",
+        "call: {}, trunk {} (brand {}){}",
         match direction {
             Direction::Outbound => "outbound (message sent toward the trunk)",
             Direction::Inbound => "inbound (message sent toward the PBX)",
         },
         trunk,
+        args.brand,
         args.tenant
             .as_deref()
             .map(|t| format!(", tenant {t}"))
