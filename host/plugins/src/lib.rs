@@ -6,7 +6,8 @@
 //!   is lent, logging, counters, settings, clock.
 //! - `exports`: a plugin's exports in either form (`call-hooks`, or the `hooks` of plugins
 //!   built before it) and the context strings each instance was sent last.
-//! - [`loaded`]: loading and self-checking a plugin version; calling its hooks under limits.
+//! - [`loaded`]: loading a plugin version; calling its hooks under limits.
+//! - `self_check`: the sample call a plugin version passes before it is installed.
 //! - [`prepare`]: from the configuration to a generation of plugins and per-trunk chains.
 //! - [`host`]: [`PluginHost`], the engine's [`sluice_b2bua::Hooks`]: chains, failure policy,
 //!   generations that calls pin across reloads.
@@ -55,6 +56,7 @@ pub mod loaded;
 pub mod log_budget;
 pub mod prepare;
 pub mod runtime;
+mod self_check;
 pub mod state;
 pub mod wasi;
 
