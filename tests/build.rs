@@ -10,7 +10,7 @@ fn main() {
     build(
         &Build {
             workspace: &workspace,
-            packages: &["testkit", "old-abi", "abi-020", "iface-bench"],
+            packages: &["testkit", "old-abi", "abi-020", "iface-bench", "raw-reason"],
             features: &[],
             target_dir_name: "wasm-test-plugins",
             out_suffix: "",

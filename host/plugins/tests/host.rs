@@ -33,7 +33,7 @@ fn runtime() -> Arc<Runtime> {
 }
 
 fn bundled(name: &str) -> Option<&'static [u8]> {
-    if name.starts_with("testkit") || name == "old-abi" || name == "abi-020" {
+    if name.starts_with("testkit") || ["old-abi", "abi-020", "raw-reason"].contains(&name) {
         let bytes = std::fs::read(sluice_e2e::test_plugin(name)).ok()?;
         return Some(Box::leak(bytes.into_boxed_slice()));
     }
@@ -698,4 +698,40 @@ fn calls_keep_their_generation_across_a_reload() {
     // The last call of the old generation ends: it is unloaded.
     host.release(g1);
     assert_eq!(host.loaded_generations(), [g2]);
+}
+
+/// A reason a hook gave with `host.reject-reason` belongs to that hook call: one that let its
+/// request through, or trapped, does not name the next call's rejection (raw-reason gives the
+/// reason in those ways, which the SDK never does).
+#[test]
+fn a_reason_left_by_an_earlier_hook_call_is_forgotten() {
+    let mut host = host_for(
+        "outbound_rules = [\"raw\"]",
+        "[plugin.raw]\nmodule = \"raw-reason\"",
+    );
+    let g = host.current();
+    let mut verdict = |called: &str| {
+        let mut msg = invite(called);
+        let mut original = msg.clone();
+        host.message(g, &ctx(Side::External), &mut msg, &mut original)
+    };
+    let standard = HookVerdict::Reject {
+        status: 403,
+        reason: "Forbidden".into(),
+    };
+    assert_eq!(
+        verdict("2000"),
+        standard,
+        "no reason given: the standard phrase"
+    );
+    // A reason given by a hook that then let the request through.
+    assert_eq!(verdict("1000"), HookVerdict::Continue);
+    assert_eq!(
+        verdict("2001"),
+        standard,
+        "the reason of a request let through"
+    );
+    // A reason given by a hook that then trapped (fail-open: the request goes on).
+    assert_eq!(verdict("3000"), HookVerdict::Continue);
+    assert_eq!(verdict("2002"), standard, "the reason of a trapped call");
 }
