@@ -73,6 +73,8 @@ pub struct Handling {
     invite_cseq: u32,
     /// Sluice's ACK of its 2xx, for the retransmissions of that 2xx.
     ack: Option<(Flow, bytes::Bytes)>,
+    /// The tenant owning the target (with tenants): the call's once the new leg answers.
+    tenant: Option<std::sync::Arc<str>>,
 }
 
 /// A REFER inside a call, from `leg` (`replacing`: what the engine found for its `Replaces`).
@@ -166,7 +168,7 @@ fn handle<H: Hooks>(
     let Some(offer) = call.sent_sdp.get(pbx_leg).clone() else {
         return core.reply(now, tx, refer, 488, reason_phrase(488));
     };
-    let (mut new_leg, mut invite) = match new_leg(core, call, leg, &user, refer) {
+    let (mut new_leg, mut invite, tenant) = match new_leg(core, call, leg, &user, refer) {
         Ok(built) => built,
         Err(status) => return core.reply(now, tx, refer, status, reason_phrase(status)),
     };
@@ -177,7 +179,7 @@ fn handle<H: Hooks>(
     // The plugins see the new call as they would see one from the trunk.
     if core.hooks.active(call.generation, &call.trunk) {
         if let NewCallOutcome::Refuse { status, reason } =
-            run_plugins(core, call, leg, &mut invite, refer)
+            run_plugins(core, call, (leg, tenant.as_deref()), &mut invite, refer)
         {
             debug!(call = call.key, status, "transfer refused by a plugin");
             return core.reply(now, tx, refer, status, &reason);
@@ -194,6 +196,7 @@ fn handle<H: Hooks>(
         new_leg: Some(new_leg),
         invite_cseq,
         ack: None,
+        tenant,
     }));
     call.pending = call.pending.saturating_add(1);
     core.send(
@@ -205,11 +208,11 @@ fn handle<H: Hooks>(
 }
 
 /// The call's plugins over the INVITE of a transfer's new leg toward the PBX, as over a new
-/// call from the trunk, `refer` standing for the message it was built from.
+/// call from the trunk to `tenant`, `refer` standing for the message it was built from.
 fn run_plugins<H: Hooks>(
     core: &mut Core<H>,
     call: &Call,
-    referrer: LegId,
+    (referrer, tenant): (LegId, Option<&str>),
     invite: &mut Message,
     refer: &Message,
 ) -> NewCallOutcome {
@@ -219,7 +222,7 @@ fn run_plugins<H: Hooks>(
         direction: Direction::Inbound,
         leg: crate::config::Side::Internal,
         trunk: &call.trunk,
-        tenant: call.tenant.as_deref(),
+        tenant,
         source: from.remote,
         transport: from.transport,
     };
@@ -236,16 +239,16 @@ fn run_plugins<H: Hooks>(
     run_new_call_with(&mut core.hooks, generation, &ctx, pair, numbers)
 }
 
-/// The new leg of a transfer Sluice carries out, and its INVITE (without SDP), routed as a
-/// call from the call's trunk to `user` would be; the status to refuse the REFER with
-/// without a route (404 for a DID no tenant owns) or listener (503).
+/// The new leg of a transfer Sluice carries out, its INVITE (without SDP) and the tenant it
+/// goes to, routed as a call from the call's trunk to `user` would be; the status to refuse
+/// the REFER with without a route (404 for a DID no tenant owns) or listener (503).
 fn new_leg<H: Hooks>(
     core: &mut Core<H>,
     call: &Call,
     leg: LegId,
     user: &str,
     refer: &Message,
-) -> Result<(Dialog, Message), u16> {
+) -> Result<(Dialog, Message, Option<std::sync::Arc<str>>), u16> {
     let trunk = core
         .cfg
         .trunks
@@ -284,7 +287,7 @@ fn new_leg<H: Hooks>(
         .set(HeaderName::Supported, crate::session_timer::TAG);
     crate::headers::rewrite_identity(refer, &mut invite, &local_uri_host(listener.addr));
     crate::headers::add_agent(&mut invite, &core.cfg.user_agent);
-    Ok((new_leg, invite))
+    Ok((new_leg, invite, route.tenant))
 }
 
 /// The new leg of a transfer Sluice carries out answered (`status`, 408 when nothing came).
@@ -331,6 +334,7 @@ pub fn new_leg_answered<H: Hooks>(
     let ack = (new_leg.next_hop(), bytes::Bytes::from(ack.to_bytes()));
     core.emit(ack.0, ack.1.clone());
     h.ack = Some(ack);
+    let tenant = h.tenant.take();
     let Some(new_leg) = h.new_leg.take() else {
         return;
     };
@@ -363,6 +367,10 @@ pub fn new_leg_answered<H: Hooks>(
         call.legs.get(pbx_leg).local_tag.clone(),
     ));
     crate::session_timer::leg_replaced(call);
+    // The call is the target's tenant's from here on (with tenants).
+    if tenant.is_some() {
+        call.tenant = tenant;
+    }
     crate::guard::note_peers(core, call);
     notify(core, call, now, referrer, "SIP/2.0 200 OK", true);
 }

@@ -485,12 +485,15 @@ fn a_silent_first_trunk_is_left_for_the_next_and_its_late_answer_hung_up() {
 
 #[test]
 fn a_transfer_sluice_carries_out_goes_to_the_pbx_owning_its_target_or_gets_404() {
+    let seen = SeesTenant::default();
     let mut lab = Lab::with_hooks(
         config(|c| c.trunks[0].transfer = sluice_b2bua::config::Transfer::Handle),
-        NoHooks,
+        seen.clone(),
     );
     lab.engine.handle_timeout(lab.now);
     let up = lab.established_call();
+    let tenant_now = |lab: &Lab<SeesTenant>| lab.engine.calls_snapshot(lab.now)[0].tenant.clone();
+    assert_eq!(tenant_now(&lab).as_deref(), Some("acme"));
     let refer = |cseq: u32, target: &str| {
         with_headers(
             &trunk_in_dialog(
@@ -512,6 +515,36 @@ fn a_transfer_sluice_carries_out_goes_to_the_pbx_owning_its_target_or_gets_404()
     let invites = invites_to(&o, GLOBEX_PBX);
     assert_eq!(invites.len(), 1, "{o:?}");
     assert_eq!(user_of(invites[0].request_uri().unwrap()), "6468097072");
+    // The plugins see the new leg's INVITE as globex's; the call is globex's once it answers.
+    let (_, messages) = split(seen.take());
+    assert!(
+        messages.contains(&"INVITE globex".to_string()),
+        "{messages:?}"
+    );
+    assert_eq!(
+        tenant_now(&lab).as_deref(),
+        Some("acme"),
+        "not answered yet"
+    );
+    let mut ok = sluice_transaction::response_to(invites[0], 200, "OK", Some("globex2"));
+    ok.headers
+        .push(HeaderName::Contact, "<sip:2002@127.0.0.11:5060>");
+    ok.headers.push(HeaderName::ContentType, "application/sdp");
+    ok.body = bytes::Bytes::from(SDP);
+    let globex = Flow {
+        transport: Transport::Udp,
+        local: addr(INTERNAL),
+        remote: addr(GLOBEX_PBX),
+        conn: None,
+    };
+    let o = lab.feed(globex, &String::from_utf8_lossy(&ok.to_bytes()));
+    assert!(
+        only(&o, GLOBEX_PBX)
+            .iter()
+            .any(|m| m.method().is_some_and(|m| m.as_str() == "ACK")),
+        "{o:?}"
+    );
+    assert_eq!(tenant_now(&lab).as_deref(), Some("globex"));
 }
 
 #[test]
