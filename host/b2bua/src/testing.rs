@@ -9,7 +9,9 @@ use crate::config::{
 };
 use crate::core::Output;
 use crate::engine::Engine;
-use crate::hooks::{Hooks, NoHooks};
+use crate::hooks::{
+    Attestation, HookContext, HookVerdict, Hooks, NoHooks, NumberKind, NumberVerdict,
+};
 use sluice_media::{Latching, MediaOp, Timeouts};
 use sluice_sip::{parse_message, HeaderName, Message};
 use sluice_transaction::{response_to, Flow, TimerConfig, Transport};
@@ -179,6 +181,54 @@ pub fn load(set: &str, name: &str) -> Vec<u8> {
 
 /// Parsed messages and where they went.
 pub type Sent = Vec<(Flow, Message)>;
+
+/// Plugins for an engine test, as two closures: the number hook and the message hook (which may
+/// record what they are shown). One generation, active on every trunk, no attestation.
+pub struct FnHooks<N, M> {
+    pub number: N,
+    pub message: M,
+}
+
+impl<N, M> Hooks for FnHooks<N, M>
+where
+    N: FnMut(&HookContext<'_>, NumberKind, &str) -> NumberVerdict + Send,
+    M: FnMut(&HookContext<'_>, &mut Message) -> HookVerdict + Send,
+{
+    fn current(&self) -> crate::Generation {
+        1
+    }
+    fn pin(&mut self, _: crate::Generation) {}
+    fn release(&mut self, _: crate::Generation) {}
+    fn active(&self, _: crate::Generation, _: &str) -> bool {
+        true
+    }
+    fn number(
+        &mut self,
+        _: crate::Generation,
+        ctx: &HookContext<'_>,
+        kind: NumberKind,
+        number: &str,
+    ) -> NumberVerdict {
+        (self.number)(ctx, kind, number)
+    }
+    fn message(
+        &mut self,
+        _: crate::Generation,
+        ctx: &HookContext<'_>,
+        msg: &mut Message,
+        _: &mut Message,
+    ) -> HookVerdict {
+        (self.message)(ctx, msg)
+    }
+    fn attestation(
+        &mut self,
+        _: crate::Generation,
+        _: &HookContext<'_>,
+        _: &mut Message,
+    ) -> Option<Attestation> {
+        None
+    }
+}
 
 /// An engine with a fake clock.
 pub struct Lab<H: Hooks = NoHooks> {

@@ -384,53 +384,33 @@ fn a_signalling_only_trunk_gets_the_sdp_as_it_was() {
     assert!(lab.media.is_empty());
 }
 
-/// Records the bodies plugins are shown.
-#[derive(Default)]
-struct SeeBodies(Vec<String>);
+/// The bodies plugins are shown, in order.
+#[derive(Clone, Default)]
+struct SeeBodies(Arc<std::sync::Mutex<Vec<String>>>);
 
-impl Hooks for SeeBodies {
-    fn current(&self) -> u64 {
-        1
+impl SeeBodies {
+    fn seen(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
     }
-    fn pin(&mut self, _: u64) {}
-    fn release(&mut self, _: u64) {}
-    fn active(&self, _: u64, _: &str) -> bool {
-        true
-    }
-    fn number(
-        &mut self,
-        _: u64,
-        _: &HookContext<'_>,
-        _: sluice_b2bua::NumberKind,
-        _: &str,
-    ) -> sluice_b2bua::NumberVerdict {
-        sluice_b2bua::NumberVerdict::Keep
-    }
-    fn message(
-        &mut self,
-        _: u64,
-        _: &HookContext<'_>,
-        msg: &mut Message,
-        _: &mut Message,
-    ) -> HookVerdict {
-        self.0.push(body(msg));
-        HookVerdict::Continue
-    }
-    fn attestation(
-        &mut self,
-        _: u64,
-        _: &HookContext<'_>,
-        _: &mut Message,
-    ) -> Option<sluice_b2bua::Attestation> {
-        None
+    /// Plugins that only note the bodies they are shown.
+    fn hooks(&self) -> impl Hooks {
+        let bodies = self.clone();
+        FnHooks {
+            number: |_: &HookContext<'_>, _, _: &str| sluice_b2bua::NumberVerdict::Keep,
+            message: move |_: &HookContext<'_>, msg: &mut Message| {
+                bodies.0.lock().unwrap().push(body(msg));
+                HookVerdict::Continue
+            },
+        }
     }
 }
 
 #[test]
 fn plugins_see_the_sdp_as_it_leaves() {
-    let mut lab = Lab::with_hooks(lab_config_with_media(Transport::Udp), SeeBodies::default());
+    let bodies = SeeBodies::default();
+    let mut lab = Lab::with_hooks(lab_config_with_media(Transport::Udp), bodies.hooks());
     lab.from_pbx_text(&invite_with(&sdp("127.0.0.10", 4000, 1, "0", "")));
-    let seen = &lab.engine.hooks().0;
+    let seen = bodies.seen();
     assert!(seen[0].contains("c=IN IP4 203.0.113.1"), "{seen:?}");
     assert!(!seen[0].contains("127.0.0.10"), "{seen:?}");
 }
@@ -456,7 +436,8 @@ fn srtp_keys_of(ops: &[MediaOp]) -> Option<[sluice_media::EndCrypto; 2]> {
 fn an_srtp_trunk_gets_sluices_keys_and_the_pbx_plain_rtp() {
     let mut cfg = lab_config_with_media(Transport::Udp);
     srtp_trunk(&mut cfg, sluice_media::SrtpMode::Required);
-    let mut lab = Lab::with_hooks(cfg, SeeBodies::default());
+    let bodies = SeeBodies::default();
+    let mut lab = Lab::with_hooks(cfg, bodies.hooks());
     let offer = sdp("127.0.0.10", 4000, 1, "0 8 101", "");
     let o = lab.from_pbx_text(&invite_with(&offer));
     let b_invite = only(&o, TRUNK)[0].clone();
@@ -467,7 +448,7 @@ fn an_srtp_trunk_gets_sluices_keys_and_the_pbx_plain_rtp() {
     assert!(crypto[0].starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
     assert!(!to_trunk.contains("SLUICE-HIDDEN"), "the real key leaves");
     // The plugins saw the INVITE with the keys replaced.
-    let seen = lab.engine.hooks().0.clone();
+    let seen = bodies.seen();
     let key = crypto[0].split("inline:").nth(1).unwrap();
     assert!(
         seen.iter().all(|b| !b.contains(key)),
@@ -497,7 +478,7 @@ fn an_srtp_trunk_gets_sluices_keys_and_the_pbx_plain_rtp() {
     let to_pbx = body(&a_ok);
     assert_eq!(line(&to_pbx, "m="), ["m=audio 20000 RTP/AVP 8 101"]);
     assert!(line(&to_pbx, "a=crypto").is_empty(), "{to_pbx}");
-    let seen = lab.engine.hooks().0.clone();
+    let seen = bodies.seen();
     assert!(
         seen.iter().all(|b| !b.contains(trunk_key)),
         "a plugin saw the trunk's key: {seen:?}"

@@ -313,53 +313,23 @@ fn a_call_refused_by_the_last_trunk_of_its_route_gets_the_refusal() {
 
 /// A brand whose number hook knows its provider's short form `pg-NN` of globex's numbers, and
 /// writes every number it sees as E.164.
-struct ShortForms;
-
-impl sluice_b2bua::Hooks for ShortForms {
-    fn current(&self) -> u64 {
-        1
-    }
-    fn pin(&mut self, _: u64) {}
-    fn release(&mut self, _: u64) {}
-    fn active(&self, _: u64, _: &str) -> bool {
-        true
-    }
-    fn number(
-        &mut self,
-        _: u64,
-        _: &sluice_b2bua::HookContext<'_>,
-        _: sluice_b2bua::hooks::NumberKind,
-        n: &str,
-    ) -> sluice_b2bua::hooks::NumberVerdict {
-        use sluice_b2bua::hooks::NumberVerdict;
-        match n.strip_prefix("pg-") {
+fn short_forms() -> impl sluice_b2bua::Hooks {
+    use sluice_b2bua::hooks::NumberVerdict;
+    FnHooks {
+        number: |_: &sluice_b2bua::HookContext<'_>, _, n: &str| match n.strip_prefix("pg-") {
             Some(tail) => NumberVerdict::Replace(format!("+164680970{tail}")),
             None if !n.starts_with('+') => NumberVerdict::Replace(format!("+{n}")),
             None => NumberVerdict::Keep,
-        }
-    }
-    fn message(
-        &mut self,
-        _: u64,
-        _: &sluice_b2bua::HookContext<'_>,
-        _: &mut Message,
-        _: &mut Message,
-    ) -> sluice_b2bua::HookVerdict {
-        sluice_b2bua::HookVerdict::Continue
-    }
-    fn attestation(
-        &mut self,
-        _: u64,
-        _: &sluice_b2bua::HookContext<'_>,
-        _: &mut Message,
-    ) -> Option<sluice_b2bua::Attestation> {
-        None
+        },
+        message: |_: &sluice_b2bua::HookContext<'_>, _: &mut Message| {
+            sluice_b2bua::HookVerdict::Continue
+        },
     }
 }
 
 #[test]
 fn the_brands_number_hook_runs_before_the_did_lookup_and_the_pbx_gets_its_own_format() {
-    let mut lab = Lab::with_hooks(config(|_| {}), ShortForms);
+    let mut lab = Lab::with_hooks(config(|_| {}), short_forms());
     lab.engine.handle_timeout(lab.now);
     let sent = lab.from_trunk_text(&inbound("pg-72", "in-b"));
     let invites = invites_to(&sent, GLOBEX_PBX);
@@ -488,11 +458,13 @@ fn a_transfer_sluice_carries_out_goes_to_the_pbx_owning_its_target_or_gets_404()
     let seen = SeesTenant::default();
     let mut lab = Lab::with_hooks(
         config(|c| c.trunks[0].transfer = sluice_b2bua::config::Transfer::Handle),
-        seen.clone(),
+        seen.hooks(),
     );
     lab.engine.handle_timeout(lab.now);
     let up = lab.established_call();
-    let tenant_now = |lab: &Lab<SeesTenant>| lab.engine.calls_snapshot(lab.now)[0].tenant.clone();
+    fn tenant_now<H: sluice_b2bua::Hooks>(lab: &Lab<H>) -> Option<String> {
+        lab.engine.calls_snapshot(lab.now)[0].tenant.clone()
+    }
     assert_eq!(tenant_now(&lab).as_deref(), Some("acme"));
     let refer = |cseq: u32, target: &str| {
         with_headers(
@@ -643,48 +615,23 @@ impl SeesTenant {
         let tenant = ctx.tenant.unwrap_or("-");
         self.0.lock().unwrap().push(format!("{what} {tenant}"));
     }
-}
-
-impl sluice_b2bua::Hooks for SeesTenant {
-    fn current(&self) -> u64 {
-        1
-    }
-    fn pin(&mut self, _: u64) {}
-    fn release(&mut self, _: u64) {}
-    fn active(&self, _: u64, _: &str) -> bool {
-        true
-    }
-    fn number(
-        &mut self,
-        _: u64,
-        ctx: &sluice_b2bua::HookContext<'_>,
-        _: sluice_b2bua::hooks::NumberKind,
-        _: &str,
-    ) -> sluice_b2bua::hooks::NumberVerdict {
-        self.note("number", ctx);
-        sluice_b2bua::hooks::NumberVerdict::Keep
-    }
-    fn message(
-        &mut self,
-        _: u64,
-        ctx: &sluice_b2bua::HookContext<'_>,
-        msg: &mut Message,
-        _: &mut Message,
-    ) -> sluice_b2bua::HookVerdict {
-        let what = match (msg.method(), msg.status()) {
-            (Some(m), _) => m.as_str().to_string(),
-            (None, s) => s.unwrap_or(0).to_string(),
-        };
-        self.note(&what, ctx);
-        sluice_b2bua::HookVerdict::Continue
-    }
-    fn attestation(
-        &mut self,
-        _: u64,
-        _: &sluice_b2bua::HookContext<'_>,
-        _: &mut Message,
-    ) -> Option<sluice_b2bua::Attestation> {
-        None
+    /// Plugins that only note what they are told.
+    fn hooks(&self) -> impl sluice_b2bua::Hooks {
+        let (numbers, messages) = (self.clone(), self.clone());
+        FnHooks {
+            number: move |ctx: &sluice_b2bua::HookContext<'_>, _, _: &str| {
+                numbers.note("number", ctx);
+                sluice_b2bua::hooks::NumberVerdict::Keep
+            },
+            message: move |ctx: &sluice_b2bua::HookContext<'_>, msg: &mut Message| {
+                let what = match (msg.method(), msg.status()) {
+                    (Some(m), _) => m.as_str().to_string(),
+                    (None, s) => s.unwrap_or(0).to_string(),
+                };
+                messages.note(&what, ctx);
+                sluice_b2bua::HookVerdict::Continue
+            },
+        }
     }
 }
 
@@ -699,7 +646,7 @@ fn split(seen: Vec<String>) -> (Vec<String>, Vec<String>) {
 #[test]
 fn every_hook_is_told_the_calls_tenant() {
     let seen = SeesTenant::default();
-    let mut lab = Lab::with_hooks(config(|_| {}), seen.clone());
+    let mut lab = Lab::with_hooks(config(|_| {}), seen.hooks());
     lab.engine.handle_timeout(lab.now);
     // A trunk's call to globex's DID.
     let sent = lab.from_trunk_text(&inbound("+16468097070", "in-t"));
