@@ -344,9 +344,21 @@ pub fn new_leg_answered<H: Hooks>(
         call.pending = call.pending.saturating_add(1);
         return core.bye(now, call.key, &mut gone);
     }
-    let pbx_leg = referrer.other();
-    // The media now goes to the new leg's address (its answer to Sluice's offer).
-    let mut answer = msg.clone();
+    take_over(core, call, now, (referrer.other(), new_leg, tenant), msg);
+    notify(core, call, now, referrer, "SIP/2.0 200 OK", true);
+}
+
+/// The answered new leg of a transfer (`answer` its 2xx) takes the place of the call's leg
+/// `pbx_leg`: the media goes to it, the old leg ends (the call's state stays), and with tenants
+/// the call is the target tenant's from here on. Its session timer, if any, was the old leg's.
+fn take_over<H: Hooks>(
+    core: &mut Core<H>,
+    call: &mut Call,
+    now: Instant,
+    (pbx_leg, new_leg, tenant): (LegId, Dialog, Option<std::sync::Arc<str>>),
+    answer: &Message,
+) {
+    let mut answer = answer.clone();
     if core
         .anchor_sdp(call, pbx_leg, Role::Answer, &mut answer)
         .is_err()
@@ -356,8 +368,6 @@ pub fn new_leg_answered<H: Hooks>(
             "the transfer's new leg answered unreadable SDP"
         );
     }
-    // The old leg ends (the call's state stays); the new one takes its place in the call. Its
-    // session timer, if any, was the old leg's.
     call.pending = call.pending.saturating_add(1);
     core.bye(now, call.key, call.legs.get_mut(pbx_leg));
     let old = std::mem::replace(call.legs.get_mut(pbx_leg), new_leg);
@@ -367,12 +377,10 @@ pub fn new_leg_answered<H: Hooks>(
         call.legs.get(pbx_leg).local_tag.clone(),
     ));
     crate::session_timer::leg_replaced(call);
-    // The call is the target's tenant's from here on (with tenants).
     if tenant.is_some() {
         call.tenant = tenant;
     }
     crate::guard::note_peers(core, call);
-    notify(core, call, now, referrer, "SIP/2.0 200 OK", true);
 }
 
 /// A NOTIFY of the REFER's progress on `leg` (RFC 3515 §2.4.5): `sipfrag` is the status line.
