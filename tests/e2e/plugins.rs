@@ -440,11 +440,12 @@ fn answered(status: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn plugin_test_command_shows_the_message_as_it_would_leave() {
-    let dir = tempfile::tempdir().unwrap();
+/// `sluice plugin test` on a captured INVITE (LF line ends, as a capture is often saved), run
+/// by the returned function with a plugin and further options: exit code, stdout, stderr.
+fn plugin_test_on_a_capture(
+    dir: &tempfile::TempDir,
+) -> impl Fn(&std::path::Path, &[&str]) -> (Option<i32>, String, String) {
     let msg = dir.path().join("invite.sip");
-    // A capture with LF line ends, as it is often saved.
     std::fs::write(
         &msg,
         "INVITE sip:6660001@trunk.example.com SIP/2.0\n\
@@ -457,7 +458,7 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
          Content-Length: 0\n\n",
     )
     .unwrap();
-    let run = |plugin: &std::path::Path, extra: &[&str]| {
+    move |plugin: &std::path::Path, extra: &[&str]| {
         let out = Command::new(sluice_bin())
             .args(["plugin", "test"])
             .arg(plugin)
@@ -471,7 +472,13 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-    };
+    }
+}
+
+#[test]
+fn plugin_test_command_shows_the_message_as_it_would_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = plugin_test_on_a_capture(&dir);
     let (code, out, err) = run(&test_plugin("testkit"), &["--setting", "label=dry"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("plugin: testkit 1.0.0"), "{out}");
@@ -492,7 +499,22 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
         "which hook, and why: {out}"
     );
     assert!(out.contains("plugin=testkit"), "named by its file: {out}");
-    // The tenant the plugin is told, as tenant routing names a call's.
+    // A bundled plugin by its name.
+    let (code, out, err) = run(std::path::Path::new("strip-plus"), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("plugin: strip-plus"), "{out}");
+    // The wrong interface version is refused with a message.
+    let (code, _, err) = run(&test_plugin("old-abi"), &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("sluice:plugin"), "{err}");
+}
+
+/// The one-plugin dry run tells the plugin the brand and tenant it is given, as Sluice tells a
+/// call's.
+#[test]
+fn plugin_test_command_tells_the_plugin_its_brand_and_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = plugin_test_on_a_capture(&dir);
     let context = ["--setting", "mode=show-context", "--setting", "trigger=999"];
     let (code, out, err) = run(
         &test_plugin("testkit"),
@@ -513,14 +535,6 @@ fn plugin_test_command_shows_the_message_as_it_would_leave() {
         &[&context[..], &["--brand", "twilio"]].concat(),
     );
     assert!(out.contains(";brand=twilio;tenant=-;"), "{out}");
-    // A bundled plugin by its name.
-    let (code, out, err) = run(std::path::Path::new("strip-plus"), &[]);
-    assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("plugin: strip-plus"), "{out}");
-    // The wrong interface version is refused with a message.
-    let (code, _, err) = run(&test_plugin("old-abi"), &[]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains("sluice:plugin"), "{err}");
 }
 
 /// The out-of-tree example (examples/plugin-acme), built as its README says, rewrites a live

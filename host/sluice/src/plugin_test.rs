@@ -113,6 +113,38 @@ pub fn read_capture(path: &std::path::Path) -> Result<String, String> {
     Ok(fit_content_length(text))
 }
 
+/// A plugin named on the command line: its name (the file's stem), its bytes and where they
+/// came from (the file, or a bundled plugin of that name).
+fn read_plugin(plugin: &std::path::Path) -> Result<(String, Vec<u8>, String), String> {
+    let name = plugin
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_string();
+    match std::fs::read(plugin) {
+        Ok(w) => Ok((name, w, plugin.display().to_string())),
+        Err(e) => match plugin.to_str().and_then(sluice_bundled::get) {
+            Some(w) => Ok((name, w.to_vec(), "bundled".to_string())),
+            None => Err(format!("{}: cannot read: {e}", plugin.display())),
+        },
+    }
+}
+
+/// `--setting KEY=VALUE` options as the plugin's settings (a key repeated makes a list).
+fn parse_settings(options: &[String]) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut settings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in options {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--setting {s}: expected KEY=VALUE"))?;
+        settings
+            .entry(k.to_string())
+            .or_default()
+            .push(v.to_string());
+    }
+    Ok(settings)
+}
+
 fn run_inner(args: Args) -> Result<ExitCode, String> {
     let text = read_capture(&args.message)?;
     if let Some(config) = &args.config {
@@ -126,29 +158,9 @@ fn run_inner(args: Args) -> Result<ExitCode, String> {
         .plugin
         .clone()
         .ok_or("a plugin or --config is required")?;
-    let name = plugin
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin")
-        .to_string();
-    let (wasm, origin) = match std::fs::read(&plugin) {
-        Ok(w) => (w, plugin.display().to_string()),
-        Err(e) => match plugin.to_str().and_then(sluice_bundled::get) {
-            Some(w) => (w.to_vec(), "bundled".to_string()),
-            None => return Err(format!("{}: cannot read: {e}", plugin.display())),
-        },
-    };
+    let (name, wasm, origin) = read_plugin(&plugin)?;
     let trunk = args.trunk.clone().unwrap_or_else(|| "test".into());
-    let mut settings: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in &args.settings {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| format!("--setting {s}: expected KEY=VALUE"))?;
-        settings
-            .entry(k.to_string())
-            .or_default()
-            .push(v.to_string());
-    }
+    let settings = parse_settings(&args.settings)?;
     let direction = match args.direction {
         Dir::Outbound => Direction::Outbound,
         Dir::Inbound => Direction::Inbound,
