@@ -435,7 +435,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     let pre = Pre::new(pre).map_err(|e| {
         format!("{who}: does not export sluice:plugin/call-hooks@0.2.0 (nor hooks@0.2.0): {e}")
     })?;
-    let mut ident = Ident {
+    let ident = Ident {
         name: spec.name.clone(),
         module: spec.module.clone(),
         reported_name: String::new(),
@@ -443,8 +443,7 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         settings: spec.settings.clone(),
         log: crate::log_budget::LogBudget::new(&spec.name),
     };
-    // Ask the version first, from a throw-away instance.
-    let mut probe = LoadedPlugin {
+    let probe = || LoadedPlugin {
         ident: Arc::new(ident.clone_shallow()),
         origin: spec.origin.clone(),
         hash,
@@ -459,13 +458,54 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
         edits: None,
         warm: std::sync::Mutex::new(None),
     };
-    let mut live = probe
-        .instantiate()
-        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    // A deadline missed while loading may be the machine's doing (a busy host, a fresh
+    // instance touching its memory for the first time), not the plugin's: the checks run again
+    // on a fresh instance, and only a plugin that misses every time is refused.
+    let mut attempt = 1;
+    let mut loaded = loop {
+        match check(probe(), ident.clone_shallow()) {
+            Ok(p) => break p,
+            Err(Refusal::Failed(Failure::Deadline)) if attempt < LOAD_ATTEMPTS => {
+                tracing::warn!("{who}: self-check ran past its deadline; trying again");
+                attempt = attempt.saturating_add(1);
+            }
+            Err(Refusal::Failed(Failure::Deadline)) => {
+                return Err(format!(
+                    "{who}: self-check failed: ran past its deadline ({attempt} tries)"
+                ))
+            }
+            Err(Refusal::Failed(f)) => return Err(format!("{who}: self-check failed: {f}")),
+            Err(Refusal::Invalid(e)) => return Err(format!("{who}: {e}")),
+        }
+    };
+    // Counted from the first real call on.
+    loaded.metrics = PluginMetrics::new(&spec.name, &loaded.ident.version);
+    Ok(Arc::new(loaded))
+}
+
+/// How many times a load's checks may run past a deadline before the plugin is refused.
+const LOAD_ATTEMPTS: u32 = 3;
+
+/// Why a load's checks refused a plugin.
+enum Refusal {
+    /// A guest call failed.
+    Failed(Failure),
+    /// It answered something Sluice cannot take.
+    Invalid(String),
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Self {
+        Refusal::Failed(f)
+    }
+}
+
+/// Ask a fresh instance for the plugin's name, version and interest, then run the sample call
+/// through it ([`crate::self_check`]); the instance that passed serves the first calls.
+fn check(mut probe: LoadedPlugin, mut ident: Ident) -> Result<LoadedPlugin, Refusal> {
+    let mut live = probe.instantiate()?;
     let r = live.limited(&probe, |g, s| g.info(s));
-    let info = live
-        .finish(r)
-        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
+    let info = live.finish(r)?;
     let clean = |s: &str| {
         if s.is_empty() || s.len() > 64 || s.bytes().any(|b| !b.is_ascii_graphic()) {
             "unknown".to_string()
@@ -476,27 +516,21 @@ pub fn load(runtime: &Arc<Runtime>, spec: &PluginSpec) -> Result<Arc<LoadedPlugi
     ident.version = clean(&info.version);
     ident.reported_name = clean(&info.name);
     let r = live.limited(&probe, |g, s| g.get_interest(s));
-    let declared = live
-        .finish(r)
-        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
-    probe.interest = interest(declared).map_err(|e| format!("{who}: {e}"))?;
+    let declared = live.finish(r)?;
+    probe.interest = interest(declared).map_err(Refusal::Invalid)?;
     if let Some(p) = live.store.data_mut().declared_numbers.take() {
-        probe.numbers = Some(number_policy(p).map_err(|e| format!("{who}: {e}"))?);
+        probe.numbers = Some(number_policy(p).map_err(Refusal::Invalid)?);
         probe.interest.numbers = true;
     }
     if let Some(e) = live.store.data_mut().declared_edits.take() {
-        probe.edits = Some(declared_edits(&e).map_err(|e| format!("{who}: {e}"))?);
+        probe.edits = Some(declared_edits(&e).map_err(Refusal::Invalid)?);
     }
     probe.ident = Arc::new(ident);
-    let mut loaded = probe;
-    let warm = crate::self_check::self_check(&loaded)
-        .map_err(|f| format!("{who}: self-check failed: {f}"))?;
-    // Counted from the first real call on.
-    loaded.metrics = PluginMetrics::new(&spec.name, &loaded.ident.version);
-    if let Ok(mut w) = loaded.warm.lock() {
+    let warm = crate::self_check::self_check(&probe)?;
+    if let Ok(mut w) = probe.warm.lock() {
         *w = Some(warm);
     }
-    Ok(Arc::new(loaded))
+    Ok(probe)
 }
 
 /// A plugin's declared interest, checked: methods are SIP tokens (or `*`), a few of them.
