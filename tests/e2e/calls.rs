@@ -6,7 +6,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use sluice_e2e::{Lab, LabAddrs, Peer, SippResult, Transport};
+use sluice_e2e::{header, Lab, LabAddrs, Peer, SippResult, Transport};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -16,13 +16,8 @@ fn assert_all_ok(what: &str, r: &SippResult, calls: u64, lab: &Lab) {
         (r.successful, r.failed, r.status),
         (calls, 0, Some(0)),
         "{what}: {r:?}\nsluice log:\n{}",
-        tail(&lab.log())
+        lab.log_tail()
     );
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 #[derive(Clone, Copy)]
@@ -421,7 +416,7 @@ fn a_call_whose_session_refreshes_stop_is_ended_on_both_legs() {
     assert!(
         lab.log().contains("no session refresh: ending the call"),
         "{}",
-        tail(&lab.log())
+        lab.log_tail()
     );
     let (_, body) = sluice_e2e::http("GET", &lab.admin(), "/metrics", None, "");
     let m = sluice_e2e::parse_prometheus(&body);
@@ -544,16 +539,6 @@ fn header_param(msg: &str, name: &str, param: &str) -> Option<String> {
     Some(line[at..].split([';', '>', ' ']).next()?.to_string())
 }
 
-fn header_value(msg: &str, name: &str) -> Option<String> {
-    msg.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-}
-
 fn escape(s: &str) -> String {
     s.replace('@', "%40")
         .replace(';', "%3B")
@@ -606,7 +591,7 @@ fn attended_refer(block: u8, dir: Dir) {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let call_id = header_value(&answered, "Call-ID").unwrap();
+    let call_id = header(&answered, "Call-ID").unwrap();
     let sluice_tag = header_param(&answered, "To", "tag").unwrap();
     let own_tag = header_param(&answered, "From", "tag").unwrap();
     let replaces = escape(&format!("{call_id};to-tag={sluice_tag};from-tag={own_tag}"));
@@ -638,13 +623,13 @@ fn attended_refer(block: u8, dir: Dir) {
         sluice_e2e::parse_message_log(&std::fs::read_to_string(other_log).unwrap(), "received");
     let invites: Vec<&String> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
     let held_there = invites[0];
-    let their_call_id = header_value(held_there, "Call-ID").unwrap();
+    let their_call_id = header(held_there, "Call-ID").unwrap();
     let sluice_tag_there = header_param(held_there, "From", "tag").unwrap();
     let refer = got
         .iter()
         .find(|m| m.starts_with("REFER "))
         .expect("the other side got the REFER");
-    let refer_to = header_value(refer, "Refer-To").unwrap();
+    let refer_to = header(refer, "Refer-To").unwrap();
     let mapped = escape(&format!("{their_call_id};to-tag="));
     assert!(
         refer_to.contains(&format!("Replaces={mapped}")),
@@ -658,7 +643,7 @@ fn attended_refer(block: u8, dir: Dir) {
         refer_to.contains(&other_ip),
         "the target is the other side's own party: {refer_to}"
     );
-    assert!(!refer_to.contains(&escape(&call_id)), "{refer_to}");
+    assert!(!refer_to.contains(&escape(call_id)), "{refer_to}");
     assert!(!refer.contains(&referrer_ip), "{refer}");
 }
 

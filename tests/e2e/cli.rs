@@ -72,13 +72,8 @@ fn check_loads_the_plugins_and_names_the_one_that_fails() {
                 + &String::from_utf8_lossy(&out.stderr),
         )
     };
-    let base = sluice_e2e::Lab::config_text(201, sluice_e2e::Transport::Udp);
-    let with = |trunk: &str, extra: &str| {
-        format!(
-            "{}\n{extra}\n",
-            base.replace("[routing]", &format!("{trunk}\n\n[routing]"))
-        )
-    };
+    let addrs = sluice_e2e::LabAddrs::v4(201);
+    let with = |trunk: &str, extra: &str| sluice_e2e::Lab::config_with(&addrs, trunk, extra);
     let (ok, out) = check(&with(
         "brand = \"voipms\"\noutbound_rules = [\"tel-uri-to\"]",
         "",

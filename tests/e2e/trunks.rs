@@ -19,19 +19,9 @@ fn need_sipp() {
     );
 }
 
-/// The lab's configuration with extra keys in the trunk's table (and optionally a changed
-/// `[sip]`).
+/// The lab's configuration with extra keys in the trunk's table.
 fn config(block: u8, trunk_keys: &str) -> String {
-    let a = LabAddrs::v4(block);
-    Lab::config_for(&a, Transport::Udp).replace("[routing]", &format!("{trunk_keys}\n\n[routing]"))
-}
-
-fn start(block: u8, trunk_keys: &str) -> Lab {
-    Lab::start_with_text(
-        LabAddrs::v4(block),
-        Transport::Udp,
-        &config(block, trunk_keys),
-    )
+    Lab::config_with(&LabAddrs::v4(block), trunk_keys, "")
 }
 
 fn trunks(lab: &Lab) -> serde_json_value::Value {
@@ -109,7 +99,7 @@ fn registration_answers_a_challenge_that_sipp_verifies_and_wrong_credentials_fai
             "type = \"register\"\nusername = \"acct1\"\npassword = \"{password}\"\n\
              domain = \"provider.test\""
         );
-        let lab = start(block, &keys);
+        let lab = Lab::start_with_trunk(block, &keys, "");
         // Sluice's first REGISTER may go before SIPp listens: it is retransmitted.
         let registrar = lab.sipp(
             "registrar",
@@ -162,9 +152,10 @@ fn registration_answers_a_challenge_that_sipp_verifies_and_wrong_credentials_fai
 #[test]
 fn an_invite_challenge_is_answered_and_verified_by_sipp() {
     need_sipp();
-    let lab = start(
+    let lab = Lab::start_with_trunk(
         62,
         "type = \"credentials\"\nusername = \"acct1\"\npassword = \"s3cret\"",
+        "",
     );
     let uas = lab.sipp(
         "uas",
@@ -187,9 +178,10 @@ fn an_invite_challenge_is_answered_and_verified_by_sipp() {
     drop(lab);
 
     // Wrong credentials: the provider refuses the answer and the PBX sees 403, counted.
-    let lab = start(
+    let lab = Lab::start_with_trunk(
         62,
         "type = \"credentials\"\nusername = \"acct1\"\npassword = \"wrong\"",
+        "",
     );
     let uas = lab.sipp(
         "uas",
@@ -226,7 +218,7 @@ fn kamailio_verifies_sha256_answers_to_register_and_407() {
     let kamailio = provider_kamailio(&a.trunk_ip, &format!("{switch}:5060"));
     let keys = "type = \"register\"\nusername = \"acct1\"\npassword = \"s3cret\"\n\
                 domain = \"provider.test\"";
-    let lab = start(BLOCK, keys);
+    let lab = Lab::start_with_trunk(BLOCK, keys, "");
     wait_trunk(&lab, "registered with SHA-256", |t| {
         t["status"] == "registered"
     });
@@ -345,7 +337,11 @@ fn a_gateway_registers_to_sluice_takes_a_call_and_unregisters() {
 fn associated_addresses_may_call_in_and_strangers_get_403() {
     need_sipp();
     const BLOCK: u8 = 65;
-    let lab = start(BLOCK, &format!("associated = [\"127.0.{BLOCK}.32/30\"]"));
+    let lab = Lab::start_with_trunk(
+        BLOCK,
+        &format!("associated = [\"127.0.{BLOCK}.32/30\"]"),
+        "",
+    );
     let pbx = lab.sipp("pbx", "uas.xml", Peer::Pbx, None, &["-m", "1"]);
     let friend = lab.sipp_on(
         "friend",
@@ -393,7 +389,7 @@ fn calls_fail_over_on_503_on_silence_and_on_a_refused_tcp_connection() {
     };
     let udp_first = format!("{{ host = \"127.0.{BLOCK}.20\", priority = 10 }}");
     // 503 from the first: every call completes on the second.
-    let lab = start(BLOCK, &dests(&udp_first));
+    let lab = Lab::start_with_trunk(BLOCK, &dests(&udp_first), "");
     let first = lab.sipp(
         "first",
         "uas_unavailable.xml",
@@ -407,19 +403,20 @@ fn calls_fail_over_on_503_on_silence_and_on_a_refused_tcp_connection() {
     drop(lab);
 
     // Nothing at the first: each call waits out the destination timeout, then the second.
-    let lab = start(BLOCK, &dests(&udp_first));
+    let lab = Lab::start_with_trunk(BLOCK, &dests(&udp_first), "");
     calls_complete_at(&lab, "second", &second, 3);
     drop(lab);
 
     // A TCP destination that refuses connections: the transport error moves the call on at once.
     let tcp_first =
         format!("{{ host = \"127.0.{BLOCK}.20\", transport = \"tcp\", priority = 10 }}");
-    let lab = start(
+    let lab = Lab::start_with_trunk(
         BLOCK,
         &dests(&tcp_first).replace(
             "destination_timeout_ms = 500",
             "destination_timeout_ms = 10000",
         ),
+        "",
     );
     let started = Instant::now();
     calls_complete_at(&lab, "second", &second, 3);
@@ -439,7 +436,7 @@ fn weights_split_calls_between_destinations_of_equal_priority() {
         "destinations = [ {{ host = \"127.0.{BLOCK}.20\", weight = 3 }}, \
          {{ host = \"{second}\", weight = 1 }} ]"
     );
-    let lab = start(BLOCK, &keys);
+    let lab = Lab::start_with_trunk(BLOCK, &keys, "");
     // Each provider ends on its own once the calls are done (`-timeout`), with its counts.
     let heavy = lab.sipp("heavy", "uas.xml", Peer::Trunk, None, &["-timeout", "14"]);
     let light = lab.sipp_on(
@@ -536,7 +533,7 @@ fn keep_alive_skips_a_dead_destination_and_takes_it_back() {
 #[test]
 fn a_trunk_at_its_call_limit_is_not_sent_another_call() {
     need_sipp();
-    let lab = start(69, "max_calls = 2");
+    let lab = Lab::start_with_trunk(69, "max_calls = 2", "");
     let uas = lab.sipp("uas", "uas.xml", Peer::Trunk, None, &["-timeout", "8"]);
     // Three calls at once, each held for 2 s.
     let uac = lab.sipp(

@@ -361,6 +361,50 @@ drain_seconds = 30
         std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
     }
 
+    /// The end of Sluice's log, for a failure message ([`log_tail`]).
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log())
+    }
+
+    /// The UDP lab configuration with `trunk` lines added to the trunk's table and `extra`
+    /// tables at the end.
+    pub fn config_with(addrs: &LabAddrs, trunk: &str, extra: &str) -> String {
+        let base = Lab::config_for(addrs, Transport::Udp);
+        let with_trunk = base.replace("[routing]", &format!("{trunk}\n\n[routing]"));
+        format!("{with_trunk}\n{extra}\n")
+    }
+
+    /// A UDP lab on block `block` with [`Lab::config_with`]'s configuration.
+    pub fn start_with_trunk(block: u8, trunk: &str, extra: &str) -> Lab {
+        let addrs = LabAddrs::v4(block);
+        let text = Lab::config_with(&addrs, trunk, extra);
+        Lab::start_with_text(addrs, Transport::Udp, &text)
+    }
+
+    /// Check that SIPp completed `calls` calls and failed none, showing Sluice's log if not.
+    pub fn assert_calls(&self, what: &str, r: &SippResult, calls: u64) {
+        assert_eq!(
+            (r.successful, r.failed),
+            (calls, 0),
+            "{what}: {r:?}\nsluice log (tail):\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// One outbound call from the PBX to `number`; the messages the trunk received.
+    pub fn outbound_call(&self, number: &str) -> Vec<String> {
+        let uas = self.sipp("uas", "uas.xml", Peer::Trunk, None, &["-m", "1"]);
+        let uac = self.sipp(
+            "uac",
+            "uac.xml",
+            Peer::Pbx,
+            Some(&self.internal()),
+            &["-m", "1", "-s", number],
+        );
+        let (_, trunk_log) = self.one_call_completed(uac, uas);
+        received_at(&trunk_log)
+    }
+
     /// Wait for a one-call SIPp pair, the PBX's `uac` (20 s at most) and the trunk's `uas`
     /// (10 s more), and check that each completed its call. Returns their message logs
     /// (the UAC's, the UAS's).
@@ -580,10 +624,7 @@ impl Sipp {
 
     /// Every message this SIPp instance received, as text.
     pub fn received_messages(&self) -> Vec<String> {
-        parse_message_log(
-            &std::fs::read_to_string(&self.msgs).unwrap_or_default(),
-            "received",
-        )
+        received_at(&self.msgs)
     }
 
     pub fn messages_path(&self) -> &Path {
@@ -622,6 +663,37 @@ fn read_stats(path: &Path) -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
+
+/// Every message a SIPp peer received, read from its message log (kept after the peer ends).
+pub fn received_at(log: &Path) -> Vec<String> {
+    parse_message_log(
+        &std::fs::read_to_string(log).unwrap_or_default(),
+        "received",
+    )
+}
+
+/// The value of the first `name` header of a message's text (case-insensitive name).
+pub fn header<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+    m.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// The end of a log, for a failure message: around the first panic if there is one, else the
+/// last 40 lines.
+pub fn log_tail(s: &str) -> String {
+    if let Some(i) = s.find("panicked") {
+        let from = s.floor_char_boundary(i.saturating_sub(200));
+        let to = s.floor_char_boundary(i.saturating_add(2000));
+        return s.get(from..to).unwrap_or(s).to_string();
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    lines
+        .get(lines.len().saturating_sub(40)..)
+        .unwrap_or_default()
+        .join("\n")
 }
 
 /// Split a SIPp `-trace_msg` log into the messages of the given direction ("received"/"sent").
